@@ -1,0 +1,3 @@
+"""machineid: machine identity as code."""
+
+__version__ = "0.1.0"

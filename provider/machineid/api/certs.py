@@ -1,0 +1,207 @@
+"""Key and certificate helpers shared by the cluster, the agent and the CLI (all with `cryptography`).
+
+Key types: the SSH user and host CAs are Ed25519 (OpenSSH accepts them everywhere since 6.5, and they are what
+current Teleport uses); the X.509 CA and the TLS keys are ECDSA P-256, which gRPC's TLS stack (BoringSSL) accepts
+for both server and client certificates. An identity's key is ECDSA P-256 so the one key serves SSH and TLS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta  # noqa: F401  (UTC re-exported)
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+
+# gRPC clients override the TLS target name to this, so any address (IP, DNS, tunnel) reaches the server; the
+# server certificate always carries it (Teleport's "teleport.cluster.local").
+SERVER_NAME = "auth.machineid.cluster.local"
+# The name unauthenticated clients (ping, join) ask for: the server routes it to a listener that requests no
+# client certificate, because gRPC's Python TLS either requires one or never asks for one.
+JOIN_SERVER_NAME = "join.machineid.cluster.local"
+# X.509 extension carrying the identity (JSON) in client certificates.
+IDENTITY_OID = ObjectIdentifier("1.3.9999.42.1")
+
+PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
+
+def new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def private_key_pem(key: PrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def load_private_key(pem: str | bytes) -> PrivateKey:
+    key = serialization.load_pem_private_key(pem.encode() if isinstance(pem, str) else pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+        raise ValueError("only ECDSA and Ed25519 keys are supported")
+    return key
+
+
+def public_key_pem(key: PublicKey) -> str:
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def load_public_key(pem: str) -> PublicKey:
+    """PEM SubjectPublicKeyInfo or an OpenSSH public key line."""
+    data = pem.strip().encode()
+    key = (
+        serialization.load_pem_public_key(data)
+        if data.startswith(b"-----")
+        else serialization.load_ssh_public_key(data)
+    )
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if not isinstance(key.curve, ec.SECP256R1 | ec.SECP384R1):
+            raise ValueError("ECDSA keys must use P-256 or P-384")
+        return key
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return key
+    raise ValueError("only ECDSA (P-256) and Ed25519 public keys are accepted")
+
+
+def ssh_public_key_line(key: PublicKey, comment: str = "") -> str:
+    line = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    return f"{line} {comment}".strip()
+
+
+def ca_pin(cert_pem: str | bytes) -> str:
+    """sha256: + hex SHA-256 of the certificate's DER SubjectPublicKeyInfo (Teleport's CA pin)."""
+    cert = x509.load_pem_x509_certificate(cert_pem.encode() if isinstance(cert_pem, str) else cert_pem)
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256:" + hashlib.sha256(spki).hexdigest()
+
+
+def cert_pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+
+
+def split_pem_certs(text: str) -> list[str]:
+    return [m.group(0) + "\n" for m in _PEM_CERT.finditer(text)]
+
+
+@dataclass
+class CertIdentity:
+    """Who a client certificate speaks for; signed into the certificate so the server needs no session state."""
+
+    user: str
+    roles: list[str]
+    traits: dict[str, list[str]] = field(default_factory=dict)
+    cluster: str = ""
+    bot_name: str = ""
+    renewable: bool = False
+    generation: int = 0
+    instance_id: str = ""
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_cert(cls, cert: x509.Certificate) -> CertIdentity:
+        ext = cert.extensions.get_extension_for_oid(IDENTITY_OID).value
+        if not isinstance(ext, x509.UnrecognizedExtension):
+            raise ValueError("malformed identity extension")
+        return cls(**json.loads(ext.value))
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_tls_ca(cluster: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = new_key()
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, cluster),
+                      x509.NameAttribute(NameOID.COMMON_NAME, f"{cluster} machineid CA")])
+    start = now() - timedelta(minutes=5)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                          data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                          encipher_only=False, decipher_only=False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _leaf(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    public_key: PublicKey,
+    subject: x509.Name,
+    not_after: datetime,
+    eku: list[ObjectIdentifier],
+) -> x509.CertificateBuilder:
+    start = now() - timedelta(minutes=1)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                          data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                          encipher_only=False, decipher_only=False),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+    )
+
+
+def issue_server_cert(
+    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, key: PrivateKey, hosts: list[str]
+) -> x509.Certificate:
+    import ipaddress
+
+    names: list[x509.GeneralName] = [x509.DNSName(SERVER_NAME), x509.DNSName(JOIN_SERVER_NAME)]
+    for h in dict.fromkeys(hosts):
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            names.append(x509.DNSName(h))
+    builder = _leaf(ca_key, ca_cert, key.public_key(), x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                    SERVER_NAME)]), now() + timedelta(days=365), [ExtendedKeyUsageOID.SERVER_AUTH])
+    return builder.add_extension(x509.SubjectAlternativeName(names), critical=False).sign(ca_key, hashes.SHA256())
+
+
+def issue_client_cert(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    public_key: PublicKey,
+    ident: CertIdentity,
+    not_after: datetime,
+) -> x509.Certificate:
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ident.cluster),
+                         x509.NameAttribute(NameOID.COMMON_NAME, ident.user)])
+    builder = _leaf(ca_key, ca_cert, public_key, subject, not_after, [ExtendedKeyUsageOID.CLIENT_AUTH])
+    builder = builder.add_extension(x509.UnrecognizedExtension(IDENTITY_OID, ident.to_json()), critical=False)
+    return builder.sign(ca_key, hashes.SHA256())

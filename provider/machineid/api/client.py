@@ -1,0 +1,265 @@
+"""Clients of the cluster API. The CLI, the agent and the providers use these; none imports the server.
+
+`Client` speaks for an identity over mutual TLS; `JoinClient` is the unauthenticated side (ping, join), and
+`fetch_cluster_cas` is the first contact that checks a CA pin before anything is trusted or sent.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import duration_pb2
+
+from machineid.api import certs, convert, status
+from machineid.api.identity import Identity
+from machineid.api.v1 import cluster_pb2 as pb
+from machineid.api.v1 import cluster_pb2_grpc as rpc
+from machineid.api.v1 import types_pb2 as tpb
+from machineid.model import errors
+from machineid.model.resources import KINDS, Bot, Node, ProvisionToken, Resource, Role, User
+
+T = TypeVar("T")
+DEFAULT_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class _KindRPC:
+    pb_type: Any
+    upsert: str
+    request_field: str
+    get: str
+    list: str
+    list_field: str
+    delete: str
+
+
+_RPC: dict[str, _KindRPC] = {
+    "role": _KindRPC(tpb.Role, "UpsertRole", "role", "GetRole", "ListRoles", "roles", "DeleteRole"),
+    "token": _KindRPC(tpb.ProvisionToken, "UpsertToken", "token", "GetToken", "ListTokens", "tokens",
+                      "DeleteToken"),
+    "bot": _KindRPC(tpb.Bot, "UpdateBot", "bot", "GetBot", "ListBots", "bots", "DeleteBot"),
+    "user": _KindRPC(tpb.User, "UpsertUser", "user", "GetUser", "ListUsers", "users", "DeleteUser"),
+    "node": _KindRPC(tpb.Node, "UpsertNode", "node", "GetNode", "ListNodes", "nodes", "DeleteNode"),
+}
+_UPSERT_REQUEST = {
+    "role": pb.UpsertRoleRequest,
+    "token": pb.UpsertTokenRequest,
+    "user": pb.UpsertUserRequest,
+    "node": pb.UpsertNodeRequest,
+}
+
+
+def duration_pb(value: timedelta | None) -> duration_pb2.Duration | None:
+    if value is None:
+        return None
+    d = duration_pb2.Duration()
+    d.FromTimedelta(value)
+    return d
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise errors.ValidationError(f'auth server address "{address}" is not host:port; e.g. 127.0.0.1:3025')
+    return host.strip("[]"), int(port)
+
+
+@contextmanager
+def _mapped(address: str) -> Iterator[None]:
+    try:
+        yield
+    except grpc.RpcError as err:
+        raise status.from_rpc_error(err, address) from None
+
+
+@dataclass
+class BotCreated:
+    bot: Bot
+    token: str
+    join_method: str
+    token_expires: Any
+    ca_pins: list[str]
+
+
+class _Base:
+    def __init__(self, address: str, channel: grpc.Channel, timeout: float) -> None:
+        self.address = address
+        self.channel = channel
+        self.timeout = timeout
+        self.join = rpc.JoinServiceStub(channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: Callable[..., T], request: Any) -> T:
+        with _mapped(self.address):
+            return method(request, timeout=self.timeout)
+
+    def ping(self) -> pb.PingResponse:
+        return self._call(self.join.Ping, pb.PingRequest())
+
+
+def _channel_options(server_name: str) -> list[tuple[str, Any]]:
+    return [("grpc.ssl_target_name_override", server_name), ("grpc.default_authority", server_name)]
+
+
+class JoinClient(_Base):
+    """Unauthenticated: trusts only the given CA certificates (checked against a pin first)."""
+
+    def __init__(self, address: str, ca_certs: list[str], timeout: float = DEFAULT_TIMEOUT) -> None:
+        split_address(address)
+        creds = grpc.ssl_channel_credentials(root_certificates="".join(ca_certs).encode())
+        super().__init__(address, grpc.secure_channel(address, creds, _channel_options(certs.JOIN_SERVER_NAME)),
+                         timeout)
+
+    def register_using_token(self, token: str, public_key_pem: str, ttl: timedelta | None = None) -> pb.JoinResponse:
+        req = pb.JoinRequest(token=token, join_method="token", public_key=public_key_pem, ttl=duration_pb(ttl))
+        return self._call(self.join.RegisterUsingToken, req)
+
+
+def fetch_cluster_cas(address: str, timeout: float = 10.0) -> list[str]:
+    """First contact: the CA certificates the server presents, not yet trusted. Check them against a pin."""
+    host, port = split_address(address)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # nothing is trusted yet: the caller checks the pin before sending anything
+    ctx.set_alpn_protocols(["h2"])
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw, \
+                ctx.wrap_socket(raw, server_hostname=certs.JOIN_SERVER_NAME) as tls:
+            chain = tls._sslobj.get_unverified_chain()  # type: ignore[union-attr]  # public in Python 3.13
+    except OSError as e:
+        raise errors.TransportError(f"cannot reach the cluster at {address}: {e}") from e
+    pems = [c.public_bytes(ssl._ssl.ENCODING_PEM) for c in chain or []]  # type: ignore[attr-defined]
+    cas = [p for p in pems[1:]]
+    if not cas:
+        raise errors.TransportError(f"the server at {address} presented no CA certificate")
+    return cas
+
+
+def check_pin(ca_certs: list[str], pin: str) -> str:
+    """Return the CA certificate matching pin, or raise with both pins named."""
+    pin = pin.strip().lower()
+    if not pin.startswith("sha256:"):
+        raise errors.ValidationError(f'CA pin "{pin}" must start with "sha256:" (as printed by `machineid ctl'
+                                     " bots add`)")
+    for ca in ca_certs:
+        if certs.ca_pin(ca) == pin:
+            return ca
+    got = ", ".join(certs.ca_pin(c) for c in ca_certs)
+    raise errors.PermissionDeniedError(f"the cluster's CA does not match the pin: expected {pin}, the server "
+                                       f"presented {got}; nothing was sent")
+
+
+class Client(_Base):
+    """Speaks for an identity over mutual TLS."""
+
+    def __init__(self, address: str, identity: Identity, timeout: float = DEFAULT_TIMEOUT) -> None:
+        split_address(address)
+        self.identity = identity
+        creds = grpc.ssl_channel_credentials(
+            root_certificates="".join(identity.tls_ca_certs).encode(),
+            private_key=identity.key_pem.encode(),
+            certificate_chain=identity.tls_cert.encode(),
+        )
+        super().__init__(address, grpc.secure_channel(address, creds, _channel_options(certs.SERVER_NAME)), timeout)
+        self.cluster = rpc.ClusterServiceStub(self.channel)
+
+    # ---- generic resource access ----
+    def upsert(self, obj: Resource, *, create_only: bool = False) -> Resource:
+        """Create or update; conditional on obj.metadata.revision when it is set."""
+        kind = obj.kind
+        if kind == "bot":
+            if create_only:
+                return self.create_bot(obj).bot  # type: ignore[arg-type]
+            return self.update_bot(obj)  # type: ignore[arg-type]
+        spec = _RPC[kind]
+        req = _UPSERT_REQUEST[kind](**{spec.request_field: convert.to_pb(obj, spec.pb_type)},
+                                    create_only=create_only)
+        reply = self._call(getattr(self.cluster, spec.upsert), req)
+        return convert.from_pb(KINDS[kind], reply)
+
+    def get(self, kind: str, name: str) -> Resource:
+        spec = _RPC[kind]
+        reply = self._call(getattr(self.cluster, spec.get), pb.GetRequest(name=name))
+        return convert.from_pb(KINDS[kind], reply)
+
+    def list(self, kind: str) -> list[Resource]:
+        spec = _RPC[kind]
+        reply = self._call(getattr(self.cluster, spec.list), pb.ListRequest())
+        return [convert.from_pb(KINDS[kind], m) for m in getattr(reply, spec.list_field)]
+
+    def delete(self, kind: str, name: str, revision: str = "") -> None:
+        self._call(getattr(self.cluster, _RPC[kind].delete), pb.DeleteRequest(name=name, revision=revision))
+
+    # ---- typed helpers ----
+    def get_role(self, name: str) -> Role:
+        return self.get("role", name)  # type: ignore[return-value]
+
+    def get_token(self, name: str) -> ProvisionToken:
+        return self.get("token", name)  # type: ignore[return-value]
+
+    def get_bot(self, name: str) -> Bot:
+        return self.get("bot", name)  # type: ignore[return-value]
+
+    def get_user(self, name: str) -> User:
+        return self.get("user", name)  # type: ignore[return-value]
+
+    def get_node(self, name: str) -> Node:
+        return self.get("node", name)  # type: ignore[return-value]
+
+    def create_bot(self, bot: Bot, token_name: str = "", token_ttl: timedelta | None = None) -> BotCreated:
+        req = pb.CreateBotRequest(bot=convert.to_pb(bot, tpb.Bot), token_name=token_name,
+                                  token_ttl=duration_pb(token_ttl))
+        reply = self._call(self.cluster.CreateBot, req)
+        return BotCreated(
+            bot=convert.from_pb(Bot, reply.bot),
+            token=reply.token,
+            join_method=reply.join_method,
+            token_expires=reply.token_expires.ToDatetime(tzinfo=certs.UTC) if reply.HasField("token_expires")
+            else None,
+            ca_pins=list(reply.ca_pins),
+        )
+
+    def update_bot(self, bot: Bot) -> Bot:
+        reply = self._call(self.cluster.UpdateBot, pb.UpdateBotRequest(bot=convert.to_pb(bot, tpb.Bot)))
+        return convert.from_pb(Bot, reply)
+
+    def unlock_bot(self, name: str) -> Bot:
+        return convert.from_pb(Bot, self._call(self.cluster.UnlockBot, pb.UnlockBotRequest(name=name)))
+
+    def renew(self, public_key_pem: str, ttl: timedelta | None = None) -> tpb.Certs:
+        return self._call(self.cluster.RenewCerts, pb.RenewRequest(public_key=public_key_pem, ttl=duration_pb(ttl)))
+
+    def sign_user(self, user: str, public_key_pem: str, ttl: timedelta | None = None) -> tpb.Certs:
+        req = pb.SignUserRequest(user=user, public_key=public_key_pem, ttl=duration_pb(ttl))
+        return self._call(self.cluster.SignUserCerts, req)
+
+    def sign_host(self, public_key: str, principals: list[str], ttl: timedelta | None = None) -> str:
+        req = pb.SignHostRequest(public_key=public_key, principals=principals, ttl=duration_pb(ttl))
+        return self._call(self.cluster.SignHostCert, req).ssh_cert
+
+    def export_cas(self, ca_type: str = "") -> list[tpb.CertAuthority]:
+        return list(self._call(self.cluster.ExportCAs, pb.ExportCAsRequest(type=ca_type)).cas)
+
+    def audit_events(self, after_id: int = 0, limit: int = 1000) -> list[tpb.AuditEvent]:
+        req = pb.ListAuditEventsRequest(after_id=after_id, limit=limit)
+        return list(self._call(self.cluster.ListAuditEvents, req).events)
+
+
+def identity_from_certs(key_pem: str, reply: tpb.Certs) -> Identity:
+    return Identity(key_pem=key_pem, tls_cert=reply.tls_cert, tls_ca_certs=list(reply.tls_ca_certs),
+                    ssh_cert=reply.ssh_cert, ssh_host_ca_keys=list(reply.ssh_host_ca_keys))

@@ -1,0 +1,56 @@
+"""Text tables for `machineid ctl` (the layout of `tctl get roles --format=text`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from machineid.model import codec
+from machineid.model.resources import Bot, Node, ProvisionToken, Role, User
+
+
+def render(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    lines = [" ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),
+             " ".join("-" * w for w in widths)]
+    lines += [" ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def labels_text(selector: dict[str, list[str]]) -> str:
+    if selector.get("*") == ["*"]:
+        return "<all nodes>"
+    return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+
+
+def _role_row(r: Role) -> list[str]:
+    rules = ",".join(f"{res}:{','.join(rule.verbs)}" for rule in r.spec.allow.rules for res in rule.resources)
+    return [r.metadata.name, ",".join(r.spec.allow.logins), labels_text(r.spec.allow.node_labels), rules]
+
+
+def _time(value: Any) -> str:
+    return codec.format_time(value) if value else "never"
+
+
+def table(kind: str, objs: Sequence[Any]) -> str:
+    if kind == "role":
+        return render(["Role", "Allowed to login as", "Node Labels", "Access to resources"],
+                      [_role_row(r) for r in objs if isinstance(r, Role)])
+    if kind == "bot":
+        return render(["Bot", "User", "Roles", "Logins", "Generation", "Locked"], [
+            [b.metadata.name, b.status.user_name, ",".join(b.spec.roles), ",".join(b.spec.traits.get("logins", [])),
+             str(b.status.generation), "yes: " + b.status.lock_reason if b.status.locked else "no"]
+            for b in objs if isinstance(b, Bot)])
+    if kind == "token":
+        return render(["Token", "Type", "Join Method", "Bot", "Expires"], [
+            [t.metadata.name, ",".join(t.spec.roles), t.spec.join_method, t.spec.bot_name, _time(t.metadata.expires)]
+            for t in objs if isinstance(t, ProvisionToken)])
+    if kind == "user":
+        return render(["User", "Roles", "Logins", "Bot"], [
+            [u.metadata.name, ",".join(u.spec.roles), ",".join(u.spec.traits.get("logins", [])), u.spec.bot_name]
+            for u in objs if isinstance(u, User)])
+    if kind == "node":
+        return render(["Node Name", "Address", "Labels"], [
+            [n.metadata.name, n.spec.addr, ",".join(f"{k}={v}" for k, v in sorted(n.metadata.labels.items()))]
+            for n in objs if isinstance(n, Node)])
+    raise ValueError(kind)

@@ -1,0 +1,38 @@
+"""`machineid server start`: run the cluster in the foreground until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+from types import FrameType
+
+from machineid.cli import logs
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    server = sub.add_parser("server", help="run the cluster (auth service)")
+    ssub = server.add_subparsers(dest="server_cmd", required=True, metavar="COMMAND")
+    start = ssub.add_parser("start", help="start the cluster in the foreground")
+    start.add_argument("--data-dir", required=True, type=Path, help="where the database and identity live")
+    start.add_argument("--listen", default="127.0.0.1:3025", help="host:port to listen on (port 0 picks one)")
+    start.add_argument("--cluster-name", default="", help="cluster name (default: derived from the host name)")
+    start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    start.add_argument("--log-format", default="json", choices=["json", "text"])
+    start.set_defaults(func=run_start)
+
+
+def run_start(args: argparse.Namespace) -> int:
+    from machineid.cluster.server import Server, ServerConfig
+
+    logs.setup(args.log_level, args.log_format)
+    server = Server(ServerConfig(data_dir=args.data_dir, listen=args.listen, cluster_name=args.cluster_name))
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        server.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start()
+    server.wait()
+    return 0

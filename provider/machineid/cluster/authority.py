@@ -1,0 +1,110 @@
+"""The cluster's certificate authorities: created on first start, persisted in the backend (so every server
+sharing a backend signs with the same keys), and the signing operations on them.
+
+SSH user and host CAs are Ed25519; the X.509 CA is ECDSA P-256 (see machineid.api.certs for why).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from machineid.api import certs
+from machineid.cluster.store.base import Backend
+from machineid.model.errors import AlreadyExistsError, NotFoundError
+
+# Backend kind for the CA key material; never served by any RPC.
+CA_KIND = "cert_authority_keys"
+SSH_USER_EXTENSIONS = (b"permit-X11-forwarding", b"permit-agent-forwarding", b"permit-port-forwarding",
+                       b"permit-pty", b"permit-user-rc")
+
+
+def _ed25519_pem(key: ed25519.Ed25519PrivateKey) -> str:
+    return certs.private_key_pem(key)
+
+
+@dataclass
+class Authority:
+    cluster_name: str
+    user_ca: ed25519.Ed25519PrivateKey
+    host_ca: ed25519.Ed25519PrivateKey
+    tls_key: ec.EllipticCurvePrivateKey
+    tls_cert: x509.Certificate
+
+    @classmethod
+    def load_or_create(cls, backend: Backend, cluster_name: str) -> Authority:
+        try:
+            item = backend.get(CA_KIND, cluster_name)
+        except NotFoundError:
+            tls_key, tls_cert = certs.new_tls_ca(cluster_name)
+            value = {
+                "user_ca": _ed25519_pem(ed25519.Ed25519PrivateKey.generate()),
+                "host_ca": _ed25519_pem(ed25519.Ed25519PrivateKey.generate()),
+                "tls_key": certs.private_key_pem(tls_key),
+                "tls_cert": certs.cert_pem(tls_cert),
+            }
+            try:
+                item = backend.create(CA_KIND, cluster_name, value)
+            except AlreadyExistsError:  # another server sharing the backend won the race
+                item = backend.get(CA_KIND, cluster_name)
+        v = item.value
+        user_ca = certs.load_private_key(v["user_ca"])
+        host_ca = certs.load_private_key(v["host_ca"])
+        tls_key = certs.load_private_key(v["tls_key"])
+        assert isinstance(user_ca, ed25519.Ed25519PrivateKey) and isinstance(host_ca, ed25519.Ed25519PrivateKey)
+        assert isinstance(tls_key, ec.EllipticCurvePrivateKey)
+        return cls(cluster_name, user_ca, host_ca, tls_key, x509.load_pem_x509_certificate(v["tls_cert"].encode()))
+
+    @property
+    def tls_ca_pem(self) -> str:
+        return certs.cert_pem(self.tls_cert)
+
+    @property
+    def pin(self) -> str:
+        return certs.ca_pin(self.tls_ca_pem)
+
+    @property
+    def user_ca_line(self) -> str:
+        return certs.ssh_public_key_line(self.user_ca.public_key(), f"{self.cluster_name}-user-ca")
+
+    @property
+    def host_ca_line(self) -> str:
+        return certs.ssh_public_key_line(self.host_ca.public_key())
+
+    def sign_ssh_user(self, public_key: certs.PublicKey, key_id: str, principals: list[str],
+                      not_before: datetime, not_after: datetime) -> str:
+        builder = (
+            serialization.SSHCertificateBuilder()
+            .public_key(public_key)
+            .serial(int.from_bytes(os.urandom(8), "big"))
+            .type(serialization.SSHCertificateType.USER)
+            .key_id(key_id.encode())
+            .valid_principals([p.encode() for p in principals])
+            .valid_after(int(not_before.timestamp()))
+            .valid_before(int(not_after.timestamp()))
+        )
+        for ext in SSH_USER_EXTENSIONS:
+            builder = builder.add_extension(ext, b"")
+        return builder.sign(self.user_ca).public_bytes().decode()
+
+    def sign_ssh_host(self, public_key: certs.PublicKey, key_id: str, principals: list[str],
+                      not_before: datetime, not_after: datetime) -> str:
+        builder = (
+            serialization.SSHCertificateBuilder()
+            .public_key(public_key)
+            .serial(int.from_bytes(os.urandom(8), "big"))
+            .type(serialization.SSHCertificateType.HOST)
+            .key_id(key_id.encode())
+            .valid_principals([p.encode() for p in principals])
+            .valid_after(int(not_before.timestamp()))
+            .valid_before(int(not_after.timestamp()))
+        )
+        return builder.sign(self.host_ca).public_bytes().decode()
+
+    def sign_tls_client(self, public_key: certs.PublicKey, ident: certs.CertIdentity, not_after: datetime) -> str:
+        return certs.cert_pem(certs.issue_client_cert(self.tls_key, self.tls_cert, public_key, ident, not_after))

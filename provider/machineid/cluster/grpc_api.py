@@ -1,0 +1,270 @@
+"""gRPC servicers: thin adapters that convert wire <-> model, find the caller, and map errors to statuses.
+
+All logic lives in machineid.cluster.service; nothing here decides anything.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import grpc
+from cryptography import x509
+from google.protobuf import timestamp_pb2
+
+from machineid import __version__
+from machineid.api import certs, convert, status
+from machineid.api.v1 import cluster_pb2 as pb
+from machineid.api.v1 import cluster_pb2_grpc as rpc
+from machineid.api.v1 import types_pb2 as tpb
+from machineid.cluster.service import ANONYMOUS, Caller, Cluster
+from machineid.model import codec
+from machineid.model.errors import MachineIDError, UnauthenticatedError, ValidationError
+from machineid.model.resources import Bot, Node, ProvisionToken, Role, User
+
+log = logging.getLogger("machineid.cluster.grpc")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _handler(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return fn(self, request, context)
+        except MachineIDError as err:
+            log.info("rpc %s failed: %s: %s", fn.__name__, status.code_for(err).name, err)
+            status.abort(context, err)
+        except Exception:
+            log.exception("rpc %s: internal error", fn.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f"internal error in {fn.__name__}; see the server log")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _ttl(msg: Any, field: str = "ttl") -> timedelta | None:
+    return msg.__getattribute__(field).ToTimedelta() if msg.HasField(field) else None
+
+
+def _ts(value: Any) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def certs_pb(data: dict[str, Any]) -> tpb.Certs:
+    return tpb.Certs(
+        ssh_cert=data["ssh_cert"], tls_cert=data["tls_cert"], tls_ca_certs=data["tls_ca_certs"],
+        ssh_host_ca_keys=data["ssh_host_ca_keys"], ssh_user_ca_keys=data["ssh_user_ca_keys"],
+        expires=_ts(data["expires"]), renewable=data["renewable"], generation=data["generation"],
+    )
+
+
+def _decode_pb(cls: type[Any], message: Any, field: str) -> Any:
+    try:
+        return convert.from_pb(cls, message)
+    except ValidationError as e:
+        raise ValidationError(e.violations, (field,)) from None
+
+
+class _Base:
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    def caller(self, context: grpc.ServicerContext) -> Caller:
+        pem = context.auth_context().get("x509_pem_cert")
+        if not pem:
+            return ANONYMOUS
+        try:
+            ident = certs.CertIdentity.from_cert(x509.load_pem_x509_certificate(pem[0]))
+        except (ValueError, x509.ExtensionNotFound, TypeError) as e:
+            raise UnauthenticatedError(f"the client certificate carries no machineid identity: {e}") from None
+        if ident.cluster != self.cluster.cluster_name:
+            raise UnauthenticatedError(f'the client certificate is for cluster "{ident.cluster}", this is '
+                                       f'"{self.cluster.cluster_name}"')
+        return self.cluster.caller_from_cert(ident)
+
+
+class JoinServicer(_Base, rpc.JoinServiceServicer):
+    @_handler
+    def Ping(self, request: pb.PingRequest, context: grpc.ServicerContext) -> pb.PingResponse:
+        a = self.cluster.authority
+        return pb.PingResponse(cluster_name=self.cluster.cluster_name, server_version=__version__,
+                               ca_pins=[a.pin], tls_ca_certs=[a.tls_ca_pem])
+
+    @_handler
+    def RegisterUsingToken(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinResponse:
+        if request.join_method not in ("", "token"):
+            raise ValidationError(f'join_method: "{request.join_method}" is not served by RegisterUsingToken; '
+                                  "IAM joins use RegisterUsingIAM")
+        bot, data = self.cluster.register_using_token(request.token, request.public_key, _ttl(request))
+        return pb.JoinResponse(bot_name=bot, certs=certs_pb(data))
+
+    @_handler
+    def CreateIAMChallenge(self, request: pb.IAMChallengeRequest,
+                           context: grpc.ServicerContext) -> pb.IAMChallengeResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "the IAM join method is not implemented yet")
+        raise AssertionError
+
+    @_handler
+    def RegisterUsingIAM(self, request: pb.IAMJoinRequest, context: grpc.ServicerContext) -> pb.JoinResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "the IAM join method is not implemented yet")
+        raise AssertionError
+
+
+class ClusterServicer(_Base, rpc.ClusterServiceServicer):
+    # ---- roles
+    @_handler
+    def UpsertRole(self, request: pb.UpsertRoleRequest, context: grpc.ServicerContext) -> tpb.Role:
+        role = _decode_pb(Role, request.role, "role")
+        out = self.cluster.upsert_role(self.caller(context), role, request.create_only)
+        return convert.to_pb(out, tpb.Role)
+
+    @_handler
+    def GetRole(self, request: pb.GetRequest, context: grpc.ServicerContext) -> tpb.Role:
+        return convert.to_pb(self.cluster.get_role(self.caller(context), request.name), tpb.Role)
+
+    @_handler
+    def ListRoles(self, request: pb.ListRequest, context: grpc.ServicerContext) -> pb.ListRolesResponse:
+        roles = self.cluster.list_roles(self.caller(context))
+        return pb.ListRolesResponse(roles=[convert.to_pb(r, tpb.Role) for r in roles])
+
+    @_handler
+    def DeleteRole(self, request: pb.DeleteRequest, context: grpc.ServicerContext) -> pb.DeleteResponse:
+        self.cluster.delete_role(self.caller(context), request.name, request.revision)
+        return pb.DeleteResponse()
+
+    # ---- tokens
+    @_handler
+    def UpsertToken(self, request: pb.UpsertTokenRequest, context: grpc.ServicerContext) -> tpb.ProvisionToken:
+        token = _decode_pb(ProvisionToken, request.token, "token")
+        out = self.cluster.upsert_token(self.caller(context), token, request.create_only)
+        return convert.to_pb(out, tpb.ProvisionToken)
+
+    @_handler
+    def GetToken(self, request: pb.GetRequest, context: grpc.ServicerContext) -> tpb.ProvisionToken:
+        return convert.to_pb(self.cluster.get_token(self.caller(context), request.name), tpb.ProvisionToken)
+
+    @_handler
+    def ListTokens(self, request: pb.ListRequest, context: grpc.ServicerContext) -> pb.ListTokensResponse:
+        tokens = self.cluster.list_tokens(self.caller(context))
+        return pb.ListTokensResponse(tokens=[convert.to_pb(t, tpb.ProvisionToken) for t in tokens])
+
+    @_handler
+    def DeleteToken(self, request: pb.DeleteRequest, context: grpc.ServicerContext) -> pb.DeleteResponse:
+        self.cluster.delete_token(self.caller(context), request.name, request.revision)
+        return pb.DeleteResponse()
+
+    # ---- bots
+    @_handler
+    def CreateBot(self, request: pb.CreateBotRequest, context: grpc.ServicerContext) -> pb.BotResponse:
+        bot = _decode_pb(Bot, request.bot, "bot")
+        created, token = self.cluster.create_bot(self.caller(context), bot, request.token_name,
+                                                 _ttl(request, "token_ttl"))
+        resp = pb.BotResponse(bot=convert.to_pb(created, tpb.Bot), token=token.metadata.name,
+                              join_method=token.spec.join_method, ca_pins=[self.cluster.authority.pin])
+        if token.metadata.expires:
+            resp.token_expires.CopyFrom(_ts(token.metadata.expires))
+        return resp
+
+    @_handler
+    def GetBot(self, request: pb.GetRequest, context: grpc.ServicerContext) -> tpb.Bot:
+        return convert.to_pb(self.cluster.get_bot(self.caller(context), request.name), tpb.Bot)
+
+    @_handler
+    def ListBots(self, request: pb.ListRequest, context: grpc.ServicerContext) -> pb.ListBotsResponse:
+        bots = self.cluster.list_bots(self.caller(context))
+        return pb.ListBotsResponse(bots=[convert.to_pb(b, tpb.Bot) for b in bots])
+
+    @_handler
+    def UpdateBot(self, request: pb.UpdateBotRequest, context: grpc.ServicerContext) -> tpb.Bot:
+        bot = _decode_pb(Bot, request.bot, "bot")
+        return convert.to_pb(self.cluster.update_bot(self.caller(context), bot), tpb.Bot)
+
+    @_handler
+    def DeleteBot(self, request: pb.DeleteRequest, context: grpc.ServicerContext) -> pb.DeleteResponse:
+        self.cluster.delete_bot(self.caller(context), request.name, request.revision)
+        return pb.DeleteResponse()
+
+    @_handler
+    def UnlockBot(self, request: pb.UnlockBotRequest, context: grpc.ServicerContext) -> tpb.Bot:
+        return convert.to_pb(self.cluster.unlock_bot(self.caller(context), request.name), tpb.Bot)
+
+    # ---- users
+    @_handler
+    def UpsertUser(self, request: pb.UpsertUserRequest, context: grpc.ServicerContext) -> tpb.User:
+        user = _decode_pb(User, request.user, "user")
+        return convert.to_pb(self.cluster.upsert_user(self.caller(context), user, request.create_only), tpb.User)
+
+    @_handler
+    def GetUser(self, request: pb.GetRequest, context: grpc.ServicerContext) -> tpb.User:
+        return convert.to_pb(self.cluster.get_user(self.caller(context), request.name), tpb.User)
+
+    @_handler
+    def ListUsers(self, request: pb.ListRequest, context: grpc.ServicerContext) -> pb.ListUsersResponse:
+        users = self.cluster.list_users(self.caller(context))
+        return pb.ListUsersResponse(users=[convert.to_pb(u, tpb.User) for u in users])
+
+    @_handler
+    def DeleteUser(self, request: pb.DeleteRequest, context: grpc.ServicerContext) -> pb.DeleteResponse:
+        self.cluster.delete_user(self.caller(context), request.name, request.revision)
+        return pb.DeleteResponse()
+
+    # ---- nodes
+    @_handler
+    def UpsertNode(self, request: pb.UpsertNodeRequest, context: grpc.ServicerContext) -> tpb.Node:
+        node = _decode_pb(Node, request.node, "node")
+        return convert.to_pb(self.cluster.upsert_node(self.caller(context), node, request.create_only), tpb.Node)
+
+    @_handler
+    def GetNode(self, request: pb.GetRequest, context: grpc.ServicerContext) -> tpb.Node:
+        return convert.to_pb(self.cluster.get_node(self.caller(context), request.name), tpb.Node)
+
+    @_handler
+    def ListNodes(self, request: pb.ListRequest, context: grpc.ServicerContext) -> pb.ListNodesResponse:
+        nodes = self.cluster.list_nodes(self.caller(context))
+        return pb.ListNodesResponse(nodes=[convert.to_pb(n, tpb.Node) for n in nodes])
+
+    @_handler
+    def DeleteNode(self, request: pb.DeleteRequest, context: grpc.ServicerContext) -> pb.DeleteResponse:
+        self.cluster.delete_node(self.caller(context), request.name, request.revision)
+        return pb.DeleteResponse()
+
+    # ---- certificates
+    @_handler
+    def RenewCerts(self, request: pb.RenewRequest, context: grpc.ServicerContext) -> tpb.Certs:
+        return certs_pb(self.cluster.renew(self.caller(context), request.public_key, _ttl(request)))
+
+    @_handler
+    def SignUserCerts(self, request: pb.SignUserRequest, context: grpc.ServicerContext) -> tpb.Certs:
+        return certs_pb(self.cluster.sign_user(self.caller(context), request.user, request.public_key,
+                                               _ttl(request)))
+
+    @_handler
+    def SignHostCert(self, request: pb.SignHostRequest, context: grpc.ServicerContext) -> pb.SignHostResponse:
+        cert = self.cluster.sign_host(self.caller(context), request.public_key, list(request.principals),
+                                      _ttl(request))
+        return pb.SignHostResponse(ssh_cert=cert)
+
+    @_handler
+    def ExportCAs(self, request: pb.ExportCAsRequest, context: grpc.ServicerContext) -> pb.ExportCAsResponse:
+        cas = self.cluster.export_cas(self.caller(context), request.type)
+        return pb.ExportCAsResponse(cas=[tpb.CertAuthority(**c) for c in cas])
+
+    @_handler
+    def ListAuditEvents(self, request: pb.ListAuditEventsRequest,
+                        context: grpc.ServicerContext) -> pb.ListAuditEventsResponse:
+        events = self.cluster.audit_events(self.caller(context), request.after_id, request.limit)
+        return pb.ListAuditEventsResponse(events=[
+            tpb.AuditEvent(id=e.id, time=_ts(e.time), actor=e.actor, action=e.action, target=e.target,
+                           outcome=e.outcome, details=codec_json(e.details))
+            for e in events
+        ])
+
+
+def codec_json(details: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(codec.encode(details), sort_keys=True)

@@ -1,0 +1,153 @@
+"""Running the cluster: storage, CAs, the two internal gRPC listeners behind the SNI router, the admin identity
+file, the health service, and a clean shutdown.
+
+Files in the data dir: `cluster.db` (SQLite, 0600), `admin.identity` (0600, renewed while the server runs) and
+`server.json` (the address it listens on, so `machineid ctl --data-dir` and tests find it, even with port 0).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from machineid import __version__
+from machineid.api import certs
+from machineid.api.identity import Identity, write_private
+from machineid.api.v1 import cluster_pb2_grpc as rpc
+from machineid.cluster.grpc_api import ClusterServicer, JoinServicer
+from machineid.cluster.service import ADMIN_USER, Caller, Cluster
+from machineid.cluster.store.sqlite import SQLiteBackend
+from machineid.model.errors import NotFoundError, PreconditionError
+
+log = logging.getLogger("machineid.cluster.server")
+ADMIN_IDENTITY = "admin.identity"
+SERVER_JSON = "server.json"
+CONFIG_KIND = "cluster_config"
+ADMIN_TTL = timedelta(hours=30)
+ADMIN_REFRESH = timedelta(hours=6)
+
+
+def default_cluster_name() -> str:
+    host = socket.gethostname().split(".")[0].lower()
+    return re.sub(r"[^a-z0-9-]", "-", host).strip("-") or "machineid"
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path
+    listen: str = "127.0.0.1:3025"
+    cluster_name: str = ""
+    workers: int = 16
+
+
+class Server:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.data_dir = config.data_dir
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
+        self.backend = SQLiteBackend(self.data_dir / "cluster.db")
+        self.cluster = Cluster(self.backend, self._cluster_name(config.cluster_name))
+        self._stopped = threading.Event()
+        self._grpc: grpc.Server | None = None
+        self._router = None
+        self.address = ""
+
+    def _cluster_name(self, wanted: str) -> str:
+        try:
+            stored = str(self.backend.get(CONFIG_KIND, "cluster").value["name"])
+        except NotFoundError:
+            name = wanted or default_cluster_name()
+            self.backend.create(CONFIG_KIND, "cluster", {"name": name})
+            return name
+        if wanted and wanted != stored:
+            raise PreconditionError(f'this data dir belongs to cluster "{stored}"; drop --cluster-name or pass '
+                                    f'--cluster-name {stored} (a cluster cannot be renamed)')
+        return stored
+
+    def _server_credentials(self, require_client_auth: bool, hosts: list[str]) -> grpc.ServerCredentials:
+        a = self.cluster.authority
+        key = certs.new_key()
+        leaf = certs.issue_server_cert(a.tls_key, a.tls_cert, key, hosts)
+        chain = (certs.cert_pem(leaf) + a.tls_ca_pem).encode()  # the CA follows so first contact can pin it
+        return grpc.ssl_server_credentials([(certs.private_key_pem(key).encode(), chain)],
+                                           root_certificates=a.tls_ca_pem.encode(),
+                                           require_client_auth=require_client_auth)
+
+    def start(self) -> str:
+        from machineid.api.client import split_address
+        from machineid.cluster.router import SNIRouter
+
+        host, port = split_address(self.config.listen)
+        hosts = ["localhost", "127.0.0.1", "::1", socket.gethostname(), host]
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.config.workers,
+                                                        thread_name_prefix="rpc"))
+        rpc.add_JoinServiceServicer_to_server(JoinServicer(self.cluster), server)
+        rpc.add_ClusterServiceServicer_to_server(ClusterServicer(self.cluster), server)
+        health_servicer = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        mtls_port = server.add_secure_port("127.0.0.1:0", self._server_credentials(True, hosts))
+        join_port = server.add_secure_port("127.0.0.1:0", self._server_credentials(False, hosts))
+        server.start()
+        self._grpc = server
+        router = SNIRouter(host, port, {certs.SERVER_NAME: mtls_port, certs.JOIN_SERVER_NAME: join_port},
+                           default_port=join_port)
+        router.start()
+        self._router = router
+        bound = router.address[1]
+        self.address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
+        self.write_admin_identity()
+        for service in ("", "machineid.v1.ClusterService", "machineid.v1.JoinService"):
+            health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+        (self.data_dir / SERVER_JSON).write_text(json.dumps({
+            "address": self.address, "cluster_name": self.cluster.cluster_name, "pid": os.getpid(),
+            "version": __version__, "ca_pin": self.cluster.authority.pin,
+        }, indent=2) + "\n")
+        threading.Thread(target=self._refresh_admin, name="admin-identity", daemon=True).start()
+        log.info("cluster %s listening on %s (CA pin %s)", self.cluster.cluster_name, self.address,
+                 self.cluster.authority.pin)
+        return self.address
+
+    def write_admin_identity(self) -> None:
+        key = certs.new_key()
+        admin = Caller(user=ADMIN_USER, roles=["editor"],
+                       ident=certs.CertIdentity(user=ADMIN_USER, roles=["editor"], cluster=self.cluster.cluster_name))
+        out = self.cluster.sign_user(admin, ADMIN_USER, certs.public_key_pem(key.public_key()), ADMIN_TTL)
+        ident = Identity(key_pem=certs.private_key_pem(key), tls_cert=out["tls_cert"],
+                         tls_ca_certs=out["tls_ca_certs"], ssh_cert=out["ssh_cert"],
+                         ssh_host_ca_keys=out["ssh_host_ca_keys"])
+        write_private(self.data_dir / ADMIN_IDENTITY, ident.dumps())
+
+    def _refresh_admin(self) -> None:
+        while not self._stopped.wait(ADMIN_REFRESH.total_seconds()):
+            try:
+                self.write_admin_identity()
+            except Exception:
+                log.exception("could not renew the admin identity")
+
+    def wait(self) -> None:
+        self._stopped.wait()
+
+    def stop(self, grace: float = 5.0) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        log.info("shutting down")
+        if self._router is not None:
+            self._router.stop()
+        if self._grpc is not None:
+            self._grpc.stop(grace).wait()
+        (self.data_dir / SERVER_JSON).unlink(missing_ok=True)
+        self.backend.close()
+        log.info("stopped")

@@ -1,0 +1,65 @@
+"""The storage contract the cluster needs, and nothing more (Teleport's narrow Backend interfaces).
+
+Objects are JSON documents keyed by (kind, name) with a revision that changes on every write; `update` and
+`delete` can be conditional on it. `transaction()` makes several operations atomic. The audit log is append-only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass
+class Item:
+    kind: str
+    name: str
+    value: dict[str, Any]
+    revision: str
+    created: datetime
+    updated: datetime
+
+
+@dataclass
+class AuditRecord:
+    id: int
+    time: datetime
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    details: dict[str, Any]
+
+
+class Backend(Protocol):
+    def get(self, kind: str, name: str) -> Item:
+        """Raises NotFoundError."""
+
+    def list(self, kind: str) -> list[Item]:
+        """Sorted by name."""
+
+    def create(self, kind: str, name: str, value: dict[str, Any]) -> Item:
+        """Raises AlreadyExistsError."""
+
+    def update(self, kind: str, name: str, value: dict[str, Any], expected_revision: str = "") -> Item:
+        """Raises NotFoundError, or PreconditionError when expected_revision is set and stale."""
+
+    def delete(self, kind: str, name: str, expected_revision: str = "") -> None:
+        """Raises NotFoundError or PreconditionError."""
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Everything inside commits together or not at all; nests."""
+
+    def audit(self, actor: str, action: str, target: str, outcome: str, details: dict[str, Any]) -> None: ...
+
+    def audit_events(self, after_id: int = 0, limit: int = 1000) -> list[AuditRecord]: ...
+
+    def close(self) -> None: ...
+
+
+def iter_kinds(backend: Backend, *kinds: str) -> Iterator[Item]:
+    for kind in kinds:
+        yield from backend.list(kind)

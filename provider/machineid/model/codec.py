@@ -1,0 +1,217 @@
+"""Type-driven conversion between model dataclasses and plain data (YAML, JSON, protobuf JSON), and validation.
+
+Decoding collects every problem as a FieldViolation with its path instead of stopping at the first, so a user
+fixes a file in one go; unknown fields are errors with a "did you mean" hint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any, TypeVar, get_args, get_origin
+
+from machineid.model.errors import FieldViolation, Path, ValidationError
+from machineid.model.fields import FIELD_KEY, FieldSpec
+
+T = TypeVar("T")
+
+
+@cache
+def type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def model_fields(cls: type) -> list[tuple[dataclasses.Field[Any], Any, FieldSpec | None]]:
+    """(field, resolved type, FieldSpec or None) for each dataclass field, in declaration order."""
+    hints = type_hints(cls)
+    return [(f, hints[f.name], f.metadata.get(FIELD_KEY)) for f in dataclasses.fields(cls)]
+
+
+def _is_optional(tp: Any) -> tuple[bool, Any]:
+    if get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(get_args(tp)) == 2:
+            return True, args[0]
+    return False, tp
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is list:
+        return "a list"
+    if origin is dict:
+        return "a map"
+    if dataclasses.is_dataclass(tp):
+        return "an object"
+    if tp is datetime:
+        return 'an RFC 3339 time like "2030-01-01T00:00:00Z"'
+    return {str: "a string", int: "an integer", bool: "a boolean (true or false)"}.get(tp, str(tp))
+
+
+def parse_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str):
+        dt = datetime.fromisoformat(value.strip())
+    else:
+        raise ValueError("not a time")
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def format_time(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _decode(tp: Any, data: Any, path: Path, out: list[FieldViolation]) -> Any:
+    optional, tp = _is_optional(tp)
+    if data is None:
+        if optional:
+            return None
+        # An explicit null for a non-optional field means "the default": handled by the caller.
+        raise _UseDefault
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(data, dict):
+            out.append(FieldViolation(path, f"must be {_type_name(tp)}, got {type(data).__name__}"))
+            raise _UseDefault
+        return _decode_object(tp, data, path, out)
+    if origin is list:
+        (item_tp,) = get_args(tp)
+        if not isinstance(data, list | tuple):
+            out.append(FieldViolation(path, f"must be a list, got {type(data).__name__}"))
+            raise _UseDefault
+        items = []
+        for i, item in enumerate(data):
+            try:
+                items.append(_decode(item_tp, item, (*path, i), out))
+            except _UseDefault:
+                out.append(FieldViolation((*path, i), "must not be null"))
+        return items
+    if origin is dict:
+        _, val_tp = get_args(tp)
+        if not isinstance(data, dict):
+            out.append(FieldViolation(path, f"must be a map, got {type(data).__name__}"))
+            raise _UseDefault
+        result = {}
+        for k, val in data.items():
+            # Teleport accepts a single value where a list is expected in label maps and traits.
+            if get_origin(val_tp) is list and isinstance(val, str | int):
+                val = [val]
+            try:
+                result[str(k)] = _decode(val_tp, val, (*path, str(k)), out)
+            except _UseDefault:
+                out.append(FieldViolation((*path, str(k)), "must not be null"))
+        return result
+    if tp is datetime:
+        try:
+            return parse_time(data)
+        except ValueError:
+            out.append(FieldViolation(path, f"must be {_type_name(tp)}, got {data!r}"))
+            raise _UseDefault from None
+    if tp is bool:
+        if isinstance(data, bool):
+            return data
+    elif tp is int:
+        if isinstance(data, int) and not isinstance(data, bool):
+            return data
+        if isinstance(data, float) and data.is_integer():
+            return int(data)
+        if isinstance(data, str) and data.strip().lstrip("-").isdigit():
+            return int(data)
+    elif tp is str:
+        if isinstance(data, str):
+            return data
+        # YAML reads an unquoted account ID as a number: take it as the string it was meant to be.
+        if isinstance(data, int) and not isinstance(data, bool):
+            return str(data)
+    out.append(FieldViolation(path, f"must be {_type_name(tp)}, got {type(data).__name__} {data!r}"))
+    raise _UseDefault
+
+
+class _UseDefault(Exception):
+    pass
+
+
+def _decode_object(cls: type[T], data: dict[str, Any], path: Path, out: list[FieldViolation]) -> T:
+    fields = model_fields(cls)
+    names = [f.name for f, _, _ in fields]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f'; did you mean "{close[0]}"?' if close else f"; known fields: {', '.join(names)}"
+            out.append(FieldViolation((*path, str(key)), f"unknown field{hint}"))
+    kwargs = {}
+    for f, tp, _ in fields:
+        if f.name in data:
+            try:
+                kwargs[f.name] = _decode(tp, data[f.name], (*path, f.name), out)
+            except _UseDefault:
+                pass
+    return cls(**kwargs)
+
+
+def decode(cls: type[T], data: Any, path: Path = ()) -> T:
+    """Plain data -> model object; raises ValidationError listing every problem (types and unknown fields)."""
+    out: list[FieldViolation] = []
+    if not isinstance(data, dict):
+        raise ValidationError([FieldViolation(path, f"must be an object, got {type(data).__name__}")])
+    obj = _decode_object(cls, data, path, out)
+    if out:
+        raise ValidationError(out)
+    return obj
+
+
+def encode(obj: Any, *, omit_empty: bool = False) -> Any:
+    """Model object -> plain data (times as RFC 3339 strings). omit_empty drops zero values (for YAML output)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        result: dict[str, Any] = {}
+        for f in dataclasses.fields(obj):
+            val = encode(getattr(obj, f.name), omit_empty=omit_empty)
+            if omit_empty and val in (None, "", [], {}, 0, False):
+                continue
+            result[f.name] = val
+        return result
+    if isinstance(obj, list):
+        return [encode(x, omit_empty=omit_empty) for x in obj]
+    if isinstance(obj, dict):
+        return {k: encode(x, omit_empty=omit_empty) for k, x in obj.items()}
+    if isinstance(obj, datetime):
+        return format_time(obj)
+    return obj
+
+
+def violations(obj: Any, path: Path = ()) -> Iterator[FieldViolation]:
+    """Every rule the model declares for obj: required fields, field validators, then cross-field checks."""
+    for f, _tp, spec in model_fields(type(obj)):
+        val = getattr(obj, f.name)
+        p = (*path, f.name)
+        if spec is not None and not spec.computed:
+            if spec.required and val in ("", None, [], {}):
+                yield FieldViolation(p, "is required")
+                continue
+            if val not in ("", None):
+                for validator in spec.validators:
+                    reason = validator.check(val)
+                    if reason:
+                        yield FieldViolation(p, reason)
+        if dataclasses.is_dataclass(val):
+            yield from violations(val, p)
+        elif isinstance(val, list):
+            for i, item in enumerate(val):
+                if dataclasses.is_dataclass(item):
+                    yield from violations(item, (*p, i))
+    check = getattr(obj, "check", None)
+    if callable(check):
+        for v in check():
+            yield FieldViolation(path + v.path, v.reason)
+
+
+def validate(obj: Any, path: Path = ()) -> None:
+    problems = list(violations(obj, path))
+    if problems:
+        raise ValidationError(problems)

@@ -1,0 +1,59 @@
+"""Field metadata: the one place a resource field is declared.
+
+`attr(...)` wraps dataclasses.field and stores a FieldSpec in its metadata; the Pulumi schema, the Terraform
+schema, the YAML/wire codecs and validation all read it (pulumi-go-provider's struct tags, in Python).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from machineid.model.validators import Validator
+
+FIELD_KEY = "machineid"
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    doc: str
+    required: bool = False
+    # Never shown in clear text: Pulumi secret, Terraform sensitive, masked in logs.
+    secret: bool = False
+    # Set by the cluster; not an input.
+    computed: bool = False
+    # The cluster cannot change it in place: a change means delete and create.
+    replace_on_change: bool = False
+    validators: tuple[Validator, ...] = ()
+
+
+def attr(
+    *,
+    doc: str,
+    default: Any = dataclasses.MISSING,
+    default_factory: Any = dataclasses.MISSING,
+    required: bool = False,
+    secret: bool = False,
+    computed: bool = False,
+    replace_on_change: bool = False,
+    validators: tuple[Validator, ...] | list[Validator] = (),
+) -> Any:
+    spec = FieldSpec(
+        doc=doc,
+        required=required,
+        secret=secret,
+        computed=computed,
+        replace_on_change=replace_on_change,
+        validators=tuple(validators),
+    )
+    if default is dataclasses.MISSING and default_factory is dataclasses.MISSING:
+        raise TypeError("every model field needs a default (the zero value when it is required)")
+    return dataclasses.field(default=default, default_factory=default_factory, metadata={FIELD_KEY: spec})
+
+
+def field_spec(f: dataclasses.Field[Any]) -> FieldSpec:
+    spec = f.metadata.get(FIELD_KEY)
+    if not isinstance(spec, FieldSpec):
+        raise TypeError(f"field {f.name} was not declared with attr()")
+    return spec

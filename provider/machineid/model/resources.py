@@ -1,0 +1,252 @@
+"""The resource model: every stored kind, declared once.
+
+Field names are the YAML and wire names (snake_case, Teleport's); the Pulumi schema camelCases them. Cross-field
+rules live in each spec's `check`, so the cluster, the provider and the Terraform shim apply the same ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar
+
+from machineid.model import validators as v
+from machineid.model.errors import FieldViolation
+from machineid.model.fields import attr
+
+# Resource kinds and verbs that role rules speak of.
+RULE_RESOURCES = ("role", "token", "bot", "user", "node", "cert_authority", "user_cert", "host_cert", "event")
+RULE_VERBS = ("list", "read", "create", "update", "delete")
+SYSTEM_ROLES = ("Bot",)
+JOIN_METHODS = ("token", "iam")
+DEFAULT_MAX_SESSION_TTL = "30h"
+DEFAULT_TOKEN_TTL = "1h"
+
+
+@dataclass
+class Metadata:
+    name: str = attr(
+        default="",
+        required=True,
+        replace_on_change=True,
+        doc="Unique name of the object within its kind.",
+        validators=[v.RESOURCE_NAME],
+    )
+    description: str = attr(default="", doc="Free-form description.")
+    labels: dict[str, str] = attr(default_factory=dict, doc="Labels (key -> value).")
+    expires: datetime | None = attr(default=None, doc="When the object stops being valid; unset means never.")
+    revision: str = attr(default="", computed=True, doc="Opaque version, new on every write.")
+    created: datetime | None = attr(default=None, computed=True, doc="When the object was created.")
+    updated: datetime | None = attr(default=None, computed=True, doc="When the object was last written.")
+
+
+@dataclass
+class Rule:
+    resources: list[str] = attr(
+        default_factory=list,
+        required=True,
+        doc="Resource kinds the rule covers, or '*'.",
+        validators=[v.subset_of((*RULE_RESOURCES, "*"))],
+    )
+    verbs: list[str] = attr(
+        default_factory=list,
+        required=True,
+        doc="Verbs allowed on them, or '*'.",
+        validators=[v.subset_of((*RULE_VERBS, "*"))],
+    )
+
+
+@dataclass
+class RoleConditions:
+    logins: list[str] = attr(
+        default_factory=list,
+        doc="OS logins; {{internal.logins}} expands from the user's or bot's `logins` trait.",
+        validators=[v.each(v.LOGIN)],
+    )
+    node_labels: dict[str, list[str]] = attr(
+        default_factory=dict,
+        doc="Nodes reachable, by label: key -> allowed values; '*': ['*'] means all nodes.",
+        validators=[v.each_key(v.LABEL_KEY)],
+    )
+    rules: list[Rule] = attr(default_factory=list, doc="API access: resources and verbs.")
+
+
+@dataclass
+class RoleOptions:
+    max_session_ttl: str = attr(
+        default=DEFAULT_MAX_SESSION_TTL,
+        doc="Longest certificate lifetime this role grants; with several roles the shortest wins.",
+        validators=[v.duration(min_seconds=60)],
+    )
+
+
+@dataclass
+class RoleSpec:
+    allow: RoleConditions = attr(default_factory=RoleConditions, doc="What the role allows.")
+    deny: RoleConditions = attr(default_factory=RoleConditions, doc="What the role denies; deny wins over allow.")
+    options: RoleOptions = attr(default_factory=RoleOptions, doc="Role options.")
+
+    def check(self) -> Iterator[FieldViolation]:
+        return iter(())
+
+
+@dataclass
+class TokenRule:
+    aws_account: str = attr(
+        default="", required=True, doc="AWS account ID allowed to join.", validators=[v.AWS_ACCOUNT]
+    )
+    aws_arn: str = attr(
+        default="",
+        doc="Caller ARN allowed to join ('*' and '?' globs); empty allows any ARN in the account.",
+        validators=[v.AWS_ARN_GLOB],
+    )
+
+
+@dataclass
+class ProvisionTokenSpec:
+    roles: list[str] = attr(
+        default_factory=lambda: ["Bot"],
+        replace_on_change=True,
+        doc="System roles the token grants; only Bot is supported.",
+        validators=[v.non_empty(), v.subset_of(SYSTEM_ROLES)],
+    )
+    join_method: str = attr(
+        default="token",
+        replace_on_change=True,
+        doc="token: the name is a single-use secret; iam: the joiner proves its AWS identity.",
+        validators=[v.one_of(*JOIN_METHODS)],
+    )
+    bot_name: str = attr(
+        default="",
+        replace_on_change=True,
+        doc="The bot this token joins.",
+        validators=[v.RESOURCE_NAME],
+    )
+    allow: list[TokenRule] = attr(default_factory=list, doc="For iam: the AWS identities allowed to join.")
+
+    def check(self) -> Iterator[FieldViolation]:
+        if "Bot" in self.roles and not self.bot_name:
+            yield FieldViolation(("bot_name",), "must be set for a token with role Bot; name the bot it joins")
+        if self.join_method == "iam" and not self.allow:
+            yield FieldViolation(("allow",), "an iam token needs at least one allow rule (aws_account, aws_arn)")
+        if self.join_method == "token" and self.allow:
+            yield FieldViolation(("allow",), "allow rules apply to join_method iam only; remove them")
+
+
+@dataclass
+class BotSpec:
+    roles: list[str] = attr(
+        default_factory=list,
+        required=True,
+        doc="Roles the bot's certificates carry.",
+        validators=[v.each(v.RESOURCE_NAME)],
+    )
+    traits: dict[str, list[str]] = attr(
+        default_factory=dict,
+        doc="Traits for role templates, e.g. logins: [root] fills {{internal.logins}}.",
+    )
+
+    def check(self) -> Iterator[FieldViolation]:
+        return iter(())
+
+
+@dataclass
+class BotStatus:
+    user_name: str = attr(default="", computed=True, doc="The bot's user, bot-NAME.")
+    role_name: str = attr(default="", computed=True, doc="The bot's own role, bot-NAME.")
+    generation: int = attr(default=0, computed=True, doc="Generation of the renewable identity; 0 before joining.")
+    instance_id: str = attr(default="", computed=True, doc="The join that started the current identity.")
+    locked: bool = attr(default=False, computed=True, doc="Locked after a generation mismatch; unlock to reuse.")
+    lock_reason: str = attr(default="", computed=True, doc="Why the bot is locked.")
+    last_join: datetime | None = attr(default=None, computed=True, doc="Time of the last join.")
+
+
+@dataclass
+class UserSpec:
+    roles: list[str] = attr(
+        default_factory=list, required=True, doc="Roles of the user.", validators=[v.each(v.RESOURCE_NAME)]
+    )
+    traits: dict[str, list[str]] = attr(default_factory=dict, doc="Traits for role templates (logins, ...).")
+    bot_name: str = attr(default="", computed=True, doc="Set for the user that backs a bot.")
+
+    def check(self) -> Iterator[FieldViolation]:
+        return iter(())
+
+
+@dataclass
+class NodeSpec:
+    addr: str = attr(default="", required=True, doc="host:port of the node's sshd.")
+
+    def check(self) -> Iterator[FieldViolation]:
+        host, _, port = self.addr.rpartition(":")
+        if self.addr and (not host or not port.isdigit() or not 0 < int(port) < 65536):
+            yield FieldViolation(("addr",), f'"{self.addr}" is not host:port; write it like 10.0.0.5:22')
+
+
+@dataclass
+class Role:
+    kind: ClassVar[str] = "role"
+    metadata: Metadata = field(default_factory=Metadata)
+    spec: RoleSpec = field(default_factory=RoleSpec)
+
+
+@dataclass
+class ProvisionToken:
+    kind: ClassVar[str] = "token"
+    metadata: Metadata = field(default_factory=Metadata)
+    spec: ProvisionTokenSpec = field(default_factory=ProvisionTokenSpec)
+
+
+@dataclass
+class Bot:
+    kind: ClassVar[str] = "bot"
+    metadata: Metadata = field(default_factory=Metadata)
+    spec: BotSpec = field(default_factory=BotSpec)
+    status: BotStatus = field(default_factory=BotStatus)
+
+
+@dataclass
+class User:
+    kind: ClassVar[str] = "user"
+    metadata: Metadata = field(default_factory=Metadata)
+    spec: UserSpec = field(default_factory=UserSpec)
+
+
+@dataclass
+class Node:
+    kind: ClassVar[str] = "node"
+    metadata: Metadata = field(default_factory=Metadata)
+    spec: NodeSpec = field(default_factory=NodeSpec)
+
+
+Resource = Role | ProvisionToken | Bot | User | Node
+
+KINDS: dict[str, type[Role] | type[ProvisionToken] | type[Bot] | type[User] | type[Node]] = {
+    "role": Role,
+    "token": ProvisionToken,
+    "bot": Bot,
+    "user": User,
+    "node": Node,
+}
+# Aliases accepted on the command line (`get roles`, `rm bot/robot`).
+KIND_ALIASES = {
+    "role": "role",
+    "roles": "role",
+    "token": "token",
+    "tokens": "token",
+    "bot": "bot",
+    "bots": "bot",
+    "user": "user",
+    "users": "user",
+    "node": "node",
+    "nodes": "node",
+}
+
+
+def bot_user_name(bot: str) -> str:
+    return f"bot-{bot}"
+
+
+def bot_role_name(bot: str) -> str:
+    return f"bot-{bot}"

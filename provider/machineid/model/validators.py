@@ -1,0 +1,174 @@
+"""Small described validators (terraform-plugin-framework style): each is a value with a description, so the
+schema generators can document every rule, and each returns a reason string instead of raising."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a Go/Teleport-style duration ("1h30m", "90s", "-5m"). Raises ValueError with a fix hint."""
+    s = text.strip()
+    sign = 1.0
+    if s.startswith("-"):
+        sign, s = -1.0, s[1:]
+    if s == "0":
+        return timedelta(0)
+    pos, total = 0, 0.0
+    for m in _DURATION_PART.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if not s or pos != len(s):
+        raise ValueError(f'"{text}" is not a duration; write it like "1h", "30m" or "1h30m"')
+    return timedelta(seconds=sign * total)
+
+
+def format_duration(value: timedelta) -> str:
+    """Inverse of parse_duration for whole seconds: 5400s -> "1h30m"."""
+    secs = int(value.total_seconds())
+    if secs == 0:
+        return "0s"
+    sign = "-" if secs < 0 else ""
+    secs = abs(secs)
+    h, rem = divmod(secs, 3600)
+    m, s = divmod(rem, 60)
+    out = (f"{h}h" if h else "") + (f"{m}m" if m else "") + (f"{s}s" if s else "")
+    return sign + out
+
+
+@dataclass(frozen=True)
+class Validator:
+    """description documents the rule; check returns None when fine, else the reason (which says the fix)."""
+
+    description: str
+    check: Callable[[Any], str | None]
+
+
+def _regex(pattern: str, description: str, hint: str) -> Validator:
+    rx = re.compile(pattern)
+
+    def check(v: Any) -> str | None:
+        if isinstance(v, str) and not rx.fullmatch(v):
+            return f'"{v}" is not valid: {hint}'
+        return None
+
+    return Validator(description, check)
+
+
+RESOURCE_NAME = _regex(
+    r"[A-Za-z0-9][A-Za-z0-9._@-]{0,252}",
+    "letters, digits, '.', '_', '-', '@'; starts with a letter or digit; at most 253 characters",
+    "use letters, digits, '.', '_', '-' or '@', starting with a letter or digit (at most 253 characters)",
+)
+
+LOGIN = _regex(
+    r"[a-z_][a-z0-9_.-]{0,31}\$?|\{\{\s*(internal|external)\.[A-Za-z0-9_]+\s*\}\}",
+    "a POSIX login name, or a trait template such as {{internal.logins}}",
+    "a login is a POSIX user name (lower case, at most 32 characters) or a template like {{internal.logins}}",
+)
+
+LABEL_KEY = _regex(
+    r"\*|[A-Za-z0-9/._:-]{1,63}",
+    "a label key (letters, digits, '/', '.', '_', ':', '-') or the wildcard '*'",
+    "label keys use letters, digits, '/', '.', '_', ':' or '-', or are the wildcard '*'",
+)
+
+AWS_ACCOUNT = _regex(r"\d{12}", "a 12-digit AWS account ID", "an AWS account ID is exactly 12 digits")
+
+AWS_ARN_GLOB = _regex(
+    r"arn:aws[a-z-]*:(iam|sts)::(\d{12}|[*?]+|[\d*?]{1,12}):[A-Za-z0-9+=,.@_/*?-]+",
+    "an IAM or STS ARN; '*' and '?' are globs",
+    "write an ARN like arn:aws:sts::111111111111:assumed-role/ROLE/* ('*' and '?' are globs)",
+)
+
+
+def non_empty() -> Validator:
+    def check(v: Any) -> str | None:
+        return "must not be empty" if v in ("", None) or (isinstance(v, list | dict) and not v) else None
+
+    return Validator("must not be empty", check)
+
+
+def one_of(*values: str) -> Validator:
+    allowed = ", ".join(f'"{v}"' for v in values)
+
+    def check(v: Any) -> str | None:
+        return None if v in values else f'"{v}" is not allowed; use one of {allowed}'
+
+    return Validator(f"one of {allowed}", check)
+
+
+def each(inner: Validator) -> Validator:
+    """Applies inner to list items; the reason names the first bad item's index."""
+
+    def check(v: Any) -> str | None:
+        if isinstance(v, list):
+            for i, item in enumerate(v):
+                reason = inner.check(item)
+                if reason:
+                    return f"item [{i}]: {reason}"
+        return None
+
+    return Validator(f"each item: {inner.description}", check)
+
+
+def each_key(inner: Validator) -> Validator:
+    def check(v: Any) -> str | None:
+        if isinstance(v, dict):
+            for k in v:
+                reason = inner.check(k)
+                if reason:
+                    return f"key {reason}"
+        return None
+
+    return Validator(f"each key: {inner.description}", check)
+
+
+def subset_of(values: Sequence[str]) -> Validator:
+    allowed = ", ".join(f'"{v}"' for v in values)
+
+    def check(v: Any) -> str | None:
+        if isinstance(v, list):
+            for item in v:
+                if item not in values:
+                    return f'"{item}" is not allowed; use {allowed}'
+        return None
+
+    return Validator(f"each item one of {allowed}", check)
+
+
+def duration(min_seconds: float = 1, max_seconds: float | None = None) -> Validator:
+    def check(v: Any) -> str | None:
+        if not isinstance(v, str) or v == "":
+            return None
+        try:
+            d = parse_duration(v).total_seconds()
+        except ValueError as e:
+            return str(e)
+        if d < min_seconds:
+            return f'"{v}" is too short; it must be at least {format_duration(timedelta(seconds=min_seconds))}'
+        if max_seconds is not None and d > max_seconds:
+            return f'"{v}" is too long; it must be at most {format_duration(timedelta(seconds=max_seconds))}'
+        return None
+
+    desc = "a duration such as 1h or 30m" + (
+        f", at least {format_duration(timedelta(seconds=min_seconds))}" if min_seconds else ""
+    )
+    return Validator(desc, check)
