@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta  # noqa: F401  (UTC re-exported)
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -55,11 +55,14 @@ def public_key_pem(key: PublicKey) -> str:
 def load_public_key(pem: str) -> PublicKey:
     """PEM SubjectPublicKeyInfo or an OpenSSH public key line."""
     data = pem.strip().encode()
-    key = (
-        serialization.load_pem_public_key(data)
-        if data.startswith(b"-----")
-        else serialization.load_ssh_public_key(data)
-    )
+    try:
+        key = (
+            serialization.load_pem_public_key(data)
+            if data.startswith(b"-----")
+            else serialization.load_ssh_public_key(data)
+        )
+    except Exception as e:  # cryptography raises ValueError or UnsupportedAlgorithm
+        raise ValueError("not a PEM or OpenSSH public key") from e
     if isinstance(key, ec.EllipticCurvePublicKey):
         if not isinstance(key.curve, ec.SECP256R1 | ec.SECP384R1):
             raise ValueError("ECDSA keys must use P-256 or P-384")

@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
+import builtins
 import socket
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any, TypeVar
 
 import grpc
@@ -140,7 +141,7 @@ def fetch_cluster_cas(address: str, timeout: float = 10.0) -> list[str]:
     try:
         with socket.create_connection((host, port), timeout=timeout) as raw, \
                 ctx.wrap_socket(raw, server_hostname=certs.JOIN_SERVER_NAME) as tls:
-            chain = tls._sslobj.get_unverified_chain()  # type: ignore[union-attr]  # public in Python 3.13
+            chain = tls._sslobj.get_unverified_chain()  # type: ignore[attr-defined]  # public in Python 3.13
     except OSError as e:
         raise errors.TransportError(f"cannot reach the cluster at {address}: {e}") from e
     pems = [c.public_bytes(ssl._ssl.ENCODING_PEM) for c in chain or []]  # type: ignore[attr-defined]
@@ -197,7 +198,7 @@ class Client(_Base):
         reply = self._call(getattr(self.cluster, spec.get), pb.GetRequest(name=name))
         return convert.from_pb(KINDS[kind], reply)
 
-    def list(self, kind: str) -> list[Resource]:
+    def list(self, kind: str) -> builtins.list[Resource]:
         spec = _RPC[kind]
         reply = self._call(getattr(self.cluster, spec.list), pb.ListRequest())
         return [convert.from_pb(KINDS[kind], m) for m in getattr(reply, spec.list_field)]
@@ -229,7 +230,7 @@ class Client(_Base):
             bot=convert.from_pb(Bot, reply.bot),
             token=reply.token,
             join_method=reply.join_method,
-            token_expires=reply.token_expires.ToDatetime(tzinfo=certs.UTC) if reply.HasField("token_expires")
+            token_expires=reply.token_expires.ToDatetime(tzinfo=UTC) if reply.HasField("token_expires")
             else None,
             ca_pins=list(reply.ca_pins),
         )
@@ -248,14 +249,14 @@ class Client(_Base):
         req = pb.SignUserRequest(user=user, public_key=public_key_pem, ttl=duration_pb(ttl))
         return self._call(self.cluster.SignUserCerts, req)
 
-    def sign_host(self, public_key: str, principals: list[str], ttl: timedelta | None = None) -> str:
+    def sign_host(self, public_key: str, principals: builtins.list[str], ttl: timedelta | None = None) -> str:
         req = pb.SignHostRequest(public_key=public_key, principals=principals, ttl=duration_pb(ttl))
         return self._call(self.cluster.SignHostCert, req).ssh_cert
 
-    def export_cas(self, ca_type: str = "") -> list[tpb.CertAuthority]:
+    def export_cas(self, ca_type: str = "") -> builtins.list[tpb.CertAuthority]:
         return list(self._call(self.cluster.ExportCAs, pb.ExportCAsRequest(type=ca_type)).cas)
 
-    def audit_events(self, after_id: int = 0, limit: int = 1000) -> list[tpb.AuditEvent]:
+    def audit_events(self, after_id: int = 0, limit: int = 1000) -> builtins.list[tpb.AuditEvent]:
         req = pb.ListAuditEventsRequest(after_id=after_id, limit=limit)
         return list(self._call(self.cluster.ListAuditEvents, req).events)
 

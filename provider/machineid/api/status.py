@@ -42,10 +42,10 @@ def abort(context: grpc.ServicerContext, err: e.MachineIDError) -> None:
 
 
 def from_rpc_error(err: grpc.RpcError, address: str = "") -> e.MachineIDError:
-    code: grpc.StatusCode = err.code()  # type: ignore[attr-defined]
-    details: str = err.details() or ""  # type: ignore[attr-defined]
+    code: grpc.StatusCode = err.code()
+    details: str = err.details() or ""
     if code == grpc.StatusCode.INVALID_ARGUMENT:
-        trailers: Any = err.trailing_metadata() or ()  # type: ignore[attr-defined]
+        trailers: Any = err.trailing_metadata() or ()
         for key, value in trailers:
             if key == VIOLATIONS_KEY:
                 items = json.loads(value)

@@ -18,7 +18,7 @@ from machineid.api.identity import Identity, write_private
 from machineid.cli import fmt
 from machineid.model import codec
 from machineid.model import validators as v
-from machineid.model.errors import AlreadyExistsError, ValidationError
+from machineid.model.errors import AlreadyExistsError, FieldViolation, ValidationError
 from machineid.model.resources import KIND_ALIASES, KINDS, Bot, BotSpec, Metadata, ProvisionToken, Resource, User
 
 # Versions written in YAML (Teleport's for the kinds it has); any of these is accepted on input.
@@ -189,7 +189,7 @@ def from_document(doc: Any, index: int) -> Resource:
         obj: Resource = codec.decode(KINDS[kind], body)
         codec.validate(obj)
     except ValidationError as e:
-        raise ValidationError(e.violations, (f"{where} ({kind}) ",)) from None
+        raise ValidationError([FieldViolation((), f"{where} ({kind}): {x}") for x in e.violations]) from None
     return obj
 
 
@@ -243,7 +243,8 @@ def cmd_create(args: argparse.Namespace) -> int:
                     f"output of `get {obj.kind}/{obj.metadata.name}` (its revision makes the update safe)"
                 ) from None
             label = obj.metadata.name if obj.kind != "token" or obj.spec.join_method == "iam" else "(secret)"  # type: ignore[union-attr]
-            print(f'{obj.kind} "{label}" has been {"updated" if obj.metadata.revision or args.force else "created"}'
+            created = out.metadata.created is not None and out.metadata.created == out.metadata.updated
+            print(f'{obj.kind} "{label}" has been {"created" if created else "updated"}'
                   f" (revision {out.metadata.revision})")
     return 0
 

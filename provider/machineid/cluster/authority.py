@@ -41,12 +41,12 @@ class Authority:
         try:
             item = backend.get(CA_KIND, cluster_name)
         except NotFoundError:
-            tls_key, tls_cert = certs.new_tls_ca(cluster_name)
+            new_key, new_cert = certs.new_tls_ca(cluster_name)
             value = {
                 "user_ca": _ed25519_pem(ed25519.Ed25519PrivateKey.generate()),
                 "host_ca": _ed25519_pem(ed25519.Ed25519PrivateKey.generate()),
-                "tls_key": certs.private_key_pem(tls_key),
-                "tls_cert": certs.cert_pem(tls_cert),
+                "tls_key": certs.private_key_pem(new_key),
+                "tls_cert": certs.cert_pem(new_cert),
             }
             try:
                 item = backend.create(CA_KIND, cluster_name, value)

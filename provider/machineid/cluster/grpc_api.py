@@ -74,7 +74,7 @@ class _Base:
         self.cluster = cluster
 
     def caller(self, context: grpc.ServicerContext) -> Caller:
-        pem = context.auth_context().get("x509_pem_cert")
+        pem: list[bytes] | None = context.auth_context().get("x509_pem_cert")  # type: ignore[assignment]
         if not pem:
             return ANONYMOUS
         try:

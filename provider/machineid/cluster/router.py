@@ -9,6 +9,7 @@ ciphertext.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import socket
@@ -86,17 +87,13 @@ class SNIRouter:
 
     def stop(self) -> None:
         self._stop.set()
-        try:
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.sock.close()
         with self._lock:
             for c in list(self._conns):
-                try:
+                with contextlib.suppress(OSError):
                     c.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 c.close()
 
     def _accept_loop(self) -> None:

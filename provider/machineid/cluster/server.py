@@ -23,9 +23,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from machineid import __version__
 from machineid.api import certs
+from machineid.api.client import split_address
 from machineid.api.identity import Identity, write_private
 from machineid.api.v1 import cluster_pb2_grpc as rpc
 from machineid.cluster.grpc_api import ClusterServicer, JoinServicer
+from machineid.cluster.router import SNIRouter
 from machineid.cluster.service import ADMIN_USER, Caller, Cluster
 from machineid.cluster.store.sqlite import SQLiteBackend
 from machineid.model.errors import NotFoundError, PreconditionError
@@ -61,7 +63,7 @@ class Server:
         self.cluster = Cluster(self.backend, self._cluster_name(config.cluster_name))
         self._stopped = threading.Event()
         self._grpc: grpc.Server | None = None
-        self._router = None
+        self._router: SNIRouter | None = None
         self.address = ""
 
     def _cluster_name(self, wanted: str) -> str:
@@ -86,9 +88,6 @@ class Server:
                                            require_client_auth=require_client_auth)
 
     def start(self) -> str:
-        from machineid.api.client import split_address
-        from machineid.cluster.router import SNIRouter
-
         host, port = split_address(self.config.listen)
         hosts = ["localhost", "127.0.0.1", "::1", socket.gethostname(), host]
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.config.workers,

@@ -7,6 +7,7 @@ log or the logs: tokens of the `token` join method are referred to by a hash pre
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import logging
@@ -18,7 +19,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from machineid import __version__
 from machineid.api import certs
 from machineid.cluster.authority import Authority
 from machineid.cluster.store.base import Backend, Item
@@ -323,6 +323,10 @@ class Cluster:
             token.metadata.name = secrets.token_hex(16)
         if token.spec.join_method == "token" and token.metadata.expires is None:
             token.metadata.expires = self.clock() + v.parse_duration(DEFAULT_TOKEN_TTL)
+        if token.metadata.expires is not None and token.metadata.expires <= self.clock():
+            when = codec.format_time(token.metadata.expires)
+            raise ValidationError([FieldViolation(("metadata", "expires"), f"{when} is in the past; set a future "
+                                                  "time or leave it out (1h)")])
 
     def upsert_token(self, caller: Caller, token: ProvisionToken, create_only: bool = False) -> ProvisionToken:
         if not token.metadata.name and token.spec.join_method == "token":
@@ -474,10 +478,8 @@ class Cluster:
         with self.backend.transaction():
             self.backend.delete("bot", name, revision)
             for kind, obj_name in (("user", bot_user_name(name)), ("role", bot_role_name(name))):
-                try:
+                with contextlib.suppress(NotFoundError):
                     self.backend.delete(kind, obj_name)
-                except NotFoundError:
-                    pass
             for token in self._list(ProvisionToken):
                 if token.spec.bot_name == name:
                     self.backend.delete("token", token.metadata.name)

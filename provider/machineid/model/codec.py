@@ -6,6 +6,7 @@ fixes a file in one go; unknown fields are errors with a "did you mean" hint.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import types
@@ -79,7 +80,7 @@ def _decode(tp: Any, data: Any, path: Path, out: list[FieldViolation]) -> Any:
         if not isinstance(data, dict):
             out.append(FieldViolation(path, f"must be {_type_name(tp)}, got {type(data).__name__}"))
             raise _UseDefault
-        return _decode_object(tp, data, path, out)
+        return _decode_object(typing.cast(type, tp), data, path, out)
     if origin is list:
         (item_tp,) = get_args(tp)
         if not isinstance(data, list | tuple):
@@ -148,10 +149,8 @@ def _decode_object(cls: type[T], data: dict[str, Any], path: Path, out: list[Fie
     kwargs = {}
     for f, tp, _ in fields:
         if f.name in data:
-            try:
+            with contextlib.suppress(_UseDefault):
                 kwargs[f.name] = _decode(tp, data[f.name], (*path, f.name), out)
-            except _UseDefault:
-                pass
     return cls(**kwargs)
 
 

@@ -1,23 +1,24 @@
 import datetime
+from collections.abc import Iterable as _Iterable
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar
 
-from google.protobuf import timestamp_pb2 as _timestamp_pb2
-from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Metadata(_message.Message):
-    __slots__ = ("name", "description", "labels", "expires", "revision", "created", "updated")
+    __slots__ = ("created", "description", "expires", "labels", "name", "revision", "updated")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: str
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+        def __init__(self, key: str | None = ..., value: str | None = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -32,13 +33,13 @@ class Metadata(_message.Message):
     revision: str
     created: _timestamp_pb2.Timestamp
     updated: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision: _Optional[str] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, name: str | None = ..., description: str | None = ..., labels: _Mapping[str, str] | None = ..., expires: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ..., revision: str | None = ..., created: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ..., updated: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ...) -> None: ...
 
 class StringList(_message.Message):
     __slots__ = ("values",)
     VALUES_FIELD_NUMBER: _ClassVar[int]
     values: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, values: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, values: _Iterable[str] | None = ...) -> None: ...
 
 class Rule(_message.Message):
     __slots__ = ("resources", "verbs")
@@ -46,7 +47,7 @@ class Rule(_message.Message):
     VERBS_FIELD_NUMBER: _ClassVar[int]
     resources: _containers.RepeatedScalarFieldContainer[str]
     verbs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, resources: _Optional[_Iterable[str]] = ..., verbs: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, resources: _Iterable[str] | None = ..., verbs: _Iterable[str] | None = ...) -> None: ...
 
 class RoleConditions(_message.Message):
     __slots__ = ("logins", "node_labels", "rules")
@@ -56,20 +57,20 @@ class RoleConditions(_message.Message):
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: StringList
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[StringList, _Mapping]] = ...) -> None: ...
+        def __init__(self, key: str | None = ..., value: StringList | _Mapping | None = ...) -> None: ...
     LOGINS_FIELD_NUMBER: _ClassVar[int]
     NODE_LABELS_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
     logins: _containers.RepeatedScalarFieldContainer[str]
     node_labels: _containers.MessageMap[str, StringList]
     rules: _containers.RepeatedCompositeFieldContainer[Rule]
-    def __init__(self, logins: _Optional[_Iterable[str]] = ..., node_labels: _Optional[_Mapping[str, StringList]] = ..., rules: _Optional[_Iterable[_Union[Rule, _Mapping]]] = ...) -> None: ...
+    def __init__(self, logins: _Iterable[str] | None = ..., node_labels: _Mapping[str, StringList] | None = ..., rules: _Iterable[Rule | _Mapping] | None = ...) -> None: ...
 
 class RoleOptions(_message.Message):
     __slots__ = ("max_session_ttl",)
     MAX_SESSION_TTL_FIELD_NUMBER: _ClassVar[int]
     max_session_ttl: str
-    def __init__(self, max_session_ttl: _Optional[str] = ...) -> None: ...
+    def __init__(self, max_session_ttl: str | None = ...) -> None: ...
 
 class RoleSpec(_message.Message):
     __slots__ = ("allow", "deny", "options")
@@ -79,7 +80,7 @@ class RoleSpec(_message.Message):
     allow: RoleConditions
     deny: RoleConditions
     options: RoleOptions
-    def __init__(self, allow: _Optional[_Union[RoleConditions, _Mapping]] = ..., deny: _Optional[_Union[RoleConditions, _Mapping]] = ..., options: _Optional[_Union[RoleOptions, _Mapping]] = ...) -> None: ...
+    def __init__(self, allow: RoleConditions | _Mapping | None = ..., deny: RoleConditions | _Mapping | None = ..., options: RoleOptions | _Mapping | None = ...) -> None: ...
 
 class Role(_message.Message):
     __slots__ = ("metadata", "spec")
@@ -87,7 +88,7 @@ class Role(_message.Message):
     SPEC_FIELD_NUMBER: _ClassVar[int]
     metadata: Metadata
     spec: RoleSpec
-    def __init__(self, metadata: _Optional[_Union[Metadata, _Mapping]] = ..., spec: _Optional[_Union[RoleSpec, _Mapping]] = ...) -> None: ...
+    def __init__(self, metadata: Metadata | _Mapping | None = ..., spec: RoleSpec | _Mapping | None = ...) -> None: ...
 
 class TokenRule(_message.Message):
     __slots__ = ("aws_account", "aws_arn")
@@ -95,10 +96,10 @@ class TokenRule(_message.Message):
     AWS_ARN_FIELD_NUMBER: _ClassVar[int]
     aws_account: str
     aws_arn: str
-    def __init__(self, aws_account: _Optional[str] = ..., aws_arn: _Optional[str] = ...) -> None: ...
+    def __init__(self, aws_account: str | None = ..., aws_arn: str | None = ...) -> None: ...
 
 class ProvisionTokenSpec(_message.Message):
-    __slots__ = ("roles", "join_method", "bot_name", "allow")
+    __slots__ = ("allow", "bot_name", "join_method", "roles")
     ROLES_FIELD_NUMBER: _ClassVar[int]
     JOIN_METHOD_FIELD_NUMBER: _ClassVar[int]
     BOT_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -107,7 +108,7 @@ class ProvisionTokenSpec(_message.Message):
     join_method: str
     bot_name: str
     allow: _containers.RepeatedCompositeFieldContainer[TokenRule]
-    def __init__(self, roles: _Optional[_Iterable[str]] = ..., join_method: _Optional[str] = ..., bot_name: _Optional[str] = ..., allow: _Optional[_Iterable[_Union[TokenRule, _Mapping]]] = ...) -> None: ...
+    def __init__(self, roles: _Iterable[str] | None = ..., join_method: str | None = ..., bot_name: str | None = ..., allow: _Iterable[TokenRule | _Mapping] | None = ...) -> None: ...
 
 class ProvisionToken(_message.Message):
     __slots__ = ("metadata", "spec")
@@ -115,7 +116,7 @@ class ProvisionToken(_message.Message):
     SPEC_FIELD_NUMBER: _ClassVar[int]
     metadata: Metadata
     spec: ProvisionTokenSpec
-    def __init__(self, metadata: _Optional[_Union[Metadata, _Mapping]] = ..., spec: _Optional[_Union[ProvisionTokenSpec, _Mapping]] = ...) -> None: ...
+    def __init__(self, metadata: Metadata | _Mapping | None = ..., spec: ProvisionTokenSpec | _Mapping | None = ...) -> None: ...
 
 class BotSpec(_message.Message):
     __slots__ = ("roles", "traits")
@@ -125,15 +126,15 @@ class BotSpec(_message.Message):
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: StringList
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[StringList, _Mapping]] = ...) -> None: ...
+        def __init__(self, key: str | None = ..., value: StringList | _Mapping | None = ...) -> None: ...
     ROLES_FIELD_NUMBER: _ClassVar[int]
     TRAITS_FIELD_NUMBER: _ClassVar[int]
     roles: _containers.RepeatedScalarFieldContainer[str]
     traits: _containers.MessageMap[str, StringList]
-    def __init__(self, roles: _Optional[_Iterable[str]] = ..., traits: _Optional[_Mapping[str, StringList]] = ...) -> None: ...
+    def __init__(self, roles: _Iterable[str] | None = ..., traits: _Mapping[str, StringList] | None = ...) -> None: ...
 
 class BotStatus(_message.Message):
-    __slots__ = ("user_name", "role_name", "generation", "instance_id", "locked", "lock_reason", "last_join")
+    __slots__ = ("generation", "instance_id", "last_join", "lock_reason", "locked", "role_name", "user_name")
     USER_NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_NAME_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
@@ -148,7 +149,7 @@ class BotStatus(_message.Message):
     locked: bool
     lock_reason: str
     last_join: _timestamp_pb2.Timestamp
-    def __init__(self, user_name: _Optional[str] = ..., role_name: _Optional[str] = ..., generation: _Optional[int] = ..., instance_id: _Optional[str] = ..., locked: _Optional[bool] = ..., lock_reason: _Optional[str] = ..., last_join: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, user_name: str | None = ..., role_name: str | None = ..., generation: int | None = ..., instance_id: str | None = ..., locked: bool | None = ..., lock_reason: str | None = ..., last_join: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ...) -> None: ...
 
 class Bot(_message.Message):
     __slots__ = ("metadata", "spec", "status")
@@ -158,24 +159,24 @@ class Bot(_message.Message):
     metadata: Metadata
     spec: BotSpec
     status: BotStatus
-    def __init__(self, metadata: _Optional[_Union[Metadata, _Mapping]] = ..., spec: _Optional[_Union[BotSpec, _Mapping]] = ..., status: _Optional[_Union[BotStatus, _Mapping]] = ...) -> None: ...
+    def __init__(self, metadata: Metadata | _Mapping | None = ..., spec: BotSpec | _Mapping | None = ..., status: BotStatus | _Mapping | None = ...) -> None: ...
 
 class UserSpec(_message.Message):
-    __slots__ = ("roles", "traits", "bot_name")
+    __slots__ = ("bot_name", "roles", "traits")
     class TraitsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: StringList
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[StringList, _Mapping]] = ...) -> None: ...
+        def __init__(self, key: str | None = ..., value: StringList | _Mapping | None = ...) -> None: ...
     ROLES_FIELD_NUMBER: _ClassVar[int]
     TRAITS_FIELD_NUMBER: _ClassVar[int]
     BOT_NAME_FIELD_NUMBER: _ClassVar[int]
     roles: _containers.RepeatedScalarFieldContainer[str]
     traits: _containers.MessageMap[str, StringList]
     bot_name: str
-    def __init__(self, roles: _Optional[_Iterable[str]] = ..., traits: _Optional[_Mapping[str, StringList]] = ..., bot_name: _Optional[str] = ...) -> None: ...
+    def __init__(self, roles: _Iterable[str] | None = ..., traits: _Mapping[str, StringList] | None = ..., bot_name: str | None = ...) -> None: ...
 
 class User(_message.Message):
     __slots__ = ("metadata", "spec")
@@ -183,13 +184,13 @@ class User(_message.Message):
     SPEC_FIELD_NUMBER: _ClassVar[int]
     metadata: Metadata
     spec: UserSpec
-    def __init__(self, metadata: _Optional[_Union[Metadata, _Mapping]] = ..., spec: _Optional[_Union[UserSpec, _Mapping]] = ...) -> None: ...
+    def __init__(self, metadata: Metadata | _Mapping | None = ..., spec: UserSpec | _Mapping | None = ...) -> None: ...
 
 class NodeSpec(_message.Message):
     __slots__ = ("addr",)
     ADDR_FIELD_NUMBER: _ClassVar[int]
     addr: str
-    def __init__(self, addr: _Optional[str] = ...) -> None: ...
+    def __init__(self, addr: str | None = ...) -> None: ...
 
 class Node(_message.Message):
     __slots__ = ("metadata", "spec")
@@ -197,10 +198,10 @@ class Node(_message.Message):
     SPEC_FIELD_NUMBER: _ClassVar[int]
     metadata: Metadata
     spec: NodeSpec
-    def __init__(self, metadata: _Optional[_Union[Metadata, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ...) -> None: ...
+    def __init__(self, metadata: Metadata | _Mapping | None = ..., spec: NodeSpec | _Mapping | None = ...) -> None: ...
 
 class Certs(_message.Message):
-    __slots__ = ("ssh_cert", "tls_cert", "tls_ca_certs", "ssh_host_ca_keys", "ssh_user_ca_keys", "expires", "renewable", "generation")
+    __slots__ = ("expires", "generation", "renewable", "ssh_cert", "ssh_host_ca_keys", "ssh_user_ca_keys", "tls_ca_certs", "tls_cert")
     SSH_CERT_FIELD_NUMBER: _ClassVar[int]
     TLS_CERT_FIELD_NUMBER: _ClassVar[int]
     TLS_CA_CERTS_FIELD_NUMBER: _ClassVar[int]
@@ -217,10 +218,10 @@ class Certs(_message.Message):
     expires: _timestamp_pb2.Timestamp
     renewable: bool
     generation: int
-    def __init__(self, ssh_cert: _Optional[str] = ..., tls_cert: _Optional[str] = ..., tls_ca_certs: _Optional[_Iterable[str]] = ..., ssh_host_ca_keys: _Optional[_Iterable[str]] = ..., ssh_user_ca_keys: _Optional[_Iterable[str]] = ..., expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., renewable: _Optional[bool] = ..., generation: _Optional[int] = ...) -> None: ...
+    def __init__(self, ssh_cert: str | None = ..., tls_cert: str | None = ..., tls_ca_certs: _Iterable[str] | None = ..., ssh_host_ca_keys: _Iterable[str] | None = ..., ssh_user_ca_keys: _Iterable[str] | None = ..., expires: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ..., renewable: bool | None = ..., generation: int | None = ...) -> None: ...
 
 class CertAuthority(_message.Message):
-    __slots__ = ("type", "cluster_name", "public_data", "pin")
+    __slots__ = ("cluster_name", "pin", "public_data", "type")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_NAME_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_DATA_FIELD_NUMBER: _ClassVar[int]
@@ -229,10 +230,10 @@ class CertAuthority(_message.Message):
     cluster_name: str
     public_data: str
     pin: str
-    def __init__(self, type: _Optional[str] = ..., cluster_name: _Optional[str] = ..., public_data: _Optional[str] = ..., pin: _Optional[str] = ...) -> None: ...
+    def __init__(self, type: str | None = ..., cluster_name: str | None = ..., public_data: str | None = ..., pin: str | None = ...) -> None: ...
 
 class AuditEvent(_message.Message):
-    __slots__ = ("id", "time", "actor", "action", "target", "outcome", "details")
+    __slots__ = ("action", "actor", "details", "id", "outcome", "target", "time")
     ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -247,4 +248,4 @@ class AuditEvent(_message.Message):
     target: str
     outcome: str
     details: str
-    def __init__(self, id: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., target: _Optional[str] = ..., outcome: _Optional[str] = ..., details: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: int | None = ..., time: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ..., actor: str | None = ..., action: str | None = ..., target: str | None = ..., outcome: str | None = ..., details: str | None = ...) -> None: ...

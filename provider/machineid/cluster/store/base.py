@@ -6,6 +6,8 @@ Objects are JSON documents keyed by (kind, name) with a revision that changes on
 
 from __future__ import annotations
 
+import builtins
+
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -55,7 +57,7 @@ class Backend(Protocol):
 
     def audit(self, actor: str, action: str, target: str, outcome: str, details: dict[str, Any]) -> None: ...
 
-    def audit_events(self, after_id: int = 0, limit: int = 1000) -> list[AuditRecord]: ...
+    def audit_events(self, after_id: int = 0, limit: int = 1000) -> builtins.list[AuditRecord]: ...
 
     def close(self) -> None: ...
 

@@ -7,6 +7,8 @@ transaction, so two writers never silently overwrite each other.
 
 from __future__ import annotations
 
+import builtins
+
 import json
 import os
 import sqlite3
@@ -152,7 +154,7 @@ class SQLiteBackend:
                 (_now(), actor, action, target, outcome, json.dumps(details, sort_keys=True)),
             )
 
-    def audit_events(self, after_id: int = 0, limit: int = 1000) -> list[AuditRecord]:
+    def audit_events(self, after_id: int = 0, limit: int = 1000) -> builtins.list[AuditRecord]:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT id, time, actor, action, target, outcome, details FROM audit WHERE id > ? ORDER BY id "

@@ -1,0 +1,108 @@
+"""The resource model: decoding, defaults, and the errors a user sees for bad input."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from machineid.model import codec
+from machineid.model.errors import ValidationError
+from machineid.model.resources import Bot, ProvisionToken, Role
+from machineid.model.validators import format_duration, parse_duration
+
+
+def messages(cls: type, data: dict) -> list[str]:
+    try:
+        codec.validate(codec.decode(cls, data))
+    except ValidationError as e:
+        return [str(v) for v in e.violations]
+    return []
+
+
+def test_guide_iam_token_decodes_with_defaults() -> None:
+    token = codec.decode(ProvisionToken, {
+        "metadata": {"name": "iam-token", "expires": "3000-01-01T00:00:00Z"},
+        "spec": {"roles": ["Bot"], "join_method": "iam", "bot_name": "robot",
+                 "allow": [{"aws_account": 111111111111,
+                            "aws_arn": "arn:aws:sts::111111111111:assumed-role/teleport-bot-role/i-*"}]},
+    })
+    codec.validate(token)
+    assert token.spec.allow[0].aws_account == "111111111111"  # unquoted YAML number taken as the ID
+    assert token.metadata.expires is not None and token.metadata.expires.year == 3000
+
+
+def test_role_defaults_fill_in_and_round_trip() -> None:
+    role = codec.decode(Role, {"metadata": {"name": "ci"}, "spec": {"allow": {"logins": ["ubuntu"]}}})
+    assert role.spec.options.max_session_ttl == "30h"
+    assert codec.decode(Role, codec.encode(role)) == role
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"metadata": {"name": "x"}, "spec": {"alow": {}}}, 'spec.alow: unknown field; did you mean "allow"?'),
+        ({"metadata": {"name": "x"}, "spec": {"allow": {"logins": "root"}}}, "spec.allow.logins: must be a list"),
+        ({"metadata": {"name": "x"}, "spec": {"allow": {"logins": ["Root User"]}}},
+         "spec.allow.logins: item [0]"),
+        ({"metadata": {"name": "x"}, "spec": {"options": {"max_session_ttl": "-5m"}}},
+         "spec.options.max_session_ttl: \"-5m\" is too short"),
+        ({"metadata": {"name": "x"}, "spec": {"options": {"max_session_ttl": "banana"}}},
+         'spec.options.max_session_ttl: "banana" is not a duration'),
+        ({"metadata": {}, "spec": {}}, "metadata.name: is required"),
+        ({"metadata": {"name": "bad name!"}}, "metadata.name:"),
+        ({"metadata": {"name": "x"}, "spec": {"allow": {"rules": [{"resources": ["rols"], "verbs": ["read"]}]}}},
+         'spec.allow.rules[0].resources: "rols" is not allowed'),
+    ],
+)
+def test_role_errors_name_the_field(data: dict, expected: str) -> None:
+    assert any(m.startswith(expected) for m in messages(Role, data)), messages(Role, data)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    msgs = messages(Role, {"metadata": {"name": 5.5}, "spec": {"alow": {}, "deny": {"logins": "x"}}})
+    assert len(msgs) == 3
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"join_method": "iam", "bot_name": "robot"}, "spec.allow: an iam token needs at least one allow rule"),
+        ({"join_method": "oidc", "bot_name": "robot"}, 'spec.join_method: "oidc" is not allowed'),
+        ({"bot_name": ""}, "spec.bot_name: must be set"),
+        ({"roles": ["Node"], "bot_name": "r"}, 'spec.roles: "Node" is not allowed'),
+        ({"join_method": "iam", "bot_name": "r", "allow": [{"aws_account": "12", "aws_arn": "arn:aws:sts::1"}]},
+         "spec.allow[0].aws_account"),
+        ({"join_method": "iam", "bot_name": "r",
+          "allow": [{"aws_account": "111111111111", "aws_arn": "not-an-arn"}]}, "spec.allow[0].aws_arn"),
+        ({"bot_name": "r", "allow": [{"aws_account": "111111111111"}]}, "spec.allow: allow rules apply to"),
+    ],
+)
+def test_token_errors(spec: dict, expected: str) -> None:
+    msgs = messages(ProvisionToken, {"metadata": {"name": "t"}, "spec": spec})
+    assert any(m.startswith(expected) for m in msgs), msgs
+
+
+def test_bot_needs_roles() -> None:
+    assert messages(Bot, {"metadata": {"name": "robot"}, "spec": {}}) == ["spec.roles: is required"]
+
+
+def test_traits_accept_a_single_value() -> None:
+    bot = codec.decode(Bot, {"metadata": {"name": "r"}, "spec": {"roles": ["access"], "traits": {"logins": "root"}}})
+    assert bot.spec.traits == {"logins": ["root"]}
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("1h", 3600), ("1h30m", 5400), ("90s", 90), ("0", 0), ("-5m", -300),
+                                               ("1.5h", 5400), ("250ms", 0.25)])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "h", "1x", "1h 30m", "5"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration(text)
+
+
+def test_format_duration() -> None:
+    assert format_duration(timedelta(seconds=5400)) == "1h30m"
+    assert format_duration(timedelta(hours=30)) == "30h"
