@@ -19,7 +19,18 @@ from machineid.cli import fmt
 from machineid.model import codec
 from machineid.model import validators as v
 from machineid.model.errors import AlreadyExistsError, FieldViolation, ValidationError
-from machineid.model.resources import KIND_ALIASES, KINDS, Bot, BotSpec, Metadata, ProvisionToken, Resource, User
+from machineid.model.resources import (
+    KIND_ALIASES,
+    KINDS,
+    Bot,
+    BotSpec,
+    Metadata,
+    Node,
+    NodeSpec,
+    ProvisionToken,
+    Resource,
+    User,
+)
 
 # Versions written in YAML (Teleport's for the kinds it has); any of these is accepted on input.
 VERSIONS = {"role": "v5", "token": "v2", "bot": "v1", "user": "v2", "node": "v2"}
@@ -98,8 +109,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     urm.add_argument("name")
     urm.set_defaults(func=lambda a: cmd_rm_kind(a, "user", a.name))
 
-    nodes = csub.add_parser("nodes", help="list nodes").add_subparsers(dest="nodes_cmd", required=True,
-                                                                        metavar="COMMAND")
+    nodes = csub.add_parser("nodes", help="register and list SSH nodes").add_subparsers(
+        dest="nodes_cmd", required=True, metavar="COMMAND")
+    nadd = nodes.add_parser("add", help="register a node and write its host key and host certificate")
+    nadd.add_argument("name")
+    nadd.add_argument("--addr", required=True, help="host:port of the node's sshd")
+    nadd.add_argument("--labels", default="", help="comma-separated key=value labels")
+    nadd.add_argument("--out", required=True, type=Path,
+                      help="host key path prefix: writes PREFIX, PREFIX.pub and PREFIX-cert.pub")
+    nadd.add_argument("--ttl", default="", help="host certificate lifetime (default 365 days)")
+    nadd.set_defaults(func=cmd_nodes_add)
     nls = nodes.add_parser("ls", help="list the nodes your roles allow (the tsh ls analogue)")
     nls.add_argument("--format", default="text", choices=["text", "yaml", "json"])
     nls.set_defaults(func=lambda a: cmd_get_kind(a, "node"))
@@ -395,4 +414,39 @@ def cmd_audit(args: argparse.Namespace) -> int:
     else:
         rows = [[str(e.id), e.time.ToJsonString(), e.actor, e.action, e.target, e.outcome] for e in events]
         sys.stdout.write(fmt.render(["ID", "Time", "Actor", "Action", "Target", "Outcome"], rows))
+    return 0
+
+
+def _labels(value: str) -> dict[str, str]:
+    out = {}
+    for item in _csv(value):
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise ValidationError(f'--labels: "{item}" is not key=value; write e.g. --labels env=prod,group=web')
+        out[key.strip()] = val.strip()
+    return out
+
+
+def cmd_nodes_add(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    node = Node(metadata=Metadata(name=args.name, labels=_labels(args.labels)), spec=NodeSpec(addr=args.addr))
+    codec.validate(node)
+    ttl = _parse_ttl(args.ttl, "--ttl")
+    key = ed25519.Ed25519PrivateKey.generate()
+    host = args.addr.rpartition(":")[0].strip("[]")
+    with connect(args) as client:
+        cluster = client.ping().cluster_name
+        principals = list(dict.fromkeys([args.name, f"{args.name}.{cluster}", host]))
+        cert = client.sign_host(certs.ssh_public_key_line(key.public_key()), principals, ttl)
+        client.upsert(node)
+    prefix: Path = args.out
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption()).decode()
+    write_private(prefix, private)
+    write_private(prefix.with_name(prefix.name + ".pub"), certs.ssh_public_key_line(key.public_key()) + "\n", 0o644)
+    write_private(prefix.with_name(prefix.name + "-cert.pub"), cert.strip() + "\n", 0o644)
+    print(f'node "{args.name}" registered at {args.addr}; host key {prefix}, certificate {prefix}-cert.pub '
+          f"(principals {', '.join(principals)})")
     return 0

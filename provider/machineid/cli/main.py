@@ -1,4 +1,4 @@
-"""The `machineid` command: `server` runs the cluster, `ctl` administers it."""
+"""The `machineid` command: `server` runs the cluster, `ctl` administers it, `bot` runs the agent."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from machineid import __version__
-from machineid.cli import ctl, server_cmd
+from machineid.cli import bot_cmd, ctl, server_cmd
 from machineid.model.errors import MachineIDError
 
 
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     server_cmd.add_parser(sub)
     ctl.add_parser(sub)
+    bot_cmd.add_parser(sub)
     return parser
 
 

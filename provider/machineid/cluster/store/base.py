@@ -7,7 +7,6 @@ Objects are JSON documents keyed by (kind, name) with a revision that changes on
 from __future__ import annotations
 
 import builtins
-
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass

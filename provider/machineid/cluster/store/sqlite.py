@@ -8,7 +8,6 @@ transaction, so two writers never silently overwrite each other.
 from __future__ import annotations
 
 import builtins
-
 import json
 import os
 import sqlite3

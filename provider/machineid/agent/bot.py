@@ -1,0 +1,164 @@
+"""The bot agent: join (or reuse the stored identity), write the destinations, renew on an interval.
+
+State: the renewable identity lives in the storage directory (0700 dir, 0600 files), so a restarted agent renews
+instead of joining again (its token is single use). Renewal follows the cluster's generation counter; each
+renewal carries a new key. When the cluster is unreachable the agent retries with exponential backoff and leaves
+the last good certificates in place until they expire. Authentication failures (a locked bot, a superseded
+identity, a used token) are final: retrying cannot fix them, so the agent stops with the cluster's message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from machineid.agent import destination
+from machineid.agent.config import AgentConfig, resolve_token
+from machineid.api import certs
+from machineid.api.client import Client, JoinClient, check_pin, fetch_cluster_cas, identity_from_certs
+from machineid.api.identity import Identity
+from machineid.model import codec
+from machineid.model.errors import MachineIDError, TransportError
+
+log = logging.getLogger("machineid.agent")
+STATE_FILE = "identity"
+MAX_BACKOFF = 60.0
+
+
+class AgentError(MachineIDError):
+    """A failure that retrying will not fix."""
+
+
+@dataclass
+class Outcome:
+    identity: Identity
+    action: str  # "joined" or "renewed"
+
+
+class BotAgent:
+    def __init__(self, config: AgentConfig, stop: threading.Event | None = None) -> None:
+        codec.validate(config)
+        self.config = config
+        self.stop_event = stop or threading.Event()
+        self.storage = Path(config.storage.directory)
+        self.destinations = [Path(d.directory) for d in config.destinations]
+        self.identity: Identity | None = None
+
+    # ---------------------------------------------------------------- state
+    def _load_state(self) -> Identity | None:
+        path = self.storage / STATE_FILE
+        if not path.exists():
+            return None
+        try:
+            ident = Identity.load(path)
+        except ValueError as e:
+            log.warning("ignoring unreadable stored identity %s: %s", path, e)
+            return None
+        if ident.expires <= datetime.now(UTC):
+            log.info("the stored identity expired at %s; joining again", codec.format_time(ident.expires))
+            return None
+        if not ident.info.renewable:
+            return None
+        return ident
+
+    def _save_state(self, ident: Identity) -> None:
+        self.storage.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.storage, 0o700)
+        ident.save(self.storage / STATE_FILE)
+
+    # ---------------------------------------------------------------- cluster calls
+    def _ttl(self) -> timedelta:
+        return timedelta(seconds=self.config.ttl_seconds)
+
+    def _trusted_cas(self) -> list[str]:
+        """First contact: take the server's CA only if it matches a configured pin; nothing is sent before."""
+        presented = fetch_cluster_cas(self.config.auth_server)
+        errors = []
+        for pin in self.config.onboarding.ca_pins:
+            try:
+                return [check_pin(presented, pin)]
+            except MachineIDError as e:
+                errors.append(str(e))
+        raise AgentError("; ".join(errors))
+
+    def join(self) -> Identity:
+        method = self.config.onboarding.join_method
+        if method != "token":
+            raise AgentError(f"join method {method} is not supported by this agent yet")
+        token = resolve_token(self.config.onboarding.token)
+        cas = self._trusted_cas()
+        key = certs.new_key()
+        with JoinClient(self.config.auth_server, cas) as client:
+            reply = client.register_using_token(token, certs.public_key_pem(key.public_key()), self._ttl())
+        return identity_from_certs(certs.private_key_pem(key), reply.certs)
+
+    def renew(self, current: Identity) -> Identity:
+        key = certs.new_key()
+        with Client(self.config.auth_server, current) as client:
+            reply = client.renew(certs.public_key_pem(key.public_key()), self._ttl())
+        return identity_from_certs(certs.private_key_pem(key), reply)
+
+    def _nodes(self, ident: Identity) -> list[destination.NodeEntry]:
+        with Client(self.config.auth_server, ident) as client:
+            nodes = client.list("node")
+        out = []
+        for n in nodes:
+            host, _, port = n.spec.addr.rpartition(":")  # type: ignore[union-attr]
+            out.append(destination.NodeEntry(n.metadata.name, host.strip("[]"), int(port)))
+        return out
+
+    # ---------------------------------------------------------------- one cycle
+    def cycle(self) -> Outcome:
+        current = self.identity or self._load_state()
+        if current is not None:
+            try:
+                ident, action = self.renew(current), "renewed"
+            except TransportError:
+                raise
+            except MachineIDError as e:
+                raise AgentError(f"renewal refused: {e}") from None
+        else:
+            try:
+                ident, action = self.join(), "joined"
+            except TransportError:
+                raise
+            except MachineIDError as e:
+                raise AgentError(f"join refused: {e}") from None
+        self._save_state(ident)
+        self.identity = ident
+        nodes = self._nodes(ident)
+        for dest in self.destinations:
+            destination.write(dest, ident, nodes)
+        info = ident.info
+        log.info("%s: bot %s generation %d, certificates valid until %s, written to %s (%d nodes in ssh_config)",
+                 action, info.bot_name, info.generation, codec.format_time(ident.expires),
+                 ", ".join(str(d) for d in self.destinations), len(nodes))
+        return Outcome(ident, action)
+
+    # ---------------------------------------------------------------- loops
+    def oneshot(self) -> Outcome:
+        return self.cycle()
+
+    def run(self) -> None:
+        """Renew every renewal_interval until stopped; back off while the cluster is unreachable."""
+        interval = self.config.interval_seconds
+        backoff = 1.0
+        while not self.stop_event.is_set():
+            try:
+                self.cycle()
+                backoff = 1.0
+                wait = interval
+                log.info("next renewal at %s", codec.format_time(datetime.now(UTC) + timedelta(seconds=wait)))
+            except TransportError as e:
+                expires = self.identity.expires if self.identity else None
+                wait = min(backoff, MAX_BACKOFF, interval) * (0.8 + 0.4 * random.random())
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                left = f"; current certificates valid until {codec.format_time(expires)}" if expires else ""
+                log.warning("cannot reach the cluster (%s); retrying in %.1fs%s", e, wait, left)
+            self.stop_event.wait(wait)
+        log.info("stopped")

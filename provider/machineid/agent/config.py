@@ -1,0 +1,143 @@
+"""The agent's configuration: the YAML file that `machineid bot start --config` reads and that the Pulumi
+provider renders (one model, so the rendered file is exactly what the agent accepts).
+
+The layout follows tbot's v1 config:
+
+    version: v1
+    auth_server: 127.0.0.1:3025
+    onboarding: {join_method: token, token: /etc/machineid/token, ca_pins: [sha256:...]}
+    storage: {directory: /var/lib/machineid/bot}
+    destinations: [{directory: /opt/machine-id}]
+    certificate_ttl: 1h
+    renewal_interval: 20m
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from machineid.model import codec
+from machineid.model import validators as v
+from machineid.model.errors import FieldViolation, ValidationError
+from machineid.model.fields import attr
+from machineid.model.resources import JOIN_METHODS
+
+CONFIG_VERSION = "v1"
+DEFAULT_CERT_TTL = "1h"
+DEFAULT_RENEWAL_INTERVAL = "20m"
+PIN = v._regex(r"sha256:[0-9a-f]{64}", "sha256: and 64 lower-case hex digits",
+               "a CA pin is sha256: followed by 64 hex digits, as `machineid ctl bots add` prints it")
+
+
+@dataclass
+class Onboarding:
+    join_method: str = attr(default="token", doc="token or iam.", validators=[v.one_of(*JOIN_METHODS)])
+    token: str = attr(default="", secret=True,
+                      doc="The join token, or the path of a file that holds it (keeps it off the command line).")
+    ca_pins: list[str] = attr(default_factory=list, doc="Pins of the cluster's CA, checked on first contact.",
+                              validators=[v.each(PIN)])
+
+
+@dataclass
+class Storage:
+    directory: str = attr(default="", required=True, doc="Where the agent keeps its renewable identity (0700).")
+
+
+@dataclass
+class Destination:
+    directory: str = attr(default="", required=True, doc="Where the short-lived certificates are written.")
+
+
+@dataclass
+class AgentConfig:
+    version: str = attr(default=CONFIG_VERSION, doc="Config format version.", validators=[v.one_of(CONFIG_VERSION)])
+    auth_server: str = attr(default="", required=True, doc="host:port of the cluster.")
+    onboarding: Onboarding = attr(default_factory=Onboarding, doc="How the agent joins.")
+    storage: Storage = attr(default_factory=Storage, doc="The agent's own state.")
+    destinations: list[Destination] = attr(default_factory=list, required=True,
+                                           doc="Directories that receive the certificates.")
+    certificate_ttl: str = attr(default=DEFAULT_CERT_TTL, doc="Lifetime of issued certificates.",
+                                validators=[v.duration(min_seconds=60)])
+    renewal_interval: str = attr(default=DEFAULT_RENEWAL_INTERVAL, doc="How often to renew.",
+                                 validators=[v.duration(min_seconds=1)])
+    oneshot: bool = attr(default=False, doc="Write the certificates once and exit.")
+
+    def check(self) -> list[FieldViolation]:
+        out = []
+        if not self.onboarding.token and self.onboarding.join_method == "token":
+            out.append(FieldViolation(("onboarding", "token"), "is required to join; pass --token"))
+        if self.auth_server and (":" not in self.auth_server or not self.auth_server.rsplit(":", 1)[1].isdigit()):
+            out.append(FieldViolation(("auth_server",), f'"{self.auth_server}" is not host:port'))
+        if not self.onboarding.ca_pins and self.onboarding.join_method in JOIN_METHODS:
+            out.append(FieldViolation(("onboarding", "ca_pins"),
+                                      "is required: the CA pin that `machineid ctl bots add` printed (--ca-pin)"))
+        try:
+            if v.parse_duration(self.renewal_interval) >= v.parse_duration(self.certificate_ttl):
+                out.append(FieldViolation(("renewal_interval",), f"{self.renewal_interval} must be shorter than "
+                                          f"certificate_ttl {self.certificate_ttl}, or certificates lapse"))
+        except ValueError:
+            pass  # reported by the field validators
+        return out
+
+    @property
+    def ttl_seconds(self) -> float:
+        return v.parse_duration(self.certificate_ttl).total_seconds()
+
+    @property
+    def interval_seconds(self) -> float:
+        return v.parse_duration(self.renewal_interval).total_seconds()
+
+
+def load(text: str, source: str = "config") -> AgentConfig:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ValidationError(f"{source} is not valid YAML: {e}") from None
+    try:
+        return codec.decode(AgentConfig, data)
+    except ValidationError as e:
+        raise ValidationError(e.violations, (source,)) from None
+
+
+def render(config: AgentConfig) -> str:
+    """The YAML the agent reads; fields at their defaults are still written, so the file says everything."""
+    data: dict[str, Any] = codec.encode(config)
+    if not data.get("oneshot"):
+        data.pop("oneshot", None)
+    return "# machineid bot agent configuration: machineid bot start --config THIS_FILE\n" + yaml.safe_dump(
+        data, sort_keys=False)
+
+
+def start_command(config_path: str, executable: str = "machineid") -> str:
+    return f"{shlex.quote(executable)} bot start --config {shlex.quote(config_path)}"
+
+
+def systemd_unit(config_path: str, executable: str = "/usr/local/bin/machineid", user: str = "machineid",
+                 description: str = "machineid bot agent") -> str:
+    return (
+        "[Unit]\n"
+        f"Description={description}\n"
+        "After=network-online.target\n"
+        "Wants=network-online.target\n\n"
+        "[Service]\n"
+        "Type=simple\n"
+        f"User={user}\n"
+        f"ExecStart={start_command(config_path, executable)}\n"
+        "Restart=on-failure\n"
+        "RestartSec=5\n"
+        "KillSignal=SIGTERM\n\n"
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+    )
+
+
+def resolve_token(value: str) -> str:
+    """--token takes the token or the path of a file holding it."""
+    if value and ("/" in value or value.startswith(".")) and Path(value).is_file():
+        return Path(value).read_text().strip()
+    return value

@@ -1,0 +1,98 @@
+"""`machineid bot start`: the bot agent (the `tbot start` analogue)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+from machineid.cli import logs
+from machineid.model import codec
+from machineid.model.errors import ValidationError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    bot = sub.add_parser("bot", help="run the bot agent on a machine")
+    bsub = bot.add_subparsers(dest="bot_cmd", required=True, metavar="COMMAND")
+    start = bsub.add_parser("start", help="join the cluster and keep fresh certificates in a directory")
+    start.add_argument("--config", type=Path, help="agent config YAML (as the Pulumi provider renders it)")
+    start.add_argument("--data-dir", help="where the agent keeps its renewable identity")
+    start.add_argument("--destination-dir", help="where the short-lived certificates are written")
+    start.add_argument("--token", help="the join token, or the path of a file holding it")
+    start.add_argument("--join-method", choices=["token", "iam"])
+    start.add_argument("--ca-pin", action="append", help="CA pin printed by `machineid ctl bots add` (repeatable)")
+    start.add_argument("--auth-server", help="host:port of the cluster")
+    start.add_argument("--certificate-ttl", help="lifetime of issued certificates (default 1h)")
+    start.add_argument("--renewal-interval", help="how often to renew (default 20m)")
+    start.add_argument("--oneshot", action="store_true", default=None, help="write the certificates once and exit")
+    start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    start.add_argument("--log-format", default="json", choices=["json", "text"])
+    start.set_defaults(func=run_start)
+
+
+def build_config(args: argparse.Namespace) -> object:
+    from machineid.agent import config as agent_config
+
+    if args.config:
+        try:
+            text = Path(args.config).read_text()
+        except OSError as e:
+            raise ValidationError(f"--config: cannot read {args.config}: {e.strerror}") from None
+        cfg = agent_config.load(text, str(args.config))
+    else:
+        cfg = agent_config.AgentConfig()
+    if args.auth_server:
+        cfg.auth_server = args.auth_server
+    if args.token:
+        cfg.onboarding.token = args.token
+    if args.join_method:
+        cfg.onboarding.join_method = args.join_method
+    if args.ca_pin:
+        cfg.onboarding.ca_pins = list(args.ca_pin)
+    if args.data_dir:
+        cfg.storage.directory = args.data_dir
+    if args.destination_dir:
+        cfg.destinations = [agent_config.Destination(directory=args.destination_dir)]
+    if args.certificate_ttl:
+        cfg.certificate_ttl = args.certificate_ttl
+    if args.renewal_interval:
+        cfg.renewal_interval = args.renewal_interval
+    if args.oneshot:
+        cfg.oneshot = True
+    flags = {"auth_server": "--auth-server", "onboarding.token": "--token", "onboarding.ca_pins": "--ca-pin",
+             "storage.directory": "--data-dir", "destinations": "--destination-dir",
+             "certificate_ttl": "--certificate-ttl", "renewal_interval": "--renewal-interval"}
+    try:
+        codec.validate(cfg)
+    except ValidationError as e:
+        msgs = []
+        for v in e.violations:
+            where = ".".join(str(p) for p in v.path if not isinstance(p, int))
+            flag = flags.get(where)
+            msgs.append(f"{v}" + (f" (flag {flag})" if flag else ""))
+        raise ValidationError("; ".join(msgs)) from None
+    return cfg
+
+
+def run_start(args: argparse.Namespace) -> int:
+    from machineid.agent.bot import BotAgent
+    from machineid.agent.config import AgentConfig
+
+    logs.setup(args.log_level, args.log_format)
+    cfg = build_config(args)
+    assert isinstance(cfg, AgentConfig)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    agent = BotAgent(cfg, stop)
+    if cfg.oneshot:
+        agent.oneshot()
+    else:
+        agent.run()
+    return 0

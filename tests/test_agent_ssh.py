@@ -1,0 +1,277 @@
+"""The guide end to end: a real cluster, a real OpenSSH sshd trusting the cluster's user CA with a host
+certificate from `ctl nodes add`, the agent joining with token and pin, and plain `ssh -F DIR/ssh_config`."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from machineid.agent.destination import FILES
+from machineid.api import certs
+from machineid.api.client import Client, identity_from_certs
+from machineid.api.identity import Identity
+from machineid.model import errors
+from tests.conftest import MACHINEID, ServerProc, run_cli
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+pytestmark = pytest.mark.skipif(not (Path(SSHD).exists() and shutil.which("ssh")),
+                                reason="OpenSSH is not installed (scripts/install-system-deps installs it)")
+E2E_USER = "mid-e2e"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_login() -> str:
+    """A local account sshd accepts: a dedicated one as root (unlocked, as UsePAM no requires)."""
+    if os.geteuid() != 0:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    try:
+        pwd.getpwnam(E2E_USER)
+    except KeyError:
+        subprocess.run(["useradd", "-m", "-s", "/bin/sh", E2E_USER], check=True)
+    subprocess.run(["usermod", "-p", "*", E2E_USER], check=True)
+    return E2E_USER
+
+
+@dataclass
+class Node:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+
+
+def start_sshd(server: ServerProc, tmp: Path, name: str = "node1") -> Node:
+    port = free_port()
+    hostkey = tmp / f"{name}_host_key"
+    server.ctl("nodes", "add", name, "--addr", f"127.0.0.1:{port}", "--labels", "env=test", "--out", str(hostkey))
+    user_ca = tmp / "user_ca.pub"
+    user_ca.write_text(server.ctl("auth", "export", "--type=user").stdout)
+    config = tmp / f"{name}_sshd_config"
+    config.write_text("\n".join([
+        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {hostkey}", f"HostCertificate {hostkey}-cert.pub",
+        f"TrustedUserCAKeys {user_ca}", "AuthorizedKeysFile none", "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no", f"PidFile {tmp / (name + '.pid')}",
+        "LogLevel VERBOSE", "",
+    ]))
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    log = open(tmp / f"{name}_sshd.log", "wb")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen([SSHD, "-f", str(config), "-D", "-e"], stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return Node(name, port, proc)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"sshd did not start: {(tmp / f'{name}_sshd.log').read_text()}")
+
+
+def ssh(dest: Path, login: str, host: str, command: str = "id -un") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ssh", "-F", str(dest / "ssh_config"), "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+         "-o", "ConnectTimeout=10", f"{login}@{host}", command],
+        capture_output=True, text=True, timeout=30,
+    )
+
+
+@dataclass
+class Env:
+    server: ServerProc
+    node: Node
+    login: str
+    tmp: Path
+
+    @property
+    def cluster(self) -> str:
+        return self.server.cluster_name
+
+    @property
+    def pin(self) -> str:
+        return str(json.loads((self.server.data_dir / "server.json").read_text())["ca_pin"])
+
+    def new_bot(self, name: str) -> str:
+        out = self.server.ctl("bots", "add", name, "--roles=e2e", f"--logins={self.login}", "--format=json").stdout
+        return str(json.loads(out)["token"])
+
+    def agent_args(self, token: str, data: Path, dest: Path, *extra: str, pin: str = "") -> list[str]:
+        return ["bot", "start", "--data-dir", str(data), "--destination-dir", str(dest), "--token", token,
+                "--join-method", "token", "--ca-pin", pin or self.pin, "--auth-server", self.server.address,
+                "--log-format", "text", *extra]
+
+
+def _role_yaml(login: str) -> str:
+    return f"""kind: role
+version: v5
+metadata:
+  name: e2e
+spec:
+  allow:
+    logins: ["{{{{internal.logins}}}}"]
+    node_labels:
+      env: test
+  deny:
+    logins: [root]
+"""
+
+
+@pytest.fixture()
+def env(fresh_server: ServerProc, tmp_path: Path) -> Iterator[Env]:
+    login = ensure_login()
+    fresh_server.ctl("create", "-f", "-", input=_role_yaml(login))
+    node = start_sshd(fresh_server, tmp_path)
+    yield Env(fresh_server, node, login, tmp_path)
+    node.proc.terminate()
+    node.proc.wait(timeout=10)
+
+
+def test_oneshot_join_and_ssh(env: Env) -> None:
+    token = env.new_bot("robot")
+    data, dest = env.tmp / "bot-data", env.tmp / "machine-id"
+    run_cli(*env.agent_args(token, data, dest, "--oneshot"))
+    # exactly the guide's files (plus key-cert.pub and identity), with private keys 0600
+    assert sorted(p.name for p in dest.iterdir()) == sorted(FILES)
+    for name in FILES:
+        mode = stat.S_IMODE((dest / name).stat().st_mode)
+        assert mode == (0o600 if name in ("key", "identity") else 0o644), (name, oct(mode))
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "identity").stat().st_mode) == 0o600
+    known = (dest / "known_hosts").read_text()
+    assert known.startswith(f"@cert-authority *.{env.cluster},{env.cluster} ssh-ed25519 ") and "type=host" in known
+    config = (dest / "ssh_config").read_text()
+    assert f"Host node1.{env.cluster}" in config and f"Port {env.node.port}" in config
+    # plain ssh with the written config runs a command as the allowed login
+    result = ssh(dest, env.login, f"node1.{env.cluster}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == env.login
+    # a login the role does not allow is refused
+    refused = ssh(dest, "root", f"node1.{env.cluster}")
+    assert refused.returncode == 255 and "Permission denied" in refused.stderr
+    # the identity file works with the admin CLI's --identity (bots may list the nodes their roles allow)
+    listed = run_cli("ctl", "--auth-server", env.server.address, "--identity", str(dest / "identity"), "nodes", "ls")
+    assert "node1" in listed.stdout and f"127.0.0.1:{env.node.port}" in listed.stdout
+
+
+def test_token_from_file_and_config_file(env: Env) -> None:
+    token = env.new_bot("filebot")
+    token_file = env.tmp / "token"
+    token_file.write_text(token + "\n")
+    config = env.tmp / "bot.yaml"
+    config.write_text(f"""version: v1
+auth_server: {env.server.address}
+onboarding:
+  join_method: token
+  token: {token_file}
+  ca_pins: [{env.pin}]
+storage:
+  directory: {env.tmp / 'cfg-data'}
+destinations:
+  - directory: {env.tmp / 'cfg-dest'}
+certificate_ttl: 30m
+renewal_interval: 10m
+""")
+    proc = run_cli("bot", "start", "--config", str(config), "--oneshot", "--log-format", "text")
+    assert token not in proc.stderr + proc.stdout  # the secret never reaches the logs
+    assert ssh(env.tmp / "cfg-dest", env.login, f"node1.{env.cluster}").stdout.strip() == env.login
+
+
+def test_wrong_pin_sends_no_token_and_used_token_is_refused(env: Env) -> None:
+    token = env.new_bot("pinned")
+    bad = run_cli(*env.agent_args(token, env.tmp / "d1", env.tmp / "o1", "--oneshot", pin="sha256:" + "0" * 64),
+                  check=False)
+    assert bad.returncode != 0
+    assert "does not match the pin" in bad.stderr
+    assert not (env.tmp / "o1").exists()
+    # the token was not sent: it still joins with the right pin ...
+    run_cli(*env.agent_args(token, env.tmp / "d2", env.tmp / "o2", "--oneshot"))
+    # ... once
+    again = run_cli(*env.agent_args(token, env.tmp / "d3", env.tmp / "o3", "--oneshot"), check=False)
+    assert again.returncode != 0 and "already used" in again.stderr
+    events = json.loads(env.server.ctl("audit", "--format=json").stdout)
+    joins = [e for e in events if e["action"] == "bot.join"]
+    assert [e["outcome"] for e in joins] == ["ok", "denied"]
+
+
+def test_bad_flags_name_the_flag(env: Env) -> None:
+    proc = run_cli("bot", "start", "--data-dir", str(env.tmp / "x"), "--destination-dir", str(env.tmp / "y"),
+                   "--auth-server", env.server.address, "--token", "abc", "--oneshot", check=False)
+    assert proc.returncode == 1
+    assert "onboarding.ca_pins: is required" in proc.stderr and "--ca-pin" in proc.stderr
+    proc = run_cli(*env.agent_args("abc", env.tmp / "x", env.tmp / "y", "--oneshot", "--certificate-ttl", "soon"),
+                   check=False)
+    assert proc.returncode == 1 and "certificate_ttl" in proc.stderr and "--certificate-ttl" in proc.stderr
+
+
+def _wait_for(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _generation(dest: Path) -> int:
+    try:
+        return Identity.load(dest / "identity").info.generation
+    except (ValueError, OSError):
+        return 0
+
+
+def test_renewal_loop_replay_lock_and_cluster_restart(env: Env) -> None:
+    token = env.new_bot("looper")
+    data, dest = env.tmp / "loop-data", env.tmp / "loop-dest"
+    log_path = env.tmp / "agent.log"
+    with open(log_path, "w") as log:
+        agent = subprocess.Popen([MACHINEID, *env.agent_args(token, data, dest, "--renewal-interval", "2s",
+                                                              "--certificate-ttl", "1m")],
+                                 stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_for(lambda: _generation(dest) >= 1, 30, "the first join")
+        first = Identity.load(data / "identity")  # a copy of the first renewable identity
+        for target in (2, 3):  # two renewals, ssh works after each
+            _wait_for(lambda t=target: _generation(dest) >= t, 30, f"renewal to generation {target}")  # type: ignore[misc]
+            result = ssh(dest, env.login, f"node1.{env.cluster}")
+            assert result.returncode == 0 and result.stdout.strip() == env.login, result.stderr
+        text = log_path.read_text()
+        assert "renewed: bot looper generation 2" in text and "next renewal at" in text
+        assert token not in text
+
+        # the cluster goes away in the middle of the loop, and comes back on the same address
+        port = int(env.server.address.rsplit(":", 1)[1])
+        assert env.server.stop() == 0
+        _wait_for(lambda: "cannot reach the cluster" in log_path.read_text(), 30, "the agent to notice")
+        before = _generation(dest)
+        assert ssh(dest, env.login, f"node1.{env.cluster}").returncode == 0  # last good certificates stay
+        env.server.start(listen=f"127.0.0.1:{port}")
+        _wait_for(lambda: _generation(dest) > before, 60, "a renewal after the restart")
+        assert ssh(dest, env.login, f"node1.{env.cluster}").returncode == 0
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        code = agent.wait(timeout=30)
+    assert code == 0, log_path.read_text()
+    assert "stopped" in log_path.read_text()
+
+    # replaying the first renewable certificate after renewals is refused and locks the bot
+    key = certs.new_key()
+    with Client(env.server.address, first) as c, pytest.raises(errors.PermissionDeniedError, match="locked"):
+        identity_from_certs(certs.private_key_pem(key), c.renew(certs.public_key_pem(key.public_key())))
+    bots = env.server.ctl("bots", "ls").stdout
+    assert "looper" in bots and "yes: generation mismatch" in bots
