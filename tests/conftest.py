@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from machineid.api.client import Client
 from machineid.api.identity import Identity
 

@@ -118,13 +118,13 @@ class Env:
 
 
 def _role_yaml(login: str) -> str:
-    return f"""kind: role
+    return """kind: role
 version: v5
 metadata:
   name: e2e
 spec:
   allow:
-    logins: ["{{{{internal.logins}}}}"]
+    logins: ["{{internal.logins}}"]
     node_labels:
       env: test
   deny:

@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from machineid.api import certs
 from machineid.api.client import Client, JoinClient, check_pin, fetch_cluster_cas, identity_from_certs
 from machineid.api.identity import Identity
@@ -36,7 +37,6 @@ from machineid.model.resources import (
     User,
     UserSpec,
 )
-
 from tests.conftest import ServerProc
 
 

@@ -10,6 +10,7 @@ from typing import Any, get_args, get_origin
 
 import pytest
 from google.protobuf.descriptor import Descriptor
+
 from machineid.api.v1 import types_pb2
 from machineid.model import codec
 from machineid.model.resources import KINDS

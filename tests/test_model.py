@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+
 from machineid.model import codec
 from machineid.model.errors import ValidationError
 from machineid.model.resources import Bot, ProvisionToken, Role

@@ -18,7 +18,7 @@ from machineid.api.identity import Identity, write_private
 from machineid.cli import fmt
 from machineid.model import codec
 from machineid.model import validators as v
-from machineid.model.errors import AlreadyExistsError, FieldViolation, ValidationError
+from machineid.model.errors import AlreadyExistsError, FieldViolation, NotFoundError, ValidationError
 from machineid.model.resources import (
     KIND_ALIASES,
     KINDS,
@@ -205,8 +205,7 @@ def from_document(doc: Any, index: int) -> Resource:
     body = {k: val for k, val in doc.items() if k not in ("kind", "version")}
     body.pop("status", None)  # server-set; ignored on input
     try:
-        obj: Resource = codec.decode(KINDS[kind], body)
-        codec.validate(obj)
+        obj: Resource = codec.decode_and_validate(KINDS[kind], body)
     except ValidationError as e:
         raise ValidationError([FieldViolation((), f"{where} ({kind}): {x}") for x in e.violations]) from None
     return obj
@@ -261,8 +260,10 @@ def cmd_create(args: argparse.Namespace) -> int:
                     f'{obj.kind} "{obj.metadata.name}" already exists; pass --force to overwrite it, or edit the '
                     f"output of `get {obj.kind}/{obj.metadata.name}` (its revision makes the update safe)"
                 ) from None
-            label = obj.metadata.name if obj.kind != "token" or obj.spec.join_method == "iam" else "(secret)"  # type: ignore[union-attr]
             created = out.metadata.created is not None and out.metadata.created == out.metadata.updated
+            secret = isinstance(obj, ProvisionToken) and obj.spec.join_method == "token"
+            # A generated token is shown once, to the admin who asked for it; a given one is not repeated.
+            label = out.metadata.name if not secret or (created and not obj.metadata.name) else "(secret)"
             print(f'{obj.kind} "{label}" has been {"created" if created else "updated"}'
                   f" (revision {out.metadata.revision})")
     return 0
@@ -272,7 +273,7 @@ def _create_bot_from_doc(client: Client, bot: Bot, force: bool) -> None:
     try:
         client.get_bot(bot.metadata.name)
         exists = True
-    except Exception:
+    except NotFoundError:
         exists = False
     if exists:
         if not (force or bot.metadata.revision):
@@ -323,7 +324,8 @@ def _print_bot_created(client: Client, name: str, token: str, method: str, expir
     left = ""
     if expires:
         minutes = max(0, int((expires - datetime.now(UTC)).total_seconds() // 60))
-        left = f"This token will expire in {minutes} minutes.\n"
+        left = (f"This token will expire in {minutes} minutes.\n" if minutes <= 48 * 60
+                else f"This token will expire at {codec.format_time(expires)}.\n")
     print(f'The bot "{name}" has been created.\n\nThe bot token: {token}\n{left}CA pin: {pins[0]}\n\n'
           f"Run this on the machine that needs the identity:\n\n"
           f"{_agent_command(client.address, token, method, pins[0])}\n")

@@ -165,6 +165,18 @@ def decode(cls: type[T], data: Any, path: Path = ()) -> T:
     return obj
 
 
+def decode_and_validate(cls: type[T], data: Any, path: Path = ()) -> T:
+    """decode, then validate what could be decoded, reporting both kinds of problem together."""
+    out: list[FieldViolation] = []
+    if not isinstance(data, dict):
+        raise ValidationError([FieldViolation(path, f"must be an object, got {type(data).__name__}")])
+    obj = _decode_object(cls, data, path, out)
+    out.extend(v for v in violations(obj, path) if v not in out and not any(o.path == v.path for o in out))
+    if out:
+        raise ValidationError(out)
+    return obj
+
+
 def encode(obj: Any, *, omit_empty: bool = False) -> Any:
     """Model object -> plain data (times as RFC 3339 strings). omit_empty drops zero values (for YAML output)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
