@@ -1,15 +1,13 @@
 import datetime
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
 
-from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
-from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
-from google.protobuf.internal import containers as _containers
-
 from machineid.api.v1 import types_pb2 as _types_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -18,7 +16,7 @@ class PingRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class PingResponse(_message.Message):
-    __slots__ = ("ca_pins", "cluster_name", "server_version", "tls_ca_certs")
+    __slots__ = ("cluster_name", "server_version", "ca_pins", "tls_ca_certs")
     CLUSTER_NAME_FIELD_NUMBER: _ClassVar[int]
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
     CA_PINS_FIELD_NUMBER: _ClassVar[int]
@@ -27,10 +25,10 @@ class PingResponse(_message.Message):
     server_version: str
     ca_pins: _containers.RepeatedScalarFieldContainer[str]
     tls_ca_certs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, cluster_name: str | None = ..., server_version: str | None = ..., ca_pins: _Iterable[str] | None = ..., tls_ca_certs: _Iterable[str] | None = ...) -> None: ...
+    def __init__(self, cluster_name: _Optional[str] = ..., server_version: _Optional[str] = ..., ca_pins: _Optional[_Iterable[str]] = ..., tls_ca_certs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class JoinRequest(_message.Message):
-    __slots__ = ("join_method", "public_key", "token", "ttl")
+    __slots__ = ("token", "join_method", "public_key", "ttl")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     JOIN_METHOD_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -39,7 +37,7 @@ class JoinRequest(_message.Message):
     join_method: str
     public_key: str
     ttl: _duration_pb2.Duration
-    def __init__(self, token: str | None = ..., join_method: str | None = ..., public_key: str | None = ..., ttl: datetime.timedelta | _duration_pb2.Duration | _Mapping | None = ...) -> None: ...
+    def __init__(self, token: _Optional[str] = ..., join_method: _Optional[str] = ..., public_key: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class JoinResponse(_message.Message):
     __slots__ = ("bot_name", "certs")
@@ -47,7 +45,7 @@ class JoinResponse(_message.Message):
     CERTS_FIELD_NUMBER: _ClassVar[int]
     bot_name: str
     certs: _types_pb2.Certs
-    def __init__(self, bot_name: str | None = ..., certs: _types_pb2.Certs | _Mapping | None = ...) -> None: ...
+    def __init__(self, bot_name: _Optional[str] = ..., certs: _Optional[_Union[_types_pb2.Certs, _Mapping]] = ...) -> None: ...
 
 class IAMChallengeRequest(_message.Message):
     __slots__ = ()
@@ -57,17 +55,17 @@ class IAMChallengeResponse(_message.Message):
     __slots__ = ("challenge",)
     CHALLENGE_FIELD_NUMBER: _ClassVar[int]
     challenge: str
-    def __init__(self, challenge: str | None = ...) -> None: ...
+    def __init__(self, challenge: _Optional[str] = ...) -> None: ...
 
 class SignedHTTPRequest(_message.Message):
-    __slots__ = ("body", "headers", "method", "url")
+    __slots__ = ("method", "url", "headers", "body")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: str
-        def __init__(self, key: str | None = ..., value: str | None = ...) -> None: ...
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     METHOD_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
@@ -76,10 +74,10 @@ class SignedHTTPRequest(_message.Message):
     url: str
     headers: _containers.ScalarMap[str, str]
     body: bytes
-    def __init__(self, method: str | None = ..., url: str | None = ..., headers: _Mapping[str, str] | None = ..., body: bytes | None = ...) -> None: ...
+    def __init__(self, method: _Optional[str] = ..., url: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., body: _Optional[bytes] = ...) -> None: ...
 
 class IAMJoinRequest(_message.Message):
-    __slots__ = ("challenge", "public_key", "sts_request", "token", "ttl")
+    __slots__ = ("token", "challenge", "sts_request", "public_key", "ttl")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     CHALLENGE_FIELD_NUMBER: _ClassVar[int]
     STS_REQUEST_FIELD_NUMBER: _ClassVar[int]
@@ -90,13 +88,13 @@ class IAMJoinRequest(_message.Message):
     sts_request: SignedHTTPRequest
     public_key: str
     ttl: _duration_pb2.Duration
-    def __init__(self, token: str | None = ..., challenge: str | None = ..., sts_request: SignedHTTPRequest | _Mapping | None = ..., public_key: str | None = ..., ttl: datetime.timedelta | _duration_pb2.Duration | _Mapping | None = ...) -> None: ...
+    def __init__(self, token: _Optional[str] = ..., challenge: _Optional[str] = ..., sts_request: _Optional[_Union[SignedHTTPRequest, _Mapping]] = ..., public_key: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class GetRequest(_message.Message):
     __slots__ = ("name",)
     NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: str | None = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
     __slots__ = ("name", "revision")
@@ -104,7 +102,7 @@ class DeleteRequest(_message.Message):
     REVISION_FIELD_NUMBER: _ClassVar[int]
     name: str
     revision: str
-    def __init__(self, name: str | None = ..., revision: str | None = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., revision: _Optional[str] = ...) -> None: ...
 
 class DeleteResponse(_message.Message):
     __slots__ = ()
@@ -115,32 +113,32 @@ class ListRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class UpsertRoleRequest(_message.Message):
-    __slots__ = ("create_only", "role")
+    __slots__ = ("role", "create_only")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CREATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     role: _types_pb2.Role
     create_only: bool
-    def __init__(self, role: _types_pb2.Role | _Mapping | None = ..., create_only: bool | None = ...) -> None: ...
+    def __init__(self, role: _Optional[_Union[_types_pb2.Role, _Mapping]] = ..., create_only: _Optional[bool] = ...) -> None: ...
 
 class ListRolesResponse(_message.Message):
     __slots__ = ("roles",)
     ROLES_FIELD_NUMBER: _ClassVar[int]
     roles: _containers.RepeatedCompositeFieldContainer[_types_pb2.Role]
-    def __init__(self, roles: _Iterable[_types_pb2.Role | _Mapping] | None = ...) -> None: ...
+    def __init__(self, roles: _Optional[_Iterable[_Union[_types_pb2.Role, _Mapping]]] = ...) -> None: ...
 
 class UpsertTokenRequest(_message.Message):
-    __slots__ = ("create_only", "token")
+    __slots__ = ("token", "create_only")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     CREATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     token: _types_pb2.ProvisionToken
     create_only: bool
-    def __init__(self, token: _types_pb2.ProvisionToken | _Mapping | None = ..., create_only: bool | None = ...) -> None: ...
+    def __init__(self, token: _Optional[_Union[_types_pb2.ProvisionToken, _Mapping]] = ..., create_only: _Optional[bool] = ...) -> None: ...
 
 class ListTokensResponse(_message.Message):
     __slots__ = ("tokens",)
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     tokens: _containers.RepeatedCompositeFieldContainer[_types_pb2.ProvisionToken]
-    def __init__(self, tokens: _Iterable[_types_pb2.ProvisionToken | _Mapping] | None = ...) -> None: ...
+    def __init__(self, tokens: _Optional[_Iterable[_Union[_types_pb2.ProvisionToken, _Mapping]]] = ...) -> None: ...
 
 class CreateBotRequest(_message.Message):
     __slots__ = ("bot", "token_name", "token_ttl")
@@ -150,10 +148,10 @@ class CreateBotRequest(_message.Message):
     bot: _types_pb2.Bot
     token_name: str
     token_ttl: _duration_pb2.Duration
-    def __init__(self, bot: _types_pb2.Bot | _Mapping | None = ..., token_name: str | None = ..., token_ttl: datetime.timedelta | _duration_pb2.Duration | _Mapping | None = ...) -> None: ...
+    def __init__(self, bot: _Optional[_Union[_types_pb2.Bot, _Mapping]] = ..., token_name: _Optional[str] = ..., token_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class BotResponse(_message.Message):
-    __slots__ = ("bot", "ca_pins", "join_method", "token", "token_expires")
+    __slots__ = ("bot", "token", "join_method", "token_expires", "ca_pins")
     BOT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     JOIN_METHOD_FIELD_NUMBER: _ClassVar[int]
@@ -164,53 +162,53 @@ class BotResponse(_message.Message):
     join_method: str
     token_expires: _timestamp_pb2.Timestamp
     ca_pins: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, bot: _types_pb2.Bot | _Mapping | None = ..., token: str | None = ..., join_method: str | None = ..., token_expires: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ..., ca_pins: _Iterable[str] | None = ...) -> None: ...
+    def __init__(self, bot: _Optional[_Union[_types_pb2.Bot, _Mapping]] = ..., token: _Optional[str] = ..., join_method: _Optional[str] = ..., token_expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ca_pins: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UpdateBotRequest(_message.Message):
     __slots__ = ("bot",)
     BOT_FIELD_NUMBER: _ClassVar[int]
     bot: _types_pb2.Bot
-    def __init__(self, bot: _types_pb2.Bot | _Mapping | None = ...) -> None: ...
+    def __init__(self, bot: _Optional[_Union[_types_pb2.Bot, _Mapping]] = ...) -> None: ...
 
 class ListBotsResponse(_message.Message):
     __slots__ = ("bots",)
     BOTS_FIELD_NUMBER: _ClassVar[int]
     bots: _containers.RepeatedCompositeFieldContainer[_types_pb2.Bot]
-    def __init__(self, bots: _Iterable[_types_pb2.Bot | _Mapping] | None = ...) -> None: ...
+    def __init__(self, bots: _Optional[_Iterable[_Union[_types_pb2.Bot, _Mapping]]] = ...) -> None: ...
 
 class UnlockBotRequest(_message.Message):
     __slots__ = ("name",)
     NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: str | None = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class UpsertUserRequest(_message.Message):
-    __slots__ = ("create_only", "user")
+    __slots__ = ("user", "create_only")
     USER_FIELD_NUMBER: _ClassVar[int]
     CREATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     user: _types_pb2.User
     create_only: bool
-    def __init__(self, user: _types_pb2.User | _Mapping | None = ..., create_only: bool | None = ...) -> None: ...
+    def __init__(self, user: _Optional[_Union[_types_pb2.User, _Mapping]] = ..., create_only: _Optional[bool] = ...) -> None: ...
 
 class ListUsersResponse(_message.Message):
     __slots__ = ("users",)
     USERS_FIELD_NUMBER: _ClassVar[int]
     users: _containers.RepeatedCompositeFieldContainer[_types_pb2.User]
-    def __init__(self, users: _Iterable[_types_pb2.User | _Mapping] | None = ...) -> None: ...
+    def __init__(self, users: _Optional[_Iterable[_Union[_types_pb2.User, _Mapping]]] = ...) -> None: ...
 
 class UpsertNodeRequest(_message.Message):
-    __slots__ = ("create_only", "node")
+    __slots__ = ("node", "create_only")
     NODE_FIELD_NUMBER: _ClassVar[int]
     CREATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     node: _types_pb2.Node
     create_only: bool
-    def __init__(self, node: _types_pb2.Node | _Mapping | None = ..., create_only: bool | None = ...) -> None: ...
+    def __init__(self, node: _Optional[_Union[_types_pb2.Node, _Mapping]] = ..., create_only: _Optional[bool] = ...) -> None: ...
 
 class ListNodesResponse(_message.Message):
     __slots__ = ("nodes",)
     NODES_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[_types_pb2.Node]
-    def __init__(self, nodes: _Iterable[_types_pb2.Node | _Mapping] | None = ...) -> None: ...
+    def __init__(self, nodes: _Optional[_Iterable[_Union[_types_pb2.Node, _Mapping]]] = ...) -> None: ...
 
 class RenewRequest(_message.Message):
     __slots__ = ("public_key", "ttl")
@@ -218,45 +216,45 @@ class RenewRequest(_message.Message):
     TTL_FIELD_NUMBER: _ClassVar[int]
     public_key: str
     ttl: _duration_pb2.Duration
-    def __init__(self, public_key: str | None = ..., ttl: datetime.timedelta | _duration_pb2.Duration | _Mapping | None = ...) -> None: ...
+    def __init__(self, public_key: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class SignUserRequest(_message.Message):
-    __slots__ = ("public_key", "ttl", "user")
+    __slots__ = ("user", "public_key", "ttl")
     USER_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     TTL_FIELD_NUMBER: _ClassVar[int]
     user: str
     public_key: str
     ttl: _duration_pb2.Duration
-    def __init__(self, user: str | None = ..., public_key: str | None = ..., ttl: datetime.timedelta | _duration_pb2.Duration | _Mapping | None = ...) -> None: ...
+    def __init__(self, user: _Optional[str] = ..., public_key: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class SignHostRequest(_message.Message):
-    __slots__ = ("principals", "public_key", "ttl")
+    __slots__ = ("public_key", "principals", "ttl")
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     PRINCIPALS_FIELD_NUMBER: _ClassVar[int]
     TTL_FIELD_NUMBER: _ClassVar[int]
     public_key: str
     principals: _containers.RepeatedScalarFieldContainer[str]
     ttl: _duration_pb2.Duration
-    def __init__(self, public_key: str | None = ..., principals: _Iterable[str] | None = ..., ttl: datetime.timedelta | _duration_pb2.Duration | _Mapping | None = ...) -> None: ...
+    def __init__(self, public_key: _Optional[str] = ..., principals: _Optional[_Iterable[str]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class SignHostResponse(_message.Message):
     __slots__ = ("ssh_cert",)
     SSH_CERT_FIELD_NUMBER: _ClassVar[int]
     ssh_cert: str
-    def __init__(self, ssh_cert: str | None = ...) -> None: ...
+    def __init__(self, ssh_cert: _Optional[str] = ...) -> None: ...
 
 class ExportCAsRequest(_message.Message):
     __slots__ = ("type",)
     TYPE_FIELD_NUMBER: _ClassVar[int]
     type: str
-    def __init__(self, type: str | None = ...) -> None: ...
+    def __init__(self, type: _Optional[str] = ...) -> None: ...
 
 class ExportCAsResponse(_message.Message):
     __slots__ = ("cas",)
     CAS_FIELD_NUMBER: _ClassVar[int]
     cas: _containers.RepeatedCompositeFieldContainer[_types_pb2.CertAuthority]
-    def __init__(self, cas: _Iterable[_types_pb2.CertAuthority | _Mapping] | None = ...) -> None: ...
+    def __init__(self, cas: _Optional[_Iterable[_Union[_types_pb2.CertAuthority, _Mapping]]] = ...) -> None: ...
 
 class ListAuditEventsRequest(_message.Message):
     __slots__ = ("after_id", "limit")
@@ -264,10 +262,10 @@ class ListAuditEventsRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     after_id: int
     limit: int
-    def __init__(self, after_id: int | None = ..., limit: int | None = ...) -> None: ...
+    def __init__(self, after_id: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class ListAuditEventsResponse(_message.Message):
     __slots__ = ("events",)
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[_types_pb2.AuditEvent]
-    def __init__(self, events: _Iterable[_types_pb2.AuditEvent | _Mapping] | None = ...) -> None: ...
+    def __init__(self, events: _Optional[_Iterable[_Union[_types_pb2.AuditEvent, _Mapping]]] = ...) -> None: ...

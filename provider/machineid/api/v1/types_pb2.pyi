@@ -1,24 +1,23 @@
 import datetime
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
 
-from google.protobuf import descriptor as _descriptor
-from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Metadata(_message.Message):
-    __slots__ = ("created", "description", "expires", "labels", "name", "revision", "updated")
+    __slots__ = ("name", "description", "labels", "expires", "revision", "created", "updated")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: str
-        def __init__(self, key: str | None = ..., value: str | None = ...) -> None: ...
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -33,13 +32,13 @@ class Metadata(_message.Message):
     revision: str
     created: _timestamp_pb2.Timestamp
     updated: _timestamp_pb2.Timestamp
-    def __init__(self, name: str | None = ..., description: str | None = ..., labels: _Mapping[str, str] | None = ..., expires: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ..., revision: str | None = ..., created: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ..., updated: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision: _Optional[str] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class StringList(_message.Message):
     __slots__ = ("values",)
     VALUES_FIELD_NUMBER: _ClassVar[int]
     values: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, values: _Iterable[str] | None = ...) -> None: ...
+    def __init__(self, values: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Rule(_message.Message):
     __slots__ = ("resources", "verbs")
@@ -47,7 +46,7 @@ class Rule(_message.Message):
     VERBS_FIELD_NUMBER: _ClassVar[int]
     resources: _containers.RepeatedScalarFieldContainer[str]
     verbs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, resources: _Iterable[str] | None = ..., verbs: _Iterable[str] | None = ...) -> None: ...
+    def __init__(self, resources: _Optional[_Iterable[str]] = ..., verbs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RoleConditions(_message.Message):
     __slots__ = ("logins", "node_labels", "rules")
@@ -57,20 +56,20 @@ class RoleConditions(_message.Message):
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: StringList
-        def __init__(self, key: str | None = ..., value: StringList | _Mapping | None = ...) -> None: ...
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[StringList, _Mapping]] = ...) -> None: ...
     LOGINS_FIELD_NUMBER: _ClassVar[int]
     NODE_LABELS_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
     logins: _containers.RepeatedScalarFieldContainer[str]
     node_labels: _containers.MessageMap[str, StringList]
     rules: _containers.RepeatedCompositeFieldContainer[Rule]
-    def __init__(self, logins: _Iterable[str] | None = ..., node_labels: _Mapping[str, StringList] | None = ..., rules: _Iterable[Rule | _Mapping] | None = ...) -> None: ...
+    def __init__(self, logins: _Optional[_Iterable[str]] = ..., node_labels: _Optional[_Mapping[str, StringList]] = ..., rules: _Optional[_Iterable[_Union[Rule, _Mapping]]] = ...) -> None: ...
 
 class RoleOptions(_message.Message):
     __slots__ = ("max_session_ttl",)
     MAX_SESSION_TTL_FIELD_NUMBER: _ClassVar[int]
     max_session_ttl: str
-    def __init__(self, max_session_ttl: str | None = ...) -> None: ...
+    def __init__(self, max_session_ttl: _Optional[str] = ...) -> None: ...
 
 class RoleSpec(_message.Message):
     __slots__ = ("allow", "deny", "options")
@@ -80,7 +79,7 @@ class RoleSpec(_message.Message):
     allow: RoleConditions
     deny: RoleConditions
     options: RoleOptions
-    def __init__(self, allow: RoleConditions | _Mapping | None = ..., deny: RoleConditions | _Mapping | None = ..., options: RoleOptions | _Mapping | None = ...) -> None: ...
+    def __init__(self, allow: _Optional[_Union[RoleConditions, _Mapping]] = ..., deny: _Optional[_Union[RoleConditions, _Mapping]] = ..., options: _Optional[_Union[RoleOptions, _Mapping]] = ...) -> None: ...
 
 class Role(_message.Message):
     __slots__ = ("metadata", "spec")
@@ -88,7 +87,7 @@ class Role(_message.Message):
     SPEC_FIELD_NUMBER: _ClassVar[int]
     metadata: Metadata
     spec: RoleSpec
-    def __init__(self, metadata: Metadata | _Mapping | None = ..., spec: RoleSpec | _Mapping | None = ...) -> None: ...
+    def __init__(self, metadata: _Optional[_Union[Metadata, _Mapping]] = ..., spec: _Optional[_Union[RoleSpec, _Mapping]] = ...) -> None: ...
 
 class TokenRule(_message.Message):
     __slots__ = ("aws_account", "aws_arn")
@@ -96,10 +95,10 @@ class TokenRule(_message.Message):
     AWS_ARN_FIELD_NUMBER: _ClassVar[int]
     aws_account: str
     aws_arn: str
-    def __init__(self, aws_account: str | None = ..., aws_arn: str | None = ...) -> None: ...
+    def __init__(self, aws_account: _Optional[str] = ..., aws_arn: _Optional[str] = ...) -> None: ...
 
 class ProvisionTokenSpec(_message.Message):
-    __slots__ = ("allow", "bot_name", "join_method", "roles")
+    __slots__ = ("roles", "join_method", "bot_name", "allow")
     ROLES_FIELD_NUMBER: _ClassVar[int]
     JOIN_METHOD_FIELD_NUMBER: _ClassVar[int]
     BOT_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -108,7 +107,7 @@ class ProvisionTokenSpec(_message.Message):
     join_method: str
     bot_name: str
     allow: _containers.RepeatedCompositeFieldContainer[TokenRule]
-    def __init__(self, roles: _Iterable[str] | None = ..., join_method: str | None = ..., bot_name: str | None = ..., allow: _Iterable[TokenRule | _Mapping] | None = ...) -> None: ...
+    def __init__(self, roles: _Optional[_Iterable[str]] = ..., join_method: _Optional[str] = ..., bot_name: _Optional[str] = ..., allow: _Optional[_Iterable[_Union[TokenRule, _Mapping]]] = ...) -> None: ...
 
 class ProvisionToken(_message.Message):
     __slots__ = ("metadata", "spec")
@@ -116,7 +115,7 @@ class ProvisionToken(_message.Message):
     SPEC_FIELD_NUMBER: _ClassVar[int]
     metadata: Metadata
     spec: ProvisionTokenSpec
-    def __init__(self, metadata: Metadata | _Mapping | None = ..., spec: ProvisionTokenSpec | _Mapping | None = ...) -> None: ...
+    def __init__(self, metadata: _Optional[_Union[Metadata, _Mapping]] = ..., spec: _Optional[_Union[ProvisionTokenSpec, _Mapping]] = ...) -> None: ...
 
 class BotSpec(_message.Message):
     __slots__ = ("roles", "traits")
@@ -126,15 +125,15 @@ class BotSpec(_message.Message):
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: StringList
-        def __init__(self, key: str | None = ..., value: StringList | _Mapping | None = ...) -> None: ...
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[StringList, _Mapping]] = ...) -> None: ...
     ROLES_FIELD_NUMBER: _ClassVar[int]
     TRAITS_FIELD_NUMBER: _ClassVar[int]
     roles: _containers.RepeatedScalarFieldContainer[str]
     traits: _containers.MessageMap[str, StringList]
-    def __init__(self, roles: _Iterable[str] | None = ..., traits: _Mapping[str, StringList] | None = ...) -> None: ...
+    def __init__(self, roles: _Optional[_Iterable[str]] = ..., traits: _Optional[_Mapping[str, StringList]] = ...) -> None: ...
 
 class BotStatus(_message.Message):
-    __slots__ = ("generation", "instance_id", "last_join", "lock_reason", "locked", "role_name", "user_name")
+    __slots__ = ("user_name", "role_name", "generation", "instance_id", "locked", "lock_reason", "last_join")
     USER_NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_NAME_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
@@ -149,7 +148,7 @@ class BotStatus(_message.Message):
     locked: bool
     lock_reason: str
     last_join: _timestamp_pb2.Timestamp
-    def __init__(self, user_name: str | None = ..., role_name: str | None = ..., generation: int | None = ..., instance_id: str | None = ..., locked: bool | None = ..., lock_reason: str | None = ..., last_join: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ...) -> None: ...
+    def __init__(self, user_name: _Optional[str] = ..., role_name: _Optional[str] = ..., generation: _Optional[int] = ..., instance_id: _Optional[str] = ..., locked: _Optional[bool] = ..., lock_reason: _Optional[str] = ..., last_join: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Bot(_message.Message):
     __slots__ = ("metadata", "spec", "status")
@@ -159,24 +158,24 @@ class Bot(_message.Message):
     metadata: Metadata
     spec: BotSpec
     status: BotStatus
-    def __init__(self, metadata: Metadata | _Mapping | None = ..., spec: BotSpec | _Mapping | None = ..., status: BotStatus | _Mapping | None = ...) -> None: ...
+    def __init__(self, metadata: _Optional[_Union[Metadata, _Mapping]] = ..., spec: _Optional[_Union[BotSpec, _Mapping]] = ..., status: _Optional[_Union[BotStatus, _Mapping]] = ...) -> None: ...
 
 class UserSpec(_message.Message):
-    __slots__ = ("bot_name", "roles", "traits")
+    __slots__ = ("roles", "traits", "bot_name")
     class TraitsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: StringList
-        def __init__(self, key: str | None = ..., value: StringList | _Mapping | None = ...) -> None: ...
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[StringList, _Mapping]] = ...) -> None: ...
     ROLES_FIELD_NUMBER: _ClassVar[int]
     TRAITS_FIELD_NUMBER: _ClassVar[int]
     BOT_NAME_FIELD_NUMBER: _ClassVar[int]
     roles: _containers.RepeatedScalarFieldContainer[str]
     traits: _containers.MessageMap[str, StringList]
     bot_name: str
-    def __init__(self, roles: _Iterable[str] | None = ..., traits: _Mapping[str, StringList] | None = ..., bot_name: str | None = ...) -> None: ...
+    def __init__(self, roles: _Optional[_Iterable[str]] = ..., traits: _Optional[_Mapping[str, StringList]] = ..., bot_name: _Optional[str] = ...) -> None: ...
 
 class User(_message.Message):
     __slots__ = ("metadata", "spec")
@@ -184,13 +183,13 @@ class User(_message.Message):
     SPEC_FIELD_NUMBER: _ClassVar[int]
     metadata: Metadata
     spec: UserSpec
-    def __init__(self, metadata: Metadata | _Mapping | None = ..., spec: UserSpec | _Mapping | None = ...) -> None: ...
+    def __init__(self, metadata: _Optional[_Union[Metadata, _Mapping]] = ..., spec: _Optional[_Union[UserSpec, _Mapping]] = ...) -> None: ...
 
 class NodeSpec(_message.Message):
     __slots__ = ("addr",)
     ADDR_FIELD_NUMBER: _ClassVar[int]
     addr: str
-    def __init__(self, addr: str | None = ...) -> None: ...
+    def __init__(self, addr: _Optional[str] = ...) -> None: ...
 
 class Node(_message.Message):
     __slots__ = ("metadata", "spec")
@@ -198,10 +197,10 @@ class Node(_message.Message):
     SPEC_FIELD_NUMBER: _ClassVar[int]
     metadata: Metadata
     spec: NodeSpec
-    def __init__(self, metadata: Metadata | _Mapping | None = ..., spec: NodeSpec | _Mapping | None = ...) -> None: ...
+    def __init__(self, metadata: _Optional[_Union[Metadata, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ...) -> None: ...
 
 class Certs(_message.Message):
-    __slots__ = ("expires", "generation", "renewable", "ssh_cert", "ssh_host_ca_keys", "ssh_user_ca_keys", "tls_ca_certs", "tls_cert")
+    __slots__ = ("ssh_cert", "tls_cert", "tls_ca_certs", "ssh_host_ca_keys", "ssh_user_ca_keys", "expires", "renewable", "generation")
     SSH_CERT_FIELD_NUMBER: _ClassVar[int]
     TLS_CERT_FIELD_NUMBER: _ClassVar[int]
     TLS_CA_CERTS_FIELD_NUMBER: _ClassVar[int]
@@ -218,10 +217,10 @@ class Certs(_message.Message):
     expires: _timestamp_pb2.Timestamp
     renewable: bool
     generation: int
-    def __init__(self, ssh_cert: str | None = ..., tls_cert: str | None = ..., tls_ca_certs: _Iterable[str] | None = ..., ssh_host_ca_keys: _Iterable[str] | None = ..., ssh_user_ca_keys: _Iterable[str] | None = ..., expires: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ..., renewable: bool | None = ..., generation: int | None = ...) -> None: ...
+    def __init__(self, ssh_cert: _Optional[str] = ..., tls_cert: _Optional[str] = ..., tls_ca_certs: _Optional[_Iterable[str]] = ..., ssh_host_ca_keys: _Optional[_Iterable[str]] = ..., ssh_user_ca_keys: _Optional[_Iterable[str]] = ..., expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., renewable: _Optional[bool] = ..., generation: _Optional[int] = ...) -> None: ...
 
 class CertAuthority(_message.Message):
-    __slots__ = ("cluster_name", "pin", "public_data", "type")
+    __slots__ = ("type", "cluster_name", "public_data", "pin")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_NAME_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_DATA_FIELD_NUMBER: _ClassVar[int]
@@ -230,10 +229,10 @@ class CertAuthority(_message.Message):
     cluster_name: str
     public_data: str
     pin: str
-    def __init__(self, type: str | None = ..., cluster_name: str | None = ..., public_data: str | None = ..., pin: str | None = ...) -> None: ...
+    def __init__(self, type: _Optional[str] = ..., cluster_name: _Optional[str] = ..., public_data: _Optional[str] = ..., pin: _Optional[str] = ...) -> None: ...
 
 class AuditEvent(_message.Message):
-    __slots__ = ("action", "actor", "details", "id", "outcome", "target", "time")
+    __slots__ = ("id", "time", "actor", "action", "target", "outcome", "details")
     ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -248,4 +247,4 @@ class AuditEvent(_message.Message):
     target: str
     outcome: str
     details: str
-    def __init__(self, id: int | None = ..., time: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ..., actor: str | None = ..., action: str | None = ..., target: str | None = ..., outcome: str | None = ..., details: str | None = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., target: _Optional[str] = ..., outcome: _Optional[str] = ..., details: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,101 @@
+"""Pulumi wire values: google.protobuf.Struct with two sentinels, secrets and unknowns.
+
+Decoding unwraps secrets (remembering which top-level properties were secret) and turns the unknown sentinel
+into UNKNOWN; encoding wraps the properties that must stay secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+
+SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+OUTPUT_SIG = "d0e6a833031e9bbcd3f4e8bde6ca49a4"
+UNKNOWN_STR = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
+class _Unknown:
+    """A value not known during preview (a computed output of another resource)."""
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN: Any = _Unknown()
+
+
+def is_unknown(value: Any) -> bool:
+    return value is UNKNOWN
+
+
+def contains_unknown(value: Any) -> bool:
+    if value is UNKNOWN:
+        return True
+    if isinstance(value, dict):
+        return any(contains_unknown(v) for v in value.values())
+    if isinstance(value, list):
+        return any(contains_unknown(v) for v in value)
+    return False
+
+
+def _decode(value: Any, secret: list[bool]) -> Any:
+    if isinstance(value, dict):
+        sig = value.get(SIG_KEY)
+        if sig == SECRET_SIG:
+            secret[0] = True
+            return _decode(value.get("value"), secret)
+        if sig == OUTPUT_SIG:
+            if value.get("secret"):
+                secret[0] = True
+            return _decode(value["value"], secret) if "value" in value else UNKNOWN
+        return {k: _decode(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v, secret) for v in value]
+    if value == UNKNOWN_STR:
+        return UNKNOWN
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def decode(struct: struct_pb2.Struct | None) -> tuple[dict[str, Any], set[str]]:
+    """Struct -> (plain properties, names of the top-level properties that were secret)."""
+    if struct is None:
+        return {}, set()
+    raw = json_format.MessageToDict(struct)
+    props: dict[str, Any] = {}
+    secrets: set[str] = set()
+    for key, value in raw.items():
+        flag = [False]
+        props[key] = _decode(value, flag)
+        if flag[0]:
+            secrets.add(key)
+    return props, secrets
+
+
+def _encode(value: Any) -> Any:
+    if value is UNKNOWN:
+        return UNKNOWN_STR
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    return value
+
+
+def secret(value: Any) -> dict[str, Any]:
+    return {SIG_KEY: SECRET_SIG, "value": value}
+
+
+def encode(props: dict[str, Any], secrets: set[str] = frozenset()) -> struct_pb2.Struct:  # type: ignore[assignment]
+    data = {}
+    for key, value in props.items():
+        if value is None:
+            continue
+        enc = _encode(value)
+        data[key] = secret(enc) if key in secrets and value is not UNKNOWN else enc
+    struct = struct_pb2.Struct()
+    struct.update(data)
+    return struct
