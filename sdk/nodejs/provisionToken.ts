@@ -72,6 +72,10 @@ export class ProvisionToken extends pulumi.CustomResource {
      * When the token expires (RFC 3339).
      */
     declare public /*out*/ readonly tokenExpires: pulumi.Output<string>;
+    /**
+     * Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next `pulumi up`. Default: `"1h"`.
+     */
+    declare public readonly ttl: pulumi.Output<string>;
 
     /**
      * Create a ProvisionToken resource with the given unique name, arguments, and options.
@@ -92,6 +96,7 @@ export class ProvisionToken extends pulumi.CustomResource {
             resourceInputs["labels"] = args?.labels;
             resourceInputs["name"] = args?.name ? pulumi.secret(args.name) : undefined;
             resourceInputs["roles"] = args?.roles;
+            resourceInputs["ttl"] = args?.ttl;
             resourceInputs["tokenExpires"] = undefined /*out*/;
         } else {
             resourceInputs["allow"] = undefined /*out*/;
@@ -103,6 +108,7 @@ export class ProvisionToken extends pulumi.CustomResource {
             resourceInputs["name"] = undefined /*out*/;
             resourceInputs["roles"] = undefined /*out*/;
             resourceInputs["tokenExpires"] = undefined /*out*/;
+            resourceInputs["ttl"] = undefined /*out*/;
         }
         opts = pulumi.mergeOptions(utilities.resourceOptsDefaults(), opts);
         const secretOpts = { additionalSecretOutputs: ["name"] };
@@ -147,4 +153,8 @@ export interface ProvisionTokenArgs {
      * System roles the token grants; only Bot is supported. Default: `["Bot"]`.
      */
     roles?: pulumi.Input<pulumi.Input<string>[] | undefined>;
+    /**
+     * Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next `pulumi up`. Default: `"1h"`.
+     */
+    ttl?: pulumi.Input<string | undefined>;
 }

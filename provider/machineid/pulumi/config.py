@@ -59,7 +59,8 @@ class ProviderConfig:
         try:
             ident = Identity.loads(self.identity, "identity") if self.identity else Identity.load(self.identity_file)
         except ValueError as e:
-            raise ValidationError([FieldViolation(("identity" if self.identity else "identityFile",), str(e))]) from None
+            where = "identity" if self.identity else "identityFile"
+            raise ValidationError([FieldViolation((where,), str(e))]) from None
         if self.ca_pin:
             try:
                 check_pin(ident.tls_ca_certs, self.ca_pin)

@@ -12,6 +12,7 @@ import os
 import runpy
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,28 +53,37 @@ class Engine:
 
     # ---------------------------------------------------------------- Python programs (Automation API)
     def python_stack(self, example: Path, stack: str, config: dict[str, str] | None = None) -> auto.Stack:
+        """The example's own __main__.py, run as an inline program with its Pulumi.yaml's project settings.
+
+        The workspace (stack config files) lives under PULUMI_HOME, so the example's directory stays untouched.
+        """
         settings = yaml.safe_load((example / "Pulumi.yaml").read_text())
         main = example / "__main__.py"
 
         def program() -> None:
             runpy.run_path(str(main), run_name="__main__")
 
+        work = self.home / "work" / settings["name"]
+        work.mkdir(parents=True, exist_ok=True)
+        return self.inline_stack(settings["name"], stack, program, work, config, settings.get("description"))
+
+    def inline_stack(self, project: str, stack: str, program: Callable[[], None], work_dir: Path,
+                     config: dict[str, str] | None = None, description: str | None = None) -> auto.Stack:
         env = self.environ()
-        os.environ.update({k: env[k] for k in ("PATH", "PULUMI_HOME", "PULUMI_CONFIG_PASSPHRASE")})
-        for key, value in self.env.items():
-            os.environ[key] = value  # the inline program and its default provider read these
+        for key in ("PATH", "PULUMI_HOME", "PULUMI_CONFIG_PASSPHRASE", *self.env):
+            os.environ[key] = env[key]  # the inline program and its default provider read these
         opts = auto.LocalWorkspaceOptions(
-            work_dir=str(example),
+            work_dir=str(work_dir),
             pulumi_home=str(self.home),
             env_vars={k: v for k, v in env.items() if k.startswith(("PULUMI_", "MACHINEID_", "PATH"))},
             project_settings=auto.ProjectSettings(
-                name=settings["name"], runtime="python", description=settings.get("description"),
+                name=project, runtime="python", description=description,
                 backend=auto.ProjectBackend(url=self.backend_url),
             ),
             secrets_provider="passphrase",
             pulumi_command=auto.PulumiCommand(root=str(self.tools_bin.parent), skip_version_check=True),
         )
-        st = auto.create_or_select_stack(stack_name=stack, project_name=settings["name"], program=program, opts=opts)
+        st = auto.create_or_select_stack(stack_name=stack, project_name=project, program=program, opts=opts)
         for key, value in (config or {}).items():
             st.set_config(key, auto.ConfigValue(value))
         return st

@@ -11,12 +11,13 @@ Rules that make `pulumi preview --expect-no-changes` trustworthy (where Teleport
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from machineid.api.client import Client
 from machineid.model import codec
@@ -37,6 +38,7 @@ from machineid.pulumi.resources import (
     ROLE,
     BotOnboarding,
     ResourceDef,
+    TokenOptions,
     camel,
     decode_inputs,
     encode_inputs,
@@ -47,6 +49,7 @@ from machineid.pulumi.resources import (
 from machineid.pulumi.values import UNKNOWN, contains_unknown
 
 Log = Callable[[str, str, str], None]  # (severity, message, urn)
+E = TypeVar("E", BotOnboarding, TokenOptions)
 
 # PropertyDiff kinds (pulumirpc.PropertyDiff.Kind)
 ADD, ADD_REPLACE, DELETE, DELETE_REPLACE, UPDATE, UPDATE_REPLACE = range(6)
@@ -74,6 +77,18 @@ class State:
     id: str
     outputs: dict[str, Any]
     inputs: dict[str, Any] | None = None
+
+
+_GENERATED = "generated-by-the-cluster"
+
+
+def decode(rdef: ResourceDef, inputs: dict[str, Any]) -> Any:
+    """decode_inputs, except that a token-method token may leave its (secret) name to the cluster."""
+    if rdef is PROVISION_TOKEN and not inputs.get("name") and inputs.get("joinMethod", "token") == "token":
+        decoded = decode_inputs(rdef, {**inputs, "name": _GENERATED})
+        decoded.obj.metadata.name = ""
+        return decoded
+    return decode_inputs(rdef, inputs)
 
 
 def token_id(name: str, join_method: str) -> str:
@@ -124,7 +139,7 @@ class Provider:
         if "name" not in news and self._name_defaults_to_urn(rdef, known):
             known["name"] = urn_name
         try:
-            decoded = decode_inputs(rdef, known)
+            decoded = decode(rdef, known)
         except ValidationError as e:
             failures = [(str(x.path[0]) if x.path else "", x.reason) for x in e.violations
                         if not any(str(x.path[0]).startswith(u) for u in unknown)] if unknown else \
@@ -220,17 +235,19 @@ class Provider:
                 # check at preview instead of failing on a role that `up` is about to create.
                 outputs["name"] = UNKNOWN
             return State("", outputs)
-        decoded = decode_inputs(rdef, inputs)
+        decoded = decode(rdef, inputs)
         client = self.client()
         try:
             if rdef is BOT:
                 return self._create_bot(client, decoded.obj, decoded.extra)
+            if rdef is PROVISION_TOKEN and decoded.obj.metadata.expires is None:
+                decoded.obj.metadata.expires = self.clock() + v.parse_duration(decoded.extra.ttl)
             created = client.upsert(decoded.obj, create_only=True)
         except AlreadyExistsError:
             name = decoded.obj.metadata.name
             raise AlreadyExistsError(f'{rdef.kind} "{name}" already exists on the cluster; adopt it with `pulumi '
                                      f"import {rdef.token} <resource name> {name}` or choose another name") from None
-        return self._state(rdef, created, None, {})
+        return self._state(rdef, created, decoded.extra, {})
 
     def _state(self, rdef: ResourceDef, obj: Any, extra: Any, old_outputs: dict[str, Any]) -> State:
         inputs = encode_inputs(rdef, obj, extra)
@@ -277,11 +294,12 @@ class Provider:
                 if name.startswith("token-") and importing:
                     raise ValidationError("import a token-method ProvisionToken by the token itself, not by its "
                                           "hashed ID")
-                state = self._state(rdef, client.get_token(name), None, old_outputs)
+                options = self._old_extra(TokenOptions, old_inputs or old_outputs)
+                state = self._state(rdef, client.get_token(name), options, old_outputs)
             else:
                 bot = client.get_bot(id)
-                extra = self._old_extra(old_inputs or old_outputs)
-                keep = {k: old_outputs[k] for k in ("token", "joinMethod", "tokenExpires", "caPins")
+                extra = self._old_extra(BotOnboarding, old_inputs or old_outputs)
+                keep: dict[str, Any] = {k: old_outputs[k] for k in ("token", "joinMethod", "tokenExpires", "caPins")
                         if k in old_outputs}
                 if "caPins" not in keep:
                     keep["caPins"] = list(client.ping().ca_pins)
@@ -298,12 +316,13 @@ class Provider:
         return state
 
     @staticmethod
-    def _old_extra(values: dict[str, Any]) -> BotOnboarding:
-        data = {k: val for k, val in values.items() if k in {camel(f.name) for f in dataclasses.fields(BotOnboarding)}}
+    def _old_extra(cls: type[E], values: dict[str, Any]) -> E:
+        """Provider-only inputs live only in the state: take them from there (or the defaults, on import)."""
+        data = {k: val for k, val in values.items() if k in {camel(f.name) for f in dataclasses.fields(cls)}}
         try:
-            return codec.decode(BotOnboarding, to_snake(BotOnboarding, data))
+            return codec.decode(cls, to_snake(cls, data))
         except ValidationError:
-            return BotOnboarding()
+            return cls()
 
     # ---------------------------------------------------------------- update
     def update(self, token: str, id: str, old_outputs: dict[str, Any], old_inputs: dict[str, Any] | None,
@@ -319,7 +338,7 @@ class Provider:
                 outputs["systemdUnit"] = UNKNOWN
                 outputs["startCommand"] = UNKNOWN
             return State(id, outputs)
-        decoded = decode_inputs(rdef, news)
+        decoded = decode(rdef, news)
         client = self.client()
         if rdef is BOT:
             return self._update_bot(client, decoded.obj, decoded.extra, old_outputs, old_inputs or old_outputs)
@@ -329,7 +348,7 @@ class Provider:
             expires = old_outputs.get("tokenExpires")
             decoded.obj.metadata.expires = codec.parse_time(expires) if expires else None
         updated = client.upsert(decoded.obj)
-        return self._state(rdef, updated, None, old_outputs)
+        return self._state(rdef, updated, decoded.extra, old_outputs)
 
     def _update_bot(self, client: Client, bot: Bot, extra: BotOnboarding, old_outputs: dict[str, Any],
                     olds: dict[str, Any]) -> State:
@@ -338,7 +357,8 @@ class Provider:
         if (bot.spec, bot.metadata.description, bot.metadata.labels) != (
                 current.spec, current.metadata.description, current.metadata.labels):
             current = client.update_bot(bot)
-        keep = {k: old_outputs[k] for k in ("token", "joinMethod", "tokenExpires", "caPins") if k in old_outputs}
+        keep: dict[str, Any] = {k: old_outputs[k] for k in ("token", "joinMethod", "tokenExpires", "caPins")
+                                if k in old_outputs}
         if extra.token_name and olds.get("tokenName", "") != extra.token_name:
             named = client.get_token(extra.token_name)
             keep.update({"token": named.metadata.name, "joinMethod": named.spec.join_method,
@@ -362,10 +382,8 @@ class Provider:
     def delete(self, token: str, id: str, outputs: dict[str, Any]) -> None:
         rdef = RESOURCES[token]
         name = str(outputs.get("name") or id) if rdef is PROVISION_TOKEN else id
-        try:
+        with contextlib.suppress(NotFoundError):  # already gone: the goal of a delete
             self.client().delete(rdef.kind, name)
-        except NotFoundError:
-            pass  # already gone: the goal of a delete
 
     # ---------------------------------------------------------------- invoke
     def invoke(self, token: str, args: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -373,7 +391,7 @@ class Provider:
         if fn is None:
             raise ValidationError(f"unknown function {token}")
         try:
-            decoded = codec.decode_and_validate(fn.inputs, to_snake(fn.inputs, args))
+            decoded: Any = codec.decode_and_validate(fn.inputs, to_snake(fn.inputs, args))
         except ValidationError as e:
             return {}, [(".".join(camel(str(s)) for s in x.path), x.reason) for x in e.violations]
         if token.endswith(":getClusterInfo"):

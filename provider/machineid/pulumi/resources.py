@@ -63,6 +63,15 @@ class BotOutputs:
 
 
 @dataclass
+class TokenOptions:
+    """Provider-only inputs of a ProvisionToken."""
+
+    ttl: str = attr(default="1h", doc="Lifetime from creation when `expires` is not set. A token whose expiry has "
+                                      "passed is replaced with a fresh one at the next `pulumi up`.",
+                    validators=[v.duration(min_seconds=1)])
+
+
+@dataclass
 class TokenOutputs:
     token_expires: str = attr(default="", computed=True, doc="When the token expires (RFC 3339).")
 
@@ -144,7 +153,8 @@ class ResourceDef:
 
 def _spec_type(model: type) -> type:
     hints = codec.type_hints(model)
-    return hints["spec"]  # type: ignore[no-any-return]
+    spec: type = hints["spec"]
+    return spec
 
 
 ROLE = ResourceDef(
@@ -155,7 +165,7 @@ PROVISION_TOKEN = ResourceDef(
     "ProvisionToken", ProvisionToken, ("name", "description", "labels", "expires"),
     "A join token. For the token method the name is the secret (generated when left out) and is used once; an iam "
     "token is not secret and joins any AWS identity its allow rules match until it expires.",
-    outputs=TokenOutputs, server_defaults=("name", "expires"), secret_props=("name",),
+    extra=TokenOptions, outputs=TokenOutputs, server_defaults=("name", "expires"), secret_props=("name",),
 )
 BOT = ResourceDef(
     "Bot", Bot, ("name", "description", "labels"),
@@ -242,12 +252,12 @@ def decode_inputs(rdef: ResourceDef, inputs: dict[str, Any]) -> Decoded:
         target = {"metadata": metadata, "spec": spec, "extra": extra}[p.section]
         target[p.field] = to_snake(p.tp, value)
     problems = list(unknown_props)
-    obj = None
+    obj: Any = None
     try:
         obj = codec.decode_and_validate(rdef.model, {"metadata": metadata, "spec": spec})
     except ValidationError as e:
         problems += [FieldViolation((prop_path(rdef, x.path),), x.reason) for x in e.violations]
-    ext = None
+    ext: Any = None
     if rdef.extra is not None:
         try:
             ext = codec.decode_and_validate(rdef.extra, extra)

@@ -31,7 +31,7 @@ class _Builder:
         if origin is dict:
             return {"type": "object", "additionalProperties": self.type_spec(get_args(tp)[1])}
         if dataclasses.is_dataclass(tp):
-            token = f"{PACKAGE}:index:{tp.__name__}"
+            token = f"{PACKAGE}:index:{getattr(tp, '__name__', '')}"
             if token not in self.types:
                 self.types[token] = {}  # reserve (recursive types)
                 props = {}
@@ -40,7 +40,7 @@ class _Builder:
                     props[camel(f.name)] = self.prop_spec(ftp, spec, _default_of(f), nested=True)
                 self.types[token] = {
                     "type": "object",
-                    "description": (tp.__doc__ or tp.__name__).strip().splitlines()[0],
+                    "description": str(tp.__doc__ or getattr(tp, "__name__", "")).strip().splitlines()[0],
                     "properties": props,
                 }
             return {"$ref": f"#/types/{token}"}

@@ -161,7 +161,7 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
             replaces=result.replaces,
             changes=provider_pb2.DiffResponse.DIFF_SOME if result.changed else provider_pb2.DiffResponse.DIFF_NONE,
             diffs=top,
-            detailedDiff={path: provider_pb2.PropertyDiff(kind=kind, inputDiff=True)
+            detailedDiff={path: provider_pb2.PropertyDiff(kind=kind, inputDiff=True)  # type: ignore[arg-type]
                           for path, kind in result.diffs.items()},
             hasDetailedDiff=True,
             deleteBeforeReplace=result.delete_before_replace,

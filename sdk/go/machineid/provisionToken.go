@@ -33,6 +33,8 @@ type ProvisionToken struct {
 	Roles pulumi.StringArrayOutput `pulumi:"roles"`
 	// When the token expires (RFC 3339).
 	TokenExpires pulumi.StringOutput `pulumi:"tokenExpires"`
+	// Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next `pulumi up`. Default: `"1h"`.
+	Ttl pulumi.StringOutput `pulumi:"ttl"`
 }
 
 // NewProvisionToken registers a new resource with the given unique name, arguments, and options.
@@ -98,6 +100,8 @@ type provisionTokenArgs struct {
 	Name *string `pulumi:"name"`
 	// System roles the token grants; only Bot is supported. Default: `["Bot"]`.
 	Roles []string `pulumi:"roles"`
+	// Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next `pulumi up`. Default: `"1h"`.
+	Ttl *string `pulumi:"ttl"`
 }
 
 // The set of arguments for constructing a ProvisionToken resource.
@@ -118,6 +122,8 @@ type ProvisionTokenArgs struct {
 	Name pulumi.StringPtrInput
 	// System roles the token grants; only Bot is supported. Default: `["Bot"]`.
 	Roles pulumi.StringArrayInput
+	// Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next `pulumi up`. Default: `"1h"`.
+	Ttl pulumi.StringPtrInput
 }
 
 func (ProvisionTokenArgs) ElementType() reflect.Type {
@@ -250,6 +256,11 @@ func (o ProvisionTokenOutput) Roles() pulumi.StringArrayOutput {
 // When the token expires (RFC 3339).
 func (o ProvisionTokenOutput) TokenExpires() pulumi.StringOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringOutput { return v.TokenExpires }).(pulumi.StringOutput)
+}
+
+// Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next `pulumi up`. Default: `"1h"`.
+func (o ProvisionTokenOutput) Ttl() pulumi.StringOutput {
+	return o.ApplyT(func(v *ProvisionToken) pulumi.StringOutput { return v.Ttl }).(pulumi.StringOutput)
 }
 
 type ProvisionTokenArrayOutput struct{ *pulumi.OutputState }

@@ -28,7 +28,8 @@ class ProvisionTokenArgs:
                  join_method: pulumi.Input[Optional[_builtins.str]] = None,
                  labels: pulumi.Input[Optional[Mapping[str, pulumi.Input[_builtins.str]]]] = None,
                  name: pulumi.Input[Optional[_builtins.str]] = None,
-                 roles: pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]] = None):
+                 roles: pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]] = None,
+                 ttl: pulumi.Input[Optional[_builtins.str]] = None):
         """
         The set of arguments for constructing a ProvisionToken resource.
 
@@ -40,6 +41,7 @@ class ProvisionTokenArgs:
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels (key -> value).
         :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind.
         :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] roles: System roles the token grants; only Bot is supported. Default: `["Bot"]`.
+        :param pulumi.Input[_builtins.str] ttl: Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next `pulumi up`. Default: `"1h"`.
         """
         if allow is not None:
             pulumi.set(__self__, "allow", allow)
@@ -57,6 +59,8 @@ class ProvisionTokenArgs:
             pulumi.set(__self__, "name", name)
         if roles is not None:
             pulumi.set(__self__, "roles", roles)
+        if ttl is not None:
+            pulumi.set(__self__, "ttl", ttl)
 
     @_builtins.property
     @pulumi.getter
@@ -154,6 +158,18 @@ class ProvisionTokenArgs:
     def roles(self, value: pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]]):
         pulumi.set(self, "roles", value)
 
+    @_builtins.property
+    @pulumi.getter
+    def ttl(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next `pulumi up`. Default: `"1h"`.
+        """
+        return pulumi.get(self, "ttl")
+
+    @ttl.setter
+    def ttl(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "ttl", value)
+
 
 @pulumi.type_token("machineid:index:ProvisionToken")
 class ProvisionToken(pulumi.CustomResource):
@@ -169,6 +185,7 @@ class ProvisionToken(pulumi.CustomResource):
                  labels: pulumi.Input[Optional[Mapping[str, pulumi.Input[_builtins.str]]]] = None,
                  name: pulumi.Input[Optional[_builtins.str]] = None,
                  roles: pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]] = None,
+                 ttl: pulumi.Input[Optional[_builtins.str]] = None,
                  __props__=None):
         """
         A join token. For the token method the name is the secret (generated when left out) and is used once; an iam token is not secret and joins any AWS identity its allow rules match until it expires.
@@ -183,6 +200,7 @@ class ProvisionToken(pulumi.CustomResource):
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels (key -> value).
         :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind.
         :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] roles: System roles the token grants; only Bot is supported. Default: `["Bot"]`.
+        :param pulumi.Input[_builtins.str] ttl: Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next `pulumi up`. Default: `"1h"`.
         """
         ...
     @overload
@@ -216,6 +234,7 @@ class ProvisionToken(pulumi.CustomResource):
                  labels: pulumi.Input[Optional[Mapping[str, pulumi.Input[_builtins.str]]]] = None,
                  name: pulumi.Input[Optional[_builtins.str]] = None,
                  roles: pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]] = None,
+                 ttl: pulumi.Input[Optional[_builtins.str]] = None,
                  __props__=None):
         opts = pulumi.ResourceOptions.merge(_utilities.get_resource_opts_defaults(), opts)
         if not isinstance(opts, pulumi.ResourceOptions):
@@ -233,6 +252,7 @@ class ProvisionToken(pulumi.CustomResource):
             __props__.__dict__["labels"] = labels
             __props__.__dict__["name"] = None if name is None else pulumi.Output.secret(name)
             __props__.__dict__["roles"] = roles
+            __props__.__dict__["ttl"] = ttl
             __props__.__dict__["token_expires"] = None
         secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["name"])
         opts = pulumi.ResourceOptions.merge(opts, secret_opts)
@@ -267,6 +287,7 @@ class ProvisionToken(pulumi.CustomResource):
         __props__.__dict__["name"] = None
         __props__.__dict__["roles"] = None
         __props__.__dict__["token_expires"] = None
+        __props__.__dict__["ttl"] = None
         return ProvisionToken(resource_name, opts=opts, __props__=__props__)
 
     @_builtins.property
@@ -340,4 +361,12 @@ class ProvisionToken(pulumi.CustomResource):
         When the token expires (RFC 3339).
         """
         return pulumi.get(self, "token_expires")
+
+    @_builtins.property
+    @pulumi.getter
+    def ttl(self) -> pulumi.Output[_builtins.str]:
+        """
+        Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next `pulumi up`. Default: `"1h"`.
+        """
+        return pulumi.get(self, "ttl")
 

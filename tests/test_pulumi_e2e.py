@@ -1,0 +1,367 @@
+"""The Pulumi provider with the real engine (built by scripts/install-tools), a real cluster and the generated SDK.
+
+Python programs run as Automation API inline programs (the examples' own files, or small programs here that use
+the SDK the way a user would); YAML programs run with the plain `pulumi` CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_machineid as machineid
+import pytest
+from pulumi import automation as auto
+
+from machineid.api.client import Client
+from machineid.model import errors
+from machineid.pulumi.engine import Engine, outputs_plain
+from tests.conftest import ServerProc
+
+ROOT = Path(__file__).resolve().parent.parent
+# The Automation API leaves its inline program's event loop unclosed when the engine stops it after a failed
+# preview (a Pulumi SDK matter, not ours); that must not turn expected failures into test errors.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+@pytest.fixture(scope="module")
+def tools_bin() -> Path:
+    proc = subprocess.run([str(ROOT / "scripts" / "install-tools")], capture_output=True, text=True, timeout=3000)
+    assert proc.returncode == 0, proc.stderr
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture()
+def engine(tools_bin: Path, server: ServerProc, tmp_path: Path) -> Engine:
+    return Engine(tools_bin, tmp_path / "pulumi-home", {
+        "MACHINEID_AUTH_SERVER": server.address,
+        "MACHINEID_IDENTITY": str(server.admin_identity_path),
+    })
+
+
+@pytest.fixture()
+def admin(server: ServerProc) -> Iterator[Client]:
+    with server.admin() as client:
+        yield client
+
+
+class Program:
+    """A small program whose declarations a test changes between runs, like a user editing their code."""
+
+    def __init__(self, engine: Engine, tmp: Path, name: str, build: Callable[[dict[str, Any]], None],
+                 **params: Any) -> None:
+        self.params = dict(params)
+        work = tmp / name
+        work.mkdir(exist_ok=True)
+        self.stack = engine.inline_stack(name, "test", lambda: build(self.params), work)
+
+    def up(self, **kw: Any) -> auto.UpResult:
+        return self.stack.up(color="never", **kw)
+
+    def preview(self, **kw: Any) -> auto.PreviewResult:
+        return self.stack.preview(color="never", diff=True, **kw)
+
+    def preview_fails(self, **kw: Any) -> str:
+        with pytest.raises(auto.errors.CommandError) as exc:
+            self.stack.preview(color="never", diff=True, **kw)
+        return str(exc.value)
+
+    def destroy(self) -> None:
+        self.stack.destroy(color="never")
+
+
+def refresh_preview(engine: Engine, program: Program) -> subprocess.CompletedProcess[str]:
+    """`pulumi refresh --preview-only --expect-no-changes` (the Automation API adds --yes, which the CLI refuses)."""
+    work = Path(program.stack.workspace.work_dir)
+    return engine.cli("refresh", "--preview-only", "--expect-no-changes", "--diff", "--color", "never",
+                      "--stack", "test", cwd=work, check=False)
+
+
+def stack_export(engine: Engine, program: Program) -> str:
+    return engine.cli("stack", "export", "--stack", "test", cwd=Path(program.stack.workspace.work_dir)).stdout
+
+
+# ---------------------------------------------------------------- the quickstart example
+
+
+def test_quickstart_example(engine: Engine, admin: Client, server: ServerProc, tmp_path: Path) -> None:
+    st = engine.python_stack(ROOT / "examples" / "quickstart", "qs", {"destinationDir": str(tmp_path / "dest"),
+                                                                      "dataDir": str(tmp_path / "data")})
+    up = st.up(color="never")
+    out = outputs_plain(up.outputs)
+    assert up.summary.resource_changes == {"create": 3}
+    assert out["botName"] == "robot" and out["joinMethod"] == "token"
+    assert out["caPin"] == admin.ping().ca_pins[0]
+    assert len(out["token"]) == 32
+    assert f"token: {out['token']}" in out["agentConfig"] and f"auth_server: {server.address}" in out["agentConfig"]
+    assert out["startCommand"].endswith("bot start --config /etc/machineid/bot-robot.yaml")
+    assert "ExecStart=" + out["startCommand"] in out["systemdUnit"]
+    # on the cluster, as `machineid ctl` sees it
+    assert "robot" in server.ctl("bots", "ls").stdout
+    role = admin.get_role("ci-deploy")
+    assert role.spec.options.max_session_ttl == "8h"
+    assert admin.get_user("bot-robot").spec.roles == ["bot-robot", "ci-deploy"]
+    # secrets stay secret in the state and the outputs
+    assert up.outputs["token"].secret and up.outputs["agentConfig"].secret
+    exported = engine.cli("stack", "export", "--stack", "qs", cwd=Path(st.workspace.work_dir)).stdout
+    assert out["token"] not in exported
+    # nothing to do on a second look
+    preview = st.preview(color="never", expect_no_changes=True)
+    assert preview.change_summary == {"same": 3}
+    st.destroy(color="never")
+    for kind, name in (("role", "ci-deploy"), ("bot", "robot"), ("user", "bot-robot"), ("role", "bot-robot")):
+        with pytest.raises(errors.NotFoundError):
+            admin.get(kind, name)
+    assert not [t for t in admin.list("token") if t.spec.bot_name == "robot"]  # type: ignore[union-attr]
+
+
+def test_quickstart_yaml_example(engine: Engine, admin: Client, tmp_path: Path) -> None:
+    project = tmp_path / "quickstart-yaml"
+    shutil.copytree(ROOT / "examples" / "quickstart-yaml", project)
+    engine.yaml_stack(project, "yamltest")
+    try:
+        up = engine.cli("up", "--yes", "--stack", "yamltest", "--color", "never", cwd=project)
+        assert "3 created" in up.stdout or "+ 3 created" in up.stdout, up.stdout
+        assert admin.get_role("ci-deploy").spec.allow.logins == ["{{internal.logins}}"]
+        assert admin.get_bot("robot").spec.traits == {"logins": ["root"]}
+        preview = engine.cli("preview", "--expect-no-changes", "--stack", "yamltest", "--color", "never", cwd=project,
+                             check=False)
+        assert preview.returncode == 0, preview.stdout + preview.stderr
+        outputs = json.loads(engine.cli("stack", "output", "--json", "--stack", "yamltest", cwd=project).stdout)
+        assert outputs["token"] == "[secret]" and outputs["botName"] == "robot"
+    finally:
+        engine.cli("destroy", "--yes", "--stack", "yamltest", cwd=project, check=False)
+        engine.cli("stack", "rm", "--yes", "--force", "yamltest", cwd=project, check=False)
+    with pytest.raises(errors.NotFoundError):
+        admin.get_bot("robot")
+
+
+# ---------------------------------------------------------------- diffs: update, replace, defaults
+
+
+def _role_program(p: dict[str, Any]) -> None:
+    options = machineid.RoleOptionsArgs(max_session_ttl=p["ttl"]) if p.get("ttl") else None
+    role = machineid.Role("web", name=p.get("name", "e2e-web"),
+                          allow=machineid.RoleConditionsArgs(logins=p["logins"], node_labels={"env": ["prod"]}),
+                          options=options)
+    pulumi.export("name", role.name)
+
+
+def test_role_update_replace_and_default(engine: Engine, admin: Client, tmp_path: Path) -> None:
+    prog = Program(engine, tmp_path, "roles", _role_program, logins=["ubuntu"], ttl="8h")
+    prog.up()
+    assert prog.preview(expect_no_changes=True).change_summary == {"same": 2}
+    # changing the logins is an in-place update of exactly that field
+    prog.params["logins"] = ["ubuntu", "deploy"]
+    preview = prog.preview()
+    assert preview.change_summary.get("update") == 1 and "replace" not in preview.change_summary
+    assert "~ allow: {" in preview.stdout and "~ logins:" in preview.stdout and "+ [1]: \"deploy\"" in preview.stdout
+    assert "nodeLabels" not in preview.stdout.split("~ allow: {")[1]
+    prog.up()
+    assert admin.get_role("e2e-web").spec.allow.logins == ["ubuntu", "deploy"]
+    # removing an optional field is a diff back to the model's default
+    prog.params["ttl"] = None
+    preview = prog.preview()
+    assert preview.change_summary.get("update") == 1
+    assert "maxSessionTtl" in preview.stdout and '"30h"' in preview.stdout
+    prog.up()
+    assert admin.get_role("e2e-web").spec.options.max_session_ttl == "30h"
+    # the name cannot change in place: a replacement
+    prog.params["name"] = "e2e-web2"
+    preview = prog.preview()
+    assert preview.change_summary.get("replace") == 1, preview.stdout
+    prog.up()
+    with pytest.raises(errors.NotFoundError):
+        admin.get_role("e2e-web")
+    assert admin.get_role("e2e-web2")
+    prog.destroy()
+    with pytest.raises(errors.NotFoundError):
+        admin.get_role("e2e-web2")
+
+
+def _minimal_program(p: dict[str, Any]) -> None:
+    role = machineid.Role("minimal-role")
+    bot = machineid.Bot("minimal-bot", roles=[role.name])
+    token = machineid.ProvisionToken("minimal-token", bot_name=bot.name, ttl=p.get("ttl", "1h"))
+    pulumi.export("token", token.name)
+
+
+def test_required_fields_only_preview_clean(engine: Engine, admin: Client, tmp_path: Path) -> None:
+    prog = Program(engine, tmp_path, "minimal", _minimal_program)
+    prog.up()
+    assert prog.preview(expect_no_changes=True).change_summary == {"same": 4}
+    assert refresh_preview(engine, prog).returncode == 0
+    assert prog.preview(refresh=True, expect_no_changes=True).change_summary == {"same": 4}
+    prog.destroy()
+    assert not any(r.metadata.name == "minimal-role" for r in admin.list("role"))
+
+
+def test_expired_token_plans_a_replacement(engine: Engine, admin: Client, tmp_path: Path) -> None:
+    prog = Program(engine, tmp_path, "expiring", _minimal_program, ttl="3s")
+    first = outputs_plain(prog.up().outputs)["token"]
+    time.sleep(4)
+    preview = prog.preview()
+    assert preview.change_summary.get("replace") == 1, preview.stdout
+    second = outputs_plain(prog.up().outputs)["token"]
+    assert second != first
+    assert admin.get_token(second).metadata.expires is not None
+    with pytest.raises(errors.NotFoundError):
+        admin.get_token(first)
+    prog.destroy()
+
+
+# ---------------------------------------------------------------- drift, refresh and import
+
+
+def _bot_program(p: dict[str, Any]) -> None:
+    role = machineid.Role("drift-role", name="drift-role",
+                          allow=machineid.RoleConditionsArgs(logins=["{{internal.logins}}"],
+                                                             node_labels={"*": ["*"]}))
+    bot = machineid.Bot("drift-bot", name="drift-bot", roles=[role.name, *p.get("extra_roles", [])],
+                        traits={"logins": p.get("logins", ["ci"])}, token_rotation=p.get("rotation", 0))
+    pulumi.export("token", bot.token)
+
+
+def test_drift_is_detected_and_repaired(engine: Engine, admin: Client, server: ServerProc, tmp_path: Path) -> None:
+    prog = Program(engine, tmp_path, "drift", _bot_program)
+    prog.up()
+    # out of band: an admin adds a login to the role with machineid ctl
+    doc = server.ctl("get", "role/drift-role").stdout.replace("- '{{internal.logins}}'",
+                                                               "- '{{internal.logins}}'\n    - intruder")
+    server.ctl("create", "-f", "-", input=doc)
+    refresh = refresh_preview(engine, prog)
+    assert refresh.returncode != 0 and "intruder" in refresh.stdout and "logins" in refresh.stdout
+    assert "intruder" in prog.preview_fails(refresh=True, expect_no_changes=True)
+    prog.up(refresh=True)
+    assert admin.get_role("drift-role").spec.allow.logins == ["{{internal.logins}}"]
+    assert refresh_preview(engine, prog).returncode == 0
+    # out of band: the bot's traits change, then the bot is removed
+    bot = admin.get_bot("drift-bot")
+    bot.spec.traits = {"logins": ["root"]}
+    admin.update_bot(bot)
+    refresh = refresh_preview(engine, prog)
+    assert refresh.returncode != 0 and "traits" in refresh.stdout and "root" in refresh.stdout
+    admin.delete("bot", "drift-bot")
+    refresh = refresh_preview(engine, prog)
+    assert refresh.returncode != 0 and "drift-bot" in refresh.stdout and "delete" in refresh.stdout
+    assert prog.preview_fails(refresh=True, expect_no_changes=True)
+    prog.up(refresh=True)
+    assert admin.get_bot("drift-bot").spec.traits == {"logins": ["ci"]}
+    prog.destroy()
+
+
+def test_bot_roles_traits_update_in_place_and_token_rotation(engine: Engine, admin: Client, tmp_path: Path) -> None:
+    prog = Program(engine, tmp_path, "inplace", _bot_program)
+    token1 = outputs_plain(prog.up().outputs)["token"]
+    prog.params.update(extra_roles=["auditor"], logins=["ci", "deploy"])
+    preview = prog.preview()
+    assert preview.change_summary.get("update") == 1 and "replace" not in preview.change_summary, preview.stdout
+    up = prog.up()
+    assert outputs_plain(up.outputs)["token"] == token1  # roles and traits change without a new token
+    bot = admin.get_bot("drift-bot")
+    assert bot.spec.roles == ["drift-role", "auditor"] and bot.spec.traits == {"logins": ["ci", "deploy"]}
+    assert admin.get_user("bot-drift-bot").spec.roles == ["bot-drift-bot", "drift-role", "auditor"]
+    # re-onboarding from code: a new join token without deleting the bot
+    prog.params["rotation"] = 1
+    token2 = outputs_plain(prog.up().outputs)["token"]
+    assert token2 != token1 and admin.get_token(token2).spec.bot_name == "drift-bot"
+    assert admin.get_bot("drift-bot").metadata.created == bot.metadata.created
+    prog.destroy()
+
+
+def _imported_program(p: dict[str, Any]) -> None:
+    opts = pulumi.ResourceOptions(import_="adopted-py") if p.get("adopt") else None
+    machineid.Role("adopted", name="adopted-py", description="made by hand",
+                   allow=machineid.RoleConditionsArgs(logins=["ops"]), opts=opts)
+
+
+ADOPTED_YAML = """name: adopt-yaml
+runtime: yaml
+resources:
+  adopted:
+    type: machineid:Role
+    properties:
+      name: adopted
+      description: made by hand
+      allow:
+        logins: [ops]
+"""
+
+
+def _ctl_role(server: ServerProc, name: str) -> None:
+    server.ctl("create", "-f", "-", input=f"kind: role\nversion: v5\nmetadata:\n  name: {name}\n  description: made "
+               "by hand\nspec:\n  allow:\n    logins: [ops]\n")
+
+
+def test_pulumi_import_adopts_a_role(engine: Engine, admin: Client, server: ServerProc, tmp_path: Path) -> None:
+    """`pulumi import` (the CLI, on a YAML project: the Python language host cannot be built here)."""
+    _ctl_role(server, "adopted")
+    project = tmp_path / "adopt-yaml"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text(ADOPTED_YAML)
+    engine.yaml_stack(project, "test")
+    imported = engine.cli("import", "machineid:index:Role", "adopted", "adopted", "--yes", "--generate-code=false",
+                          "--protect=false",
+                          "--stack", "test", "--color", "never", cwd=project)
+    assert "1 imported" in imported.stdout, imported.stdout
+    preview = engine.cli("preview", "--expect-no-changes", "--stack", "test", "--color", "never", cwd=project,
+                         check=False)
+    assert preview.returncode == 0, preview.stdout + preview.stderr
+    engine.cli("destroy", "--yes", "--stack", "test", cwd=project)
+    with pytest.raises(errors.NotFoundError):
+        admin.get_role("adopted")
+
+
+def test_import_option_adopts_a_role(engine: Engine, admin: Client, server: ServerProc, tmp_path: Path) -> None:
+    """The same from Python code, with the `import_` resource option."""
+    _ctl_role(server, "adopted-py")
+    prog = Program(engine, tmp_path, "adopt", _imported_program, adopt=True)
+    up = prog.up()
+    assert up.summary.resource_changes == {"import": 1, "create": 1}  # the role, and the stack itself
+    prog.params["adopt"] = False
+    assert prog.preview(expect_no_changes=True).change_summary == {"same": 2}
+    prog.destroy()
+    with pytest.raises(errors.NotFoundError):
+        admin.get_role("adopted-py")
+
+
+# ---------------------------------------------------------------- bad input fails at preview, writes nothing
+
+
+def _bad_program(p: dict[str, Any]) -> None:
+    if p["case"] == "role":
+        machineid.Bot("bad-bot", name="bad-bot", roles=["no-such-role"])
+    elif p["case"] == "arn":
+        machineid.ProvisionToken("bad-token", name="bad-iam", join_method="iam", bot_name="x",
+                                 allow=[machineid.TokenRuleArgs(aws_account="111111111111", aws_arn="arn:nope")])
+    elif p["case"] == "ttl":
+        machineid.Bot("bad-ttl", name="bad-ttl", roles=["access"], token_ttl="-5m")
+
+
+@pytest.mark.parametrize(("case", "expected"), [
+    ("role", ("property roles[0]", 'role "no-such-role" does not exist on the cluster')),
+    ("arn", ("property allow[0].awsArn", "write an ARN like")),
+    ("ttl", ("property tokenTtl", "is too short")),
+])
+def test_bad_input_fails_at_preview(engine: Engine, admin: Client, tmp_path: Path, case: str,
+                                    expected: tuple[str, str]) -> None:
+    prog = Program(engine, tmp_path, f"bad-{case}", _bad_program, case=case)
+    message = prog.preview_fails()
+    assert all(x in message for x in expected), message
+    with pytest.raises(auto.errors.CommandError):
+        prog.up()
+    names = {b.metadata.name for b in admin.list("bot")} | {t.metadata.name for t in admin.list("token")}
+    assert not names & {"bad-bot", "bad-iam", "bad-ttl"}
+
+
+def test_missing_provider_address_fails_at_preview(tools_bin: Path, tmp_path: Path) -> None:
+    engine = Engine(tools_bin, tmp_path / "home", {"MACHINEID_AUTH_SERVER": "", "MACHINEID_IDENTITY": ""})
+    prog = Program(engine, tmp_path, "noconfig", _role_program, logins=["x"])
+    message = prog.preview_fails()
+    assert "address" in message and "machineid:address" in message and "MACHINEID_AUTH_SERVER" in message
