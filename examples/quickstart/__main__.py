@@ -27,6 +27,7 @@ robot = machineid.Bot(
     traits={"logins": [login]},
     destination_dir=config.get("destinationDir") or "/opt/machine-id",
     data_dir=config.get("dataDir") or "/var/lib/machineid/bot-robot",
+    token_rotation=config.get_int("tokenRotation") or 0,  # bump to re-onboard the bot with a new token
 )
 
 cluster = machineid.get_cluster_info()

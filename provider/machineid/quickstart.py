@@ -1,0 +1,182 @@
+"""The main job: the whole Machine ID guide on one machine, in one command (`scripts/quickstart`).
+
+1. an embedded cluster (SQLite under the quickstart dir), started in the background and reused;
+2. `pulumi up` of examples/quickstart with the real engine: a role and a bot, with the rendered agent config;
+3. a local OpenSSH node on a loopback port, trusting the cluster's user CA, with a host certificate;
+4. the bot agent, started from the rendered config, writing certificates to the destination directory;
+5. `ssh -F DEST/ssh_config LOGIN@node1.CLUSTER` running a command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pulumi import automation as auto
+
+from machineid.api.identity import write_private
+from machineid.pulumi.engine import Engine, outputs_plain
+
+ROOT = Path(__file__).resolve().parents[2]
+MACHINEID = str(Path(sys.executable).parent / "machineid")
+DEMO_USER = "machineid-demo"
+
+
+def say(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def _alive(pid_file: Path) -> bool:
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def start_cluster(base: Path, listen: str) -> dict[str, str]:
+    data, pid_file = base / "cluster", base / "server.pid"
+    if _alive(pid_file) and (data / "server.json").exists():
+        print(f"reusing the cluster already running (pid {pid_file.read_text().strip()})")
+    else:
+        (data / "server.json").unlink(missing_ok=True)
+        with open(base / "server.log", "a") as log:
+            proc = subprocess.Popen([MACHINEID, "server", "start", "--data-dir", str(data), "--listen", listen,
+                                     "--cluster-name", "quickstart.local"], stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        pid_file.write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + 30
+        while not (data / "server.json").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"the cluster did not start; see {base / 'server.log'}")
+            time.sleep(0.1)
+        print(f"cluster started (pid {proc.pid}, log {base / 'server.log'})")
+    info: dict[str, str] = json.loads((data / "server.json").read_text())
+    info["data_dir"] = str(data)
+    return info
+
+
+def demo_login() -> str:
+    """The OS account the bot logs in as: a dedicated one when root (unlocked, as sshd without PAM needs)."""
+    if os.geteuid() != 0:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    try:
+        pwd.getpwnam(DEMO_USER)
+    except KeyError:
+        subprocess.run(["useradd", "-m", "-s", "/bin/sh", DEMO_USER], check=True)
+    subprocess.run(["usermod", "-p", "*", DEMO_USER], check=True)
+    return DEMO_USER
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_node(base: Path, data_dir: str, name: str = "node1") -> int:
+    """Register a node and run its sshd on a loopback port (restarted on every run)."""
+    node_dir = base / "node"
+    node_dir.mkdir(exist_ok=True)
+    pid_file = node_dir / "sshd.pid"
+    if _alive(pid_file):
+        os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        time.sleep(0.2)
+    port = free_port()
+    ctl = [MACHINEID, "ctl", "--data-dir", data_dir]
+    subprocess.run([*ctl, "nodes", "add", name, "--addr", f"127.0.0.1:{port}", "--labels", "env=quickstart",
+                    "--out", str(node_dir / "host_key")], check=True)
+    user_ca = subprocess.run([*ctl, "auth", "export", "--type=user"], check=True, capture_output=True, text=True)
+    (node_dir / "user_ca.pub").write_text(user_ca.stdout)
+    (node_dir / "sshd_config").write_text("\n".join([
+        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {node_dir / 'host_key'}",
+        f"HostCertificate {node_dir / 'host_key-cert.pub'}", f"TrustedUserCAKeys {node_dir / 'user_ca.pub'}",
+        "AuthorizedKeysFile none", "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no",
+        "StrictModes no", f"PidFile {pid_file}", "",
+    ]))
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    with open(node_dir / "sshd.log", "a") as log:
+        subprocess.Popen([sshd, "-f", str(node_dir / "sshd_config"), "-D", "-e"], stdout=log,
+                         stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return port
+        time.sleep(0.1)
+    sys.exit(f"sshd did not start; see {node_dir / 'sshd.log'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dir", type=Path, default=Path.home() / ".cache" / "machineid" / "quickstart")
+    parser.add_argument("--listen", default="127.0.0.1:3025")
+    parser.add_argument("--tools-bin", type=Path, required=True)
+    args = parser.parse_args(argv)
+    base: Path = args.dir.resolve()
+    base.mkdir(parents=True, exist_ok=True)
+
+    say("1/5 the cluster")
+    info = start_cluster(base, args.listen)
+    identity = str(Path(info["data_dir"]) / "admin.identity")
+
+    say("2/5 pulumi up of examples/quickstart (the real Pulumi engine)")
+    login = demo_login()
+    dest, bot_data = base / "machine-id", base / "bot-data"
+    shutil.rmtree(bot_data, ignore_errors=True)  # a fresh join each run: the bot gets a new token below
+    engine = Engine(args.tools_bin, base / "pulumi", {"MACHINEID_AUTH_SERVER": info["address"],
+                                                      "MACHINEID_IDENTITY": identity})
+    stack = engine.python_stack(ROOT / "examples" / "quickstart", "quickstart", {
+        "login": login, "destinationDir": str(dest), "dataDir": str(bot_data)})
+    stack.refresh(color="never")  # the cluster may be new while the state is not
+    # Each run starts the agent afresh, so the bot needs a new single-use join token: rotate it from code.
+    previous = stack.get_all_config().get("machineid-quickstart:tokenRotation")
+    stack.set_config("tokenRotation", auto.ConfigValue(str(int(previous.value) + 1 if previous else 0)))
+    up = stack.up(color="never", on_output=print)
+    out = outputs_plain(up.outputs)
+    config_path = base / "bot.yaml"
+    write_private(config_path, out["agentConfig"])
+    print(f"the rendered agent config is in {config_path} (0600: it holds the join token)")
+
+    say("3/5 a local OpenSSH node (ctl nodes add, sshd on a loopback port)")
+    port = start_node(base, info["data_dir"])
+    print(f"node1.{info['cluster_name']} listens on 127.0.0.1:{port}")
+
+    say("4/5 the bot agent, from the rendered config")
+    subprocess.run([MACHINEID, "bot", "start", "--config", str(config_path), "--oneshot", "--log-format", "text"],
+                   check=True)
+    print(f"certificates written to {dest}: {', '.join(sorted(p.name for p in dest.iterdir()))}")
+
+    say(f"5/5 ssh -F {dest}/ssh_config {login}@node1.{info['cluster_name']}")
+    result = subprocess.run(["ssh", "-F", str(dest / "ssh_config"), "-o", "BatchMode=yes",
+                             f"{login}@node1.{info['cluster_name']}", "echo hello from $(hostname) as $(whoami)"],
+                            capture_output=True, text=True, timeout=60)
+    sys.stdout.write(result.stdout)
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr)
+        return 1
+    print(f"""
+Done. What you have now:
+  cluster          {info['address']} (data {info['data_dir']}); stop it: kill $(cat {base / 'server.pid'})
+  admin CLI        {MACHINEID} ctl --data-dir {info['data_dir']} get bots
+  Pulumi stack     examples/quickstart, stack "quickstart" (state under {base / 'pulumi'})
+  agent config     {config_path}
+  keep renewing    {MACHINEID} bot start --config {config_path}
+  systemd unit     the stack output `systemdUnit` runs: {out['startCommand']}
+  ssh              ssh -F {dest}/ssh_config {login}@node1.{info['cluster_name']}
+""")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
