@@ -12,7 +12,7 @@ import os
 import runpy
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,5 +103,5 @@ class Engine:
             self.cli("config", "set", key, value, cwd=project)
 
 
-def outputs_plain(outputs: dict[str, Any]) -> dict[str, Any]:
+def outputs_plain(outputs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v.value for k, v in outputs.items()}
