@@ -39,6 +39,7 @@ class ServerProc:
     proc: subprocess.Popen[str] | None = None
     address: str = ""
     log_path: Path = field(default_factory=Path)
+    extra_args: tuple[str, ...] = ()
 
     def start(self, listen: str = "127.0.0.1:0") -> None:
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
@@ -46,7 +47,7 @@ class ServerProc:
         with open(self.log_path, "a") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 [MACHINEID, "server", "start", "--data-dir", str(self.data_dir), "--listen", listen,
-                 "--cluster-name", self.cluster_name],
+                 "--cluster-name", self.cluster_name, *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, text=True,
             )
         deadline = time.monotonic() + 30

@@ -87,14 +87,20 @@ class BotAgent:
         raise AgentError("; ".join(errors))
 
     def join(self) -> Identity:
-        method = self.config.onboarding.join_method
-        if method != "token":
-            raise AgentError(f"join method {method} is not supported by this agent yet")
         token = resolve_token(self.config.onboarding.token)
-        cas = self._trusted_cas()
+        cas = self.identity.tls_ca_certs if self.identity else self._trusted_cas()
         key = certs.new_key()
+        public = certs.public_key_pem(key.public_key())
         with JoinClient(self.config.auth_server, cas) as client:
-            reply = client.register_using_token(token, certs.public_key_pem(key.public_key()), self._ttl())
+            if self.config.onboarding.join_method == "iam":
+                from machineid.agent.iam import sign_get_caller_identity
+
+                challenge = client.create_iam_challenge()
+                signed = sign_get_caller_identity(challenge)
+                reply = client.register_using_iam(token, challenge, signed.method, signed.url, signed.headers,
+                                                  signed.body, public, self._ttl())
+            else:
+                reply = client.register_using_token(token, public, self._ttl())
         return identity_from_certs(certs.private_key_pem(key), reply.certs)
 
     def renew(self, current: Identity) -> Identity:
@@ -115,6 +121,8 @@ class BotAgent:
     # ---------------------------------------------------------------- one cycle
     def cycle(self) -> Outcome:
         current = self.identity or self._load_state()
+        if current is not None and not current.info.renewable:
+            current = None  # IAM identities are not renewable: the agent proves its AWS identity again
         if current is not None:
             try:
                 ident, action = self.renew(current), "renewed"
@@ -129,7 +137,8 @@ class BotAgent:
                 raise
             except MachineIDError as e:
                 raise AgentError(f"join refused: {e}") from None
-        self._save_state(ident)
+        if ident.info.renewable:
+            self._save_state(ident)
         self.identity = ident
         nodes = self._nodes(ident)
         for dest in self.destinations:

@@ -126,6 +126,15 @@ class JoinClient(_Base):
         super().__init__(address, grpc.secure_channel(address, creds, _channel_options(certs.JOIN_SERVER_NAME)),
                          timeout)
 
+    def create_iam_challenge(self) -> str:
+        return self._call(self.join.CreateIAMChallenge, pb.IAMChallengeRequest()).challenge
+
+    def register_using_iam(self, token: str, challenge: str, method: str, url: str, headers: dict[str, str],
+                           body: bytes, public_key_pem: str, ttl: timedelta | None = None) -> pb.JoinResponse:
+        req = pb.IAMJoinRequest(token=token, challenge=challenge, public_key=public_key_pem, ttl=duration_pb(ttl),
+                                sts_request=pb.SignedHTTPRequest(method=method, url=url, headers=headers, body=body))
+        return self._call(self.join.RegisterUsingIAM, req)
+
     def register_using_token(self, token: str, public_key_pem: str, ttl: timedelta | None = None) -> pb.JoinResponse:
         req = pb.JoinRequest(token=token, join_method="token", public_key=public_key_pem, ttl=duration_pb(ttl))
         return self._call(self.join.RegisterUsingToken, req)

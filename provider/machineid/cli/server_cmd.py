@@ -17,6 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     start.add_argument("--data-dir", required=True, type=Path, help="where the database and identity live")
     start.add_argument("--listen", default="127.0.0.1:3025", help="host:port to listen on (port 0 picks one)")
     start.add_argument("--cluster-name", default="", help="cluster name (default: derived from the host name)")
+    start.add_argument("--iam-sts-endpoint", action="append", default=[], metavar="URL",
+                       help="also accept this STS endpoint for IAM joins (repeatable; e.g. a local STS for tests)")
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     start.add_argument("--log-format", default="json", choices=["json", "text"])
     start.set_defaults(func=run_start)
@@ -26,7 +28,8 @@ def run_start(args: argparse.Namespace) -> int:
     from machineid.cluster.server import Server, ServerConfig
 
     logs.setup(args.log_level, args.log_format)
-    server = Server(ServerConfig(data_dir=args.data_dir, listen=args.listen, cluster_name=args.cluster_name))
+    server = Server(ServerConfig(data_dir=args.data_dir, listen=args.listen, cluster_name=args.cluster_name,
+                                 iam_sts_endpoints=tuple(args.iam_sts_endpoint)))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         server.stop()

@@ -17,6 +17,7 @@ from google.protobuf import timestamp_pb2
 
 from machineid import __version__
 from machineid.api import certs, convert, status
+from machineid.api.iam import SignedRequest
 from machineid.api.v1 import cluster_pb2 as pb
 from machineid.api.v1 import cluster_pb2_grpc as rpc
 from machineid.api.v1 import types_pb2 as tpb
@@ -105,13 +106,15 @@ class JoinServicer(_Base, rpc.JoinServiceServicer):
     @_handler
     def CreateIAMChallenge(self, request: pb.IAMChallengeRequest,
                            context: grpc.ServicerContext) -> pb.IAMChallengeResponse:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "the IAM join method is not implemented yet")
-        raise AssertionError
+        return pb.IAMChallengeResponse(challenge=self.cluster.create_iam_challenge())
 
     @_handler
     def RegisterUsingIAM(self, request: pb.IAMJoinRequest, context: grpc.ServicerContext) -> pb.JoinResponse:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "the IAM join method is not implemented yet")
-        raise AssertionError
+        sts = request.sts_request
+        signed = SignedRequest(method=sts.method, url=sts.url, headers=dict(sts.headers), body=bytes(sts.body))
+        bot, data = self.cluster.register_using_iam(request.token, request.challenge, signed, request.public_key,
+                                                    _ttl(request))
+        return pb.JoinResponse(bot_name=bot, certs=certs_pb(data))
 
 
 class ClusterServicer(_Base, rpc.ClusterServiceServicer):

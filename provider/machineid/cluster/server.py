@@ -26,6 +26,7 @@ from machineid.api import certs
 from machineid.api.client import split_address
 from machineid.api.identity import Identity, write_private
 from machineid.api.v1 import cluster_pb2_grpc as rpc
+from machineid.cluster import iam
 from machineid.cluster.grpc_api import ClusterServicer, JoinServicer
 from machineid.cluster.router import SNIRouter
 from machineid.cluster.service import ADMIN_USER, Caller, Cluster
@@ -51,6 +52,8 @@ class ServerConfig:
     listen: str = "127.0.0.1:3025"
     cluster_name: str = ""
     workers: int = 16
+    # STS endpoints (URLs) accepted for IAM joins besides AWS's own, e.g. a local STS in tests.
+    iam_sts_endpoints: tuple[str, ...] = ()
 
 
 class Server:
@@ -60,7 +63,8 @@ class Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.data_dir, 0o700)
         self.backend = SQLiteBackend(self.data_dir / "cluster.db")
-        self.cluster = Cluster(self.backend, self._cluster_name(config.cluster_name))
+        self.cluster = Cluster(self.backend, self._cluster_name(config.cluster_name),
+                               iam_verifier=iam.Verifier(list(config.iam_sts_endpoints)))
         self._stopped = threading.Event()
         self._grpc: grpc.Server | None = None
         self._router: SNIRouter | None = None

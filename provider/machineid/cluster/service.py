@@ -7,6 +7,7 @@ log or the logs: tokens of the `token` join method are referred to by a hash pre
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fnmatch
 import hashlib
@@ -20,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from machineid.api import certs
+from machineid.api.iam import SignedRequest
+from machineid.cluster import iam
 from machineid.cluster.authority import Authority
 from machineid.cluster.store.base import Backend, Item
 from machineid.model import codec
@@ -61,6 +64,8 @@ MAX_RENEWABLE_TTL = timedelta(hours=24)
 DEFAULT_HOST_CERT_TTL = timedelta(days=365)
 ADMIN_USER = "admin"
 BOT_LABEL = "machineid/bot"
+IAM_CHALLENGE_KIND = "iam_challenge"
+IAM_CHALLENGE_TTL = timedelta(minutes=5)
 _TEMPLATE = re.compile(r"\{\{\s*(internal|external)\.([A-Za-z0-9_]+)\s*\}\}")
 
 
@@ -146,8 +151,10 @@ def expand_logins(logins: Iterable[str], traits: dict[str, list[str]]) -> list[s
 
 
 class Cluster:
-    def __init__(self, backend: Backend, cluster_name: str, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, backend: Backend, cluster_name: str, *, clock: Callable[[], datetime] | None = None,
+                 iam_verifier: iam.Verifier | None = None) -> None:
         self.backend = backend
+        self.iam = iam_verifier or iam.Verifier()
         self.cluster_name = cluster_name
         self.clock = clock or (lambda: datetime.now(UTC))
         self.authority = Authority.load_or_create(backend, cluster_name)
@@ -596,6 +603,71 @@ class Cluster:
                    generation=1, expires=codec.format_time(certs_out["expires"]),
                    principals=certs_out["principals"])
         return bot.metadata.name, certs_out
+
+    # ------------------------------------------------------------------ IAM joins
+    def create_iam_challenge(self) -> str:
+        challenge = base64.b64encode(secrets.token_bytes(32)).decode()
+        key = hashlib.sha256(challenge.encode()).hexdigest()
+        self.backend.create(IAM_CHALLENGE_KIND, key, {"expires": codec.format_time(self.clock() + IAM_CHALLENGE_TTL)})
+        return challenge
+
+    def register_using_iam(self, token_name: str, challenge: str, request: SignedRequest, public_key_pem: str,
+                           ttl: timedelta | None) -> tuple[str, dict[str, Any]]:
+        ref = f"token/{token_ref(token_name, 'iam')}"
+        try:
+            return self._register_using_iam(token_name, challenge, request, public_key_pem, ttl, ref)
+        except MachineIDError as e:
+            self.audit(ANONYMOUS, "bot.join", ref, "denied", method="iam", error=str(e))
+            raise
+
+    def _consume_challenge(self, challenge: str) -> None:
+        key = hashlib.sha256(challenge.encode()).hexdigest()
+        with self.backend.transaction():
+            try:
+                item = self.backend.get(IAM_CHALLENGE_KIND, key)
+            except NotFoundError:
+                raise PermissionDeniedError("the challenge is unknown or was already used; ask for a new one "
+                                            "(a signed request joins once)") from None
+            self.backend.delete(IAM_CHALLENGE_KIND, key)
+        if codec.parse_time(item.value["expires"]) <= self.clock():
+            raise PermissionDeniedError("the challenge expired; ask for a new one")
+
+    def _register_using_iam(self, token_name: str, challenge: str, request: SignedRequest, public_key_pem: str,
+                            ttl: timedelta | None, ref: str) -> tuple[str, dict[str, Any]]:
+        try:
+            certs.load_public_key(public_key_pem)
+        except ValueError as e:
+            raise ValidationError([FieldViolation(("public_key",), str(e))]) from None
+        self._consume_challenge(challenge)
+        try:
+            token = self._get(ProvisionToken, token_name)
+        except NotFoundError:
+            raise PermissionDeniedError(f'IAM token "{token_name}" does not exist') from None
+        if token.spec.join_method != "iam":
+            raise PermissionDeniedError(f'token "{token_name}" is not an iam token')
+        if token.metadata.expires and token.metadata.expires <= self.clock():
+            raise PermissionDeniedError(f"the IAM token expired at {codec.format_time(token.metadata.expires)}")
+        self.iam.check_request(request, challenge)
+        who = self.iam.call_sts(request)
+        if not any(iam.matches(rule, who) for rule in token.spec.allow):
+            raise PermissionDeniedError(f"AWS identity {who.arn} (account {who.account}) matches no allow rule of "
+                                        f'token "{token_name}"')
+        with self.backend.transaction():
+            try:
+                bot = self._get(Bot, token.spec.bot_name)
+            except NotFoundError:
+                raise PermissionDeniedError(f'bot "{token.spec.bot_name}" of this token does not exist') from None
+            if bot.status.locked:
+                raise PermissionDeniedError(f'bot "{bot.metadata.name}" is locked ({bot.status.lock_reason})')
+            bot.status.last_join = self.clock()
+            bot = self._store_update(bot)
+            ident, traits = self._bot_identity(bot, renewable=False)
+            out = self.issue(public_key_pem, ident, traits, ttl, MAX_RENEWABLE_TTL)
+        self.audit(ANONYMOUS, "bot.join", ref, bot=bot.metadata.name, method="iam", aws_account=who.account,
+                   aws_arn=who.arn)
+        self.audit(Caller(user=ident.user, ident=ident), "cert.issue", f"user/{ident.user}", renewable=False,
+                   expires=codec.format_time(out["expires"]), principals=out["principals"])
+        return bot.metadata.name, out
 
     def renew(self, caller: Caller, public_key_pem: str, ttl: timedelta | None) -> dict[str, Any]:
         ident = caller.ident
