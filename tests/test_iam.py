@@ -4,8 +4,8 @@ AWS would be: only the endpoint is overridden (AWS_ENDPOINT_URL_STS), in the tes
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import socket
 import subprocess
