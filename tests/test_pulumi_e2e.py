@@ -194,6 +194,8 @@ def _minimal_program(p: dict[str, Any]) -> None:
 
 def test_required_fields_only_preview_clean(engine: Engine, admin: Client, tmp_path: Path) -> None:
     prog = Program(engine, tmp_path, "minimal", _minimal_program)
+    # a fresh preview: the bot's role comes from a role not created yet (an unknown value during preview)
+    assert prog.preview().change_summary == {"create": 4}
     prog.up()
     assert prog.preview(expect_no_changes=True).change_summary == {"same": 4}
     assert refresh_preview(engine, prog).returncode == 0

@@ -6,6 +6,7 @@ SSH user and host CAs are Ed25519; the X.509 CA is ECDSA P-256 (see machineid.ap
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,19 +61,19 @@ class Authority:
         assert isinstance(tls_key, ec.EllipticCurvePrivateKey)
         return cls(cluster_name, user_ca, host_ca, tls_key, x509.load_pem_x509_certificate(v["tls_cert"].encode()))
 
-    @property
+    @functools.cached_property
     def tls_ca_pem(self) -> str:
         return certs.cert_pem(self.tls_cert)
 
-    @property
+    @functools.cached_property
     def pin(self) -> str:
         return certs.ca_pin(self.tls_ca_pem)
 
-    @property
+    @functools.cached_property
     def user_ca_line(self) -> str:
         return certs.ssh_public_key_line(self.user_ca.public_key(), f"{self.cluster_name}-user-ca")
 
-    @property
+    @functools.cached_property
     def host_ca_line(self) -> str:
         return certs.ssh_public_key_line(self.host_ca.public_key())
 

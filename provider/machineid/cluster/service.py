@@ -155,6 +155,7 @@ class Cluster:
                  iam_verifier: iam.Verifier | None = None) -> None:
         self.backend = backend
         self.iam = iam_verifier or iam.Verifier()
+        self._decoded: dict[tuple[str, str], tuple[str, Any]] = {}
         self.cluster_name = cluster_name
         self.clock = clock or (lambda: datetime.now(UTC))
         self.authority = Authority.load_or_create(backend, cluster_name)
@@ -195,6 +196,19 @@ class Cluster:
     def _get(self, cls: type[R], name: str) -> R:
         return self._load(cls, self.backend.get(cls.kind, name))
 
+    def _get_shared(self, cls: type[R], name: str) -> R:
+        """Like _get, but decoded once per revision and shared: callers must not modify the result.
+
+        Decoding, not the SQLite read, is what costs on the hot paths (authorization, issuance)."""
+        item = self.backend.get(cls.kind, name)
+        key = (cls.kind, name)
+        cached = self._decoded.get(key)
+        if cached is not None and cached[0] == item.revision:
+            return cached[1]
+        obj = self._load(cls, item)
+        self._decoded[key] = (item.revision, obj)
+        return obj
+
     def _list(self, cls: type[R]) -> list[R]:
         return [self._load(cls, item) for item in self.backend.list(cls.kind)]
 
@@ -214,12 +228,12 @@ class Cluster:
     def caller_from_cert(self, ident: certs.CertIdentity) -> Caller:
         """Checks that the certificate's user still exists (a deleted bot's certificates stop working)."""
         try:
-            user = self._get(User, ident.user)
+            user = self._get_shared(User, ident.user)
         except NotFoundError:
             raise UnauthenticatedError(f'user "{ident.user}" of this certificate no longer exists') from None
         if user.spec.bot_name:
             try:
-                bot = self._get(Bot, user.spec.bot_name)
+                bot = self._get_shared(Bot, user.spec.bot_name)
             except NotFoundError:
                 raise UnauthenticatedError(f'bot "{user.spec.bot_name}" no longer exists') from None
             if bot.status.locked:
@@ -233,7 +247,7 @@ class Cluster:
         roles = []
         for name in names:
             try:
-                roles.append(self._get(Role, name))
+                roles.append(self._get_shared(Role, name))
             except NotFoundError:
                 continue
         return roles
@@ -519,6 +533,13 @@ class Cluster:
         # An OpenSSH certificate without principals is valid for every login: never issue one.
         return principals or [f"-machineid-no-login-{uuid.uuid4()}"]
 
+    @staticmethod
+    def _check_public_key(public_key_pem: str) -> None:
+        try:
+            certs.load_public_key(public_key_pem)
+        except ValueError as e:
+            raise ValidationError([FieldViolation(("public_key",), f"{e}; send a PEM SubjectPublicKeyInfo")]) from None
+
     def issue(self, public_key_pem: str, ident: certs.CertIdentity, traits: dict[str, list[str]],
               requested: timedelta | None, cap: timedelta | None) -> dict[str, Any]:
         try:
@@ -545,7 +566,7 @@ class Cluster:
         }
 
     def _bot_identity(self, bot: Bot, renewable: bool) -> tuple[certs.CertIdentity, dict[str, list[str]]]:
-        user = self._get(User, bot_user_name(bot.metadata.name))
+        user = self._get_shared(User, bot_user_name(bot.metadata.name))
         ident = certs.CertIdentity(
             user=user.metadata.name, roles=list(user.spec.roles), traits=user.spec.traits,
             cluster=self.cluster_name, bot_name=bot.metadata.name, renewable=renewable,
@@ -567,7 +588,7 @@ class Cluster:
         if not token_name:
             raise ValidationError([FieldViolation(("token",), "is required; pass the token from "
                                                   "`machineid ctl bots add`")])
-        certs_out: dict[str, Any]
+        self._check_public_key(public_key_pem)  # before anything is consumed
         with self.backend.transaction():
             try:
                 token = self._get(ProvisionToken, token_name)
@@ -596,7 +617,8 @@ class Cluster:
             bot.status.last_join = self.clock()
             bot = self._store_update(bot)
             ident, traits = self._bot_identity(bot, renewable=True)
-            certs_out = self.issue(public_key_pem, ident, traits, ttl, MAX_RENEWABLE_TTL)
+        # Signing happens after the commit, outside the store's lock, so joins from many machines overlap.
+        certs_out = self.issue(public_key_pem, ident, traits, ttl, MAX_RENEWABLE_TTL)
         self.audit(ANONYMOUS, "bot.join", ref, bot=bot.metadata.name, method="token", generation=1,
                    instance_id=bot.status.instance_id, rejoin=rejoin)
         self.audit(Caller(user=ident.user, ident=ident), "cert.issue", f"user/{ident.user}",
@@ -670,6 +692,7 @@ class Cluster:
         return bot.metadata.name, out
 
     def renew(self, caller: Caller, public_key_pem: str, ttl: timedelta | None) -> dict[str, Any]:
+        self._check_public_key(public_key_pem)
         ident = caller.ident
         if ident is None:
             raise UnauthenticatedError("renewal needs the current certificate (mutual TLS)")
@@ -706,7 +729,7 @@ class Cluster:
             bot.status.generation += 1
             bot = self._store_update(bot)
             new_ident, traits = self._bot_identity(bot, renewable=True)
-            out = self.issue(public_key_pem, new_ident, traits, ttl, MAX_RENEWABLE_TTL)
+        out = self.issue(public_key_pem, new_ident, traits, ttl, MAX_RENEWABLE_TTL)
         self.audit(caller, "cert.renew", f"bot/{ident.bot_name}", generation=bot.status.generation,
                    expires=codec.format_time(out["expires"]))
         return out

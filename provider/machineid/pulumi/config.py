@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from machineid.api.client import Client, check_pin
-from machineid.api.identity import Identity
 from machineid.model.errors import FieldViolation, ValidationError
 from machineid.model.fields import attr
+
+if TYPE_CHECKING:
+    from machineid.api.client import Client
 
 
 @dataclass
@@ -53,6 +54,9 @@ class ProviderConfig:
         return out
 
     def client(self) -> Client:
+        from machineid.api.client import Client, check_pin  # cryptography and friends: only when needed
+        from machineid.api.identity import Identity
+
         problems = self.problems()
         if problems:
             raise ValidationError(problems)

@@ -17,9 +17,8 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from machineid.api.client import Client
 from machineid.model import codec
 from machineid.model import validators as v
 from machineid.model.errors import (
@@ -47,6 +46,9 @@ from machineid.pulumi.resources import (
     to_snake,
 )
 from machineid.pulumi.values import UNKNOWN, contains_unknown
+
+if TYPE_CHECKING:
+    from machineid.api.client import Client
 
 Log = Callable[[str, str, str], None]  # (severity, message, urn)
 E = TypeVar("E", BotOnboarding, TokenOptions)

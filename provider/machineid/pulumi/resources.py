@@ -8,6 +8,7 @@ declared with attr(), so the schema, validation and conversion come from one dec
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -129,6 +130,9 @@ class ResourceDef:
         return str(self.model.kind)  # type: ignore[attr-defined]
 
     def props(self) -> list[Prop]:
+        return list(_props(self))
+
+    def _build_props(self) -> tuple[Prop, ...]:
         out: list[Prop] = []
         sections: list[tuple[str, type | None]] = [("metadata", Metadata), ("spec", _spec_type(self.model)),
                                                    ("extra", self.extra), ("output", self.outputs)]
@@ -142,13 +146,19 @@ class ResourceDef:
                 if camel(f.name) in self.secret_props:
                     spec = dataclasses.replace(spec, secret=True)
                 out.append(Prop(camel(f.name), section, f.name, tp, spec, _default(f)))
-        return out
+        return tuple(out)
 
     def prop(self, name: str) -> Prop:
         for p in self.props():
             if p.name == name:
                 return p
         raise KeyError(name)
+
+
+@functools.cache
+def _props(rdef: ResourceDef) -> tuple[Prop, ...]:
+    """Derived once per resource: Check and Diff ask for them on every call."""
+    return rdef._build_props()
 
 
 def _spec_type(model: type) -> type:

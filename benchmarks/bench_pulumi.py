@@ -1,0 +1,387 @@
+"""Pulumi engine overhead per resource: our Python provider against a minimal Go provider.
+
+One run measures, with the same Pulumi CLI (v3.259.0) and the same Pulumi YAML language host
+(scripts/install-tools), a Pulumi YAML program with N resources (default 200) for two providers:
+
+- ours: N `machineid:Role` resources (distinct names, two logins each), served by `pulumi-resource-machineid`
+  against a real `machineid server start` process that this script starts (as tests/conftest.py does);
+- go: N `gobench:Thing` resources (two string inputs, Create/Delete do nothing) served by a minimal provider
+  written with github.com/pulumi/pulumi-go-provider@v1.1.0's `infer` package (benchmarks/goprovider), built here
+  with `go build` into ~/.cache/machineid/bench (rebuilt only when its source changes).
+
+Each provider is found through the program's own `plugins: providers: - name: X path: DIR`. Each round uses a
+fresh stack per provider and times, back to back:
+
+1. `pulumi up --yes --skip-preview` (creates the N resources);
+2. `pulumi preview --expect-no-changes` (no changes: fails the run if the provider reports a diff);
+
+then runs `pulumi destroy --yes --skip-preview` and `pulumi stack rm` untimed. The order of the two providers
+alternates between rounds. An untimed warm-up (5 resources each) first fills the OS file cache, the compiled
+Python files and the YAML host's schema loading paths.
+
+Per-resource milliseconds are wall time / N (so they include each command's fixed cost: CLI start, language host,
+provider start and, for `up`, writing the checkpoint). A sampler reads /proc every 0.1 s to attribute CPU time to
+the engine (`pulumi`), the YAML host and the provider process; the server's CPU comes from its own /proc entry.
+At the end it prints medians over rounds and the ratios ours/go for up and preview (target <= 1.5), then a
+one-line summary.
+
+    ~/.cache/machineid/venv/bin/python benchmarks/bench_pulumi.py [--resources N] [--rounds R] [--check] [--keep]
+
+`--check` exits 3 when a median ratio is over the target; `--keep` keeps the temporary directory (projects,
+PULUMI_HOME with the file backend, server data dir and log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from machineid.pulumi.engine import Engine
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+MACHINEID = str(VENV_BIN / "machineid")
+TOOLS_BIN = Path(os.environ.get("MACHINEID_TOOLS_DIR", Path.home() / ".cache/machineid/tools")) / "bin"
+CACHE = Path.home() / ".cache/machineid/bench"
+GO_SRC = ROOT / "benchmarks" / "goprovider"
+GO_PROVIDER = "gobench"
+TARGET = 1.5
+WARMUP_RESOURCES = 5
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------- the Go baseline provider
+
+
+def build_go_provider() -> Path:
+    """go build benchmarks/goprovider into CACHE/bin (a directory holding only the plugin); returns that dir."""
+    files = ("go.mod", "go.sum", "main.go")
+    digest = hashlib.sha256(b"".join((GO_SRC / f).read_bytes() for f in files)).hexdigest()[:16]
+    bin_dir = CACHE / "bin"
+    binary = bin_dir / f"pulumi-resource-{GO_PROVIDER}"
+    stamp = CACHE / "gobench.version"
+    if binary.exists() and stamp.exists() and stamp.read_text().strip() == digest:
+        return bin_dir
+    src = CACHE / "src"
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir(parents=True)
+    for f in files:
+        shutil.copy(GO_SRC / f, src / f)  # build outside the repo: go may touch go.sum
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
+    print(f"building the Go baseline provider into {binary} (about 1-2 minutes the first time)", flush=True)
+    t0 = time.monotonic()
+    proc = subprocess.run(["go", "build", "-o", str(binary), "."], cwd=src, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"go build failed:\n{proc.stdout}\n{proc.stderr}")
+    stamp.write_text(digest + "\n")
+    print(f"  built in {time.monotonic() - t0:.0f}s", flush=True)
+    return bin_dir
+
+
+# ---------------------------------------------------------------- the machineid server
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    cluster_name: str = "bench.example"
+    proc: subprocess.Popen[bytes] | None = None
+    address: str = ""
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / "server.log"
+
+    @property
+    def identity(self) -> Path:
+        return self.data_dir / "admin.identity"
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([MACHINEID, "server", "start", "--data-dir", str(self.data_dir), "--listen",
+                                          "127.0.0.1:0", "--cluster-name", self.cluster_name],
+                                         stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                self.address = json.loads((self.data_dir / "server.json").read_text())["address"]
+                return
+            except (OSError, ValueError, KeyError):
+                pass
+            if self.proc.poll() is not None:
+                raise SystemExit(f"machineid server exited early:\n{self.log_path.read_text()}")
+            time.sleep(0.05)
+        raise SystemExit(f"machineid server did not start:\n{self.log_path.read_text()}")
+
+    def cpu(self) -> float:
+        return proc_cpu(self.proc.pid) if self.proc else 0.0
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+
+# ---------------------------------------------------------------- CPU accounting from /proc
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(ppid, user+system CPU seconds) of a live process, or None."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    rest = raw.rsplit(")", 1)[1].split()
+    return int(rest[1]), (int(rest[11]) + int(rest[12])) / CLK_TCK
+
+
+def proc_cpu(pid: int) -> float:
+    st = _stat(pid)
+    return st[1] if st else 0.0
+
+
+def _role(pid: int) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "other"
+    names = [os.path.basename(a.decode(errors="replace")) for a in argv[:2] if a]
+    for name in names:
+        if name.startswith("pulumi-resource-"):
+            return "provider"
+        if name.startswith("pulumi-language-"):
+            return "host"
+    return "engine" if names and names[0] == "pulumi" else "other"
+
+
+class CpuSampler:
+    """Polls the process tree under one pid; keeps the last CPU reading of every descendant, by role."""
+
+    def __init__(self, root_pid: int, interval: float = 0.1) -> None:
+        self.root = root_pid
+        self.interval = interval
+        self.last: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        parents: dict[int, int] = {}
+        cpu: dict[int, float] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                st = _stat(int(entry))
+                if st:
+                    parents[int(entry)], cpu[int(entry)] = st
+        tree = {self.root}
+        grew = True
+        while grew:
+            grew = False
+            for pid, ppid in parents.items():
+                if ppid in tree and pid not in tree:
+                    tree.add(pid)
+                    grew = True
+        for pid in tree:
+            if pid in cpu:
+                # The role is read every time: right after fork, before exec, a child still shows pulumi's argv.
+                # A zombie's cmdline is empty: keep what it was.
+                role = _role(pid)
+                if role == "other" and pid in self.last:
+                    role = self.last[pid][0]
+                self.last[pid] = (role, cpu[pid])
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def stop(self) -> tuple[dict[str, float], int]:
+        """CPU seconds by role, and how many provider processes ran."""
+        self._stop.set()
+        self._thread.join()
+        out: dict[str, float] = {}
+        for role, secs in self.last.values():
+            out[role] = out.get(role, 0.0) + secs
+        return out, sum(1 for role, _ in self.last.values() if role == "provider")
+
+
+# ---------------------------------------------------------------- programs and runs
+
+
+def program(kind: str, n: int, tag: str, plugin_dir: Path) -> str:
+    """Pulumi YAML with n resources of one provider; tag keeps names distinct between rounds."""
+    name = "machineid" if kind == "ours" else GO_PROVIDER
+    lines = [f"name: bench-{kind}", "runtime: yaml", f"description: {n} resources of the {name} provider.",
+             "plugins:", "  providers:", f"    - name: {name}", f"      path: {plugin_dir}", "resources:"]
+    for i in range(n):
+        if kind == "ours":
+            lines += [f"  role-{i}:", "    type: machineid:Role", "    properties:",
+                      f"      name: bench-{tag}-{i}", f"      description: benchmark role {i} of {tag}",
+                      "      allow:", f"        logins: [root, deploy-{i}]"]
+        else:
+            lines += [f"  thing-{i}:", f"    type: {GO_PROVIDER}:Thing", "    properties:",
+                      f"      description: benchmark thing {i} of {tag}", f"      login: deploy-{i}"]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Timing:
+    wall: float
+    cpu: dict[str, float] = field(default_factory=dict)  # engine, host, provider, server, other (seconds)
+    providers: int = 0  # provider processes the command started
+
+
+@dataclass
+class Round:
+    up: Timing
+    preview: Timing
+
+
+class Bench:
+    def __init__(self, workdir: Path, server: Server, plugin_dirs: dict[str, Path]) -> None:
+        self.workdir = workdir
+        self.server = server
+        self.plugin_dirs = plugin_dirs
+        self.engine = Engine(TOOLS_BIN, workdir / "pulumi-home",
+                             env={"MACHINEID_AUTH_SERVER": server.address,
+                                  "MACHINEID_IDENTITY": str(server.identity)})
+
+    def timed(self, *args: str, cwd: Path, kind: str) -> Timing:
+        server0 = self.server.cpu()
+        t0 = time.monotonic()
+        proc = subprocess.Popen([str(TOOLS_BIN / "pulumi"), *args, "--non-interactive"], cwd=cwd,
+                                env=self.engine.environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        sampler = CpuSampler(proc.pid)
+        try:
+            out, err = proc.communicate(timeout=1800)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        wall = time.monotonic() - t0
+        cpu, providers = sampler.stop()
+        if proc.returncode != 0:
+            raise SystemExit(f"[{kind}] pulumi {' '.join(args)} failed ({proc.returncode}):\n{out}\n{err}")
+        if kind == "ours":
+            cpu["server"] = self.server.cpu() - server0
+        return Timing(wall, cpu, providers)
+
+    def count(self, project: Path, type_token: str) -> int:
+        state = json.loads(self.engine.cli("stack", "export", cwd=project).stdout)
+        return sum(1 for r in state.get("deployment", {}).get("resources") or [] if r.get("type") == type_token)
+
+    def run(self, kind: str, n: int, tag: str) -> Round:
+        project = self.workdir / f"project-{kind}"
+        project.mkdir(exist_ok=True)
+        (project / "Pulumi.yaml").write_text(program(kind, n, tag, self.plugin_dirs[kind]))
+        stack = f"{kind}-{tag}"
+        self.engine.cli("stack", "init", stack, "--secrets-provider", "passphrase", cwd=project)
+        try:
+            up = self.timed("up", "--yes", "--skip-preview", cwd=project, kind=kind)
+            token = "machineid:index:Role" if kind == "ours" else f"{GO_PROVIDER}:index:Thing"
+            got = self.count(project, token)
+            if got != n:
+                raise SystemExit(f"[{kind}] up left {got} {token} resources in the stack, expected {n}")
+            preview = self.timed("preview", "--expect-no-changes", cwd=project, kind=kind)
+        finally:
+            self.engine.cli("destroy", "--yes", "--skip-preview", cwd=project, timeout=1800)
+            self.engine.cli("stack", "rm", "--yes", stack, cwd=project)
+        return Round(up, preview)
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def ms_per(t: float, n: int) -> float:
+    return 1000 * t / n
+
+
+def cpu_text(t: Timing, n: int) -> str:
+    order = ["engine", "host", "provider", "server", "other"]
+    parts = [f"{k} {ms_per(t.cpu[k], n):.1f}" for k in order if t.cpu.get(k, 0) > 0.005]
+    return f"{t.providers} provider proc; cpu ms/res: " + ", ".join(parts)
+
+
+def verdict(ratio: float) -> str:
+    return "ok" if ratio <= TARGET else "FAIL"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--resources", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--check", action="store_true", help="exit 3 when a median ratio is over the target")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = ap.parse_args()
+    n = args.resources
+    started = time.monotonic()
+    for tool in ("pulumi", "pulumi-language-yaml"):
+        if not (TOOLS_BIN / tool).exists():
+            raise SystemExit(f"{TOOLS_BIN / tool} is missing: run scripts/install-tools")
+    version = subprocess.run([str(TOOLS_BIN / "pulumi"), "version"], capture_output=True, text=True).stdout.strip()
+    plugin_dirs = {"ours": VENV_BIN, "go": build_go_provider()}
+    workdir = Path(tempfile.mkdtemp(prefix="bench-pulumi-"))
+    server = Server(workdir / "server" / "data")
+    results: dict[str, list[Round]] = {"ours": [], "go": []}
+    try:
+        server.start()
+        bench = Bench(workdir, server, plugin_dirs)
+        print(f"pulumi {version}, YAML host {TOOLS_BIN / 'pulumi-language-yaml'}; {os.cpu_count()} cores; "
+              f"{n} resources, {args.rounds} rounds; server {server.address}", flush=True)
+        t0 = time.monotonic()
+        for kind in ("ours", "go"):
+            bench.run(kind, WARMUP_RESOURCES, "warmup")
+        print(f"warm-up ({WARMUP_RESOURCES} resources each, untimed): {time.monotonic() - t0:.1f}s", flush=True)
+        for r in range(args.rounds):
+            order = ("ours", "go") if r % 2 == 0 else ("go", "ours")
+            for kind in order:
+                res = bench.run(kind, n, f"r{r + 1}")
+                results[kind].append(res)
+                print(f"round {r + 1} {kind:>4}: up {res.up.wall:6.2f}s = {ms_per(res.up.wall, n):6.1f} ms/res "
+                      f"({cpu_text(res.up, n)}) | preview {res.preview.wall:6.2f}s = "
+                      f"{ms_per(res.preview.wall, n):6.1f} ms/res ({cpu_text(res.preview, n)})", flush=True)
+    finally:
+        server.stop()
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    med = {kind: {op: statistics.median(getattr(x, op).wall for x in rounds) for op in ("up", "preview")}
+           for kind, rounds in results.items()}
+    print(f"\nmedians over {args.rounds} rounds, {n} resources (ms per resource, wall):")
+    for kind in ("ours", "go"):
+        print(f"  {kind:>4}: up {ms_per(med[kind]['up'], n):7.1f}   preview {ms_per(med[kind]['preview'], n):7.1f}")
+    ratios = {op: med["ours"][op] / med["go"][op] for op in ("up", "preview")}
+    for op in ("up", "preview"):
+        print(f"  ratio ours/go {op:<8} {ratios[op]:5.2f}  target <= {TARGET}  {verdict(ratios[op])}")
+    elapsed = time.monotonic() - started
+    print(f"total runtime {elapsed:.0f}s")
+    print(f"summary: N={n} rounds={args.rounds} up ours {ms_per(med['ours']['up'], n):.1f} ms/res vs go "
+          f"{ms_per(med['go']['up'], n):.1f} (x{ratios['up']:.2f} {verdict(ratios['up'])}); preview ours "
+          f"{ms_per(med['ours']['preview'], n):.1f} ms/res vs go {ms_per(med['go']['preview'], n):.1f} "
+          f"(x{ratios['preview']:.2f} {verdict(ratios['preview'])}); target <= {TARGET}")
+    if args.check and max(ratios.values()) > TARGET:
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
