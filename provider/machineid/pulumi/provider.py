@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, get_origin
 
 from machineid.model import codec
 from machineid.model import validators as v
@@ -409,10 +409,29 @@ class Provider:
         return to_camel(functions.Rendered, codec.encode(functions.render(decoded))), []
 
 
+def _empty(tp: Any) -> Any:
+    _, inner = codec._is_optional(tp)
+    if inner is str:
+        return ""
+    if inner is int:
+        return 0
+    if inner is bool:
+        return False
+    origin = get_origin(inner)
+    if origin is list:
+        return []
+    if origin is dict or dataclasses.is_dataclass(inner):
+        return {}
+    return None
+
+
 def _changed_paths(prefix: str, tp: Any, old: Any, new: Any) -> list[str]:
-    """Paths that differ; objects of model types recurse, so the diff names the exact nested field."""
+    """Paths that differ; objects of model types recurse, so the diff names the exact nested field. A missing
+    value and the empty value of its type are the same (the state leaves empty fields out)."""
     if new is UNKNOWN:
         return [prefix]
+    old = _empty(tp) if old is None else old
+    new = _empty(tp) if new is None else new
     _, inner = codec._is_optional(tp)
     if dataclasses.is_dataclass(inner) and isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []

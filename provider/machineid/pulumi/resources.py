@@ -189,8 +189,15 @@ RESOURCES = {r.token: r for r in (ROLE, PROVISION_TOKEN, BOT)}
 # ---------------------------------------------------------------- value conversion
 
 
-def to_camel(tp: Any, value: Any) -> Any:
-    """Model plain data (snake_case keys) -> Pulumi plain data (camelCase keys; map keys kept)."""
+EMPTY: tuple[Any, ...] = (None, "", [], {}, 0, False)
+
+
+def to_camel(tp: Any, value: Any, *, compact: bool = False) -> Any:
+    """Model plain data (snake_case keys) -> Pulumi plain data (camelCase keys; map keys kept).
+
+    compact leaves out object fields with empty values (the zero value of their type), which is what the state
+    stores: every input's meaning is unchanged (Diff reads a missing field as empty) and the checkpoint the engine
+    rewrites after every step stays small. Entries of user maps (labels, traits) are data and always kept."""
     _, inner = codec._is_optional(tp)
     if value is None:
         return None
@@ -198,7 +205,10 @@ def to_camel(tp: Any, value: Any) -> Any:
         out = {}
         for f, ftp, _ in codec.model_fields(inner):  # type: ignore[arg-type]
             if f.name in value:
-                out[camel(f.name)] = to_camel(ftp, value[f.name])
+                converted = to_camel(ftp, value[f.name], compact=compact)
+                if compact and converted in EMPTY:
+                    continue
+                out[camel(f.name)] = converted
         return out
     if get_origin(inner) is list and isinstance(value, list):
         return [to_camel(get_args(inner)[0], x) for x in value]
@@ -279,7 +289,8 @@ def decode_inputs(rdef: ResourceDef, inputs: dict[str, Any]) -> Decoded:
 
 
 def encode_inputs(rdef: ResourceDef, obj: Any, extra: Any = None) -> dict[str, Any]:
-    """Model object -> Pulumi inputs (every input, defaults included)."""
+    """Model object -> Pulumi inputs: every non-empty input, defaults included (so a diff back to a default
+    shows the default), empty ones left out (see to_camel)."""
     out: dict[str, Any] = {}
     data = codec.encode(obj)
     ext = codec.encode(extra) if extra is not None else {}
@@ -292,8 +303,9 @@ def encode_inputs(rdef: ResourceDef, obj: Any, extra: Any = None) -> dict[str, A
             value = ext.get(p.field, codec.encode(p.default))
         else:
             continue
-        if value is not None:
-            out[p.name] = to_camel(p.tp, value)
+        converted = to_camel(p.tp, value, compact=True)
+        if converted not in EMPTY or (p.name == "name" and value is not None):
+            out[p.name] = converted
     return out
 
 
