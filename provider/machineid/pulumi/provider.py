@@ -198,6 +198,8 @@ class Provider:
         input_props = {p.name: p for p in rdef.props() if p.is_input}
         olds = old_inputs if old_inputs else {k: val for k, val in old_outputs.items() if k in input_props}
         result = DiffResult()
+        if olds == news and rdef is not PROVISION_TOKEN:
+            return result  # the common case in a preview with no changes
         for name, p in input_props.items():
             old, new = olds.get(name), news.get(name)
             if name in rdef.server_defaults and new is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 
 SIG_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
@@ -60,11 +60,27 @@ def _decode(value: Any, secret: list[bool]) -> Any:
     return value
 
 
+def _plain(value: struct_pb2.Value) -> Any:
+    """A Struct value as plain Python, walked directly (json_format is several times slower, per call)."""
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return {k: _plain(v) for k, v in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [_plain(v) for v in value.list_value.values]
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        return value.number_value
+    if kind == "bool_value":
+        return value.bool_value
+    return None
+
+
 def decode(struct: struct_pb2.Struct | None) -> tuple[dict[str, Any], set[str]]:
     """Struct -> (plain properties, names of the top-level properties that were secret)."""
     if struct is None:
         return {}, set()
-    raw = json_format.MessageToDict(struct)
+    raw = {k: _plain(v) for k, v in struct.fields.items()}
     props: dict[str, Any] = {}
     secrets: set[str] = set()
     for key, value in raw.items():
