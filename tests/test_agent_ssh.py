@@ -4,8 +4,6 @@ certificate from `ctl nodes add`, the agent joining with token and pin, and plai
 from __future__ import annotations
 
 import json
-import os
-import pwd
 import shutil
 import signal
 import socket
@@ -23,6 +21,7 @@ from machineid.api import certs
 from machineid.api.client import Client, identity_from_certs
 from machineid.api.identity import Identity
 from machineid.model import errors
+from machineid.quickstart import demo_login, free_port
 from tests.conftest import MACHINEID, ServerProc, run_cli
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -31,22 +30,8 @@ pytestmark = pytest.mark.skipif(not (Path(SSHD).exists() and shutil.which("ssh")
 E2E_USER = "mid-e2e"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def ensure_login() -> str:
-    """A local account sshd accepts: a dedicated one as root (unlocked, as UsePAM no requires)."""
-    if os.geteuid() != 0:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    try:
-        pwd.getpwnam(E2E_USER)
-    except KeyError:
-        subprocess.run(["useradd", "-m", "-s", "/bin/sh", E2E_USER], check=True)
-    subprocess.run(["usermod", "-p", "*", E2E_USER], check=True)
-    return E2E_USER
+    return demo_login(E2E_USER)
 
 
 @dataclass

@@ -65,16 +65,16 @@ def start_cluster(base: Path, listen: str) -> dict[str, str]:
     return info
 
 
-def demo_login() -> str:
+def demo_login(user: str = DEMO_USER) -> str:
     """The OS account the bot logs in as: a dedicated one when root (unlocked, as sshd without PAM needs)."""
     if os.geteuid() != 0:
         return pwd.getpwuid(os.geteuid()).pw_name
     try:
-        pwd.getpwnam(DEMO_USER)
+        pwd.getpwnam(user)
     except KeyError:
-        subprocess.run(["useradd", "-m", "-s", "/bin/sh", DEMO_USER], check=True)
-    subprocess.run(["usermod", "-p", "*", DEMO_USER], check=True)
-    return DEMO_USER
+        subprocess.run(["useradd", "-m", "-s", "/bin/sh", user], check=True)
+    subprocess.run(["usermod", "-p", "*", user], check=True)
+    return user
 
 
 def free_port() -> int:

@@ -77,34 +77,33 @@ class Authority:
     def host_ca_line(self) -> str:
         return certs.ssh_public_key_line(self.host_ca.public_key())
 
-    def sign_ssh_user(self, public_key: certs.PublicKey, key_id: str, principals: list[str],
-                      not_before: datetime, not_after: datetime) -> str:
-        builder = (
+    @staticmethod
+    def _ssh_builder(public_key: certs.PublicKey, kind: serialization.SSHCertificateType, key_id: str,
+                     principals: list[str], not_before: datetime,
+                     not_after: datetime) -> serialization.SSHCertificateBuilder:
+        return (
             serialization.SSHCertificateBuilder()
             .public_key(public_key)
             .serial(int.from_bytes(os.urandom(8), "big"))
-            .type(serialization.SSHCertificateType.USER)
+            .type(kind)
             .key_id(key_id.encode())
             .valid_principals([p.encode() for p in principals])
             .valid_after(int(not_before.timestamp()))
             .valid_before(int(not_after.timestamp()))
         )
+
+    def sign_ssh_user(self, public_key: certs.PublicKey, key_id: str, principals: list[str],
+                      not_before: datetime, not_after: datetime) -> str:
+        builder = self._ssh_builder(public_key, serialization.SSHCertificateType.USER, key_id, principals,
+                                    not_before, not_after)
         for ext in SSH_USER_EXTENSIONS:
             builder = builder.add_extension(ext, b"")
         return builder.sign(self.user_ca).public_bytes().decode()
 
     def sign_ssh_host(self, public_key: certs.PublicKey, key_id: str, principals: list[str],
                       not_before: datetime, not_after: datetime) -> str:
-        builder = (
-            serialization.SSHCertificateBuilder()
-            .public_key(public_key)
-            .serial(int.from_bytes(os.urandom(8), "big"))
-            .type(serialization.SSHCertificateType.HOST)
-            .key_id(key_id.encode())
-            .valid_principals([p.encode() for p in principals])
-            .valid_after(int(not_before.timestamp()))
-            .valid_before(int(not_after.timestamp()))
-        )
+        builder = self._ssh_builder(public_key, serialization.SSHCertificateType.HOST, key_id, principals,
+                                    not_before, not_after)
         return builder.sign(self.host_ca).public_bytes().decode()
 
     def sign_tls_client(self, public_key: certs.PublicKey, ident: certs.CertIdentity, not_after: datetime) -> str:

@@ -100,7 +100,7 @@ def snake(name: str) -> str:
     return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
 
 
-def _default(f: dataclasses.Field[Any]) -> Any:
+def field_default(f: dataclasses.Field[Any]) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
@@ -145,7 +145,7 @@ class ResourceDef:
                 assert spec is not None, f"{cls.__name__}.{f.name} needs attr()"
                 if camel(f.name) in self.secret_props:
                     spec = dataclasses.replace(spec, secret=True)
-                out.append(Prop(camel(f.name), section, f.name, tp, spec, _default(f)))
+                out.append(Prop(camel(f.name), section, f.name, tp, spec, field_default(f)))
         return tuple(out)
 
     def prop(self, name: str) -> Prop:

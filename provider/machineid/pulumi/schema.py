@@ -12,7 +12,7 @@ from machineid.model import codec
 from machineid.model.fields import FieldSpec
 from machineid.pulumi import functions
 from machineid.pulumi.config import ProviderConfig
-from machineid.pulumi.resources import PACKAGE, RESOURCES, Prop, camel
+from machineid.pulumi.resources import PACKAGE, RESOURCES, Prop, camel, field_default
 
 _SCALARS = {str: "string", int: "integer", bool: "boolean", datetime: "string", float: "number"}
 
@@ -37,7 +37,7 @@ class _Builder:
                 props = {}
                 for f, ftp, spec in codec.model_fields(tp):  # type: ignore[arg-type]
                     assert spec is not None
-                    props[camel(f.name)] = self.prop_spec(ftp, spec, _default_of(f), nested=True)
+                    props[camel(f.name)] = self.prop_spec(ftp, spec, field_default(f), nested=True)
                 self.types[token] = {
                     "type": "object",
                     "description": str(tp.__doc__ or getattr(tp, "__name__", "")).strip().splitlines()[0],
@@ -58,14 +58,6 @@ class _Builder:
         if spec.replace_on_change and is_input and not nested:
             out["replaceOnChanges"] = True
         return out
-
-
-def _default_of(f: dataclasses.Field[Any]) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None
 
 
 def _resource_spec(b: _Builder, description: str, props: list[Prop]) -> dict[str, Any]:
@@ -97,11 +89,11 @@ def build() -> dict[str, Any]:
         fns[token] = {
             "description": fn.description,
             "inputs": {"type": "object", "properties": {
-                camel(f.name): b.prop_spec(tp, s, _default_of(f))  # type: ignore[arg-type]
+                camel(f.name): b.prop_spec(tp, s, field_default(f))  # type: ignore[arg-type]
                 for f, tp, s in codec.model_fields(fn.inputs)},
                 "required": sorted(camel(f.name) for f, _, s in codec.model_fields(fn.inputs) if s and s.required)},
             "outputs": {"type": "object", "properties": {
-                camel(f.name): b.prop_spec(tp, s, _default_of(f), is_input=False)  # type: ignore[arg-type]
+                camel(f.name): b.prop_spec(tp, s, field_default(f), is_input=False)  # type: ignore[arg-type]
                 for f, tp, s in codec.model_fields(fn.outputs)},
                 "required": sorted(camel(f.name) for f, _, _ in codec.model_fields(fn.outputs))},
         }
