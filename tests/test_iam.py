@@ -44,7 +44,8 @@ class STS:
 @pytest.fixture(scope="module")
 def sts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[STS]:
     port = free_port()
-    setup_calls = 4  # two users, two access keys: unauthenticated; everything after is verified like AWS
+    # two users, their access keys, a role and one AssumeRole: unauthenticated; everything after is verified like AWS
+    setup_calls = 6
     log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
                             stdout=log, stderr=subprocess.STDOUT,
@@ -68,6 +69,16 @@ def sts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[STS]:
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_STS": url, "AWS_CONFIG_FILE": "/dev/null",
             "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_EC2_METADATA_DISABLED": "true",
         }
+    # an EC2 instance's view: the guide's assumed-role identity, with temporary credentials
+    iam.create_role(RoleName="teleport-bot-role", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                                                "Action": "sts:AssumeRole"}]}))
+    sts_client = boto3.client("sts", endpoint_url=url, region_name="us-east-1", aws_access_key_id="setup",
+                              aws_secret_access_key="setup")
+    creds = sts_client.assume_role(RoleArn=f"arn:aws:iam::{ACCOUNT}:role/teleport-bot-role",
+                                   RoleSessionName="i-0123456789abcdef0")["Credentials"]
+    users["instance"] = {**users["ci-runner"], "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
+                         "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"], "AWS_SESSION_TOKEN": creds["SessionToken"]}
     yield STS(url, users)
     proc.terminate()
     proc.wait(timeout=10)
@@ -85,6 +96,7 @@ def iam_server(sts: STS, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 @pytest.fixture()
 def aws_as(monkeypatch: pytest.MonkeyPatch, sts: STS) -> object:
     def use(user: str) -> dict[str, str]:
+        monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
         for key, value in sts.users[user].items():
             monkeypatch.setenv(key, value)
         return sts.users[user]
@@ -187,6 +199,18 @@ def sign_without_challenge() -> SignedRequest:
     SigV4Auth(session.get_credentials().get_frozen_credentials(), "sts", "us-east-1").add_auth(req)
     prepared = req.prepare()
     return SignedRequest("POST", prepared.url, dict(prepared.headers.items()), body)
+
+
+def test_guide_assumed_role_rule(iam_server: ServerProc, aws_as: object) -> None:
+    """The guide's example: an EC2 instance's assumed role, matched with a glob on the session name."""
+    with iam_server.admin() as admin:
+        iam_bot(admin, "ec2-bot", "ec2-token",
+                TokenRule(aws_account=ACCOUNT, aws_arn=f"arn:aws:sts::{ACCOUNT}:assumed-role/teleport-bot-role/i-*"))
+    aws_as("instance")  # type: ignore[operator]
+    assert join(iam_server, "ec2-token")[0].info.user == "bot-ec2-bot"
+    aws_as("ci-runner")  # type: ignore[operator]
+    with pytest.raises(errors.PermissionDeniedError, match="user/ci-runner"):
+        join(iam_server, "ec2-token")
 
 
 def test_intruder_in_the_same_account_is_refused_by_arn(iam_server: ServerProc, aws_as: object) -> None:
