@@ -36,7 +36,8 @@ def test_quickstart_runs_the_whole_guide(tmp_path: Path) -> None:
         second = subprocess.run([str(ROOT / "scripts" / "quickstart")], env=env, capture_output=True, text=True,
                                 timeout=600)
         assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
-        assert "reusing the cluster" in second.stdout and "~tokenRotation" in second.stdout
+        assert "reusing the cluster" in second.stdout and "tokenRotation]" in second.stdout
+        assert "1 updated" in second.stdout
         assert "hello from" in second.stdout
     finally:
         _stop(tmp_path / "qs" / "server.pid")

@@ -28,7 +28,6 @@ from machineid.model.errors import (
     ValidationError,
 )
 from machineid.model.resources import Bot, ProvisionToken, ProvisionTokenSpec
-from machineid.pulumi import functions
 from machineid.pulumi.config import ProviderConfig
 from machineid.pulumi.resources import (
     BOT,
@@ -276,6 +275,8 @@ class Provider:
         outputs["roleName"] = bot.status.role_name
         outputs["authServer"] = self.config.address
         pins = list(outputs.get("caPins") or [])
+        from machineid.pulumi import functions  # the agent's config model: loaded when a bot is rendered
+
         rendered = functions.render(functions.RenderArgs(
             bot_name=bot.metadata.name, token=str(outputs.get("token", "")),
             join_method=str(outputs.get("joinMethod") or "token"), destination_dir=extra.destination_dir,
@@ -391,6 +392,8 @@ class Provider:
 
     # ---------------------------------------------------------------- invoke
     def invoke(self, token: str, args: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        from machineid.pulumi import functions
+
         fn = functions.FUNCTIONS.get(token)
         if fn is None:
             raise ValidationError(f"unknown function {token}")

@@ -15,7 +15,7 @@ from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc, plugin_pb2, provid
 from machineid import __version__
 from machineid.api import status
 from machineid.model.errors import MachineIDError
-from machineid.pulumi import schema, values
+from machineid.pulumi import values
 from machineid.pulumi.provider import Provider
 from machineid.pulumi.resources import RESOURCES
 
@@ -90,6 +90,8 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
     @_handler
     def GetSchema(self, request: Any, context: grpc.ServicerContext) -> Any:
         if self._schema is None:
+            from machineid.pulumi import schema  # only the schema load needs it: keep start-up short
+
             self._schema = schema.dumps()
         return provider_pb2.GetSchemaResponse(schema=self._schema)
 
