@@ -20,6 +20,8 @@ from typing import Any
 import yaml
 from pulumi import automation as auto
 
+from machineid import __version__
+
 PASSPHRASE = "machineid-local-passphrase"
 
 
@@ -32,6 +34,15 @@ class Engine:
     def __post_init__(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "state").mkdir(exist_ok=True)
+        # Install this checkout's plugin into the private plugin cache, as `pulumi plugin install` would, so the
+        # engine uses exactly it (and does not warn about a plugin picked up from $PATH).
+        plugin_dir = self.home / "plugins" / f"resource-machineid-v{__version__}"
+        plugin_dir.mkdir(parents=True, exist_ok=True)
+        link = plugin_dir / "pulumi-resource-machineid"
+        target = Path(sys.executable).parent / "pulumi-resource-machineid"
+        if not link.is_symlink() or link.readlink() != target:
+            link.unlink(missing_ok=True)
+            link.symlink_to(target)
 
     @property
     def backend_url(self) -> str:
@@ -48,6 +59,7 @@ class Engine:
             "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
+            "PULUMI_IGNORE_AMBIENT_PLUGINS": "true",
             **self.env,
         }
 
