@@ -18,7 +18,7 @@ ratio = server issuances/s / raw signings/s is the share of the signing capacity
 Client keys, bots and tokens are made before the timed sections. The server, the client threads and (never at the
 same time) the raw loop share the machine's cores, so the server figures include the client's own TLS and gRPC cost.
 
-    ~/.cache/machineid/venv/bin/python benchmarks/bench_issuance.py [--clients N] [--seconds S] [--rounds R]
+    "$(scripts/setup)/python" benchmarks/bench_issuance.py [--clients N] [--seconds S] [--rounds R]
 """
 
 from __future__ import annotations

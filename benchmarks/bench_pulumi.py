@@ -25,7 +25,7 @@ the engine (`pulumi`), the YAML host and the provider process; the server's CPU 
 At the end it prints medians over rounds and the ratios ours/go for up and preview (target <= 1.5), then a
 one-line summary.
 
-    ~/.cache/machineid/venv/bin/python benchmarks/bench_pulumi.py [--resources N] [--rounds R] [--check] [--keep]
+    "$(scripts/setup)/python" benchmarks/bench_pulumi.py [--resources N] [--rounds R] [--check] [--keep]
 
 `--check` exits 3 when a median ratio is over the target; `--keep` keeps the temporary directory (projects,
 PULUMI_HOME with the file backend, server data dir and log).
