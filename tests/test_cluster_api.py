@@ -510,3 +510,80 @@ def test_cluster_name_cannot_change(fresh_server: ServerProc) -> None:
     fresh_server.cluster_name = "other"
     with pytest.raises(AssertionError, match="belongs to cluster"):
         fresh_server.start()
+
+
+# ---------------------------------------------------------------- hardening (found in review)
+
+
+def test_node_address_cannot_carry_ssh_directives(server: ServerProc) -> None:
+    evil = "10.0.0.5\n    ProxyCommand sh -c 'id > /tmp/pwned'\nHost x:22"
+    with server.admin() as admin:
+        with pytest.raises(errors.ValidationError, match="spec.addr"):
+            admin.upsert(Node(metadata=Metadata(name="evil"), spec=NodeSpec(addr=evil)))
+        admin.upsert(Node(metadata=Metadata(name="v6"), spec=NodeSpec(addr="[fd00::5]:22")))
+        admin.delete("node", "v6")
+
+
+def test_recreated_bot_does_not_revive_old_certificates(server: ServerProc) -> None:
+    with server.admin() as admin:
+        token = new_bot(admin, "phoenix", ["editor"])
+    old = join(server, token)
+    with Client(server.address, old) as c:
+        assert c.list("role")  # editor, for now
+    with server.admin() as admin:
+        admin.delete("bot", "phoenix")
+        new_bot(admin, "phoenix", ["access"])
+    with Client(server.address, old) as c, pytest.raises(errors.PermissionDeniedError, match="superseded"):
+        c.list("token")
+
+
+def test_concurrent_renewals_of_one_generation_lock_the_bot(server: ServerProc) -> None:
+    with server.admin() as admin:
+        token = new_bot(admin, "twins", ["access"])
+    ident = join(server, token)
+    outcomes: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def attempt() -> None:
+        _key, pub = new_key()
+        with Client(server.address, ident) as c:
+            barrier.wait()
+            try:
+                c.renew(pub)
+                outcomes.append("renewed")
+            except errors.PermissionDeniedError:
+                outcomes.append("refused")
+
+    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["refused", "renewed"]
+    with server.admin() as admin:
+        assert admin.get_bot("twins").status.locked  # the second holder of generation 1 was a copy
+
+
+def test_out_of_range_durations_are_invalid_arguments(server: ServerProc) -> None:
+    role = make_role("huge", ["x"])
+    role.spec.options.max_session_ttl = "99999999999h"
+    host_key = certs.ssh_public_key_line(ec.generate_private_key(ec.SECP256R1()).public_key())
+    with server.admin() as admin:
+        with pytest.raises(errors.ValidationError, match="max_session_ttl"):
+            admin.upsert(role)
+        with pytest.raises(errors.ValidationError, match="ttl"):
+            admin.sign_host(host_key, ["h"], timedelta(days=365 * 200))
+
+
+def test_token_names_stay_out_of_error_logs(server: ServerProc) -> None:
+    secret = "0123456789abcdef0123456789abcdef"
+    with server.admin() as admin, pytest.raises(errors.NotFoundError) as exc:
+        admin.get_token(secret)
+    assert secret not in str(exc.value)
+    with JoinClient(server.address, fetch_cluster_cas(server.address)) as jc:
+        challenge = jc.create_iam_challenge()
+        with pytest.raises(errors.PermissionDeniedError):
+            jc.register_using_iam(secret, challenge, "POST", "https://sts.amazonaws.com/", {}, b"", new_key()[1])
+    with server.admin() as admin:
+        dump = json.dumps([[e.target, e.details] for e in admin.audit_events()])
+    assert secret not in dump and secret not in server.log_text()

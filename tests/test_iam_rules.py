@@ -59,3 +59,9 @@ def test_reads_json_and_xml_answers() -> None:
     assert parse_caller_identity(xml_body).arn == "arn:aws:iam::123456789012:user/ci"
     with pytest.raises(PermissionDeniedError, match="could not read"):
         parse_caller_identity(b"<html>nope</html>")
+
+
+@pytest.mark.parametrize("url", ["https://x@sts.amazonaws.com/", "https://sts.amazonaws.com:99999/",
+                                 "https://sts.amazonaws.com:abc/", "https://[::1/", "https://sts.amazonaws.com/#f"])
+def test_odd_urls_are_refused_not_crashes(url: str) -> None:
+    assert Verifier().allowed_endpoint(url) is False

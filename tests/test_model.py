@@ -107,3 +107,8 @@ def test_bad_durations(text: str) -> None:
 def test_format_duration() -> None:
     assert format_duration(timedelta(seconds=5400)) == "1h30m"
     assert format_duration(timedelta(hours=30)) == "30h"
+
+
+def test_huge_duration_is_an_error_not_a_crash() -> None:
+    with pytest.raises(ValueError, match="too long"):
+        parse_duration("99999999999h")

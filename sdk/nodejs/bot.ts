@@ -155,7 +155,7 @@ export class Bot extends pulumi.CustomResource {
             resourceInputs["name"] = args?.name;
             resourceInputs["renewalInterval"] = args?.renewalInterval;
             resourceInputs["roles"] = args?.roles;
-            resourceInputs["tokenName"] = args?.tokenName;
+            resourceInputs["tokenName"] = args?.tokenName ? pulumi.secret(args.tokenName) : undefined;
             resourceInputs["tokenRotation"] = args?.tokenRotation;
             resourceInputs["tokenTtl"] = args?.tokenTtl;
             resourceInputs["traits"] = args?.traits;
@@ -196,7 +196,7 @@ export class Bot extends pulumi.CustomResource {
             resourceInputs["userName"] = undefined /*out*/;
         }
         opts = pulumi.mergeOptions(utilities.resourceOptsDefaults(), opts);
-        const secretOpts = { additionalSecretOutputs: ["agentConfig", "token"] };
+        const secretOpts = { additionalSecretOutputs: ["agentConfig", "token", "tokenName"] };
         opts = pulumi.mergeOptions(opts, secretOpts);
         super(Bot.__pulumiType, name, resourceInputs, opts);
     }

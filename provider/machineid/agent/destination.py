@@ -8,6 +8,7 @@ for key-cert.pub beside the key), tlscert, tlscacerts, sshcacerts, identity, kno
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,9 +32,14 @@ def _quote(path: Path) -> str:
     return f'"{path}"'
 
 
+_SAFE = re.compile(r"[A-Za-z0-9._:\[\]-]+")
+
+
 def ssh_config(dest: Path, cluster: str, nodes: list[NodeEntry]) -> str:
     lines = [f"# Written by machineid for cluster {cluster}; rewritten at every renewal.", ""]
     for node in nodes:
+        if not (_SAFE.fullmatch(node.name) and _SAFE.fullmatch(node.host) and _SAFE.fullmatch(cluster)):
+            continue  # never let a stored value write its own ssh_config directives
         lines += [
             f"Host {node.name}.{cluster}",
             f"    HostName {node.host}",

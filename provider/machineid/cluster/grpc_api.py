@@ -30,13 +30,19 @@ log = logging.getLogger("machineid.cluster.grpc")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+_SECRET_CALLS = frozenset({"UpsertToken", "GetToken", "DeleteToken", "RegisterUsingToken", "RegisterUsingIAM",
+                           "CreateBot"})
+
+
 def _handler(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return fn(self, request, context)
         except MachineIDError as err:
-            log.info("rpc %s failed: %s: %s", fn.__name__, status.code_for(err).name, err)
+            # Calls that carry a join token may echo it in their message: log the status only.
+            detail = "" if fn.__name__ in _SECRET_CALLS else f": {err}"
+            log.info("rpc %s failed: %s%s", fn.__name__, status.code_for(err).name, detail)
             status.abort(context, err)
         except Exception:
             log.exception("rpc %s: internal error", fn.__name__)
@@ -46,7 +52,13 @@ def _handler(fn: F) -> F:
 
 
 def _ttl(msg: Any, field: str = "ttl") -> timedelta | None:
-    return msg.__getattribute__(field).ToTimedelta() if msg.HasField(field) else None
+    if not msg.HasField(field):
+        return None
+    try:
+        value: timedelta = msg.__getattribute__(field).ToTimedelta()
+    except (OverflowError, ValueError):
+        raise ValidationError(f"{field}: out of range; send a duration such as 1h") from None
+    return value
 
 
 def _ts(value: Any) -> timestamp_pb2.Timestamp:

@@ -47,20 +47,29 @@ class CallerIdentity:
     user_id: str
 
 
-def _origin(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port), or None for anything that is not a plain URL (userinfo, a fragment, a bad port)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    if parts.username is not None or parts.password is not None or parts.fragment or "@" in parts.netloc:
+        return None
     return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
 class Verifier:
     def __init__(self, extra_endpoints: list[str] | None = None) -> None:
-        self.extra = {_origin(u) for u in extra_endpoints or []}
+        self.extra = {o for o in (_origin(u) for u in extra_endpoints or []) if o is not None}
 
     def allowed_endpoint(self, url: str) -> bool:
-        scheme, host, port = _origin(url)
-        if (scheme, host, port) in self.extra:
+        origin = _origin(url)
+        if origin is None:
+            return False
+        if origin in self.extra:
             return True
+        scheme, host, port = origin
         return scheme == "https" and port == 443 and host in AWS_STS_HOSTS
 
     def check_request(self, req: SignedRequest, challenge: str) -> None:

@@ -62,10 +62,12 @@ R = TypeVar("R", Role, ProvisionToken, Bot, User, Node)
 DEFAULT_CERT_TTL = timedelta(hours=1)
 MAX_RENEWABLE_TTL = timedelta(hours=24)
 DEFAULT_HOST_CERT_TTL = timedelta(days=365)
+MAX_HOST_CERT_TTL = timedelta(days=3650)
 ADMIN_USER = "admin"
 BOT_LABEL = "machineid/bot"
 IAM_CHALLENGE_KIND = "iam_challenge"
 IAM_CHALLENGE_TTL = timedelta(minutes=5)
+MAX_OUTSTANDING_CHALLENGES = 50_000
 _TEMPLATE = re.compile(r"\{\{\s*(internal|external)\.([A-Za-z0-9_]+)\s*\}\}")
 
 
@@ -156,6 +158,7 @@ class Cluster:
         self.backend = backend
         self.iam = iam_verifier or iam.Verifier()
         self._decoded: dict[tuple[str, str], tuple[str, Any]] = {}
+        self._challenges_issued = 0
         self.cluster_name = cluster_name
         self.clock = clock or (lambda: datetime.now(UTC))
         self.authority = Authority.load_or_create(backend, cluster_name)
@@ -241,7 +244,13 @@ class Cluster:
                     f'bot "{bot.metadata.name}" is locked ({bot.status.lock_reason}); an administrator can run '
                     f"`machineid ctl bots unlock {bot.metadata.name}`"
                 )
-        return Caller(user=ident.user, roles=list(ident.roles), ident=ident)
+            if ident.renewable and ident.instance_id != bot.status.instance_id:
+                raise PermissionDeniedError("this identity was superseded by a newer join of the bot (or the bot was "
+                                            "re-created); it is no longer valid")
+        # Roles come from the certificate but never exceed what the user holds now: a re-created bot's old
+        # certificates (or a user's, after a role was taken away) do not bring old roles back.
+        roles = [r for r in ident.roles if r in user.spec.roles]
+        return Caller(user=ident.user, roles=roles, ident=ident)
 
     def _roles(self, names: Iterable[str]) -> list[Role]:
         roles = []
@@ -285,9 +294,9 @@ class Cluster:
             verb = "update" if exists else "create"
             self.check_access(caller, kind, verb)
             if exists and create_only:
-                raise AlreadyExistsError(f'{kind} "{name}" already exists; update it instead (or `create --force`)')
+                raise AlreadyExistsError(f"{self._target(obj)} already exists; update it instead (or `create --force`)")
             if revision and not exists:
-                raise NotFoundError(f'{kind} "{name}" no longer exists (it was deleted); drop metadata.revision to '
+                raise NotFoundError(f"{self._target(obj)} no longer exists (it was deleted); drop metadata.revision to "
                                     "create it again")
             if exists:
                 current = self.backend.get(kind, name)
@@ -452,8 +461,8 @@ class Cluster:
                 try:
                     token = self._get(ProvisionToken, token_name)
                 except NotFoundError:
-                    raise ValidationError([FieldViolation(("token_name",), f'token "{token_name}" does not exist; '
-                                                          "create it first or leave it out for a new one")]
+                    raise ValidationError([FieldViolation(("token_name",), "no token has that name; create it first "
+                                                          "or leave it out for a new one")]
                                           ) from None
                 if token.spec.bot_name != name:
                     raise ValidationError([FieldViolation(("token_name",), f'token is for bot "{token.spec.bot_name}"'
@@ -628,6 +637,9 @@ class Cluster:
 
     # ------------------------------------------------------------------ IAM joins
     def create_iam_challenge(self) -> str:
+        self._challenges_issued += 1
+        if self._challenges_issued % 256 == 1:
+            self._prune_challenges()
         challenge = base64.b64encode(secrets.token_bytes(32)).decode()
         key = hashlib.sha256(challenge.encode()).hexdigest()
         self.backend.create(IAM_CHALLENGE_KIND, key, {"expires": codec.format_time(self.clock() + IAM_CHALLENGE_TTL)})
@@ -635,12 +647,29 @@ class Cluster:
 
     def register_using_iam(self, token_name: str, challenge: str, request: SignedRequest, public_key_pem: str,
                            ttl: timedelta | None) -> tuple[str, dict[str, Any]]:
-        ref = f"token/{token_ref(token_name, 'iam')}"
+        # The name is a secret unless it really is an iam token's: look before naming it anywhere.
+        try:
+            known_iam = self._get(ProvisionToken, token_name).spec.join_method == "iam"
+        except NotFoundError:
+            known_iam = False
+        ref = f"token/{token_ref(token_name, 'iam' if known_iam else 'token')}"
         try:
             return self._register_using_iam(token_name, challenge, request, public_key_pem, ttl, ref)
         except MachineIDError as e:
             self.audit(ANONYMOUS, "bot.join", ref, "denied", method="iam", error=str(e))
             raise
+
+    def _prune_challenges(self) -> None:
+        """Unused challenges expire; drop them, and refuse new ones while an abnormal number is outstanding."""
+        now = self.clock()
+        items = self.backend.list(IAM_CHALLENGE_KIND)
+        for item in items:
+            if codec.parse_time(item.value["expires"]) <= now:
+                with contextlib.suppress(NotFoundError):
+                    self.backend.delete(IAM_CHALLENGE_KIND, item.name)
+        if len(items) > MAX_OUTSTANDING_CHALLENGES and len(self.backend.list(IAM_CHALLENGE_KIND)) > \
+                MAX_OUTSTANDING_CHALLENGES:
+            raise PreconditionError("too many IAM challenges are outstanding; try again in a few minutes")
 
     def _consume_challenge(self, challenge: str) -> None:
         key = hashlib.sha256(challenge.encode()).hexdigest()
@@ -664,9 +693,9 @@ class Cluster:
         try:
             token = self._get(ProvisionToken, token_name)
         except NotFoundError:
-            raise PermissionDeniedError(f'IAM token "{token_name}" does not exist') from None
+            raise PermissionDeniedError("no iam token has that name") from None
         if token.spec.join_method != "iam":
-            raise PermissionDeniedError(f'token "{token_name}" is not an iam token')
+            raise PermissionDeniedError("that token is not an iam token")
         if token.metadata.expires and token.metadata.expires <= self.clock():
             raise PermissionDeniedError(f"the IAM token expired at {codec.format_time(token.metadata.expires)}")
         self.iam.check_request(request, challenge)
@@ -700,19 +729,23 @@ class Cluster:
             self.audit(caller, "cert.renew", f"user/{caller.user}", "denied", error="not renewable")
             raise PermissionDeniedError("this certificate is not renewable; join again to get a new one")
         locked_reason = ""
+        superseded = False
+        # Check and bump in one transaction: two holders of the same generation cannot both pass; the second
+        # one locks the bot, as a copied certificate must.
         with self.backend.transaction():
             bot = self._get(Bot, ident.bot_name)
             if ident.instance_id != bot.status.instance_id:
-                locked_reason = ""
                 superseded = True
+            elif ident.generation != bot.status.generation:
+                locked_reason = (f"generation mismatch: certificate presented generation {ident.generation}, "
+                                 f"the cluster expected {bot.status.generation}")
+                bot.status.locked = True
+                bot.status.lock_reason = locked_reason
+                self._store_update(bot)
             else:
-                superseded = False
-                if ident.generation != bot.status.generation:
-                    locked_reason = (f"generation mismatch: certificate presented generation {ident.generation}, "
-                                     f"the cluster expected {bot.status.generation}")
-                    bot.status.locked = True
-                    bot.status.lock_reason = locked_reason
-                    self._store_update(bot)
+                bot.status.generation += 1
+                bot = self._store_update(bot)
+                new_ident, traits = self._bot_identity(bot, renewable=True)
         if superseded:
             self.audit(caller, "cert.renew", f"bot/{ident.bot_name}", "denied", error="superseded by a new join")
             raise PermissionDeniedError("this identity was superseded by a newer join of the bot; it cannot renew")
@@ -722,13 +755,6 @@ class Cluster:
             raise PermissionDeniedError(f'bot "{ident.bot_name}" is now locked: {locked_reason}. A copied '
                                         f"certificate was renewed; unlock with `machineid ctl bots unlock "
                                         f"{ident.bot_name}` and join again")
-        with self.backend.transaction():
-            bot = self._get(Bot, ident.bot_name)
-            if bot.status.generation != ident.generation:  # a concurrent renewal won
-                raise PermissionDeniedError("a concurrent renewal used this generation; retry with the new identity")
-            bot.status.generation += 1
-            bot = self._store_update(bot)
-            new_ident, traits = self._bot_identity(bot, renewable=True)
         out = self.issue(public_key_pem, new_ident, traits, ttl, MAX_RENEWABLE_TTL)
         self.audit(caller, "cert.renew", f"bot/{ident.bot_name}", generation=bot.status.generation,
                    expires=codec.format_time(out["expires"]))
@@ -754,8 +780,8 @@ class Cluster:
         except ValueError as e:
             raise ValidationError([FieldViolation(("public_key",), f"{e}; send the host's OpenSSH public key")]
                                   ) from None
-        if ttl is not None and ttl <= timedelta(0):
-            raise ValidationError([FieldViolation(("ttl",), "must be positive")])
+        if ttl is not None and not timedelta(0) < ttl <= MAX_HOST_CERT_TTL:
+            raise ValidationError([FieldViolation(("ttl",), "must be positive and at most 10 years")])
         start = self.clock() - timedelta(minutes=1)
         cert = self.authority.sign_ssh_host(key, principals[0], principals, start,
                                             self.clock() + (ttl or DEFAULT_HOST_CERT_TTL))

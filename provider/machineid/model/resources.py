@@ -6,6 +6,7 @@ rules live in each spec's `check`, so the cluster, the provider and the Terrafor
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,7 @@ SYSTEM_ROLES = ("Bot",)
 JOIN_METHODS = ("token", "iam")
 DEFAULT_MAX_SESSION_TTL = "30h"
 DEFAULT_TOKEN_TTL = "1h"
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\]")
 
 
 @dataclass
@@ -180,8 +182,12 @@ class NodeSpec:
 
     def check(self) -> Iterator[FieldViolation]:
         host, _, port = self.addr.rpartition(":")
-        if self.addr and (not host or not port.isdigit() or not 0 < int(port) < 65536):
-            yield FieldViolation(("addr",), f'"{self.addr}" is not host:port; write it like 10.0.0.5:22')
+        # The host ends up in the bots' ssh_config: only a DNS name or an IP literal, nothing ssh could parse as
+        # another directive.
+        if self.addr and (not host or not port.isdigit() or not 0 < int(port) < 65536
+                          or not _HOST.fullmatch(host)):
+            yield FieldViolation(("addr",), f"{self.addr!r} is not host:port (a DNS name or IP address, and a port); "
+                                 "write it like 10.0.0.5:22 or [fd00::5]:22")
 
 
 @dataclass

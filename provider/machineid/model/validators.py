@@ -21,6 +21,9 @@ _UNITS = {
 }
 
 
+MAX_DURATION_SECONDS = 100 * 365 * 86400
+
+
 def parse_duration(text: str) -> timedelta:
     """Parse a Go/Teleport-style duration ("1h30m", "90s", "-5m"). Raises ValueError with a fix hint."""
     s = text.strip()
@@ -37,6 +40,8 @@ def parse_duration(text: str) -> timedelta:
         pos = m.end()
     if not s or pos != len(s):
         raise ValueError(f'"{text}" is not a duration; write it like "1h", "30m" or "1h30m"')
+    if total > MAX_DURATION_SECONDS:
+        raise ValueError(f'"{text}" is too long; durations go up to 100 years')
     return timedelta(seconds=sign * total)
 
 

@@ -181,13 +181,7 @@ class Provider:
                                  "first) or fix the name"))
             except PermissionDeniedError:
                 break
-        if extra is not None and extra.token_name and "tokenName" not in unknown:
-            try:
-                client.get_token(extra.token_name)
-            except NotFoundError:
-                failures.append(("tokenName", f'token "{extra.token_name}" does not exist on the cluster'))
-            except PermissionDeniedError:
-                pass
+        # tokenName is not checked here: a single-use token is gone once its bot joined, and that is no error.
         return failures
 
     # ---------------------------------------------------------------- diff
@@ -247,6 +241,9 @@ class Provider:
                 decoded.obj.metadata.expires = self.clock() + v.parse_duration(decoded.extra.ttl)
             created = client.upsert(decoded.obj, create_only=True)
         except AlreadyExistsError:
+            if rdef is PROVISION_TOKEN:
+                raise AlreadyExistsError("a token with this name already exists on the cluster; choose another name "
+                                         "or leave the name out") from None
             name = decoded.obj.metadata.name
             raise AlreadyExistsError(f'{rdef.kind} "{name}" already exists on the cluster; adopt it with `pulumi '
                                      f"import {rdef.token} <resource name> {name}` or choose another name") from None

@@ -181,7 +181,7 @@ BOT = ResourceDef(
     "Bot", Bot, ("name", "description", "labels"),
     "A bot: a machine identity with roles. Creating it creates user and role bot-NAME and a join token; its outputs "
     "include the rendered agent config, start command and systemd unit.",
-    extra=BotOnboarding, outputs=BotOutputs,
+    extra=BotOnboarding, outputs=BotOutputs, secret_props=("tokenName",),
 )
 RESOURCES = {r.token: r for r in (ROLE, PROVISION_TOKEN, BOT)}
 

@@ -76,9 +76,13 @@ func NewBot(ctx *pulumi.Context,
 	if args.Roles == nil {
 		return nil, errors.New("invalid value for required argument 'Roles'")
 	}
+	if args.TokenName != nil {
+		args.TokenName = pulumi.ToSecret(args.TokenName).(pulumi.StringPtrInput)
+	}
 	secrets := pulumi.AdditionalSecretOutputs([]string{
 		"agentConfig",
 		"token",
+		"tokenName",
 	})
 	opts = append(opts, secrets)
 	opts = internal.PkgResourceDefaultOpts(opts)

@@ -348,7 +348,7 @@ class Bot(pulumi.CustomResource):
             if roles is None and not opts.urn:
                 raise TypeError("Missing required property 'roles'")
             __props__.__dict__["roles"] = roles
-            __props__.__dict__["token_name"] = token_name
+            __props__.__dict__["token_name"] = None if token_name is None else pulumi.Output.secret(token_name)
             __props__.__dict__["token_rotation"] = token_rotation
             __props__.__dict__["token_ttl"] = token_ttl
             __props__.__dict__["traits"] = traits
@@ -362,7 +362,7 @@ class Bot(pulumi.CustomResource):
             __props__.__dict__["token"] = None
             __props__.__dict__["token_expires"] = None
             __props__.__dict__["user_name"] = None
-        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["agentConfig", "token"])
+        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["agentConfig", "token", "tokenName"])
         opts = pulumi.ResourceOptions.merge(opts, secret_opts)
         super(Bot, __self__).__init__(
             'machineid:index:Bot',

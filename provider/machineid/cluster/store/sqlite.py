@@ -8,6 +8,7 @@ transaction, so two writers never silently overwrite each other.
 from __future__ import annotations
 
 import builtins
+import hashlib
 import json
 import os
 import sqlite3
@@ -42,6 +43,13 @@ CREATE TABLE IF NOT EXISTS audit (
   details TEXT NOT NULL
 );
 """
+
+
+def _show(kind: str, name: str) -> str:
+    """How messages name an object: a join token's name may be its secret, so only a hash prefix of it."""
+    if kind == "token":
+        return "token sha256:" + hashlib.sha256(name.encode()).hexdigest()[:12]
+    return f'{kind} "{name}"'
 
 
 def _now() -> str:
@@ -98,7 +106,7 @@ class SQLiteBackend:
                 (kind, name),
             ).fetchone()
         if row is None:
-            raise NotFoundError(f'{kind} "{name}" not found')
+            raise NotFoundError(f"{_show(kind, name)} not found")
         return _item(row)
 
     def list(self, kind: str) -> list[Item]:
@@ -118,7 +126,7 @@ class SQLiteBackend:
                     (kind, name, json.dumps(value, sort_keys=True), rev, now, now),
                 )
             except sqlite3.IntegrityError:
-                raise AlreadyExistsError(f'{kind} "{name}" already exists') from None
+                raise AlreadyExistsError(f"{_show(kind, name)} already exists") from None
         return Item(kind, name, value, rev, datetime.fromisoformat(now), datetime.fromisoformat(now))
 
     def update(self, kind: str, name: str, value: dict[str, Any], expected_revision: str = "") -> Item:
@@ -127,7 +135,7 @@ class SQLiteBackend:
             current = self.get(kind, name)
             if expected_revision and current.revision != expected_revision:
                 raise PreconditionError(
-                    f'{kind} "{name}" was changed by someone else (revision {expected_revision} is stale, '
+                    f"{_show(kind, name)} was changed by someone else (revision {expected_revision} is stale, "
                     f"current is {current.revision}); read it again and reapply your change"
                 )
             self._conn.execute(
@@ -141,7 +149,7 @@ class SQLiteBackend:
             current = self.get(kind, name)
             if expected_revision and current.revision != expected_revision:
                 raise PreconditionError(
-                    f'{kind} "{name}" was changed by someone else (revision {expected_revision} is stale); '
+                    f"{_show(kind, name)} was changed by someone else (revision {expected_revision} is stale); "
                     "read it again before deleting"
                 )
             self._conn.execute("DELETE FROM items WHERE kind=? AND name=?", (kind, name))
