@@ -587,3 +587,19 @@ def test_token_names_stay_out_of_error_logs(server: ServerProc) -> None:
     with server.admin() as admin:
         dump = json.dumps([[e.target, e.details] for e in admin.audit_events()])
     assert secret not in dump and secret not in server.log_text()
+
+
+def test_a_renewal_whose_answer_was_lost_can_be_retried(server: ServerProc) -> None:
+    with server.admin() as admin:
+        token = new_bot(admin, "retrier", ["access"])
+    first = join(server, token)
+    key, pub = new_key()
+    with Client(server.address, first) as c:
+        c.renew(pub)  # imagine the answer never arrived
+        again = identity_from_certs(certs.private_key_pem(key), c.renew(pub))  # the same renewal, same key
+    assert again.info.generation == 2
+    assert renew(server, again).info.generation == 3
+    with server.admin() as admin:
+        assert not admin.get_bot("retrier").status.locked
+    with Client(server.address, first) as c, pytest.raises(errors.PermissionDeniedError, match="locked"):
+        c.renew(new_key()[1])  # the old certificate with another key: a copy

@@ -48,6 +48,7 @@ class BotAgent:
         self.storage = Path(config.storage.directory)
         self.destinations = [Path(d.directory) for d in config.destinations]
         self.identity: Identity | None = None
+        self._pending_key: certs.PrivateKey | None = None
 
     # ---------------------------------------------------------------- state
     def _load_state(self) -> Identity | None:
@@ -104,9 +105,14 @@ class BotAgent:
         return identity_from_certs(certs.private_key_pem(key), reply.certs)
 
     def renew(self, current: Identity) -> Identity:
-        key = certs.new_key()
+        # The new key is kept until a renewal succeeds: if an answer is lost, the retry sends the same key, which
+        # the cluster recognises as the same renewal rather than a copied certificate.
+        if self._pending_key is None:
+            self._pending_key = certs.new_key()
+        key = self._pending_key
         with Client(self.config.auth_server, current) as client:
             reply = client.renew(certs.public_key_pem(key.public_key()), self._ttl())
+        self._pending_key = None
         return identity_from_certs(certs.private_key_pem(key), reply)
 
     def _nodes(self, ident: Identity) -> list[destination.NodeEntry]:

@@ -68,6 +68,7 @@ BOT_LABEL = "machineid/bot"
 IAM_CHALLENGE_KIND = "iam_challenge"
 IAM_CHALLENGE_TTL = timedelta(minutes=5)
 MAX_OUTSTANDING_CHALLENGES = 50_000
+RENEWAL_KIND = "bot_last_renewal"  # internal: the last renewal of each bot, so a lost answer can be retried
 _TEMPLATE = re.compile(r"\{\{\s*(internal|external)\.([A-Za-z0-9_]+)\s*\}\}")
 
 
@@ -507,7 +508,7 @@ class Cluster:
         self.check_access(caller, "bot", "delete")
         with self.backend.transaction():
             self.backend.delete("bot", name, revision)
-            for kind, obj_name in (("user", bot_user_name(name)), ("role", bot_role_name(name))):
+            for kind, obj_name in (("user", bot_user_name(name)), ("role", bot_role_name(name)), (RENEWAL_KIND, name)):
                 with contextlib.suppress(NotFoundError):
                     self.backend.delete(kind, obj_name)
             for token in self._list(ProvisionToken):
@@ -720,6 +721,12 @@ class Cluster:
                    expires=codec.format_time(out["expires"]), principals=out["principals"])
         return bot.metadata.name, out
 
+    def _last_renewal(self, bot_name: str) -> dict[str, Any]:
+        try:
+            return self.backend.get(RENEWAL_KIND, bot_name).value
+        except NotFoundError:
+            return {}
+
     def renew(self, caller: Caller, public_key_pem: str, ttl: timedelta | None) -> dict[str, Any]:
         self._check_public_key(public_key_pem)
         ident = caller.ident
@@ -732,10 +739,19 @@ class Cluster:
         superseded = False
         # Check and bump in one transaction: two holders of the same generation cannot both pass; the second
         # one locks the bot, as a copied certificate must.
+        key_fp = hashlib.sha256(public_key_pem.strip().encode()).hexdigest()
+        retry = False
         with self.backend.transaction():
             bot = self._get(Bot, ident.bot_name)
+            last = self._last_renewal(ident.bot_name)
             if ident.instance_id != bot.status.instance_id:
                 superseded = True
+            elif (ident.generation == bot.status.generation - 1 and last.get("generation") == bot.status.generation
+                  and last.get("key") == key_fp and last.get("instance") == bot.status.instance_id):
+                # The same renewal again (its answer was lost): the same new key, so issue that generation again
+                # instead of taking the agent for a copy. A thief replaying it gets a certificate for a key it lacks.
+                retry = True
+                new_ident, traits = self._bot_identity(bot, renewable=True)
             elif ident.generation != bot.status.generation:
                 locked_reason = (f"generation mismatch: certificate presented generation {ident.generation}, "
                                  f"the cluster expected {bot.status.generation}")
@@ -745,6 +761,11 @@ class Cluster:
             else:
                 bot.status.generation += 1
                 bot = self._store_update(bot)
+                record = {"generation": bot.status.generation, "key": key_fp, "instance": bot.status.instance_id}
+                try:
+                    self.backend.update(RENEWAL_KIND, ident.bot_name, record)
+                except NotFoundError:
+                    self.backend.create(RENEWAL_KIND, ident.bot_name, record)
                 new_ident, traits = self._bot_identity(bot, renewable=True)
         if superseded:
             self.audit(caller, "cert.renew", f"bot/{ident.bot_name}", "denied", error="superseded by a new join")
@@ -757,7 +778,7 @@ class Cluster:
                                         f"{ident.bot_name}` and join again")
         out = self.issue(public_key_pem, new_ident, traits, ttl, MAX_RENEWABLE_TTL)
         self.audit(caller, "cert.renew", f"bot/{ident.bot_name}", generation=bot.status.generation,
-                   expires=codec.format_time(out["expires"]))
+                   expires=codec.format_time(out["expires"]), retry=retry)
         return out
 
     def sign_user(self, caller: Caller, user_name: str, public_key_pem: str, ttl: timedelta | None) -> dict[str, Any]:
