@@ -101,3 +101,59 @@ def fresh_server(tmp_path: Path) -> Iterator[ServerProc]:
     yield srv
     if srv.proc is not None:
         srv.stop()
+
+
+# ---------------------------------------------------------------- a throwaway PostgreSQL server
+
+
+def _pg_bin(name: str) -> str:
+    import glob
+    import shutil
+
+    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None)
+    if not found:
+        raise AssertionError(f"{name} not found: scripts/install-system-deps installs PostgreSQL")
+    return found
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL on a loopback port, run as the postgres user (it refuses to run as root)."""
+    import socket
+
+    base = tmp_path_factory.mktemp("pg")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    as_postgres = os.geteuid() == 0
+    if as_postgres:
+        subprocess.run(["chown", "-R", "postgres", str(base)], check=True)
+        os.chmod(base, 0o755)
+        for parent in base.parents:  # the postgres user must reach the directory
+            if str(parent).startswith("/tmp/pytest"):
+                os.chmod(parent, os.stat(parent).st_mode | 0o055)
+
+    def run(*cmd: str) -> None:
+        full = [*cmd]
+        if as_postgres:
+            full = ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(f"'{c}'" for c in cmd)]
+        subprocess.run(full, check=True, capture_output=True, timeout=120)
+
+    run(_pg_bin("initdb"), "-D", str(base / "data"), "-A", "trust", "-U", "pg")
+    run(_pg_bin("pg_ctl"), "-D", str(base / "data"), "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1",
+        "-l", str(base / "log"), "-w", "start")
+    yield f"postgresql://pg@127.0.0.1:{port}/postgres"
+    run(_pg_bin("pg_ctl"), "-D", str(base / "data"), "-m", "immediate", "stop")
+
+
+@pytest.fixture()
+def pg_database(postgres: str) -> str:
+    """A fresh database on the shared server, per test."""
+    import uuid
+
+    import psycopg
+
+    name = "t" + uuid.uuid4().hex[:12]
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres.rsplit("/", 1)[0] + "/" + name

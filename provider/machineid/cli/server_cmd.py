@@ -19,6 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     start.add_argument("--cluster-name", default="", help="cluster name (default: derived from the host name)")
     start.add_argument("--iam-sts-endpoint", action="append", default=[], metavar="URL",
                        help="also accept this STS endpoint for IAM joins (repeatable; e.g. a local STS for tests)")
+    start.add_argument("--storage", default="", metavar="URL",
+                       help="sqlite (default: DATA_DIR/cluster.db) or postgresql://USER@HOST:PORT/DB to share state "
+                            "between several servers")
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     start.add_argument("--log-format", default="json", choices=["json", "text"])
     start.set_defaults(func=run_start)
@@ -29,7 +32,7 @@ def run_start(args: argparse.Namespace) -> int:
 
     logs.setup(args.log_level, args.log_format)
     server = Server(ServerConfig(data_dir=args.data_dir, listen=args.listen, cluster_name=args.cluster_name,
-                                 iam_sts_endpoints=tuple(args.iam_sts_endpoint)))
+                                 iam_sts_endpoints=tuple(args.iam_sts_endpoint), storage=args.storage))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         server.stop()

@@ -30,8 +30,9 @@ from machineid.cluster import iam
 from machineid.cluster.grpc_api import ClusterServicer, JoinServicer
 from machineid.cluster.router import SNIRouter
 from machineid.cluster.service import ADMIN_USER, Caller, Cluster
+from machineid.cluster.store.base import Backend
 from machineid.cluster.store.sqlite import SQLiteBackend
-from machineid.model.errors import NotFoundError, PreconditionError
+from machineid.model.errors import AlreadyExistsError, NotFoundError, PreconditionError, ValidationError
 
 log = logging.getLogger("machineid.cluster.server")
 ADMIN_IDENTITY = "admin.identity"
@@ -39,6 +40,17 @@ SERVER_JSON = "server.json"
 CONFIG_KIND = "cluster_config"
 ADMIN_TTL = timedelta(hours=30)
 ADMIN_REFRESH = timedelta(hours=6)
+
+
+def open_backend(storage: str, data_dir: Path) -> Backend:
+    if not storage or storage == "sqlite":
+        return SQLiteBackend(data_dir / "cluster.db")
+    if storage.startswith(("postgresql://", "postgres://")):
+        from machineid.cluster.store.postgres import PostgresBackend
+
+        return PostgresBackend(storage)
+    raise ValidationError(f'--storage: "{storage}" is not a storage; use sqlite (the default) or a '
+                          "postgresql://USER@HOST:PORT/DB URL")
 
 
 def default_cluster_name() -> str:
@@ -54,6 +66,8 @@ class ServerConfig:
     workers: int = 16
     # STS endpoints (URLs) accepted for IAM joins besides AWS's own, e.g. a local STS in tests.
     iam_sts_endpoints: tuple[str, ...] = ()
+    # Where the cluster's state lives: empty for SQLite in the data dir, or a postgresql:// URL (shared by servers).
+    storage: str = ""
 
 
 class Server:
@@ -62,7 +76,7 @@ class Server:
         self.data_dir = config.data_dir
         self.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.data_dir, 0o700)
-        self.backend = SQLiteBackend(self.data_dir / "cluster.db")
+        self.backend = open_backend(config.storage, self.data_dir)
         self.cluster = Cluster(self.backend, self._cluster_name(config.cluster_name),
                                iam_verifier=iam.Verifier(list(config.iam_sts_endpoints)))
         self._stopped = threading.Event()
@@ -75,7 +89,10 @@ class Server:
             stored = str(self.backend.get(CONFIG_KIND, "cluster").value["name"])
         except NotFoundError:
             name = wanted or default_cluster_name()
-            self.backend.create(CONFIG_KIND, "cluster", {"name": name})
+            try:
+                self.backend.create(CONFIG_KIND, "cluster", {"name": name})
+            except AlreadyExistsError:  # another server sharing the backend was first
+                return self._cluster_name(wanted)
             return name
         if wanted and wanted != stored:
             raise PreconditionError(f'this data dir belongs to cluster "{stored}"; drop --cluster-name or pass '
