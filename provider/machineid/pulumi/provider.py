@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar, get_origin
+from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin
 
 from machineid.model import codec
 from machineid.model import validators as v
@@ -139,12 +139,14 @@ class Provider:
         known = {k: val for k, val in news.items() if k not in unknown}
         if "name" not in news and self._name_defaults_to_urn(rdef, known):
             known["name"] = urn_name
+        # Values unknown during a preview stand in as placeholders, so the rest is still checked and completed.
+        props = {p.name: p for p in rdef.props()}
+        stand_ins = {k: _placeholder(props[k].tp) for k in unknown if k in props}
         try:
-            decoded = decode(rdef, known)
+            decoded = decode(rdef, {**known, **stand_ins})
         except ValidationError as e:
             failures = [(str(x.path[0]) if x.path else "", x.reason) for x in e.violations
-                        if not any(str(x.path[0]).startswith(u) for u in unknown)] if unknown else \
-                [(str(x.path[0]) if x.path else "", x.reason) for x in e.violations]
+                        if not any(str(x.path[0]).startswith(u) for u in unknown)]
             if failures:
                 return CheckResult(news, failures)
             return CheckResult(news)
@@ -409,6 +411,16 @@ class Provider:
         if not decoded.ca_pins:
             decoded.ca_pins = list(self.client().ping().ca_pins)
         return to_camel(functions.Rendered, codec.encode(functions.render(decoded))), []
+
+
+def _placeholder(tp: Any) -> Any:
+    """A valid value of the type, standing in for one not known yet (it never reaches the cluster)."""
+    _, inner = codec._is_optional(tp)
+    if inner is str:
+        return "unknown"
+    if get_origin(inner) is list:
+        return ["unknown"] if get_args(inner) == (str,) else []
+    return _empty(tp)
 
 
 def _empty(tp: Any) -> Any:

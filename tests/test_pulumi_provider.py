@@ -1,0 +1,79 @@
+"""The provider's decisions on plain values, in-process: what Check, Diff and the schema make of inputs that the
+engine sends during previews (unknowns, defaults, removed fields, secrets)."""
+
+from __future__ import annotations
+
+import json
+
+from machineid.pulumi import schema
+from machineid.pulumi.provider import UPDATE, UPDATE_REPLACE, Provider
+from machineid.pulumi.resources import BOT, PROVISION_TOKEN, ROLE
+from machineid.pulumi.values import UNKNOWN, decode, encode, secret
+
+
+def test_check_fills_defaults_and_leaves_empty_fields_out() -> None:
+    result = Provider().check(ROLE.token, "web", {"allow": {"logins": ["ubuntu"]}})
+    assert not result.failures
+    assert result.inputs == {"name": "web", "allow": {"logins": ["ubuntu"]}, "options": {"maxSessionTtl": "30h"}}
+
+
+def test_check_skips_unknown_values_and_keeps_them() -> None:
+    result = Provider().check(BOT.token, "robot", {"roles": [UNKNOWN]})
+    assert not result.failures
+    assert result.inputs["roles"] == [UNKNOWN] and result.inputs["tokenTtl"] == "1h"
+
+
+def test_check_names_every_bad_field() -> None:
+    result = Provider().check(PROVISION_TOKEN.token, "t", {
+        "joinMethod": "iam", "botName": "r", "allow": [{"awsAccount": "12", "awsArn": "nope"}], "bogus": 1})
+    props = sorted(p for p, _ in result.failures)
+    assert props == ["allow[0].awsAccount", "allow[0].awsArn", "bogus"]
+
+
+def test_diff_names_nested_fields_and_replacements() -> None:
+    p = Provider()
+    old = p.check(ROLE.token, "web", {"allow": {"logins": ["a"]}}).inputs
+    new = p.check(ROLE.token, "web", {"allow": {"logins": ["a", "b"]}}).inputs
+    diff = p.diff(ROLE.token, old, old, new)
+    assert diff.diffs == {"allow.logins": UPDATE} and not diff.replaces
+    renamed = dict(new, name="web2")
+    diff = p.diff(ROLE.token, old, old, renamed)
+    assert diff.diffs["name"] == UPDATE_REPLACE and diff.replaces == ["name"] and not diff.delete_before_replace
+    assert p.diff(ROLE.token, old, old, old).diffs == {}
+
+
+def test_diff_of_unknown_is_a_change_and_missing_equals_empty() -> None:
+    p = Provider()
+    old = p.check(BOT.token, "robot", {"roles": ["access"]}).inputs
+    assert "roles" in p.diff(BOT.token, old, old, dict(old, roles=UNKNOWN)).diffs
+    # the state leaves empty fields out: an explicit empty value is the same thing
+    assert p.diff(BOT.token, old, old, dict(old, traits={})).diffs == {}
+
+
+def test_token_with_server_chosen_name_and_expiry_never_drifts() -> None:
+    p = Provider()
+    news = p.check(PROVISION_TOKEN.token, "t", {"botName": "robot"}).inputs
+    assert "name" not in news and "expires" not in news
+    olds = dict(news, name="0123456789abcdef0123456789abcdef", expires="2999-01-01T00:00:00Z")
+    assert p.diff(PROVISION_TOKEN.token, dict(olds, tokenExpires="2999-01-01T00:00:00Z"), olds, news).diffs == {}
+    expired = dict(olds, tokenExpires="2000-01-01T00:00:00Z")
+    diff = p.diff(PROVISION_TOKEN.token, expired, olds, news)
+    assert "expires" in diff.replaces and diff.delete_before_replace
+
+
+def test_secret_wire_values_round_trip() -> None:
+    struct = encode({"token": "s3cret", "name": "robot"}, {"token"})
+    plain, secrets = decode(struct)
+    assert plain == {"token": "s3cret", "name": "robot"} and secrets == {"token"}
+    assert json.loads(json.dumps(secret("x")))["value"] == "x"
+
+
+def test_schema_marks_secrets_and_replacements() -> None:
+    spec = schema.build()
+    bot = spec["resources"]["machineid:index:Bot"]
+    assert bot["properties"]["token"]["secret"] and bot["properties"]["agentConfig"]["secret"]
+    assert bot["inputProperties"]["name"]["replaceOnChanges"] and "token" not in bot["inputProperties"]
+    token = spec["resources"]["machineid:index:ProvisionToken"]
+    assert token["inputProperties"]["name"]["secret"] and token["inputProperties"]["joinMethod"]["replaceOnChanges"]
+    assert spec["config"]["variables"]["address"]["defaultInfo"] == {"environment": ["MACHINEID_AUTH_SERVER"]}
+    assert spec["config"]["variables"]["identity"]["secret"]
