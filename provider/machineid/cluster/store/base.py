@@ -7,8 +7,9 @@ Objects are JSON documents keyed by (kind, name) with a revision that changes on
 from __future__ import annotations
 
 import builtins
+import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -59,6 +60,35 @@ class Backend(Protocol):
     def audit_events(self, after_id: int = 0, limit: int = 1000) -> builtins.list[AuditRecord]: ...
 
     def close(self) -> None: ...
+
+
+class NestedTransactions:
+    """One connection behind a lock, with nested transactions joining the outermost one.
+
+    Subclasses set `_lock` (an RLock) and implement `_outermost()`, the database's own transaction."""
+
+    _lock: threading.RLock
+    _depth: int = 0
+
+    def _outermost(self) -> AbstractContextManager[None]:
+        raise NotImplementedError
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._depth = 1
+            try:
+                with self._outermost():
+                    yield
+            finally:
+                self._depth = 0
 
 
 def iter_kinds(backend: Backend, *kinds: str) -> Iterator[Item]:

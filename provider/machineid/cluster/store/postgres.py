@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from machineid.cluster.store.base import AuditRecord, Item
+from machineid.cluster.store.base import AuditRecord, Item, NestedTransactions
 from machineid.cluster.store.sqlite import _show
 from machineid.model.errors import AlreadyExistsError, NotFoundError, PreconditionError, TransportError
 
@@ -51,7 +51,7 @@ def _item(row: tuple[Any, ...]) -> Item:
     return Item(kind, name, value, revision, created, updated)
 
 
-class PostgresBackend:
+class PostgresBackend(NestedTransactions):
     """One connection, serialised by a lock, like the SQLite backend: the cluster's writes are small."""
 
     def __init__(self, dsn: str) -> None:
@@ -66,21 +66,9 @@ class PostgresBackend:
         self._depth = 0
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        with self._lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
-                return
-            self._depth = 1
-            try:
-                with self._conn.transaction():
-                    yield
-            finally:
-                self._depth = 0
+    def _outermost(self) -> Iterator[None]:
+        with self._conn.transaction():
+            yield
 
     def _one(self, kind: str, name: str, lock: bool = False) -> Item:
         sql = f"SELECT {_COLUMNS} FROM items WHERE kind=%s AND name=%s" + (" FOR UPDATE" if lock else "")

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from machineid.cluster.store.base import AuditRecord, Item
+from machineid.cluster.store.base import AuditRecord, Item, NestedTransactions
 from machineid.model.errors import AlreadyExistsError, NotFoundError, PreconditionError
 
 _SCHEMA = """
@@ -62,7 +62,7 @@ def _item(row: tuple[Any, ...]) -> Item:
                 datetime.fromisoformat(updated))
 
 
-class SQLiteBackend:
+class SQLiteBackend(NestedTransactions):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,26 +78,15 @@ class SQLiteBackend:
         self._depth = 0
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        with self._lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
-                return
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._depth = 1
-            try:
-                yield
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            else:
-                self._conn.execute("COMMIT")
-            finally:
-                self._depth = 0
+    def _outermost(self) -> Iterator[None]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        else:
+            self._conn.execute("COMMIT")
 
     def get(self, kind: str, name: str) -> Item:
         with self._lock:
