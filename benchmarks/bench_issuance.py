@@ -24,12 +24,9 @@ same time) the raw loop share the machine's cores, so the server figures include
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -48,9 +45,9 @@ from machineid.api import certs
 from machineid.api.client import Client, JoinClient, identity_from_certs
 from machineid.api.identity import Identity
 from machineid.cluster.authority import SSH_USER_EXTENSIONS, Authority
+from machineid.cluster.process import ServerProcess
 from machineid.model.resources import Bot, BotSpec, Metadata
 
-MACHINEID = str(Path(sys.executable).parent / "machineid")
 CLUSTER_NAME = "bench.example"
 BOT_ROLES = ["access"]
 BOT_TRAITS = {"logins": ["root", "ubuntu"]}  # the access role turns these into the SSH principals
@@ -132,39 +129,8 @@ def run_raw(authority: Authority, shape: IssuanceShape, keys: list[KeyPair], sec
 # --------------------------------------------------------------------------------------------------------- server
 
 
-@dataclass
-class ServerProc:
-    """`machineid server start` on a random loopback port, as tests/conftest.py runs it."""
-
-    data_dir: Path
-    proc: subprocess.Popen[bytes] | None = None
-    address: str = ""
-    log_path: Path = field(default_factory=Path)
-
-    def start(self) -> None:
-        self.log_path = self.data_dir.parent / "server.log"
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [MACHINEID, "server", "start", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0",
-                 "--cluster-name", CLUSTER_NAME],
-                stdout=log, stderr=subprocess.STDOUT,
-            )
-        server_json = self.data_dir / "server.json"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if server_json.exists():
-                try:
-                    self.address = json.loads(server_json.read_text())["address"]
-                    return
-                except (ValueError, KeyError):
-                    pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
-            time.sleep(0.05)
-        raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
-
-    def admin(self) -> Client:
-        return Client(self.address, Identity.load(self.data_dir / "admin.identity"))
+class ServerProc(ServerProcess):
+    """`machineid server start` on a random loopback port, with its CPU time."""
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds of the server process so far (Linux /proc; NaN elsewhere)."""
@@ -174,17 +140,6 @@ class ServerProc:
         except OSError:
             return float("nan")
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
 
 
 class Admin:
@@ -378,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machineid issuance benchmark: {args.clients} client threads, {args.seconds:g}s phases, {args.rounds} "
           f"rounds, {os.cpu_count()} CPUs shared by server and clients (raw loop runs alone)", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="machineid-bench-"))
-    server = ServerProc(tmp / "data")
+    server = ServerProc(tmp / "data", CLUSTER_NAME, log_path=tmp / "server.log")
     server.start()
     try:
         keys = [make_keys(KEYS_PER_CLIENT) for _ in range(args.clients)]  # cycled by joins, renewals and raw
@@ -431,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 3 if args.check and ratio < TARGET else 0
     finally:
-        server.stop()
+        if server.proc is not None:
+            server.stop()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
 

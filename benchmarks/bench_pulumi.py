@@ -38,7 +38,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -48,11 +47,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from machineid.cluster.process import ServerProcess
 from machineid.pulumi.engine import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-MACHINEID = str(VENV_BIN / "machineid")
 TOOLS_BIN = Path(os.environ.get("MACHINEID_TOOLS_DIR", Path.home() / ".cache/machineid/tools")) / "bin"
 CACHE = Path.home() / ".cache/machineid/bench"
 GO_SRC = ROOT / "benchmarks" / "goprovider"
@@ -94,51 +93,15 @@ def build_go_provider() -> Path:
 # ---------------------------------------------------------------- the machineid server
 
 
-@dataclass
-class Server:
-    data_dir: Path
-    cluster_name: str = "bench.example"
-    proc: subprocess.Popen[bytes] | None = None
-    address: str = ""
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir.parent / "server.log"
+class Server(ServerProcess):
+    """The machineid cluster our provider talks to, with its CPU time."""
 
     @property
     def identity(self) -> Path:
-        return self.data_dir / "admin.identity"
-
-    def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([MACHINEID, "server", "start", "--data-dir", str(self.data_dir), "--listen",
-                                          "127.0.0.1:0", "--cluster-name", self.cluster_name],
-                                         stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                self.address = json.loads((self.data_dir / "server.json").read_text())["address"]
-                return
-            except (OSError, ValueError, KeyError):
-                pass
-            if self.proc.poll() is not None:
-                raise SystemExit(f"machineid server exited early:\n{self.log_path.read_text()}")
-            time.sleep(0.05)
-        raise SystemExit(f"machineid server did not start:\n{self.log_path.read_text()}")
+        return self.admin_identity_path
 
     def cpu(self) -> float:
         return proc_cpu(self.proc.pid) if self.proc else 0.0
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
 
 
 # ---------------------------------------------------------------- CPU accounting from /proc
@@ -338,7 +301,7 @@ def main() -> int:
     version = subprocess.run([str(TOOLS_BIN / "pulumi"), "version"], capture_output=True, text=True).stdout.strip()
     plugin_dirs = {"ours": VENV_BIN, "go": build_go_provider()}
     workdir = Path(tempfile.mkdtemp(prefix="bench-pulumi-"))
-    server = Server(workdir / "server" / "data")
+    server = Server(workdir / "server" / "data", "bench.example", log_path=workdir / "server" / "server.log")
     results: dict[str, list[Round]] = {"ours": [], "go": []}
     try:
         server.start()
@@ -358,7 +321,8 @@ def main() -> int:
                       f"({cpu_text(res.up, n)}) | preview {res.preview.wall:6.2f}s = "
                       f"{ms_per(res.preview.wall, n):6.1f} ms/res ({cpu_text(res.preview, n)})", flush=True)
     finally:
-        server.stop()
+        if server.proc is not None:
+            server.stop()
         if args.keep:
             print(f"kept {workdir}")
         else:

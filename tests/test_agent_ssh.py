@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import time
@@ -21,7 +20,7 @@ from machineid.api import certs
 from machineid.api.client import Client, identity_from_certs
 from machineid.api.identity import Identity
 from machineid.model import errors
-from machineid.quickstart import demo_login, free_port
+from machineid.quickstart import demo_login, run_sshd_node
 from tests.conftest import MACHINEID, ServerProc, run_cli
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -42,31 +41,8 @@ class Node:
 
 
 def start_sshd(server: ServerProc, tmp: Path, name: str = "node1") -> Node:
-    port = free_port()
-    hostkey = tmp / f"{name}_host_key"
-    server.ctl("nodes", "add", name, "--addr", f"127.0.0.1:{port}", "--labels", "env=test", "--out", str(hostkey))
-    user_ca = tmp / "user_ca.pub"
-    user_ca.write_text(server.ctl("auth", "export", "--type=user").stdout)
-    config = tmp / f"{name}_sshd_config"
-    config.write_text("\n".join([
-        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {hostkey}", f"HostCertificate {hostkey}-cert.pub",
-        f"TrustedUserCAKeys {user_ca}", "AuthorizedKeysFile none", "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no", f"PidFile {tmp / (name + '.pid')}",
-        "LogLevel VERBOSE", "",
-    ]))
-    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
-    log = open(tmp / f"{name}_sshd.log", "wb")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen([SSHD, "-f", str(config), "-D", "-e"], stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return Node(name, port, proc)
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise AssertionError(f"sshd did not start: {(tmp / f'{name}_sshd.log').read_text()}")
+    proc, port = run_sshd_node(server.data_dir, tmp, name, "env=test", prefix=f"{name}_")
+    return Node(name, port, proc)
 
 
 def ssh(dest: Path, login: str, host: str, command: str = "id -un") -> subprocess.CompletedProcess[str]:

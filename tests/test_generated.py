@@ -37,7 +37,7 @@ def _walk(cls: Any, desc: Descriptor, path: str, problems: list[str]) -> None:
     for name in wire.keys() - model.keys():
         problems.append(f"{path}.{name}: on the wire, not in the model")
     for name in model.keys() & wire.keys():
-        _, tp = codec._is_optional(model[name])
+        _, tp = codec.unwrap_optional(model[name])
         inner = get_args(tp)[0] if get_origin(tp) is list else tp
         if dataclasses.is_dataclass(inner):
             _walk(inner, wire[name].message_type, f"{path}.{name}", problems)

@@ -27,8 +27,9 @@ from machineid.api.identity import Identity
 from machineid.model import errors
 from machineid.model.resources import Bot, BotSpec, Metadata, ProvisionToken, ProvisionTokenSpec, TokenRule
 from machineid.pulumi.engine import Engine, outputs_plain
+from machineid.quickstart import free_port
 from tests.conftest import MACHINEID, ServerProc, run_cli
-from tests.test_agent_ssh import ensure_login, free_port, ssh, start_sshd
+from tests.test_agent_ssh import ensure_login, ssh, start_sshd
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"  # moto's account

@@ -24,10 +24,10 @@ from pathlib import Path
 from pulumi import automation as auto
 
 from machineid.api.identity import write_private
+from machineid.cluster.process import MACHINEID, ServerProcess
 from machineid.pulumi.engine import Engine, outputs_plain
 
 ROOT = Path(__file__).resolve().parents[2]
-MACHINEID = str(Path(sys.executable).parent / "machineid")
 DEMO_USER = "machineid-demo"
 
 
@@ -48,17 +48,14 @@ def start_cluster(base: Path, listen: str) -> dict[str, str]:
     if _alive(pid_file) and (data / "server.json").exists():
         print(f"reusing the cluster already running (pid {pid_file.read_text().strip()})")
     else:
-        (data / "server.json").unlink(missing_ok=True)
-        with open(base / "server.log", "a") as log:
-            proc = subprocess.Popen([MACHINEID, "server", "start", "--data-dir", str(data), "--listen", listen,
-                                     "--cluster-name", "quickstart.local"], stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+        server = ServerProcess(data, "quickstart.local", log_path=base / "server.log")
+        try:
+            server.start(listen, detach=True)  # it outlives this command
+        except RuntimeError:
+            sys.exit(f"the cluster did not start; see {base / 'server.log'}")
+        assert server.proc is not None
+        proc = server.proc
         pid_file.write_text(f"{proc.pid}\n")
-        deadline = time.monotonic() + 30
-        while not (data / "server.json").exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"the cluster did not start; see {base / 'server.log'}")
-            time.sleep(0.1)
         print(f"cluster started (pid {proc.pid}, log {base / 'server.log'})")
     info: dict[str, str] = json.loads((data / "server.json").read_text())
     info["data_dir"] = str(data)
@@ -83,38 +80,49 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def run_sshd_node(data_dir: str | Path, node_dir: Path, name: str, labels: str, *, prefix: str = "",
+                  detach: bool = False) -> tuple[subprocess.Popen[bytes], int]:
+    """Register a node with `ctl nodes add` and run a real sshd for it on a loopback port: host key and certificate
+    from the cluster, TrustedUserCAKeys from `auth export --type=user`. Returns the process and the port."""
+    node_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    host_key, config = node_dir / f"{prefix}host_key", node_dir / f"{prefix}sshd_config"
+    ctl = [MACHINEID, "ctl", "--data-dir", str(data_dir)]
+    subprocess.run([*ctl, "nodes", "add", name, "--addr", f"127.0.0.1:{port}", "--labels", labels,
+                    "--out", str(host_key)], check=True, capture_output=True)
+    user_ca = subprocess.run([*ctl, "auth", "export", "--type=user"], check=True, capture_output=True, text=True)
+    (node_dir / "user_ca.pub").write_text(user_ca.stdout)
+    config.write_text("\n".join([
+        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}", f"HostCertificate {host_key}-cert.pub",
+        f"TrustedUserCAKeys {node_dir / 'user_ca.pub'}", "AuthorizedKeysFile none", "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no", f"PidFile {node_dir / (prefix + 'sshd.pid')}",
+        "LogLevel VERBOSE", "",
+    ]))
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    log_path = node_dir / f"{prefix}sshd.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([shutil.which("sshd") or "/usr/sbin/sshd", "-f", str(config), "-D", "-e"],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=detach)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and proc.poll() is None:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, port
+        time.sleep(0.05)
+    raise RuntimeError(f"sshd did not start:\n{log_path.read_text()}")
+
+
 def start_node(base: Path, data_dir: str, name: str = "node1") -> int:
-    """Register a node and run its sshd on a loopback port (restarted on every run)."""
+    """The quickstart's node, restarted on every run."""
     node_dir = base / "node"
-    node_dir.mkdir(exist_ok=True)
     pid_file = node_dir / "sshd.pid"
     if _alive(pid_file):
         os.kill(int(pid_file.read_text()), signal.SIGTERM)
         time.sleep(0.2)
-    port = free_port()
-    ctl = [MACHINEID, "ctl", "--data-dir", data_dir]
-    subprocess.run([*ctl, "nodes", "add", name, "--addr", f"127.0.0.1:{port}", "--labels", "env=quickstart",
-                    "--out", str(node_dir / "host_key")], check=True)
-    user_ca = subprocess.run([*ctl, "auth", "export", "--type=user"], check=True, capture_output=True, text=True)
-    (node_dir / "user_ca.pub").write_text(user_ca.stdout)
-    (node_dir / "sshd_config").write_text("\n".join([
-        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {node_dir / 'host_key'}",
-        f"HostCertificate {node_dir / 'host_key-cert.pub'}", f"TrustedUserCAKeys {node_dir / 'user_ca.pub'}",
-        "AuthorizedKeysFile none", "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no",
-        "StrictModes no", f"PidFile {pid_file}", "",
-    ]))
-    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
-    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
-    with open(node_dir / "sshd.log", "a") as log:
-        subprocess.Popen([sshd, "-f", str(node_dir / "sshd_config"), "-D", "-e"], stdout=log,
-                         stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return port
-        time.sleep(0.1)
-    sys.exit(f"sshd did not start; see {node_dir / 'sshd.log'}")
+    try:
+        return run_sshd_node(data_dir, node_dir, name, "env=quickstart", detach=True)[1]
+    except RuntimeError as e:
+        sys.exit(str(e))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,47 +24,33 @@ def _is_string_list_map(tp: Any) -> bool:
     return get_origin(val) is list and get_args(val) == (str,)
 
 
-def _to_wire(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+def _reshape(cls: type, data: dict[str, Any], to_wire: bool) -> dict[str, Any]:
+    """Walk plain data by the model's types, turning dict[str, list[str]] into proto's StringList maps (to_wire)
+    or back."""
     out: dict[str, Any] = {}
     for f, tp, _ in codec.model_fields(cls):
-        if f.name not in data or data[f.name] is None:
+        val = data.get(f.name)
+        if val is None:
             continue
-        val = data[f.name]
-        _, inner = codec._is_optional(tp)
+        _, inner = codec.unwrap_optional(tp)
         if _is_string_list_map(inner):
-            val = {k: {"values": v} for k, v in val.items()}
+            val = ({k: {"values": v} for k, v in val.items()} if to_wire
+                   else {k: list(v.get("values", [])) for k, v in val.items()})
         elif dataclasses.is_dataclass(inner):
-            val = _to_wire(inner, val)  # type: ignore[arg-type]
+            val = _reshape(inner, val, to_wire)  # type: ignore[arg-type]
         elif get_origin(inner) is list and dataclasses.is_dataclass(get_args(inner)[0]):
-            val = [_to_wire(get_args(inner)[0], x) for x in val]
-        out[f.name] = val
-    return out
-
-
-def _from_wire(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for f, tp, _ in codec.model_fields(cls):
-        if f.name not in data:
-            continue
-        val = data[f.name]
-        _, inner = codec._is_optional(tp)
-        if _is_string_list_map(inner):
-            val = {k: list(v.get("values", [])) for k, v in val.items()}
-        elif dataclasses.is_dataclass(inner):
-            val = _from_wire(inner, val)  # type: ignore[arg-type]
-        elif get_origin(inner) is list and dataclasses.is_dataclass(get_args(inner)[0]):
-            val = [_from_wire(get_args(inner)[0], x) for x in val]
+            val = [_reshape(get_args(inner)[0], x, to_wire) for x in val]
         out[f.name] = val
     return out
 
 
 def to_pb(obj: Any, message_type: type[Message]) -> Any:
     """Model object -> protobuf message of the given type."""
-    data = _to_wire(type(obj), codec.encode(obj))
+    data = _reshape(type(obj), codec.encode(obj), to_wire=True)
     return json_format.ParseDict(data, message_type())
 
 
 def from_pb(cls: type[T], message: Message) -> T:
     """Protobuf message -> model object (unset fields take the model's defaults)."""
     data = json_format.MessageToDict(message, preserving_proto_field_name=True)
-    return codec.decode(cls, _from_wire(cls, data))
+    return codec.decode(cls, _reshape(cls, data, to_wire=False))

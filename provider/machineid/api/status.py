@@ -6,14 +6,18 @@ ValidationError with the same field paths.
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import grpc
 
 from machineid.model import errors as e
 
 VIOLATIONS_KEY = "machineid-violations"
+F = TypeVar("F", bound=Callable[..., Any])
 
 _TO_CODE: list[tuple[type[e.MachineIDError], grpc.StatusCode]] = [
     (e.ValidationError, grpc.StatusCode.INVALID_ARGUMENT),
@@ -39,6 +43,30 @@ def abort(context: grpc.ServicerContext, err: e.MachineIDError) -> None:
         payload = [{"path": e.render_path(v.path), "reason": v.reason} for v in err.violations]
         context.set_trailing_metadata(((VIOLATIONS_KEY, json.dumps(payload)),))
     context.abort(code_for(err), str(err))
+
+
+def handler(log: logging.Logger, on_bug: Callable[[str, Exception], str],
+            quiet: frozenset[str] = frozenset()) -> Callable[[F], F]:
+    """Decorator for servicer methods: our errors become their status (logged, with the message unless the call
+    is in `quiet`, whose messages may carry a join token); anything else is a bug, logged with its traceback and
+    answered INTERNAL with on_bug(method name, error)."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                return fn(self, request, context)
+            except e.MachineIDError as err:
+                detail = "" if fn.__name__ in quiet else f": {err}"
+                log.info("rpc %s failed: %s%s", fn.__name__, code_for(err).name, detail)
+                abort(context, err)
+            except Exception as err:
+                log.exception("rpc %s: internal error", fn.__name__)
+                context.abort(grpc.StatusCode.INTERNAL, on_bug(fn.__name__, err))
+
+        return wrapper  # type: ignore[return-value]
+
+    return wrap
 
 
 def from_rpc_error(err: grpc.RpcError, address: str = "") -> e.MachineIDError:

@@ -5,11 +5,9 @@ All logic lives in machineid.cluster.service; nothing here decides anything.
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from cryptography import x509
@@ -23,32 +21,17 @@ from machineid.api.v1 import cluster_pb2_grpc as rpc
 from machineid.api.v1 import types_pb2 as tpb
 from machineid.cluster.service import ANONYMOUS, Caller, Cluster
 from machineid.model import codec
-from machineid.model.errors import MachineIDError, UnauthenticatedError, ValidationError
+from machineid.model.errors import UnauthenticatedError, ValidationError
 from machineid.model.resources import Bot, Node, ProvisionToken, Role, User
 
 log = logging.getLogger("machineid.cluster.grpc")
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 _SECRET_CALLS = frozenset({"UpsertToken", "GetToken", "DeleteToken", "RegisterUsingToken", "RegisterUsingIAM",
                            "CreateBot"})
 
 
-def _handler(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return fn(self, request, context)
-        except MachineIDError as err:
-            # Calls that carry a join token may echo it in their message: log the status only.
-            detail = "" if fn.__name__ in _SECRET_CALLS else f": {err}"
-            log.info("rpc %s failed: %s%s", fn.__name__, status.code_for(err).name, detail)
-            status.abort(context, err)
-        except Exception:
-            log.exception("rpc %s: internal error", fn.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"internal error in {fn.__name__}; see the server log")
-
-    return wrapper  # type: ignore[return-value]
+_handler = status.handler(log, lambda name, err: f"internal error in {name}; see the server log", _SECRET_CALLS)
 
 
 def _ttl(msg: Any, field: str = "ttl") -> timedelta | None:

@@ -99,14 +99,18 @@ class Server:
                                     f'--cluster-name {stored} (a cluster cannot be renamed)')
         return stored
 
-    def _server_credentials(self, require_client_auth: bool, hosts: list[str]) -> grpc.ServerCredentials:
+    def _server_credentials(self, hosts: list[str]) -> tuple[grpc.ServerCredentials, grpc.ServerCredentials]:
+        """One server key and certificate, for the mutual-TLS listener and the join listener."""
         a = self.cluster.authority
         key = certs.new_key()
         leaf = certs.issue_server_cert(a.tls_key, a.tls_cert, key, hosts)
         chain = (certs.cert_pem(leaf) + a.tls_ca_pem).encode()  # the CA follows so first contact can pin it
-        return grpc.ssl_server_credentials([(certs.private_key_pem(key).encode(), chain)],
-                                           root_certificates=a.tls_ca_pem.encode(),
-                                           require_client_auth=require_client_auth)
+        pair = [(certs.private_key_pem(key).encode(), chain)]
+
+        def credentials(mtls: bool) -> grpc.ServerCredentials:
+            return grpc.ssl_server_credentials(pair, root_certificates=a.tls_ca_pem.encode(), require_client_auth=mtls)
+
+        return credentials(True), credentials(False)
 
     def start(self) -> str:
         host, port = split_address(self.config.listen)
@@ -117,8 +121,9 @@ class Server:
         rpc.add_ClusterServiceServicer_to_server(ClusterServicer(self.cluster), server)
         health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        mtls_port = server.add_secure_port("127.0.0.1:0", self._server_credentials(True, hosts))
-        join_port = server.add_secure_port("127.0.0.1:0", self._server_credentials(False, hosts))
+        mtls_creds, join_creds = self._server_credentials(hosts)
+        mtls_port = server.add_secure_port("127.0.0.1:0", mtls_creds)
+        join_port = server.add_secure_port("127.0.0.1:0", join_creds)
         server.start()
         self._grpc = server
         router = SNIRouter(host, port, {certs.SERVER_NAME: mtls_port, certs.JOIN_SERVER_NAME: join_port},

@@ -650,12 +650,13 @@ class Cluster:
                            ttl: timedelta | None) -> tuple[str, dict[str, Any]]:
         # The name is a secret unless it really is an iam token's: look before naming it anywhere.
         try:
-            known_iam = self._get(ProvisionToken, token_name).spec.join_method == "iam"
+            token: ProvisionToken | None = self._get(ProvisionToken, token_name)
         except NotFoundError:
-            known_iam = False
+            token = None
+        known_iam = token is not None and token.spec.join_method == "iam"
         ref = f"token/{token_ref(token_name, 'iam' if known_iam else 'token')}"
         try:
-            return self._register_using_iam(token_name, challenge, request, public_key_pem, ttl, ref)
+            return self._register_using_iam(token, challenge, request, public_key_pem, ttl, ref)
         except MachineIDError as e:
             self.audit(ANONYMOUS, "bot.join", ref, "denied", method="iam", error=str(e))
             raise
@@ -684,17 +685,12 @@ class Cluster:
         if codec.parse_time(item.value["expires"]) <= self.clock():
             raise PermissionDeniedError("the challenge expired; ask for a new one")
 
-    def _register_using_iam(self, token_name: str, challenge: str, request: SignedRequest, public_key_pem: str,
-                            ttl: timedelta | None, ref: str) -> tuple[str, dict[str, Any]]:
-        try:
-            certs.load_public_key(public_key_pem)
-        except ValueError as e:
-            raise ValidationError([FieldViolation(("public_key",), str(e))]) from None
+    def _register_using_iam(self, token: ProvisionToken | None, challenge: str, request: SignedRequest,
+                            public_key_pem: str, ttl: timedelta | None, ref: str) -> tuple[str, dict[str, Any]]:
+        self._check_public_key(public_key_pem)
         self._consume_challenge(challenge)
-        try:
-            token = self._get(ProvisionToken, token_name)
-        except NotFoundError:
-            raise PermissionDeniedError("no iam token has that name") from None
+        if token is None:
+            raise PermissionDeniedError("no iam token has that name")
         if token.spec.join_method != "iam":
             raise PermissionDeniedError("that token is not an iam token")
         if token.metadata.expires and token.metadata.expires <= self.clock():
@@ -703,7 +699,7 @@ class Cluster:
         who = self.iam.call_sts(request)
         if not any(iam.matches(rule, who) for rule in token.spec.allow):
             raise PermissionDeniedError(f"AWS identity {who.arn} (account {who.account}) matches no allow rule of "
-                                        f'token "{token_name}"')
+                                        f'token "{token.metadata.name}"')
         with self.backend.transaction():
             try:
                 bot = self._get(Bot, token.spec.bot_name)

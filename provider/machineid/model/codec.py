@@ -33,7 +33,7 @@ def model_fields(cls: type) -> list[tuple[dataclasses.Field[Any], Any, FieldSpec
     return [(f, hints[f.name], f.metadata.get(FIELD_KEY)) for f in dataclasses.fields(cls)]
 
 
-def _is_optional(tp: Any) -> tuple[bool, Any]:
+def unwrap_optional(tp: Any) -> tuple[bool, Any]:
     if get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
         if len(args) == 1 and len(get_args(tp)) == 2:
@@ -69,7 +69,7 @@ def format_time(value: datetime) -> str:
 
 
 def _decode(tp: Any, data: Any, path: Path, out: list[FieldViolation]) -> Any:
-    optional, tp = _is_optional(tp)
+    optional, tp = unwrap_optional(tp)
     if data is None:
         if optional:
             return None
@@ -154,27 +154,22 @@ def _decode_object(cls: type[T], data: dict[str, Any], path: Path, out: list[Fie
     return cls(**kwargs)
 
 
-def decode(cls: type[T], data: Any, path: Path = ()) -> T:
-    """Plain data -> model object; raises ValidationError listing every problem (types and unknown fields)."""
+def decode(cls: type[T], data: Any, path: Path = (), *, validate: bool = False) -> T:
+    """Plain data -> model object; raises ValidationError listing every problem (types and unknown fields, and
+    with validate the model's rules too, for what could be decoded)."""
     out: list[FieldViolation] = []
     if not isinstance(data, dict):
         raise ValidationError([FieldViolation(path, f"must be an object, got {type(data).__name__}")])
     obj = _decode_object(cls, data, path, out)
+    if validate:
+        out.extend(v for v in violations(obj, path) if v not in out and not any(o.path == v.path for o in out))
     if out:
         raise ValidationError(out)
     return obj
 
 
 def decode_and_validate(cls: type[T], data: Any, path: Path = ()) -> T:
-    """decode, then validate what could be decoded, reporting both kinds of problem together."""
-    out: list[FieldViolation] = []
-    if not isinstance(data, dict):
-        raise ValidationError([FieldViolation(path, f"must be an object, got {type(data).__name__}")])
-    obj = _decode_object(cls, data, path, out)
-    out.extend(v for v in violations(obj, path) if v not in out and not any(o.path == v.path for o in out))
-    if out:
-        raise ValidationError(out)
-    return obj
+    return decode(cls, data, path, validate=True)
 
 
 def encode(obj: Any, *, omit_empty: bool = False) -> Any:

@@ -50,10 +50,3 @@ def attr(
     if default is dataclasses.MISSING and default_factory is dataclasses.MISSING:
         raise TypeError("every model field needs a default (the zero value when it is required)")
     return dataclasses.field(default=default, default_factory=default_factory, metadata={FIELD_KEY: spec})
-
-
-def field_spec(f: dataclasses.Field[Any]) -> FieldSpec:
-    spec = f.metadata.get(FIELD_KEY)
-    if not isinstance(spec, FieldSpec):
-        raise TypeError(f"field {f.name} was not declared with attr()")
-    return spec

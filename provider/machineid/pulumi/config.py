@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from machineid.model.errors import FieldViolation, ValidationError
 from machineid.model.fields import attr
+from machineid.pulumi.resources import camel
 
 if TYPE_CHECKING:
     from machineid.api.client import Client
@@ -26,12 +28,11 @@ class ProviderConfig:
 
     @classmethod
     def from_inputs(cls, values: dict[str, Any]) -> ProviderConfig:
-        def get(name: str, camel: str) -> str:
-            raw = values.get(camel, values.get(f"machineid:config:{camel}", ""))
+        def get(key: str) -> str:
+            raw = values.get(key, values.get(f"machineid:config:{key}", ""))
             return str(raw) if raw is not None else ""
 
-        cfg = cls(address=get("address", "address"), identity_file=get("identity_file", "identityFile"),
-                  identity=get("identity", "identity"), ca_pin=get("ca_pin", "caPin"))
+        cfg = cls(**{f.name: get(camel(f.name)) for f in dataclasses.fields(cls)})
         if not cfg.address:
             cfg.address = os.environ.get(cls.ENV["address"], "")
         if not cfg.identity_file and not cfg.identity:

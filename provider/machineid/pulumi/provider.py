@@ -415,7 +415,7 @@ class Provider:
 
 def _placeholder(tp: Any) -> Any:
     """A valid value of the type, standing in for one not known yet (it never reaches the cluster)."""
-    _, inner = codec._is_optional(tp)
+    _, inner = codec.unwrap_optional(tp)
     if inner is str:
         return "unknown"
     if get_origin(inner) is list:
@@ -424,7 +424,7 @@ def _placeholder(tp: Any) -> Any:
 
 
 def _empty(tp: Any) -> Any:
-    _, inner = codec._is_optional(tp)
+    _, inner = codec.unwrap_optional(tp)
     if inner is str:
         return ""
     if inner is int:
@@ -446,7 +446,7 @@ def _changed_paths(prefix: str, tp: Any, old: Any, new: Any) -> list[str]:
         return [prefix]
     old = _empty(tp) if old is None else old
     new = _empty(tp) if new is None else new
-    _, inner = codec._is_optional(tp)
+    _, inner = codec.unwrap_optional(tp)
     if dataclasses.is_dataclass(inner) and isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
         for f, ftp, _ in codec.model_fields(inner):  # type: ignore[arg-type]

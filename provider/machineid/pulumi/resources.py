@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, get_args, get_origin
@@ -94,10 +93,6 @@ class Prop:
 def camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
-
-
-def snake(name: str) -> str:
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
 
 
 def field_default(f: dataclasses.Field[Any]) -> Any:
@@ -198,7 +193,7 @@ def to_camel(tp: Any, value: Any, *, compact: bool = False) -> Any:
     compact leaves out object fields with empty values (the zero value of their type), which is what the state
     stores: every input's meaning is unchanged (Diff reads a missing field as empty) and the checkpoint the engine
     rewrites after every step stays small. Entries of user maps (labels, traits) are data and always kept."""
-    _, inner = codec._is_optional(tp)
+    _, inner = codec.unwrap_optional(tp)
     if value is None:
         return None
     if dataclasses.is_dataclass(inner) and isinstance(value, dict):
@@ -219,7 +214,7 @@ def to_camel(tp: Any, value: Any, *, compact: bool = False) -> Any:
 
 def to_snake(tp: Any, value: Any) -> Any:
     """Pulumi plain data -> model plain data; unknown camelCase keys are kept (as snake) for the decoder to name."""
-    _, inner = codec._is_optional(tp)
+    _, inner = codec.unwrap_optional(tp)
     if dataclasses.is_dataclass(inner) and isinstance(value, dict):
         names = {camel(f.name): (f.name, ftp) for f, ftp, _ in codec.model_fields(inner)}  # type: ignore[arg-type]
         out = {}

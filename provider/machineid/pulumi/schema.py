@@ -22,7 +22,7 @@ class _Builder:
         self.types: dict[str, Any] = {}
 
     def type_spec(self, tp: Any) -> dict[str, Any]:
-        _, tp = codec._is_optional(tp)
+        _, tp = codec.unwrap_optional(tp)
         if tp in _SCALARS:
             return {"type": _SCALARS[tp]}
         origin = get_origin(tp)
@@ -63,7 +63,7 @@ class _Builder:
 def _resource_spec(b: _Builder, description: str, props: list[Prop]) -> dict[str, Any]:
     inputs = {p.name: b.prop_spec(p.tp, p.spec, p.default, is_input=True) for p in props if p.is_input}
     outputs = {p.name: b.prop_spec(p.tp, p.spec, p.default, is_input=False) for p in props}
-    required_outputs = sorted(p.name for p in props if codec._is_optional(p.tp)[0] is False)
+    required_outputs = sorted(p.name for p in props if codec.unwrap_optional(p.tp)[0] is False)
     return {
         "description": description,
         "properties": outputs,

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
@@ -14,30 +13,17 @@ from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc, plugin_pb2, provid
 
 from machineid import __version__
 from machineid.api import status
-from machineid.model.errors import MachineIDError
 from machineid.pulumi import values
 from machineid.pulumi.provider import Provider
 from machineid.pulumi.resources import RESOURCES
 
 log = logging.getLogger("machineid.pulumi")
-F = TypeVar("F", bound=Callable[..., Any])
 _SEVERITY = {"debug": engine_pb2.DEBUG, "info": engine_pb2.INFO, "warning": engine_pb2.WARNING,
              "error": engine_pb2.ERROR}
 
 
-def _handler(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return fn(self, request, context)
-        except MachineIDError as err:
-            context.abort(status.code_for(err), str(err))
-        except Exception as err:  # a bug: say so instead of a bare traceback
-            log.exception("%s failed", fn.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"machineid provider bug in {fn.__name__}: {err!r}; please "
-                          "report it with the provider's log")
-
-    return wrapper  # type: ignore[return-value]
+_handler = status.handler(log, lambda name, err: f"machineid provider bug in {name}: {err!r}; please report it "
+                          "with the provider's log")
 
 
 def resource_type(urn: str, type_: str = "") -> str:
@@ -72,9 +58,11 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
             log.info("%s", message)
 
     @staticmethod
-    def _secret_props(token: str) -> set[str]:
+    @functools.cache
+    def _secret_props(token: str) -> frozenset[str]:
+        """Asked on every resource call: derived once per resource type."""
         rdef = RESOURCES.get(token)
-        return {p.name for p in rdef.props() if p.spec.secret} if rdef else set()
+        return frozenset(p.name for p in rdef.props() if p.spec.secret) if rdef else frozenset()
 
     # ---------------------------------------------------------------- plugin
     @_handler

@@ -89,8 +89,3 @@ class NestedTransactions:
                     yield
             finally:
                 self._depth = 0
-
-
-def iter_kinds(backend: Backend, *kinds: str) -> Iterator[Item]:
-    for kind in kinds:
-        yield from backend.list(kind)
