@@ -1,34 +1,38 @@
 """Pulumi engine overhead per resource: our Python provider against a minimal Go provider.
 
 One run measures, with the same Pulumi CLI (v3.259.0) and the same Pulumi YAML language host
-(scripts/install-tools), a Pulumi YAML program with N resources (default 200) for two providers:
+(scripts/install-tools), a Pulumi YAML program with N resources (default 200) for three kinds:
 
-- ours: N `machineid:Role` resources (distinct names, two logins each), served by `pulumi-resource-machineid`
-  against a real `machineid server start` process that this script starts (as tests/conftest.py does);
-- go: N `gobench:Thing` resources (two string inputs, Create/Delete do nothing) served by a minimal provider
-  written with github.com/pulumi/pulumi-go-provider@v1.1.0's `infer` package (benchmarks/goprovider), built here
-  with `go build` into ~/.cache/machineid/bench (rebuilt only when its source changes).
+- ours: N `machineid:Role` resources (distinct names, a description and two logins each), served by
+  `pulumi-resource-machineid` against a real `machineid server start` process that this script starts;
+- go-role: N `gobench:Role` resources with the same inputs and schema shape (name, description, allow.logins,
+  options.maxSessionTtl defaulting to 30h), so the engine stores and compares as much state as for ours;
+- go-thing: N `gobench:Thing` resources (two string inputs), the smallest useful resource.
 
-Each provider is found through the program's own `plugins: providers: - name: X path: DIR`. Each round uses a
-fresh stack per provider and times, back to back:
+Both Go resources are served by a minimal provider written with github.com/pulumi/pulumi-go-provider@v1.1.0's
+`infer` package whose Create/Delete do nothing (benchmarks/goprovider), built here with `go build` into
+~/.cache/machineid/bench (rebuilt only when its source changes).
+
+Both providers are installed into the run's private plugin cache (PULUMI_HOME/plugins), as `pulumi plugin install`
+does for users, so the engine treats them alike: it caches each provider's schema there and starts each provider
+once per command. Each round uses a fresh stack per kind and times, back to back:
 
 1. `pulumi up --yes --skip-preview` (creates the N resources);
 2. `pulumi preview --expect-no-changes` (no changes: fails the run if the provider reports a diff);
 
-then runs `pulumi destroy --yes --skip-preview` and `pulumi stack rm` untimed. The order of the two providers
-alternates between rounds. An untimed warm-up (5 resources each) first fills the OS file cache, the compiled
-Python files and the YAML host's schema loading paths.
+then runs `pulumi destroy --yes --skip-preview` and `pulumi stack rm` untimed. The order of the kinds rotates
+between rounds. An untimed warm-up (5 resources each) first fills the OS file cache and the schema caches.
 
 Per-resource milliseconds are wall time / N (so they include each command's fixed cost: CLI start, language host,
 provider start and, for `up`, writing the checkpoint). A sampler reads /proc every 0.1 s to attribute CPU time to
 the engine (`pulumi`), the YAML host and the provider process; the server's CPU comes from its own /proc entry.
-At the end it prints medians over rounds and the ratios ours/go for up and preview (target <= 1.5), then a
-one-line summary.
+At the end it prints medians over rounds and the ratios ours/go-role and ours/go-thing for up and preview
+(target <= 1.5), then a one-line summary.
 
     "$(scripts/setup)/python" benchmarks/bench_pulumi.py [--resources N] [--rounds R] [--check] [--keep]
 
-`--check` exits 3 when a median ratio is over the target; `--keep` keeps the temporary directory (projects,
-PULUMI_HOME with the file backend, server data dir and log).
+`--check` exits 3 when a median ratio against go-role (the same-shape baseline) is over the target; `--keep` keeps
+the temporary directory (projects, PULUMI_HOME with the file backend, server data dir and log).
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ TOOLS_BIN = Path(os.environ.get("MACHINEID_TOOLS_DIR", Path.home() / ".cache/mac
 CACHE = Path.home() / ".cache/machineid/bench"
 GO_SRC = ROOT / "benchmarks" / "goprovider"
 GO_PROVIDER = "gobench"
+GO_VERSION = "0.1.0"  # what benchmarks/goprovider/main.go passes to Run
 TARGET = 1.5
 WARMUP_RESOURCES = 5
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -65,14 +70,14 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def build_go_provider() -> Path:
-    """go build benchmarks/goprovider into CACHE/bin (a directory holding only the plugin); returns that dir."""
+    """go build benchmarks/goprovider into CACHE/bin; returns the plugin binary."""
     files = ("go.mod", "go.sum", "main.go")
     digest = hashlib.sha256(b"".join((GO_SRC / f).read_bytes() for f in files)).hexdigest()[:16]
     bin_dir = CACHE / "bin"
     binary = bin_dir / f"pulumi-resource-{GO_PROVIDER}"
     stamp = CACHE / "gobench.version"
     if binary.exists() and stamp.exists() and stamp.read_text().strip() == digest:
-        return bin_dir
+        return binary
     src = CACHE / "src"
     shutil.rmtree(src, ignore_errors=True)
     src.mkdir(parents=True)
@@ -87,7 +92,7 @@ def build_go_provider() -> Path:
         raise SystemExit(f"go build failed:\n{proc.stdout}\n{proc.stderr}")
     stamp.write_text(digest + "\n")
     print(f"  built in {time.monotonic() - t0:.0f}s", flush=True)
-    return bin_dir
+    return binary
 
 
 # ---------------------------------------------------------------- the machineid server
@@ -189,19 +194,25 @@ class CpuSampler:
 # ---------------------------------------------------------------- programs and runs
 
 
-def program(kind: str, n: int, tag: str, plugin_dir: Path) -> str:
-    """Pulumi YAML with n resources of one provider; tag keeps names distinct between rounds."""
-    name = "machineid" if kind == "ours" else GO_PROVIDER
-    lines = [f"name: bench-{kind}", "runtime: yaml", f"description: {n} resources of the {name} provider.",
-             "plugins:", "  providers:", f"    - name: {name}", f"      path: {plugin_dir}", "resources:"]
+KINDS = ("ours", "go-role", "go-thing")
+TOKENS = {"ours": "machineid:index:Role", "go-role": f"{GO_PROVIDER}:index:Role",
+          "go-thing": f"{GO_PROVIDER}:index:Thing"}
+BASELINES = ("go-role", "go-thing")  # --check judges go-role: same inputs and state shape as ours
+
+
+def program(kind: str, n: int, tag: str) -> str:
+    """Pulumi YAML with n resources of one kind; tag keeps names distinct between rounds. No `plugins:` section:
+    the engine finds both providers in the plugin cache."""
+    lines = [f"name: bench-{kind}", "runtime: yaml", f"description: {n} {TOKENS[kind]} resources.", "resources:"]
     for i in range(n):
-        if kind == "ours":
-            lines += [f"  role-{i}:", "    type: machineid:Role", "    properties:",
-                      f"      name: bench-{tag}-{i}", f"      description: benchmark role {i} of {tag}",
-                      "      allow:", f"        logins: [root, deploy-{i}]"]
-        else:
+        if kind == "go-thing":
             lines += [f"  thing-{i}:", f"    type: {GO_PROVIDER}:Thing", "    properties:",
                       f"      description: benchmark thing {i} of {tag}", f"      login: deploy-{i}"]
+        else:
+            kind_type = "machineid:Role" if kind == "ours" else f"{GO_PROVIDER}:Role"
+            lines += [f"  role-{i}:", f"    type: {kind_type}", "    properties:",
+                      f"      name: bench-{tag}-{i}", f"      description: benchmark role {i} of {tag}",
+                      "      allow:", f"        logins: [root, deploy-{i}]"]
     return "\n".join(lines) + "\n"
 
 
@@ -219,13 +230,16 @@ class Round:
 
 
 class Bench:
-    def __init__(self, workdir: Path, server: Server, plugin_dirs: dict[str, Path]) -> None:
+    def __init__(self, workdir: Path, server: Server, go_plugin: Path) -> None:
         self.workdir = workdir
         self.server = server
-        self.plugin_dirs = plugin_dirs
+        # Engine installs pulumi-resource-machineid into the private plugin cache; the Go plugin goes beside it.
         self.engine = Engine(TOOLS_BIN, workdir / "pulumi-home",
                              env={"MACHINEID_AUTH_SERVER": server.address,
                                   "MACHINEID_IDENTITY": str(server.identity)})
+        go_dir = self.engine.home / "plugins" / f"resource-{GO_PROVIDER}-v{GO_VERSION}"
+        go_dir.mkdir(parents=True, exist_ok=True)
+        (go_dir / go_plugin.name).symlink_to(go_plugin)
 
     def timed(self, *args: str, cwd: Path, kind: str) -> Timing:
         server0 = self.server.cpu()
@@ -253,12 +267,12 @@ class Bench:
     def run(self, kind: str, n: int, tag: str) -> Round:
         project = self.workdir / f"project-{kind}"
         project.mkdir(exist_ok=True)
-        (project / "Pulumi.yaml").write_text(program(kind, n, tag, self.plugin_dirs[kind]))
+        (project / "Pulumi.yaml").write_text(program(kind, n, tag))
         stack = f"{kind}-{tag}"
         self.engine.cli("stack", "init", stack, "--secrets-provider", "passphrase", cwd=project)
         try:
             up = self.timed("up", "--yes", "--skip-preview", cwd=project, kind=kind)
-            token = "machineid:index:Role" if kind == "ours" else f"{GO_PROVIDER}:index:Thing"
+            token = TOKENS[kind]
             got = self.count(project, token)
             if got != n:
                 raise SystemExit(f"[{kind}] up left {got} {token} resources in the stack, expected {n}")
@@ -290,7 +304,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--resources", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--check", action="store_true", help="exit 3 when a median ratio is over the target")
+    ap.add_argument("--check", action="store_true",
+                    help="exit 3 when a median ratio against go-role is over the target")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
     n = args.resources
@@ -299,25 +314,25 @@ def main() -> int:
         if not (TOOLS_BIN / tool).exists():
             raise SystemExit(f"{TOOLS_BIN / tool} is missing: run scripts/install-tools")
     version = subprocess.run([str(TOOLS_BIN / "pulumi"), "version"], capture_output=True, text=True).stdout.strip()
-    plugin_dirs = {"ours": VENV_BIN, "go": build_go_provider()}
+    go_plugin = build_go_provider()
     workdir = Path(tempfile.mkdtemp(prefix="bench-pulumi-"))
     server = Server(workdir / "server" / "data", "bench.example", log_path=workdir / "server" / "server.log")
-    results: dict[str, list[Round]] = {"ours": [], "go": []}
+    results: dict[str, list[Round]] = {kind: [] for kind in KINDS}
     try:
         server.start()
-        bench = Bench(workdir, server, plugin_dirs)
+        bench = Bench(workdir, server, go_plugin)
         print(f"pulumi {version}, YAML host {TOOLS_BIN / 'pulumi-language-yaml'}; {os.cpu_count()} cores; "
               f"{n} resources, {args.rounds} rounds; server {server.address}", flush=True)
         t0 = time.monotonic()
-        for kind in ("ours", "go"):
+        for kind in KINDS:
             bench.run(kind, WARMUP_RESOURCES, "warmup")
         print(f"warm-up ({WARMUP_RESOURCES} resources each, untimed): {time.monotonic() - t0:.1f}s", flush=True)
         for r in range(args.rounds):
-            order = ("ours", "go") if r % 2 == 0 else ("go", "ours")
+            order = KINDS[r % len(KINDS):] + KINDS[:r % len(KINDS)]
             for kind in order:
                 res = bench.run(kind, n, f"r{r + 1}")
                 results[kind].append(res)
-                print(f"round {r + 1} {kind:>4}: up {res.up.wall:6.2f}s = {ms_per(res.up.wall, n):6.1f} ms/res "
+                print(f"round {r + 1} {kind:>8}: up {res.up.wall:6.2f}s = {ms_per(res.up.wall, n):6.1f} ms/res "
                       f"({cpu_text(res.up, n)}) | preview {res.preview.wall:6.2f}s = "
                       f"{ms_per(res.preview.wall, n):6.1f} ms/res ({cpu_text(res.preview, n)})", flush=True)
     finally:
@@ -328,21 +343,24 @@ def main() -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    med = {kind: {op: statistics.median(getattr(x, op).wall for x in rounds) for op in ("up", "preview")}
+    ops = ("up", "preview")
+    med = {kind: {op: statistics.median(getattr(x, op).wall for x in rounds) for op in ops}
            for kind, rounds in results.items()}
     print(f"\nmedians over {args.rounds} rounds, {n} resources (ms per resource, wall):")
-    for kind in ("ours", "go"):
-        print(f"  {kind:>4}: up {ms_per(med[kind]['up'], n):7.1f}   preview {ms_per(med[kind]['preview'], n):7.1f}")
-    ratios = {op: med["ours"][op] / med["go"][op] for op in ("up", "preview")}
-    for op in ("up", "preview"):
-        print(f"  ratio ours/go {op:<8} {ratios[op]:5.2f}  target <= {TARGET}  {verdict(ratios[op])}")
+    for kind in KINDS:
+        print(f"  {kind:>8}: up {ms_per(med[kind]['up'], n):7.1f}   preview {ms_per(med[kind]['preview'], n):7.1f}")
+    ratios = {(base, op): med["ours"][op] / med[base][op] for base in BASELINES for op in ops}
+    for base in BASELINES:
+        for op in ops:
+            ratio = ratios[base, op]
+            print(f"  ratio ours/{base:<8} {op:<8} {ratio:5.2f}  target <= {TARGET}  {verdict(ratio)}")
     elapsed = time.monotonic() - started
     print(f"total runtime {elapsed:.0f}s")
-    print(f"summary: N={n} rounds={args.rounds} up ours {ms_per(med['ours']['up'], n):.1f} ms/res vs go "
-          f"{ms_per(med['go']['up'], n):.1f} (x{ratios['up']:.2f} {verdict(ratios['up'])}); preview ours "
-          f"{ms_per(med['ours']['preview'], n):.1f} ms/res vs go {ms_per(med['go']['preview'], n):.1f} "
-          f"(x{ratios['preview']:.2f} {verdict(ratios['preview'])}); target <= {TARGET}")
-    if args.check and max(ratios.values()) > TARGET:
+    parts = [f"{op} ours {ms_per(med['ours'][op], n):.1f} ms/res vs go-role {ms_per(med['go-role'][op], n):.1f} "
+             f"(x{ratios['go-role', op]:.2f} {verdict(ratios['go-role', op])}) and go-thing "
+             f"{ms_per(med['go-thing'][op], n):.1f} (x{ratios['go-thing', op]:.2f})" for op in ops]
+    print(f"summary: N={n} rounds={args.rounds} " + "; ".join(parts) + f"; target <= {TARGET}")
+    if args.check and max(ratios["go-role", op] for op in ops) > TARGET:
         return 3
     return 0
 

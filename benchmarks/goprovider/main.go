@@ -1,6 +1,9 @@
 // A minimal Pulumi resource provider built with pulumi-go-provider's infer package: the Go baseline of
-// benchmarks/bench_pulumi.py. One custom resource, gobench:index:Thing, with two string inputs; Create and Delete
-// touch nothing outside the process, so a run measures the engine + protocol + framework cost per resource.
+// benchmarks/bench_pulumi.py. Two custom resources whose Create and Delete touch nothing outside the process, so a
+// run measures the engine + protocol + framework cost per resource:
+//   - gobench:index:Thing, two string inputs (the smallest useful resource);
+//   - gobench:index:Role, the shape of machineid:Role as the benchmark uses it (name, description, allow.logins and
+//     options.maxSessionTtl with its default), so the engine stores and compares the same amount of state as for ours.
 package main
 
 import (
@@ -35,9 +38,50 @@ func (Thing) Delete(ctx context.Context, req infer.DeleteRequest[ThingState]) (i
 	return infer.DeleteResponse{}, nil
 }
 
+// Role is a resource with machineid:Role's shape that exists only in Pulumi's state.
+type Role struct{}
+
+// RoleConditions mirrors a role's allow block (only logins).
+type RoleConditions struct {
+	Logins []string `pulumi:"logins,optional"`
+}
+
+// RoleOptions mirrors a role's options (only maxSessionTtl).
+type RoleOptions struct {
+	MaxSessionTtl *string `pulumi:"maxSessionTtl,optional"`
+}
+
+// RoleArgs are the inputs, as machineid:Role's.
+type RoleArgs struct {
+	Name        string          `pulumi:"name"`
+	Description *string         `pulumi:"description,optional"`
+	Allow       *RoleConditions `pulumi:"allow,optional"`
+	Options     *RoleOptions    `pulumi:"options,optional"`
+}
+
+// Annotate gives maxSessionTtl machineid's default.
+func (o *RoleOptions) Annotate(an infer.Annotator) {
+	an.SetDefault(&o.MaxSessionTtl, "30h")
+}
+
+// RoleState is what the engine stores: the inputs echoed back.
+type RoleState struct {
+	RoleArgs
+}
+
+// Create "creates" the role: its ID is its name, as for machineid:Role.
+func (Role) Create(ctx context.Context, req infer.CreateRequest[RoleArgs]) (infer.CreateResponse[RoleState], error) {
+	return infer.CreateResponse[RoleState]{ID: req.Inputs.Name, Output: RoleState{RoleArgs: req.Inputs}}, nil
+}
+
+// Delete does nothing: there is nothing outside the state to remove.
+func (Role) Delete(ctx context.Context, req infer.DeleteRequest[RoleState]) (infer.DeleteResponse, error) {
+	return infer.DeleteResponse{}, nil
+}
+
 func main() {
 	p, err := infer.NewProviderBuilder().
-		WithResources(infer.Resource(Thing{})).
+		WithResources(infer.Resource(Thing{}), infer.Resource(Role{})).
 		Build()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "error: %s\n", err)

@@ -5,19 +5,28 @@ address: mutual TLS for everything authenticated, and no client certificate for 
 `auth.…` or `join.…` (machineid.api.certs); this router peeks at the ClientHello's server name and splices the raw
 bytes to the matching listener. TLS still terminates in gRPC, end to end with the client; the router sees only
 ciphertext.
+
+The internal listeners are Unix sockets in a private directory, and one thread multiplexes every connection with
+epoll: a thread and a loopback TCP connection per client used to cost about 1.7 ms of server CPU per new
+connection, and every bot renewal is a new connection (see benchmarks/bench_issuance.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
-import select
+import selectors
 import socket
 import struct
 import threading
+import time
 
 log = logging.getLogger("machineid.cluster.router")
 _MAX_HELLO = 16384 + 5
+_HELLO_TIMEOUT = 10.0  # seconds a client may take to send its ClientHello
+_CHUNK = 65536
+_MAX_BUFFERED = 4 << 20  # per direction: stop reading a side whose peer is this far behind
 
 
 def parse_sni(record: bytes) -> str | None:
@@ -49,38 +58,62 @@ def parse_sni(record: bytes) -> str | None:
     return None
 
 
-def _read_hello(conn: socket.socket) -> bytes:
-    data = b""
-    conn.settimeout(10)
-    while len(data) < 5:
-        chunk = conn.recv(5 - len(data))
-        if not chunk:
-            return data
-        data += chunk
-    need = 5 + struct.unpack_from("!H", data, 3)[0]
-    while len(data) < min(need, _MAX_HELLO):
-        chunk = conn.recv(min(need, _MAX_HELLO) - len(data))
-        if not chunk:
-            break
-        data += chunk
-    conn.settimeout(None)
-    return data
+def hello_length(data: bytes) -> int | None:
+    """How many bytes the ClientHello record needs (capped), once its 5-byte header is in."""
+    if len(data) < 5:
+        return None
+    return min(5 + struct.unpack_from("!H", data, 3)[0], _MAX_HELLO)
+
+
+class _Side:
+    """One socket of a spliced pair: what it still has to write to its socket, and its registered events."""
+
+    __slots__ = ("closed", "eof", "events", "out", "peer", "shut", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.out = bytearray()
+        self.peer: _Side | None = None
+        self.events = 0
+        self.eof = False  # its socket has nothing more to read
+        self.shut = False  # its socket's write side was shut down (its peer's EOF, passed on)
+        self.closed = False
+
+
+class _Pending:
+    """A client whose ClientHello is not complete yet."""
+
+    __slots__ = ("data", "deadline", "sock")
+
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
+        self.sock = sock
+        self.data = b""
+        self.deadline = time.monotonic() + timeout
 
 
 class SNIRouter:
-    def __init__(self, host: str, port: int, routes: dict[str, int], default_port: int) -> None:
+    def __init__(self, host: str, port: int, routes: dict[str, str], default: str,
+                 hello_timeout: float = _HELLO_TIMEOUT) -> None:
+        """routes: server name -> Unix socket path of the listener; default: the path for other names (and for a
+        ClientHello without one). A client that has not sent its ClientHello within hello_timeout is dropped."""
         self.routes = {k.lower(): v for k, v in routes.items()}
-        self.default_port = default_port
+        self.default = default
+        self.hello_timeout = hello_timeout
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
-        self.sock.listen(128)
+        self.sock.listen(512)
+        self.sock.setblocking(False)
         self.address = self.sock.getsockname()
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(self.sock, selectors.EVENT_READ, None)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._pending: dict[socket.socket, _Pending] = {}
         self._stop = threading.Event()
-        self._conns: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._accept_loop, name="sni-router", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="sni-router", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -88,53 +121,193 @@ class SNIRouter:
     def stop(self) -> None:
         self._stop.set()
         with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        with self._lock:
-            for c in list(self._conns):
-                with contextlib.suppress(OSError):
-                    c.shutdown(socket.SHUT_RDWR)
-                c.close()
+            self._wake_w.send(b"x")
+        if self._thread.is_alive():
+            self._thread.join(5)
 
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
+    # ------------------------------------------------------------------ event loop
+    def _loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                for key, events in self._sel.select(timeout=min(1.0, self.hello_timeout)):
+                    data = key.data
+                    if data is None:
+                        self._accept()
+                    elif data == "wake":
+                        with contextlib.suppress(OSError):
+                            self._wake_r.recv(64)
+                    elif isinstance(data, _Pending):
+                        self._read_hello(data)
+                    else:
+                        assert isinstance(data, _Side)
+                        if events & selectors.EVENT_WRITE and not data.closed:
+                            self._flush(data)
+                        if events & selectors.EVENT_READ and not data.closed:
+                            self._pump(data)
+                self._expire_pending()
+        finally:
+            self._close_all()
+
+    def _accept(self) -> None:
+        for _ in range(64):  # drain the backlog, but let established connections move too
             try:
                 conn, _ = self.sock.accept()
-            except OSError:
+            except (BlockingIOError, InterruptedError):
                 return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning("router cannot accept a connection: %s", e)
+                return
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            pending = _Pending(conn, self.hello_timeout)
+            self._pending[conn] = pending
+            self._sel.register(conn, selectors.EVENT_READ, pending)
 
-    def _serve(self, client: socket.socket) -> None:
-        upstream: socket.socket | None = None
+    def _read_hello(self, p: _Pending) -> None:
         try:
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            hello = _read_hello(client)
-            if not hello:
-                return
-            port = self.routes.get(parse_sni(hello) or "", self.default_port)
-            upstream = socket.create_connection(("127.0.0.1", port))
-            upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self._conns.update((client, upstream))
-            upstream.sendall(hello)
-            self._splice(client, upstream)
+            need = hello_length(p.data) or 5
+            chunk = p.sock.recv(need - len(p.data))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._drop_pending(p)
+            return
+        p.data += chunk
+        total = hello_length(p.data)
+        if total is None or len(p.data) < total:
+            return
+        self._sel.unregister(p.sock)
+        del self._pending[p.sock]
+        path = self.routes.get(parse_sni(p.data) or "", self.default)
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            upstream.connect(path)  # a local Unix socket: immediate
         except OSError as e:
-            log.debug("router connection ended: %s", e)
-        finally:
-            with self._lock:
-                self._conns.discard(client)
-                if upstream is not None:
-                    self._conns.discard(upstream)
-            for s in (client, upstream):
-                if s is not None:
-                    s.close()
+            log.warning("router cannot reach the internal listener %s: %s", path, e)
+            upstream.close()
+            p.sock.close()
+            return
+        upstream.setblocking(False)
+        client, server = _Side(p.sock), _Side(upstream)
+        client.peer, server.peer = server, client
+        server.out += p.data
+        self._update(client)
+        self._flush(server)
 
-    def _splice(self, a: socket.socket, b: socket.socket) -> None:
-        peer = {a: b, b: a}
-        while not self._stop.is_set():
-            readable, _, _ = select.select([a, b], [], [], 1.0)
-            for s in readable:
-                data = s.recv(65536)
-                if not data:
-                    return
-                peer[s].sendall(data)
+    def _expire_pending(self) -> None:
+        if not self._pending:
+            return
+        now = time.monotonic()
+        for p in [p for p in self._pending.values() if p.deadline < now]:
+            self._drop_pending(p)
+
+    def _drop_pending(self, p: _Pending) -> None:
+        self._pending.pop(p.sock, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self._sel.unregister(p.sock)
+        p.sock.close()
+
+    # ------------------------------------------------------------------ splicing
+    def _pump(self, side: _Side) -> None:
+        """Read what `side` has and pass it to its peer."""
+        peer = side.peer
+        assert peer is not None
+        try:
+            data = side.sock.recv(_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(side)
+            return
+        if not data:
+            side.eof = True
+            self._end_direction(side)
+            return
+        peer.out += data
+        self._flush(peer)
+
+    def _flush(self, side: _Side) -> None:
+        """Write what `side` owes; wait for writability when its socket is full, and hold its peer's reads back
+        while too much is queued."""
+        while side.out:
+            try:
+                sent = side.sock.send(side.out)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self._close(side)
+                return
+            del side.out[:sent]
+        peer = side.peer
+        assert peer is not None
+        if not side.out and peer.eof:
+            self._end_direction(peer)
+            return
+        self._update(side)
+        self._update(peer)
+
+    def _end_direction(self, src: _Side) -> None:
+        """`src` reached EOF: once its peer has written everything, pass the EOF on (a half-close); once both
+        directions have ended, close both sockets."""
+        dst = src.peer
+        assert dst is not None
+        if dst.out:
+            self._update(src)  # stop reading src; _flush(dst) comes back here when drained
+            self._update(dst)
+            return
+        if not dst.shut:
+            dst.shut = True
+            try:
+                dst.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                self._close(src)
+                return
+        if dst.eof and src.shut:
+            self._close(src)
+            return
+        self._update(src)
+        self._update(dst)
+
+    def _update(self, side: _Side) -> None:
+        """(Re)register the socket for what it waits for now: reads unless its peer is backed up, writes while it
+        owes data. A socket waiting for nothing is unregistered until its peer drains."""
+        if side.closed:
+            return
+        peer = side.peer
+        assert peer is not None
+        reading = not side.eof and len(peer.out) < _MAX_BUFFERED
+        events = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if side.out else 0)
+        if events == side.events:
+            return
+        if side.events == 0:
+            self._sel.register(side.sock, events, side)
+        elif events == 0:
+            self._sel.unregister(side.sock)
+        else:
+            self._sel.modify(side.sock, events, side)
+        side.events = events
+
+    def _close(self, side: _Side) -> None:
+        for s in (side, side.peer):
+            if s is None or s.closed:
+                continue
+            s.closed = True
+            if s.events:
+                self._sel.unregister(s.sock)
+                s.events = 0
+            s.sock.close()
+
+    def _close_all(self) -> None:
+        for key in list(self._sel.get_map().values()):
+            data = key.data
+            if isinstance(data, _Side):
+                self._close(data)
+            elif isinstance(data, _Pending):
+                data.sock.close()
+        self._sel.close()
+        self.sock.close()
+        self._wake_r.close()
+        self._wake_w.close()

@@ -11,7 +11,9 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
+import tempfile
 import threading
 from concurrent import futures
 from dataclasses import dataclass
@@ -82,6 +84,7 @@ class Server:
         self._stopped = threading.Event()
         self._grpc: grpc.Server | None = None
         self._router: SNIRouter | None = None
+        self._socket_dir: Path | None = None
         self.address = ""
 
     def _cluster_name(self, wanted: str) -> str:
@@ -122,12 +125,16 @@ class Server:
         health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         mtls_creds, join_creds = self._server_credentials(hosts)
-        mtls_port = server.add_secure_port("127.0.0.1:0", mtls_creds)
-        join_port = server.add_secure_port("127.0.0.1:0", join_creds)
+        # The internal listeners are Unix sockets in a private directory: only the router (and this user) reach
+        # them, and a Unix socket costs less per connection than a loopback TCP one.
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="machineid-"))
+        mtls_path, join_path = str(self._socket_dir / "mtls.sock"), str(self._socket_dir / "join.sock")
+        server.add_secure_port(f"unix:{mtls_path}", mtls_creds)
+        server.add_secure_port(f"unix:{join_path}", join_creds)
         server.start()
         self._grpc = server
-        router = SNIRouter(host, port, {certs.SERVER_NAME: mtls_port, certs.JOIN_SERVER_NAME: join_port},
-                           default_port=join_port)
+        router = SNIRouter(host, port, {certs.SERVER_NAME: mtls_path, certs.JOIN_SERVER_NAME: join_path},
+                           default=join_path)
         router.start()
         self._router = router
         bound = router.address[1]
@@ -173,6 +180,8 @@ class Server:
             self._router.stop()
         if self._grpc is not None:
             self._grpc.stop(grace).wait()
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
         (self.data_dir / SERVER_JSON).unlink(missing_ok=True)
         self.backend.close()
         log.info("stopped")

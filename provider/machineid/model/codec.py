@@ -6,7 +6,6 @@ fixes a file in one go; unknown fields are errors with a "did you mean" hint.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import types
@@ -68,69 +67,103 @@ def format_time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+@dataclasses.dataclass(frozen=True)
+class _Shape:
+    """What decoding a type needs to know, worked out once per type (the hot paths decode the same few types)."""
+
+    optional: bool
+    tp: Any
+    kind: str  # object | list | dict | time | bool | int | str | other
+    item: Any = None  # list item type, or dict value type
+    item_is_list: bool = False  # dict values that are lists (a single scalar is accepted for them)
+
+
+@cache
+def _shape(tp: Any) -> _Shape:
+    optional, inner = unwrap_optional(tp)
+    origin = get_origin(inner)
+    if dataclasses.is_dataclass(inner):
+        return _Shape(optional, inner, "object")
+    if origin is list:
+        return _Shape(optional, inner, "list", get_args(inner)[0])
+    if origin is dict:
+        val_tp = get_args(inner)[1]
+        return _Shape(optional, inner, "dict", val_tp, get_origin(val_tp) is list)
+    if inner is datetime:
+        return _Shape(optional, inner, "time")
+    kind = {bool: "bool", int: "int", str: "str"}.get(inner, "other")
+    return _Shape(optional, inner, kind)
+
+
+@cache
+def _object_fields(cls: Any) -> tuple[tuple[str, ...], frozenset[str], tuple[tuple[str, Any], ...]]:
+    """(field names in order, the same as a set, (name, type) pairs) of a dataclass."""
+    fields = model_fields(cls)
+    names = tuple(f.name for f, _, _ in fields)
+    return names, frozenset(names), tuple((f.name, tp) for f, tp, _ in fields)
+
+
 def _decode(tp: Any, data: Any, path: Path, out: list[FieldViolation]) -> Any:
-    optional, tp = unwrap_optional(tp)
+    shape = _shape(tp)
     if data is None:
-        if optional:
+        if shape.optional:
             return None
         # An explicit null for a non-optional field means "the default": handled by the caller.
         raise _UseDefault
-    origin = get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    kind = shape.kind
+    if kind == "str":
+        if isinstance(data, str):
+            return data
+        # YAML reads an unquoted account ID as a number: take it as the string it was meant to be.
+        if isinstance(data, int) and not isinstance(data, bool):
+            return str(data)
+    elif kind == "object":
         if not isinstance(data, dict):
-            out.append(FieldViolation(path, f"must be {_type_name(tp)}, got {type(data).__name__}"))
+            out.append(FieldViolation(path, f"must be {_type_name(shape.tp)}, got {type(data).__name__}"))
             raise _UseDefault
-        return _decode_object(typing.cast(type, tp), data, path, out)
-    if origin is list:
-        (item_tp,) = get_args(tp)
+        return _decode_object(typing.cast(type, shape.tp), data, path, out)
+    elif kind == "list":
         if not isinstance(data, list | tuple):
             out.append(FieldViolation(path, f"must be a list, got {type(data).__name__}"))
             raise _UseDefault
         items = []
         for i, item in enumerate(data):
             try:
-                items.append(_decode(item_tp, item, (*path, i), out))
+                items.append(_decode(shape.item, item, (*path, i), out))
             except _UseDefault:
                 out.append(FieldViolation((*path, i), "must not be null"))
         return items
-    if origin is dict:
-        _, val_tp = get_args(tp)
+    elif kind == "dict":
         if not isinstance(data, dict):
             out.append(FieldViolation(path, f"must be a map, got {type(data).__name__}"))
             raise _UseDefault
         result = {}
         for k, val in data.items():
             # Teleport accepts a single value where a list is expected in label maps and traits.
-            if get_origin(val_tp) is list and isinstance(val, str | int):
+            if shape.item_is_list and isinstance(val, str | int):
                 val = [val]
             try:
-                result[str(k)] = _decode(val_tp, val, (*path, str(k)), out)
+                result[str(k)] = _decode(shape.item, val, (*path, str(k)), out)
             except _UseDefault:
                 out.append(FieldViolation((*path, str(k)), "must not be null"))
         return result
-    if tp is datetime:
+    elif kind == "time":
         try:
             return parse_time(data)
         except ValueError:
-            out.append(FieldViolation(path, f"must be {_type_name(tp)}, got {data!r}"))
+            out.append(FieldViolation(path, f"must be {_type_name(shape.tp)}, got {data!r}"))
             raise _UseDefault from None
-    if tp is bool:
+    elif kind == "bool":
         if isinstance(data, bool):
             return data
-    elif tp is int:
+    elif kind == "int":
         if isinstance(data, int) and not isinstance(data, bool):
             return data
         if isinstance(data, float) and data.is_integer():
             return int(data)
         if isinstance(data, str) and data.strip().lstrip("-").isdigit():
             return int(data)
-    elif tp is str:
-        if isinstance(data, str):
-            return data
-        # YAML reads an unquoted account ID as a number: take it as the string it was meant to be.
-        if isinstance(data, int) and not isinstance(data, bool):
-            return str(data)
-    out.append(FieldViolation(path, f"must be {_type_name(tp)}, got {type(data).__name__} {data!r}"))
+    out.append(FieldViolation(path, f"must be {_type_name(shape.tp)}, got {type(data).__name__} {data!r}"))
     raise _UseDefault
 
 
@@ -139,18 +172,19 @@ class _UseDefault(Exception):
 
 
 def _decode_object(cls: type[T], data: dict[str, Any], path: Path, out: list[FieldViolation]) -> T:
-    fields = model_fields(cls)
-    names = [f.name for f, _, _ in fields]
+    names, known, fields = _object_fields(typing.cast(Any, cls))
     for key in data:
-        if key not in names:
+        if key not in known:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f'; did you mean "{close[0]}"?' if close else f"; known fields: {', '.join(names)}"
             out.append(FieldViolation((*path, str(key)), f"unknown field{hint}"))
     kwargs = {}
-    for f, tp, _ in fields:
-        if f.name in data:
-            with contextlib.suppress(_UseDefault):
-                kwargs[f.name] = _decode(tp, data[f.name], (*path, f.name), out)
+    for name, tp in fields:
+        if name in data:
+            try:  # noqa: SIM105  (a plain try: contextlib.suppress costs on this hot path)
+                kwargs[name] = _decode(tp, data[name], (*path, name), out)
+            except _UseDefault:
+                pass
     return cls(**kwargs)
 
 

@@ -1,0 +1,194 @@
+"""The SNI router in front of the cluster's two internal listeners: routing by server name, byte-exact splicing in
+both directions (also when one side is slow to read), closing, and dropping clients that never say hello.
+
+The upstreams here are plain Unix-socket servers, because the router only moves bytes; the real gRPC listeners
+behind it are exercised by every test that talks to a server (tests/test_cluster_api.py and others)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from machineid.cluster.router import SNIRouter, parse_sni
+
+
+def client_hello(server_name: str | None) -> bytes:
+    """A real TLS ClientHello, as Python's ssl writes it, asking for server_name (or for none)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname=server_name)
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return outgoing.read()
+
+
+@dataclass
+class Upstream:
+    """A Unix-socket listener that runs `behaviour(conn, hello)` for each connection it accepts."""
+
+    path: str
+    behaviour: Callable[[socket.socket, bytes], None]
+    hellos: list[bytes] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            header = recv_exactly(conn, 5)
+            hello = header + recv_exactly(conn, int.from_bytes(header[3:5], "big"))
+            self.hellos.append(hello)
+            self.behaviour(conn, hello)
+
+
+def recv_exactly(conn: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = conn.recv(min(65536, n - len(buf)))
+        if not chunk:
+            break
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_all(conn: socket.socket) -> bytes:
+    buf = bytearray()
+    while chunk := conn.recv(65536):
+        buf += chunk
+    return bytes(buf)
+
+
+def echo(conn: socket.socket, hello: bytes) -> None:
+    while chunk := conn.recv(65536):
+        conn.sendall(chunk)
+
+
+def tag(name: bytes) -> Callable[[socket.socket, bytes], None]:
+    def behaviour(conn: socket.socket, hello: bytes) -> None:
+        conn.sendall(name)
+    return behaviour
+
+
+@pytest.fixture
+def sockdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="mid-router-") as d:  # short: Unix socket paths are limited
+        yield Path(d)
+
+
+def start_router(routes: dict[str, str], default: str, **kw: float) -> SNIRouter:
+    router = SNIRouter("127.0.0.1", 0, routes, default, **kw)
+    router.start()
+    return router
+
+
+def connect(router: SNIRouter) -> socket.socket:
+    return socket.create_connection(router.address[:2], timeout=10)
+
+
+def test_routes_each_connection_by_server_name(sockdir: Path) -> None:
+    auth = Upstream(str(sockdir / "auth.sock"), tag(b"auth"))
+    join = Upstream(str(sockdir / "join.sock"), tag(b"join"))
+    router = start_router({"auth.cluster.test": auth.path, "join.cluster.test": join.path}, default=join.path)
+    try:
+        for name, want in [("auth.cluster.test", b"auth"), ("AUTH.Cluster.Test", b"auth"),
+                           ("join.cluster.test", b"join"), ("other.example", b"join"), (None, b"join")]:
+            hello = client_hello(name)
+            assert parse_sni(hello) == (name.lower() if name else None)
+            with connect(router) as c:
+                c.sendall(hello)
+                assert recv_all(c) == want, name
+        assert hello in join.hellos  # the upstream gets the ClientHello byte for byte
+    finally:
+        router.stop()
+
+
+def test_splices_large_transfers_both_ways_byte_exact(sockdir: Path) -> None:
+    up = Upstream(str(sockdir / "echo.sock"), echo)
+    router = start_router({}, default=up.path)
+    payload = os.urandom(8 << 20)  # more than the router buffers per direction: backpressure must hold
+    try:
+        with connect(router) as c:
+            c.sendall(client_hello("join.cluster.test"))
+            sender = threading.Thread(target=c.sendall, args=(payload,))
+            sender.start()
+            time.sleep(0.3)  # let the router's buffers fill while nobody reads the echo
+            got = recv_exactly(c, len(payload))
+            sender.join()
+        assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
+    finally:
+        router.stop()
+
+
+def test_upstream_close_delivers_everything_then_eof(sockdir: Path) -> None:
+    blob = os.urandom(3 << 20)
+
+    def send_and_close(conn: socket.socket, hello: bytes) -> None:
+        conn.sendall(blob)
+
+    up = Upstream(str(sockdir / "blob.sock"), send_and_close)
+    router = start_router({}, default=up.path)
+    try:
+        with connect(router) as c:
+            c.sendall(client_hello("join.cluster.test"))
+            time.sleep(0.3)  # the upstream has closed by now; the router still owes most of the blob
+            assert recv_all(c) == blob
+    finally:
+        router.stop()
+
+
+def test_client_that_never_says_hello_is_dropped(sockdir: Path) -> None:
+    up = Upstream(str(sockdir / "x.sock"), echo)
+    router = start_router({}, default=up.path, hello_timeout=0.5)
+    try:
+        with connect(router) as c:
+            c.sendall(b"\x16\x03")  # a partial record header, then silence
+            start = time.monotonic()
+            assert c.recv(10) == b""  # closed by the router
+            assert time.monotonic() - start < 5
+        assert up.hellos == []
+        with connect(router) as c:  # and the router still serves others
+            c.sendall(client_hello("join.cluster.test") + b"ping")
+            time.sleep(0.1)
+            c.shutdown(socket.SHUT_WR)
+            assert recv_all(c) == b"ping"
+    finally:
+        router.stop()
+
+
+def test_unreachable_listener_closes_the_client(sockdir: Path) -> None:
+    router = start_router({}, default=str(sockdir / "missing.sock"))
+    try:
+        with connect(router) as c:
+            c.sendall(client_hello("join.cluster.test"))
+            assert recv_all(c) == b""
+    finally:
+        router.stop()
+
+
+def test_parse_sni_rejects_what_is_not_a_client_hello() -> None:
+    assert parse_sni(b"") is None
+    assert parse_sni(b"GET / HTTP/1.1\r\n\r\n") is None
+    assert parse_sni(client_hello("auth.cluster.test")[:40]) is None  # truncated
