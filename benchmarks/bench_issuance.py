@@ -266,6 +266,37 @@ def run_renewals(admin: Admin, identities: list[Identity], keys: list[list[KeyPa
     return run_threads(admin.server, len(identities), seconds, worker)
 
 
+def run_floor(admin: Admin, threads: int, seconds: float) -> tuple[Phase, Phase]:
+    """The transport alone: empty Ping calls over one persistent join channel per thread (what a join rides on),
+    then over a new mutual-TLS channel per call (what a renewal rides on)."""
+    ident = Identity.load(admin.server.admin_identity_path)
+
+    def persistent(i: int, deadline: float, counts: list[int]) -> None:
+        with JoinClient(admin.server.address, admin.ca_certs) as jc:
+            n = 0
+            while time.perf_counter() < deadline:
+                jc.ping()
+                n += 1
+                counts[i] = n
+
+    def new_mtls(i: int, deadline: float, counts: list[int]) -> None:
+        n = 0
+        while time.perf_counter() < deadline:
+            with Client(admin.server.address, ident) as client:
+                client.ping()
+            n += 1
+            counts[i] = n
+
+    return (run_threads(admin.server, threads, seconds, persistent),
+            run_threads(admin.server, threads, seconds, new_mtls))
+
+
+def ceiling(floor: Phase, raw_ms: float, cores: int) -> float:
+    """Issuances/s if the server did nothing but the transport and the signing, using every core fully."""
+    per_call_ms = ms_per(floor.server_cpu + floor.client_cpu, floor.count) + raw_ms
+    return 1000 * cores / per_call_ms
+
+
 # ----------------------------------------------------------------------------------------------------------- main
 
 
@@ -380,6 +411,18 @@ def main(argv: list[str] | None = None) -> int:
                 failed = True
                 break
 
+        # The ceiling this transport allows on this machine: measured once, after the rounds.
+        ping, ping_new = run_floor(admin, args.clients, max(1.0, args.seconds / 2))
+        raw_rate = statistics.median(r.raw_rate for r in rounds)
+        cores = os.cpu_count() or 1
+        join_max, renew_max = ceiling(ping, 1000 / raw_rate, cores), ceiling(ping_new, 1000 / raw_rate, cores)
+        print(f"transport floor: empty Ping {ping.rate:.0f}/s on persistent channels (server "
+              f"{ms_per(ping.server_cpu, ping.count):.2f} ms, client {ms_per(ping.client_cpu, ping.count):.2f} ms "
+              f"CPU per call); {ping_new.rate:.0f}/s with a new mTLS channel per call (server "
+              f"{ms_per(ping_new.server_cpu, ping_new.count):.2f} ms, client "
+              f"{ms_per(ping_new.client_cpu, ping_new.count):.2f} ms)")
+        print(f"ceiling: a server doing only transport + signing on all {cores} cores would reach joins "
+              f"{join_max:.0f}/s, renewals {renew_max:.0f}/s, ratio {(join_max + renew_max) / 2 / raw_rate:.2f}")
         kept = f"; data dir and server log kept in {tmp}" if args.keep else ""
         ratio = report(rounds, f"(total runtime {time.perf_counter() - t0:.0f}s{kept})")
         if failed:

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from machineid.model import codec
 from machineid.model import validators as v
 from machineid.model.errors import FieldViolation, ValidationError
@@ -94,6 +92,8 @@ class AgentConfig:
 
 
 def load(text: str, source: str = "config") -> AgentConfig:
+    import yaml  # here, not at the top: the provider plugin imports this module at start-up and rarely needs YAML
+
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
@@ -106,6 +106,8 @@ def load(text: str, source: str = "config") -> AgentConfig:
 
 def render(config: AgentConfig) -> str:
     """The YAML the agent reads; fields at their defaults are still written, so the file says everything."""
+    import yaml
+
     data: dict[str, Any] = codec.encode(config)
     if not data.get("oneshot"):
         data.pop("oneshot", None)
