@@ -287,3 +287,67 @@ def test_iam_example_with_the_real_engine(iam_server: ServerProc, sts: STS, tmp_
         assert (tmp_path / "dest" / "ssh_config").exists()
     finally:
         st.destroy(color="never")
+
+
+def test_a_slow_sts_does_not_hold_up_other_requests(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The server runs requests one at a time when its storage is local (SQLite), but an IAM join's call to STS
+    waits outside that: a slow STS delays only the join that waits on it."""
+    import http.server
+    import threading
+
+    class SlowSTS(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            time.sleep(3)
+            self.send_response(403)
+            self.end_headers()
+            self.wfile.write(b"<ErrorResponse><Error><Code>SlowDown</Code></Error></ErrorResponse>")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowSTS)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    for key, value in {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_STS": url,
+                       "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+                       "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        monkeypatch.setenv(key, value)
+    srv = ServerProc(tmp_path / "data", extra_args=("--iam-sts-endpoint", url))
+    srv.start()
+    try:
+        rule = TokenRule(aws_account=ACCOUNT, aws_arn=f"arn:aws:iam::{ACCOUNT}:user/*")
+        with srv.admin() as admin:
+            iam_bot(admin, "slow-iam", "slow-iam-token", rule)
+            token = admin.create_bot(Bot(metadata=Metadata(name="quick"),
+                                         spec=BotSpec(roles=["access"], traits={"logins": ["ci"]}))).token
+        outcome: list[BaseException] = []
+
+        def slow_join() -> None:
+            try:
+                join(srv, "slow-iam-token")
+            except BaseException as e:  # the slow STS refuses in the end
+                outcome.append(e)
+
+        waiting = threading.Thread(target=slow_join)
+        started = time.monotonic()
+        waiting.start()
+        time.sleep(0.5)  # the join is waiting on the STS now
+        key = certs.new_key()
+        with JoinClient(srv.address, fetch_cluster_cas(srv.address)) as jc:
+            jc.ping()
+            reply = jc.register_using_token(token, certs.public_key_pem(key.public_key()))
+        with srv.admin() as admin:
+            bot = admin.get("bot", "quick")
+            assert isinstance(bot, Bot) and bot.status.generation == 1
+        quick = time.monotonic() - started
+        waiting.join(30)
+        slow = time.monotonic() - started
+        assert reply.bot_name == "quick"
+        assert quick < 2.5, f"a token join and admin calls took {quick:.1f}s while an IAM join waited on STS"
+        assert slow >= 3, "the IAM join did not wait for the slow STS"
+        assert outcome and isinstance(outcome[0], errors.MachineIDError), outcome
+    finally:
+        srv.stop()
+        httpd.shutdown()

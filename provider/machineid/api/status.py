@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 import grpc
@@ -46,15 +47,19 @@ def abort(context: grpc.ServicerContext, err: e.MachineIDError) -> None:
 
 
 def handler(log: logging.Logger, on_bug: Callable[[str, Exception], str],
-            quiet: frozenset[str] = frozenset()) -> Callable[[F], F]:
+            quiet: frozenset[str] = frozenset(),
+            guard: Callable[[Any], AbstractContextManager[object]] | None = None) -> Callable[[F], F]:
     """Decorator for servicer methods: our errors become their status (logged, with the message unless the call
     is in `quiet`, whose messages may carry a join token); anything else is a bug, logged with its traceback and
-    answered INTERNAL with on_bug(method name, error)."""
+    answered INTERNAL with on_bug(method name, error). `guard(servicer)`, when given, is held around the call."""
 
     def wrap(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
             try:
+                if guard is not None:
+                    with guard(self):
+                        return fn(self, request, context)
                 return fn(self, request, context)
             except e.MachineIDError as err:
                 detail = "" if fn.__name__ in quiet else f": {err}"

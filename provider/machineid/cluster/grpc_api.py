@@ -6,6 +6,7 @@ All logic lives in machineid.cluster.service; nothing here decides anything.
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
 
@@ -31,7 +32,18 @@ _SECRET_CALLS = frozenset({"UpsertToken", "GetToken", "DeleteToken", "RegisterUs
                            "CreateBot"})
 
 
-_handler = status.handler(log, lambda name, err: f"internal error in {name}; see the server log", _SECRET_CALLS)
+def _on_bug(name: str, err: Exception) -> str:
+    return f"internal error in {name}; see the server log"
+
+
+def _serial(servicer: Any) -> AbstractContextManager[object]:
+    cluster: Cluster = servicer.cluster
+    return cluster.serial()
+
+
+_handler = status.handler(log, _on_bug, _SECRET_CALLS, guard=_serial)
+# For calls that wait on the network (the STS call of an IAM join): other requests go on meanwhile.
+_waiting_handler = status.handler(log, _on_bug, _SECRET_CALLS)
 
 
 def _ttl(msg: Any, field: str = "ttl") -> timedelta | None:
@@ -103,7 +115,7 @@ class JoinServicer(_Base, rpc.JoinServiceServicer):
                            context: grpc.ServicerContext) -> pb.IAMChallengeResponse:
         return pb.IAMChallengeResponse(challenge=self.cluster.create_iam_challenge())
 
-    @_handler
+    @_waiting_handler
     def RegisterUsingIAM(self, request: pb.IAMJoinRequest, context: grpc.ServicerContext) -> pb.JoinResponse:
         sts = request.sts_request
         signed = SignedRequest(method=sts.method, url=sts.url, headers=dict(sts.headers), body=bytes(sts.body))

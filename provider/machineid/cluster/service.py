@@ -14,6 +14,7 @@ import hashlib
 import logging
 import re
 import secrets
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -157,6 +158,7 @@ class Cluster:
     def __init__(self, backend: Backend, cluster_name: str, *, clock: Callable[[], datetime] | None = None,
                  iam_verifier: iam.Verifier | None = None) -> None:
         self.backend = backend
+        self._serial = threading.Lock() if backend.local else None
         self.iam = iam_verifier or iam.Verifier()
         self._decoded: dict[tuple[str, str], tuple[str, Any]] = {}
         self._challenges_issued = 0
@@ -164,6 +166,11 @@ class Cluster:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.authority = Authority.load_or_create(backend, cluster_name)
         self._bootstrap()
+
+    def serial(self) -> contextlib.AbstractContextManager[object]:
+        """Held by request handlers that only compute and use a local backend (see Backend.local); never around
+        a call that waits on the network (the STS call of an IAM join)."""
+        return self._serial if self._serial is not None else contextlib.nullcontext()
 
     # ------------------------------------------------------------------ storage helpers
     def _bootstrap(self) -> None:

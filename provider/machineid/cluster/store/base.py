@@ -37,6 +37,11 @@ class AuditRecord:
 
 
 class Backend(Protocol):
+    # True when every call is in-process and quick (SQLite). The server then runs requests one at a time: threads
+    # taking turns on a lock cost less CPU than threads contending for the GIL at every SQLite call. False when
+    # calls wait on the network (PostgreSQL), where other requests should run meanwhile.
+    local: bool
+
     def get(self, kind: str, name: str) -> Item:
         """Raises NotFoundError."""
 

@@ -54,6 +54,8 @@ def _item(row: tuple[Any, ...]) -> Item:
 class PostgresBackend(NestedTransactions):
     """One connection, serialised by a lock, like the SQLite backend: the cluster's writes are small."""
 
+    local = False
+
     def __init__(self, dsn: str) -> None:
         try:
             self._conn = psycopg.connect(dsn, autocommit=True)

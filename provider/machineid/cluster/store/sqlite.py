@@ -1,8 +1,8 @@
 """SQLite backend: one file in the data dir, WAL mode, one connection serialised by a lock.
 
 A single writer connection is what SQLite does best; the cluster's writes are tiny, so the lock is not the
-bottleneck (certificate signing is, see benchmarks/). Conditional writes compare the revision inside the same
-transaction, so two writers never silently overwrite each other.
+bottleneck (the gRPC stack and signing are, see benchmarks/README.md). Conditional writes compare the revision
+inside the same transaction, so two writers never silently overwrite each other.
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ def _item(row: tuple[Any, ...]) -> Item:
 
 
 class SQLiteBackend(NestedTransactions):
+    local = True
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
