@@ -127,7 +127,9 @@ class Server:
         mtls_creds, join_creds = self._server_credentials(hosts)
         # The internal listeners are Unix sockets in a private directory: only the router (and this user) reach
         # them, and a Unix socket costs less per connection than a loopback TCP one.
-        self._socket_dir = Path(tempfile.mkdtemp(prefix="machineid-"))
+        base = tempfile.gettempdir()
+        # A Unix socket path must fit in 108 bytes: a long TMPDIR falls back to /tmp.
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="machineid-", dir=base if len(base) <= 64 else "/tmp"))
         mtls_path, join_path = str(self._socket_dir / "mtls.sock"), str(self._socket_dir / "join.sock")
         server.add_secure_port(f"unix:{mtls_path}", mtls_creds)
         server.add_secure_port(f"unix:{join_path}", join_creds)
