@@ -508,3 +508,15 @@ def test_audit_records_events_but_no_token_secret(server: ServerProc, added_bot:
         assert secret not in text
         assert secret not in json.dumps(events)
         assert secret not in log
+
+
+def test_server_start_on_a_taken_port_says_so_and_leaves_nothing_behind(server: ServerProc, tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    out = run_cli("server", "start", "--data-dir", str(tmp_path / "data"), "--listen", server.address,
+                  env={"TMPDIR": str(tmp)}, check=False)
+    assert out.returncode == 1
+    assert f"--listen {server.address}: cannot listen there (Address already in use)" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert list(tmp.iterdir()) == []  # the internal sockets' directory was removed
+    assert not (tmp_path / "data" / "server.json").exists()

@@ -192,3 +192,30 @@ def test_parse_sni_rejects_what_is_not_a_client_hello() -> None:
     assert parse_sni(b"") is None
     assert parse_sni(b"GET / HTTP/1.1\r\n\r\n") is None
     assert parse_sni(client_hello("auth.cluster.test")[:40]) is None  # truncated
+
+
+def test_bytes_crossing_the_upstreams_close_do_not_cut_what_it_sent(sockdir: Path) -> None:
+    """The upstream sends a large answer and closes; the client, still reading, sends a few bytes (a TLS alert, an
+    HTTP/2 frame) that can no longer be delivered. The client still gets the whole answer, then EOF."""
+    answer = os.urandom(5 << 20)
+    sent = threading.Event()
+
+    def answer_and_close(conn: socket.socket, hello: bytes) -> None:
+        conn.sendall(answer)
+        sent.set()
+
+    up = Upstream(str(sockdir / "a.sock"), answer_and_close)
+    router = start_router({}, default=up.path)
+    try:
+        with socket.socket() as c:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # most of the answer waits in the router
+            c.settimeout(10)
+            c.connect(router.address[:2])
+            c.sendall(client_hello("join.cluster.test"))
+            assert sent.wait(10)
+            time.sleep(0.3)  # the upstream has closed by now
+            c.sendall(b"late bytes from the client")
+            time.sleep(0.3)
+            assert hashlib.sha256(recv_all(c)).digest() == hashlib.sha256(answer).digest()
+    finally:
+        router.stop()

@@ -27,6 +27,7 @@ _MAX_HELLO = 16384 + 5
 _HELLO_TIMEOUT = 10.0  # seconds a client may take to send its ClientHello
 _CHUNK = 65536
 _MAX_BUFFERED = 4 << 20  # per direction: stop reading a side whose peer is this far behind
+_ACCEPT_PAUSE = 0.1  # seconds without accepting after the process ran out of descriptors or memory
 
 
 def parse_sni(record: bytes) -> str | None:
@@ -112,6 +113,7 @@ class SNIRouter:
         self._wake_r.setblocking(False)
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._pending: dict[socket.socket, _Pending] = {}
+        self._accept_paused_until = 0.0  # monotonic time; 0 while the listener is registered
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sni-router", daemon=True)
 
@@ -129,24 +131,37 @@ class SNIRouter:
     def _loop(self) -> None:
         try:
             while not self._stop.is_set():
-                for key, events in self._sel.select(timeout=min(1.0, self.hello_timeout)):
-                    data = key.data
-                    if data is None:
-                        self._accept()
-                    elif data == "wake":
-                        with contextlib.suppress(OSError):
-                            self._wake_r.recv(64)
-                    elif isinstance(data, _Pending):
-                        self._read_hello(data)
-                    else:
-                        assert isinstance(data, _Side)
-                        if events & selectors.EVENT_WRITE and not data.closed:
-                            self._flush(data)
-                        if events & selectors.EVENT_READ and not data.closed:
-                            self._pump(data)
+                for key, events in self._sel.select(timeout=min(1.0, self.hello_timeout, _ACCEPT_PAUSE)):
+                    try:
+                        self._dispatch(key.data, events)
+                    except Exception:  # one connection's trouble must not stop the router
+                        log.exception("router: dropping a connection after an unexpected error")
+                        self._drop(key.data)
                 self._expire_pending()
+                self._resume_accepting()
         finally:
             self._close_all()
+
+    def _dispatch(self, data: object, events: int) -> None:
+        if data is None:
+            self._accept()
+        elif data == "wake":
+            with contextlib.suppress(OSError):
+                self._wake_r.recv(64)
+        elif isinstance(data, _Pending):
+            self._read_hello(data)
+        else:
+            assert isinstance(data, _Side)
+            if events & selectors.EVENT_WRITE and not data.closed:
+                self._flush(data)
+            if events & selectors.EVENT_READ and not data.closed:
+                self._pump(data)
+
+    def _drop(self, data: object) -> None:
+        if isinstance(data, _Pending):
+            self._drop_pending(data)
+        elif isinstance(data, _Side):
+            self._close(data)
 
     def _accept(self) -> None:
         for _ in range(64):  # drain the backlog, but let established connections move too
@@ -156,13 +171,25 @@ class SNIRouter:
                 return
             except OSError as e:
                 if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.warning("router cannot accept a connection: %s", e)
+                    # The backlog stays readable: stop watching it for a moment instead of spinning.
+                    log.warning("router cannot accept connections for now (%s); pausing %.1fs", e, _ACCEPT_PAUSE)
+                    self._sel.unregister(self.sock)
+                    self._accept_paused_until = time.monotonic() + _ACCEPT_PAUSE
                 return
-            conn.setblocking(False)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                conn.setblocking(False)
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                conn.close()
+                continue
             pending = _Pending(conn, self.hello_timeout)
             self._pending[conn] = pending
             self._sel.register(conn, selectors.EVENT_READ, pending)
+
+    def _resume_accepting(self) -> None:
+        if self._accept_paused_until and time.monotonic() >= self._accept_paused_until:
+            self._accept_paused_until = 0.0
+            self._sel.register(self.sock, selectors.EVENT_READ, None)
 
     def _read_hello(self, p: _Pending) -> None:
         try:
@@ -182,15 +209,20 @@ class SNIRouter:
         self._sel.unregister(p.sock)
         del self._pending[p.sock]
         path = self.routes.get(parse_sni(p.data) or "", self.default)
-        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            upstream.connect(path)  # a local Unix socket: immediate
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError as e:  # out of descriptors
+            log.warning("router cannot open a connection to the internal listener: %s", e)
+            p.sock.close()
+            return
+        try:
+            upstream.setblocking(False)
+            upstream.connect(path)  # a local Unix socket: immediate, or EAGAIN when its backlog is full
         except OSError as e:
             log.warning("router cannot reach the internal listener %s: %s", path, e)
             upstream.close()
             p.sock.close()
             return
-        upstream.setblocking(False)
         client, server = _Side(p.sock), _Side(upstream)
         client.peer, server.peer = server, client
         server.out += p.data
@@ -219,8 +251,11 @@ class SNIRouter:
             data = side.sock.recv(_CHUNK)
         except (BlockingIOError, InterruptedError):
             return
-        except OSError:
-            self._close(side)
+        except OSError:  # reset: nothing more comes from it, and nothing more can go to it
+            side.eof = True
+            if self._write_failed(side):
+                return
+            self._end_direction(side)
             return
         if not data:
             side.eof = True
@@ -238,7 +273,7 @@ class SNIRouter:
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
-                self._close(side)
+                self._write_failed(side)
                 return
             del side.out[:sent]
         peer = side.peer
@@ -260,16 +295,28 @@ class SNIRouter:
             return
         if not dst.shut:
             dst.shut = True
-            try:
+            with contextlib.suppress(OSError):  # already gone: the direction has ended all the same
                 dst.sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                self._close(src)
-                return
         if dst.eof and src.shut:
             self._close(src)
             return
         self._update(src)
         self._update(dst)
+
+    def _write_failed(self, side: _Side) -> bool:
+        """`side` can take no more data: the direction towards it has ended (what was queued for it is lost, as it
+        would be without the router), while the other direction still delivers what it has. True when closed."""
+        peer = side.peer
+        assert peer is not None
+        side.out.clear()
+        side.shut = True
+        peer.eof = True  # stop reading what could not be delivered
+        if side.eof and peer.shut:
+            self._close(side)
+            return True
+        self._update(side)
+        self._update(peer)
+        return False
 
     def _update(self, side: _Side) -> None:
         """(Re)register the socket for what it waits for now: reads unless its peer is backed up, writes while it

@@ -129,14 +129,24 @@ class Server:
         # them, and a Unix socket costs less per connection than a loopback TCP one.
         base = tempfile.gettempdir()
         # A Unix socket path must fit in 108 bytes: a long TMPDIR falls back to /tmp.
-        self._socket_dir = Path(tempfile.mkdtemp(prefix="machineid-", dir=base if len(base) <= 64 else "/tmp"))
-        mtls_path, join_path = str(self._socket_dir / "mtls.sock"), str(self._socket_dir / "join.sock")
-        server.add_secure_port(f"unix:{mtls_path}", mtls_creds)
-        server.add_secure_port(f"unix:{join_path}", join_creds)
-        server.start()
-        self._grpc = server
-        router = SNIRouter(host, port, {certs.SERVER_NAME: mtls_path, certs.JOIN_SERVER_NAME: join_path},
-                           default=join_path)
+        socket_dir = Path(tempfile.mkdtemp(prefix="machineid-", dir=base if len(base) <= 64 else "/tmp"))
+        mtls_path, join_path = str(socket_dir / "mtls.sock"), str(socket_dir / "join.sock")
+        try:
+            server.add_secure_port(f"unix:{mtls_path}", mtls_creds)
+            server.add_secure_port(f"unix:{join_path}", join_creds)
+            server.start()
+            try:
+                router = SNIRouter(host, port, {certs.SERVER_NAME: mtls_path, certs.JOIN_SERVER_NAME: join_path},
+                                   default=join_path)  # binds the public port
+            except OSError as e:
+                raise PreconditionError(f"--listen {self.config.listen}: cannot listen there ({e.strerror}); stop "
+                                        "what uses that port, or pick another with --listen HOST:PORT (port 0 "
+                                        "picks a free one)") from None
+        except BaseException:
+            server.stop(0)
+            shutil.rmtree(socket_dir, ignore_errors=True)
+            raise
+        self._grpc, self._socket_dir = server, socket_dir
         router.start()
         self._router = router
         bound = router.address[1]
@@ -178,10 +188,11 @@ class Server:
             return
         self._stopped.set()
         log.info("shutting down")
-        if self._router is not None:
-            self._router.stop()
+        # gRPC first: it refuses new calls and lets calls in flight finish (their bytes go through the router).
         if self._grpc is not None:
             self._grpc.stop(grace).wait()
+        if self._router is not None:
+            self._router.stop()
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
         (self.data_dir / SERVER_JSON).unlink(missing_ok=True)

@@ -158,7 +158,7 @@ class Cluster:
     def __init__(self, backend: Backend, cluster_name: str, *, clock: Callable[[], datetime] | None = None,
                  iam_verifier: iam.Verifier | None = None) -> None:
         self.backend = backend
-        self._serial = threading.Lock() if backend.local else None
+        self._serial = threading.Lock() if getattr(backend, "local", False) else None
         self.iam = iam_verifier or iam.Verifier()
         self._decoded: dict[tuple[str, str], tuple[str, Any]] = {}
         self._challenges_issued = 0
