@@ -27,7 +27,8 @@ Per-resource milliseconds are wall time / N (so they include each command's fixe
 provider start and, for `up`, writing the checkpoint). A sampler reads /proc every 0.1 s to attribute CPU time to
 the engine (`pulumi`), the YAML host and the provider process; the server's CPU comes from its own /proc entry.
 At the end it prints medians over rounds and the ratios ours/go-role and ours/go-thing for up and preview
-(target <= 1.5), then a one-line summary.
+(target <= 1.5), then, for information, the marginal cost per resource ((wall(N) - wall(1)) / (N - 1), from the same
+commands run with one resource in every round) and its ratios, then a one-line summary.
 
     "$(scripts/setup)/python" benchmarks/bench_pulumi.py [--resources N] [--rounds R] [--check] [--keep]
 
@@ -318,6 +319,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-pulumi-"))
     server = Server(workdir / "server" / "data", "bench.example", log_path=workdir / "server" / "server.log")
     results: dict[str, list[Round]] = {kind: [] for kind in KINDS}
+    singles: dict[str, list[Round]] = {kind: [] for kind in KINDS}  # the same commands with 1 resource
     try:
         server.start()
         bench = Bench(workdir, server, go_plugin)
@@ -335,6 +337,8 @@ def main() -> int:
                 print(f"round {r + 1} {kind:>8}: up {res.up.wall:6.2f}s = {ms_per(res.up.wall, n):6.1f} ms/res "
                       f"({cpu_text(res.up, n)}) | preview {res.preview.wall:6.2f}s = "
                       f"{ms_per(res.preview.wall, n):6.1f} ms/res ({cpu_text(res.preview, n)})", flush=True)
+                if n > 1:
+                    singles[kind].append(bench.run(kind, 1, f"r{r + 1}s"))
     finally:
         if server.proc is not None:
             server.stop()
@@ -354,6 +358,19 @@ def main() -> int:
         for op in ops:
             ratio = ratios[base, op]
             print(f"  ratio ours/{base:<8} {op:<8} {ratio:5.2f}  target <= {TARGET}  {verdict(ratio)}")
+    if n > 1:
+        # Marginal cost: what each resource beyond the first adds, without the per-command fixed cost (CLI, host and
+        # provider start-up). Informational: the target is judged on wall / N above.
+        one = {kind: {op: statistics.median(getattr(x, op).wall for x in rounds) for op in ops}
+               for kind, rounds in singles.items()}
+        marginal = {kind: {op: 1000 * (med[kind][op] - one[kind][op]) / (n - 1) for op in ops} for kind in KINDS}
+        print("marginal ms per resource, (wall(N) - wall(1)) / (N - 1); fixed cost = wall(1):")
+        for kind in KINDS:
+            print(f"  {kind:>8}: up {marginal[kind]['up']:6.2f} (fixed {one[kind]['up']:.2f}s)   preview "
+                  f"{marginal[kind]['preview']:6.2f} (fixed {one[kind]['preview']:.2f}s)")
+        for base in BASELINES:
+            print(f"  marginal ratio ours/{base:<8} up {marginal['ours']['up'] / marginal[base]['up']:5.2f}   "
+                  f"preview {marginal['ours']['preview'] / marginal[base]['preview']:5.2f}")
     elapsed = time.monotonic() - started
     print(f"total runtime {elapsed:.0f}s")
     parts = [f"{op} ours {ms_per(med['ours'][op], n):.1f} ms/res vs go-role {ms_per(med['go-role'][op], n):.1f} "
