@@ -26,10 +26,12 @@ def type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def model_fields(cls: type) -> list[tuple[dataclasses.Field[Any], Any, FieldSpec | None]]:
-    """(field, resolved type, FieldSpec or None) for each dataclass field, in declaration order."""
+@cache
+def model_fields(cls: Any) -> tuple[tuple[dataclasses.Field[Any], Any, FieldSpec | None], ...]:
+    """(field, resolved type, FieldSpec or None) for each dataclass field, in declaration order; worked out once
+    per class (the walkers below run on every request)."""
     hints = type_hints(cls)
-    return [(f, hints[f.name], f.metadata.get(FIELD_KEY)) for f in dataclasses.fields(cls)]
+    return tuple((f, hints[f.name], f.metadata.get(FIELD_KEY)) for f in dataclasses.fields(cls))
 
 
 def unwrap_optional(tp: Any) -> tuple[bool, Any]:
@@ -68,8 +70,8 @@ def format_time(value: datetime) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Shape:
-    """What decoding a type needs to know, worked out once per type (the hot paths decode the same few types)."""
+class Shape:
+    """What walking values of a type needs to know, worked out once per type (the hot paths see the same few)."""
 
     optional: bool
     tp: Any
@@ -79,20 +81,20 @@ class _Shape:
 
 
 @cache
-def _shape(tp: Any) -> _Shape:
+def shape(tp: Any) -> Shape:
     optional, inner = unwrap_optional(tp)
     origin = get_origin(inner)
     if dataclasses.is_dataclass(inner):
-        return _Shape(optional, inner, "object")
+        return Shape(optional, inner, "object")
     if origin is list:
-        return _Shape(optional, inner, "list", get_args(inner)[0])
+        return Shape(optional, inner, "list", get_args(inner)[0])
     if origin is dict:
         val_tp = get_args(inner)[1]
-        return _Shape(optional, inner, "dict", val_tp, get_origin(val_tp) is list)
+        return Shape(optional, inner, "dict", val_tp, get_origin(val_tp) is list)
     if inner is datetime:
-        return _Shape(optional, inner, "time")
+        return Shape(optional, inner, "time")
     kind = {bool: "bool", int: "int", str: "str"}.get(inner, "other")
-    return _Shape(optional, inner, kind)
+    return Shape(optional, inner, kind)
 
 
 @cache
@@ -104,13 +106,13 @@ def _object_fields(cls: Any) -> tuple[tuple[str, ...], frozenset[str], tuple[tup
 
 
 def _decode(tp: Any, data: Any, path: Path, out: list[FieldViolation]) -> Any:
-    shape = _shape(tp)
+    sh = shape(tp)
     if data is None:
-        if shape.optional:
+        if sh.optional:
             return None
         # An explicit null for a non-optional field means "the default": handled by the caller.
         raise _UseDefault
-    kind = shape.kind
+    kind = sh.kind
     if kind == "str":
         if isinstance(data, str):
             return data
@@ -119,9 +121,9 @@ def _decode(tp: Any, data: Any, path: Path, out: list[FieldViolation]) -> Any:
             return str(data)
     elif kind == "object":
         if not isinstance(data, dict):
-            out.append(FieldViolation(path, f"must be {_type_name(shape.tp)}, got {type(data).__name__}"))
+            out.append(FieldViolation(path, f"must be {_type_name(sh.tp)}, got {type(data).__name__}"))
             raise _UseDefault
-        return _decode_object(typing.cast(type, shape.tp), data, path, out)
+        return _decode_object(typing.cast(type, sh.tp), data, path, out)
     elif kind == "list":
         if not isinstance(data, list | tuple):
             out.append(FieldViolation(path, f"must be a list, got {type(data).__name__}"))
@@ -129,7 +131,7 @@ def _decode(tp: Any, data: Any, path: Path, out: list[FieldViolation]) -> Any:
         items = []
         for i, item in enumerate(data):
             try:
-                items.append(_decode(shape.item, item, (*path, i), out))
+                items.append(_decode(sh.item, item, (*path, i), out))
             except _UseDefault:
                 out.append(FieldViolation((*path, i), "must not be null"))
         return items
@@ -140,10 +142,10 @@ def _decode(tp: Any, data: Any, path: Path, out: list[FieldViolation]) -> Any:
         result = {}
         for k, val in data.items():
             # Teleport accepts a single value where a list is expected in label maps and traits.
-            if shape.item_is_list and isinstance(val, str | int):
+            if sh.item_is_list and isinstance(val, str | int):
                 val = [val]
             try:
-                result[str(k)] = _decode(shape.item, val, (*path, str(k)), out)
+                result[str(k)] = _decode(sh.item, val, (*path, str(k)), out)
             except _UseDefault:
                 out.append(FieldViolation((*path, str(k)), "must not be null"))
         return result
@@ -151,7 +153,7 @@ def _decode(tp: Any, data: Any, path: Path, out: list[FieldViolation]) -> Any:
         try:
             return parse_time(data)
         except ValueError:
-            out.append(FieldViolation(path, f"must be {_type_name(shape.tp)}, got {data!r}"))
+            out.append(FieldViolation(path, f"must be {_type_name(sh.tp)}, got {data!r}"))
             raise _UseDefault from None
     elif kind == "bool":
         if isinstance(data, bool):
@@ -163,7 +165,7 @@ def _decode(tp: Any, data: Any, path: Path, out: list[FieldViolation]) -> Any:
             return int(data)
         if isinstance(data, str) and data.strip().lstrip("-").isdigit():
             return int(data)
-    out.append(FieldViolation(path, f"must be {_type_name(shape.tp)}, got {type(data).__name__} {data!r}"))
+    out.append(FieldViolation(path, f"must be {_type_name(sh.tp)}, got {type(data).__name__} {data!r}"))
     raise _UseDefault
 
 
@@ -210,11 +212,11 @@ def encode(obj: Any, *, omit_empty: bool = False) -> Any:
     """Model object -> plain data (times as RFC 3339 strings). omit_empty drops zero values (for YAML output)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         result: dict[str, Any] = {}
-        for f in dataclasses.fields(obj):
-            val = encode(getattr(obj, f.name), omit_empty=omit_empty)
+        for name in _object_fields(type(obj))[0]:
+            val = encode(getattr(obj, name), omit_empty=omit_empty)
             if omit_empty and val in (None, "", [], {}, 0, False):
                 continue
-            result[f.name] = val
+            result[name] = val
         return result
     if isinstance(obj, list):
         return [encode(x, omit_empty=omit_empty) for x in obj]
@@ -227,7 +229,8 @@ def encode(obj: Any, *, omit_empty: bool = False) -> Any:
 
 def violations(obj: Any, path: Path = ()) -> Iterator[FieldViolation]:
     """Every rule the model declares for obj: required fields, field validators, then cross-field checks."""
-    for f, _tp, spec in model_fields(type(obj)):
+    cls: Any = type(obj)
+    for f, _tp, spec in model_fields(cls):
         val = getattr(obj, f.name)
         p = (*path, f.name)
         if spec is not None and not spec.computed:

@@ -11,7 +11,7 @@ import dataclasses
 import functools
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, get_args, get_origin
+from typing import Any
 
 from machineid.agent.config import DEFAULT_CERT_TTL, DEFAULT_RENEWAL_INTERVAL
 from machineid.model import codec
@@ -187,36 +187,47 @@ RESOURCES = {r.token: r for r in (ROLE, PROVISION_TOKEN, BOT)}
 EMPTY: tuple[Any, ...] = (None, "", [], {}, 0, False)
 
 
+@functools.cache
+def _camel_fields(cls: Any) -> tuple[tuple[str, str, Any], ...]:
+    """(snake name, camel name, type) of a model class's fields, worked out once."""
+    return tuple((f.name, camel(f.name), ftp) for f, ftp, _ in codec.model_fields(cls))
+
+
+@functools.cache
+def _snake_fields(cls: Any) -> dict[str, tuple[str, Any]]:
+    return {cam: (name, ftp) for name, cam, ftp in _camel_fields(cls)}
+
+
 def to_camel(tp: Any, value: Any, *, compact: bool = False) -> Any:
     """Model plain data (snake_case keys) -> Pulumi plain data (camelCase keys; map keys kept).
 
     compact leaves out object fields with empty values (the zero value of their type), which is what the state
     stores: every input's meaning is unchanged (Diff reads a missing field as empty) and the checkpoint the engine
     rewrites after every step stays small. Entries of user maps (labels, traits) are data and always kept."""
-    _, inner = codec.unwrap_optional(tp)
     if value is None:
         return None
-    if dataclasses.is_dataclass(inner) and isinstance(value, dict):
+    sh = codec.shape(tp)
+    if sh.kind == "object" and isinstance(value, dict):
         out = {}
-        for f, ftp, _ in codec.model_fields(inner):  # type: ignore[arg-type]
-            if f.name in value:
-                converted = to_camel(ftp, value[f.name], compact=compact)
+        for name, cam, ftp in _camel_fields(sh.tp):
+            if name in value:
+                converted = to_camel(ftp, value[name], compact=compact)
                 if compact and converted in EMPTY:
                     continue
-                out[camel(f.name)] = converted
+                out[cam] = converted
         return out
-    if get_origin(inner) is list and isinstance(value, list):
-        return [to_camel(get_args(inner)[0], x) for x in value]
-    if get_origin(inner) is dict and isinstance(value, dict):
-        return {k: to_camel(get_args(inner)[1], x) for k, x in value.items()}
+    if sh.kind == "list" and isinstance(value, list):
+        return [to_camel(sh.item, x) for x in value]
+    if sh.kind == "dict" and isinstance(value, dict):
+        return {k: to_camel(sh.item, x) for k, x in value.items()}
     return value
 
 
 def to_snake(tp: Any, value: Any) -> Any:
     """Pulumi plain data -> model plain data; unknown camelCase keys are kept (as snake) for the decoder to name."""
-    _, inner = codec.unwrap_optional(tp)
-    if dataclasses.is_dataclass(inner) and isinstance(value, dict):
-        names = {camel(f.name): (f.name, ftp) for f, ftp, _ in codec.model_fields(inner)}  # type: ignore[arg-type]
+    sh = codec.shape(tp)
+    if sh.kind == "object" and isinstance(value, dict):
+        names = _snake_fields(sh.tp)
         out = {}
         for k, x in value.items():
             if k in names:
@@ -225,10 +236,10 @@ def to_snake(tp: Any, value: Any) -> Any:
             else:
                 out[k] = x
         return out
-    if get_origin(inner) is list and isinstance(value, list):
-        return [to_snake(get_args(inner)[0], x) for x in value]
-    if get_origin(inner) is dict and isinstance(value, dict):
-        return {k: to_snake(get_args(inner)[1], x) for k, x in value.items()}
+    if sh.kind == "list" and isinstance(value, list):
+        return [to_snake(sh.item, x) for x in value]
+    if sh.kind == "dict" and isinstance(value, dict):
+        return {k: to_snake(sh.item, x) for k, x in value.items()}
     return value
 
 
