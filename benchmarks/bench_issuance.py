@@ -229,6 +229,14 @@ def run_threads(server: ServerProc, threads: int, seconds: float, worker: Worker
     return Phase(sum(counts), elapsed, server.cpu_seconds() - server0, process_cpu() - client0, errors)
 
 
+def count_until(i: int, deadline: float, counts: list[int], step: Callable[[int], bool]) -> None:
+    """Calls step(n) for n = 0, 1, ... until the deadline or until it returns False; counts[i] = calls done."""
+    n = 0
+    while time.perf_counter() < deadline and step(n):
+        n += 1
+        counts[i] = n
+
+
 def run_joins(admin: Admin, tokens: list[str], keys: list[list[KeyPair]], seconds: float) -> Phase:
     """Joins until the deadline or until the shared token pool is empty; one join channel per thread."""
     pool = deque(tokens)
@@ -236,15 +244,15 @@ def run_joins(admin: Admin, tokens: list[str], keys: list[list[KeyPair]], second
     def worker(i: int, deadline: float, counts: list[int]) -> None:
         mine = keys[i]
         with JoinClient(admin.server.address, admin.ca_certs) as jc:
-            n = 0
-            while time.perf_counter() < deadline:
+            def join(n: int) -> bool:
                 try:
                     token = pool.popleft()
                 except IndexError:
-                    return
+                    return False
                 jc.register_using_token(token, mine[n % len(mine)].public_pem)
-                n += 1
-                counts[i] = n
+                return True
+
+            count_until(i, deadline, counts, join)
 
     return run_threads(admin.server, len(keys), seconds, worker)
 
@@ -254,14 +262,15 @@ def run_renewals(admin: Admin, identities: list[Identity], keys: list[list[KeyPa
 
     def worker(i: int, deadline: float, counts: list[int]) -> None:
         mine = keys[i]
-        n = 0
-        while time.perf_counter() < deadline:
+
+        def renew(n: int) -> bool:
             key = mine[(n + 1) % len(mine)]
             with Client(admin.server.address, identities[i]) as client:
                 reply = client.renew(key.public_pem)
             identities[i] = identity_from_certs(key.key_pem, reply)
-            n += 1
-            counts[i] = n
+            return True
+
+        count_until(i, deadline, counts, renew)
 
     return run_threads(admin.server, len(identities), seconds, worker)
 
@@ -273,19 +282,19 @@ def run_floor(admin: Admin, threads: int, seconds: float) -> tuple[Phase, Phase]
 
     def persistent(i: int, deadline: float, counts: list[int]) -> None:
         with JoinClient(admin.server.address, admin.ca_certs) as jc:
-            n = 0
-            while time.perf_counter() < deadline:
+            def ping(n: int) -> bool:
                 jc.ping()
-                n += 1
-                counts[i] = n
+                return True
+
+            count_until(i, deadline, counts, ping)
 
     def new_mtls(i: int, deadline: float, counts: list[int]) -> None:
-        n = 0
-        while time.perf_counter() < deadline:
+        def ping(n: int) -> bool:
             with Client(admin.server.address, ident) as client:
                 client.ping()
-            n += 1
-            counts[i] = n
+            return True
+
+        count_until(i, deadline, counts, ping)
 
     return (run_threads(admin.server, threads, seconds, persistent),
             run_threads(admin.server, threads, seconds, new_mtls))

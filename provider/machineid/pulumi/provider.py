@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from machineid.model import codec
 from machineid.model import validators as v
@@ -38,6 +38,7 @@ from machineid.pulumi.resources import (
     ResourceDef,
     TokenOptions,
     camel,
+    camel_fields,
     decode_inputs,
     encode_inputs,
     time_text,
@@ -415,28 +416,24 @@ class Provider:
 
 def _placeholder(tp: Any) -> Any:
     """A valid value of the type, standing in for one not known yet (it never reaches the cluster)."""
-    _, inner = codec.unwrap_optional(tp)
-    if inner is str:
+    sh = codec.shape(tp)
+    if sh.kind == "str":
         return "unknown"
-    if get_origin(inner) is list:
-        return ["unknown"] if get_args(inner) == (str,) else []
+    if sh.kind == "list":
+        return ["unknown"] if sh.item is str else []
     return _empty(tp)
 
 
+_EMPTY_BY_KIND: dict[str, Any] = {"str": "", "int": 0, "bool": False}
+
+
 def _empty(tp: Any) -> Any:
-    _, inner = codec.unwrap_optional(tp)
-    if inner is str:
-        return ""
-    if inner is int:
-        return 0
-    if inner is bool:
-        return False
-    origin = get_origin(inner)
-    if origin is list:
+    kind = codec.shape(tp).kind
+    if kind == "list":
         return []
-    if origin is dict or dataclasses.is_dataclass(inner):
+    if kind in ("dict", "object"):
         return {}
-    return None
+    return _EMPTY_BY_KIND.get(kind)
 
 
 def _changed_paths(prefix: str, tp: Any, old: Any, new: Any) -> list[str]:
@@ -446,11 +443,10 @@ def _changed_paths(prefix: str, tp: Any, old: Any, new: Any) -> list[str]:
         return [prefix]
     old = _empty(tp) if old is None else old
     new = _empty(tp) if new is None else new
-    _, inner = codec.unwrap_optional(tp)
-    if dataclasses.is_dataclass(inner) and isinstance(old, dict) and isinstance(new, dict):
+    sh = codec.shape(tp)
+    if sh.kind == "object" and isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
-        for f, ftp, _ in codec.model_fields(inner):  # type: ignore[arg-type]
-            key = camel(f.name)
+        for _, key, ftp in camel_fields(sh.tp):
             out += _changed_paths(f"{prefix}.{key}", ftp, old.get(key), new.get(key))
         return out
     if contains_unknown(new):

@@ -188,14 +188,14 @@ EMPTY: tuple[Any, ...] = (None, "", [], {}, 0, False)
 
 
 @functools.cache
-def _camel_fields(cls: Any) -> tuple[tuple[str, str, Any], ...]:
+def camel_fields(cls: Any) -> tuple[tuple[str, str, Any], ...]:
     """(snake name, camel name, type) of a model class's fields, worked out once."""
     return tuple((f.name, camel(f.name), ftp) for f, ftp, _ in codec.model_fields(cls))
 
 
 @functools.cache
 def _snake_fields(cls: Any) -> dict[str, tuple[str, Any]]:
-    return {cam: (name, ftp) for name, cam, ftp in _camel_fields(cls)}
+    return {cam: (name, ftp) for name, cam, ftp in camel_fields(cls)}
 
 
 def to_camel(tp: Any, value: Any, *, compact: bool = False) -> Any:
@@ -209,7 +209,7 @@ def to_camel(tp: Any, value: Any, *, compact: bool = False) -> Any:
     sh = codec.shape(tp)
     if sh.kind == "object" and isinstance(value, dict):
         out = {}
-        for name, cam, ftp in _camel_fields(sh.tp):
+        for name, cam, ftp in camel_fields(sh.tp):
             if name in value:
                 converted = to_camel(ftp, value[name], compact=compact)
                 if compact and converted in EMPTY:
