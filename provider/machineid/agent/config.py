@@ -28,6 +28,18 @@ from machineid.model.resources import JOIN_METHODS
 CONFIG_VERSION = "v1"
 DEFAULT_CERT_TTL = "1h"
 DEFAULT_RENEWAL_INTERVAL = "20m"
+# Where the rendered config puts things on the machine, unless told otherwise (declared once for every renderer).
+DEFAULT_AGENT_PATH = "/usr/local/bin/machineid"
+DEFAULT_DESTINATION_DIR = "/opt/machine-id"
+
+
+def default_data_dir(bot_name: str) -> str:
+    return f"/var/lib/machineid/bot-{bot_name}"
+
+
+def default_config_path(bot_name: str) -> str:
+    return f"/etc/machineid/bot-{bot_name}.yaml"
+
 PIN = v._regex(r"sha256:[0-9a-f]{64}", "sha256: and 64 lower-case hex digits",
                "a CA pin is sha256: followed by 64 hex digits, as `machineid ctl bots add` prints it")
 
@@ -119,7 +131,7 @@ def start_command(config_path: str, executable: str = "machineid") -> str:
     return f"{shlex.quote(executable)} bot start --config {shlex.quote(config_path)}"
 
 
-def systemd_unit(config_path: str, executable: str = "/usr/local/bin/machineid", user: str = "machineid",
+def systemd_unit(config_path: str, executable: str = DEFAULT_AGENT_PATH, user: str = "machineid",
                  description: str = "machineid bot agent") -> str:
     return (
         "[Unit]\n"

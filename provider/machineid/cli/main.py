@@ -1,4 +1,5 @@
-"""The `machineid` command: `server` runs the cluster, `ctl` administers it, `bot` runs the agent."""
+"""The `machineid` command: `server` runs the cluster, `ctl` administers it, `bot` runs the agent, `terraform`
+installs the Terraform/OpenTofu provider."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 
 from machineid import __version__
-from machineid.cli import bot_cmd, ctl, server_cmd
+from machineid.cli import bot_cmd, ctl, server_cmd, terraform_cmd
 from machineid.model.errors import MachineIDError
 
 
@@ -17,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     server_cmd.add_parser(sub)
     ctl.add_parser(sub)
     bot_cmd.add_parser(sub)
+    terraform_cmd.add_parser(sub)
     return parser
 
 

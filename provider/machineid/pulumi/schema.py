@@ -8,11 +8,12 @@ from datetime import datetime
 from typing import Any, get_args, get_origin
 
 from machineid import __version__
+from machineid.iac.config import ProviderConfig
+from machineid.iac.resource import Prop, field_default
 from machineid.model import codec
 from machineid.model.fields import FieldSpec
-from machineid.pulumi import functions
-from machineid.pulumi.config import ProviderConfig
-from machineid.pulumi.resources import PACKAGE, RESOURCES, Prop, camel, field_default
+from machineid.pulumi.provider import FUNCTIONS
+from machineid.pulumi.resources import PACKAGE, RESOURCES, camel
 
 _SCALARS = {str: "string", int: "integer", bool: "boolean", datetime: "string", float: "number"}
 
@@ -75,7 +76,7 @@ def _resource_spec(b: _Builder, description: str, props: list[Prop]) -> dict[str
 
 def build() -> dict[str, Any]:
     b = _Builder()
-    resources = {token: _resource_spec(b, r.description, r.props()) for token, r in RESOURCES.items()}
+    resources = {token: _resource_spec(b, r.description, list(r.props())) for token, r in RESOURCES.items()}
     config_vars = {}
     for f, tp, spec in codec.model_fields(ProviderConfig):
         assert spec is not None
@@ -85,7 +86,7 @@ def build() -> dict[str, Any]:
             prop["defaultInfo"] = {"environment": [env]}
         config_vars[camel(f.name)] = prop
     fns = {}
-    for token, fn in functions.FUNCTIONS.items():
+    for token, fn in FUNCTIONS.items():
         fns[token] = {
             "description": fn.description,
             "inputs": {"type": "object", "properties": {

@@ -13,9 +13,11 @@ from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc, plugin_pb2, provid
 
 from machineid import __version__
 from machineid.api import status
+from machineid.iac.config import ProviderConfig
+from machineid.model import codec
 from machineid.pulumi import values
-from machineid.pulumi.provider import Provider
-from machineid.pulumi.resources import RESOURCES
+from machineid.pulumi.provider import FUNCTIONS, Provider, config_values
+from machineid.pulumi.resources import RESOURCES, camel
 
 log = logging.getLogger("machineid.pulumi")
 _SEVERITY = {"debug": engine_pb2.DEBUG, "info": engine_pb2.INFO, "warning": engine_pb2.WARNING,
@@ -61,8 +63,14 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
     @functools.cache
     def _secret_props(token: str) -> frozenset[str]:
         """Asked on every resource call: derived once per resource type."""
-        rdef = RESOURCES.get(token)
-        return frozenset(p.name for p in rdef.props() if p.spec.secret) if rdef else frozenset()
+        r = RESOURCES.get(token)
+        return r.secret_props() if r else frozenset()
+
+    @staticmethod
+    @functools.cache
+    def _secret_fields(cls: type) -> frozenset[str]:
+        """Secret fields of the provider config or a function's result, by their Pulumi names."""
+        return frozenset(camel(f.name) for f, _, spec in codec.model_fields(cls) if spec and spec.secret)
 
     # ---------------------------------------------------------------- plugin
     @_handler
@@ -93,15 +101,15 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
         news, secrets = values.decode(request.news)
         result = self.provider.check_config(news)
         return provider_pb2.CheckResponse(
-            inputs=values.encode(result.inputs, secrets | {"identity"}),
+            inputs=values.encode(result.inputs, secrets | self._secret_fields(ProviderConfig)),
             failures=[provider_pb2.CheckFailure(property=p, reason=r) for p, r in result.failures])
 
     @_handler
     def DiffConfig(self, request: Any, context: grpc.ServicerContext) -> Any:
         olds, _ = values.decode(request.old_inputs if request.HasField("old_inputs") else request.olds)
         news, _ = values.decode(request.news)
-        keys = ("address", "identityFile", "identity", "caPin")
-        changed = [k for k in keys if olds.get(k) != news.get(k)]
+        old_cfg, new_cfg = config_values(olds), config_values(news)
+        changed = [camel(k) for k in ProviderConfig.fields() if old_cfg.get(k) != new_cfg.get(k)]
         return provider_pb2.DiffResponse(
             changes=provider_pb2.DiffResponse.DIFF_SOME if changed else provider_pb2.DiffResponse.DIFF_NONE,
             diffs=changed, hasDetailedDiff=True,
@@ -194,5 +202,6 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
         resp = provider_pb2.InvokeResponse(failures=[provider_pb2.CheckFailure(property=p, reason=r)
                                                      for p, r in failures])
         if not failures:
-            getattr(resp, "return").CopyFrom(values.encode(result, {"agentConfig"}))
+            fn = FUNCTIONS[request.tok]
+            getattr(resp, "return").CopyFrom(values.encode(result, set(self._secret_fields(fn.outputs))))
         return resp

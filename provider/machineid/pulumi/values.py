@@ -10,30 +10,14 @@ from typing import Any
 
 from google.protobuf import struct_pb2
 
+from machineid.iac.unknown import UNKNOWN, contains_unknown
+
+__all__ = ["UNKNOWN", "contains_unknown", "decode", "encode", "secret"]
+
 SIG_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 OUTPUT_SIG = "d0e6a833031e9bbcd3f4e8bde6ca49a4"
 UNKNOWN_STR = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
-
-
-class _Unknown:
-    """A value not known during preview (a computed output of another resource)."""
-
-    def __repr__(self) -> str:
-        return "UNKNOWN"
-
-
-UNKNOWN: Any = _Unknown()
-
-
-def contains_unknown(value: Any) -> bool:
-    if value is UNKNOWN:
-        return True
-    if isinstance(value, dict):
-        return any(contains_unknown(v) for v in value.values())
-    if isinstance(value, list):
-        return any(contains_unknown(v) for v in value)
-    return False
 
 
 def _decode(value: Any, secret: list[bool]) -> Any:

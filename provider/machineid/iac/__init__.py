@@ -1,0 +1,13 @@
+"""The provider core, shared by the Pulumi and Terraform adapters (pulumi-go-provider's `infer`, fwserver's role).
+
+Everything here speaks snake_case model names and structured field paths; it knows nothing of URNs, camelCase,
+PropertyDiff kinds, cty or AttributePaths. Each adapter translates its wire to these plain values and back:
+
+    resource.py   the flat view of a model kind (metadata + spec + provider-only inputs + outputs)
+    settings.py   provider-only inputs and outputs (bot onboarding and rendering, token options)
+    handlers.py   one handler per resource: create, read, update, delete, import, IDs, per-kind rules
+    core.py       check (with unknowns), diff, and the CRUD entry points the adapters call
+    config.py     the provider configuration and its environment defaults
+    functions.py  cluster info and agent rendering (Pulumi functions, Terraform data sources)
+    unknown.py    the neutral "not known yet" marker
+"""

@@ -1,0 +1,268 @@
+"""The provider core: check, diff, plan and the CRUD entry points, on plain snake_case values.
+
+Rules that make a no-change plan trustworthy (where Teleport's Terraform provider is not):
+- check normalizes every input to its full canonical form with the model's defaults, so a server default never
+  looks like a change, and removing a field from the program is a change back to the default;
+- diff compares inputs only, field by field (nested paths, so a role's logins change shows as allow.logins);
+  a field the cluster cannot change in place replaces the resource;
+- read returns the cluster's state as inputs, so refresh sees out-of-band changes; an object that is gone reads
+  as gone; a join token whose expiry has passed plans a replacement instead of failing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from machineid.iac import functions
+from machineid.iac.config import ProviderConfig
+from machineid.iac.handlers import HANDLERS, Handler, State
+from machineid.iac.resource import ResourceDef, encode_inputs
+from machineid.iac.settings import Rendered
+from machineid.iac.unknown import UNKNOWN, contains_unknown
+from machineid.model import codec
+from machineid.model.errors import FieldViolation, NotFoundError, Path, ValidationError
+
+if TYPE_CHECKING:
+    from machineid.api.client import Client
+
+__all__ = ["Change", "CheckResult", "Core", "DiffResult", "State"]
+
+Log = Callable[[str, str], None]  # (severity, message)
+
+
+@dataclass
+class CheckResult:
+    inputs: dict[str, Any]
+    violations: list[FieldViolation] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str  # "add", "update" or "delete"
+    replace: bool
+
+
+@dataclass
+class DiffResult:
+    changes: dict[Path, Change] = field(default_factory=dict)
+    replaces: list[str] = field(default_factory=list)  # top-level properties that force a replacement
+    delete_before_replace: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+@dataclass(frozen=True)
+class Hints:
+    """How a user of one adapter fixes things: the words differ (pulumi config set vs a provider block)."""
+
+    how_to_set: Mapping[str, str]  # provider config field -> how to set it
+    role_reference: str  # how to reference a role created in the same program
+    import_command: Callable[[ResourceDef, str], str]  # how to adopt an existing object
+
+
+class Core:
+    def __init__(self, hints: Hints, log: Log | None = None,
+                 client_factory: Callable[[ProviderConfig], Client] | None = None) -> None:
+        self.hints = hints
+        self.log: Log = log or (lambda severity, message: None)
+        self.config = ProviderConfig.from_values({})
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self._client_factory = client_factory
+        self._client: Client | None = None
+        # (kind, name) of objects planned for creation by this process: a bot planned after its role in the same
+        # run does not fail the role's existence check.
+        self.planned_creates: set[tuple[str, str]] = set()
+
+    @property
+    def role_reference_hint(self) -> str:
+        return self.hints.role_reference
+
+    def import_hint(self, rdef: ResourceDef, name: str) -> str:
+        return self.hints.import_command(rdef, name)
+
+    # ---------------------------------------------------------------- configuration
+    def check_config(self, values: Mapping[str, Any]) -> list[FieldViolation]:
+        if any(contains_unknown(x) for x in values.values()):
+            return []
+        return ProviderConfig.from_values(values).problems(self.hints.how_to_set)
+
+    def configure(self, values: Mapping[str, Any]) -> None:
+        self.config = ProviderConfig.from_values(values)
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def client(self) -> Client:
+        if self._client is None:
+            try:
+                if self._client_factory is not None:
+                    self._client = self._client_factory(self.config)
+                else:
+                    self._client = self.config.client(self.hints.how_to_set)
+            except ValidationError as e:
+                raise ValidationError(f"the machineid provider is not configured: {e}") from None
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @staticmethod
+    def handler(rdef: ResourceDef) -> Handler:
+        return HANDLERS[rdef.name]
+
+    # ---------------------------------------------------------------- check
+    def check(self, rdef: ResourceDef, news: dict[str, Any], *, references: bool = True) -> CheckResult:
+        """Validate and complete inputs; values not known yet are kept, and the rest is still checked."""
+        h = self.handler(rdef)
+        unknown = {k for k, val in news.items() if contains_unknown(val)}
+        props = rdef.inputs()
+        stand_ins = {k: _placeholder(props[k].tp) for k in unknown if k in props}
+        known = {k: val for k, val in news.items() if k not in unknown}
+        try:
+            decoded = h.decode({**known, **stand_ins})
+        except ValidationError as e:
+            return CheckResult(news, [x for x in e.violations if not (x.path and x.path[0] in unknown)])
+        inputs = encode_inputs(rdef, decoded.obj, decoded.extra)
+        for name in rdef.server_defaults:
+            if news.get(name) is None:
+                inputs.pop(name, None)
+        inputs.update({k: news[k] for k in unknown})
+        violations = h.check_references(self, decoded, unknown) if references else []
+        return CheckResult(inputs, violations)
+
+    # ---------------------------------------------------------------- diff
+    def diff(self, rdef: ResourceDef, old_outputs: dict[str, Any], old_inputs: dict[str, Any] | None,
+             news: dict[str, Any]) -> DiffResult:
+        h = self.handler(rdef)
+        input_props = rdef.inputs()
+        olds = old_inputs if old_inputs else {k: val for k, val in old_outputs.items() if k in input_props}
+        result = DiffResult()
+        forced = h.replacements(self, old_outputs, olds)
+        if olds == news and not forced:
+            return result  # the common case in a plan with no changes
+        for name, p in input_props.items():
+            old, new = olds.get(name), news.get(name)
+            if name in rdef.server_defaults and new is None:
+                continue  # left to the cluster: whatever it picked is what the program asked for
+            for path in changed_paths((name,), p.tp, old, new):
+                kind = "add" if old is None else "delete" if new is None else "update"
+                result.changes[path] = Change(kind, p.spec.replace_on_change)
+                if p.spec.replace_on_change and name not in result.replaces:
+                    result.replaces.append(name)
+        for name in forced:
+            result.changes[(name,)] = Change("update", True)
+            if name not in result.replaces:
+                result.replaces.append(name)
+        if result.replaces:
+            same_name = news.get("name") in (None, olds.get("name")) or news.get("name") is UNKNOWN
+            result.delete_before_replace = bool(same_name)
+        return result
+
+    # ---------------------------------------------------------------- plan
+    def plan_create(self, rdef: ResourceDef, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The properties a create will have, as far as they are known before it runs."""
+        outputs = dict(inputs)
+        for p in rdef.props():
+            if p.section == "output":
+                outputs[p.name] = UNKNOWN
+        for name in rdef.server_defaults:
+            if inputs.get(name) is None:
+                outputs[name] = UNKNOWN
+        given = inputs.get("name")
+        if isinstance(given, str) and given:
+            self.planned_creates.add((rdef.kind, given))
+        return outputs
+
+    def plan_update(self, rdef: ResourceDef, old_outputs: dict[str, Any], old_inputs: dict[str, Any] | None,
+                    news: dict[str, Any]) -> dict[str, Any]:
+        olds = old_inputs or old_outputs
+        return self.handler(rdef).plan_update(self, old_outputs, olds, news)
+
+    # ---------------------------------------------------------------- CRUD
+    def create(self, rdef: ResourceDef, inputs: dict[str, Any]) -> State:
+        h = self.handler(rdef)
+        return h.create(self, h.decode(inputs))
+
+    def read(self, rdef: ResourceDef, id: str, old_outputs: dict[str, Any],
+             old_inputs: dict[str, Any] | None) -> State | None:
+        """The object as the cluster has it now; None when it is gone. With no prior state, an import."""
+        importing = not old_outputs and not old_inputs
+        try:
+            state = self.handler(rdef).read(self, id, old_outputs, old_inputs, importing)
+        except NotFoundError:
+            return None
+        # Inputs the cluster chose (a generated token name, a default expiry) stay out unless the program set them.
+        assert state.inputs is not None
+        for name in rdef.server_defaults:
+            if not importing and (old_inputs or {}).get(name) is None:
+                state.inputs.pop(name, None)
+        return state
+
+    def update(self, rdef: ResourceDef, id: str, old_outputs: dict[str, Any], old_inputs: dict[str, Any] | None,
+               news: dict[str, Any]) -> State:
+        h = self.handler(rdef)
+        return h.update(self, h.decode(news), old_outputs, old_inputs or old_outputs, news)
+
+    def delete(self, rdef: ResourceDef, id: str, outputs: dict[str, Any]) -> None:
+        self.handler(rdef).delete(self, id, outputs)
+
+    # ---------------------------------------------------------------- functions / data sources
+    def cluster_info(self) -> functions.ClusterInfo:
+        ping = self.client().ping()
+        return functions.ClusterInfo(cluster_name=ping.cluster_name, version=ping.server_version,
+                                     ca_pins=list(ping.ca_pins), address=self.config.address)
+
+    def render(self, args: functions.RenderArgs) -> Rendered:
+        if not args.auth_server:
+            args.auth_server = self.config.address
+        if not args.ca_pins:
+            args.ca_pins = list(self.client().ping().ca_pins)
+        return functions.render(args)
+
+
+def _placeholder(tp: Any) -> Any:
+    """A valid value of the type, standing in for one not known yet (it never reaches the cluster)."""
+    sh = codec.shape(tp)
+    if sh.kind == "str":
+        return "unknown"
+    if sh.kind == "list":
+        return ["unknown"] if sh.item is str else []
+    return empty(tp)
+
+
+_EMPTY_BY_KIND: dict[str, Any] = {"str": "", "int": 0, "bool": False}
+
+
+def empty(tp: Any) -> Any:
+    """The zero value of a type: what a missing value means (the Pulumi state leaves empty fields out)."""
+    kind = codec.shape(tp).kind
+    if kind == "list":
+        return []
+    if kind in ("dict", "object"):
+        return {}
+    return _EMPTY_BY_KIND.get(kind)
+
+
+def changed_paths(prefix: Path, tp: Any, old: Any, new: Any) -> list[Path]:
+    """Paths that differ; objects of model types recurse, so the diff names the exact nested field. A missing
+    value and the empty value of its type are the same."""
+    if new is UNKNOWN:
+        return [prefix]
+    old = empty(tp) if old is None else old
+    new = empty(tp) if new is None else new
+    sh = codec.shape(tp)
+    if sh.kind == "object" and isinstance(old, dict) and isinstance(new, dict):
+        out: list[Path] = []
+        for f, ftp, _ in codec.model_fields(sh.tp):
+            out += changed_paths((*prefix, f.name), ftp, old.get(f.name), new.get(f.name))
+        return out
+    if contains_unknown(new):
+        return [prefix]
+    return [] if old == new else [prefix]

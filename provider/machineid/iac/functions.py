@@ -1,0 +1,76 @@
+"""Cluster information and agent rendering: Pulumi functions and Terraform data sources over the same code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from machineid.agent import config as agent
+from machineid.iac import settings as s
+from machineid.model import validators as v
+from machineid.model.fields import attr
+from machineid.model.resources import JOIN_METHODS
+
+
+@dataclass
+class ClusterInfoArgs:
+    pass
+
+
+@dataclass
+class ClusterInfo:
+    cluster_name: str = attr(default="", computed=True, doc="Name of the cluster.")
+    version: str = attr(default="", computed=True, doc="Server version.")
+    ca_pins: list[str] = attr(default_factory=list, computed=True, doc="CA pins, for the agent's first contact.")
+    address: str = attr(default="", computed=True, doc="The address the provider talks to.")
+
+
+@dataclass
+class RenderArgs:
+    bot_name: str = attr(default="", required=True, doc="The bot.", validators=[v.RESOURCE_NAME])
+    token: str = attr(default="", secret=True, doc="Its join token (or the path of a file on the machine that "
+                                                   "holds it).")
+    join_method: str = attr(default="token", doc="token or iam.", validators=[v.one_of(*JOIN_METHODS)])
+    destination_dir: str = s.destination_dir_field()
+    data_dir: str = s.data_dir_field()
+    config_path: str = s.config_path_field()
+    auth_server: str = attr(default="", doc="Cluster address. Default: the provider's address.")
+    ca_pins: list[str] = attr(default_factory=list, doc="CA pins. Default: the cluster's.")
+    certificate_ttl: str = s.certificate_ttl_field()
+    renewal_interval: str = s.renewal_interval_field()
+    agent_path: str = s.agent_path_field()
+
+
+def render(args: RenderArgs) -> s.Rendered:
+    """Pure: the same inputs always render the same files (so plans can show them before apply)."""
+    data_dir = args.data_dir or agent.default_data_dir(args.bot_name)
+    config_path = args.config_path or agent.default_config_path(args.bot_name)
+    cfg = agent.AgentConfig(
+        auth_server=args.auth_server,
+        onboarding=agent.Onboarding(join_method=args.join_method, token=args.token, ca_pins=args.ca_pins),
+        storage=agent.Storage(directory=data_dir),
+        destinations=[agent.Destination(directory=args.destination_dir)],
+        certificate_ttl=args.certificate_ttl,
+        renewal_interval=args.renewal_interval,
+    )
+    return s.Rendered(
+        agent_config=agent.render(cfg),
+        start_command=agent.start_command(config_path, args.agent_path),
+        systemd_unit=agent.systemd_unit(config_path, args.agent_path,
+                                        description=f"machineid bot {args.bot_name}"),
+    )
+
+
+@dataclass(frozen=True)
+class FunctionDef:
+    name: str  # snake_case; Pulumi camelCases it, Terraform prefixes machineid_
+    description: str
+    inputs: type
+    outputs: type
+
+
+GET_CLUSTER_INFO = FunctionDef("get_cluster_info", "The cluster's name, version and CA pins.", ClusterInfoArgs,
+                               ClusterInfo)
+RENDER_AGENT_CONFIG = FunctionDef(
+    "render_agent_config", "Render the agent's config, start command and systemd unit for a bot and token (pure: "
+    "the cluster is asked only for defaults not given).", RenderArgs, s.Rendered)
+FUNCTIONS = (GET_CLUSTER_INFO, RENDER_AGENT_CONFIG)

@@ -1,0 +1,315 @@
+"""One handler per resource: how each kind is created, read, updated, deleted and imported, and its own rules.
+
+The generic check/diff/plan logic lives in core.py; a handler holds only what differs between kinds (IDs,
+server-chosen names, token expiry, bot onboarding and rendering, import rules)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from machineid.iac import functions, settings
+from machineid.iac.resource import BOT, PROVISION_TOKEN, ROLE, Decoded, ResourceDef, decode_inputs, encode_inputs
+from machineid.iac.resource import time_text as _time
+from machineid.iac.unknown import UNKNOWN, contains_unknown
+from machineid.model import codec
+from machineid.model import validators as v
+from machineid.model.errors import (
+    AlreadyExistsError,
+    FieldViolation,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+)
+from machineid.model.resources import Bot, ProvisionToken, ProvisionTokenSpec
+
+if TYPE_CHECKING:
+    from machineid.iac.core import Core
+
+
+@dataclasses.dataclass
+class State:
+    """What a resource is after a call: its ID, every property the call knows (inputs and outputs), and the
+    inputs as the cluster has them (None where the adapter keeps the program's)."""
+
+    id: str
+    outputs: dict[str, Any]
+    inputs: dict[str, Any] | None = None
+
+
+class Handler:
+    rdef: ResourceDef
+
+    def decode(self, inputs: dict[str, Any]) -> Decoded:
+        return decode_inputs(self.rdef, inputs)
+
+    def server_chosen_name(self, inputs: dict[str, Any]) -> bool:
+        """Whether the cluster picks the name when the program leaves it out (otherwise it is required)."""
+        return False
+
+    def resource_id(self, obj: Any) -> str:
+        return str(obj.metadata.name)
+
+    def name_of(self, id: str, outputs: dict[str, Any]) -> str:
+        return id
+
+    def check_references(self, core: Core, decoded: Decoded, unknown: set[str]) -> list[FieldViolation]:
+        return []
+
+    def replacements(self, core: Core, old_outputs: dict[str, Any], olds: dict[str, Any]) -> list[str]:
+        """Properties that force a replacement for reasons other than a changed input (an expired token)."""
+        return []
+
+    def state(self, core: Core, obj: Any, extra: Any, old_outputs: dict[str, Any]) -> State:
+        inputs = encode_inputs(self.rdef, obj, extra)
+        return State(self.resource_id(obj), dict(inputs), inputs)
+
+    def create(self, core: Core, decoded: Decoded) -> State:
+        try:
+            created = core.client().upsert(decoded.obj, create_only=True)
+        except AlreadyExistsError:
+            raise AlreadyExistsError(self.exists_message(core, decoded.obj.metadata.name)) from None
+        return self.state(core, created, decoded.extra, {})
+
+    def exists_message(self, core: Core, name: str) -> str:
+        return (f'{self.rdef.kind} "{name}" already exists on the cluster; adopt it with '
+                f"{core.import_hint(self.rdef, name)} or choose another name")
+
+    def read(self, core: Core, id: str, old_outputs: dict[str, Any], old_inputs: dict[str, Any] | None,
+             importing: bool) -> State:
+        obj = core.client().get(self.rdef.kind, self.name_of(id, old_outputs))
+        return self.state(core, obj, old_extra(self.rdef, old_inputs or old_outputs), old_outputs)
+
+    def update(self, core: Core, decoded: Decoded, old_outputs: dict[str, Any], olds: dict[str, Any],
+               news: dict[str, Any]) -> State:
+        return self.state(core, core.client().upsert(decoded.obj), decoded.extra, old_outputs)
+
+    def plan_update(self, core: Core, old_outputs: dict[str, Any], olds: dict[str, Any],
+                    news: dict[str, Any]) -> dict[str, Any]:
+        """The outputs an update will have, as far as they are known before it runs."""
+        return {**old_outputs, **news}
+
+    def delete(self, core: Core, id: str, outputs: dict[str, Any]) -> None:
+        with contextlib.suppress(NotFoundError):  # already gone: the goal of a delete
+            core.client().delete(self.rdef.kind, self.name_of(id, outputs))
+
+
+def old_extra(rdef: ResourceDef, values: dict[str, Any]) -> Any:
+    """Provider-only inputs live only in the state: take them from there (or the defaults, on import)."""
+    if rdef.extra is None:
+        return None
+    names = {f.name for f in dataclasses.fields(rdef.extra)}
+    data = {k: val for k, val in values.items() if k in names and val is not None}
+    try:
+        return codec.decode(rdef.extra, data)
+    except ValidationError:
+        return rdef.extra()
+
+
+class RoleHandler(Handler):
+    rdef = ROLE
+
+
+_GENERATED = "generated-by-the-cluster"
+
+
+def token_id(name: str, join_method: str) -> str:
+    """A token-method token's name is its secret: its resource ID is a hash, never the name."""
+    if join_method == "iam":
+        return name
+    return "token-" + hashlib.sha256(name.encode()).hexdigest()[:24]
+
+
+class TokenHandler(Handler):
+    rdef = PROVISION_TOKEN
+
+    def decode(self, inputs: dict[str, Any]) -> Decoded:
+        """A token-method token may leave its (secret) name to the cluster."""
+        if self.server_chosen_name(inputs) and not inputs.get("name"):
+            decoded = decode_inputs(self.rdef, {**inputs, "name": _GENERATED})
+            decoded.obj.metadata.name = ""
+            return decoded
+        return decode_inputs(self.rdef, inputs)
+
+    def server_chosen_name(self, inputs: dict[str, Any]) -> bool:
+        return (inputs.get("join_method") or "token") == "token"
+
+    def resource_id(self, obj: Any) -> str:
+        return token_id(obj.metadata.name, obj.spec.join_method)
+
+    def name_of(self, id: str, outputs: dict[str, Any]) -> str:
+        return str(outputs.get("name") or id)
+
+    def exists_message(self, core: Core, name: str) -> str:
+        return "a token with this name already exists on the cluster; choose another name or leave the name out"
+
+    def replacements(self, core: Core, old_outputs: dict[str, Any], olds: dict[str, Any]) -> list[str]:
+        expires = old_outputs.get("token_expires") or olds.get("expires")
+        if expires and isinstance(expires, str) and codec.parse_time(expires) <= core.clock():
+            return ["expires"]
+        return []
+
+    def state(self, core: Core, obj: Any, extra: Any, old_outputs: dict[str, Any]) -> State:
+        st = super().state(core, obj, extra, old_outputs)
+        st.outputs["token_expires"] = _time(obj.metadata.expires)
+        return st
+
+    def create(self, core: Core, decoded: Decoded) -> State:
+        if decoded.obj.metadata.expires is None:
+            decoded.obj.metadata.expires = core.clock() + v.parse_duration(decoded.extra.ttl)
+        return super().create(core, decoded)
+
+    def read(self, core: Core, id: str, old_outputs: dict[str, Any], old_inputs: dict[str, Any] | None,
+             importing: bool) -> State:
+        name = str(old_outputs.get("name") or (old_inputs or {}).get("name") or id)
+        if name.startswith("token-") and importing:
+            raise ValidationError("import a token-method token by the token itself, not by its hashed ID")
+        st = self.state(core, core.client().get_token(name), old_extra(self.rdef, old_inputs or old_outputs),
+                        old_outputs)
+        if importing and st.inputs is not None and st.inputs.get("join_method") == "token":
+            st.inputs["expires"] = None  # a single-use token's expiry is the cluster's choice
+        return st
+
+    def update(self, core: Core, decoded: Decoded, old_outputs: dict[str, Any], olds: dict[str, Any],
+               news: dict[str, Any]) -> State:
+        if news.get("name") is None:
+            decoded.obj.metadata.name = str(old_outputs.get("name", ""))
+        if news.get("expires") is None:
+            expires = old_outputs.get("token_expires")
+            decoded.obj.metadata.expires = codec.parse_time(expires) if expires else None
+        return super().update(core, decoded, old_outputs, olds, news)
+
+    def plan_update(self, core: Core, old_outputs: dict[str, Any], olds: dict[str, Any],
+                    news: dict[str, Any]) -> dict[str, Any]:
+        outputs = super().plan_update(core, old_outputs, olds, news)
+        expires = news.get("expires")
+        if expires is UNKNOWN:
+            outputs["token_expires"] = UNKNOWN
+        elif expires:
+            outputs["token_expires"] = _time(codec.parse_time(expires))
+        return outputs
+
+
+class BotHandler(Handler):
+    rdef = BOT
+
+    def check_references(self, core: Core, decoded: Decoded, unknown: set[str]) -> list[FieldViolation]:
+        """The roles must exist (unless they come from resources not created yet)."""
+        if "roles" in unknown:
+            return []
+        try:
+            client = core.client()
+        except ValidationError:
+            return []  # reported by the provider configuration's own check
+        failures = []
+        for i, role in enumerate(decoded.obj.spec.roles):
+            if ("role", role) in core.planned_creates:
+                continue  # planned for creation earlier in this run
+            try:
+                client.get_role(role)
+            except NotFoundError:
+                failures.append(FieldViolation(("roles", i), f'role "{role}" does not exist on the cluster; create '
+                                               f"it ({core.role_reference_hint}, so the provider knows it comes "
+                                               "first) or fix the name"))
+            except PermissionDeniedError:
+                break
+        # token_name is not checked here: a single-use token is gone once its bot joined, and that is no error.
+        return failures
+
+    def create(self, core: Core, decoded: Decoded) -> State:
+        bot, extra = decoded.obj, decoded.extra
+        try:
+            created = core.client().create_bot(bot, token_name=extra.token_name,
+                                               token_ttl=v.parse_duration(extra.token_ttl))
+        except AlreadyExistsError:
+            raise AlreadyExistsError(self.exists_message(core, bot.metadata.name)) from None
+        token = {"token": created.token, "join_method": created.join_method,
+                 "token_expires": _time(created.token_expires), "ca_pins": list(created.ca_pins)}
+        return self.bot_state(core, created.bot, extra, token)
+
+    def bot_state(self, core: Core, bot: Bot, extra: settings.BotOnboarding, token: dict[str, Any]) -> State:
+        inputs = encode_inputs(self.rdef, bot, extra)
+        outputs = {**inputs, **token, "user_name": bot.status.user_name, "role_name": bot.status.role_name,
+                   "auth_server": core.config.address}
+        outputs.update(self.rendered(core, bot.metadata.name, extra, outputs))
+        return State(bot.metadata.name, outputs, inputs)
+
+    @staticmethod
+    def rendered(core: Core, name: str, extra: settings.BotOnboarding, outputs: dict[str, Any]) -> dict[str, Any]:
+        rendered = functions.render(functions.RenderArgs(
+            bot_name=name, token=str(outputs.get("token") or ""),
+            join_method=str(outputs.get("join_method") or "token"), destination_dir=extra.destination_dir,
+            data_dir=extra.data_dir, config_path=extra.config_path, auth_server=core.config.address,
+            ca_pins=list(outputs.get("ca_pins") or []), certificate_ttl=extra.certificate_ttl,
+            renewal_interval=extra.renewal_interval, agent_path=extra.agent_path))
+        out: dict[str, Any] = codec.encode(rendered)
+        return out
+
+    def read(self, core: Core, id: str, old_outputs: dict[str, Any], old_inputs: dict[str, Any] | None,
+             importing: bool) -> State:
+        client = core.client()
+        bot = client.get_bot(id)
+        keep = {k: old_outputs[k] for k in settings.TOKEN_OUTPUTS if old_outputs.get(k) is not None}
+        if not keep.get("ca_pins"):
+            keep["ca_pins"] = list(client.ping().ca_pins)
+        return self.bot_state(core, bot, old_extra(self.rdef, old_inputs or old_outputs), keep)
+
+    def update(self, core: Core, decoded: Decoded, old_outputs: dict[str, Any], olds: dict[str, Any],
+               news: dict[str, Any]) -> State:
+        bot, extra = decoded.obj, decoded.extra
+        client = core.client()
+        current = client.get_bot(bot.metadata.name)
+        bot.status = current.status
+        if (bot.spec, bot.metadata.description, bot.metadata.labels) != (
+                current.spec, current.metadata.description, current.metadata.labels):
+            current = client.update_bot(bot)
+        keep = {k: old_outputs[k] for k in settings.TOKEN_OUTPUTS if old_outputs.get(k) is not None}
+        if extra.token_name and (olds.get("token_name") or "") != extra.token_name:
+            named = client.get_token(extra.token_name)
+            keep.update({"token": named.metadata.name, "join_method": named.spec.join_method,
+                         "token_expires": _time(named.metadata.expires)})
+        elif (olds.get("token_rotation") or 0) != extra.token_rotation:
+            ttl = v.parse_duration(extra.token_ttl)
+            token = client.upsert(ProvisionToken(
+                metadata=dataclasses.replace(current.metadata, name="", expires=core.clock() + ttl, revision="",
+                                             description=f"join token of bot {bot.metadata.name}", labels={}),
+                spec=ProvisionTokenSpec(bot_name=bot.metadata.name)), create_only=True)
+            assert isinstance(token, ProvisionToken)
+            keep.update({"token": token.metadata.name, "join_method": "token",
+                         "token_expires": _time(token.metadata.expires)})
+            core.log("info", f"issued a new join token for bot {bot.metadata.name} (rotation "
+                             f"{extra.token_rotation})")
+        if not keep.get("ca_pins"):
+            keep["ca_pins"] = list(client.ping().ca_pins)
+        return self.bot_state(core, current, extra, keep)
+
+    def token_changes(self, olds: dict[str, Any], news: dict[str, Any]) -> bool:
+        if news.get("token_name") and (olds.get("token_name") or "") != news.get("token_name"):
+            return True
+        return (olds.get("token_rotation") or 0) != (news.get("token_rotation") or 0)
+
+    def plan_update(self, core: Core, old_outputs: dict[str, Any], olds: dict[str, Any],
+                    news: dict[str, Any]) -> dict[str, Any]:
+        """Rendered outputs are pure functions of inputs and the token: known unless the token changes."""
+        outputs = {**old_outputs, **news}
+        token_known = not self.token_changes(olds, news) and bool(old_outputs.get("ca_pins"))
+        if not token_known:
+            outputs.update({k: UNKNOWN for k in ("token", "join_method", "token_expires", "agent_config")})
+            if not old_outputs.get("ca_pins"):
+                outputs["ca_pins"] = UNKNOWN
+        extra_names = [p.name for p in self.rdef.props() if p.section == "extra"]
+        if any(contains_unknown(news.get(k)) for k in ("name", *extra_names)):
+            outputs.update({k: UNKNOWN for k in settings.RENDERED_OUTPUTS})
+            return outputs
+        extra = old_extra(self.rdef, news)
+        rendered = self.rendered(core, str(news.get("name") or old_outputs.get("name")), extra, outputs)
+        for key, value in rendered.items():
+            if outputs.get(key) is not UNKNOWN:
+                outputs[key] = value
+        outputs["auth_server"] = core.config.address
+        return outputs
+
+
+HANDLERS: dict[str, Handler] = {h.rdef.name: h for h in (RoleHandler(), TokenHandler(), BotHandler())}

@@ -1,0 +1,194 @@
+"""A resource as providers see it: a flat view of a model kind.
+
+Chosen metadata fields (name, description, labels, ...), the spec's fields, provider-only inputs and computed
+outputs, all dataclasses declared with attr(), so every adapter's schema, validation and conversion comes from
+one declaration. Names are the model's (snake_case); violation paths are tuples starting at the property.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from machineid.iac import settings
+from machineid.model import codec
+from machineid.model.errors import FieldViolation, Path, ValidationError
+from machineid.model.fields import FieldSpec
+from machineid.model.resources import Bot, Metadata, ProvisionToken, Role
+
+
+@dataclass(frozen=True)
+class Prop:
+    name: str  # the property's (snake_case) name
+    section: str  # "metadata", "spec", "extra" or "output"
+    field: str  # model field name
+    tp: Any
+    spec: FieldSpec
+    default: Any
+
+    @property
+    def is_input(self) -> bool:
+        return self.section != "output"
+
+
+def field_default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+@dataclass(frozen=True)
+class ResourceDef:
+    name: str  # snake_case: role, provision_token, bot
+    type_name: str  # CamelCase: Role, ProvisionToken, Bot
+    model: type
+    metadata_fields: tuple[str, ...]
+    description: str
+    extra: type | None = None
+    outputs: type | None = None
+    # Inputs whose value the cluster picks when unset (not the model default): never drift when left out.
+    server_defaults: tuple[str, ...] = ()
+    # Inputs that are secret for this resource though the model field is not (a token's name is its secret).
+    secret_props: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        return str(self.model.kind)  # type: ignore[attr-defined]
+
+    def props(self) -> tuple[Prop, ...]:
+        return _props(self)
+
+    def inputs(self) -> dict[str, Prop]:
+        return _inputs(self)
+
+    def prop(self, name: str) -> Prop:
+        return _by_name(self)[name]
+
+
+@functools.cache
+def _props(rdef: ResourceDef) -> tuple[Prop, ...]:
+    """Derived once per resource: every request asks for them."""
+    out: list[Prop] = []
+    sections: list[tuple[str, type | None]] = [("metadata", Metadata), ("spec", spec_type(rdef.model)),
+                                               ("extra", rdef.extra), ("output", rdef.outputs)]
+    for section, cls in sections:
+        if cls is None:
+            continue
+        for f, tp, spec in codec.model_fields(cls):
+            if section == "metadata" and f.name not in rdef.metadata_fields:
+                continue
+            assert spec is not None, f"{cls.__name__}.{f.name} needs attr()"
+            if f.name in rdef.secret_props:
+                spec = dataclasses.replace(spec, secret=True)
+            out.append(Prop(f.name, section, f.name, tp, spec, field_default(f)))
+    return tuple(out)
+
+
+@functools.cache
+def _inputs(rdef: ResourceDef) -> dict[str, Prop]:
+    return {p.name: p for p in _props(rdef) if p.is_input}
+
+
+@functools.cache
+def _by_name(rdef: ResourceDef) -> dict[str, Prop]:
+    return {p.name: p for p in _props(rdef)}
+
+
+@functools.cache
+def secret_props(rdef: ResourceDef) -> frozenset[str]:
+    return frozenset(p.name for p in _props(rdef) if p.spec.secret)
+
+
+def spec_type(model: type) -> type:
+    spec: type = codec.type_hints(model)["spec"]
+    return spec
+
+
+ROLE = ResourceDef(
+    "role", "Role", Role, ("name", "description", "labels"),
+    "A role: which logins and nodes it allows, and which API resources and verbs (Teleport's role v5 subset).",
+)
+PROVISION_TOKEN = ResourceDef(
+    "provision_token", "ProvisionToken", ProvisionToken, ("name", "description", "labels", "expires"),
+    "A join token. For the token method the name is the secret (generated when left out) and is used once; an iam "
+    "token is not secret and joins any AWS identity its allow rules match until it expires.",
+    extra=settings.TokenOptions, outputs=settings.TokenOutputs, server_defaults=("name", "expires"),
+    secret_props=("name",),
+)
+BOT = ResourceDef(
+    "bot", "Bot", Bot, ("name", "description", "labels"),
+    "A bot: a machine identity with roles. Creating it creates user and role bot-NAME and a join token; its outputs "
+    "include the rendered agent config, start command and systemd unit.",
+    extra=settings.BotOnboarding, outputs=settings.BotOutputs,
+)
+RESOURCES: tuple[ResourceDef, ...] = (ROLE, PROVISION_TOKEN, BOT)
+
+
+# ---------------------------------------------------------------- value conversion
+
+
+def prop_path(path: Path) -> Path:
+    """A model violation path (metadata.name, spec.allow.logins[0]) as a property path (name, allow.logins[0])."""
+    return path[1:] if len(path) >= 2 and path[0] in ("metadata", "spec") else path
+
+
+@dataclass
+class Decoded:
+    obj: Any  # the model object (Role, ProvisionToken, Bot)
+    extra: Any  # the provider-only inputs (BotOnboarding, TokenOptions) or None
+
+
+def decode_inputs(rdef: ResourceDef, inputs: dict[str, Any]) -> Decoded:
+    """Inputs (property name -> plain value) -> model object and provider-only inputs; every problem at once."""
+    metadata: dict[str, Any] = {}
+    spec: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    problems: list[FieldViolation] = []
+    by_name = rdef.inputs()
+    for key, value in inputs.items():
+        p = by_name.get(key)
+        if p is None:
+            problems.append(FieldViolation((key,), f"unknown property; known: {', '.join(sorted(by_name))}"))
+            continue
+        if value is None:
+            continue  # unset: the model's default
+        {"metadata": metadata, "spec": spec, "extra": extra}[p.section][p.field] = value
+    obj: Any = None
+    try:
+        obj = codec.decode_and_validate(rdef.model, {"metadata": metadata, "spec": spec})
+    except ValidationError as e:
+        problems += [FieldViolation(prop_path(x.path), x.reason) for x in e.violations]
+    ext: Any = None
+    if rdef.extra is not None:
+        try:
+            ext = codec.decode_and_validate(rdef.extra, extra)
+        except ValidationError as e:
+            problems += e.violations
+    if problems:
+        raise ValidationError(problems)
+    return Decoded(obj, ext)
+
+
+def encode_inputs(rdef: ResourceDef, obj: Any, extra: Any = None) -> dict[str, Any]:
+    """Model object -> every input property's plain value, defaults included (so a change back to a default
+    shows as one)."""
+    out: dict[str, Any] = {}
+    data = codec.encode(obj)
+    ext = codec.encode(extra) if extra is not None else {}
+    for p in rdef.props():
+        if p.section == "metadata":
+            out[p.name] = data["metadata"].get(p.field)
+        elif p.section == "spec":
+            out[p.name] = data["spec"].get(p.field)
+        elif p.section == "extra":
+            out[p.name] = ext.get(p.field, codec.encode(p.default))
+    return out
+
+
+def time_text(value: datetime | None) -> str:
+    return codec.format_time(value) if value else ""

@@ -1,0 +1,104 @@
+"""Provider-only inputs and computed outputs: what a bot's agent is rendered with, and a token's lifetime.
+
+The render settings are declared once (the field factories below) and shared by the Bot resource and the
+render function/data source; their defaults are the agent's own (machineid.agent.config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from machineid.agent import config as agent
+from machineid.model import validators as v
+from machineid.model.fields import attr
+from machineid.model.resources import DEFAULT_TOKEN_TTL
+
+
+def destination_dir_field() -> Any:
+    return attr(default=agent.DEFAULT_DESTINATION_DIR, doc="Where the agent writes the certificates.")
+
+
+def data_dir_field() -> Any:
+    return attr(default="", doc=f"Where the agent keeps its renewable identity. Default: "
+                                f"{agent.default_data_dir('NAME')}.")
+
+
+def config_path_field() -> Any:
+    return attr(default="", doc=f"Where the rendered agent config is installed. Default: "
+                                f"{agent.default_config_path('NAME')}.")
+
+
+def certificate_ttl_field() -> Any:
+    return attr(default=agent.DEFAULT_CERT_TTL, doc="Lifetime of the certificates the agent requests.",
+                validators=[v.duration(min_seconds=60)])
+
+
+def renewal_interval_field() -> Any:
+    return attr(default=agent.DEFAULT_RENEWAL_INTERVAL, doc="How often the agent renews.",
+                validators=[v.duration(min_seconds=1)])
+
+
+def agent_path_field() -> Any:
+    return attr(default=agent.DEFAULT_AGENT_PATH, doc="Path of the machineid executable on the machine (for the "
+                                                      "systemd unit).")
+
+
+@dataclass
+class BotOnboarding:
+    """Provider-only inputs of a Bot: its join token and how its agent is rendered."""
+
+    token_ttl: str = attr(default=DEFAULT_TOKEN_TTL, doc="Lifetime of the bot's join token (the token is single "
+                                                         "use).", validators=[v.duration(min_seconds=60)])
+    token_name: str = attr(default="", secret=True,
+                           doc="Join with this existing token (for example an iam ProvisionToken) instead of a "
+                               "new single-use one.")
+    token_rotation: int = attr(default=0, doc="Change this number to issue a new join token (re-onboard the bot "
+                                              "without deleting it).")
+    destination_dir: str = destination_dir_field()
+    data_dir: str = data_dir_field()
+    config_path: str = config_path_field()
+    certificate_ttl: str = certificate_ttl_field()
+    renewal_interval: str = renewal_interval_field()
+    agent_path: str = agent_path_field()
+
+
+@dataclass
+class Rendered:
+    agent_config: str = attr(default="", computed=True, secret=True,
+                             doc="The YAML that `machineid bot start --config` reads (holds the token).")
+    start_command: str = attr(default="", computed=True, doc="The command that starts the agent.")
+    systemd_unit: str = attr(default="", computed=True, doc="A systemd unit that runs the agent.")
+
+
+@dataclass
+class BotOutputs:
+    user_name: str = attr(default="", computed=True, doc="The bot's user, bot-NAME.")
+    role_name: str = attr(default="", computed=True, doc="The bot's own role, bot-NAME.")
+    token: str = attr(default="", computed=True, secret=True, doc="The join token (secret for the token method).")
+    join_method: str = attr(default="", computed=True, doc="Join method of the token: token or iam.")
+    token_expires: str = attr(default="", computed=True, doc="When the join token expires (RFC 3339).")
+    ca_pins: list[str] = attr(default_factory=list, computed=True, doc="CA pins of the cluster.")
+    auth_server: str = attr(default="", computed=True, doc="Address the agent joins.")
+    agent_config: str = attr(default="", computed=True, secret=True,
+                             doc="The YAML that `machineid bot start --config` reads (holds the token).")
+    start_command: str = attr(default="", computed=True, doc="The command that starts the agent.")
+    systemd_unit: str = attr(default="", computed=True, doc="A systemd unit that runs the agent.")
+
+
+# The bot outputs that come from its join token (kept in state: a single-use token cannot be read back).
+TOKEN_OUTPUTS = ("token", "join_method", "token_expires", "ca_pins")
+RENDERED_OUTPUTS = ("agent_config", "start_command", "systemd_unit")
+
+
+@dataclass
+class TokenOptions:
+    """Provider-only inputs of a ProvisionToken."""
+
+    ttl: str = attr(default=DEFAULT_TOKEN_TTL, doc="Lifetime from creation when `expires` is not set. A token "
+                                                   "whose expiry has passed is replaced with a fresh one at the "
+                                                   "next update.", validators=[v.duration(min_seconds=1)])
+
+
+@dataclass
+class TokenOutputs:
+    token_expires: str = attr(default="", computed=True, doc="When the token expires (RFC 3339).")

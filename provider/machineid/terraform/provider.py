@@ -1,0 +1,236 @@
+"""The Terraform adapter over the provider core, on plain values (no gRPC): plans, applies, reads, imports,
+upgrades and data sources, with diagnostics that point at attributes.
+
+How values map (schema.py): the core's property names are the attribute names, objects are blocks, and `id` is
+the core's resource ID. Plans are built from the configuration and the core's completed inputs; a plan with no
+change returns the prior state as it is, so `plan -detailed-exitcode` exits 0 right after an apply."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from machineid.iac.core import Core, Hints
+from machineid.iac.resource import ResourceDef
+from machineid.iac.unknown import UNKNOWN, contains_unknown
+from machineid.model import codec
+from machineid.model.errors import MachineIDError, NotFoundError
+from machineid.terraform import values
+from machineid.terraform.diagnostics import Diagnostic, from_error, from_violations
+from machineid.terraform.schema import (
+    RESOURCE_SCHEMAS,
+    SCHEMA_VERSION,
+    Block,
+    data_sources,
+    provider_schema,
+)
+
+if TYPE_CHECKING:
+    from machineid.api.client import Client
+    from machineid.iac.config import ProviderConfig
+
+log = logging.getLogger("machineid.terraform")
+
+HINTS = Hints(
+    how_to_set={"address": 'set `address` in the `provider "machineid"` block',
+                "identity_file": 'set `identity_file` in the `provider "machineid"` block',
+                "identity": "`identity` (sensitive) in that block"},
+    role_reference="a machineid_role resource, referenced as machineid_role.NAME.name",
+    import_command=lambda rdef, name: (f'an import block (to = machineid_{rdef.name}.NAME, id = "{name}") or '
+                                       f"`tofu import machineid_{rdef.name}.NAME {name}`"),
+)
+
+# Upgraders of a resource's state from one schema version to the next: (type name, from version) -> function.
+UPGRADERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+Planned = tuple[Any, list[str], list[Diagnostic]]  # (planned state, attributes forcing replacement, diagnostics)
+
+
+def _expand(block: Block, value: dict[str, Any]) -> dict[str, Any]:
+    """A state value in the core's full form: an absent single block is that block's defaults."""
+    out = dict(value)
+    for b in block.blocks:
+        if b.nesting == "single" and out.get(b.name) is None:
+            out[b.name] = codec.encode(b.tp())
+    return out
+
+
+class TerraformProvider:
+    def __init__(self, client_factory: Callable[[ProviderConfig], Client] | None = None) -> None:
+        self.core = Core(HINTS, lambda severity, message: log.info("%s", message), client_factory)
+
+    # ---------------------------------------------------------------- provider
+    def validate_provider(self, config: dict[str, Any]) -> list[Diagnostic]:
+        address = config.get("address")
+        if isinstance(address, str) and address and (":" not in address or
+                                                     not address.rsplit(":", 1)[1].isdigit()):
+            return [Diagnostic("Invalid machineid provider configuration",
+                               f'address: "{address}" is not host:port, e.g. 127.0.0.1:3025', (("attribute",
+                                                                                                 "address"),))]
+        return []
+
+    def configure(self, config: dict[str, Any]) -> list[Diagnostic]:
+        known = {k: v for k, v in config.items() if v is not None and not contains_unknown(v)}
+        self.core.configure(known)
+        if any(contains_unknown(v) for v in config.values()):
+            return []  # known at apply; checked when the provider first talks to the cluster
+        return from_violations(provider_schema().block, self.core.check_config(known),
+                               "Invalid machineid provider configuration")
+
+    # ---------------------------------------------------------------- validation
+    def validate_resource(self, type_name: str, config: dict[str, Any]) -> list[Diagnostic]:
+        rdef, schema = RESOURCE_SCHEMAS[type_name]
+        inputs = self._inputs(rdef, config)
+        for name in rdef.server_defaults:
+            if inputs.get(name) is None:
+                # Not set here may still mean "as the state has it" (a generated configuration leaves a sensitive
+                # name null): validation cannot see the state, the plan checks it.
+                inputs[name] = UNKNOWN
+        result = self.core.check(rdef, inputs, references=False)
+        return from_violations(schema.block, result.violations, "Invalid machineid configuration")
+
+    def validate_data_source(self, type_name: str, config: dict[str, Any]) -> list[Diagnostic]:
+        source = data_sources()[type_name]
+        name = config.get("name")
+        if source.rdef is not None and isinstance(name, str):
+            from machineid.model import validators as v
+
+            reason = v.RESOURCE_NAME.check(name)
+            if reason:
+                return [Diagnostic("Invalid machineid configuration", f"name: {reason}", (("attribute", "name"),))]
+        return []
+
+    @staticmethod
+    def _inputs(rdef: ResourceDef, config: dict[str, Any]) -> dict[str, Any]:
+        return {name: config.get(name) for name in rdef.inputs()}
+
+    # ---------------------------------------------------------------- state upgrade
+    def upgrade(self, type_name: str, version: int, raw: bytes) -> tuple[Any, list[Diagnostic]]:
+        """A state written by an older provider, in the current schema's shape: versioned upgraders first, then
+        attributes this schema no longer has are dropped and new ones start null (refreshed by the next read)."""
+        schema = RESOURCE_SCHEMAS[type_name][1]
+        if version > SCHEMA_VERSION:
+            return None, [Diagnostic("State written by a newer machineid provider",
+                                     f"{type_name} state has schema version {version}; this provider knows up to "
+                                     f"{SCHEMA_VERSION}: upgrade the provider")]
+        state: dict[str, Any] = json.loads(raw) if raw else {}
+        for v in range(version, SCHEMA_VERSION):
+            upgrader = UPGRADERS.get((type_name, v))
+            if upgrader is not None:
+                state = upgrader(state)
+        return values.complete(schema.block, state), []
+
+    # ---------------------------------------------------------------- read
+    def read(self, type_name: str, state: dict[str, Any]) -> tuple[Any, list[Diagnostic]]:
+        rdef, schema = RESOURCE_SCHEMAS[type_name]
+        old = {k: v for k, v in _expand(schema.block, state).items() if k != "id"}
+        try:
+            st = self.core.read(rdef, str(state.get("id") or ""), old, {k: old.get(k) for k in rdef.inputs()})
+        except MachineIDError as e:
+            return state, from_error(schema.block, e, f"reading {type_name}")
+        if st is None:
+            return None, []
+        return values.complete(schema.block, values.stated(schema.block, {"id": st.id, **st.outputs}, state)), []
+
+    # ---------------------------------------------------------------- plan
+    def plan(self, type_name: str, prior: Any, proposed: Any, config: Any) -> Planned:
+        rdef, schema = RESOURCE_SCHEMAS[type_name]
+        block = schema.block
+        if proposed is None:
+            return None, [], []  # destroy
+        inputs = self._inputs(rdef, config)
+        if prior is not None:
+            for name in rdef.server_defaults:
+                if inputs.get(name) is None:
+                    inputs[name] = prior.get(name)  # left to the cluster, which chose this
+        check = self.core.check(rdef, inputs, references=True)
+        if check.violations:
+            return proposed, [], from_violations(block, check.violations, "Invalid machineid configuration")
+        normalized = check.inputs
+        base = values.planned(block, config, normalized)
+        outputs = [p.name for p in rdef.props() if not p.is_input]
+        unset_defaults = [n for n in rdef.server_defaults if config.get(n) is None]
+        if prior is None:
+            created = self.core.plan_create(rdef, normalized)
+            for name in (*outputs, *unset_defaults):
+                base[name] = created.get(name, UNKNOWN)
+            base["id"] = UNKNOWN
+            return values.complete(block, base), [], []
+        old = {k: v for k, v in _expand(block, prior).items() if k != "id"}
+        old_inputs = {k: old.get(k) for k in rdef.inputs()}
+        diff = self.core.diff(rdef, old, old_inputs, normalized)
+        base["id"] = prior.get("id")
+        for name in unset_defaults:
+            base[name] = prior.get(name)
+        if diff.replaces:
+            replace = list(diff.replaces)
+            for name in (*outputs, "id"):
+                base[name] = UNKNOWN
+            for name in diff.replaces:
+                if name in unset_defaults or (name == "expires" and name not in normalized):
+                    base[name] = UNKNOWN  # a forced replacement: the new object gets a new value
+            if "expires" in diff.replaces and "token_expires" in base:
+                replace.append("token_expires")
+            return values.complete(block, base), replace, []
+        if diff.changed:
+            planned_outputs = self.core.plan_update(rdef, old, old_inputs, normalized)
+            for name in outputs:
+                base[name] = planned_outputs.get(name)
+        else:
+            for name in outputs:
+                base[name] = prior.get(name)
+        return values.complete(block, base), [], []
+
+    # ---------------------------------------------------------------- apply
+    def apply(self, type_name: str, prior: Any, planned: Any, config: Any) -> tuple[Any, list[Diagnostic]]:
+        rdef, schema = RESOURCE_SCHEMAS[type_name]
+        block = schema.block
+        try:
+            if planned is None:
+                old = {k: v for k, v in prior.items() if k != "id"}
+                self.core.delete(rdef, str(prior.get("id") or ""), old)
+                return None, []
+            news = self.core.check(rdef, self._inputs(rdef, config), references=False)
+            if news.violations:
+                return prior, from_violations(block, news.violations, "Invalid machineid configuration")
+            if prior is None:
+                st = self.core.create(rdef, news.inputs)
+            else:
+                old = {k: v for k, v in _expand(block, prior).items() if k != "id"}
+                st = self.core.update(rdef, str(prior.get("id") or ""), old, {k: old.get(k) for k in rdef.inputs()},
+                                      news.inputs)
+        except MachineIDError as e:
+            action = "deleting" if planned is None else "creating" if prior is None else "updating"
+            return prior, from_error(block, e, f"{action} {type_name}")
+        return values.complete(block, values.stated(block, {"id": st.id, **st.outputs}, planned)), []
+
+    # ---------------------------------------------------------------- import
+    def import_(self, type_name: str, id: str) -> tuple[Any, list[Diagnostic]]:
+        rdef, schema = RESOURCE_SCHEMAS[type_name]
+        try:
+            st = self.core.read(rdef, id, {}, None)
+        except MachineIDError as e:
+            return None, from_error(schema.block, e, f"importing {type_name}")
+        if st is None:
+            shown = id if rdef.name != "provision_token" else "(the token, not shown)"
+            return None, [Diagnostic("Cannot import a missing object",
+                                     f"no {rdef.kind} {shown} on the machineid cluster; check the ID")]
+        return values.complete(schema.block, values.stated(schema.block, {"id": st.id, **st.outputs}, None)), []
+
+    # ---------------------------------------------------------------- data sources
+    def read_data_source(self, type_name: str, config: dict[str, Any]) -> tuple[Any, list[Diagnostic]]:
+        source = data_sources()[type_name]
+        block = source.schema.block
+        try:
+            if source.rdef is None:
+                info = codec.encode(self.core.cluster_info())
+                return values.complete(block, {"id": info["cluster_name"], **info}), []
+            name = str(config.get("name") or "")
+            st = self.core.read(source.rdef, name, {}, None)
+            if st is None:
+                raise NotFoundError(f'no {source.rdef.kind} named "{name}" on the machineid cluster')
+        except MachineIDError as e:
+            return None, from_error(block, e, f"reading data source {type_name}")
+        return values.complete(block, {**st.outputs, "id": st.id, "name": name}), []

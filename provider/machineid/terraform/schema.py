@@ -1,0 +1,208 @@
+"""Terraform schemas, derived from the core's resource definitions (the same declarations as the Pulumi schema).
+
+Nested objects are blocks (SINGLE for an object, LIST for a list of objects), not protocol 6's nested attributes:
+Terraform 1.0.x crashes on a null nested attribute, and blocks work on every CLI and on protocol 5. Every optional
+attribute is optional+computed: the plan fills the model's default, so a server default never shows as a diff
+and removing an attribute plans a change back to its default."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from machineid.iac import functions
+from machineid.iac.config import ProviderConfig
+from machineid.iac.resource import BOT, PROVISION_TOKEN, RESOURCES, ROLE, ResourceDef, field_default
+from machineid.model import codec
+from machineid.model.fields import FieldSpec
+
+PREFIX = "machineid_"
+# Bumped when a resource's state layout changes; UpgradeResourceState carries older states forward.
+SCHEMA_VERSION = 0
+
+
+@dataclass(frozen=True)
+class Attribute:
+    name: str
+    tp: Any  # the model's Python type
+    description: str
+    required: bool = False
+    optional: bool = False
+    computed: bool = False
+    sensitive: bool = False
+    forces_replacement: bool = False
+    default: Any = None
+
+    @property
+    def cty(self) -> Any:
+        return cty_type(self.tp)
+
+
+@dataclass(frozen=True)
+class NestedBlock:
+    name: str
+    nesting: str  # "single" or "list"
+    block: Block
+    tp: Any  # the dataclass of one block
+    description: str
+    forces_replacement: bool = False
+
+
+@dataclass(frozen=True)
+class Block:
+    attributes: tuple[Attribute, ...]
+    blocks: tuple[NestedBlock, ...] = ()
+    description: str = ""
+
+    def attribute(self, name: str) -> Attribute | None:
+        return next((a for a in self.attributes if a.name == name), None)
+
+    def nested(self, name: str) -> NestedBlock | None:
+        return next((b for b in self.blocks if b.name == name), None)
+
+
+@dataclass(frozen=True)
+class Schema:
+    type_name: str  # machineid_role
+    block: Block
+    version: int = 0
+
+
+_SCALARS = {str: "string", int: "number", bool: "bool", datetime: "string"}
+
+
+def cty_type(tp: Any) -> Any:
+    """The cty type (as its JSON form) of a model type."""
+    sh = codec.shape(tp)
+    if sh.kind == "object":
+        return ["object", {f.name: cty_type(ftp) for f, ftp, _ in codec.model_fields(sh.tp)}]
+    if sh.kind == "list":
+        return ["list", cty_type(sh.item)]
+    if sh.kind == "dict":
+        return ["map", cty_type(sh.item)]
+    return _SCALARS[sh.tp]
+
+
+def cty_json(tp: Any) -> bytes:
+    return json.dumps(cty_type(tp), separators=(",", ":")).encode()
+
+
+def _doc(spec: FieldSpec, default: Any) -> str:
+    doc = spec.doc
+    if default not in (None, "", [], {}, 0, False) and not dataclasses.is_dataclass(default):
+        doc += f" Default: `{json.dumps(codec.encode(default))}`."
+    return doc
+
+
+def _is_block(tp: Any) -> str | None:
+    sh = codec.shape(tp)
+    if sh.kind == "object":
+        return "single"
+    if sh.kind == "list" and dataclasses.is_dataclass(sh.item):
+        return "list"
+    return None
+
+
+def _input(name: str, tp: Any, spec: FieldSpec, default: Any, server_default: bool = False,
+           ) -> Attribute | NestedBlock:
+    nesting = _is_block(tp)
+    if nesting:
+        cls = codec.shape(tp).tp if nesting == "single" else codec.shape(tp).item
+        return NestedBlock(name, nesting, _object_block(cls), cls, spec.doc, spec.replace_on_change)
+    required = spec.required and not server_default
+    return Attribute(name, tp, _doc(spec, default), required=required, optional=not required,
+                     computed=not required, sensitive=spec.secret, forces_replacement=spec.replace_on_change,
+                     default=default)
+
+
+@functools.cache
+def _object_block(cls: type) -> Block:
+    attrs: list[Attribute] = []
+    blocks: list[NestedBlock] = []
+    for f, ftp, spec in codec.model_fields(cls):
+        assert spec is not None
+        item = _input(f.name, ftp, spec, field_default(f))
+        (blocks if isinstance(item, NestedBlock) else attrs).append(item)  # type: ignore[arg-type]
+    return Block(tuple(attrs), tuple(blocks), str(cls.__doc__ or "").strip())
+
+
+ID = Attribute("id", str, "The resource's ID (its name; a hash of the name for a token-method token).",
+               computed=True)
+
+
+@functools.cache
+def resource_schema(rdef: ResourceDef) -> Schema:
+    attrs: list[Attribute] = [ID]
+    blocks: list[NestedBlock] = []
+    for p in rdef.props():
+        if p.is_input:
+            item = _input(p.name, p.tp, p.spec, p.default, p.name in rdef.server_defaults)
+            (blocks if isinstance(item, NestedBlock) else attrs).append(item)  # type: ignore[arg-type]
+        else:
+            attrs.append(Attribute(p.name, p.tp, p.spec.doc, computed=True, sensitive=p.spec.secret))
+    return Schema(PREFIX + rdef.name, Block(tuple(attrs), tuple(blocks), rdef.description), SCHEMA_VERSION)
+
+
+RESOURCE_SCHEMAS: dict[str, tuple[ResourceDef, Schema]] = {
+    PREFIX + r.name: (r, resource_schema(r)) for r in RESOURCES}
+
+
+@functools.cache
+def provider_schema() -> Schema:
+    attrs = []
+    for f, tp, spec in codec.model_fields(ProviderConfig):
+        assert spec is not None
+        env = ProviderConfig.ENV.get(f.name)
+        doc = spec.doc + (f" Default: the environment variable `{env}`." if env else "")
+        attrs.append(Attribute(f.name, tp, doc, optional=True, sensitive=spec.secret))
+    return Schema("machineid", Block(tuple(attrs), (), "The machineid provider: talks to a machineid cluster "
+                                                         "with an identity file."))
+
+
+# ---------------------------------------------------------------- data sources
+
+
+@dataclass(frozen=True)
+class DataSource:
+    type_name: str
+    description: str
+    schema: Schema
+    rdef: ResourceDef | None = None  # a lookup of this resource kind, or None for the cluster itself
+
+
+def _computed(name: str, tp: Any, spec: FieldSpec) -> Attribute:
+    return Attribute(name, tp, spec.doc, computed=True, sensitive=spec.secret)
+
+
+@functools.cache
+def _lookup(rdef: ResourceDef, outputs: tuple[str, ...], description: str) -> DataSource:
+    attrs = [ID]
+    for p in rdef.props():
+        if p.name == "name":
+            attrs.append(Attribute("name", str, "The name to look up.", required=True))
+        elif p.section in ("metadata", "spec") or p.name in outputs:
+            attrs.append(_computed(p.name, p.tp, p.spec))
+    name = PREFIX + rdef.name
+    return DataSource(name, description, Schema(name, Block(tuple(attrs), (), description)), rdef)
+
+
+@functools.cache
+def data_sources() -> dict[str, DataSource]:
+    info = functions.GET_CLUSTER_INFO
+    cluster_attrs = [Attribute("id", str, "The cluster's name.", computed=True)]
+    cluster_attrs += [_computed(f.name, tp, spec) for f, tp, spec in codec.model_fields(info.outputs)
+                      if spec is not None]
+    cluster = DataSource(PREFIX + "cluster", info.description,
+                         Schema(PREFIX + "cluster", Block(tuple(cluster_attrs), (), info.description)))
+    role = _lookup(ROLE, (), "Look up an existing role by name (for example one created with `machineid ctl`).")
+    bot = _lookup(BOT, ("user_name", "role_name"), "Look up an existing bot by name: its roles, traits and the "
+                                                   "user and role that back it.")
+    return {d.type_name: d for d in (cluster, role, bot)}
+
+
+__all__ = ["BOT", "PROVISION_TOKEN", "RESOURCE_SCHEMAS", "ROLE", "Attribute", "Block", "NestedBlock", "Schema",
+           "data_sources", "provider_schema", "resource_schema"]

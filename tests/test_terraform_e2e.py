@@ -1,0 +1,466 @@
+"""The Terraform/OpenTofu provider with the real CLIs (OpenTofu 1.12.6 and Terraform 1.0.3, built or unpacked by
+scripts/install-tools) against a real cluster: every test runs on both CLIs, the provider installed the way users
+install it (`machineid terraform install`, then a plain `init`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from machineid.api.client import Client
+from machineid.model import errors
+from machineid.model.resources import Role
+from machineid.terraform.runner import Workspace
+from tests.conftest import ServerProc, run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIS = ("tofu", "terraform")
+HEADER = """
+terraform {
+  required_providers {
+    machineid = { source = "machineid/machineid" }
+  }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def tf_bin() -> Path:
+    proc = subprocess.run([str(ROOT / "scripts" / "install-tools")], capture_output=True, text=True, timeout=3000,
+                          env={**os.environ, "MACHINEID_TOOLS": "terraform"})
+    assert proc.returncode == 0, proc.stderr
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def tf_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("home")
+    run_cli("terraform", "install", "--plugins-dir", str(home / ".terraform.d" / "plugins"))
+    return home
+
+
+@pytest.fixture()
+def admin(server: ServerProc) -> Iterator[Client]:
+    with server.admin() as client:
+        yield client
+
+
+@pytest.fixture(params=CLIS)
+def ws(request: pytest.FixtureRequest, tf_bin: Path, tf_home: Path, server: ServerProc, tmp_path: Path) -> Workspace:
+    env = {"MACHINEID_AUTH_SERVER": server.address, "MACHINEID_IDENTITY": str(server.admin_identity_path)}
+    return Workspace.create(tf_bin / request.param, tmp_path / "work", tf_home, env)
+
+
+def uniq(ws: Workspace, base: str) -> str:
+    """Names unique per CLI and test: the module's cluster is shared."""
+    return f"{base}-{ws.name}-{int(time.monotonic_ns() % 10**9)}"
+
+
+def gone(client: Client, kind: str, name: str) -> bool:
+    try:
+        client.get(kind, name)
+    except errors.NotFoundError:
+        return True
+    return False
+
+
+def config(role: str, bot: str, *, logins: str = '["ubuntu"]', extra_role: str = "", extra_bot: str = "",
+           token: bool = True) -> str:
+    token_block = """
+resource "machineid_provision_token" "t" {
+  bot_name = machineid_bot.robot.name
+}
+""" if token else ""
+    return HEADER + f"""
+resource "machineid_role" "web" {{
+  name = "{role}"
+  allow {{
+    logins      = {logins}
+    node_labels = {{ env = ["prod"] }}
+  }}
+  {extra_role}
+}}
+
+resource "machineid_bot" "robot" {{
+  name  = "{bot}"
+  roles = [machineid_role.web.name]
+  {extra_bot}
+}}
+{token_block}
+output "start_command" {{ value = machineid_bot.robot.start_command }}
+output "systemd_unit" {{ value = machineid_bot.robot.systemd_unit }}
+"""
+
+
+def test_apply_plans_clean_and_destroy_leaves_nothing(ws: Workspace, admin: Client) -> None:
+    role, bot = uniq(ws, "web"), uniq(ws, "robot")
+    ws.write(config(role, bot))
+    init = ws.init()
+    assert (ws.directory / ".terraform.lock.hcl").is_file(), init.stdout
+    ws.apply()
+    assert admin.get_role(role).spec.allow.logins == ["ubuntu"]
+    created = admin.get_bot(bot)
+    assert created.spec.roles == [role]
+    tokens = [t for t in admin.list("token") if t.spec.bot_name == bot]  # type: ignore[union-attr]
+    assert len(tokens) == 2  # the bot's own and the ProvisionToken
+    out = ws.outputs()
+    assert out["start_command"] == f"/usr/local/bin/machineid bot start --config /etc/machineid/bot-{bot}.yaml"
+    assert "ExecStart=" in str(out["systemd_unit"])
+    # ctl sees them too
+    assert role in run_cli("ctl", "--auth-server", admin.address, "--identity", str(Path(ws.env["MACHINEID_IDENTITY"])),
+                           "get", "roles", "--format", "text").stdout
+    plan = ws.plan()
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    ws.destroy()
+    assert gone(admin, "role", role) and gone(admin, "bot", bot)
+    assert not [t for t in admin.list("token") if t.spec.bot_name == bot]  # type: ignore[union-attr]
+
+
+def test_out_of_band_changes_show_and_apply_puts_them_back(ws: Workspace, admin: Client) -> None:
+    role, bot = uniq(ws, "web"), uniq(ws, "robot")
+    ws.write(config(role, bot, extra_bot='traits = { logins = ["deploy"] }', token=False))
+    ws.init()
+    ws.apply()
+    assert ws.plan().returncode == 0
+    # someone edits the role's logins and the bot's traits with the CLI
+    r = admin.get_role(role)
+    r.spec.allow.logins = ["root"]
+    admin.upsert(r)
+    b = admin.get_bot(bot)
+    b.spec.traits = {"logins": ["root"]}
+    admin.update_bot(b)
+    plan = ws.plan()
+    assert plan.returncode == 2, plan.stdout + plan.stderr
+    assert '"root"' in plan.stdout and "update in-place" in plan.stdout
+    refresh = ws.run("plan", "-refresh-only", "-no-color")
+    assert "logins" in refresh.stdout and "traits" in refresh.stdout, refresh.stdout
+    ws.apply()
+    assert admin.get_role(role).spec.allow.logins == ["ubuntu"]
+    assert admin.get_bot(bot).spec.traits == {"logins": ["deploy"]}
+    assert ws.plan().returncode == 0
+    # the bot is removed outside: the plan creates it again
+    admin.delete("bot", bot)
+    plan = ws.plan()
+    assert plan.returncode == 2 and "will be created" in plan.stdout, plan.stdout
+    ws.apply()
+    assert admin.get_bot(bot).spec.roles == [role]
+    ws.destroy()
+
+
+def test_import_adopts_objects_made_with_the_cli(ws: Workspace, admin: Client, server: ServerProc) -> None:
+    role, bot = uniq(ws, "ops"), uniq(ws, "cibot")
+    admin.upsert(_role(role))
+    server.ctl("bots", "add", bot, f"--roles={role}")
+    ws.write(HEADER + f"""
+resource "machineid_role" "ops" {{
+  name        = "{role}"
+  description = "made by hand"
+  allow {{
+    logins = ["ops"]
+  }}
+}}
+
+resource "machineid_bot" "ci" {{
+  name  = "{bot}"
+  roles = [machineid_role.ops.name]
+}}
+""")
+    ws.init()
+    ws.run("import", "-no-color", "machineid_role.ops", role)
+    ws.run("import", "-no-color", "machineid_bot.ci", bot)
+    plan = ws.plan()
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    ws.destroy()
+    assert gone(admin, "role", role) and gone(admin, "bot", bot)
+
+
+def _role(name: str, logins: list[str] | None = None) -> Role:
+    from machineid.model import codec
+
+    return codec.decode(Role, {"metadata": {"name": name, "description": "made by hand"},
+                               "spec": {"allow": {"logins": logins or ["ops"]}}})
+
+
+@pytest.mark.parametrize("ws", ["tofu"], indirect=True)
+def test_import_blocks_generate_a_configuration_that_plans_clean(ws: Workspace, admin: Client,
+                                                                 server: ServerProc) -> None:
+    role, bot = uniq(ws, "gen"), uniq(ws, "genbot")
+    admin.upsert(_role(role, ["ops", "deploy"]))
+    server.ctl("bots", "add", bot, f"--roles={role}")
+    token = admin.upsert(_iam_token(uniq(ws, "iam"), bot))
+    ws.write(HEADER + f"""
+import {{
+  to = machineid_role.r
+  id = "{role}"
+}}
+import {{
+  to = machineid_bot.b
+  id = "{bot}"
+}}
+import {{
+  to = machineid_provision_token.t
+  id = "{token.metadata.name}"
+}}
+""")
+    ws.init()
+    gen = ws.run("plan", "-no-color", "-generate-config-out=generated.tf", check=False)
+    assert (ws.directory / "generated.tf").is_file(), gen.stdout + gen.stderr
+    text = (ws.directory / "generated.tf").read_text()
+    assert f'name = "{role}"' in text.replace("  ", " ") or role in text
+    plan = ws.run("plan", "-no-color")
+    assert "3 to import, 0 to add, 0 to change, 0 to destroy" in plan.stdout, plan.stdout + text
+    ws.apply()
+    assert ws.plan().returncode == 0
+    ws.destroy()
+
+
+def _iam_token(name: str, bot: str) -> object:
+    from machineid.model import codec
+    from machineid.model.resources import ProvisionToken
+
+    return codec.decode(ProvisionToken, {
+        "metadata": {"name": name, "expires": "2099-01-01T00:00:00Z"},
+        "spec": {"join_method": "iam", "bot_name": bot,
+                 "allow": [{"aws_account": "123456789012", "aws_arn": "arn:aws:sts::123456789012:assumed-role/ci/*"}]}})
+
+
+def test_changed_name_forces_replacement(ws: Workspace, admin: Client) -> None:
+    role, bot = uniq(ws, "web"), uniq(ws, "robot")
+    ws.write(config(role, bot, token=False))
+    ws.init()
+    ws.apply()
+    ws.write(config(role, bot + "-2", token=False))
+    plan = ws.plan()
+    assert plan.returncode == 2 and "# forces replacement" in plan.stdout, plan.stdout
+    ws.apply()
+    assert gone(admin, "bot", bot) and admin.get_bot(bot + "-2").spec.roles == [role]
+    ws.destroy()
+
+
+def test_removing_an_optional_attribute_plans_the_default(ws: Workspace, admin: Client) -> None:
+    role, bot = uniq(ws, "web"), uniq(ws, "robot")
+    ws.write(config(role, bot, token=False, extra_role='description = "web servers"\n  options {\n'
+                                                      '    max_session_ttl = "2h"\n  }'))
+    ws.init()
+    ws.apply()
+    assert admin.get_role(role).spec.options.max_session_ttl == "2h"
+    assert ws.plan().returncode == 0
+    ws.write(config(role, bot, token=False))
+    plan = ws.plan()
+    assert plan.returncode == 2, plan.stdout
+    assert '"web servers"' in plan.stdout and '"2h"' in plan.stdout, plan.stdout
+    ws.apply()
+    got = admin.get_role(role)
+    assert got.metadata.description == "" and got.spec.options.max_session_ttl == "30h"
+    assert ws.plan().returncode == 0
+    ws.destroy()
+
+
+def test_bot_roles_update_in_place_and_its_token_rotates(ws: Workspace, admin: Client) -> None:
+    role, bot = uniq(ws, "web"), uniq(ws, "robot")
+    ws.write(config(role, bot, token=False) + 'output "token" {\n  value = machineid_bot.robot.token\n'
+                                              "  sensitive = true\n}\n")
+    ws.init()
+    ws.apply()
+    first = str(ws.outputs()["token"])
+    admin.upsert(_role(role + "-extra"))
+    ws.write(config(role, bot, token=False, extra_bot="token_rotation = 1").replace(
+        "roles = [machineid_role.web.name]", f'roles = [machineid_role.web.name, "{role}-extra"]')
+        + 'output "token" {\n  value = machineid_bot.robot.token\n  sensitive = true\n}\n')
+    plan = ws.plan()
+    assert plan.returncode == 2 and "update in-place" in plan.stdout and "forces replacement" not in plan.stdout
+    assert first not in plan.stdout
+    ws.apply()
+    second = str(ws.outputs()["token"])
+    assert second and second != first
+    assert admin.get_bot(bot).spec.roles == [role, role + "-extra"]
+    assert admin.get_token(second).spec.bot_name == bot
+    assert ws.plan().returncode == 0
+    ws.destroy()
+    admin.delete("role", role + "-extra")
+
+
+def test_expired_token_plans_a_replacement(ws: Workspace, admin: Client) -> None:
+    role, bot = uniq(ws, "web"), uniq(ws, "robot")
+    ws.write(config(role, bot, token=False) + """
+resource "machineid_provision_token" "t" {
+  bot_name = machineid_bot.robot.name
+  ttl      = "3s"
+}
+""")
+    ws.init()
+    ws.apply()
+    time.sleep(4)
+    plan = ws.plan()
+    assert plan.returncode == 2 and "must be replaced" in plan.stdout, plan.stdout + plan.stderr
+    ws.apply()
+    assert ws.plan().returncode in (0, 2)  # a 3s token may have expired again by now
+    ws.destroy()
+
+
+BAD = {
+    "unknown_role": ('resource "machineid_bot" "b" {\n  name  = "b"\n  roles = ["no-such-role"]\n}\n',
+                     ['role "no-such-role" does not exist on the cluster', "roles"]),
+    "bad_arn": ('resource "machineid_provision_token" "t" {\n  name = "iam-x"\n  join_method = "iam"\n'
+                '  bot_name = "b"\n  allow {\n    aws_account = "123456789012"\n    aws_arn = "nope"\n  }\n}\n',
+                ['"nope" is not valid', "aws_arn"]),
+    "negative_ttl": ('resource "machineid_provision_token" "t" {\n  bot_name = "b"\n  ttl = "-5m"\n}\n',
+                     ['"-5m" is too short', "ttl"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_configuration_fails_at_plan_naming_the_attribute(ws: Workspace, admin: Client, case: str) -> None:
+    body, wanted = BAD[case]
+    before = {k: sorted(o.metadata.name for o in admin.list(k)) for k in ("role", "bot", "token")}
+    ws.write(HEADER + body)
+    ws.init()
+    plan = ws.plan()
+    assert plan.returncode == 1, plan.stdout
+    for text in wanted:
+        assert text in plan.stderr, plan.stderr
+    assert re.search(r"on main\.tf line \d+", plan.stderr), plan.stderr
+    after = {k: sorted(o.metadata.name for o in admin.list(k)) for k in ("role", "bot", "token")}
+    assert after == before
+
+
+def test_missing_address_fails_at_plan(ws: Workspace) -> None:
+    ws.write(HEADER + 'resource "machineid_role" "r" {\n  name = "r"\n}\n')
+    ws.init()
+    plan = ws.run("plan", "-no-color", check=False, env={"MACHINEID_AUTH_SERVER": ""})
+    assert plan.returncode == 1
+    assert "address" in plan.stderr and "MACHINEID_AUTH_SERVER" in plan.stderr, plan.stderr
+
+
+def test_no_token_in_plan_output_or_logs(ws: Workspace, admin: Client, tmp_path: Path) -> None:
+    role, bot = uniq(ws, "web"), uniq(ws, "robot")
+    ws.write(config(role, bot))
+    ws.init()
+    log = tmp_path / "tf.log"
+    applied = ws.apply(env={"TF_LOG": "DEBUG", "TF_LOG_PATH": str(log)})
+    tokens = [t.metadata.name for t in admin.list("token") if t.spec.bot_name == bot]  # type: ignore[union-attr]
+    assert len(tokens) == 2
+    ws.write(config(role, bot, extra_bot="token_rotation = 2"))
+    plan = ws.run("plan", "-no-color", env={"TF_LOG": "DEBUG", "TF_LOG_PATH": str(log)})
+    shown = applied.stdout + applied.stderr + plan.stdout + plan.stderr
+    logs = log.read_text()
+    for token in tokens:
+        assert token not in shown
+        assert token not in logs
+    assert "(sensitive value)" in plan.stdout
+    ws.destroy()
+
+
+def test_data_sources_look_up_the_cluster_roles_and_bots(ws: Workspace, admin: Client, server: ServerProc) -> None:
+    role, bot = uniq(ws, "looked"), uniq(ws, "lookbot")
+    admin.upsert(_role(role, ["ops"]))
+    server.ctl("bots", "add", bot, f"--roles={role}")
+    ws.write(HEADER + f"""
+data "machineid_cluster" "c" {{}}
+data "machineid_role" "r" {{
+  name = "{role}"
+}}
+data "machineid_bot" "b" {{
+  name = "{bot}"
+}}
+output "pins" {{ value = data.machineid_cluster.c.ca_pins }}
+output "name" {{ value = data.machineid_cluster.c.cluster_name }}
+output "logins" {{ value = data.machineid_role.r.allow.logins }}
+output "bot_roles" {{ value = data.machineid_bot.b.roles }}
+output "bot_user" {{ value = data.machineid_bot.b.user_name }}
+""")
+    ws.init()
+    ws.apply()
+    out = ws.outputs()
+    assert out["pins"] == list(admin.ping().ca_pins)
+    assert out["name"] == admin.ping().cluster_name
+    assert out["logins"] == ["ops"] and out["bot_roles"] == [role] and out["bot_user"] == f"bot-{bot}"
+    ws.write(HEADER + 'data "machineid_role" "r" {\n  name = "nope-nope"\n}\n')
+    plan = ws.plan()
+    assert plan.returncode == 1 and 'no role named "nope-nope"' in plan.stderr, plan.stderr
+
+
+def test_state_from_an_older_provider_upgrades(ws: Workspace, admin: Client) -> None:
+    role, bot = uniq(ws, "web"), uniq(ws, "robot")
+    ws.write(config(role, bot, token=False))
+    ws.init()
+    ws.apply()
+    state_path = ws.directory / "terraform.tfstate"
+    state = json.loads(state_path.read_text())
+    for res in state["resources"]:
+        for inst in res["instances"]:
+            attrs = inst["attributes"]
+            attrs.pop("labels", None)  # an attribute an older build did not have
+            attrs["retired_attribute"] = "x"  # and one it had that is gone now
+    state["serial"] += 1
+    state_path.write_text(json.dumps(state))
+    plan = ws.plan()
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    ws.apply()  # nothing to change; writes the upgraded state
+    upgraded = json.loads(ws.run("show", "-json", "-no-color").stdout)
+    role_values = next(r["values"] for r in upgraded["values"]["root_module"]["resources"]
+                       if r["type"] == "machineid_role")
+    assert role_values["labels"] == {} and "retired_attribute" not in role_values
+    ws.destroy()
+
+
+def test_opentofu_state_encryption_keeps_tokens_out_of_the_state(tf_bin: Path, tf_home: Path, server: ServerProc,
+                                                                admin: Client, tmp_path: Path) -> None:
+    ws = Workspace.create(tf_bin / "tofu", tmp_path / "enc", tf_home, {
+        "MACHINEID_AUTH_SERVER": server.address, "MACHINEID_IDENTITY": str(server.admin_identity_path)})
+    role, bot = uniq(ws, "web"), uniq(ws, "robot")
+    encryption = """
+terraform {
+  encryption {
+    key_provider "pbkdf2" "k" {
+      passphrase = "correct horse battery staple, long enough"
+    }
+    method "aes_gcm" "m" {
+      keys = key_provider.pbkdf2.k
+    }
+    state {
+      method = method.aes_gcm.m
+    }
+  }
+}
+"""
+    ws.write(config(role, bot) + encryption)
+    ws.init()
+    ws.apply()
+    tokens = [t.metadata.name for t in admin.list("token") if t.spec.bot_name == bot]  # type: ignore[union-attr]
+    raw = (ws.directory / "terraform.tfstate").read_text()
+    assert "encrypted_data" in raw
+    for token in tokens:
+        assert token not in raw
+    assert ws.plan().returncode == 0
+    ws.destroy()
+
+
+def test_fresh_directory_init_and_apply_with_no_cli_config(tf_bin: Path, server: ServerProc, admin: Client,
+                                                           tmp_path: Path) -> None:
+    """A user's path: install, then init and apply in an empty directory (for each CLI, with a new HOME)."""
+    for cli in CLIS:
+        home = tmp_path / f"home-{cli}"
+        run_cli("terraform", "install", env={"HOME": str(home)})
+        work = tmp_path / f"fresh-{cli}"
+        ws = Workspace(tf_bin / cli, work, home, {"MACHINEID_AUTH_SERVER": server.address,
+                                                  "MACHINEID_IDENTITY": str(server.admin_identity_path)})
+        work.mkdir()
+        role = f"fresh-{cli}"
+        ws.write(HEADER + f'resource "machineid_role" "r" {{\n  name = "{role}"\n}}\n')
+        assert not (home / ".terraformrc").exists()
+        init = ws.init()
+        assert "machineid/machineid" in init.stdout
+        lock = (work / ".terraform.lock.hcl").read_text()
+        assert "machineid/machineid" in lock and "h1:" in lock
+        ws.apply()
+        assert admin.get_role(role).spec.options.max_session_ttl == "30h"
+        assert ws.plan().returncode == 0
+        ws.destroy()
