@@ -464,3 +464,51 @@ def test_fresh_directory_init_and_apply_with_no_cli_config(tf_bin: Path, server:
         assert admin.get_role(role).spec.options.max_session_ttl == "30h"
         assert ws.plan().returncode == 0
         ws.destroy()
+
+
+def test_reference_docs_are_fresh() -> None:
+    from machineid.terraform import docs
+
+    pages = docs.render()
+    on_disk = {str(p.relative_to(ROOT / "docs" / "terraform")): p.read_text()
+               for p in (ROOT / "docs" / "terraform").rglob("*.md")}
+    assert sorted(on_disk) == sorted(pages), "docs/terraform is stale: run scripts/gen"
+    stale = [k for k, text in pages.items() if on_disk[k] != text]
+    assert not stale, f"stale {stale}: run scripts/gen"
+    for kind in ("resources/role.md", "resources/provision_token.md", "resources/bot.md", "data-sources/cluster.md",
+                 "data-sources/role.md", "data-sources/bot.md", "index.md"):
+        assert "## Schema" in pages[kind]
+    assert "Sensitive" in pages["resources/provision_token.md"] and "## Import" in pages["resources/bot.md"]
+
+
+@pytest.mark.parametrize("ws", ["tofu"], indirect=True)
+def test_doc_examples_and_the_example_validate(ws: Workspace) -> None:
+    """Every example in the docs, and examples/terraform, is valid against the provider's schema."""
+    for path in sorted((ROOT / "examples" / "terraform" / "docs").glob("*.tf")):
+        ws.write(path.read_text(), path.name)
+    ws.init()
+    ws.run("validate", "-no-color")
+    example = Workspace.create(ws.cli, ws.directory.parent / "example", ws.home, ws.env)
+    example.write((ROOT / "examples" / "terraform" / "main.tf").read_text())
+    example.init()
+    example.run("validate", "-no-color")
+
+
+@pytest.mark.parametrize("ws", CLIS, indirect=True)
+def test_the_terraform_example_applies_and_renders_a_config_the_agent_accepts(ws: Workspace, admin: Client,
+                                                                             tmp_path: Path) -> None:
+    from machineid.agent import config as agent_config
+
+    text = (ROOT / "examples" / "terraform" / "main.tf").read_text()
+    suffix = ws.name
+    ws.write(text.replace('= "ci-deploy"', f'= "ci-deploy-{suffix}"').replace('= "robot"', f'= "robot-{suffix}"'))
+    ws.init()
+    ws.apply("-var", f"data_dir={tmp_path / 'data'}", "-var", f"destination_dir={tmp_path / 'dest'}")
+    out = ws.outputs()
+    cfg = agent_config.load(str(out["agent_config"]))
+    assert cfg.onboarding.token and cfg.onboarding.ca_pins == [out["ca_pin"]]
+    assert cfg.storage.directory == str(tmp_path / "data")
+    assert out["bot_user"] == f"bot-robot-{suffix}"
+    assert ws.plan("-var", f"data_dir={tmp_path / 'data'}", "-var",
+                   f"destination_dir={tmp_path / 'dest'}").returncode == 0
+    ws.destroy()

@@ -69,7 +69,7 @@ export interface ProviderArgs {
      */
     caPin?: pulumi.Input<string | undefined>;
     /**
-     * The identity file's content, instead of identityFile.
+     * The identity file's content, instead of its path.
      */
     identity?: pulumi.Input<string | undefined>;
     /**

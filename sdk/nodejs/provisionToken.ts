@@ -73,7 +73,7 @@ export class ProvisionToken extends pulumi.CustomResource {
      */
     declare public /*out*/ readonly tokenExpires: pulumi.Output<string>;
     /**
-     * Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next `pulumi up`. Default: `"1h"`.
+     * Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
      */
     declare public readonly ttl: pulumi.Output<string>;
 
@@ -154,7 +154,7 @@ export interface ProvisionTokenArgs {
      */
     roles?: pulumi.Input<pulumi.Input<string>[] | undefined>;
     /**
-     * Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next `pulumi up`. Default: `"1h"`.
+     * Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
      */
     ttl?: pulumi.Input<string | undefined>;
 }

@@ -26,7 +26,7 @@ export function renderAgentConfig(args: RenderAgentConfigArgs, opts?: pulumi.Inv
 
 export interface RenderAgentConfigArgs {
     /**
-     * The machineid executable, for the unit. Default: `"/usr/local/bin/machineid"`.
+     * Path of the machineid executable on the machine (for the systemd unit). Default: `"/usr/local/bin/machineid"`.
      */
     agentPath?: string;
     /**
@@ -42,15 +42,15 @@ export interface RenderAgentConfigArgs {
      */
     caPins?: string[];
     /**
-     * Certificate lifetime. Default: `"1h"`.
+     * Lifetime of the certificates the agent requests. Default: `"1h"`.
      */
     certificateTtl?: string;
     /**
-     * Where the config is installed. Default: /etc/machineid/bot-NAME.yaml.
+     * Where the rendered agent config is installed. Default: /etc/machineid/bot-NAME.yaml.
      */
     configPath?: string;
     /**
-     * Where the agent keeps its state. Default: /var/lib/machineid/bot-NAME.
+     * Where the agent keeps its renewable identity. Default: /var/lib/machineid/bot-NAME.
      */
     dataDir?: string;
     /**
@@ -62,7 +62,7 @@ export interface RenderAgentConfigArgs {
      */
     joinMethod?: string;
     /**
-     * Renewal interval. Default: `"20m"`.
+     * How often the agent renews. Default: `"20m"`.
      */
     renewalInterval?: string;
     /**
@@ -73,7 +73,7 @@ export interface RenderAgentConfigArgs {
 
 export interface RenderAgentConfigResult {
     /**
-     * The agent's YAML config.
+     * The YAML that `machineid bot start --config` reads (holds the token).
      */
     readonly agentConfig: string;
     /**
@@ -107,7 +107,7 @@ export function renderAgentConfigOutput(args: RenderAgentConfigOutputArgs, opts?
 
 export interface RenderAgentConfigOutputArgs {
     /**
-     * The machineid executable, for the unit. Default: `"/usr/local/bin/machineid"`.
+     * Path of the machineid executable on the machine (for the systemd unit). Default: `"/usr/local/bin/machineid"`.
      */
     agentPath?: pulumi.Input<string | undefined>;
     /**
@@ -123,15 +123,15 @@ export interface RenderAgentConfigOutputArgs {
      */
     caPins?: pulumi.Input<pulumi.Input<string>[] | undefined>;
     /**
-     * Certificate lifetime. Default: `"1h"`.
+     * Lifetime of the certificates the agent requests. Default: `"1h"`.
      */
     certificateTtl?: pulumi.Input<string | undefined>;
     /**
-     * Where the config is installed. Default: /etc/machineid/bot-NAME.yaml.
+     * Where the rendered agent config is installed. Default: /etc/machineid/bot-NAME.yaml.
      */
     configPath?: pulumi.Input<string | undefined>;
     /**
-     * Where the agent keeps its state. Default: /var/lib/machineid/bot-NAME.
+     * Where the agent keeps its renewable identity. Default: /var/lib/machineid/bot-NAME.
      */
     dataDir?: pulumi.Input<string | undefined>;
     /**
@@ -143,7 +143,7 @@ export interface RenderAgentConfigOutputArgs {
      */
     joinMethod?: pulumi.Input<string | undefined>;
     /**
-     * Renewal interval. Default: `"20m"`.
+     * How often the agent renews. Default: `"20m"`.
      */
     renewalInterval?: pulumi.Input<string | undefined>;
     /**

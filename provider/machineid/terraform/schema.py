@@ -36,6 +36,7 @@ class Attribute:
     sensitive: bool = False
     forces_replacement: bool = False
     default: Any = None
+    rules: tuple[str, ...] = ()  # what the model's validators accept, for the docs
 
     @property
     def cty(self) -> Any:
@@ -116,7 +117,7 @@ def _input(name: str, tp: Any, spec: FieldSpec, default: Any, server_default: bo
     required = spec.required and not server_default
     return Attribute(name, tp, _doc(spec, default), required=required, optional=not required,
                      computed=not required, sensitive=spec.secret, forces_replacement=spec.replace_on_change,
-                     default=default)
+                     default=default, rules=tuple(v.description for v in spec.validators))
 
 
 @functools.cache

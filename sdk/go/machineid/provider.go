@@ -57,7 +57,7 @@ type providerArgs struct {
 	Address *string `pulumi:"address"`
 	// Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match.
 	CaPin *string `pulumi:"caPin"`
-	// The identity file's content, instead of identityFile.
+	// The identity file's content, instead of its path.
 	Identity *string `pulumi:"identity"`
 	// Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity).
 	IdentityFile *string `pulumi:"identityFile"`
@@ -69,7 +69,7 @@ type ProviderArgs struct {
 	Address pulumi.StringPtrInput
 	// Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match.
 	CaPin pulumi.StringPtrInput
-	// The identity file's content, instead of identityFile.
+	// The identity file's content, instead of its path.
 	Identity pulumi.StringPtrInput
 	// Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity).
 	IdentityFile pulumi.StringPtrInput

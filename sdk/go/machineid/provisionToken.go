@@ -33,7 +33,7 @@ type ProvisionToken struct {
 	Roles pulumi.StringArrayOutput `pulumi:"roles"`
 	// When the token expires (RFC 3339).
 	TokenExpires pulumi.StringOutput `pulumi:"tokenExpires"`
-	// Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next `pulumi up`. Default: `"1h"`.
+	// Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
 	Ttl pulumi.StringOutput `pulumi:"ttl"`
 }
 
@@ -100,7 +100,7 @@ type provisionTokenArgs struct {
 	Name *string `pulumi:"name"`
 	// System roles the token grants; only Bot is supported. Default: `["Bot"]`.
 	Roles []string `pulumi:"roles"`
-	// Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next `pulumi up`. Default: `"1h"`.
+	// Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
 	Ttl *string `pulumi:"ttl"`
 }
 
@@ -122,7 +122,7 @@ type ProvisionTokenArgs struct {
 	Name pulumi.StringPtrInput
 	// System roles the token grants; only Bot is supported. Default: `["Bot"]`.
 	Roles pulumi.StringArrayInput
-	// Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next `pulumi up`. Default: `"1h"`.
+	// Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
 	Ttl pulumi.StringPtrInput
 }
 
@@ -258,7 +258,7 @@ func (o ProvisionTokenOutput) TokenExpires() pulumi.StringOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringOutput { return v.TokenExpires }).(pulumi.StringOutput)
 }
 
-// Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next `pulumi up`. Default: `"1h"`.
+// Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
 func (o ProvisionTokenOutput) Ttl() pulumi.StringOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringOutput { return v.Ttl }).(pulumi.StringOutput)
 }

@@ -23,7 +23,7 @@ func RenderAgentConfig(ctx *pulumi.Context, args *RenderAgentConfigArgs, opts ..
 }
 
 type RenderAgentConfigArgs struct {
-	// The machineid executable, for the unit. Default: `"/usr/local/bin/machineid"`.
+	// Path of the machineid executable on the machine (for the systemd unit). Default: `"/usr/local/bin/machineid"`.
 	AgentPath *string `pulumi:"agentPath"`
 	// Cluster address. Default: the provider's address.
 	AuthServer *string `pulumi:"authServer"`
@@ -31,24 +31,24 @@ type RenderAgentConfigArgs struct {
 	BotName string `pulumi:"botName"`
 	// CA pins. Default: the cluster's.
 	CaPins []string `pulumi:"caPins"`
-	// Certificate lifetime. Default: `"1h"`.
+	// Lifetime of the certificates the agent requests. Default: `"1h"`.
 	CertificateTtl *string `pulumi:"certificateTtl"`
-	// Where the config is installed. Default: /etc/machineid/bot-NAME.yaml.
+	// Where the rendered agent config is installed. Default: /etc/machineid/bot-NAME.yaml.
 	ConfigPath *string `pulumi:"configPath"`
-	// Where the agent keeps its state. Default: /var/lib/machineid/bot-NAME.
+	// Where the agent keeps its renewable identity. Default: /var/lib/machineid/bot-NAME.
 	DataDir *string `pulumi:"dataDir"`
 	// Where the agent writes the certificates. Default: `"/opt/machine-id"`.
 	DestinationDir *string `pulumi:"destinationDir"`
 	// token or iam. Default: `"token"`.
 	JoinMethod *string `pulumi:"joinMethod"`
-	// Renewal interval. Default: `"20m"`.
+	// How often the agent renews. Default: `"20m"`.
 	RenewalInterval *string `pulumi:"renewalInterval"`
 	// Its join token (or the path of a file on the machine that holds it).
 	Token *string `pulumi:"token"`
 }
 
 type RenderAgentConfigResult struct {
-	// The agent's YAML config.
+	// The YAML that `machineid bot start --config` reads (holds the token).
 	AgentConfig string `pulumi:"agentConfig"`
 	// The command that starts the agent.
 	StartCommand string `pulumi:"startCommand"`
@@ -62,7 +62,7 @@ func RenderAgentConfigOutput(ctx *pulumi.Context, args RenderAgentConfigOutputAr
 }
 
 type RenderAgentConfigOutputArgs struct {
-	// The machineid executable, for the unit. Default: `"/usr/local/bin/machineid"`.
+	// Path of the machineid executable on the machine (for the systemd unit). Default: `"/usr/local/bin/machineid"`.
 	AgentPath pulumi.StringPtrInput `pulumi:"agentPath"`
 	// Cluster address. Default: the provider's address.
 	AuthServer pulumi.StringPtrInput `pulumi:"authServer"`
@@ -70,17 +70,17 @@ type RenderAgentConfigOutputArgs struct {
 	BotName pulumi.StringInput `pulumi:"botName"`
 	// CA pins. Default: the cluster's.
 	CaPins pulumi.StringArrayInput `pulumi:"caPins"`
-	// Certificate lifetime. Default: `"1h"`.
+	// Lifetime of the certificates the agent requests. Default: `"1h"`.
 	CertificateTtl pulumi.StringPtrInput `pulumi:"certificateTtl"`
-	// Where the config is installed. Default: /etc/machineid/bot-NAME.yaml.
+	// Where the rendered agent config is installed. Default: /etc/machineid/bot-NAME.yaml.
 	ConfigPath pulumi.StringPtrInput `pulumi:"configPath"`
-	// Where the agent keeps its state. Default: /var/lib/machineid/bot-NAME.
+	// Where the agent keeps its renewable identity. Default: /var/lib/machineid/bot-NAME.
 	DataDir pulumi.StringPtrInput `pulumi:"dataDir"`
 	// Where the agent writes the certificates. Default: `"/opt/machine-id"`.
 	DestinationDir pulumi.StringPtrInput `pulumi:"destinationDir"`
 	// token or iam. Default: `"token"`.
 	JoinMethod pulumi.StringPtrInput `pulumi:"joinMethod"`
-	// Renewal interval. Default: `"20m"`.
+	// How often the agent renews. Default: `"20m"`.
 	RenewalInterval pulumi.StringPtrInput `pulumi:"renewalInterval"`
 	// Its join token (or the path of a file on the machine that holds it).
 	Token pulumi.StringPtrInput `pulumi:"token"`
@@ -104,7 +104,7 @@ func (o RenderAgentConfigResultOutput) ToRenderAgentConfigResultOutputWithContex
 	return o
 }
 
-// The agent's YAML config.
+// The YAML that `machineid bot start --config` reads (holds the token).
 func (o RenderAgentConfigResultOutput) AgentConfig() pulumi.StringOutput {
 	return o.ApplyT(func(v RenderAgentConfigResult) string { return v.AgentConfig }).(pulumi.StringOutput)
 }

@@ -30,7 +30,7 @@ Object.defineProperty(exports, "caPin", {
 });
 
 /**
- * The identity file's content, instead of identityFile.
+ * The identity file's content, instead of its path.
  */
 export declare const identity: string | undefined;
 Object.defineProperty(exports, "identity", {

@@ -28,7 +28,7 @@ class ProviderArgs:
 
         :param pulumi.Input[_builtins.str] address: host:port of the machineid cluster.
         :param pulumi.Input[_builtins.str] ca_pin: Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match.
-        :param pulumi.Input[_builtins.str] identity: The identity file's content, instead of identityFile.
+        :param pulumi.Input[_builtins.str] identity: The identity file's content, instead of its path.
         :param pulumi.Input[_builtins.str] identity_file: Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity).
         """
         if address is None:
@@ -72,7 +72,7 @@ class ProviderArgs:
     @pulumi.getter
     def identity(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
-        The identity file's content, instead of identityFile.
+        The identity file's content, instead of its path.
         """
         return pulumi.get(self, "identity")
 
@@ -111,7 +111,7 @@ class Provider(pulumi.ProviderResource):
         :param pulumi.ResourceOptions opts: Options for the resource.
         :param pulumi.Input[_builtins.str] address: host:port of the machineid cluster.
         :param pulumi.Input[_builtins.str] ca_pin: Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match.
-        :param pulumi.Input[_builtins.str] identity: The identity file's content, instead of identityFile.
+        :param pulumi.Input[_builtins.str] identity: The identity file's content, instead of its path.
         :param pulumi.Input[_builtins.str] identity_file: Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity).
         """
         ...

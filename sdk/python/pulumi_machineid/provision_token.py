@@ -41,7 +41,7 @@ class ProvisionTokenArgs:
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels (key -> value).
         :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind.
         :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] roles: System roles the token grants; only Bot is supported. Default: `["Bot"]`.
-        :param pulumi.Input[_builtins.str] ttl: Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next `pulumi up`. Default: `"1h"`.
+        :param pulumi.Input[_builtins.str] ttl: Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
         """
         if allow is not None:
             pulumi.set(__self__, "allow", allow)
@@ -162,7 +162,7 @@ class ProvisionTokenArgs:
     @pulumi.getter
     def ttl(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
-        Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next `pulumi up`. Default: `"1h"`.
+        Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
         """
         return pulumi.get(self, "ttl")
 
@@ -200,7 +200,7 @@ class ProvisionToken(pulumi.CustomResource):
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels (key -> value).
         :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind.
         :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] roles: System roles the token grants; only Bot is supported. Default: `["Bot"]`.
-        :param pulumi.Input[_builtins.str] ttl: Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next `pulumi up`. Default: `"1h"`.
+        :param pulumi.Input[_builtins.str] ttl: Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
         """
         ...
     @overload
@@ -366,7 +366,7 @@ class ProvisionToken(pulumi.CustomResource):
     @pulumi.getter
     def ttl(self) -> pulumi.Output[_builtins.str]:
         """
-        Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next `pulumi up`. Default: `"1h"`.
+        Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
         """
         return pulumi.get(self, "ttl")
 

@@ -38,7 +38,7 @@ class RenderAgentConfigResult:
     @pulumi.getter(name="agentConfig")
     def agent_config(self) -> _builtins.str:
         """
-        The agent's YAML config.
+        The YAML that `machineid bot start --config` reads (holds the token).
         """
         return pulumi.get(self, "agent_config")
 
@@ -85,16 +85,16 @@ def render_agent_config(agent_path: Optional[_builtins.str] = None,
     """
     Render the agent's config, start command and systemd unit for a bot and token (pure: the cluster is asked only for defaults not given).
 
-    :param _builtins.str agent_path: The machineid executable, for the unit. Default: `"/usr/local/bin/machineid"`.
+    :param _builtins.str agent_path: Path of the machineid executable on the machine (for the systemd unit). Default: `"/usr/local/bin/machineid"`.
     :param _builtins.str auth_server: Cluster address. Default: the provider's address.
     :param _builtins.str bot_name: The bot.
     :param Sequence[_builtins.str] ca_pins: CA pins. Default: the cluster's.
-    :param _builtins.str certificate_ttl: Certificate lifetime. Default: `"1h"`.
-    :param _builtins.str config_path: Where the config is installed. Default: /etc/machineid/bot-NAME.yaml.
-    :param _builtins.str data_dir: Where the agent keeps its state. Default: /var/lib/machineid/bot-NAME.
+    :param _builtins.str certificate_ttl: Lifetime of the certificates the agent requests. Default: `"1h"`.
+    :param _builtins.str config_path: Where the rendered agent config is installed. Default: /etc/machineid/bot-NAME.yaml.
+    :param _builtins.str data_dir: Where the agent keeps its renewable identity. Default: /var/lib/machineid/bot-NAME.
     :param _builtins.str destination_dir: Where the agent writes the certificates. Default: `"/opt/machine-id"`.
     :param _builtins.str join_method: token or iam. Default: `"token"`.
-    :param _builtins.str renewal_interval: Renewal interval. Default: `"20m"`.
+    :param _builtins.str renewal_interval: How often the agent renews. Default: `"20m"`.
     :param _builtins.str token: Its join token (or the path of a file on the machine that holds it).
     """
     __args__ = dict()
@@ -131,16 +131,16 @@ def render_agent_config_output(agent_path: pulumi.Input[Optional[Optional[_built
     """
     Render the agent's config, start command and systemd unit for a bot and token (pure: the cluster is asked only for defaults not given).
 
-    :param _builtins.str agent_path: The machineid executable, for the unit. Default: `"/usr/local/bin/machineid"`.
+    :param _builtins.str agent_path: Path of the machineid executable on the machine (for the systemd unit). Default: `"/usr/local/bin/machineid"`.
     :param _builtins.str auth_server: Cluster address. Default: the provider's address.
     :param _builtins.str bot_name: The bot.
     :param Sequence[_builtins.str] ca_pins: CA pins. Default: the cluster's.
-    :param _builtins.str certificate_ttl: Certificate lifetime. Default: `"1h"`.
-    :param _builtins.str config_path: Where the config is installed. Default: /etc/machineid/bot-NAME.yaml.
-    :param _builtins.str data_dir: Where the agent keeps its state. Default: /var/lib/machineid/bot-NAME.
+    :param _builtins.str certificate_ttl: Lifetime of the certificates the agent requests. Default: `"1h"`.
+    :param _builtins.str config_path: Where the rendered agent config is installed. Default: /etc/machineid/bot-NAME.yaml.
+    :param _builtins.str data_dir: Where the agent keeps its renewable identity. Default: /var/lib/machineid/bot-NAME.
     :param _builtins.str destination_dir: Where the agent writes the certificates. Default: `"/opt/machine-id"`.
     :param _builtins.str join_method: token or iam. Default: `"token"`.
-    :param _builtins.str renewal_interval: Renewal interval. Default: `"20m"`.
+    :param _builtins.str renewal_interval: How often the agent renews. Default: `"20m"`.
     :param _builtins.str token: Its join token (or the path of a file on the machine that holds it).
     """
     __args__ = dict()

@@ -29,7 +29,7 @@ func GetCaPin(ctx *pulumi.Context) string {
 	return config.Get(ctx, "machineid:caPin")
 }
 
-// The identity file's content, instead of identityFile.
+// The identity file's content, instead of its path.
 func GetIdentity(ctx *pulumi.Context) string {
 	return config.Get(ctx, "machineid:identity")
 }

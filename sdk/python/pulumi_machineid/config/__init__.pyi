@@ -26,7 +26,7 @@ Expected CA pin of the cluster; the provider refuses a cluster whose CA does not
 
 identity: Optional[str]
 """
-The identity file's content, instead of identityFile.
+The identity file's content, instead of its path.
 """
 
 identityFile: Optional[str]

@@ -37,7 +37,7 @@ class _ExportableConfig(types.ModuleType):
     @_builtins.property
     def identity(self) -> Optional[str]:
         """
-        The identity file's content, instead of identityFile.
+        The identity file's content, instead of its path.
         """
         return __config__.get('identity')
 
