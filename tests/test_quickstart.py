@@ -42,3 +42,24 @@ def test_quickstart_runs_the_whole_guide(tmp_path: Path) -> None:
     finally:
         _stop(tmp_path / "qs" / "server.pid")
         _stop(tmp_path / "qs" / "node" / "sshd.pid")
+
+
+@pytest.mark.timeout(1200)
+def test_quickstart_terraform_runs_the_whole_guide_with_opentofu(tmp_path: Path) -> None:
+    env = {**os.environ, "MACHINEID_QUICKSTART_DIR": str(tmp_path / "qs"), "MACHINEID_QUICKSTART_LISTEN": "127.0.0.1:0"}
+    try:
+        first = subprocess.run([str(ROOT / "scripts" / "quickstart"), "--terraform"], env=env, capture_output=True,
+                               text=True, timeout=1100)
+        assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+        assert "Resources: 2 added" in first.stdout and "hello from" in first.stdout
+        assert not (tmp_path / "qs" / "pulumi").exists()
+        assert (tmp_path / "qs" / "terraform" / ".terraform.lock.hcl").is_file()
+        assert (tmp_path / "qs" / "bot.yaml").stat().st_mode & 0o777 == 0o600
+        second = subprocess.run([str(ROOT / "scripts" / "quickstart"), "--terraform"], env=env, capture_output=True,
+                                text=True, timeout=600)
+        assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
+        assert "reusing the cluster" in second.stdout and "Resources: 0 added, 1 changed" in second.stdout
+        assert "hello from" in second.stdout
+    finally:
+        _stop(tmp_path / "qs" / "server.pid")
+        _stop(tmp_path / "qs" / "node" / "sshd.pid")

@@ -512,3 +512,29 @@ def test_the_terraform_example_applies_and_renders_a_config_the_agent_accepts(ws
     assert ws.plan("-var", f"data_dir={tmp_path / 'data'}", "-var",
                    f"destination_dir={tmp_path / 'dest'}").returncode == 0
     ws.destroy()
+
+
+def test_provider_block_with_identity_content_and_ca_pin(ws: Workspace, server: ServerProc, admin: Client) -> None:
+    pin = admin.ping().ca_pins[0]
+    role = uniq(ws, "pinned")
+    block = """
+provider "machineid" {{
+  address  = "{address}"
+  identity = file("{identity}")
+  ca_pin   = "{pin}"
+}}
+resource "machineid_role" "r" {{
+  name = "{role}"
+}}
+"""
+    no_env = {"MACHINEID_AUTH_SERVER": "", "MACHINEID_IDENTITY": ""}
+    wrong = "sha256:" + "0" * 64
+    ws.write(HEADER + block.format(address=server.address, identity=server.admin_identity_path, pin=wrong, role=role))
+    ws.init()
+    plan = ws.run("plan", "-no-color", check=False, env=no_env)
+    assert plan.returncode == 1 and "ca_pin" in plan.stderr, plan.stderr
+    assert gone(admin, "role", role)
+    ws.write(HEADER + block.format(address=server.address, identity=server.admin_identity_path, pin=pin, role=role))
+    ws.apply(env=no_env)
+    assert admin.get_role(role).metadata.name == role
+    ws.run("destroy", "-auto-approve", "-no-color", env=no_env)

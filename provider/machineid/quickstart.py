@@ -1,7 +1,8 @@
 """The main job: the whole Machine ID guide on one machine, in one command (`scripts/quickstart`).
 
 1. an embedded cluster (SQLite under the quickstart dir), started in the background and reused;
-2. `pulumi up` of examples/quickstart with the real engine: a role and a bot, with the rendered agent config;
+2. `pulumi up` of examples/quickstart with the real engine (or, with --terraform, `tofu apply` of
+   examples/terraform with the installed provider): a role and a bot, with the rendered agent config;
 3. a local OpenSSH node on a loopback port, trusting the cluster's user CA, with a host certificate;
 4. the bot agent, started from the rendered config, writing certificates to the destination directory;
 5. `ssh -F DEST/ssh_config LOGIN@node1.CLUSTER` running a command.
@@ -21,11 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from pulumi import automation as auto
-
 from machineid.api.identity import write_private
 from machineid.cluster.process import MACHINEID, ServerProcess
-from machineid.pulumi.engine import Engine, outputs_plain
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_USER = "machineid-demo"
@@ -130,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=Path.home() / ".cache" / "machineid" / "quickstart")
     parser.add_argument("--listen", default="127.0.0.1:3025")
     parser.add_argument("--tools-bin", type=Path, required=True)
+    parser.add_argument("--terraform", action="store_true", help="OpenTofu and examples/terraform, not Pulumi")
     args = parser.parse_args(argv)
     base: Path = args.dir.resolve()
     base.mkdir(parents=True, exist_ok=True)
@@ -138,22 +137,18 @@ def main(argv: list[str] | None = None) -> int:
     info = start_cluster(base, args.listen)
     identity = str(Path(info["data_dir"]) / "admin.identity")
 
-    say("2/5 pulumi up of examples/quickstart (the real Pulumi engine)")
     login = demo_login()
     dest, bot_data = base / "machine-id", base / "bot-data"
     shutil.rmtree(bot_data, ignore_errors=True)  # a fresh join each run: the bot gets a new token below
-    engine = Engine(args.tools_bin, base / "pulumi", {"MACHINEID_AUTH_SERVER": info["address"],
-                                                      "MACHINEID_IDENTITY": identity})
-    stack = engine.python_stack(ROOT / "examples" / "quickstart", "quickstart", {
-        "login": login, "destinationDir": str(dest), "dataDir": str(bot_data)})
-    stack.refresh(color="never")  # the cluster may be new while the state is not
-    # Each run starts the agent afresh, so the bot needs a new single-use join token: rotate it from code.
-    previous = stack.get_all_config().get("machineid-quickstart:tokenRotation")
-    stack.set_config("tokenRotation", auto.ConfigValue(str(int(previous.value) + 1 if previous else 0)))
-    up = stack.up(color="never", on_output=print)
-    out = outputs_plain(up.outputs)
+    env = {"MACHINEID_AUTH_SERVER": info["address"], "MACHINEID_IDENTITY": identity}
+    if args.terraform:
+        say("2/5 tofu apply of examples/terraform (OpenTofu, the provider from `machineid terraform install`)")
+        agent_config, start_command, where = _terraform_up(args.tools_bin, base, env, login, dest, bot_data)
+    else:
+        say("2/5 pulumi up of examples/quickstart (the real Pulumi engine)")
+        agent_config, start_command, where = _pulumi_up(args.tools_bin, base, env, login, dest, bot_data)
     config_path = base / "bot.yaml"
-    write_private(config_path, out["agentConfig"])
+    write_private(config_path, agent_config)
     print(f"the rendered agent config is in {config_path} (0600: it holds the join token)")
 
     say("3/5 a local OpenSSH node (ctl nodes add, sshd on a loopback port)")
@@ -177,13 +172,53 @@ def main(argv: list[str] | None = None) -> int:
 Done. What you have now:
   cluster          {info['address']} (data {info['data_dir']}); stop it: kill $(cat {base / 'server.pid'})
   admin CLI        {MACHINEID} ctl --data-dir {info['data_dir']} get bots
-  Pulumi stack     examples/quickstart, stack "quickstart" (state under {base / 'pulumi'})
+  {where}
   agent config     {config_path}
   keep renewing    {MACHINEID} bot start --config {config_path}
-  systemd unit     the stack output `systemdUnit` runs: {out['startCommand']}
+  systemd unit     the output systemd unit runs: {start_command}
   ssh              ssh -F {dest}/ssh_config {login}@node1.{info['cluster_name']}
 """)
     return 0
+
+
+def _pulumi_up(tools: Path, base: Path, env: dict[str, str], login: str, dest: Path,
+               bot_data: Path) -> tuple[str, str, str]:
+    from pulumi import automation as auto
+
+    from machineid.pulumi.engine import Engine, outputs_plain
+
+    engine = Engine(tools, base / "pulumi", env)
+    stack = engine.python_stack(ROOT / "examples" / "quickstart", "quickstart", {
+        "login": login, "destinationDir": str(dest), "dataDir": str(bot_data)})
+    stack.refresh(color="never")  # the cluster may be new while the state is not
+    # Each run starts the agent afresh, so the bot needs a new single-use join token: rotate it from code.
+    previous = stack.get_all_config().get("machineid-quickstart:tokenRotation")
+    stack.set_config("tokenRotation", auto.ConfigValue(str(int(previous.value) + 1 if previous else 0)))
+    up = stack.up(color="never", on_output=print)
+    out = outputs_plain(up.outputs)
+    return (str(out["agentConfig"]), str(out["startCommand"]),
+            f"Pulumi stack     examples/quickstart, stack \"quickstart\" (state under {base / 'pulumi'})")
+
+
+def _terraform_up(tools: Path, base: Path, env: dict[str, str], login: str, dest: Path,
+                  bot_data: Path) -> tuple[str, str, str]:
+    from machineid.terraform.runner import Workspace
+
+    work = base / "terraform"
+    ws = Workspace.create(tools / "tofu", work, base / "tofu-home", env)
+    ws.write((ROOT / "examples" / "terraform" / "main.tf").read_text())
+    # Each run starts the agent afresh, so the bot needs a new single-use join token: rotate it from code.
+    counter = work / "token_rotation"
+    rotation = int(counter.read_text()) + 1 if counter.exists() else 0
+    counter.write_text(f"{rotation}\n")
+    ws.init()
+    applied = ws.apply("-var", f"login={login}", "-var", f"destination_dir={dest}", "-var", f"data_dir={bot_data}",
+                       "-var", f"token_rotation={rotation}")
+    print(applied.stdout)
+    out = ws.outputs()
+    return (str(out["agent_config"]), str(out["start_command"]),
+            f"OpenTofu         examples/terraform in {work} (tofu at {tools / 'tofu'}; HOME={base / 'tofu-home'} "
+            "holds the installed provider)")
 
 
 if __name__ == "__main__":

@@ -97,16 +97,21 @@ class Core:
             self._client.close()
             self._client = None
 
-    def client(self) -> Client:
+    def connect(self) -> Client:
+        """The client for the configuration; a ValidationError names the configuration field at fault (an
+        unreadable identity, a CA pin that does not match it)."""
         if self._client is None:
-            try:
-                if self._client_factory is not None:
-                    self._client = self._client_factory(self.config)
-                else:
-                    self._client = self.config.client(self.hints.how_to_set)
-            except ValidationError as e:
-                raise ValidationError(f"the machineid provider is not configured: {e}") from None
+            if self._client_factory is not None:
+                self._client = self._client_factory(self.config)
+            else:
+                self._client = self.config.client(self.hints.how_to_set)
         return self._client
+
+    def client(self) -> Client:
+        try:
+            return self.connect()
+        except ValidationError as e:
+            raise ValidationError(f"the machineid provider is not configured: {e}") from None
 
     def close(self) -> None:
         if self._client is not None:

@@ -16,7 +16,7 @@ from machineid.iac.core import Core, Hints
 from machineid.iac.resource import ResourceDef
 from machineid.iac.unknown import UNKNOWN, contains_unknown
 from machineid.model import codec
-from machineid.model.errors import MachineIDError, NotFoundError
+from machineid.model.errors import MachineIDError, NotFoundError, ValidationError
 from machineid.terraform import values
 from machineid.terraform.diagnostics import Diagnostic, from_error, from_violations
 from machineid.terraform.schema import (
@@ -76,8 +76,13 @@ class TerraformProvider:
         self.core.configure(known)
         if any(contains_unknown(v) for v in config.values()):
             return []  # known at apply; checked when the provider first talks to the cluster
-        return from_violations(provider_schema().block, self.core.check_config(known),
-                               "Invalid machineid provider configuration")
+        problems = self.core.check_config(known)
+        if not problems:
+            try:
+                self.core.connect()  # reads the identity and checks the CA pin: no network yet
+            except ValidationError as e:
+                problems = e.violations
+        return from_violations(provider_schema().block, problems, "Invalid machineid provider configuration")
 
     # ---------------------------------------------------------------- validation
     def validate_resource(self, type_name: str, config: dict[str, Any]) -> list[Diagnostic]:

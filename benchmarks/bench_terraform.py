@@ -1,0 +1,408 @@
+"""OpenTofu overhead per resource: our Python provider against a minimal Go provider (terraform-plugin-framework).
+
+One run measures, with the same OpenTofu CLI (1.12.6, built by scripts/install-tools), a configuration of N resources
+(default 100) for two kinds:
+
+- ours: N `machineid_role` resources (distinct names, a description and `allow { logins = [two logins] }`), served by
+  `terraform-provider-machineid` against a real `machineid server start` process that this script starts;
+- go: N `gobench_role` resources with the same arguments and the same schema shape (id; name forcing replacement;
+  optional+computed description and labels; SINGLE blocks allow/deny with logins, node_labels and a LIST block
+  rules; a SINGLE block options with max_session_ttl defaulting to "30h"), served by a minimal provider written with
+  github.com/hashicorp/terraform-plugin-framework@v1.19.0 whose CRUD only copies the plan into the state
+  (benchmarks/tfprovider), built here with `go build` into ~/.cache/machineid/bench (rebuilt only when its source
+  changes).
+
+Both providers sit in the private implied local mirror of the run's HOME (~/.terraform.d/plugins, unpacked layout),
+as `machineid terraform install` puts ours for users, so a plain `tofu init` installs either with no CLI
+configuration and no dev_overrides. Each round uses a fresh directory per kind and runs, back to back:
+
+1. `tofu init` (untimed);
+2. `tofu apply -auto-approve` (timed: creates the N resources; `tofu state list` then checks there are N);
+3. `tofu plan -detailed-exitcode` (timed: must exit 0, so a provider that reports a perpetual diff fails the run);
+4. `tofu destroy -auto-approve` (untimed).
+
+The order of the kinds alternates between rounds. An untimed warm-up (5 resources each) first fills the OS file
+cache; it runs with TF_LOG=debug to count how many times each command starts the provider (go-plugin's "starting
+plugin" log line), a number that does not depend on N.
+
+Then the per-launch plugin start-up of both: the installed plugin executable is started as the CLI starts it
+(TF_PLUGIN_MAGIC_COOKIE, PLUGIN_PROTOCOL_VERSIONS=6, PLUGIN_MIN_PORT/PLUGIN_MAX_PORT, and PLUGIN_CLIENT_CERT set to
+a fresh self-signed P-521 certificate like the one go-plugin's AutoMTLS makes for every launch) and timed from the
+exec until its handshake line is on stdout; then it gets SIGTERM. Median of --launches (default 10) launches each,
+alternating, after one untimed launch each.
+
+Milliseconds per resource are wall time / N (so they include each command's fixed cost: CLI start, provider starts,
+schema fetch, state write). At the end it prints medians over rounds, the ratios ours/go for apply and plan (target
+<= 1.5), the start-up medians with the launches per command, the share of the wall-time difference that the extra
+start-up time explains (launches x start-up difference), and a one-line summary.
+
+    "$(scripts/setup)/python" benchmarks/bench_terraform.py [--resources N] [--rounds R] [--check] [--keep]
+
+`--check` exits 3 when a median ratio is over the target; `--keep` keeps the temporary directory (workspaces, the
+private HOME with the plugin mirror, warm-up logs, server data dir and log). Everything is on loopback and every
+command has a timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from machineid.cluster.process import ServerProcess
+from machineid.terraform import install
+from machineid.terraform.plugin import MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE
+from machineid.terraform.runner import Workspace
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS_BIN = Path(os.environ.get("MACHINEID_TOOLS_DIR", Path.home() / ".cache/machineid/tools")) / "bin"
+CACHE = Path.home() / ".cache/machineid/bench"
+GO_SRC = ROOT / "benchmarks" / "tfprovider"
+GO_HOST, GO_NAMESPACE, GO_TYPE, GO_VERSION = "registry.opentofu.org", "gobench", "gobench", "0.1.0"
+TARGET = 1.5
+WARMUP_RESOURCES = 5
+COMMAND_TIMEOUT = 900.0  # seconds, for any one tofu command
+HANDSHAKE_TIMEOUT = 30.0  # seconds, for one plugin launch
+KINDS = ("ours", "go")
+TYPES = {"ours": "machineid_role", "go": "gobench_role"}
+OPS = ("apply", "plan")
+# go-plugin's client logs this (at debug level) every time it execs a plugin; the path tells which provider.
+STARTING = re.compile(r"starting plugin: path=(\S+)")
+
+
+# ---------------------------------------------------------------- the Go baseline provider
+
+
+def build_go_provider() -> Path:
+    """go build benchmarks/tfprovider into CACHE/bin; returns the plugin binary."""
+    files = ("go.mod", "go.sum", "main.go")
+    digest = hashlib.sha256(b"".join((GO_SRC / f).read_bytes() for f in files)).hexdigest()[:16]
+    bin_dir = CACHE / "bin"
+    binary = bin_dir / f"terraform-provider-{GO_TYPE}"
+    stamp = CACHE / "tfgobench.version"
+    if binary.exists() and stamp.exists() and stamp.read_text().strip() == digest:
+        return binary
+    src = CACHE / "tfsrc"
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir(parents=True)
+    for f in files:
+        shutil.copy(GO_SRC / f, src / f)  # build outside the repo: go may touch go.sum
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
+    print(f"building the Go baseline provider into {binary} (about 1 minute the first time)", flush=True)
+    t0 = time.monotonic()
+    proc = subprocess.run(["go", "build", "-o", str(binary), "."], cwd=src, env=env, capture_output=True, text=True,
+                          timeout=1800)
+    if proc.returncode != 0:
+        raise SystemExit(f"go build failed:\n{proc.stdout}\n{proc.stderr}")
+    stamp.write_text(digest + "\n")
+    print(f"  built in {time.monotonic() - t0:.0f}s", flush=True)
+    return binary
+
+
+def install_go_provider(binary: Path, plugins_dir: Path) -> Path:
+    """Put the Go plugin into the implied local mirror, unpacked layout, as a copy (init hashes the package)."""
+    pkg = plugins_dir / GO_HOST / GO_NAMESPACE / GO_TYPE / GO_VERSION / install.target()
+    pkg.mkdir(parents=True, exist_ok=True)
+    exe = pkg / f"terraform-provider-{GO_TYPE}_v{GO_VERSION}"
+    shutil.copyfile(binary, exe)
+    exe.chmod(0o755)
+    return exe
+
+
+# ---------------------------------------------------------------- configurations and runs
+
+
+def configuration(kind: str, n: int, tag: str) -> str:
+    """n resources of one kind, each its own block; tag keeps the names distinct between rounds."""
+    if kind == "ours":
+        header = 'machineid = { source = "machineid/machineid" }'
+    else:
+        header = f'gobench = {{ source = "{GO_NAMESPACE}/{GO_TYPE}", version = "{GO_VERSION}" }}'
+    parts = [f"terraform {{\n  required_providers {{\n    {header}\n  }}\n}}\n"]
+    for i in range(n):
+        parts.append(f'resource "{TYPES[kind]}" "role_{i}" {{\n'
+                     f'  name        = "bench-{tag}-{i}"\n'
+                     f'  description = "benchmark role {i} of {tag}"\n'
+                     f'  allow {{\n    logins = ["root", "deploy-{i}"]\n  }}\n'
+                     "}\n")
+    return "\n".join(parts)
+
+
+@dataclass
+class Round:
+    apply: float  # wall seconds
+    plan: float
+
+
+class Bench:
+    def __init__(self, workdir: Path, cli: Path, home: Path, env: dict[str, str]) -> None:
+        self.workdir = workdir
+        self.cli = cli
+        self.home = home
+        self.env = env
+
+    def workspace(self, kind: str, tag: str) -> Workspace:
+        directory = self.workdir / "work" / f"{kind}-{tag}"
+        directory.mkdir(parents=True)
+        return Workspace(self.cli, directory, self.home, dict(self.env), timeout=COMMAND_TIMEOUT)
+
+    @staticmethod
+    def timed(ws: Workspace, *args: str, kind: str, env: dict[str, str] | None = None,
+              ) -> tuple[float, subprocess.CompletedProcess[str]]:
+        t0 = time.monotonic()
+        proc = ws.run(*args, check=False, env=env)
+        wall = time.monotonic() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"[{kind}] tofu {' '.join(args)} exited {proc.returncode} after {wall:.1f}s:\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+        return wall, proc
+
+    def run(self, kind: str, n: int, tag: str, log_dir: Path | None = None) -> Round:
+        """init, timed apply and plan, destroy. With log_dir, every command logs at debug level into it."""
+        ws = self.workspace(kind, tag)
+        ws.write(configuration(kind, n, tag))
+
+        def log(cmd: str) -> dict[str, str] | None:
+            if log_dir is None:
+                return None
+            return {"TF_LOG": "debug", "TF_LOG_PATH": str(log_dir / f"{kind}-{cmd}.log")}
+
+        ws.run("init", "-no-color", env=log("init"))
+        try:
+            apply, _ = self.timed(ws, "apply", "-auto-approve", "-no-color", kind=kind, env=log("apply"))
+            listed = [line for line in ws.run("state", "list").stdout.splitlines()
+                      if line.startswith(TYPES[kind] + ".")]
+            if len(listed) != n:
+                raise SystemExit(f"[{kind}] apply left {len(listed)} {TYPES[kind]} in the state, expected {n}")
+            t0 = time.monotonic()
+            proc = ws.run("plan", "-detailed-exitcode", "-no-color", check=False, env=log("plan"))
+            plan = time.monotonic() - t0
+            if proc.returncode != 0:
+                what = "a diff (exit 2) on an unchanged configuration" if proc.returncode == 2 else "an error"
+                raise SystemExit(f"[{kind}] tofu plan -detailed-exitcode reported {what} after the apply:\n"
+                                 f"{proc.stdout}\n{proc.stderr}")
+        finally:
+            ws.run("destroy", "-auto-approve", "-no-color", env=log("destroy"))
+        return Round(apply, plan)
+
+
+def count_launches(log_dir: Path, plugins: dict[str, Path]) -> dict[str, dict[str, int]]:
+    """Provider processes each logged command started: kind -> command -> count."""
+    out: dict[str, dict[str, int]] = {}
+    for kind, exe in plugins.items():
+        out[kind] = {}
+        for cmd in ("init", "apply", "plan", "destroy"):
+            path = log_dir / f"{kind}-{cmd}.log"
+            text = path.read_text(errors="replace") if path.exists() else ""
+            out[kind][cmd] = sum(1 for m in STARTING.finditer(text) if Path(m.group(1)).name == exe.name)
+    return out
+
+
+# ---------------------------------------------------------------- plugin start-up
+
+
+def client_certificate() -> str:
+    """A self-signed certificate like the one go-plugin's AutoMTLS makes for every plugin it starts (mtls.go:
+    ECDSA P-521, CN and SAN localhost, a CA, client and server auth), as PEM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP521R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "HashiCorp"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(seconds=30))
+        .not_valid_after(now + datetime.timedelta(hours=262980))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
+                                     data_encipherment=False, key_agreement=True, key_cert_sign=True, crl_sign=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]),
+                       critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA512())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def launch(exe: Path, env: dict[str, str]) -> float:
+    """Seconds from exec of the plugin until its handshake line is on stdout; the plugin then gets SIGTERM."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "PLUGIN_", "MACHINEID_"))}
+    full.update(env)
+    full.update({MAGIC_COOKIE_KEY: MAGIC_COOKIE_VALUE, "PLUGIN_PROTOCOL_VERSIONS": "6",
+                 "PLUGIN_MIN_PORT": "10000", "PLUGIN_MAX_PORT": "25000", "PLUGIN_CLIENT_CERT": client_certificate()})
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([str(exe)], env=full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        line = _readline(proc, exe, HANDSHAKE_TIMEOUT)
+        elapsed = time.perf_counter() - t0
+        fields = line.strip().split("|")
+        if len(fields) < 5 or fields[0] != "1" or fields[1] != "6":
+            raise SystemExit(f"{exe}: unexpected handshake line {line!r}")
+        return elapsed
+    finally:
+        if proc.poll() is None:
+            # Ours removes its socket directory on SIGTERM; a Go plugin just exits (leftovers stay in TMPDIR).
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _readline(proc: subprocess.Popen[str], exe: Path, timeout: float) -> str:
+    """The plugin's first stdout line, waiting at most timeout seconds for it."""
+    import selectors
+
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            raise SystemExit(f"{exe}: no handshake within {timeout:.0f}s")
+    line = proc.stdout.readline()  # the plugin writes the whole line at once and flushes
+    if not line:
+        raise SystemExit(f"{exe}: exited ({proc.wait()}) without a handshake")
+    return line
+
+
+def startup(plugins: dict[str, Path], env: dict[str, str], launches: int) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {kind: [] for kind in plugins}
+    for exe in plugins.values():
+        launch(exe, env)  # untimed: file cache
+    for i in range(launches):
+        for kind in (KINDS if i % 2 == 0 else KINDS[::-1]):
+            out[kind].append(launch(plugins[kind], env))
+    return out
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def ms_per(t: float, n: int) -> float:
+    return 1000 * t / n
+
+
+def verdict(ratio: float) -> str:
+    return "ok" if ratio <= TARGET else "FAIL"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--resources", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--launches", type=int, default=10, help="plugin launches per kind for the start-up median")
+    ap.add_argument("--check", action="store_true", help="exit 3 when a median ratio is over the target")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = ap.parse_args()
+    n = args.resources
+    if n < 1 or args.rounds < 1 or args.launches < 1:
+        raise SystemExit("--resources, --rounds and --launches must be at least 1")
+    started = time.monotonic()
+    cli = TOOLS_BIN / "tofu"
+    if not cli.exists():
+        raise SystemExit(f"{cli} is missing: run scripts/install-tools")
+    version = subprocess.run([str(cli), "version"], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "CHECKPOINT_DISABLE": "1"}).stdout.splitlines()[0]
+    go_binary = build_go_provider()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-terraform-"))
+    tmp = workdir / "tmp"  # TMPDIR of the CLI and the plugins: their socket directories stay in here
+    tmp.mkdir()
+    home = workdir / "home"
+    plugins_dir = home / ".terraform.d" / "plugins"
+    ours_exe = install.install(plugins_dir).paths[install.HOSTS.index("registry.opentofu.org")]
+    plugins = {"ours": ours_exe, "go": install_go_provider(go_binary, plugins_dir)}
+    server = ServerProcess(workdir / "server" / "data", "bench.example", log_path=workdir / "server" / "server.log")
+    results: dict[str, list[Round]] = {kind: [] for kind in KINDS}
+    try:
+        server.start()
+        env = {"MACHINEID_AUTH_SERVER": server.address, "MACHINEID_IDENTITY": str(server.admin_identity_path),
+               "TMPDIR": str(tmp)}
+        bench = Bench(workdir, cli, home, env)
+        print(f"{version} ({cli}); {os.cpu_count()} cores; {n} resources, {args.rounds} rounds; "
+              f"server {server.address}", flush=True)
+        t0 = time.monotonic()
+        log_dir = workdir / "warmup-logs"
+        log_dir.mkdir()
+        for kind in KINDS:
+            bench.run(kind, WARMUP_RESOURCES, "warmup", log_dir)
+        launches = count_launches(log_dir, plugins)
+        print(f"warm-up ({WARMUP_RESOURCES} resources each, untimed, TF_LOG=debug): {time.monotonic() - t0:.1f}s",
+              flush=True)
+        for r in range(args.rounds):
+            for kind in (KINDS if r % 2 == 0 else KINDS[::-1]):
+                res = bench.run(kind, n, f"r{r + 1}")
+                results[kind].append(res)
+                print(f"round {r + 1} {kind:>4}: apply {res.apply:6.2f}s = {ms_per(res.apply, n):6.1f} ms/res | "
+                      f"plan {res.plan:6.2f}s = {ms_per(res.plan, n):6.1f} ms/res", flush=True)
+        starts = startup(plugins, env, args.launches)
+    finally:
+        if server.proc is not None:
+            server.stop()
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    med = {kind: {op: statistics.median(getattr(x, op) for x in rounds) for op in OPS}
+           for kind, rounds in results.items()}
+    start_med = {kind: statistics.median(v) for kind, v in starts.items()}
+    print(f"\nmedians over {args.rounds} rounds, {n} resources (wall seconds, ms per resource):")
+    for kind in KINDS:
+        print(f"  {kind:>4}: apply {med[kind]['apply']:6.2f}s {ms_per(med[kind]['apply'], n):6.1f} ms/res   "
+              f"plan {med[kind]['plan']:6.2f}s {ms_per(med[kind]['plan'], n):6.1f} ms/res")
+    ratios = {op: med["ours"][op] / med["go"][op] for op in OPS}
+    for op in OPS:
+        print(f"  ratio ours/go {op:<6} {ratios[op]:5.2f}  target <= {TARGET}  {verdict(ratios[op])}")
+    print(f"plugin start-up, exec to handshake line, median of {args.launches} launches: "
+          f"ours {1000 * start_med['ours']:.0f} ms (min {1000 * min(starts['ours']):.0f}), "
+          f"go {1000 * start_med['go']:.0f} ms (min {1000 * min(starts['go']):.0f})")
+    for kind in KINDS:
+        print(f"  provider launches per command ({kind}): "
+              + ", ".join(f"{cmd} {count}" for cmd, count in launches[kind].items()))
+    extra = start_med["ours"] - start_med["go"]
+    for op in OPS:
+        diff = med["ours"][op] - med["go"][op]
+        k = launches["ours"][op]
+        share = f"{100 * k * extra / diff:.0f}% of" if diff > 0 else "more than"
+        print(f"  {op}: {k} launches x {1000 * extra:.0f} ms extra start-up = {k * extra:.2f}s, {share} the "
+              f"{diff:+.2f}s difference; the rest is {1000 * (diff - k * extra) / n:+.2f} ms per resource")
+    elapsed = time.monotonic() - started
+    print(f"total runtime {elapsed:.0f}s")
+    parts = [f"{op} ours {med['ours'][op]:.2f}s ({ms_per(med['ours'][op], n):.1f} ms/res) vs go "
+             f"{med['go'][op]:.2f}s ({ms_per(med['go'][op], n):.1f}) x{ratios[op]:.2f} {verdict(ratios[op])}"
+             for op in OPS]
+    print(f"summary: tofu N={n} rounds={args.rounds} " + "; ".join(parts)
+          + f"; start-up ours {1000 * start_med['ours']:.0f} ms vs go {1000 * start_med['go']:.0f} ms, "
+          f"{launches['ours']['plan']} launches per plan; target <= {TARGET}")
+    if args.check and max(ratios.values()) > TARGET:
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

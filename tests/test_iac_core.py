@@ -1,0 +1,107 @@
+"""The provider core in-process, against a real cluster: the lifecycle each adapter builds on (check, diff, plan,
+create, read, update, delete, import), with the client injected and the clock under the test's control."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from machineid.iac.core import Core, Hints
+from machineid.iac.resource import BOT, PROVISION_TOKEN, ROLE
+from machineid.iac.unknown import UNKNOWN
+from machineid.model.errors import AlreadyExistsError
+from tests.conftest import ServerProc
+
+HINTS = Hints(how_to_set={"address": "set address", "identity_file": "set identity_file", "identity": "identity"},
+              role_reference="a role resource", import_command=lambda rdef, name: f"import {rdef.name} {name}")
+
+
+@pytest.fixture()
+def core(server: ServerProc) -> Iterator[Core]:
+    c = Core(HINTS, client_factory=lambda cfg: server.admin())
+    c.configure({"address": server.address, "identity_file": str(server.admin_identity_path)})
+    yield c
+    c.close()
+
+
+def test_role_lifecycle(core: Core) -> None:
+    checked = core.check(ROLE, {"name": "core-web", "allow": {"logins": ["ubuntu"]}})
+    assert not checked.violations
+    inputs = checked.inputs
+    assert inputs["options"] == {"max_session_ttl": "30h"} and inputs["description"] == ""
+    created = core.create(ROLE, inputs)
+    assert created.id == "core-web"
+    read = core.read(ROLE, created.id, created.outputs, created.inputs)
+    assert read is not None and read.inputs == inputs
+    assert not core.diff(ROLE, read.outputs, read.inputs, inputs).changed
+    changed = core.check(ROLE, {"name": "core-web", "allow": {"logins": ["ubuntu", "deploy"]}}).inputs
+    diff = core.diff(ROLE, read.outputs, read.inputs, changed)
+    assert list(diff.changes) == [("allow", "logins")] and not diff.replaces
+    renamed = core.diff(ROLE, read.outputs, read.inputs, dict(changed, name="core-web2"))
+    assert renamed.replaces == ["name"] and not renamed.delete_before_replace
+    updated = core.update(ROLE, created.id, read.outputs, read.inputs, changed)
+    assert updated.outputs["allow"]["logins"] == ["ubuntu", "deploy"]
+    with pytest.raises(AlreadyExistsError, match="import role core-web"):
+        core.create(ROLE, inputs)
+    core.delete(ROLE, created.id, updated.outputs)
+    assert core.read(ROLE, created.id, updated.outputs, updated.inputs) is None
+    core.delete(ROLE, created.id, updated.outputs)  # already gone: fine
+
+
+def test_token_name_is_chosen_by_the_cluster_and_expiry_forces_replacement(core: Core) -> None:
+    core.create(BOT, core.check(BOT, {"name": "core-tokbot", "roles": ["access"]}).inputs)
+    checked = core.check(PROVISION_TOKEN, {"bot_name": "core-tokbot", "ttl": "10m"})
+    assert "name" not in checked.inputs and "expires" not in checked.inputs
+    planned = core.plan_create(PROVISION_TOKEN, checked.inputs)
+    assert planned["name"] is UNKNOWN and planned["token_expires"] is UNKNOWN
+    created = core.create(PROVISION_TOKEN, checked.inputs)
+    name = created.outputs["name"]
+    assert created.id.startswith("token-") and name not in created.id
+    assert not core.diff(PROVISION_TOKEN, created.outputs, checked.inputs, checked.inputs).changed
+    core.clock = lambda: datetime.now(UTC) + timedelta(minutes=11)
+    diff = core.diff(PROVISION_TOKEN, created.outputs, checked.inputs, checked.inputs)
+    assert diff.replaces == ["expires"] and diff.delete_before_replace
+    imported = core.read(PROVISION_TOKEN, name, {}, None)
+    assert imported is not None and imported.id == created.id and imported.inputs is not None
+    assert imported.inputs["expires"] is None  # a single-use token's expiry is the cluster's choice
+    core.delete(PROVISION_TOKEN, created.id, created.outputs)
+    core.delete(BOT, "core-tokbot", {})
+
+
+def test_bot_plan_predicts_what_the_update_returns(core: Core) -> None:
+    """Terraform requires an apply to match every known planned value: the rendered outputs planned for an update
+    must be exactly what the update produces."""
+    inputs = core.check(BOT, {"name": "core-robot", "roles": ["access"]}).inputs
+    created = core.create(BOT, inputs)
+    assert "token: " in created.outputs["agent_config"] and created.outputs["user_name"] == "bot-core-robot"
+    news = core.check(BOT, {"name": "core-robot", "roles": ["access"], "destination_dir": "/srv/id",
+                            "traits": {"logins": ["ci"]}}).inputs
+    planned = core.plan_update(BOT, created.outputs, created.inputs, news)
+    updated = core.update(BOT, created.id, created.outputs, created.inputs, news)
+    for key in ("agent_config", "start_command", "systemd_unit", "token", "ca_pins", "user_name", "auth_server"):
+        assert planned[key] == updated.outputs[key], key
+    assert "/srv/id" in updated.outputs["agent_config"]
+    rotated = dict(news, token_rotation=1)
+    planned = core.plan_update(BOT, updated.outputs, updated.inputs, rotated)
+    assert planned["token"] is UNKNOWN and planned["agent_config"] is UNKNOWN
+    assert planned["start_command"] == updated.outputs["start_command"]
+    after = core.update(BOT, created.id, updated.outputs, updated.inputs, rotated)
+    assert after.outputs["token"] != updated.outputs["token"]
+    core.delete(BOT, created.id, after.outputs)
+
+
+def test_unknown_roles_are_checked_unless_planned_in_this_run(core: Core) -> None:
+    missing = core.check(BOT, {"name": "core-b", "roles": ["core-later"]})
+    assert [(v.path, "does not exist" in v.reason) for v in missing.violations] == [(("roles", 0), True)]
+    assert not core.check(BOT, {"name": "core-b", "roles": [UNKNOWN]}).violations
+    core.plan_create(ROLE, core.check(ROLE, {"name": "core-later"}).inputs)
+    assert not core.check(BOT, {"name": "core-b", "roles": ["core-later"]}).violations
+
+
+def test_bad_inputs_name_every_field_with_structured_paths(core: Core) -> None:
+    result = core.check(PROVISION_TOKEN, {"join_method": "iam", "bot_name": "b", "name": "x",
+                                          "allow": [{"aws_account": "12", "aws_arn": "nope"}], "bogus": 1})
+    assert sorted(v.path for v in result.violations) == [("allow", 0, "aws_account"), ("allow", 0, "aws_arn"),
+                                                          ("bogus",)]

@@ -1,0 +1,85 @@
+"""The Terraform adapter's value logic in-process (no CLI): cty msgpack with unknowns, attribute paths from the
+schema, plans that keep configured values verbatim and absent blocks absent, and state upgrades."""
+
+from __future__ import annotations
+
+import json
+
+import msgpack
+import pytest
+
+from machineid.iac.unknown import UNKNOWN
+from machineid.terraform import provider as tfprovider
+from machineid.terraform import values
+from machineid.terraform.diagnostics import steps_for
+from machineid.terraform.provider import TerraformProvider
+from machineid.terraform.schema import RESOURCE_SCHEMAS
+
+ROLE = RESOURCE_SCHEMAS["machineid_role"][1].block
+TOKEN = RESOURCE_SCHEMAS["machineid_provision_token"][1].block
+BOT = RESOURCE_SCHEMAS["machineid_bot"][1].block
+
+
+def test_unknowns_plain_and_refined_decode_and_encode_as_ext_0() -> None:
+    refined = msgpack.ExtType(12, msgpack.packb({1: False, 2: "child-"}))
+    raw = msgpack.packb({"a": msgpack.ExtType(0, b"\x00"), "b": refined, "c": [1, "x", None]})
+    assert values.decode(raw) == {"a": UNKNOWN, "b": UNKNOWN, "c": [1, "x", None]}
+    assert values.encode({"a": UNKNOWN}) == msgpack.packb({"a": msgpack.ExtType(0, b"\x00")})
+    assert values.decode(b"", b'{"a": 1}') == {"a": 1}
+
+
+def test_outgoing_objects_carry_every_attribute_and_block() -> None:
+    full = values.complete(ROLE, {"name": "web"})
+    assert set(full) == {"id", "name", "description", "labels", "allow", "deny", "options"}
+    assert full["allow"] is None and full["description"] is None
+    token = values.complete(TOKEN, {"allow": [{"aws_account": "1"}]})
+    assert token["allow"] == [{"aws_account": "1", "aws_arn": None}]
+
+
+def test_attribute_paths_follow_the_schema() -> None:
+    assert steps_for(TOKEN, ("allow", 0, "aws_arn")) == (("attribute", "allow"), ("index", 0),
+                                                          ("attribute", "aws_arn"))
+    assert steps_for(ROLE, ("allow", "logins", 2)) == (("attribute", "allow"), ("attribute", "logins"),
+                                                        ("index", 2))
+    assert steps_for(ROLE, ("allow", "node_labels", "env", 0)) == (
+        ("attribute", "allow"), ("attribute", "node_labels"), ("key", "env"), ("index", 0))
+    assert steps_for(BOT, ("traits", "logins", 0)) == (("attribute", "traits"), ("key", "logins"), ("index", 0))
+    assert steps_for(BOT, ("bogus", 3)) == (("attribute", "bogus"),)
+
+
+def test_plans_keep_configured_values_and_leave_absent_blocks_out() -> None:
+    config = values.complete(ROLE, {"name": "web", "allow": {"logins": ["a"]}})
+    normalized = {"name": "web", "description": "", "labels": {}, "allow": {"logins": ["a"], "node_labels": {},
+                                                                             "rules": []},
+                  "deny": {"logins": [], "node_labels": {}, "rules": []}, "options": {"max_session_ttl": "30h"}}
+    planned = values.planned(ROLE, config, normalized)
+    assert planned["deny"] is None and planned["options"] is None  # not in the configuration: not planned
+    assert planned["allow"] == {"logins": ["a"], "node_labels": {}, "rules": []}
+    assert planned["description"] == "" and planned["labels"] == {}
+    # the cluster's defaults in an absent block stay absent; a real difference shows
+    stated = values.stated(ROLE, {**normalized, "id": "web"}, planned)
+    assert stated["options"] is None and stated["deny"] is None
+    drifted = values.stated(ROLE, {**normalized, "id": "web", "options": {"max_session_ttl": "2h"}}, planned)
+    assert drifted["options"] == {"max_session_ttl": "2h"}
+
+
+def test_times_keep_the_configured_spelling() -> None:
+    state = values.stated(TOKEN, {"expires": "2030-01-01T00:00:00Z"}, {"expires": "2030-01-01T01:00:00+01:00"})
+    assert state["expires"] == "2030-01-01T01:00:00+01:00"
+    moved = values.stated(TOKEN, {"expires": "2031-01-01T00:00:00Z"}, {"expires": "2030-01-01T01:00:00+01:00"})
+    assert moved["expires"] == "2031-01-01T00:00:00Z"
+
+
+def test_state_upgrade_reshapes_runs_upgraders_in_order_and_refuses_newer(monkeypatch: pytest.MonkeyPatch) -> None:
+    p = TerraformProvider()
+    old = json.dumps({"id": "web", "name": "web", "retired": 1}).encode()
+    state, diags = p.upgrade("machineid_role", 0, old)
+    assert not diags and state["name"] == "web" and "retired" not in state and state["labels"] is None
+    monkeypatch.setattr(tfprovider, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(tfprovider.UPGRADERS, ("machineid_role", 0), lambda s: {**s, "description": "v1"})
+    monkeypatch.setitem(tfprovider.UPGRADERS, ("machineid_role", 1),
+                        lambda s: {**s, "description": s["description"] + "+v2"})
+    state, diags = p.upgrade("machineid_role", 0, old)
+    assert state["description"] == "v1+v2"
+    state, diags = p.upgrade("machineid_role", 3, old)
+    assert state is None and "newer machineid provider" in diags[0].summary
