@@ -22,8 +22,9 @@ configuration and no dev_overrides. Each round uses a fresh directory per kind a
 4. `tofu destroy -auto-approve` (untimed).
 
 The order of the kinds alternates between rounds. An untimed warm-up (5 resources each) first fills the OS file
-cache; it runs with TF_LOG=debug to count how many times each command starts the provider (go-plugin's "starting
-plugin" log line), a number that does not depend on N.
+cache; it runs with TF_LOG=trace, and its logs tell how many provider processes each command starts (a number that
+does not depend on N) and, per launch as the CLI sees it, the time from exec to the handshake and from the Shutdown
+RPC (`GRPCProvider.v6: Close`) until the process has exited: go-plugin waits for that exit.
 
 Then the per-launch plugin start-up of both: the installed plugin executable is started as the CLI starts it
 (TF_PLUGIN_MAGIC_COOKIE, PLUGIN_PROTOCOL_VERSIONS=6, PLUGIN_MIN_PORT/PLUGIN_MAX_PORT, and PLUGIN_CLIENT_CERT set to
@@ -33,8 +34,9 @@ alternating, after one untimed launch each.
 
 Milliseconds per resource are wall time / N (so they include each command's fixed cost: CLI start, provider starts,
 schema fetch, state write). At the end it prints medians over rounds, the ratios ours/go for apply and plan (target
-<= 1.5), the start-up medians with the launches per command, the share of the wall-time difference that the extra
-start-up time explains (launches x start-up difference), and a one-line summary.
+<= 1.5), the start-up medians, the launches per command, the share of the wall-time difference that the per-launch
+costs explain (launches x (handshake + exit wait) from the trace logs, ours minus go) with the per-resource rest, and a
+one-line summary.
 
     "$(scripts/setup)/python" benchmarks/bench_terraform.py [--resources N] [--rounds R] [--check] [--keep]
 
@@ -77,8 +79,13 @@ HANDSHAKE_TIMEOUT = 30.0  # seconds, for one plugin launch
 KINDS = ("ours", "go")
 TYPES = {"ours": "machineid_role", "go": "gobench_role"}
 OPS = ("apply", "plan")
-# go-plugin's client logs this (at debug level) every time it execs a plugin; the path tells which provider.
-STARTING = re.compile(r"starting plugin: path=(\S+)")
+# In the CLI's TF_LOG=trace log: go-plugin execs a plugin ("starting plugin"), reads its handshake ("using plugin"),
+# and at the end the CLI closes the provider ("GRPCProvider.v6: Close": the Shutdown RPC) and waits for the process to
+# exit ("plugin process exited"). The CLI runs one provider process at a time here (one provider per configuration).
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT[\d:.]+Z) \[\w+\] ?\s*(.*)$")
+EVENTS = {"start": "provider: starting plugin:", "handshake": "provider: using plugin:",
+          "close": "GRPCProvider.v6: Close", "exited": "provider: plugin process exited:"}
+COMMANDS = ("init", "apply", "plan", "destroy")
 
 
 # ---------------------------------------------------------------- the Go baseline provider
@@ -153,6 +160,10 @@ class Bench:
         self.home = home
         self.env = env
 
+    def version(self) -> str:
+        out = Workspace(self.cli, self.workdir, self.home, dict(self.env), timeout=60).run("version").stdout
+        return next((line for line in out.splitlines() if line.startswith("OpenTofu")), out.strip())
+
     def workspace(self, kind: str, tag: str) -> Workspace:
         directory = self.workdir / "work" / f"{kind}-{tag}"
         directory.mkdir(parents=True)
@@ -170,14 +181,14 @@ class Bench:
         return wall, proc
 
     def run(self, kind: str, n: int, tag: str, log_dir: Path | None = None) -> Round:
-        """init, timed apply and plan, destroy. With log_dir, every command logs at debug level into it."""
+        """init, timed apply and plan, destroy. With log_dir, every command logs at trace level into it."""
         ws = self.workspace(kind, tag)
         ws.write(configuration(kind, n, tag))
 
         def log(cmd: str) -> dict[str, str] | None:
             if log_dir is None:
                 return None
-            return {"TF_LOG": "debug", "TF_LOG_PATH": str(log_dir / f"{kind}-{cmd}.log")}
+            return {"TF_LOG": "trace", "TF_LOG_PATH": str(log_dir / f"{kind}-{cmd}.log")}
 
         ws.run("init", "-no-color", env=log("init"))
         try:
@@ -198,16 +209,38 @@ class Bench:
         return Round(apply, plan)
 
 
-def count_launches(log_dir: Path, plugins: dict[str, Path]) -> dict[str, dict[str, int]]:
-    """Provider processes each logged command started: kind -> command -> count."""
-    out: dict[str, dict[str, int]] = {}
-    for kind, exe in plugins.items():
-        out[kind] = {}
-        for cmd in ("init", "apply", "plan", "destroy"):
-            path = log_dir / f"{kind}-{cmd}.log"
-            text = path.read_text(errors="replace") if path.exists() else ""
-            out[kind][cmd] = sum(1 for m in STARTING.finditer(text) if Path(m.group(1)).name == exe.name)
-    return out
+@dataclass
+class Launches:
+    """What the warm-up's trace logs say about one provider's processes."""
+
+    per_command: dict[str, int]  # command -> provider processes it started
+    handshake: list[float]  # seconds from exec to the handshake, as the CLI sees it
+    exit_wait: list[float]  # seconds from the Shutdown RPC until the process had exited
+
+
+def read_launches(log_dir: Path, kind: str) -> Launches:
+    per_command: dict[str, int] = {}
+    handshake: list[float] = []
+    exit_wait: list[float] = []
+    for cmd in COMMANDS:
+        path = log_dir / f"{kind}-{cmd}.log"
+        last: dict[str, float] = {}
+        count = 0
+        for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+            m = LOG_LINE.match(line)
+            event = next((e for e, text in EVENTS.items() if m and m.group(2).startswith(text)), None)
+            if m is None or event is None:
+                continue
+            at = datetime.datetime.fromisoformat(m.group(1)).timestamp()
+            last[event] = at
+            if event == "start":
+                count += 1
+            elif event == "handshake" and "start" in last:
+                handshake.append(at - last.pop("start"))
+            elif event == "exited" and "close" in last:
+                exit_wait.append(at - last.pop("close"))
+        per_command[cmd] = count
+    return Launches(per_command, handshake, exit_wait)
 
 
 # ---------------------------------------------------------------- plugin start-up
@@ -326,8 +359,6 @@ def main() -> int:
     cli = TOOLS_BIN / "tofu"
     if not cli.exists():
         raise SystemExit(f"{cli} is missing: run scripts/install-tools")
-    version = subprocess.run([str(cli), "version"], capture_output=True, text=True, timeout=60,
-                             env={**os.environ, "CHECKPOINT_DISABLE": "1"}).stdout.splitlines()[0]
     go_binary = build_go_provider()
     workdir = Path(tempfile.mkdtemp(prefix="bench-terraform-"))
     tmp = workdir / "tmp"  # TMPDIR of the CLI and the plugins: their socket directories stay in here
@@ -343,6 +374,7 @@ def main() -> int:
         env = {"MACHINEID_AUTH_SERVER": server.address, "MACHINEID_IDENTITY": str(server.admin_identity_path),
                "TMPDIR": str(tmp)}
         bench = Bench(workdir, cli, home, env)
+        version = bench.version()
         print(f"{version} ({cli}); {os.cpu_count()} cores; {n} resources, {args.rounds} rounds; "
               f"server {server.address}", flush=True)
         t0 = time.monotonic()
@@ -350,8 +382,8 @@ def main() -> int:
         log_dir.mkdir()
         for kind in KINDS:
             bench.run(kind, WARMUP_RESOURCES, "warmup", log_dir)
-        launches = count_launches(log_dir, plugins)
-        print(f"warm-up ({WARMUP_RESOURCES} resources each, untimed, TF_LOG=debug): {time.monotonic() - t0:.1f}s",
+        launches = {kind: read_launches(log_dir, kind) for kind in KINDS}
+        print(f"warm-up ({WARMUP_RESOURCES} resources each, untimed, TF_LOG=trace): {time.monotonic() - t0:.1f}s",
               flush=True)
         for r in range(args.rounds):
             for kind in (KINDS if r % 2 == 0 else KINDS[::-1]):
@@ -381,16 +413,25 @@ def main() -> int:
     print(f"plugin start-up, exec to handshake line, median of {args.launches} launches: "
           f"ours {1000 * start_med['ours']:.0f} ms (min {1000 * min(starts['ours']):.0f}), "
           f"go {1000 * start_med['go']:.0f} ms (min {1000 * min(starts['go']):.0f})")
+    # As the CLI sees each launch (warm-up trace logs): exec to handshake, plus Shutdown until the process exited.
+    per_launch: dict[str, float] = {}
     for kind in KINDS:
-        print(f"  provider launches per command ({kind}): "
-              + ", ".join(f"{cmd} {count}" for cmd, count in launches[kind].items()))
-    extra = start_med["ours"] - start_med["go"]
+        got = launches[kind]
+        hs = statistics.median(got.handshake) if got.handshake else 0.0
+        ex = statistics.median(got.exit_wait) if got.exit_wait else 0.0
+        per_launch[kind] = hs + ex
+        print(f"  {kind:>4}: provider processes per command: "
+              + ", ".join(f"{cmd} {count}" for cmd, count in got.per_command.items())
+              + f"; in the CLI's log, median handshake {1000 * hs:.0f} ms and exit after Shutdown {1000 * ex:.0f} ms"
+              f" ({len(got.handshake)} launches, TF_LOG=trace)")
     for op in OPS:
         diff = med["ours"][op] - med["go"][op]
-        k = launches["ours"][op]
-        share = f"{100 * k * extra / diff:.0f}% of" if diff > 0 else "more than"
-        print(f"  {op}: {k} launches x {1000 * extra:.0f} ms extra start-up = {k * extra:.2f}s, {share} the "
-              f"{diff:+.2f}s difference; the rest is {1000 * (diff - k * extra) / n:+.2f} ms per resource")
+        k_ours, k_go = launches["ours"].per_command[op], launches["go"].per_command[op]
+        fixed = k_ours * per_launch["ours"] - k_go * per_launch["go"]
+        share = f"{100 * fixed / diff:.0f}% of" if diff > 0 else "more than"
+        print(f"  {op}: {k_ours} launches x {1000 * per_launch['ours']:.0f} ms (ours) - {k_go} x "
+              f"{1000 * per_launch['go']:.0f} ms (go) = {fixed:+.2f}s, {share} the {diff:+.2f}s difference; "
+              f"the rest is {1000 * (diff - fixed) / n:+.2f} ms per resource")
     elapsed = time.monotonic() - started
     print(f"total runtime {elapsed:.0f}s")
     parts = [f"{op} ours {med['ours'][op]:.2f}s ({ms_per(med['ours'][op], n):.1f} ms/res) vs go "
@@ -398,7 +439,7 @@ def main() -> int:
              for op in OPS]
     print(f"summary: tofu N={n} rounds={args.rounds} " + "; ".join(parts)
           + f"; start-up ours {1000 * start_med['ours']:.0f} ms vs go {1000 * start_med['go']:.0f} ms, "
-          f"{launches['ours']['plan']} launches per plan; target <= {TARGET}")
+          f"{launches['ours'].per_command['plan']} launches per plan; target <= {TARGET}")
     if args.check and max(ratios.values()) > TARGET:
         return 3
     return 0

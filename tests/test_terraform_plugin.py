@@ -20,19 +20,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
 import grpc
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from machineid.terraform.plugin import MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, negotiate_version
+from machineid.terraform.plugin import MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, localhost_certificate, negotiate_version
 from machineid.terraform.proto import (
     grpc_controller_pb2,
     grpc_controller_pb2_grpc,
@@ -76,39 +74,21 @@ class Identity:
     key: bytes
 
 
-def self_signed(curve: ec.EllipticCurve, digest: hashes.SHA256 | hashes.SHA512) -> Identity:
-    """A client identity shaped like go-plugin's (mtls.go): self-signed CA, CN and SAN localhost, client auth."""
-    key = ec.generate_private_key(curve)
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "HashiCorp"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(seconds=30)).not_valid_after(now + timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
-                                     data_encipherment=False, key_agreement=True, key_cert_sign=True, crl_sign=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]),
-                       critical=False)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, digest)
-    )
-    return Identity(cert.public_bytes(serialization.Encoding.PEM),
-                    key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
+def self_signed(curve: str = "P-256") -> Identity:
+    """A client identity shaped like go-plugin's (mtls.go); the CLIs make P-521 ones."""
+    _, cert, key = localhost_certificate(curve, organization="HashiCorp")
+    return Identity(cert, key)
 
 
 @pytest.fixture(scope="module")
 def p256() -> Identity:
-    return self_signed(ec.SECP256R1(), hashes.SHA256())
+    return self_signed("P-256")
 
 
 @pytest.fixture(scope="module")
 def p521() -> Identity:
     """What the CLIs actually send (go-plugin mtls.go: P-521, SHA-512)."""
-    return self_signed(ec.SECP521R1(), hashes.SHA512())
+    return self_signed("P-521")
 
 
 def plugin_env(**extra: str) -> dict[str, str]:
@@ -318,7 +298,7 @@ def test_the_right_client_certificate_gets_health_and_shutdown_ends_the_process(
 
 
 def test_a_client_with_another_certificate_or_none_is_refused(tmp_path: Path, p256: Identity) -> None:
-    stranger = self_signed(ec.SECP256R1(), hashes.SHA256())
+    stranger = self_signed("P-256")
     with started(tmp_path, PLUGIN_CLIENT_CERT=p256.cert.decode()) as plugin:
         with plugin.channel(stranger) as channel, pytest.raises(grpc.RpcError) as e:
             health(channel)
@@ -371,7 +351,7 @@ def test_p521_client_certificates_like_the_clis_make_are_accepted(tmp_path: Path
 
 
 def test_p521_client_with_another_certificate_is_refused(tmp_path: Path, p521: Identity) -> None:
-    stranger = self_signed(ec.SECP521R1(), hashes.SHA512())
+    stranger = self_signed("P-521")
     with started(tmp_path, PLUGIN_CLIENT_CERT=p521.cert.decode()) as plugin:
         # TLS 1.3: the client may finish its side of the handshake before the server refuses its certificate; the
         # refusal then arrives as an alert (SSLError) or a closed connection, never as an HTTP/2 frame.

@@ -196,19 +196,22 @@ def _add_controller(server: grpc.Server, stop: threading.Event) -> None:
     grpc_controller_pb2_grpc.add_GRPCControllerServicer_to_server(Controller(), server)
 
 
-def _server_certificate() -> tuple[bytes, bytes, bytes]:
-    """A fresh self-signed server certificate for this process: (DER, certificate PEM, key PEM).
+def localhost_certificate(curve: str = "P-256", organization: str = "machineid") -> tuple[bytes, bytes, bytes]:
+    """A fresh self-signed certificate shaped like go-plugin's AutoMTLS ones: (DER, certificate PEM, key PEM).
 
     The CLI trusts exactly the certificate in the handshake and checks it for the name "localhost" (SAN; Go ignores
-    the CN). The rest mirrors go-plugin's own template (mtls.go): CA, these key usages, both extended usages. P-256
-    rather than go-plugin's P-521: Go accepts either, and its keys are faster to make."""
+    the CN). The rest mirrors go-plugin's own template (mtls.go): CA, these key usages, both extended usages. The
+    plugin uses P-256 rather than go-plugin's P-521: Go accepts either, and its keys are faster to make; the tests
+    and the benchmark make the CLI's P-521 ones with the same function."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "machineid"),
+    big = curve == "P-521"
+    key = ec.generate_private_key(ec.SECP521R1() if big else ec.SECP256R1())
+    digest: hashes.SHA256 | hashes.SHA512 = hashes.SHA512() if big else hashes.SHA256()
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
                       x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
@@ -226,7 +229,7 @@ def _server_certificate() -> tuple[bytes, bytes, bytes]:
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
                        critical=False)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
+        .sign(key, digest)
     )
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
@@ -236,7 +239,7 @@ def _server_certificate() -> tuple[bytes, bytes, bytes]:
 def _tls_context(client_pem: str, workdir: str) -> tuple[bytes, ssl.SSLContext]:
     """The server side of go-plugin's AutoMTLS: our fresh certificate, and the CLI's certificate as the only trust
     anchor with a client certificate required (go-plugin: RequireAndVerifyClientCert, TLS 1.2 at least)."""
-    der, cert_pem, key_pem = _server_certificate()
+    der, cert_pem, key_pem = localhost_certificate()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.verify_mode = ssl.CERT_REQUIRED
