@@ -33,12 +33,14 @@ exec until its handshake line is on stdout; then it gets SIGTERM. Median of --la
 alternating, after one untimed launch each.
 
 Milliseconds per resource are wall time / N (so they include each command's fixed cost: CLI start, provider starts,
-schema fetch, state write). At the end it prints medians over rounds, the ratios ours/go for apply and plan (target
-<= 1.5), the start-up medians, the launches per command, the share of the wall-time difference that the per-launch
-costs explain (launches x (handshake + exit wait) from the trace logs, ours minus go) with the per-resource rest, and a
-one-line summary.
+schema fetch, state write). Every round also runs the same commands with one resource per kind, for the marginal
+cost per resource, (wall(N) - wall(1)) / (N - 1), which leaves the fixed cost out. At the end it prints the medians
+over rounds, the ratios ours/go for apply and plan (target <= 1.5), the start-up medians, the launches per command,
+the share of the wall-time difference that the per-launch costs explain (launches x (handshake + exit wait) from the
+trace logs, ours minus go) with the per-resource rest, then (for information) the marginal and fixed costs and their
+ratios, and a one-line summary.
 
-    "$(scripts/setup)/python" benchmarks/bench_terraform.py [--resources N] [--rounds R] [--check] [--keep]
+  "$(scripts/setup)/python" benchmarks/bench_terraform.py [--resources N] [--rounds R] [--launches L] [--check] [--keep]
 
 `--check` exits 3 when a median ratio is over the target; `--keep` keeps the temporary directory (workspaces, the
 private HOME with the plugin mirror, warm-up logs, server data dir and log). Everything is on loopback and every
@@ -369,6 +371,7 @@ def main() -> int:
     plugins = {"ours": ours_exe, "go": install_go_provider(go_binary, plugins_dir)}
     server = ServerProcess(workdir / "server" / "data", "bench.example", log_path=workdir / "server" / "server.log")
     results: dict[str, list[Round]] = {kind: [] for kind in KINDS}
+    singles: dict[str, list[Round]] = {kind: [] for kind in KINDS}  # the same commands with 1 resource
     try:
         server.start()
         env = {"MACHINEID_AUTH_SERVER": server.address, "MACHINEID_IDENTITY": str(server.admin_identity_path),
@@ -391,6 +394,8 @@ def main() -> int:
                 results[kind].append(res)
                 print(f"round {r + 1} {kind:>4}: apply {res.apply:6.2f}s = {ms_per(res.apply, n):6.1f} ms/res | "
                       f"plan {res.plan:6.2f}s = {ms_per(res.plan, n):6.1f} ms/res", flush=True)
+                if n > 1:
+                    singles[kind].append(bench.run(kind, 1, f"r{r + 1}s"))
         starts = startup(plugins, env, args.launches)
     finally:
         if server.proc is not None:
@@ -432,6 +437,20 @@ def main() -> int:
         print(f"  {op}: {k_ours} launches x {1000 * per_launch['ours']:.0f} ms (ours) - {k_go} x "
               f"{1000 * per_launch['go']:.0f} ms (go) = {fixed:+.2f}s, {share} the {diff:+.2f}s difference; "
               f"the rest is {1000 * (diff - fixed) / n:+.2f} ms per resource")
+    if n > 1:
+        # Marginal cost: what each resource beyond the first adds, without the per-command fixed cost (CLI start,
+        # provider launches, schema). Informational: the target is judged on wall / N above.
+        one = {kind: {op: statistics.median(getattr(x, op) for x in rounds) for op in OPS}
+               for kind, rounds in singles.items()}
+        marginal = {kind: {op: 1000 * (med[kind][op] - one[kind][op]) / (n - 1) for op in OPS} for kind in KINDS}
+        print("marginal ms per resource, (wall(N) - wall(1)) / (N - 1); fixed cost = wall(1):")
+        for kind in KINDS:
+            print(f"  {kind:>4}: apply {marginal[kind]['apply']:6.2f} (fixed {one[kind]['apply']:.2f}s)   plan "
+                  f"{marginal[kind]['plan']:6.2f} (fixed {one[kind]['plan']:.2f}s)")
+        print("  marginal ratio ours/go " + "   ".join(
+            f"{op} {marginal['ours'][op] / marginal['go'][op]:5.2f}" if marginal["go"][op] > 0 else f"{op} n/a"
+            for op in OPS) + "   fixed-cost ratio " + "   ".join(
+            f"{op} {one['ours'][op] / one['go'][op]:5.2f}" for op in OPS))
     elapsed = time.monotonic() - started
     print(f"total runtime {elapsed:.0f}s")
     parts = [f"{op} ours {med['ours'][op]:.2f}s ({ms_per(med['ours'][op], n):.1f} ms/res) vs go "

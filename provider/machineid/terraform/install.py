@@ -33,9 +33,11 @@ def target() -> str:
 
 
 def launcher(python: str = sys.executable) -> str:
-    """A small executable that runs the plugin with this installation's interpreter (the CLIs run it directly)."""
+    """A small executable that runs the plugin's launcher with this installation's interpreter (the CLIs run it
+    directly; -c rather than -m, which would import runpy on every start)."""
+    code = "import sys; from machineid.terraform.launcher import main; sys.exit(main())"
     return (f"#!/bin/sh\n# terraform-provider-machineid {__version__}: installed by `machineid terraform install`\n"
-            f"exec {shlex.quote(python)} -m machineid.terraform.server \"$@\"\n")
+            f"exec {shlex.quote(python)} -c {shlex.quote(code)} \"$@\"\n")
 
 
 @dataclass(frozen=True)

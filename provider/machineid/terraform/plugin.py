@@ -67,7 +67,7 @@ def negotiate_version(offered: str | None, served: Iterable[int]) -> int | None:
 
 
 def serve(register: Callable[[grpc.Server, int], None], *, versions: tuple[int, ...] = (6, 5),
-          stop: threading.Event | None = None) -> int:
+          stop: threading.Event | None = None, alive: Callable[[], bool] | None = None) -> int:
     """Serve one provider process for the CLI that started it, until it calls Shutdown, sends SIGTERM, exits, or
     `stop` is set. `register(server, version)` adds the tfplugin servicer for the negotiated version. Returns the
     exit status: 1 when this process was not started by a CLI, no protocol version is common or the CLI's settings
@@ -75,7 +75,9 @@ def serve(register: Callable[[grpc.Server, int], None], *, versions: tuple[int, 
 
     The calling thread waits for the end and polls os.getppid() meanwhile (no extra watcher thread): a CLI that
     crashed leaves the plugin an orphan, which would otherwise hold the CLI's output pipe open (seen with
-    Terraform 1.0). Meant to be a process's main function: it redirects fd 1 to fd 2 after the handshake."""
+    Terraform 1.0). `alive` replaces that check for a process the CLI did not start itself (the fork server's
+    children: their launcher is the CLI's child). Meant to be a process's main function: it redirects fd 1 to fd 2
+    after the handshake."""
     if os.environ.get(MAGIC_COOKIE_KEY) != MAGIC_COOKIE_VALUE:
         sys.stderr.write(NOT_A_COMMAND)
         return 1
@@ -87,6 +89,9 @@ def serve(register: Callable[[grpc.Server, int], None], *, versions: tuple[int, 
              "use a newer OpenTofu or Terraform (protocol 6 came with Terraform 1.0)")
         return 1
     parent = os.getppid()
+    if alive is None:
+        def alive() -> bool:
+            return os.getppid() == parent
     stop = stop if stop is not None else threading.Event()
     base = os.environ.get("PLUGIN_UNIX_SOCKET_DIR") or None
     try:
@@ -97,20 +102,19 @@ def serve(register: Callable[[grpc.Server, int], None], *, versions: tuple[int, 
         return 1
     restore = _handle_signals(stop)
     try:
-        return _serve(register, version, stop, parent, workdir)
+        return _serve(register, version, stop, alive, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         restore()
 
 
-def _serve(register: Callable[[grpc.Server, int], None], version: int, stop: threading.Event, parent: int,
-           workdir: str) -> int:
+def _serve(register: Callable[[grpc.Server, int], None], version: int, stop: threading.Event,
+           alive: Callable[[], bool], workdir: str) -> int:
     # Imported here, not at the top: the CLI starts the plugin 3-4 times per command, and a process that only
     # prints the "not a command" message should not pay for them.
     from concurrent import futures
 
     import grpc
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
     path = os.path.join(workdir, "plugin.sock")
     client_pem = os.environ.get("PLUGIN_CLIENT_CERT", "")
@@ -128,9 +132,7 @@ def _serve(register: Callable[[grpc.Server, int], None], version: int, stop: thr
     server = grpc.server(executor, options=[("grpc.max_receive_message_length", _MAX_MESSAGE),
                                             ("grpc.max_send_message_length", _MAX_MESSAGE)])
     register(server, version)
-    checks = health.HealthServicer()
-    checks.set("plugin", health_pb2.HealthCheckResponse.SERVING)  # go-plugin's name for "the plugin is up"
-    health_pb2_grpc.add_HealthServicer_to_server(checks, server)
+    _add_health(server)
     _add_controller(server, stop)
     front: _TLSFront | None = None
     if ctx is None:
@@ -147,11 +149,10 @@ def _serve(register: Callable[[grpc.Server, int], None], version: int, stop: thr
         sys.stdout.flush()
         os.dup2(2, 1)  # from now on stdout is the CLI's log, never its protocol: a stray print must not break it
         while not stop.wait(_PARENT_POLL):
-            if os.getppid() != parent:
+            if not alive():
                 _say("the CLI that started this plugin has exited; stopping")
                 break
     finally:
-        checks.enter_graceful_shutdown()
         server.stop(_GRACE).wait()
         if front is not None:
             front.close()
@@ -182,6 +183,21 @@ def _handle_signals(stop: threading.Event) -> Callable[[], None]:
             signal.signal(signal.SIGTERM, old_term)
 
     return restore
+
+
+# grpc.health.v1.HealthCheckResponse{status: SERVING}: field 1, varint 1. Answered for every service name asked.
+_SERVING = b"\x08\x01"
+
+
+def _add_health(server: grpc.Server) -> None:
+    """The standard health service, answering SERVING (go-plugin's guide asks plugins to register it for the
+    service "plugin"). Served on raw bytes: the grpc_health package costs every launch about 25 ms to import."""
+    import grpc
+
+    check = grpc.unary_unary_rpc_method_handler(lambda request, context: _SERVING,
+                                                request_deserializer=None, response_serializer=None)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("grpc.health.v1.Health",
+                                                                          {"Check": check}),))
 
 
 def _add_controller(server: grpc.Server, stop: threading.Event) -> None:

@@ -1,13 +1,14 @@
 """`terraform-provider-machineid`: the plugin that `tofu` and `terraform` start (several times per command).
 
-Start-up counts, so the heavy modules (the cluster client, cryptography for the identity) load only when the
-provider first talks to the cluster."""
+`main` serves in this process; the launcher that `machineid terraform install` writes runs launcher.py instead,
+which has a warm fork server do the same for a fraction of the start-up cost."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 USAGE = """terraform-provider-machineid: the machineid provider for OpenTofu and Terraform.
 
@@ -16,6 +17,15 @@ OpenTofu and Terraform start this program themselves; it is not run by hand. To 
     machineid terraform install        # then, in a configuration with source = "machineid/machineid":
     tofu init && tofu apply            # or terraform init && terraform apply
 """
+
+
+def run(alive: Callable[[], bool] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("MACHINEID_PROVIDER_LOG", "WARNING").upper(), stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from machineid.terraform.plugin import serve
+    from machineid.terraform.servicer import register
+
+    return serve(register, alive=alive)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,12 +38,12 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.stdout.write(f"terraform-provider-machineid {__version__}\n")
         return 0
-    logging.basicConfig(level=os.environ.get("MACHINEID_PROVIDER_LOG", "WARNING").upper(), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
-    from machineid.terraform.plugin import serve
-    from machineid.terraform.servicer import register
-
-    return serve(register)
+    code = run()
+    # The CLI waits for the process to end after Shutdown: skip the interpreter's teardown (about 0.1 s with
+    # gRPC's threads and modules loaded); everything that matters was answered and flushed.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
