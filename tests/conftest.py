@@ -107,3 +107,15 @@ def pg_database(postgres: str) -> str:
     with psycopg.connect(postgres, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return postgres.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(autouse=True)
+def _machineid_environment() -> Iterator[None]:
+    """Each test starts from the environment the run started with: the Pulumi driver sets MACHINEID_* variables
+    for its inline programs, which would otherwise point later tests' CLIs at a server that has stopped."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MACHINEID_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("MACHINEID_")]:
+        if key not in saved:
+            del os.environ[key]
+    os.environ.update(saved)

@@ -24,11 +24,14 @@ def test_guide_iam_token_decodes_with_defaults() -> None:
     token = codec.decode(ProvisionToken, {
         "metadata": {"name": "iam-token", "expires": "3000-01-01T00:00:00Z"},
         "spec": {"roles": ["Bot"], "join_method": "iam", "bot_name": "robot",
-                 "allow": [{"aws_account": 111111111111,
+                 "allow": [{"aws_account": "111111111111",  # quoted, as the guide writes it
                             "aws_arn": "arn:aws:sts::111111111111:assumed-role/teleport-bot-role/i-*"}]},
     })
     codec.validate(token)
-    assert token.spec.allow[0].aws_account == "111111111111"  # unquoted YAML number taken as the ID
+    assert token.spec.allow[0].aws_account == "111111111111"
+    # unquoted, YAML reads a number (and 012345678901 would lose its zero): refused with the fix, never guessed
+    with pytest.raises(ValidationError, match=r"spec\.allow\[0\]\.aws_account: must be a string.*quote it"):
+        codec.decode(ProvisionToken, {"metadata": {"name": "t"}, "spec": {"allow": [{"aws_account": 111111111111}]}})
     assert token.metadata.expires is not None and token.metadata.expires.year == 3000
 
 

@@ -55,12 +55,14 @@ class Onboarding:
 
 @dataclass
 class Storage:
-    directory: str = attr(default="", required=True, doc="Where the agent keeps its renewable identity (0700).")
+    directory: str = attr(default="", required=True, doc="Where the agent keeps its renewable identity (0700).",
+                          validators=[v.SAFE_PATH])
 
 
 @dataclass
 class Destination:
-    directory: str = attr(default="", required=True, doc="Where the short-lived certificates are written.")
+    directory: str = attr(default="", required=True, doc="Where the short-lived certificates are written.",
+                          validators=[v.SAFE_PATH])
 
 
 @dataclass

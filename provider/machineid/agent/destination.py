@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 
 from machineid.api import certs
 from machineid.api.identity import Identity, write_private
+from machineid.model.validators import DNS_NAME, SAFE_PATH
 
 FILES = ("key", "key.pub", "key-cert.pub", "sshcert", "tlscert", "tlscacerts", "sshcacerts", "identity",
          "known_hosts", "ssh_config")
@@ -61,9 +62,17 @@ def ssh_config(dest: Path, cluster: str, nodes: list[NodeEntry]) -> str:
 
 
 def write(dest: Path, ident: Identity, nodes: list[NodeEntry]) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
     info = ident.info
     cluster = info.cluster
+    # The cluster's name and the destination's path are written into ssh_config and known_hosts: a newline or a
+    # quote there would let whoever chose them add directives (a ProxyCommand runs a program).
+    bad = DNS_NAME.check(cluster)
+    if bad:
+        raise ValueError(f"the cluster's name is not usable in ssh_config: {bad}")
+    bad = SAFE_PATH.check(str(dest))
+    if bad:
+        raise ValueError(f"destination directory: {bad}")
+    dest.mkdir(parents=True, exist_ok=True)
     key = certs.load_private_key(ident.key_pem)
     # "EC PRIVATE KEY" (traditional) is what both OpenSSH and OpenSSL-based TLS clients read.
     key_text = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,

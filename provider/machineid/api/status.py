@@ -46,6 +46,15 @@ def abort(context: grpc.ServicerContext, err: e.MachineIDError) -> None:
     context.abort(code_for(err), str(err))
 
 
+_MAX_LOGGED = 512
+
+
+def _clip(text: str) -> str:
+    """Bounded, one line: a message quoting a client's value must not let the client grow the log at will."""
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= _MAX_LOGGED else f"{text[:_MAX_LOGGED]}... ({len(text)} characters)"
+
+
 def handler(log: logging.Logger, on_bug: Callable[[str, Exception], str],
             quiet: frozenset[str] = frozenset(),
             guard: Callable[[Any], AbstractContextManager[object]] | None = None) -> Callable[[F], F]:
@@ -62,7 +71,10 @@ def handler(log: logging.Logger, on_bug: Callable[[str, Exception], str],
                         return fn(self, request, context)
                 return fn(self, request, context)
             except e.MachineIDError as err:
-                detail = "" if fn.__name__ in quiet else f": {err}"
+                # Quiet calls may carry a join token; a NOT_FOUND echoes a requested name, which may be a token typed
+                # where another kind's name belongs, or megabytes: neither reaches the log.
+                quiet_call = fn.__name__ in quiet or isinstance(err, e.NotFoundError)
+                detail = "" if quiet_call else f": {_clip(str(err))}"
                 log.info("rpc %s failed: %s%s", fn.__name__, code_for(err).name, detail)
                 abort(context, err)
             except Exception as err:

@@ -20,11 +20,14 @@ MACHINEID = str(Path(sys.executable).parent / "machineid")
 
 def wait_for_address(data_dir: Path, proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 30,
                      failure: type[Exception] = RuntimeError) -> str:
-    """The address from DATA_DIR/server.json once the server wrote it; `failure` (with the log) if it died."""
+    """The address from DATA_DIR/server.json once this server wrote it (a file left by an earlier one does not
+    count); `failure` (with the log) if it died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            return str(json.loads((data_dir / "server.json").read_text())["address"])
+            info = json.loads((data_dir / "server.json").read_text())
+            if info["pid"] == proc.pid:
+                return str(info["address"])
         except (OSError, ValueError, KeyError):
             pass
         if proc.poll() is not None:
@@ -50,7 +53,6 @@ class ServerProcess:
 
     def start(self, listen: str = "127.0.0.1:0", *, detach: bool = False) -> str:
         """Start and wait until it listens; `detach` keeps it running after this process exits."""
-        (self.data_dir / "server.json").unlink(missing_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(

@@ -7,6 +7,8 @@ Files in the data dir: `cluster.db` (SQLite, 0600), `admin.identity` (0600, rene
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -34,7 +36,14 @@ from machineid.cluster.router import SNIRouter
 from machineid.cluster.service import ADMIN_USER, Caller, Cluster
 from machineid.cluster.store.base import Backend
 from machineid.cluster.store.sqlite import SQLiteBackend
-from machineid.model.errors import AlreadyExistsError, NotFoundError, PreconditionError, ValidationError
+from machineid.model import validators as v
+from machineid.model.errors import (
+    AlreadyExistsError,
+    FieldViolation,
+    NotFoundError,
+    PreconditionError,
+    ValidationError,
+)
 
 log = logging.getLogger("machineid.cluster.server")
 ADMIN_IDENTITY = "admin.identity"
@@ -72,22 +81,64 @@ class ServerConfig:
     storage: str = ""
 
 
+LOCK_FILE = "server.lock"
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    """One server per data dir: a second would overwrite server.json and admin.identity and, on exit, delete the
+    first's server.json. The lock is held for the process's life (the kernel drops it when the process dies)."""
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        running = ""
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            info = json.loads((data_dir / SERVER_JSON).read_text())
+            running = f" (pid {int(info['pid'])}, {info['address']})"
+        raise PreconditionError(f"another server is running on {data_dir}{running}; stop it first, or give this one "
+                                "its own --data-dir (several servers share a cluster through --storage "
+                                "postgresql://...)") from None
+    return fd
+
+
+def _clean_up_after_a_dead_server(data_dir: Path) -> None:
+    """Holding the lock, a server.json left behind is a predecessor's that died without cleaning up (SIGKILL, a
+    crash): remove it, and the private socket directory it names."""
+    stale = data_dir / SERVER_JSON
+    with contextlib.suppress(OSError, ValueError):
+        info = json.loads(stale.read_text())
+        sockets = Path(str(info.get("socket_dir", "")))
+        # Only a directory this code makes: machineid-* directly in a temp dir, owned by us.
+        if sockets.name.startswith("machineid-") and sockets.is_dir() and sockets.stat().st_uid == os.getuid():
+            shutil.rmtree(sockets, ignore_errors=True)
+            log.info("removed the socket directory %s of a server that did not stop cleanly", sockets)
+    stale.unlink(missing_ok=True)
+
+
 class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.data_dir = config.data_dir
         self.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.data_dir, 0o700)
+        self._lock_fd = _lock_data_dir(self.data_dir)
+        _clean_up_after_a_dead_server(self.data_dir)
         self.backend = open_backend(config.storage, self.data_dir)
         self.cluster = Cluster(self.backend, self._cluster_name(config.cluster_name),
                                iam_verifier=iam.Verifier(list(config.iam_sts_endpoints)))
         self._stopped = threading.Event()
         self._grpc: grpc.Server | None = None
+        self._join_grpc: grpc.Server | None = None
         self._router: SNIRouter | None = None
         self._socket_dir: Path | None = None
         self.address = ""
 
     def _cluster_name(self, wanted: str) -> str:
+        bad = v.DNS_NAME.check(wanted) if wanted else None
+        if bad:
+            # It ends up in every bot's ssh_config and known_hosts: a newline there would add directives.
+            raise ValidationError([FieldViolation(("cluster_name",), f"--cluster-name {bad}")])
         try:
             stored = str(self.backend.get(CONFIG_KIND, "cluster").value["name"])
         except NotFoundError:
@@ -118,12 +169,18 @@ class Server:
     def start(self) -> str:
         host, port = split_address(self.config.listen)
         hosts = ["localhost", "127.0.0.1", "::1", socket.gethostname(), host]
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.config.workers,
-                                                        thread_name_prefix="rpc"))
-        rpc.add_JoinServiceServicer_to_server(JoinServicer(self.cluster), server)
-        rpc.add_ClusterServiceServicer_to_server(ClusterServicer(self.cluster), server)
+        executor = futures.ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="rpc")
+        # Two servers on one pool: the join listener (no client certificate) serves only Ping, the joins and
+        # health; the admin API is not even reachable there, so an anonymous caller cannot make it parse anything.
+        server = grpc.server(executor)
+        join_server = grpc.server(executor)
         health_servicer = health.HealthServicer()
+        join_servicer = JoinServicer(self.cluster)
+        rpc.add_JoinServiceServicer_to_server(join_servicer, server)
+        rpc.add_ClusterServiceServicer_to_server(ClusterServicer(self.cluster), server)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        rpc.add_JoinServiceServicer_to_server(join_servicer, join_server)
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, join_server)
         mtls_creds, join_creds = self._server_credentials(hosts)
         # The internal listeners are Unix sockets in a private directory: only the router (and this user) reach
         # them, and a Unix socket costs less per connection than a loopback TCP one.
@@ -133,8 +190,9 @@ class Server:
         mtls_path, join_path = str(socket_dir / "mtls.sock"), str(socket_dir / "join.sock")
         try:
             server.add_secure_port(f"unix:{mtls_path}", mtls_creds)
-            server.add_secure_port(f"unix:{join_path}", join_creds)
+            join_server.add_secure_port(f"unix:{join_path}", join_creds)
             server.start()
+            join_server.start()
             try:
                 router = SNIRouter(host, port, {certs.SERVER_NAME: mtls_path, certs.JOIN_SERVER_NAME: join_path},
                                    default=join_path)  # binds the public port
@@ -144,9 +202,10 @@ class Server:
                                         "picks a free one)") from None
         except BaseException:
             server.stop(0)
+            join_server.stop(0)
             shutil.rmtree(socket_dir, ignore_errors=True)
             raise
-        self._grpc, self._socket_dir = server, socket_dir
+        self._grpc, self._join_grpc, self._socket_dir = server, join_server, socket_dir
         router.start()
         self._router = router
         bound = router.address[1]
@@ -156,7 +215,7 @@ class Server:
             health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
         (self.data_dir / SERVER_JSON).write_text(json.dumps({
             "address": self.address, "cluster_name": self.cluster.cluster_name, "pid": os.getpid(),
-            "version": __version__, "ca_pin": self.cluster.authority.pin,
+            "version": __version__, "ca_pin": self.cluster.authority.pin, "socket_dir": str(socket_dir),
         }, indent=2) + "\n")
         threading.Thread(target=self._refresh_admin, name="admin-identity", daemon=True).start()
         log.info("cluster %s listening on %s (CA pin %s)", self.cluster.cluster_name, self.address,
@@ -189,8 +248,9 @@ class Server:
         self._stopped.set()
         log.info("shutting down")
         # gRPC first: it refuses new calls and lets calls in flight finish (their bytes go through the router).
-        if self._grpc is not None:
-            self._grpc.stop(grace).wait()
+        for srv in (self._grpc, self._join_grpc):
+            if srv is not None:
+                srv.stop(grace).wait()
         if self._router is not None:
             self._router.stop()
         if self._socket_dir is not None:

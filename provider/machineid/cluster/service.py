@@ -236,12 +236,19 @@ class Cluster:
         log.info("audit %s %s %s %s", caller.actor, action, target, outcome)
 
     # ------------------------------------------------------------------ authentication and authorization
+    def _expired(self, obj: Resource) -> bool:
+        return obj.metadata.expires is not None and obj.metadata.expires <= self.clock()
+
     def caller_from_cert(self, ident: certs.CertIdentity) -> Caller:
-        """Checks that the certificate's user still exists (a deleted bot's certificates stop working)."""
+        """Checks that the certificate's user still exists and has not expired (a deleted bot's certificates, or an
+        expired user's, stop working)."""
         try:
             user = self._get_shared(User, ident.user)
         except NotFoundError:
             raise UnauthenticatedError(f'user "{ident.user}" of this certificate no longer exists') from None
+        if user.metadata.expires is not None and self._expired(user):
+            raise UnauthenticatedError(f'user "{ident.user}" expired at {codec.format_time(user.metadata.expires)}'
+                                       "; an administrator can extend its metadata.expires")
         if user.spec.bot_name:
             try:
                 bot = self._get_shared(Bot, user.spec.bot_name)
@@ -261,13 +268,29 @@ class Cluster:
         return Caller(user=ident.user, roles=roles, ident=ident)
 
     def _roles(self, names: Iterable[str]) -> list[Role]:
+        """The roles that grant something now: missing and expired ones grant nothing."""
         roles = []
         for name in names:
             try:
-                roles.append(self._get_shared(Role, name))
+                role = self._get_shared(Role, name)
             except NotFoundError:
                 continue
+            if not self._expired(role):
+                roles.append(role)
         return roles
+
+    def _allowed(self, caller: Caller, resource: str, verb: str) -> bool:
+        if caller.anonymous:
+            return False
+        roles = self._roles(caller.roles)
+        return not any(_rule_match(r.spec.deny.rules, resource, verb) for r in roles) and any(
+            _rule_match(r.spec.allow.rules, resource, verb) for r in roles)
+
+    def _authorize_write(self, caller: Caller, kind: str) -> None:
+        """A write is a create or an update, which only the stored object tells apart: a caller allowed neither is
+        refused before that lookup, so a refusal says nothing about what exists."""
+        if not self._allowed(caller, kind, "create") and not self._allowed(caller, kind, "update"):
+            self.check_access(caller, kind, "create")
 
     def check_access(self, caller: Caller, resource: str, verb: str) -> None:
         if caller.anonymous:
@@ -292,10 +315,12 @@ class Cluster:
     # ------------------------------------------------------------------ generic writes
     def _upsert(self, caller: Caller, obj: R, create_only: bool, prepare: Callable[[R], None] | None = None) -> R:
         codec.validate(obj)
+        kind, name, revision = obj.kind, obj.metadata.name, obj.metadata.revision
+        # Authorize before anything is looked up, and outside the transaction so that a denial's audit record is
+        # not rolled back with it.
+        self._authorize_write(caller, kind)
         if prepare:
             prepare(obj)
-        kind, name, revision = obj.kind, obj.metadata.name, obj.metadata.revision
-        # Authorize outside the transaction so that a denial's audit record is not rolled back with it.
         self.check_access(caller, kind, "update" if self._exists(kind, name) else "create")
         with self.backend.transaction():
             exists = self._exists(kind, name)
@@ -321,8 +346,16 @@ class Cluster:
             return f"token/{token_ref(obj)}"
         return f"{obj.kind}/{obj.metadata.name}"
 
+    @staticmethod
+    def _check_name(name: str) -> None:
+        """Names in requests are bounded and well-formed before anything is looked up or echoed."""
+        reason = v.RESOURCE_NAME.check(name)
+        if reason:
+            raise ValidationError([FieldViolation(("name",), reason)])
+
     def _read(self, caller: Caller, cls: type[R], name: str) -> R:
         self.check_access(caller, cls.kind, "read")
+        self._check_name(name)
         return self._get(cls, name)
 
     def _read_all(self, caller: Caller, cls: type[R]) -> list[R]:
@@ -331,6 +364,7 @@ class Cluster:
 
     def _delete(self, caller: Caller, kind: str, name: str, revision: str, target: str = "") -> None:
         self.check_access(caller, kind, "delete")
+        self._check_name(name)
         self.backend.delete(kind, name, revision)
         self.audit(caller, f"{kind}.delete", target or f"{kind}/{name}")
 
@@ -346,6 +380,7 @@ class Cluster:
 
     def delete_role(self, caller: Caller, name: str, revision: str = "") -> None:
         self.check_access(caller, "role", "delete")
+        self._check_name(name)
         with self.backend.transaction():
             self.backend.get("role", name)
             users = [u.metadata.name for u in self._list(User) if name in u.spec.roles]
@@ -366,6 +401,7 @@ class Cluster:
             raise ValidationError([FieldViolation(("metadata", "expires"), f"{when} is in the past; set a future "
                                                   "time or leave it out (1h)")])
 
+
     def upsert_token(self, caller: Caller, token: ProvisionToken, create_only: bool = False) -> ProvisionToken:
         if not token.metadata.name and token.spec.join_method == "token":
             token.metadata.name = secrets.token_hex(16)
@@ -379,6 +415,7 @@ class Cluster:
 
     def delete_token(self, caller: Caller, name: str, revision: str = "") -> None:
         self.check_access(caller, "token", "delete")
+        self._check_name(name)
         token = self._get(ProvisionToken, name)
         self._delete(caller, "token", name, revision, f"token/{token_ref(token)}")
 
@@ -387,6 +424,7 @@ class Cluster:
         self._check_roles_exist(user.spec.roles, ("spec", "roles"))
 
     def upsert_user(self, caller: Caller, user: User, create_only: bool = False) -> User:
+        self._authorize_write(caller, "user")  # before any lookup: who may not write users learns nothing
         if self._exists("user", user.metadata.name) and self._get(User, user.metadata.name).spec.bot_name:
             raise PreconditionError(f'user "{user.metadata.name}" belongs to a bot; update the bot instead')
         user.spec.bot_name = ""
@@ -399,6 +437,8 @@ class Cluster:
         return self._read_all(caller, User)
 
     def delete_user(self, caller: Caller, name: str, revision: str = "") -> None:
+        self.check_access(caller, "user", "delete")
+        self._check_name(name)
         user = self._get(User, name)
         if user.spec.bot_name:
             raise PreconditionError(f'user "{name}" belongs to bot "{user.spec.bot_name}"; remove the bot instead')
@@ -450,11 +490,11 @@ class Cluster:
                    token_ttl: timedelta | None = None) -> tuple[Bot, ProvisionToken]:
         bot.status = BotStatus()
         codec.validate(bot)
-        self._check_roles_exist(bot.spec.roles, ("spec", "roles"))
         if token_ttl is not None and token_ttl <= timedelta(0):
             raise ValidationError([FieldViolation(("token_ttl",), "must be positive, e.g. 1h")])
         name = bot.metadata.name
-        self.check_access(caller, "bot", "create")
+        self.check_access(caller, "bot", "create")  # before the role lookups: no existence oracle
+        self._check_roles_exist(bot.spec.roles, ("spec", "roles"))
         with self.backend.transaction():
             if self._exists("bot", name):
                 raise AlreadyExistsError(f'bot "{name}" already exists')
@@ -465,6 +505,12 @@ class Cluster:
             self._store_create(self._bot_user(bot))
             bot.status = BotStatus(user_name=bot_user_name(name), role_name=bot_role_name(name))
             created = self._store_create(bot)
+            # Tokens made for this name before the bot existed would join it: only the one the creator names is
+            # adopted (the guide's IAM flow: the token first, then `bots add --token`); the rest are purged.
+            planted = [t for t in self._list(ProvisionToken)
+                       if t.spec.bot_name == name and t.metadata.name != token_name]
+            for t in planted:
+                self.backend.delete("token", t.metadata.name)
             if token_name:
                 try:
                     token = self._get(ProvisionToken, token_name)
@@ -477,7 +523,8 @@ class Cluster:
                                                           f', not "{name}"')])
             else:
                 token = self._new_bot_token(name, token_ttl)
-        self.audit(caller, "bot.create", f"bot/{name}", roles=bot.spec.roles, token=token_ref(token))
+        self.audit(caller, "bot.create", f"bot/{name}", roles=bot.spec.roles, token=token_ref(token),
+                   purged_tokens=[token_ref(t) for t in planted])
         return created, token
 
     def _new_bot_token(self, bot_name: str, ttl: timedelta | None) -> ProvisionToken:
@@ -496,9 +543,9 @@ class Cluster:
 
     def update_bot(self, caller: Caller, bot: Bot) -> Bot:
         codec.validate(bot)
-        self._check_roles_exist(bot.spec.roles, ("spec", "roles"))
         name = bot.metadata.name
-        self.check_access(caller, "bot", "update")
+        self.check_access(caller, "bot", "update")  # before the role lookups: no existence oracle
+        self._check_roles_exist(bot.spec.roles, ("spec", "roles"))
         with self.backend.transaction():
             current = self._get(Bot, name)
             updated = replace(current, spec=bot.spec,
@@ -513,6 +560,7 @@ class Cluster:
 
     def delete_bot(self, caller: Caller, name: str, revision: str = "") -> None:
         self.check_access(caller, "bot", "delete")
+        self._check_name(name)
         with self.backend.transaction():
             self.backend.delete("bot", name, revision)
             for kind, obj_name in (("user", bot_user_name(name)), ("role", bot_role_name(name)), (RENEWAL_KIND, name)):
@@ -525,6 +573,7 @@ class Cluster:
 
     def unlock_bot(self, caller: Caller, name: str) -> Bot:
         self.check_access(caller, "bot", "update")
+        self._check_name(name)
         with self.backend.transaction():
             bot = self._get(Bot, name)
             bot.status.locked = False

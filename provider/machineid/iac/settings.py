@@ -13,19 +13,23 @@ from machineid.model import validators as v
 from machineid.model.fields import attr
 from machineid.model.resources import DEFAULT_TOKEN_TTL
 
+# Rendered into ssh_config, a systemd unit and YAML: absolute, and nothing those formats would read as syntax.
+_PATH = [v.ABSOLUTE_PATH]
+
 
 def destination_dir_field() -> Any:
-    return attr(default=agent.DEFAULT_DESTINATION_DIR, doc="Where the agent writes the certificates.")
+    return attr(default=agent.DEFAULT_DESTINATION_DIR, doc="Where the agent writes the certificates.",
+                validators=_PATH)
 
 
 def data_dir_field() -> Any:
     return attr(default="", doc=f"Where the agent keeps its renewable identity. Default: "
-                                f"{agent.default_data_dir('NAME')}.")
+                                f"{agent.default_data_dir('NAME')}.", validators=_PATH)
 
 
 def config_path_field() -> Any:
     return attr(default="", doc=f"Where the rendered agent config is installed. Default: "
-                                f"{agent.default_config_path('NAME')}.")
+                                f"{agent.default_config_path('NAME')}.", validators=_PATH)
 
 
 def certificate_ttl_field() -> Any:
@@ -40,7 +44,7 @@ def renewal_interval_field() -> Any:
 
 def agent_path_field() -> Any:
     return attr(default=agent.DEFAULT_AGENT_PATH, doc="Path of the machineid executable on the machine (for the "
-                                                      "systemd unit).")
+                                                      "systemd unit).", validators=_PATH)
 
 
 @dataclass

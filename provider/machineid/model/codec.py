@@ -116,9 +116,12 @@ def _decode(tp: Any, data: Any, path: Path, out: list[FieldViolation]) -> Any:
     if kind == "str":
         if isinstance(data, str):
             return data
-        # YAML reads an unquoted account ID as a number: take it as the string it was meant to be.
-        if isinstance(data, int) and not isinstance(data, bool):
-            return str(data)
+        # YAML reads an unquoted 0755 as 493 and 012345678901 as a number without its zero: the string meant is
+        # lost by then, so a number is refused, with the fix, rather than turned into a different name.
+        if isinstance(data, int | float) and not isinstance(data, bool):
+            out.append(FieldViolation(path, f"must be a string, got the number {data!r}; quote it (YAML reads "
+                                            "unquoted digits as a number: 0755 becomes 493)"))
+            raise _UseDefault
     elif kind == "object":
         if not isinstance(data, dict):
             out.append(FieldViolation(path, f"must be {_type_name(sh.tp)}, got {type(data).__name__}"))

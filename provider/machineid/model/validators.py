@@ -66,12 +66,19 @@ class Validator:
     check: Callable[[Any], str | None]
 
 
+def shown(value: str, limit: int = 64) -> str:
+    """A value quoted in a message, bounded: a caller must not be able to make an error (and so a log line or an
+    answer) as large as what it sent."""
+    text = value.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(value)} characters)"
+
+
 def _regex(pattern: str, description: str, hint: str) -> Validator:
     rx = re.compile(pattern)
 
     def check(v: Any) -> str | None:
         if isinstance(v, str) and not rx.fullmatch(v):
-            return f'"{v}" is not valid: {hint}'
+            return f'"{shown(v)}" is not valid: {hint}'
         return None
 
     return Validator(description, check)
@@ -101,6 +108,27 @@ AWS_ARN_GLOB = _regex(
     r"arn:aws[a-z-]*:(iam|sts)::(\d{12}|[*?]+|[\d*?]{1,12}):[A-Za-z0-9+=,.@_/*?-]+",
     "an IAM or STS ARN; '*' and '?' are globs",
     "write an ARN like arn:aws:sts::111111111111:assumed-role/ROLE/* ('*' and '?' are globs)",
+)
+
+
+DNS_NAME = _regex(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*",
+    "a DNS name: labels of letters, digits and '-' separated by dots",
+    "use a DNS name such as example.com (letters, digits, '-' and dots; it ends up in ssh_config and known_hosts)",
+)
+
+# What a path must not contain to be written safely into ssh_config (% expands, " ends the quoting), a systemd
+# unit ($ and % expand, \ escapes) or a YAML file: control characters, quotes, '%', '$' and backslashes.
+_PATH_CHARS = r"[^\x00-\x1f\x7f\"'%$\\]"
+SAFE_PATH = _regex(
+    _PATH_CHARS + "+",
+    "a path without control characters, quotes, '%', '$' or '\\'",
+    "a path may not contain control characters (such as a newline), quotes, '%', '$' or backslashes",
+)
+ABSOLUTE_PATH = _regex(
+    "/" + _PATH_CHARS + "*",
+    "an absolute path without control characters, quotes, '%', '$' or '\\'",
+    "use an absolute path (starting with /) without control characters, quotes, '%', '$' or backslashes",
 )
 
 

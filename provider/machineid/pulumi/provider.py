@@ -17,6 +17,7 @@ from machineid.iac.unknown import UNKNOWN
 from machineid.model import codec
 from machineid.model.errors import FieldViolation, ValidationError
 from machineid.pulumi.resources import (
+    PROVISION_TOKEN,
     RESOURCES,
     ROLE,
     PulumiResource,
@@ -135,6 +136,8 @@ class Provider:
     def diff(self, token: str, old_outputs: dict[str, Any], old_inputs: dict[str, Any] | None,
              news: dict[str, Any]) -> DiffResult:
         r = RESOURCES[token]
+        if old_inputs and old_inputs == news and r is not PROVISION_TOKEN:
+            return DiffResult()  # the common case in a preview with no changes (a token may still have expired)
         result = self.core.diff(r.rdef, snake_props(r, old_outputs)[0],
                                 snake_props(r, old_inputs)[0] if old_inputs else None, snake_props(r, news)[0])
         return DiffResult({".".join(camel(str(s)) for s in path): _KINDS[(c.kind, c.replace)]

@@ -1,0 +1,229 @@
+"""Security guarantees where access happens: the admin API is not served to anonymous callers, refusals come
+before lookups (no existence oracles), tokens only for bots that exist, expired users and roles grant nothing,
+and requested names are bounded and stay out of the server's log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+
+from machineid.api import certs
+from machineid.api.client import Client, JoinClient
+from machineid.api.identity import Identity
+from machineid.api.v1 import cluster_pb2 as pb
+from machineid.api.v1 import cluster_pb2_grpc as rpc
+from machineid.cluster.service import Caller, Cluster
+from machineid.cluster.store.sqlite import SQLiteBackend
+from machineid.model import codec, errors
+from machineid.model.resources import Bot, ProvisionToken, Role, User
+from tests.conftest import ServerProc
+
+
+@pytest.fixture()
+def admin(server: ServerProc) -> Iterator[Client]:
+    with server.admin() as client:
+        yield client
+
+
+def user_client(server: ServerProc, tmp_path: Path, name: str, roles: str) -> Client:
+    server.ctl("users", "add", name, f"--roles={roles}")
+    out = tmp_path / f"{name}.identity"
+    server.ctl("auth", "sign", "--user", name, "--out", str(out))
+    return Client(server.address, Identity.load(out))
+
+
+def test_the_admin_api_is_not_served_on_the_join_listener(server: ServerProc, admin: Client) -> None:
+    with JoinClient(server.address, list(admin.ping().tls_ca_certs)) as anonymous:
+        assert anonymous.ping().cluster_name  # joins and ping: yes
+        with pytest.raises(grpc.RpcError) as err:
+            rpc.ClusterServiceStub(anonymous.channel).ListRoles(pb.ListRequest(), timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_a_caller_without_the_right_learns_nothing_about_what_exists(server: ServerProc, admin: Client,
+                                                                    tmp_path: Path) -> None:
+    server.ctl("bots", "add", "oracle-bot", "--roles=access")
+    reader = user_client(server, tmp_path, "oracle-reader", "auditor")  # may read, may not write users or bots
+    with reader:
+        for name in ("admin", "no-such-user", "bot-oracle-bot"):
+            with pytest.raises(errors.PermissionDeniedError):
+                reader.delete("user", name)
+            with pytest.raises(errors.PermissionDeniedError):
+                reader.upsert(codec.decode(User, {"metadata": {"name": name}, "spec": {"roles": ["access"]}}))
+        for roles in (["access"], ["no-such-role"]):
+            with pytest.raises(errors.PermissionDeniedError):
+                reader.create_bot(codec.decode(Bot, {"metadata": {"name": "oracle-2"}, "spec": {"roles": roles}}))
+            with pytest.raises(errors.PermissionDeniedError):
+                reader.update_bot(codec.decode(Bot, {"metadata": {"name": "oracle-bot"}, "spec": {"roles": roles}}))
+
+
+def test_a_token_planted_for_a_future_bot_never_joins_it(server: ServerProc, admin: Client) -> None:
+    """token:create must not be a way to become a bot created later: tokens made for a bot name before the bot are
+    purged when it is created, unless the creator adopts one by name (the guide's IAM flow)."""
+    planted = admin.upsert(codec.decode(ProvisionToken, {"metadata": {"name": "planted-for-future-bot"},
+                                                         "spec": {"bot_name": "future-bot"}}))
+    adopted = admin.upsert(codec.decode(ProvisionToken, {
+        "metadata": {"name": "future-bot-iam", "expires": "2099-01-01T00:00:00Z"},
+        "spec": {"join_method": "iam", "bot_name": "future-bot", "allow": [{"aws_account": "123456789012"}]}}))
+    server.ctl("bots", "add", "future-bot", "--roles=access", f"--token={adopted.metadata.name}")
+    names = [t.metadata.name for t in admin.list("token") if t.spec.bot_name == "future-bot"]  # type: ignore[union-attr]
+    assert planted.metadata.name not in names and adopted.metadata.name in names
+    server.ctl("bots", "rm", "future-bot")
+    assert not [t for t in admin.list("token") if t.spec.bot_name == "future-bot"]  # type: ignore[union-attr]
+
+
+def test_requested_names_are_bounded_and_not_logged(server: ServerProc, admin: Client) -> None:
+    before = server.log_path.stat().st_size
+    secret = "f00dfeedbeefcafe0123456789abcdef"  # a token typed where a role name belongs
+    failed = server.ctl("rm", f"role/{secret}", check=False)
+    assert failed.returncode != 0
+    huge = "r" * 3_900_000
+    for _ in range(3):
+        with pytest.raises(errors.ValidationError) as err:
+            admin.get_role(huge)
+        assert len(str(err.value)) < 1000 and "characters" in str(err.value)
+    log = server.log_path.read_text()[before:]
+    assert secret not in log
+    assert server.log_path.stat().st_size - before < 20_000
+
+
+# ---------------------------------------------------------------- in-process, with a clock the test controls
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture()
+def cluster(tmp_path: Path) -> tuple[Cluster, Clock]:
+    clock = Clock()
+    return Cluster(SQLiteBackend(tmp_path / "cluster.db"), "test.example", clock=clock), clock
+
+
+def _admin(c: Cluster) -> Caller:
+    return c.caller_from_cert(certs.CertIdentity(user="admin", roles=["editor", "access"], cluster="test.example"))
+
+
+def test_an_expired_user_gets_no_access_and_no_certificates(cluster: tuple[Cluster, Clock]) -> None:
+    c, clock = cluster
+    admin = _admin(c)
+    c.upsert_user(admin, codec.decode(User, {"metadata": {"name": "temp", "expires": "2030-01-01T01:00:00Z"},
+                                             "spec": {"roles": ["editor"]}}))
+    ident = certs.CertIdentity(user="temp", roles=["editor"], cluster="test.example")
+    c.list_roles(c.caller_from_cert(ident))  # before its expiry: works
+    clock.now += timedelta(hours=2)
+    with pytest.raises(errors.UnauthenticatedError, match="expired"):
+        c.caller_from_cert(ident)
+
+
+def test_an_expired_role_grants_nothing(cluster: tuple[Cluster, Clock]) -> None:
+    c, clock = cluster
+    admin = _admin(c)
+    c.upsert_role(admin, codec.decode(Role, {
+        "metadata": {"name": "contractor", "expires": "2030-01-01T01:00:00Z"},
+        "spec": {"allow": {"logins": ["ops"], "rules": [{"resources": ["role"], "verbs": ["list"]}]}}}))
+    c.upsert_user(admin, codec.decode(User, {"metadata": {"name": "carol"}, "spec": {"roles": ["contractor"]}}))
+    carol = c.caller_from_cert(certs.CertIdentity(user="carol", roles=["contractor"], cluster="test.example"))
+    c.list_roles(carol)
+    clock.now += timedelta(hours=2)
+    with pytest.raises(errors.PermissionDeniedError):
+        c.list_roles(carol)
+    key = certs.public_key_pem(certs.new_key().public_key())
+    out = c.sign_user(admin, "carol", key, None)
+    assert "ops" not in out["principals"]
+
+
+# ---------------------------------------------------------------- injection through operator-supplied strings
+
+
+def test_numbers_are_not_taken_for_names(server: ServerProc, tmp_path: Path) -> None:
+    doc = tmp_path / "octal.yaml"
+    doc.write_text("kind: role\nversion: v5\nmetadata:\n  name: 0755\nspec: {}\n")
+    failed = server.ctl("create", "-f", str(doc), check=False)
+    assert failed.returncode != 0 and "metadata.name: must be a string" in failed.stderr and "quote" in failed.stderr
+    listed = server.ctl("get", "roles", "--format", "json").stdout
+    assert '"493"' not in listed and '"0755"' not in listed
+    with pytest.raises(errors.ValidationError, match=r"allow\.0\.aws_account|aws_account"):
+        codec.decode_and_validate(ProvisionToken, {"metadata": {"name": "t"}, "spec": {
+            "join_method": "iam", "bot_name": "b", "allow": [{"aws_account": 12345678901}]}})
+
+
+def test_a_cluster_name_cannot_carry_ssh_config_directives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    srv = ServerProc(tmp_path / "data", cluster_name="evil.example\n  ProxyCommand sh -c 'touch /tmp/pwned'")
+    with pytest.raises(AssertionError, match="cluster_name"):
+        srv.start()
+    from machineid.agent import destination
+
+    # what a rogue or misconfigured cluster could put in the certificate it issues
+    evil = certs.CertIdentity(user="bot-x", roles=[], cluster="a.example\nHost *\n  ProxyCommand id")
+    monkeypatch.setattr(Identity, "info", property(lambda self: evil))
+    with pytest.raises(ValueError, match="not usable in ssh_config"):
+        destination.write(tmp_path / "dest", Identity("", "", []), [])
+    assert not (tmp_path / "dest").exists()
+
+
+def test_rendered_paths_cannot_inject_into_the_unit_or_ssh_config() -> None:
+    from machineid.iac.core import Core
+    from machineid.iac.resource import BOT
+    from machineid.terraform.provider import HINTS
+
+    core = Core(HINTS)
+    for field, value in (("destination_dir", "/opt/x\nExecStartPre=/bin/sh -c id"), ("data_dir", 'relative"'),
+                         ("config_path", "/etc/%h.yaml"), ("agent_path", "/usr/bin/$EVIL")):
+        result = core.check(BOT, {"name": "b", "roles": ["access"], field: value}, references=False)
+        assert [v.path for v in result.violations] == [(field,)], (field, result.violations)
+        assert "\n" not in str(result.violations[0])
+
+
+# ---------------------------------------------------------------- one server per data dir, and cleanup after a crash
+
+
+def test_a_second_server_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    from machineid.cluster.process import MACHINEID
+
+    first = ServerProc(tmp_path / "data")
+    first.start()
+    try:
+        before = (tmp_path / "data" / "server.json").read_text()
+        second = subprocess.run([MACHINEID, "server", "start", "--data-dir", str(tmp_path / "data"), "--listen",
+                                 "127.0.0.1:0", "--log-format", "text"], capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0
+        assert "another server is running" in second.stderr and str(first.proc.pid) in second.stderr  # type: ignore
+        assert (tmp_path / "data" / "server.json").read_text() == before
+        assert json.loads(before)["pid"] == first.proc.pid  # type: ignore[union-attr]
+        first.ctl("get", "roles")
+    finally:
+        assert first.stop() == 0
+
+
+def test_a_killed_servers_leftovers_are_cleaned_up_by_the_next(tmp_path: Path) -> None:
+    import json
+    import signal
+
+    srv = ServerProc(tmp_path / "data")
+    srv.start()
+    assert srv.proc is not None
+    stale = json.loads((tmp_path / "data" / "server.json").read_text())
+    sockets = Path(stale["socket_dir"])
+    assert sockets.is_dir()
+    srv.proc.send_signal(signal.SIGKILL)
+    srv.proc.wait(10)
+    assert sockets.is_dir() and (tmp_path / "data" / "server.json").exists()  # what SIGKILL leaves
+    again = ServerProc(tmp_path / "data")
+    again.start()
+    try:
+        assert not sockets.exists()
+        assert json.loads((tmp_path / "data" / "server.json").read_text())["pid"] == again.proc.pid  # type: ignore
+    finally:
+        assert again.stop() == 0
