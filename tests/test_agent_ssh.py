@@ -128,6 +128,16 @@ def test_oneshot_join_and_ssh(env: Env) -> None:
     # the identity file works with the admin CLI's --identity (bots may list the nodes their roles allow)
     listed = run_cli("ctl", "--auth-server", env.server.address, "--identity", str(dest / "identity"), "nodes", "ls")
     assert "node1" in listed.stdout and f"127.0.0.1:{env.node.port}" in listed.stdout
+    # The destination holds no renewable identity: whoever reads it can use the certificates until they expire,
+    # but cannot renew them into the bot (fork it), nor mint more; the renewable one stays in the data dir.
+    out, kept = Identity.load(dest / "identity"), Identity.load(data / "identity")
+    assert not out.info.renewable and kept.info.renewable and out.key_pem != kept.key_pem
+    key = certs.new_key()
+    with Client(env.server.address, out) as stolen:
+        with pytest.raises(errors.PermissionDeniedError, match="not renewable"):
+            stolen.renew(certs.public_key_pem(key.public_key()))
+        with pytest.raises(errors.PermissionDeniedError, match="renewable identity"):
+            stolen.issue_output_certs(certs.public_key_pem(key.public_key()))
 
 
 def test_token_from_file_and_config_file(env: Env) -> None:
@@ -189,9 +199,10 @@ def _wait_for(predicate: object, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _generation(dest: Path) -> int:
+def _generation(data: Path) -> int:
+    """The generation of the agent's renewable identity (in its data dir; the destination's is not renewable)."""
     try:
-        return Identity.load(dest / "identity").info.generation
+        return Identity.load(data / "identity").info.generation
     except (ValueError, OSError):
         return 0
 
@@ -205,10 +216,10 @@ def test_renewal_loop_replay_lock_and_cluster_restart(env: Env) -> None:
                                                               "--certificate-ttl", "1m")],
                                  stdout=log, stderr=subprocess.STDOUT)
     try:
-        _wait_for(lambda: _generation(dest) >= 1, 30, "the first join")
+        _wait_for(lambda: _generation(data) >= 1, 30, "the first join")
         first = Identity.load(data / "identity")  # a copy of the first renewable identity
         for target in (2, 3):  # two renewals, ssh works after each
-            _wait_for(lambda t=target: _generation(dest) >= t, 30, f"renewal to generation {target}")  # type: ignore[misc]
+            _wait_for(lambda t=target: _generation(data) >= t, 30, f"renewal to generation {target}")  # type: ignore[misc]
             result = ssh(dest, env.login, f"node1.{env.cluster}")
             assert result.returncode == 0 and result.stdout.strip() == env.login, result.stderr
         text = log_path.read_text()
@@ -219,10 +230,10 @@ def test_renewal_loop_replay_lock_and_cluster_restart(env: Env) -> None:
         port = int(env.server.address.rsplit(":", 1)[1])
         assert env.server.stop() == 0
         _wait_for(lambda: "cannot reach the cluster" in log_path.read_text(), 30, "the agent to notice")
-        before = _generation(dest)
+        before = _generation(data)
         assert ssh(dest, env.login, f"node1.{env.cluster}").returncode == 0  # last good certificates stay
         env.server.start(listen=f"127.0.0.1:{port}")
-        _wait_for(lambda: _generation(dest) > before, 60, "a renewal after the restart")
+        _wait_for(lambda: _generation(data) > before, 60, "a renewal after the restart")
         assert ssh(dest, env.login, f"node1.{env.cluster}").returncode == 0
     finally:
         agent.send_signal(signal.SIGTERM)

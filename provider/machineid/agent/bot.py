@@ -1,7 +1,8 @@
 """The bot agent: join (or reuse the stored identity), write the destinations, renew on an interval.
 
 State: the renewable identity lives in the storage directory (0700 dir, 0600 files), so a restarted agent renews
-instead of joining again (its token is single use). Renewal follows the cluster's generation counter; each
+instead of joining again (its token is single use); the destinations get separate, non-renewable certificates.
+Renewal follows the cluster's generation counter; each
 renewal carries a new key. When the cluster is unreachable the agent retries with exponential backoff and leaves
 the last good certificates in place until they expire. Authentication failures (a locked bot, a superseded
 identity, a used token) are final: retrying cannot fix them, so the agent stops with the cluster's message.
@@ -115,6 +116,17 @@ class BotAgent:
         self._pending_key = None
         return identity_from_certs(certs.private_key_pem(key), reply)
 
+    def _output_identity(self, ident: Identity) -> Identity:
+        """What the destinations get: never the renewable identity (whoever reads a destination could renew it and
+        fork the bot), but separate certificates for a separate key that expire with the renewal interval's TTL.
+        A non-renewable identity (an IAM join) is already that."""
+        if not ident.info.renewable:
+            return ident
+        key = certs.new_key()
+        with Client(self.config.auth_server, ident) as client:
+            reply = client.issue_output_certs(certs.public_key_pem(key.public_key()), self._ttl())
+        return identity_from_certs(certs.private_key_pem(key), reply)
+
     def _nodes(self, ident: Identity) -> list[destination.NodeEntry]:
         with Client(self.config.auth_server, ident) as client:
             nodes = client.list("node")
@@ -146,9 +158,10 @@ class BotAgent:
         if ident.info.renewable:
             self._save_state(ident)
         self.identity = ident
-        nodes = self._nodes(ident)
+        output = self._output_identity(ident)
+        nodes = self._nodes(output)
         for dest in self.destinations:
-            destination.write(dest, ident, nodes)
+            destination.write(dest, output, nodes)
         info = ident.info
         log.info("%s: bot %s generation %d, certificates valid until %s, written to %s (%d nodes in ssh_config)",
                  action, info.bot_name, info.generation, codec.format_time(ident.expires),

@@ -254,6 +254,10 @@ class Client(_Base):
     def renew(self, public_key_pem: str, ttl: timedelta | None = None) -> tpb.Certs:
         return self._call(self.cluster.RenewCerts, pb.RenewRequest(public_key=public_key_pem, ttl=duration_pb(ttl)))
 
+    def issue_output_certs(self, public_key_pem: str, ttl: timedelta | None = None) -> tpb.Certs:
+        return self._call(self.cluster.IssueOutputCerts, pb.RenewRequest(public_key=public_key_pem,
+                                                                          ttl=duration_pb(ttl)))
+
     def sign_user(self, user: str, public_key_pem: str, ttl: timedelta | None = None) -> tpb.Certs:
         req = pb.SignUserRequest(user=user, public_key=public_key_pem, ttl=duration_pb(ttl))
         return self._call(self.cluster.SignUserCerts, req)

@@ -248,6 +248,10 @@ class ClusterServicer(_Base, rpc.ClusterServiceServicer):
         return certs_pb(self.cluster.renew(self.caller(context), request.public_key, _ttl(request)))
 
     @_handler
+    def IssueOutputCerts(self, request: pb.RenewRequest, context: grpc.ServicerContext) -> tpb.Certs:
+        return certs_pb(self.cluster.issue_output_certs(self.caller(context), request.public_key, _ttl(request)))
+
+    @_handler
     def SignUserCerts(self, request: pb.SignUserRequest, context: grpc.ServicerContext) -> tpb.Certs:
         return certs_pb(self.cluster.sign_user(self.caller(context), request.user, request.public_key,
                                                _ttl(request)))

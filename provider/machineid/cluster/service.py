@@ -833,6 +833,25 @@ class Cluster:
                    expires=codec.format_time(out["expires"]), retry=retry)
         return out
 
+    def issue_output_certs(self, caller: Caller, public_key_pem: str, ttl: timedelta | None) -> dict[str, Any]:
+        """Non-renewable certificates of a bot for its destinations. Only the current generation of its renewable
+        identity may ask (caller_from_cert has checked the instance): an output certificate cannot, and neither can
+        an older, copied generation."""
+        self._check_public_key(public_key_pem)
+        ident = caller.ident
+        if ident is None or not ident.renewable or not ident.bot_name:
+            raise PermissionDeniedError("only a bot's renewable identity may issue its output certificates")
+        bot = self._get(Bot, ident.bot_name)
+        if ident.generation != bot.status.generation:
+            self.audit(caller, "cert.issue_output", f"bot/{ident.bot_name}", "denied", presented=ident.generation,
+                       expected=bot.status.generation)
+            raise PermissionDeniedError("this identity is not the bot's current generation; renew first")
+        out_ident, traits = self._bot_identity(bot, renewable=False)
+        out_ident = replace(out_ident, generation=0)
+        out = self.issue(public_key_pem, out_ident, traits, ttl, MAX_RENEWABLE_TTL)
+        self.audit(caller, "cert.issue_output", f"bot/{ident.bot_name}", expires=codec.format_time(out["expires"]))
+        return out
+
     def sign_user(self, caller: Caller, user_name: str, public_key_pem: str, ttl: timedelta | None) -> dict[str, Any]:
         self.check_access(caller, "user_cert", "create")
         user = self._get(User, user_name)

@@ -352,6 +352,11 @@ class ClusterServiceStub:
                 request_serializer=machineid_dot_v1_dot_cluster__pb2.RenewRequest.SerializeToString,
                 response_deserializer=machineid_dot_v1_dot_types__pb2.Certs.FromString,
                 _registered_method=True)
+        self.IssueOutputCerts = channel.unary_unary(
+                '/machineid.v1.ClusterService/IssueOutputCerts',
+                request_serializer=machineid_dot_v1_dot_cluster__pb2.RenewRequest.SerializeToString,
+                response_deserializer=machineid_dot_v1_dot_types__pb2.Certs.FromString,
+                _registered_method=True)
         self.SignUserCerts = channel.unary_unary(
                 '/machineid.v1.ClusterService/SignUserCerts',
                 request_serializer=machineid_dot_v1_dot_cluster__pb2.SignUserRequest.SerializeToString,
@@ -517,6 +522,15 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueOutputCerts(self, request, context):
+        """A bot's short-lived, non-renewable certificates for a new key, for its destination directories: whoever reads
+        a destination can use them until they expire, but cannot renew them into the bot's identity. Only the bot's
+        current renewable identity may ask.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SignUserCerts(self, request, context):
         """Issue an identity for a user (the `auth sign` analogue).
         """
@@ -658,6 +672,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
             ),
             'RenewCerts': grpc.unary_unary_rpc_method_handler(
                     servicer.RenewCerts,
+                    request_deserializer=machineid_dot_v1_dot_cluster__pb2.RenewRequest.FromString,
+                    response_serializer=machineid_dot_v1_dot_types__pb2.Certs.SerializeToString,
+            ),
+            'IssueOutputCerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueOutputCerts,
                     request_deserializer=machineid_dot_v1_dot_cluster__pb2.RenewRequest.FromString,
                     response_serializer=machineid_dot_v1_dot_types__pb2.Certs.SerializeToString,
             ),
@@ -1301,6 +1320,33 @@ class ClusterService:
             request,
             target,
             '/machineid.v1.ClusterService/RenewCerts',
+            machineid_dot_v1_dot_cluster__pb2.RenewRequest.SerializeToString,
+            machineid_dot_v1_dot_types__pb2.Certs.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueOutputCerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machineid.v1.ClusterService/IssueOutputCerts',
             machineid_dot_v1_dot_cluster__pb2.RenewRequest.SerializeToString,
             machineid_dot_v1_dot_types__pb2.Certs.FromString,
             options,
