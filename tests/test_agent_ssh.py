@@ -247,3 +247,85 @@ def test_renewal_loop_replay_lock_and_cluster_restart(env: Env) -> None:
         identity_from_certs(certs.private_key_pem(key), c.renew(certs.public_key_pem(key.public_key())))
     bots = env.server.ctl("bots", "ls").stdout
     assert "looper" in bots and "yes: generation mismatch" in bots
+
+
+def ssh_to(dest: Path, login: str, node: Node, cluster: str) -> subprocess.CompletedProcess[str]:
+    """ssh to a node whether or not the bot's ssh_config lists it (the node must refuse on its own)."""
+    host = f"{node.name}.{cluster}"
+    return subprocess.run(
+        ["ssh", "-F", str(dest / "ssh_config"), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+         "-o", "HostName=127.0.0.1", "-p", str(node.port), "-o", f"HostKeyAlias={host}", f"{login}@{host}", "id -un"],
+        capture_output=True, text=True, timeout=30)
+
+
+def test_nodes_enforce_node_labels_themselves(env: Env) -> None:
+    """A certificate valid for the login is refused by a node its roles' node_labels do not reach, and deny wins,
+    at the node (sshd with `machineid node principals`), not only in what the cluster lists."""
+    prod = Node("prod1", *reversed(run_sshd_node(env.server.data_dir, env.tmp, "prod1", "env=prod", prefix="prod1_")))
+    db = Node("db1", *reversed(run_sshd_node(env.server.data_dir, env.tmp, "db1", "env=test,tier=db",
+                                             prefix="db1_")))
+    try:
+        env.server.ctl("create", "-f", "-", input=f"""kind: role
+version: v5
+metadata:
+  name: wide
+spec:
+  allow:
+    logins: [{env.login}]
+    node_labels:
+      '*': '*'
+  deny:
+    node_labels:
+      tier: db
+""")
+        token = env.new_bot("labelled")  # role e2e: env=test only
+        dest = env.tmp / "labelled"
+        run_cli(*env.agent_args(token, env.tmp / "labelled-data", dest, "--oneshot"))
+        assert ssh(dest, env.login, f"node1.{env.cluster}").returncode == 0
+        refused = ssh_to(dest, env.login, prod, env.cluster)
+        assert refused.returncode == 255 and "Permission denied" in refused.stderr
+        assert "prod1" not in (dest / "ssh_config").read_text()
+        # all nodes allowed, tier=db denied: deny wins, at the node
+        out = env.server.ctl("bots", "add", "wide-bot", "--roles=wide", "--format=json").stdout
+        wide = env.tmp / "wide"
+        run_cli(*env.agent_args(json.loads(out)["token"], env.tmp / "wide-data", wide, "--oneshot"))
+        assert ssh_to(wide, env.login, prod, env.cluster).returncode == 0
+        denied = ssh_to(wide, env.login, db, env.cluster)
+        assert denied.returncode == 255 and "Permission denied" in denied.stderr
+        log = (env.tmp / "db1_sshd.log").read_text()
+        assert "Certificate does not contain an authorized principal" in log
+    finally:
+        for n in (prod, db):
+            n.proc.terminate()
+            n.proc.wait(10)
+
+
+def test_a_certificate_without_the_node_access_extension_gets_no_login(tmp_path: Path) -> None:
+    """What a node's principals command answers for certificates from the cluster's CA made without the
+    extension (another issuer's, an old one's): nothing, so sshd refuses the login."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    from machineid.model.node_access import EXTENSION, Grant, NodeAccess
+
+    ca = ed25519.Ed25519PrivateKey.generate()
+    user = ec.generate_private_key(ec.SECP256R1())
+
+    def cert(extensions: dict[bytes, bytes]) -> tuple[str, str]:
+        b = (serialization.SSHCertificateBuilder().public_key(user.public_key()).serial(1)
+             .type(serialization.SSHCertificateType.USER).key_id(b"x").valid_principals([b"deploy"])
+             .valid_after(0).valid_before(2**63))
+        for name in sorted(extensions):
+            b = b.add_extension(name, extensions[name])
+        key_type, b64 = b.sign(ca).public_bytes().decode().split()[:2]
+        return key_type, b64
+
+    def principals(c: tuple[str, str], labels: str) -> str:
+        return run_cli("node", "principals", "--labels", labels, "deploy", *c).stdout.strip()
+
+    granted = NodeAccess([Grant(("deploy",), {"env": ["prod"]})], [{"tier": ["db"]}]).encode()
+    assert principals(cert({EXTENSION.encode(): granted}), "env=prod") == "deploy"
+    assert principals(cert({EXTENSION.encode(): granted}), "env=staging") == ""
+    assert principals(cert({EXTENSION.encode(): granted}), "env=prod,tier=db") == ""  # deny wins
+    assert principals(cert({}), "env=prod") == ""  # no extension: no login
+    assert principals(cert({EXTENSION.encode(): b"{not json"}), "env=prod") == ""

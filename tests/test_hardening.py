@@ -227,3 +227,14 @@ def test_a_killed_servers_leftovers_are_cleaned_up_by_the_next(tmp_path: Path) -
         assert json.loads((tmp_path / "data" / "server.json").read_text())["pid"] == again.proc.pid  # type: ignore
     finally:
         assert again.stop() == 0
+
+
+def test_nodes_add_prints_the_sshd_config_that_enforces_labels(server: ServerProc, tmp_path: Path) -> None:
+    out = server.ctl("nodes", "add", "web7", "--addr", "10.0.0.7:22", "--labels", "env=prod,tier=web",
+                     "--out", str(tmp_path / "web7_key")).stdout
+    assert f"HostCertificate {tmp_path / 'web7_key'}-cert.pub" in out
+    assert "node principals --labels env=prod,tier=web %u %t %k" in out
+    assert "AuthorizedPrincipalsCommandUser nobody" in out
+    bad = server.ctl("nodes", "add", "web8", "--addr", "10.0.0.8:22", "--labels", "env=prod %h",
+                     "--out", str(tmp_path / "web8_key"), check=False)
+    assert bad.returncode != 0 and "--labels" in bad.stderr

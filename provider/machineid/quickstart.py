@@ -90,9 +90,16 @@ def run_sshd_node(data_dir: str | Path, node_dir: Path, name: str, labels: str, 
                     "--out", str(host_key)], check=True, capture_output=True)
     user_ca = subprocess.run([*ctl, "auth", "export", "--type=user"], check=True, capture_output=True, text=True)
     (node_dir / "user_ca.pub").write_text(user_ca.stdout)
+    from machineid.cli.ctl import sshd_config_lines
+    from machineid.cli.labels import parse_labels
+
+    # The node enforces its labels itself (machineid node principals); sshd wants that command root-owned, so a
+    # quickstart run by another user gets the login check only.
+    lines = sshd_config_lines(host_key, parse_labels(labels), str(node_dir / "user_ca.pub"), MACHINEID, "root")
+    if os.geteuid() != 0:
+        lines = [ln for ln in lines if not ln.startswith("AuthorizedPrincipalsCommand")]
     config.write_text("\n".join([
-        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}", f"HostCertificate {host_key}-cert.pub",
-        f"TrustedUserCAKeys {node_dir / 'user_ca.pub'}", "AuthorizedKeysFile none", "PasswordAuthentication no",
+        f"Port {port}", "ListenAddress 127.0.0.1", *lines, "AuthorizedKeysFile none", "PasswordAuthentication no",
         "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no", f"PidFile {node_dir / (prefix + 'sshd.pid')}",
         "LogLevel VERBOSE", "",
     ]))

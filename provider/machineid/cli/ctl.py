@@ -16,6 +16,7 @@ from machineid.api import certs
 from machineid.api.client import Client, identity_from_certs
 from machineid.api.identity import Identity, write_private
 from machineid.cli import fmt
+from machineid.cli.labels import format_labels, parse_labels
 from machineid.model import codec
 from machineid.model import validators as v
 from machineid.model.errors import AlreadyExistsError, FieldViolation, NotFoundError, ValidationError
@@ -419,21 +420,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _labels(value: str) -> dict[str, str]:
-    out = {}
-    for item in _csv(value):
-        key, sep, val = item.partition("=")
-        if not sep or not key:
-            raise ValidationError(f'--labels: "{item}" is not key=value; write e.g. --labels env=prod,group=web')
-        out[key.strip()] = val.strip()
-    return out
-
-
 def cmd_nodes_add(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    node = Node(metadata=Metadata(name=args.name, labels=_labels(args.labels)), spec=NodeSpec(addr=args.addr))
+    node = Node(metadata=Metadata(name=args.name, labels=parse_labels(args.labels)), spec=NodeSpec(addr=args.addr))
     codec.validate(node)
     ttl = _parse_ttl(args.ttl, "--ttl")
     key = ed25519.Ed25519PrivateKey.generate()
@@ -451,4 +442,18 @@ def cmd_nodes_add(args: argparse.Namespace) -> int:
     write_private(prefix.with_name(prefix.name + "-cert.pub"), cert.strip() + "\n", 0o644)
     print(f'node "{args.name}" registered at {args.addr}; host key {prefix}, certificate {prefix}-cert.pub '
           f"(principals {', '.join(principals)})")
+    print("\nIn the node's sshd_config (the user CA from `machineid ctl auth export --type=user`):\n")
+    print("\n".join(f"  {line}" for line in sshd_config_lines(prefix, node.metadata.labels)))
     return 0
+
+
+def sshd_config_lines(host_key: Path, labels: dict[str, str], user_ca: str = "/etc/ssh/machineid_user_ca.pub",
+                      executable: str = "", run_as: str = "nobody") -> list[str]:
+    """What a node's sshd_config needs: the host key and certificate, the cluster's user CA, and the principals
+    command that enforces node_labels at login (sshd wants it and its directories root-owned)."""
+    from machineid.cli.node_cmd import SSHD_USAGE
+
+    exe = executable or (os.path.realpath(sys.argv[0]) if sys.argv and sys.argv[0] else "machineid")
+    return [f"HostKey {host_key}", f"HostCertificate {host_key}-cert.pub", f"TrustedUserCAKeys {user_ca}",
+            SSHD_USAGE.format(exe=exe, labels=format_labels(labels) or "none=none"),
+            f"AuthorizedPrincipalsCommandUser {run_as}"]

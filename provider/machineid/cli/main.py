@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from machineid import __version__
-from machineid.cli import bot_cmd, ctl, server_cmd, terraform_cmd
+from machineid.cli import bot_cmd, ctl, node_cmd, server_cmd, terraform_cmd
 from machineid.model.errors import MachineIDError
 
 
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_parser(sub)
     bot_cmd.add_parser(sub)
     terraform_cmd.add_parser(sub)
+    node_cmd.add_parser(sub)
     return parser
 
 

@@ -93,11 +93,14 @@ class Authority:
         )
 
     def sign_ssh_user(self, public_key: certs.PublicKey, key_id: str, principals: list[str],
-                      not_before: datetime, not_after: datetime) -> str:
+                      not_before: datetime, not_after: datetime, extensions: dict[str, bytes] | None = None) -> str:
         builder = self._ssh_builder(public_key, serialization.SSHCertificateType.USER, key_id, principals,
                                     not_before, not_after)
-        for ext in SSH_USER_EXTENSIONS:
-            builder = builder.add_extension(ext, b"")
+        # cryptography wants extensions in name order (OpenSSH's rule); ours sort among the permit-* ones.
+        named = {ext.decode(): b"" for ext in SSH_USER_EXTENSIONS}
+        named.update(extensions or {})
+        for name in sorted(named):
+            builder = builder.add_extension(name.encode(), named[name])
         return builder.sign(self.user_ca).public_bytes().decode()
 
     def sign_ssh_host(self, public_key: certs.PublicKey, key_id: str, principals: list[str],

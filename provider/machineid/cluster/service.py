@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fnmatch
 import hashlib
 import logging
 import re
@@ -38,6 +37,7 @@ from machineid.model.errors import (
     UnauthenticatedError,
     ValidationError,
 )
+from machineid.model.node_access import EXTENSION, Grant, NodeAccess, labels_match
 from machineid.model.resources import (
     DEFAULT_TOKEN_TTL,
     Bot,
@@ -121,21 +121,6 @@ def default_roles() -> list[Role]:
              RoleConditions(rules=[Rule(resources=["role", "bot", "user", "node", "cert_authority", "event"],
                                         verbs=["list", "read"])])),
     ]
-
-
-def _labels_match(selector: dict[str, list[str]], labels: dict[str, str]) -> bool:
-    if not selector:
-        return False
-    for key, values in selector.items():
-        if key == "*":
-            if "*" not in values:
-                return False
-            continue
-        if key not in labels:
-            return False
-        if "*" not in values and not any(fnmatch.fnmatchcase(labels[key], val) for val in values):
-            return False
-    return True
 
 
 def _rule_match(rules: list[Rule], resource: str, verb: str) -> bool:
@@ -460,9 +445,9 @@ class Cluster:
     def _node_allowed(self, caller: Caller, node: Node) -> bool:
         roles = self._roles(caller.roles)
         labels = node.metadata.labels
-        if any(_labels_match(r.spec.deny.node_labels, labels) for r in roles):
+        if any(labels_match(r.spec.deny.node_labels, labels) for r in roles):
             return False
-        return any(_labels_match(r.spec.allow.node_labels, labels) for r in roles)
+        return any(labels_match(r.spec.allow.node_labels, labels) for r in roles)
 
     def delete_node(self, caller: Caller, name: str, revision: str = "") -> None:
         self._delete(caller, "node", name, revision)
@@ -600,6 +585,18 @@ class Cluster:
         return principals or [f"-machineid-no-login-{uuid.uuid4()}"]
 
     @staticmethod
+    def _node_access(roles: list[Role], traits: dict[str, list[str]]) -> NodeAccess:
+        """What the certificate may do on which node, per role (a login of one role does not extend to the nodes of
+        another), for the nodes to enforce (machineid node principals)."""
+        denied = set(expand_logins((lg for r in roles for lg in r.spec.deny.logins), traits))
+        grants = []
+        for r in roles:
+            logins = tuple(lg for lg in expand_logins(r.spec.allow.logins, traits) if lg not in denied)
+            if logins and r.spec.allow.node_labels:
+                grants.append(Grant(logins, dict(r.spec.allow.node_labels)))
+        return NodeAccess(grants, [dict(r.spec.deny.node_labels) for r in roles if r.spec.deny.node_labels])
+
+    @staticmethod
     def _check_public_key(public_key_pem: str) -> None:
         try:
             certs.load_public_key(public_key_pem)
@@ -617,7 +614,9 @@ class Cluster:
         start = self.clock() - timedelta(minutes=1)
         not_after = self.clock() + ttl
         principals = self._principals(roles, traits)
-        ssh_cert = self.authority.sign_ssh_user(public_key, ident.user, principals, start, not_after)
+        access = self._node_access(roles, traits).encode()
+        ssh_cert = self.authority.sign_ssh_user(public_key, ident.user, principals, start, not_after,
+                                                {EXTENSION: access})
         tls_cert = self.authority.sign_tls_client(public_key, ident, not_after)
         return {
             "ssh_cert": ssh_cert,

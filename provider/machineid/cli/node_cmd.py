@@ -1,0 +1,58 @@
+"""`machineid node principals`: sshd's AuthorizedPrincipalsCommand on a node, so a role's node_labels hold where
+the login happens, not only in what the cluster lists.
+
+sshd runs it for each user-certificate login with the login, the certificate's type and the certificate (%u %t %k)
+and accepts the login only if it is printed (and among the certificate's principals). It prints the login when the
+certificate's node-access extension grants it on a node with these labels; otherwise nothing. It needs no network
+and no state: the labels are on its command line in the node's root-owned sshd_config."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+SSHD_USAGE = "AuthorizedPrincipalsCommand {exe} node principals --labels {labels} %u %t %k"
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("node", help="commands that run on an OpenSSH node",
+                       description="Commands that run on an OpenSSH node that trusts the cluster.")
+    nsub = p.add_subparsers(dest="node_command", required=True, metavar="COMMAND")
+    pr = nsub.add_parser("principals", help="sshd's AuthorizedPrincipalsCommand: the logins this node grants",
+                         description="Print LOGIN if CERTIFICATE's roles grant it on a node with --labels (deny "
+                                     "wins); print nothing otherwise. In sshd_config: " +
+                                     SSHD_USAGE.format(exe="/usr/local/bin/machineid", labels="env=prod"))
+    pr.add_argument("--labels", default="", help="this node's labels, key=value,... (as registered)")
+    pr.add_argument("login", help="the login asked for (%%u)")
+    pr.add_argument("key_type", help="the certificate's type (%%t)")
+    pr.add_argument("certificate", help="the certificate, base64 (%%k)")
+    pr.set_defaults(func=run_principals)
+
+
+def principals(login: str, key_type: str, certificate: str, labels: dict[str, str]) -> list[str]:
+    from cryptography.hazmat.primitives.serialization import SSHCertificate, load_ssh_public_identity
+
+    from machineid.model.node_access import EXTENSION, NodeAccess
+
+    cert = load_ssh_public_identity(f"{key_type} {certificate}".encode())
+    if not isinstance(cert, SSHCertificate):
+        return []
+    raw = cert.extensions.get(EXTENSION.encode())
+    if raw is None:
+        return []  # issued by something that does not say where it may log in: nowhere on this node
+    allowed = NodeAccess.decode(raw).logins_on(labels)
+    return [login] if login in allowed and login.encode() in cert.valid_principals else []
+
+
+def run_principals(args: argparse.Namespace) -> int:
+    from machineid.cli.labels import parse_labels
+
+    try:
+        granted = principals(args.login, args.key_type, args.certificate, parse_labels(args.labels, "--labels"))
+    except Exception as e:  # a malformed certificate or extension: no access, and say why in sshd's log
+        print(f"machineid node principals: refusing: {e}", file=sys.stderr)
+        return 0
+    for p in granted:
+        print(p)
+    return 0
