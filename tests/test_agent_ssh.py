@@ -4,6 +4,7 @@ certificate from `ctl nodes add`, the agent joining with token and pin, and plai
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import stat
@@ -199,12 +200,10 @@ def _wait_for(predicate: object, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _generation(data: Path) -> int:
-    """The generation of the agent's renewable identity (in its data dir; the destination's is not renewable)."""
-    try:
-        return Identity.load(data / "identity").info.generation
-    except (ValueError, OSError):
-        return 0
+def _written(log_path: Path) -> int:
+    """The newest generation whose certificates the agent has written to its destination (it logs that last)."""
+    found = re.findall(r"(?:joined|renewed): bot \S+ generation (\d+),", log_path.read_text())
+    return int(found[-1]) if found else 0
 
 
 def test_renewal_loop_replay_lock_and_cluster_restart(env: Env) -> None:
@@ -216,10 +215,11 @@ def test_renewal_loop_replay_lock_and_cluster_restart(env: Env) -> None:
                                                               "--certificate-ttl", "1m")],
                                  stdout=log, stderr=subprocess.STDOUT)
     try:
-        _wait_for(lambda: _generation(data) >= 1, 30, "the first join")
+        _wait_for(lambda: _written(log_path) >= 1, 30, "the first join")
         first = Identity.load(data / "identity")  # a copy of the first renewable identity
         for target in (2, 3):  # two renewals, ssh works after each
-            _wait_for(lambda t=target: _generation(data) >= t, 30, f"renewal to generation {target}")  # type: ignore[misc]
+            _wait_for(lambda t=target: _written(log_path) >= t, 30,  # type: ignore[misc]
+                      f"renewal to generation {target}")
             result = ssh(dest, env.login, f"node1.{env.cluster}")
             assert result.returncode == 0 and result.stdout.strip() == env.login, result.stderr
         text = log_path.read_text()
@@ -230,10 +230,10 @@ def test_renewal_loop_replay_lock_and_cluster_restart(env: Env) -> None:
         port = int(env.server.address.rsplit(":", 1)[1])
         assert env.server.stop() == 0
         _wait_for(lambda: "cannot reach the cluster" in log_path.read_text(), 30, "the agent to notice")
-        before = _generation(data)
+        before = _written(log_path)
         assert ssh(dest, env.login, f"node1.{env.cluster}").returncode == 0  # last good certificates stay
         env.server.start(listen=f"127.0.0.1:{port}")
-        _wait_for(lambda: _generation(data) > before, 60, "a renewal after the restart")
+        _wait_for(lambda: _written(log_path) > before, 60, "a renewal after the restart")
         assert ssh(dest, env.login, f"node1.{env.cluster}").returncode == 0
     finally:
         agent.send_signal(signal.SIGTERM)

@@ -238,3 +238,20 @@ def test_nodes_add_prints_the_sshd_config_that_enforces_labels(server: ServerPro
     bad = server.ctl("nodes", "add", "web8", "--addr", "10.0.0.8:22", "--labels", "env=prod %h",
                      "--out", str(tmp_path / "web8_key"), check=False)
     assert bad.returncode != 0 and "--labels" in bad.stderr
+
+
+def test_public_keys_are_parsed_strictly() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pem = certs.public_key_pem(certs.new_key().public_key())
+    certs.load_public_key(pem)
+    for bad in (pem + "trailing data", pem + pem, "junk\n" + pem):
+        with pytest.raises(ValueError):
+            certs.load_public_key(bad)
+    p384 = certs.public_key_pem(ec.generate_private_key(ec.SECP384R1()).public_key())
+    with pytest.raises(ValueError, match="P-256"):
+        certs.load_public_key(p384)
+    line = certs.ssh_public_key_line(certs.new_key().public_key(), "comment")
+    certs.load_public_key(line)
+    with pytest.raises(ValueError):
+        certs.load_public_key(line + "\nssh-ed25519 AAAA")

@@ -28,6 +28,8 @@ from machineid.model.errors import MachineIDError, TransportError
 
 log = logging.getLogger("machineid.agent")
 STATE_FILE = "identity"
+PENDING_KEY_FILE = "pending.key"  # the key of a renewal in flight, kept until it succeeds
+LOCK_FILE = "agent.lock"
 MAX_BACKOFF = 60.0
 
 
@@ -50,6 +52,30 @@ class BotAgent:
         self.destinations = [Path(d.directory) for d in config.destinations]
         self.identity: Identity | None = None
         self._pending_key: certs.PrivateKey | None = None
+        self._lock_fd: int | None = None
+
+    def lock(self) -> None:
+        """One agent per data dir: two would renew the same identity and lock the bot on the generation counter.
+        Held until the process ends (the kernel drops it if the agent dies)."""
+        import fcntl
+
+        if self._lock_fd is not None:
+            return
+        self.storage.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.storage, 0o700)
+        fd = os.open(self.storage / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise AgentError(f"another agent is running with the data dir {self.storage}; stop it first (two agents "
+                             "on one identity would lock the bot)") from None
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     # ---------------------------------------------------------------- state
     def _load_state(self) -> Identity | None:
@@ -67,6 +93,15 @@ class BotAgent:
         if not ident.info.renewable:
             return None
         return ident
+
+    def _stored_expiry(self) -> datetime | None:
+        """When the stored renewable identity expired, if it has (the join that follows then says why it is
+        needed)."""
+        try:
+            ident = Identity.load(self.storage / STATE_FILE)
+        except (OSError, ValueError):
+            return None
+        return ident.expires if ident.info.renewable and ident.expires <= datetime.now(UTC) else None
 
     def _save_state(self, ident: Identity) -> None:
         self.storage.mkdir(parents=True, exist_ok=True)
@@ -106,15 +141,30 @@ class BotAgent:
         return identity_from_certs(certs.private_key_pem(key), reply.certs)
 
     def renew(self, current: Identity) -> Identity:
-        # The new key is kept until a renewal succeeds: if an answer is lost, the retry sends the same key, which
-        # the cluster recognises as the same renewal rather than a copied certificate.
-        if self._pending_key is None:
-            self._pending_key = certs.new_key()
-        key = self._pending_key
+        # The new key is kept until a renewal succeeds, on disk before it is sent: if an answer is lost, the retry
+        # (even by a restarted agent) sends the same key, which the cluster recognises as the same renewal rather
+        # than a copied certificate.
+        key = self._pending_key or self._load_pending_key()
+        if key is None:
+            key = certs.new_key()
+            from machineid.api.identity import write_private
+
+            write_private(self.storage / PENDING_KEY_FILE, certs.private_key_pem(key))
+        self._pending_key = key
         with Client(self.config.auth_server, current) as client:
             reply = client.renew(certs.public_key_pem(key.public_key()), self._ttl())
+        renewed = identity_from_certs(certs.private_key_pem(key), reply)
+        self._save_state(renewed)  # before the pending key goes: there is always a key for the stored identity
+        (self.storage / PENDING_KEY_FILE).unlink(missing_ok=True)
         self._pending_key = None
-        return identity_from_certs(certs.private_key_pem(key), reply)
+        return renewed
+
+    def _load_pending_key(self) -> certs.PrivateKey | None:
+        path = self.storage / PENDING_KEY_FILE
+        try:
+            return certs.load_private_key(path.read_text())
+        except (OSError, ValueError):
+            return None
 
     def _output_identity(self, ident: Identity) -> Identity:
         """What the destinations get: never the renewable identity (whoever reads a destination could renew it and
@@ -137,8 +187,18 @@ class BotAgent:
         return out
 
     # ---------------------------------------------------------------- one cycle
+    def _expired_message(self, expired: datetime) -> str:
+        return (f"the bot's identity expired at {codec.format_time(expired)} (the cluster was out of reach for "
+                "longer than certificate_ttl), so it cannot be renewed; onboard the bot again with a new join token "
+                "(`machineid ctl tokens add --type=bot --bot-name=NAME`, or the provider's token_rotation) passed "
+                "with --token")
+
     def cycle(self) -> Outcome:
+        self.lock()
+        expired = self._stored_expiry()
         current = self.identity or self._load_state()
+        if current is not None and current.expires <= datetime.now(UTC):
+            expired, current = current.expires, None
         if current is not None and not current.info.renewable:
             current = None  # IAM identities are not renewable: the agent proves its AWS identity again
         if current is not None:
@@ -151,9 +211,12 @@ class BotAgent:
         else:
             try:
                 ident, action = self.join(), "joined"
+                (self.storage / PENDING_KEY_FILE).unlink(missing_ok=True)  # a new identity: no renewal in flight
             except TransportError:
                 raise
             except MachineIDError as e:
+                if expired is not None:
+                    raise AgentError(f"{self._expired_message(expired)}; joining again failed: {e}") from None
                 raise AgentError(f"join refused: {e}") from None
         if ident.info.renewable:
             self._save_state(ident)
@@ -184,6 +247,10 @@ class BotAgent:
                 log.info("next renewal at %s", codec.format_time(datetime.now(UTC) + timedelta(seconds=wait)))
             except TransportError as e:
                 expires = self.identity.expires if self.identity else None
+                if expires is not None and expires <= datetime.now(UTC) and self.identity is not None \
+                        and self.identity.info.renewable:
+                    # Renewing needs the current certificate: once it has expired, no retry can succeed.
+                    raise AgentError(self._expired_message(expires)) from None
                 wait = min(backoff, MAX_BACKOFF, interval) * (0.8 + 0.4 * random.random())
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 left = f"; current certificates valid until {codec.format_time(expires)}" if expires else ""

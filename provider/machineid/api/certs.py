@@ -52,9 +52,17 @@ def public_key_pem(key: PublicKey) -> str:
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
+_PEM_END = b"-----END PUBLIC KEY-----"
+
+
 def load_public_key(pem: str) -> PublicKey:
-    """PEM SubjectPublicKeyInfo or an OpenSSH public key line."""
+    """PEM SubjectPublicKeyInfo or an OpenSSH public key line, strictly: one key, nothing before or after it (a
+    lenient parser would certify a key while something else rode along), P-256 or Ed25519 only."""
     data = pem.strip().encode()
+    if data.startswith(b"-----") and (data.count(b"-----BEGIN") != 1 or not data.endswith(_PEM_END)):
+        raise ValueError("not exactly one PEM public key (nothing may follow -----END PUBLIC KEY-----)")
+    if not data.startswith(b"-----") and b"\n" in data:
+        raise ValueError("an OpenSSH public key is one line")
     try:
         key = (
             serialization.load_pem_public_key(data)
@@ -64,8 +72,8 @@ def load_public_key(pem: str) -> PublicKey:
     except Exception as e:  # cryptography raises ValueError or UnsupportedAlgorithm
         raise ValueError("not a PEM or OpenSSH public key") from e
     if isinstance(key, ec.EllipticCurvePublicKey):
-        if not isinstance(key.curve, ec.SECP256R1 | ec.SECP384R1):
-            raise ValueError("ECDSA keys must use P-256 or P-384")
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise ValueError("ECDSA keys must use P-256")
         return key
     if isinstance(key, ed25519.Ed25519PublicKey):
         return key

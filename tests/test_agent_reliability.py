@@ -1,0 +1,85 @@
+"""The agent under the failures a fleet sees, in-process against a real cluster: a renewal whose answer is lost and
+an agent restarted meanwhile, two agents on one data dir, and an identity that expired while the cluster was out
+of reach."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from machineid.agent import bot as agent_bot
+from machineid.agent.bot import AgentError, BotAgent
+from machineid.agent.config import AgentConfig, Destination, Onboarding, Storage
+from machineid.api.client import Client
+from machineid.api.identity import Identity
+from machineid.model import codec
+from machineid.model.errors import TransportError
+from machineid.model.resources import Bot
+from tests.conftest import ServerProc
+
+
+@pytest.fixture()
+def admin(server: ServerProc) -> Iterator[Client]:
+    with server.admin() as client:
+        yield client
+
+
+def config(server: ServerProc, admin: Client, tmp_path: Path, name: str) -> AgentConfig:
+    created = admin.create_bot(codec.decode(Bot, {"metadata": {"name": name}, "spec": {"roles": ["access"]}}))
+    return AgentConfig(auth_server=server.address,
+                       onboarding=Onboarding(token=created.token, ca_pins=list(created.ca_pins)),
+                       storage=Storage(directory=str(tmp_path / f"{name}-data")),
+                       destinations=[Destination(directory=str(tmp_path / f"{name}-dest"))])
+
+
+def test_a_lost_renewal_answer_and_a_restart_do_not_lock_the_bot(server: ServerProc, admin: Client, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = config(server, admin, tmp_path, "lossy")
+    first = BotAgent(cfg)
+    assert first.cycle().action == "joined"
+    real_renew = Client.renew
+
+    def renewed_but_answer_lost(self: Client, *args: object, **kw: object) -> object:
+        real_renew(self, *args, **kw)  # type: ignore[arg-type]
+        raise TransportError("the connection dropped before the answer arrived")
+
+    monkeypatch.setattr(Client, "renew", renewed_but_answer_lost)
+    with pytest.raises(TransportError):
+        first.cycle()
+    monkeypatch.setattr(Client, "renew", real_renew)
+    first.unlock()  # the process dies
+    restarted = BotAgent(cfg)
+    outcome = restarted.cycle()
+    assert outcome.action == "renewed" and outcome.identity.info.generation == 2
+    bot = admin.get_bot("lossy")
+    assert not bot.status.locked and bot.status.generation == 2
+    assert not (Path(cfg.storage.directory) / agent_bot.PENDING_KEY_FILE).exists()
+
+
+def test_two_agents_on_one_data_dir_are_refused(server: ServerProc, admin: Client, tmp_path: Path) -> None:
+    cfg = config(server, admin, tmp_path, "twin")
+    one = BotAgent(cfg)
+    one.cycle()
+    with pytest.raises(AgentError, match="another agent is running"):
+        BotAgent(cfg).cycle()
+    assert not admin.get_bot("twin").status.locked
+
+
+def test_an_identity_that_expired_during_an_outage_is_reported_as_such(
+        server: ServerProc, admin: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = config(server, admin, tmp_path, "sleeper")
+    agent = BotAgent(cfg)
+    agent.cycle()
+    # the outage outlived the certificate
+    monkeypatch.setattr(Identity, "expires", property(lambda self: datetime.now(UTC) - timedelta(minutes=5)))
+    with pytest.raises(AgentError, match="expired .* cannot be renewed; onboard the bot again"):
+        agent.cycle()  # the cluster is back: the join with the spent token is refused, and the reason is said
+    agent.unlock()
+    cfg.auth_server = "127.0.0.1:1"  # and while it is still out of reach, the loop stops instead of retrying
+    looping = BotAgent(cfg)
+    looping.identity = agent.identity
+    with pytest.raises(AgentError, match="expired"):
+        looping.run()
