@@ -329,3 +329,25 @@ def test_a_certificate_without_the_node_access_extension_gets_no_login(tmp_path:
     assert principals(cert({EXTENSION.encode(): granted}), "env=prod,tier=db") == ""  # deny wins
     assert principals(cert({}), "env=prod") == ""  # no extension: no login
     assert principals(cert({EXTENSION.encode(): b"{not json"}), "env=prod") == ""
+
+
+def test_the_token_is_never_spent_on_a_run_that_cannot_succeed(env: Env) -> None:
+    token = env.new_bot("careful")
+    blocker = env.tmp / "a-file"
+    blocker.write_text("not a directory")
+    data, dest = env.tmp / "careful-data", env.tmp / "careful-dest"
+    # an unusable destination: refused before anything is sent
+    bad = run_cli(*env.agent_args(token, data, blocker / "dest", "--oneshot"), check=False)
+    assert bad.returncode == 1 and "destination (--destination-dir)" in bad.stderr and "still valid" in bad.stderr
+    # a mistyped token file: an error, never sent as if it were the token
+    typo = run_cli(*env.agent_args("./tokne.txt", data, dest, "--oneshot"), check=False)
+    assert typo.returncode == 1 and "cannot read the token file ./tokne.txt" in typo.stderr
+    # the token still joins
+    run_cli(*env.agent_args(token, data, dest, "--oneshot"))
+    # and later runs renew from the data dir, without a token
+    again = run_cli("bot", "start", "--data-dir", str(data), "--destination-dir", str(dest), "--ca-pin", env.pin,
+                    "--auth-server", env.server.address, "--oneshot", "--log-format", "text")
+    assert "renewed: bot careful generation 2" in again.stderr + again.stdout
+    none = run_cli("bot", "start", "--data-dir", str(env.tmp / "empty"), "--destination-dir", str(dest),
+                   "--ca-pin", env.pin, "--auth-server", env.server.address, "--oneshot", check=False)
+    assert none.returncode == 1 and "no join token: pass --token" in none.stderr

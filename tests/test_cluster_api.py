@@ -434,6 +434,11 @@ def test_renewal_generations_and_lock(server: ServerProc) -> None:
     # the admin unlocks; a new token re-onboards the bot without deleting it
     with server.admin() as admin:
         admin.unlock_bot("renewer")
+    # after the unlock the newest generation (the agent's, or a copier's) does not simply renew on: a new join is
+    # needed, so whoever copied the certificate cannot keep the bot
+    with pytest.raises(errors.PermissionDeniedError, match="superseded"):
+        renew(server, third)
+    with server.admin() as admin:
         tok = admin.upsert(ProvisionToken(spec=ProvisionTokenSpec(bot_name="renewer")), create_only=True)
     fresh = join(server, tok.metadata.name)
     assert fresh.info.generation == 1

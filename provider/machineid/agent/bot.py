@@ -123,7 +123,25 @@ class BotAgent:
                 errors.append(str(e))
         raise AgentError("; ".join(errors))
 
+    def _check_dirs(self) -> None:
+        """Before a join spends the single-use token: the data dir and every destination must be writable, or the
+        certificates would have nowhere to go and the retry would find the token used."""
+        for what, directory in (("data dir (--data-dir)", self.storage),
+                                *(("destination (--destination-dir)", d) for d in self.destinations)):
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                probe = directory / f".machineid-probe-{os.getpid()}"
+                probe.write_text("")
+                probe.unlink()
+            except OSError as e:
+                raise AgentError(f"the {what} {directory} is not usable: {e.strerror or e}; fix it before joining "
+                                 "(nothing was sent, the token is still valid)") from None
+
     def join(self) -> Identity:
+        self._check_dirs()
+        if not self.config.onboarding.token and self.config.onboarding.join_method == "token":
+            raise AgentError(f"no identity to renew in {self.storage} and no join token: pass --token (the token or "
+                             "a file holding it)")
         token = resolve_token(self.config.onboarding.token)
         cas = self.identity.tls_ca_certs if self.identity else self._trusted_cas()
         key = certs.new_key()

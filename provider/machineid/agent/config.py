@@ -81,8 +81,7 @@ class AgentConfig:
 
     def check(self) -> list[FieldViolation]:
         out = []
-        if not self.onboarding.token and self.onboarding.join_method == "token":
-            out.append(FieldViolation(("onboarding", "token"), "is required to join; pass --token"))
+        # A missing token is checked by the agent, which knows whether the data dir holds an identity to renew.
         if self.auth_server and (":" not in self.auth_server or not self.auth_server.rsplit(":", 1)[1].isdigit()):
             out.append(FieldViolation(("auth_server",), f'"{self.auth_server}" is not host:port'))
         if not self.onboarding.ca_pins and self.onboarding.join_method in JOIN_METHODS:
@@ -153,7 +152,13 @@ def systemd_unit(config_path: str, executable: str = DEFAULT_AGENT_PATH, user: s
 
 
 def resolve_token(value: str) -> str:
-    """--token takes the token or the path of a file holding it."""
-    if value and ("/" in value or value.startswith(".")) and Path(value).is_file():
-        return Path(value).read_text().strip()
+    """--token takes the token or the path of a file holding it. A token never contains '/', so a value that does
+    is a path, and a path that names no file is an error: it is never sent as if it were the token."""
+    if value and ("/" in value or value.startswith(".")):
+        path = Path(value)
+        try:
+            return path.read_text().strip()
+        except OSError as e:
+            raise ValidationError(f"--token: cannot read the token file {value}: {e.strerror}; pass the token or "
+                                  "the path of a file that holds it") from None
     return value

@@ -346,7 +346,9 @@ def cmd_bots_add(args: argparse.Namespace) -> int:
 def cmd_bots_unlock(args: argparse.Namespace) -> int:
     with connect(args) as client:
         client.unlock_bot(args.name)
-    print(f'bot "{args.name}" has been unlocked; it can join again with a new token')
+    print(f'bot "{args.name}" has been unlocked. Its existing certificates can no longer renew (whoever copied them '
+          "is shut out too): give its agent a new join token, from\n\n"
+          f"  machineid ctl tokens add --type=bot --bot-name={args.name}")
     return 0
 
 

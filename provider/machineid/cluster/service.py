@@ -561,9 +561,17 @@ class Cluster:
         self._check_name(name)
         with self.backend.transaction():
             bot = self._get(Bot, name)
+            if not bot.status.locked:
+                raise PreconditionError(f'bot "{name}" is not locked; nothing to unlock')
             bot.status.locked = False
             bot.status.lock_reason = ""
+            # A lock means two holders of the identity; neither may simply renew on: every existing renewable
+            # identity of the bot is superseded, and the bot joins again with a new token.
+            bot.status.instance_id = ""
+            bot.status.generation = 0
             result = self._store_update(bot)
+            with contextlib.suppress(NotFoundError):
+                self.backend.delete(RENEWAL_KIND, name)
         self.audit(caller, "bot.unlock", f"bot/{name}")
         return result
 
