@@ -255,3 +255,44 @@ def test_public_keys_are_parsed_strictly() -> None:
     certs.load_public_key(line)
     with pytest.raises(ValueError):
         certs.load_public_key(line + "\nssh-ed25519 AAAA")
+
+
+# ---------------------------------------------------------------- the CLI checks before it writes (issue 13)
+
+
+def test_ctl_checks_outputs_and_names_before_registering_anything(server: ServerProc, tmp_path: Path,
+                                                                  admin: Client) -> None:
+    out_dir = tmp_path / "outdir"
+    out_dir.mkdir()
+    bad = server.ctl("nodes", "add", "n-out", "--addr", "10.0.0.9:22", "--out", f"{out_dir}/", check=False)
+    assert bad.returncode != 0 and "--out" in bad.stderr and "is a directory" in bad.stderr
+    with pytest.raises(errors.NotFoundError):
+        admin.get("node", "n-out")  # nothing was registered
+    bad = server.ctl("auth", "sign", "--user", "admin", "--out", str(out_dir), check=False)
+    assert bad.returncode != 0 and "is a directory" in bad.stderr
+    server.ctl("nodes", "add", "n-dup", "--addr", "10.0.0.10:22", "--labels", "env=prod",
+               "--out", str(tmp_path / "dup_key"))
+    again = server.ctl("nodes", "add", "n-dup", "--addr", "10.0.0.11:22", "--out", str(tmp_path / "dup2_key"),
+                       check=False)
+    assert again.returncode != 0 and "already registered" in again.stderr and "--force" in again.stderr
+    assert admin.get("node", "n-dup").metadata.labels == {"env": "prod"}  # not silently overwritten
+    server.ctl("nodes", "add", "n-dup", "--addr", "10.0.0.11:22", "--out", str(tmp_path / "dup3_key"), "--force")
+    assert admin.get("node", "n-dup").spec.addr == "10.0.0.11:22"  # type: ignore[union-attr]
+
+
+def test_document_versions_and_logins_are_checked(server: ServerProc, tmp_path: Path) -> None:
+    doc = tmp_path / "v9.yaml"
+    doc.write_text("kind: role\nversion: v9\nmetadata:\n  name: v9-role\nspec: {}\n")
+    bad = server.ctl("create", "-f", str(doc), check=False)
+    assert bad.returncode != 0 and 'version: "v9" is not a version of kind role; use v5' in bad.stderr
+    bad = server.ctl("users", "add", "loginy", "--roles=access", "--logins=ro ot", check=False)
+    assert bad.returncode != 0 and "--logins" in bad.stderr
+
+
+def test_the_pulumi_plugin_prints_help_instead_of_serving() -> None:
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "pulumi-resource-machineid"
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "pulumi plugin install resource machineid" in out.stdout

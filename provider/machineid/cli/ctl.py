@@ -119,6 +119,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     nadd.add_argument("--out", required=True, type=Path,
                       help="host key path prefix: writes PREFIX, PREFIX.pub and PREFIX-cert.pub")
     nadd.add_argument("--ttl", default="", help="host certificate lifetime (default 365 days)")
+    nadd.add_argument("--force", action="store_true", help="replace a node already registered under that name")
     nadd.set_defaults(func=cmd_nodes_add)
     nls = nodes.add_parser("ls", help="list the nodes your roles allow (the tsh ls analogue)")
     nls.add_argument("--format", default="text", choices=["text", "yaml", "json"])
@@ -203,6 +204,10 @@ def from_document(doc: Any, index: int) -> Resource:
     if kind not in KINDS:
         raise ValidationError(f'{where}: kind: "{doc.get("kind", "")}" is not a resource kind; use one of '
                               f'{", ".join(sorted(KINDS))}')
+    version = doc.get("version")
+    if version not in (None, VERSIONS[kind]):
+        raise ValidationError(f'{where}: version: "{version}" is not a version of kind {kind}; use '
+                              f"{VERSIONS[kind]} (or leave it out)")
     body = {k: val for k, val in doc.items() if k not in ("kind", "version")}
     body.pop("status", None)  # server-set; ignored on input
     try:
@@ -375,7 +380,12 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     user = User(metadata=Metadata(name=args.name))
     user.spec.roles = _csv(args.roles)
     if args.logins:
-        user.spec.traits = {"logins": _csv(args.logins)}
+        logins = _csv(args.logins)
+        for login in logins:
+            reason = v.LOGIN.check(login)
+            if reason:
+                raise ValidationError(f"--logins: {reason}")
+        user.spec.traits = {"logins": logins}
     with connect(args) as client:
         client.upsert(user, create_only=True)
     print(f'user "{args.name}" has been created')
@@ -397,8 +407,21 @@ def cmd_auth_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _writable_file(path: Path, flag: str) -> None:
+    """Checked before anything is issued or registered: a result with nowhere to go is lost (and a node would be
+    registered without its key)."""
+    if str(path).endswith("/") or path.is_dir():
+        raise ValidationError(f"{flag}: {path} is a directory; name the file to write, e.g. {path / 'identity'}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ValidationError(f"{flag}: the directory {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise ValidationError(f"{flag}: cannot write into {parent}")
+
+
 def cmd_auth_sign(args: argparse.Namespace) -> int:
     ttl = _parse_ttl(args.ttl, "--ttl")
+    _writable_file(args.out, "--out")
     key = certs.new_key()
     with connect(args) as client:
         out = client.sign_user(args.user, certs.public_key_pem(key.public_key()), ttl)
@@ -429,11 +452,21 @@ def cmd_nodes_add(args: argparse.Namespace) -> int:
     node = Node(metadata=Metadata(name=args.name, labels=parse_labels(args.labels)), spec=NodeSpec(addr=args.addr))
     codec.validate(node)
     ttl = _parse_ttl(args.ttl, "--ttl")
+    _writable_file(args.out, "--out")
     key = ed25519.Ed25519PrivateKey.generate()
     host = args.addr.rpartition(":")[0].strip("[]")
     with connect(args) as client:
         cluster = client.ping().cluster_name
         principals = list(dict.fromkeys([args.name, f"{args.name}.{cluster}", host]))
+        if not args.force:
+            try:
+                existing = client.get("node", args.name)
+            except NotFoundError:
+                pass
+            else:
+                raise AlreadyExistsError(f'node "{args.name}" is already registered (at {existing.spec.addr}, labels '  # type: ignore[union-attr]
+                                         f"{format_labels(existing.metadata.labels) or 'none'}); pass --force to "
+                                         "replace it")
         cert = client.sign_host(certs.ssh_public_key_line(key.public_key()), principals, ttl)
         client.upsert(node)
     prefix: Path = args.out

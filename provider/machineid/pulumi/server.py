@@ -49,8 +49,19 @@ def _engine_address(argv: list[str]) -> str:
     return positional[-1] if positional else ""
 
 
+USAGE = """pulumi-resource-machineid: the machineid resource provider for Pulumi.
+
+The Pulumi engine starts this program itself; it is not run by hand. Install it where the engine looks:
+
+    pulumi plugin install resource machineid 0.1.0 --file "$(command -v pulumi-resource-machineid)"
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0
     _light_pulumi_protos()
     import grpc
     from pulumi.runtime.proto import provider_pb2_grpc
