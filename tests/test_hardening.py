@@ -296,3 +296,29 @@ def test_the_pulumi_plugin_prints_help_instead_of_serving() -> None:
     exe = Path(sys.executable).parent / "pulumi-resource-machineid"
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "pulumi plugin install resource machineid" in out.stdout
+
+
+def test_errors_say_what_is_wrong_and_the_way_out(server: ServerProc, fresh_server: ServerProc, tmp_path: Path) -> None:
+    import signal
+
+    from tests.conftest import run_cli
+
+    ident = str(server.admin_identity_path)
+    scheme = run_cli("ctl", "--auth-server", f"https://{server.address}", "--identity", ident, "get", "roles",
+                     check=False)
+    assert scheme.returncode != 0 and "has a scheme; drop it" in scheme.stderr
+    other = run_cli("ctl", "--auth-server", fresh_server.address, "--identity", ident, "get", "roles", check=False)
+    assert other.returncode != 0 and "not the one this identity belongs to" in other.stderr
+    assert "CERTIFICATE_VERIFY_FAILED" not in other.stderr
+    config = tmp_path / "bot.yaml"
+    config.write_text("auth_server: 127.0.0.1:1\nrenewal_intervall: 5m\ncertificate_ttl: soon\n")
+    bad = run_cli("bot", "start", "--config", str(config), check=False)
+    assert bad.returncode != 0
+    assert f"{config}: renewal_intervall: unknown field" in bad.stderr and "did you mean" in bad.stderr
+    # a server that died leaves server.json: ctl says it is not running instead of failing to connect
+    assert fresh_server.proc is not None
+    fresh_server.proc.send_signal(signal.SIGKILL)
+    fresh_server.proc.wait(10)
+    fresh_server.proc = None
+    stale = fresh_server.ctl("get", "roles", check=False)
+    assert stale.returncode != 0 and "is not running; start it with" in stale.stderr

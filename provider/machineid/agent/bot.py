@@ -138,12 +138,12 @@ class BotAgent:
                                  "(nothing was sent, the token is still valid)") from None
 
     def join(self) -> Identity:
-        self._check_dirs()
         if not self.config.onboarding.token and self.config.onboarding.join_method == "token":
             raise AgentError(f"no identity to renew in {self.storage} and no join token: pass --token (the token or "
                              "a file holding it)")
         token = resolve_token(self.config.onboarding.token)
         cas = self.identity.tls_ca_certs if self.identity else self._trusted_cas()
+        self._check_dirs()  # after the pin check (an impostor gets nothing, not even our directories)
         key = certs.new_key()
         public = certs.public_key_pem(key.public_key())
         with JoinClient(self.config.auth_server, cas) as client:

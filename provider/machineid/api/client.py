@@ -66,6 +66,9 @@ def duration_pb(value: timedelta | None) -> duration_pb2.Duration | None:
 
 
 def split_address(address: str) -> tuple[str, int]:
+    if "://" in address:
+        raise errors.ValidationError(f'auth server address "{address}" has a scheme; drop it and write host:port, '
+                                     "e.g. 127.0.0.1:3025")
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
         raise errors.ValidationError(f'auth server address "{address}" is not host:port; e.g. 127.0.0.1:3025')

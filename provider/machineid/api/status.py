@@ -99,6 +99,12 @@ def from_rpc_error(err: grpc.RpcError, address: str = "") -> e.MachineIDError:
         return e.ValidationError(details)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         where = f" at {address}" if address else ""
+        if "CERTIFICATE_VERIFY_FAILED" in details or "certificate verify failed" in details.lower():
+            # The server's certificate is not from the CA the identity trusts: another cluster (or a re-created
+            # one), which TLS reports as a self-signed or unknown issuer.
+            return e.UnauthenticatedError(f"the cluster{where} is not the one this identity belongs to (its "
+                                          "certificate is not signed by the identity's CA): use an identity issued "
+                                          "by this cluster, or check the address")
         return e.TransportError(f"cannot reach the cluster{where}: {details}")
     cls = _FROM_CODE.get(code)
     if cls is None:

@@ -10,7 +10,7 @@ from types import FrameType
 
 from machineid.cli import logs
 from machineid.model import codec
-from machineid.model.errors import ValidationError
+from machineid.model.errors import ValidationError, render_path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -40,7 +40,10 @@ def build_config(args: argparse.Namespace) -> object:
             text = Path(args.config).read_text()
         except OSError as e:
             raise ValidationError(f"--config: cannot read {args.config}: {e.strerror}") from None
-        cfg = agent_config.load(text, str(args.config))
+        try:
+            cfg = agent_config.load(text, str(args.config))
+        except ValidationError as e:
+            raise ValidationError(_config_problems(e, {}, str(args.config))) from None
     else:
         cfg = agent_config.AgentConfig()
     if args.auth_server:
@@ -67,13 +70,20 @@ def build_config(args: argparse.Namespace) -> object:
     try:
         codec.validate(cfg)
     except ValidationError as e:
-        msgs = []
-        for v in e.violations:
-            where = ".".join(str(p) for p in v.path if not isinstance(p, int))
-            flag = flags.get(where)
-            msgs.append(f"{v}" + (f" (flag {flag})" if flag else ""))
-        raise ValidationError("; ".join(msgs)) from None
+        raise ValidationError(_config_problems(e, flags, str(args.config or ""))) from None
     return cfg
+
+
+def _config_problems(e: ValidationError, flags: dict[str, str], source: str) -> str:
+    """One problem per line, the file apart from the field (FILE: field: reason), each with its one hint."""
+    lines = []
+    for v in e.violations:
+        path = v.path[1:] if source and v.path and v.path[0] == source else v.path
+        where = render_path(path)
+        flag = flags.get(".".join(str(p) for p in path if not isinstance(p, int)))
+        prefix = f"{source}: " if source and path != v.path else ""
+        lines.append(f"{prefix}{where}: {v.reason}" + (f" (flag {flag})" if flag else ""))
+    return ("\n" if len(lines) > 1 else "").join(["", *lines] if len(lines) > 1 else lines)
 
 
 def run_start(args: argparse.Namespace) -> int:

@@ -145,16 +145,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 # ---------------------------------------------------------------- connection
 
 
+def _pid_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return True  # nothing to go by: let the connection say
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 def connect(args: argparse.Namespace) -> Client:
     address, identity_path = args.auth_server, args.identity
     if args.data_dir:
         server_json = Path(args.data_dir) / "server.json"
         if not address:
             try:
-                address = json.loads(server_json.read_text())["address"]
-            except OSError:
+                info = json.loads(server_json.read_text())
+                address = info["address"]
+            except (OSError, ValueError, KeyError):
                 raise ValidationError(f"--data-dir: {server_json} not found; is `machineid server start --data-dir "
                                       f"{args.data_dir}` running?") from None
+            if not _pid_alive(info.get("pid")):
+                raise ValidationError(f"--data-dir: the server recorded in {server_json} (pid {info.get('pid')}) is "
+                                      f"not running; start it with `machineid server start --data-dir "
+                                      f"{args.data_dir}`") from None
         identity_path = identity_path or str(Path(args.data_dir) / "admin.identity")
     if not address or not identity_path:
         raise ValidationError("no cluster to talk to: pass --auth-server HOST:PORT and --identity FILE (or set "

@@ -4,7 +4,12 @@ installs the Terraform/OpenTofu provider."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+# gRPC's C core writes its own unstructured lines to stderr (a TLS failure, a reconnect), around our JSON lines and
+# error messages, which already say what happened; GRPC_VERBOSITY=debug brings them back. Set before gRPC loads.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from machineid import __version__
 from machineid.cli import bot_cmd, ctl, node_cmd, server_cmd, terraform_cmd
