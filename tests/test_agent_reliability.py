@@ -83,3 +83,40 @@ def test_an_identity_that_expired_during_an_outage_is_reported_as_such(
     looping.identity = agent.identity
     with pytest.raises(AgentError, match="expired"):
         looping.run()
+
+
+def test_the_agent_renews_within_what_the_cluster_granted(server: ServerProc, admin: Client, tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A role's max_session_ttl of 1m with a renewal interval of 90s: renewing on the requested schedule would let
+    the certificates lapse; the agent renews within a third of the granted lifetime and says why."""
+    import threading
+
+    from machineid.model.resources import Role
+
+    admin.upsert(codec.decode(Role, {"metadata": {"name": "short-lived"}, "spec": {
+        "allow": {"logins": ["ci"]}, "options": {"max_session_ttl": "1m"}}}))
+    created = admin.create_bot(codec.decode(Bot, {"metadata": {"name": "hasty"}, "spec": {"roles": ["short-lived"]}}))
+    cfg = AgentConfig(auth_server=server.address, renewal_interval="90s", certificate_ttl="1h",
+                      onboarding=Onboarding(token=created.token, ca_pins=list(created.ca_pins)),
+                      storage=Storage(directory=str(tmp_path / "hasty-data")),
+                      destinations=[Destination(directory=str(tmp_path / "hasty-dest"))])
+    stop = threading.Event()
+    agent = BotAgent(cfg, stop)
+    loop = threading.Thread(target=agent.run, daemon=True)
+    with caplog.at_level("WARNING", logger="machineid.agent"):
+        loop.start()
+        deadline = datetime.now(UTC) + timedelta(seconds=45)
+        while datetime.now(UTC) < deadline and admin.get_bot("hasty").status.generation < 2:
+            stop.wait(1)
+        stop.set()
+        loop.join(30)
+    assert admin.get_bot("hasty").status.generation >= 2  # renewed well before the 90s interval
+    assert any("less than the requested certificate_ttl" in r.getMessage() for r in caplog.records)
+
+
+def test_an_imported_bots_rendered_config_says_why_it_has_no_token() -> None:
+    from machineid.iac.functions import RenderArgs, render
+
+    text = render(RenderArgs(bot_name="imported", ca_pins=["sha256:" + "0" * 64], auth_server="h:1")).agent_config
+    assert text.startswith("# No join token: this bot was imported") and "token_rotation" in text
+    assert not render(RenderArgs(bot_name="b", token="t0k", auth_server="h:1")).agent_config.startswith("# No join")

@@ -322,3 +322,12 @@ def test_errors_say_what_is_wrong_and_the_way_out(server: ServerProc, fresh_serv
     fresh_server.proc = None
     stale = fresh_server.ctl("get", "roles", check=False)
     assert stale.returncode != 0 and "is not running; start it with" in stale.stderr
+
+
+def test_ctl_status_says_who_and_where(server: ServerProc) -> None:
+    import json
+
+    out = json.loads(server.ctl("status", "--format", "json").stdout)
+    assert out["cluster"] == "test.example" and out["user"] == "admin" and "editor" in out["roles"]
+    assert out["ca_pins"][0].startswith("sha256:") and out["expires"].endswith("Z")
+    assert "User:     admin" in server.ctl("whoami").stdout

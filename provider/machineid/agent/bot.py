@@ -249,6 +249,17 @@ class BotAgent:
                  ", ".join(str(d) for d in self.destinations), len(nodes))
         return Outcome(ident, action)
 
+    def _next_renewal(self, ident: Identity, interval: float) -> float:
+        """The configured interval, but never more than a third of what the cluster granted: a role's
+        max_session_ttl can cut the lifetime below certificate_ttl, and renewing on the requested schedule would
+        let the certificates lapse."""
+        granted = (ident.expires - datetime.now(UTC)).total_seconds()
+        if granted < self.config.ttl_seconds * 0.9:
+            log.warning("the cluster granted certificates for %ds, less than the requested certificate_ttl %s (a "
+                        "role's max_session_ttl caps it); renewing every %ds", granted, self.config.certificate_ttl,
+                        min(interval, granted / 3))
+        return max(1.0, min(interval, granted / 3))
+
     # ---------------------------------------------------------------- loops
     def oneshot(self) -> Outcome:
         return self.cycle()
@@ -259,9 +270,9 @@ class BotAgent:
         backoff = 1.0
         while not self.stop_event.is_set():
             try:
-                self.cycle()
+                outcome = self.cycle()
                 backoff = 1.0
-                wait = interval
+                wait = self._next_renewal(outcome.identity, interval)
                 log.info("next renewal at %s", codec.format_time(datetime.now(UTC) + timedelta(seconds=wait)))
             except TransportError as e:
                 expires = self.identity.expires if self.identity else None

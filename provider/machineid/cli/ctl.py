@@ -141,6 +141,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     audit.add_argument("--after", type=int, default=0)
     audit.set_defaults(func=cmd_audit)
 
+    status = csub.add_parser("status", help="who am I, on which cluster (whoami)",
+                             description="The cluster's name, version and CA pin, and this identity's user, roles "
+                                         "and certificate expiry.")
+    status.add_argument("--format", default="text", choices=["text", "json"])
+    status.set_defaults(func=cmd_status)
+    whoami = csub.add_parser("whoami", help="the same as status")
+    whoami.add_argument("--format", default="text", choices=["text", "json"])
+    whoami.set_defaults(func=cmd_status)
+
 
 # ---------------------------------------------------------------- connection
 
@@ -446,6 +455,26 @@ def cmd_auth_sign(args: argparse.Namespace) -> int:
     write_private(args.out, ident.dumps())
     print(f"The identity of {args.user} has been written to {args.out} (valid until "
           f"{codec.format_time(ident.expires)})")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        ping = client.ping()
+        info = client.identity.info
+        expires = client.identity.expires
+    data: dict[str, Any] = {"cluster": ping.cluster_name, "address": client.address, "version": ping.server_version,
+            "ca_pins": list(ping.ca_pins), "user": info.user, "roles": list(info.roles),
+            "bot": info.bot_name, "renewable": info.renewable, "expires": codec.format_time(expires)}
+    if args.format == "json":
+        print(json.dumps(data, indent=2))
+    else:
+        left = expires - datetime.now(UTC)
+        print(f"Cluster:  {data['cluster']} at {data['address']} (server {data['version']})\n"
+              f"CA pin:   {', '.join(data['ca_pins'])}\n"
+              f"User:     {data['user']}" + (f" (bot {info.bot_name})" if info.bot_name else "") + "\n"
+              f"Roles:    {', '.join(data['roles']) or 'none'}\n"
+              f"Expires:  {data['expires']} (in {max(0, int(left.total_seconds() // 60))} minutes)")
     return 0
 
 

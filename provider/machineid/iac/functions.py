@@ -52,8 +52,14 @@ def render(args: RenderArgs) -> s.Rendered:
         certificate_ttl=args.certificate_ttl,
         renewal_interval=args.renewal_interval,
     )
+    text = agent.render(cfg)
+    if not args.token and args.join_method == "token":
+        # An imported bot: the provider never saw its single-use token. Say so rather than render a config that
+        # fails with no hint.
+        text = ("# No join token: this bot was imported, and its token (single use) is not known to the provider.\n"
+                "# Set token_rotation (Pulumi: tokenRotation) to issue one, or pass --token to the agent.\n") + text
     return s.Rendered(
-        agent_config=agent.render(cfg),
+        agent_config=text,
         start_command=agent.start_command(config_path, args.agent_path),
         systemd_unit=agent.systemd_unit(config_path, args.agent_path,
                                         description=f"machineid bot {args.bot_name}"),
