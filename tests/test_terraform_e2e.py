@@ -538,3 +538,21 @@ resource "machineid_role" "r" {{
     ws.apply(env=no_env)
     assert admin.get_role(role).metadata.name == role
     ws.run("destroy", "-auto-approve", "-no-color", env=no_env)
+
+
+def test_protocol_5_serves_the_same_provider(ws: Workspace, admin: Client) -> None:
+    """Every call through the tfplugin5 servicer (the plugin told to serve only protocol 5)."""
+    role, bot = uniq(ws, "web5"), uniq(ws, "robot5")
+    ws.env["MACHINEID_TF_PROTOCOL"] = "5"
+    ws.write(config(role, bot, token=False) + 'data "machineid_cluster" "c" {}\n')
+    ws.init()
+    applied = ws.apply(env={"TF_LOG": "DEBUG"})
+    assert "using plugin: version=5" in applied.stderr and "using plugin: version=6" not in applied.stderr
+    assert admin.get_bot(bot).spec.roles == [role]
+    assert ws.plan().returncode == 0
+    ws.write(config(role, bot, token=False, logins='["ubuntu", "deploy"]'))
+    assert ws.plan().returncode == 2
+    ws.apply()
+    assert admin.get_role(role).spec.allow.logins == ["ubuntu", "deploy"]
+    ws.destroy()
+    assert gone(admin, "role", role) and gone(admin, "bot", bot)

@@ -25,7 +25,10 @@ def run(alive: Callable[[], bool] | None = None) -> int:
     from machineid.terraform.plugin import serve
     from machineid.terraform.servicer import register
 
-    return serve(register, alive=alive)
+    # Protocol 6 unless told otherwise: MACHINEID_TF_PROTOCOL=5 serves only 5 (what pre-1.0 Terraform speaks;
+    # the tests use it to run every call through the protocol 5 servicer).
+    versions = (5,) if os.environ.get("MACHINEID_TF_PROTOCOL") == "5" else (6, 5)
+    return serve(register, versions=versions, alive=alive)
 
 
 def main(argv: list[str] | None = None) -> int:
