@@ -233,7 +233,7 @@ def test_tokens(server: ServerProc) -> None:
         names = {t.metadata.name for t in admin.list("token")}
         assert {tok.metadata.name, "iam-token"} <= names
         assert admin.get_token("iam-token").spec.allow[0].aws_account == "111111111111"
-        past = ProvisionToken(metadata=Metadata(name="old", expires=datetime(2000, 1, 1, tzinfo=UTC)),
+        past = ProvisionToken(metadata=Metadata(name="old-" + "0" * 32, expires=datetime(2000, 1, 1, tzinfo=UTC)),
                               spec=ProvisionTokenSpec(bot_name="x"))
         with pytest.raises(errors.ValidationError, match="metadata.expires: .* is in the past"):
             admin.upsert(past)

@@ -64,7 +64,7 @@ def test_a_caller_without_the_right_learns_nothing_about_what_exists(server: Ser
 def test_a_token_planted_for_a_future_bot_never_joins_it(server: ServerProc, admin: Client) -> None:
     """token:create must not be a way to become a bot created later: tokens made for a bot name before the bot are
     purged when it is created, unless the creator adopts one by name (the guide's IAM flow)."""
-    planted = admin.upsert(codec.decode(ProvisionToken, {"metadata": {"name": "planted-for-future-bot"},
+    planted = admin.upsert(codec.decode(ProvisionToken, {"metadata": {"name": "planted-for-a-future-bot-0123456789"},
                                                          "spec": {"bot_name": "future-bot"}}))
     adopted = admin.upsert(codec.decode(ProvisionToken, {
         "metadata": {"name": "future-bot-iam", "expires": "2099-01-01T00:00:00Z"},
@@ -331,3 +331,9 @@ def test_ctl_status_says_who_and_where(server: ServerProc) -> None:
     assert out["cluster"] == "test.example" and out["user"] == "admin" and "editor" in out["roles"]
     assert out["ca_pins"][0].startswith("sha256:") and out["expires"].endswith("Z")
     assert "User:     admin" in server.ctl("whoami").stdout
+
+
+def test_a_token_method_token_needs_a_name_that_cannot_be_guessed(admin: Client) -> None:
+    short = codec.decode(ProvisionToken, {"metadata": {"name": "letmein"}, "spec": {"bot_name": "any"}})
+    with pytest.raises(errors.ValidationError, match="metadata.name: a token-method token's name is its secret"):
+        admin.upsert(short)

@@ -112,7 +112,7 @@ class RoleHandler(Handler):
     rdef = ROLE
 
 
-_GENERATED = "generated-by-the-cluster"
+_GENERATED = "generated-by-the-cluster-when-created"  # a stand-in as long as a real one
 
 
 def token_id(name: str, join_method: str) -> str:

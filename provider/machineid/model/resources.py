@@ -197,11 +197,22 @@ class Role:
     spec: RoleSpec = field(default_factory=RoleSpec)
 
 
+MIN_SECRET_TOKEN_LENGTH = 32  # the generated ones: 32 hex digits, 128 bits
+
+
 @dataclass
 class ProvisionToken:
     kind: ClassVar[str] = "token"
     metadata: Metadata = field(default_factory=Metadata)
     spec: ProvisionTokenSpec = field(default_factory=ProvisionTokenSpec)
+
+    def check(self) -> Iterator[FieldViolation]:
+        name = self.metadata.name
+        if self.spec.join_method == "token" and name and len(name) < MIN_SECRET_TOKEN_LENGTH:
+            # The name of a token-method token is the secret that joins the bot: a short one can be guessed.
+            yield FieldViolation(("metadata", "name"), f"a token-method token's name is its secret: use at least "
+                                 f"{MIN_SECRET_TOKEN_LENGTH} characters (128 bits), or leave it out to have one "
+                                 "generated")
 
 
 @dataclass
