@@ -39,7 +39,6 @@ the temporary directory (projects, PULUMI_HOME with the file backend, server dat
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -51,6 +50,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import gobuild  # benchmarks/gobuild.py (this directory is on sys.path when run as a script)
 
 from machineid.cluster.process import ServerProcess
 from machineid.pulumi.engine import Engine
@@ -72,28 +73,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 def build_go_provider() -> Path:
     """go build benchmarks/goprovider into CACHE/bin; returns the plugin binary."""
-    files = ("go.mod", "go.sum", "main.go")
-    digest = hashlib.sha256(b"".join((GO_SRC / f).read_bytes() for f in files)).hexdigest()[:16]
-    bin_dir = CACHE / "bin"
-    binary = bin_dir / f"pulumi-resource-{GO_PROVIDER}"
-    stamp = CACHE / "gobench.version"
-    if binary.exists() and stamp.exists() and stamp.read_text().strip() == digest:
-        return binary
-    src = CACHE / "src"
-    shutil.rmtree(src, ignore_errors=True)
-    src.mkdir(parents=True)
-    for f in files:
-        shutil.copy(GO_SRC / f, src / f)  # build outside the repo: go may touch go.sum
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
-    print(f"building the Go baseline provider into {binary} (about 1-2 minutes the first time)", flush=True)
-    t0 = time.monotonic()
-    proc = subprocess.run(["go", "build", "-o", str(binary), "."], cwd=src, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"go build failed:\n{proc.stdout}\n{proc.stderr}")
-    stamp.write_text(digest + "\n")
-    print(f"  built in {time.monotonic() - t0:.0f}s", flush=True)
-    return binary
+    return gobuild.build(GO_SRC, f"pulumi-resource-{GO_PROVIDER}")
 
 
 # ---------------------------------------------------------------- the machineid server

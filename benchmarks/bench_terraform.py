@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import os
 import re
 import shutil
@@ -63,6 +62,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import gobuild  # benchmarks/gobuild.py (this directory is on sys.path when run as a script)
 
 from machineid.cluster.process import ServerProcess
 from machineid.terraform import install
@@ -95,29 +96,7 @@ COMMANDS = ("init", "apply", "plan", "destroy")
 
 def build_go_provider() -> Path:
     """go build benchmarks/tfprovider into CACHE/bin; returns the plugin binary."""
-    files = ("go.mod", "go.sum", "main.go")
-    digest = hashlib.sha256(b"".join((GO_SRC / f).read_bytes() for f in files)).hexdigest()[:16]
-    bin_dir = CACHE / "bin"
-    binary = bin_dir / f"terraform-provider-{GO_TYPE}"
-    stamp = CACHE / "tfgobench.version"
-    if binary.exists() and stamp.exists() and stamp.read_text().strip() == digest:
-        return binary
-    src = CACHE / "tfsrc"
-    shutil.rmtree(src, ignore_errors=True)
-    src.mkdir(parents=True)
-    for f in files:
-        shutil.copy(GO_SRC / f, src / f)  # build outside the repo: go may touch go.sum
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
-    print(f"building the Go baseline provider into {binary} (about 1 minute the first time)", flush=True)
-    t0 = time.monotonic()
-    proc = subprocess.run(["go", "build", "-o", str(binary), "."], cwd=src, env=env, capture_output=True, text=True,
-                          timeout=1800)
-    if proc.returncode != 0:
-        raise SystemExit(f"go build failed:\n{proc.stdout}\n{proc.stderr}")
-    stamp.write_text(digest + "\n")
-    print(f"  built in {time.monotonic() - t0:.0f}s", flush=True)
-    return binary
+    return gobuild.build(GO_SRC, f"terraform-provider-{GO_TYPE}")
 
 
 def install_go_provider(binary: Path, plugins_dir: Path) -> Path:
@@ -249,35 +228,10 @@ def read_launches(log_dir: Path, kind: str) -> Launches:
 
 
 def client_certificate() -> str:
-    """A self-signed certificate like the one go-plugin's AutoMTLS makes for every plugin it starts (mtls.go:
-    ECDSA P-521, CN and SAN localhost, a CA, client and server auth), as PEM."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    """A certificate like the one go-plugin's AutoMTLS makes for every plugin it starts (ECDSA P-521), as PEM."""
+    from machineid.terraform.plugin import localhost_certificate
 
-    key = ec.generate_private_key(ec.SECP521R1())
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "HashiCorp"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(seconds=30))
-        .not_valid_after(now + datetime.timedelta(hours=262980))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
-                                     data_encipherment=False, key_agreement=True, key_cert_sign=True, crl_sign=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]),
-                       critical=False)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA512())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    return localhost_certificate("P-521", organization="HashiCorp")[1].decode()
 
 
 def launch(exe: Path, env: dict[str, str]) -> float:
