@@ -86,8 +86,9 @@ def run_sshd_node(data_dir: str | Path, node_dir: Path, name: str, labels: str, 
     port = free_port()
     host_key, config = node_dir / f"{prefix}host_key", node_dir / f"{prefix}sshd_config"
     ctl = [MACHINEID, "ctl", "--data-dir", str(data_dir)]
+    # --force: a re-run of the quickstart registers its node again, on a new port
     subprocess.run([*ctl, "nodes", "add", name, "--addr", f"127.0.0.1:{port}", "--labels", labels,
-                    "--out", str(host_key)], check=True, capture_output=True)
+                    "--out", str(host_key), "--force"], check=True, capture_output=True)
     user_ca = subprocess.run([*ctl, "auth", "export", "--type=user"], check=True, capture_output=True, text=True)
     (node_dir / "user_ca.pub").write_text(user_ca.stdout)
     from machineid.cli.ctl import sshd_config_lines
