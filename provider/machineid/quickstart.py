@@ -91,8 +91,8 @@ def run_sshd_node(data_dir: str | Path, node_dir: Path, name: str, labels: str, 
                     "--out", str(host_key), "--force"], check=True, capture_output=True)
     user_ca = subprocess.run([*ctl, "auth", "export", "--type=user"], check=True, capture_output=True, text=True)
     (node_dir / "user_ca.pub").write_text(user_ca.stdout)
-    from machineid.cli.ctl import sshd_config_lines
     from machineid.cli.labels import parse_labels
+    from machineid.cli.node_cmd import sshd_config_lines
 
     # The node enforces its labels itself (machineid node principals); sshd wants that command root-owned, so a
     # quickstart run by another user gets the login check only.

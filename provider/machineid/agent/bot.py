@@ -79,6 +79,7 @@ class BotAgent:
 
     # ---------------------------------------------------------------- state
     def _load_state(self) -> Identity | None:
+        """The stored renewable identity, expired or not (the cycle decides what an expired one means)."""
         path = self.storage / STATE_FILE
         if not path.exists():
             return None
@@ -87,21 +88,7 @@ class BotAgent:
         except ValueError as e:
             log.warning("ignoring unreadable stored identity %s: %s", path, e)
             return None
-        if ident.expires <= datetime.now(UTC):
-            log.info("the stored identity expired at %s; joining again", codec.format_time(ident.expires))
-            return None
-        if not ident.info.renewable:
-            return None
-        return ident
-
-    def _stored_expiry(self) -> datetime | None:
-        """When the stored renewable identity expired, if it has (the join that follows then says why it is
-        needed)."""
-        try:
-            ident = Identity.load(self.storage / STATE_FILE)
-        except (OSError, ValueError):
-            return None
-        return ident.expires if ident.info.renewable and ident.expires <= datetime.now(UTC) else None
+        return ident if ident.info.renewable else None
 
     def _save_state(self, ident: Identity) -> None:
         self.storage.mkdir(parents=True, exist_ok=True)
@@ -213,10 +200,14 @@ class BotAgent:
 
     def cycle(self) -> Outcome:
         self.lock()
-        expired = self._stored_expiry()
+        expired: datetime | None = None
         current = self.identity or self._load_state()
         if current is not None and current.expires <= datetime.now(UTC):
-            expired, current = current.expires, None
+            if current.info.renewable:
+                # The join that follows needs a new token; if it fails, the error says why it was needed.
+                log.info("the identity expired at %s; joining again", codec.format_time(current.expires))
+                expired = current.expires
+            current = None
         if current is not None and not current.info.renewable:
             current = None  # IAM identities are not renewable: the agent proves its AWS identity again
         if current is not None:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import grpc
 
 from machineid.model import errors as e
+from machineid.model.validators import shown
 
 VIOLATIONS_KEY = "machineid-violations"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,13 +47,8 @@ def abort(context: grpc.ServicerContext, err: e.MachineIDError) -> None:
     context.abort(code_for(err), str(err))
 
 
+# A logged message is bounded and one line: one quoting a client's value must not let the client grow the log.
 _MAX_LOGGED = 512
-
-
-def _clip(text: str) -> str:
-    """Bounded, one line: a message quoting a client's value must not let the client grow the log at will."""
-    text = text.replace("\n", "\\n")
-    return text if len(text) <= _MAX_LOGGED else f"{text[:_MAX_LOGGED]}... ({len(text)} characters)"
 
 
 def handler(log: logging.Logger, on_bug: Callable[[str, Exception], str],
@@ -74,7 +70,7 @@ def handler(log: logging.Logger, on_bug: Callable[[str, Exception], str],
                 # Quiet calls may carry a join token; a NOT_FOUND echoes a requested name, which may be a token typed
                 # where another kind's name belongs, or megabytes: neither reaches the log.
                 quiet_call = fn.__name__ in quiet or isinstance(err, e.NotFoundError)
-                detail = "" if quiet_call else f": {_clip(str(err))}"
+                detail = "" if quiet_call else f": {shown(str(err), _MAX_LOGGED)}"
                 log.info("rpc %s failed: %s%s", fn.__name__, code_for(err).name, detail)
                 abort(context, err)
             except Exception as err:

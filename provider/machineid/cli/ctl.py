@@ -17,6 +17,7 @@ from machineid.api.client import Client, identity_from_certs
 from machineid.api.identity import Identity, write_private
 from machineid.cli import fmt
 from machineid.cli.labels import format_labels, parse_labels
+from machineid.cli.node_cmd import sshd_config_lines
 from machineid.model import codec
 from machineid.model import validators as v
 from machineid.model.errors import AlreadyExistsError, FieldViolation, NotFoundError, ValidationError
@@ -526,15 +527,3 @@ def cmd_nodes_add(args: argparse.Namespace) -> int:
     print("\nIn the node's sshd_config (the user CA from `machineid ctl auth export --type=user`):\n")
     print("\n".join(f"  {line}" for line in sshd_config_lines(prefix, node.metadata.labels)))
     return 0
-
-
-def sshd_config_lines(host_key: Path, labels: dict[str, str], user_ca: str = "/etc/ssh/machineid_user_ca.pub",
-                      executable: str = "", run_as: str = "nobody") -> list[str]:
-    """What a node's sshd_config needs: the host key and certificate, the cluster's user CA, and the principals
-    command that enforces node_labels at login (sshd wants it and its directories root-owned)."""
-    from machineid.cli.node_cmd import SSHD_USAGE
-
-    exe = executable or (os.path.realpath(sys.argv[0]) if sys.argv and sys.argv[0] else "machineid")
-    return [f"HostKey {host_key}", f"HostCertificate {host_key}-cert.pub", f"TrustedUserCAKeys {user_ca}",
-            SSHD_USAGE.format(exe=exe, labels=format_labels(labels) or "none=none"),
-            f"AuthorizedPrincipalsCommandUser {run_as}"]

@@ -9,10 +9,24 @@ and no state: the labels are on its command line in the node's root-owned sshd_c
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
+from machineid.cli.labels import format_labels
+
 SSHD_USAGE = "AuthorizedPrincipalsCommand {exe} node principals --labels {labels} %u %t %k"
+
+
+def sshd_config_lines(host_key: Path, labels: dict[str, str], user_ca: str = "/etc/ssh/machineid_user_ca.pub",
+                      executable: str = "", run_as: str = "nobody") -> list[str]:
+    """What a node's sshd_config needs: the host key and certificate, the cluster's user CA, and the principals
+    command that enforces node_labels at login (sshd wants it and its directories root-owned)."""
+    exe = executable or (os.path.realpath(sys.argv[0]) if sys.argv and sys.argv[0] else "machineid")
+    return [f"HostKey {host_key}", f"HostCertificate {host_key}-cert.pub", f"TrustedUserCAKeys {user_ca}",
+            SSHD_USAGE.format(exe=exe, labels=format_labels(labels) or "none=none"),
+            f"AuthorizedPrincipalsCommandUser {run_as}"]
 
 
 def add_parser(sub: Any) -> None:

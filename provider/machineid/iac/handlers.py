@@ -41,6 +41,8 @@ class State:
 
 class Handler:
     rdef: ResourceDef
+    # Whether replacements() can force a replacement when no input changed (a token's expiry).
+    forces_replacements = False
 
     def decode(self, inputs: dict[str, Any]) -> Decoded:
         return decode_inputs(self.rdef, inputs)
@@ -124,6 +126,7 @@ def token_id(name: str, join_method: str) -> str:
 
 class TokenHandler(Handler):
     rdef = PROVISION_TOKEN
+    forces_replacements = True
 
     def decode(self, inputs: dict[str, Any]) -> Decoded:
         """A token-method token may leave its (secret) name to the cluster."""
@@ -251,7 +254,7 @@ class BotHandler(Handler):
              importing: bool) -> State:
         client = core.client()
         bot = client.get_bot(id)
-        keep = {k: old_outputs[k] for k in settings.TOKEN_OUTPUTS if old_outputs.get(k) is not None}
+        keep = _kept_token(old_outputs)
         if not keep.get("ca_pins"):
             keep["ca_pins"] = list(client.ping().ca_pins)
         return self.bot_state(core, bot, old_extra(self.rdef, old_inputs or old_outputs), keep)
@@ -265,7 +268,7 @@ class BotHandler(Handler):
         if (bot.spec, bot.metadata.description, bot.metadata.labels) != (
                 current.spec, current.metadata.description, current.metadata.labels):
             current = client.update_bot(bot)
-        keep = {k: old_outputs[k] for k in settings.TOKEN_OUTPUTS if old_outputs.get(k) is not None}
+        keep = _kept_token(old_outputs)
         if extra.token_name and (olds.get("token_name") or "") != extra.token_name:
             named = client.get_token(extra.token_name)
             keep.update({"token": named.metadata.name, "join_method": named.spec.join_method,
@@ -310,6 +313,11 @@ class BotHandler(Handler):
                 outputs[key] = value
         outputs["auth_server"] = core.config.address
         return outputs
+
+
+def _kept_token(old_outputs: dict[str, Any]) -> dict[str, Any]:
+    """The token outputs from the state: a single-use token cannot be read back from the cluster."""
+    return {k: old_outputs[k] for k in settings.TOKEN_OUTPUTS if old_outputs.get(k) is not None}
 
 
 HANDLERS: dict[str, Handler] = {h.rdef.name: h for h in (RoleHandler(), TokenHandler(), BotHandler())}

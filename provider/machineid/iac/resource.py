@@ -66,9 +66,6 @@ class ResourceDef:
     def inputs(self) -> dict[str, Prop]:
         return _inputs(self)
 
-    def prop(self, name: str) -> Prop:
-        return _by_name(self)[name]
-
 
 @functools.cache
 def _props(rdef: ResourceDef) -> tuple[Prop, ...]:
@@ -92,11 +89,6 @@ def _props(rdef: ResourceDef) -> tuple[Prop, ...]:
 @functools.cache
 def _inputs(rdef: ResourceDef) -> dict[str, Prop]:
     return {p.name: p for p in _props(rdef) if p.is_input}
-
-
-@functools.cache
-def _by_name(rdef: ResourceDef) -> dict[str, Prop]:
-    return {p.name: p for p in _props(rdef)}
 
 
 @functools.cache

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from machineid.iac import functions
@@ -17,7 +16,6 @@ from machineid.iac.unknown import UNKNOWN
 from machineid.model import codec
 from machineid.model.errors import FieldViolation, ValidationError
 from machineid.pulumi.resources import (
-    PROVISION_TOKEN,
     RESOURCES,
     ROLE,
     PulumiResource,
@@ -99,14 +97,6 @@ class Provider:
     def config(self) -> ProviderConfig:
         return self.core.config
 
-    @property
-    def clock(self) -> Callable[[], datetime]:
-        return self.core.clock
-
-    @clock.setter
-    def clock(self, value: Callable[[], datetime]) -> None:
-        self.core.clock = value
-
     def client(self) -> Client:
         return self.core.client()
 
@@ -136,8 +126,8 @@ class Provider:
     def diff(self, token: str, old_outputs: dict[str, Any], old_inputs: dict[str, Any] | None,
              news: dict[str, Any]) -> DiffResult:
         r = RESOURCES[token]
-        if old_inputs and old_inputs == news and r is not PROVISION_TOKEN:
-            return DiffResult()  # the common case in a preview with no changes (a token may still have expired)
+        if old_inputs and old_inputs == news and not self.core.handler(r.rdef).forces_replacements:
+            return DiffResult()  # the common case in a preview with no changes
         result = self.core.diff(r.rdef, snake_props(r, old_outputs)[0],
                                 snake_props(r, old_inputs)[0] if old_inputs else None, snake_props(r, news)[0])
         return DiffResult({".".join(camel(str(s)) for s in path): _KINDS[(c.kind, c.replace)]

@@ -57,6 +57,12 @@ def _expand(block: Block, value: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _split(block: Block, rdef: ResourceDef, state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A state as the core's (outputs, inputs): every property in full form, and the inputs among them."""
+    old = {k: v for k, v in _expand(block, state).items() if k != "id"}
+    return old, {k: old.get(k) for k in rdef.inputs()}
+
+
 class TerraformProvider:
     def __init__(self, client_factory: Callable[[ProviderConfig], Client] | None = None) -> None:
         self.core = Core(HINTS, lambda severity, message: log.info("%s", message), client_factory)
@@ -130,9 +136,9 @@ class TerraformProvider:
     # ---------------------------------------------------------------- read
     def read(self, type_name: str, state: dict[str, Any]) -> tuple[Any, list[Diagnostic]]:
         rdef, schema = RESOURCE_SCHEMAS[type_name]
-        old = {k: v for k, v in _expand(schema.block, state).items() if k != "id"}
+        old, old_inputs = _split(schema.block, rdef, state)
         try:
-            st = self.core.read(rdef, str(state.get("id") or ""), old, {k: old.get(k) for k in rdef.inputs()})
+            st = self.core.read(rdef, str(state.get("id") or ""), old, old_inputs)
         except MachineIDError as e:
             return state, from_error(schema.block, e, f"reading {type_name}")
         if st is None:
@@ -163,8 +169,7 @@ class TerraformProvider:
                 base[name] = created.get(name, UNKNOWN)
             base["id"] = UNKNOWN
             return values.complete(block, base), [], []
-        old = {k: v for k, v in _expand(block, prior).items() if k != "id"}
-        old_inputs = {k: old.get(k) for k in rdef.inputs()}
+        old, old_inputs = _split(block, rdef, prior)
         diff = self.core.diff(rdef, old, old_inputs, normalized)
         base["id"] = prior.get("id")
         for name in unset_defaults:
@@ -203,9 +208,8 @@ class TerraformProvider:
             if prior is None:
                 st = self.core.create(rdef, news.inputs)
             else:
-                old = {k: v for k, v in _expand(block, prior).items() if k != "id"}
-                st = self.core.update(rdef, str(prior.get("id") or ""), old, {k: old.get(k) for k in rdef.inputs()},
-                                      news.inputs)
+                old, old_inputs = _split(block, rdef, prior)
+                st = self.core.update(rdef, str(prior.get("id") or ""), old, old_inputs, news.inputs)
         except MachineIDError as e:
             action = "deleting" if planned is None else "creating" if prior is None else "updating"
             return prior, from_error(block, e, f"{action} {type_name}")

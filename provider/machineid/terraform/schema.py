@@ -16,7 +16,7 @@ from typing import Any
 
 from machineid.iac import functions
 from machineid.iac.config import ProviderConfig
-from machineid.iac.resource import BOT, PROVISION_TOKEN, RESOURCES, ROLE, ResourceDef, field_default
+from machineid.iac.resource import BOT, RESOURCES, ROLE, ResourceDef, field_default
 from machineid.model import codec
 from machineid.model.fields import FieldSpec
 
@@ -203,7 +203,3 @@ def data_sources() -> dict[str, DataSource]:
     bot = _lookup(BOT, ("user_name", "role_name"), "Look up an existing bot by name: its roles, traits and the "
                                                    "user and role that back it.")
     return {d.type_name: d for d in (cluster, role, bot)}
-
-
-__all__ = ["BOT", "PROVISION_TOKEN", "RESOURCE_SCHEMAS", "ROLE", "Attribute", "Block", "NestedBlock", "Schema",
-           "data_sources", "provider_schema", "resource_schema"]
