@@ -3,6 +3,7 @@ create, read, update, delete, import), with the client injected and the clock un
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +12,7 @@ import pytest
 from machineid.iac.core import Core, Hints
 from machineid.iac.resource import BOT, PROVISION_TOKEN, ROLE
 from machineid.iac.unknown import UNKNOWN
-from machineid.model.errors import AlreadyExistsError
+from machineid.model.errors import AlreadyExistsError, PreconditionError
 from tests.conftest import ServerProc
 
 HINTS = Hints(how_to_set={"address": "set address", "identity_file": "set identity_file", "identity": "identity"},
@@ -105,3 +106,26 @@ def test_bad_inputs_name_every_field_with_structured_paths(core: Core) -> None:
                                           "allow": [{"aws_account": "12", "aws_arn": "nope"}], "bogus": 1})
     assert sorted(v.path for v in result.violations) == [("allow", 0, "aws_account"), ("allow", 0, "aws_arn"),
                                                           ("bogus",)]
+
+
+def test_deleting_a_role_waits_for_its_bot_deleted_at_the_same_time(core: Core, server: ServerProc) -> None:
+    """`tofu destroy` of an imported configuration (no references between resources) deletes a role and its bot
+    in parallel; the role's delete must not fail because the bot is not gone yet."""
+    core.create(ROLE, core.check(ROLE, {"name": "core-busy", "allow": {"logins": ["ci"]}}).inputs)
+    core.create(BOT, core.check(BOT, {"name": "core-busybot", "roles": ["core-busy"]}).inputs)
+    later = threading.Timer(0.6, lambda: core.delete(BOT, "core-busybot", {}))
+    later.start()
+    try:
+        core.delete(ROLE, "core-busy", {})
+    finally:
+        later.join()
+    assert core.read(ROLE, "core-busy", {}, None) is None
+
+
+def test_deleting_a_role_still_held_fails_after_the_wait_naming_the_holder(core: Core, server: ServerProc) -> None:
+    core.create(ROLE, core.check(ROLE, {"name": "core-held", "allow": {"logins": ["ci"]}}).inputs)
+    server.ctl("users", "add", "core-holder", "--roles=core-held")
+    core.in_use_wait = 0.5
+    with pytest.raises(PreconditionError, match='role "core-held" is used by core-holder'):
+        core.delete(ROLE, "core-held", {})
+    assert core.read(ROLE, "core-held", {}, None) is not None

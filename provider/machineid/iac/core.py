@@ -72,6 +72,9 @@ class Core:
         self.log: Log = log or (lambda severity, message: None)
         self.config = ProviderConfig.from_values({})
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        # How long a delete waits for objects that still use its object to go: the CLIs delete independent
+        # resources in parallel, so a role's bot may be going away at the same moment.
+        self.in_use_wait = 60.0
         self._client_factory = client_factory
         self._client: Client | None = None
         # (kind, name) of objects planned for creation by this process: a bot planned after its role in the same

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import time
 from typing import TYPE_CHECKING, Any
 
 from machineid.iac import functions, settings
@@ -21,6 +22,7 @@ from machineid.model.errors import (
     FieldViolation,
     NotFoundError,
     PermissionDeniedError,
+    PreconditionError,
     ValidationError,
 )
 from machineid.model.resources import Bot, ProvisionToken, ProvisionTokenSpec
@@ -112,6 +114,19 @@ def old_extra(rdef: ResourceDef, values: dict[str, Any]) -> Any:
 
 class RoleHandler(Handler):
     rdef = ROLE
+
+    def delete(self, core: Core, id: str, outputs: dict[str, Any]) -> None:
+        """A role still held by a user or bot is refused. Without a reference in the configuration, `destroy`
+        deletes the role and its bots at the same time, so wait (as long as `core.in_use_wait`) for them to go."""
+        deadline, pause = time.monotonic() + core.in_use_wait, 0.2
+        while True:
+            try:
+                return super().delete(core, id, outputs)
+            except PreconditionError:
+                if time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 _GENERATED = "generated-by-the-cluster-when-created"  # a stand-in as long as a real one
