@@ -5,7 +5,7 @@ and requested names are bounded and stay out of the server's log."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -16,11 +16,12 @@ from machineid.api.client import Client, JoinClient
 from machineid.api.identity import Identity
 from machineid.api.v1 import cluster_pb2 as pb
 from machineid.api.v1 import cluster_pb2_grpc as rpc
-from machineid.cluster.service import Caller, Cluster
-from machineid.cluster.store.sqlite import SQLiteBackend
+from machineid.cluster.service import Cluster
 from machineid.model import codec, errors
 from machineid.model.resources import Bot, ProvisionToken, Role, User
 from tests.conftest import ServerProc
+from tests.inprocess import Clock, new_cluster
+from tests.inprocess import admin as admin_of
 
 
 @pytest.fixture()
@@ -94,27 +95,15 @@ def test_requested_names_are_bounded_and_not_logged(server: ServerProc, admin: C
 # ---------------------------------------------------------------- in-process, with a clock the test controls
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2030, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture()
 def cluster(tmp_path: Path) -> tuple[Cluster, Clock]:
     clock = Clock()
-    return Cluster(SQLiteBackend(tmp_path / "cluster.db"), "test.example", clock=clock), clock
-
-
-def _admin(c: Cluster) -> Caller:
-    return c.caller_from_cert(certs.CertIdentity(user="admin", roles=["editor", "access"], cluster="test.example"))
+    return new_cluster(tmp_path, clock), clock
 
 
 def test_an_expired_user_gets_no_access_and_no_certificates(cluster: tuple[Cluster, Clock]) -> None:
     c, clock = cluster
-    admin = _admin(c)
+    admin = admin_of(c)
     c.upsert_user(admin, codec.decode(User, {"metadata": {"name": "temp", "expires": "2030-01-01T01:00:00Z"},
                                              "spec": {"roles": ["editor"]}}))
     ident = certs.CertIdentity(user="temp", roles=["editor"], cluster="test.example")
@@ -126,7 +115,7 @@ def test_an_expired_user_gets_no_access_and_no_certificates(cluster: tuple[Clust
 
 def test_an_expired_role_grants_nothing(cluster: tuple[Cluster, Clock]) -> None:
     c, clock = cluster
-    admin = _admin(c)
+    admin = admin_of(c)
     c.upsert_role(admin, codec.decode(Role, {
         "metadata": {"name": "contractor", "expires": "2030-01-01T01:00:00Z"},
         "spec": {"allow": {"logins": ["ops"], "rules": [{"resources": ["role"], "verbs": ["list"]}]}}}))

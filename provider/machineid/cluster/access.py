@@ -1,0 +1,144 @@
+"""Who may do what: callers from certificates, role rules, node labels, and the built-in roles.
+
+A refusal is decided before anything is looked up, so it says nothing about what exists; missing and expired
+roles grant nothing."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from machineid.api import certs
+from machineid.cluster.caller import Caller
+from machineid.cluster.objects import Objects
+from machineid.model import codec
+from machineid.model import validators as v
+from machineid.model.errors import (
+    FieldViolation,
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+    ValidationError,
+)
+from machineid.model.node_access import labels_match
+from machineid.model.resources import Bot, Metadata, Node, Role, RoleConditions, RoleSpec, Rule, User
+
+_TEMPLATE = re.compile(r"\{\{\s*(internal|external)\.([A-Za-z0-9_]+)\s*\}\}")
+
+
+def default_roles() -> list[Role]:
+    def role(name: str, desc: str, allow: RoleConditions) -> Role:
+        return Role(metadata=Metadata(name=name, description=desc), spec=RoleSpec(allow=allow))
+
+    return [
+        role("access", "Log in to every node as the logins of the user's or bot's `logins` trait.",
+             RoleConditions(logins=["{{internal.logins}}"], node_labels={"*": ["*"]},
+                            rules=[Rule(resources=["node"], verbs=["list", "read"]),
+                                   Rule(resources=["event"], verbs=["list", "read"])])),
+        role("editor", "Edit every resource of the cluster.",
+             RoleConditions(rules=[Rule(resources=["*"], verbs=["*"])])),
+        role("auditor", "Read-only access to the cluster's resources and audit log (not to join tokens).",
+             RoleConditions(rules=[Rule(resources=["role", "bot", "user", "node", "cert_authority", "event"],
+                                        verbs=["list", "read"])])),
+    ]
+
+
+def rule_match(rules: list[Rule], resource: str, verb: str) -> bool:
+    return any((resource in r.resources or "*" in r.resources) and (verb in r.verbs or "*" in r.verbs)
+               for r in rules)
+
+
+def expand_logins(logins: Iterable[str], traits: dict[str, list[str]]) -> list[str]:
+    out: list[str] = []
+    for login in logins:
+        m = _TEMPLATE.fullmatch(login.strip())
+        values = traits.get(m.group(2), []) if m else [login]
+        for val in values:
+            if val and val not in out and v.LOGIN.check(val) is None:
+                out.append(val)
+    return out
+
+
+def check_unlocked(bot: Bot) -> None:
+    if bot.status.locked:
+        raise PermissionDeniedError(
+            f'bot "{bot.metadata.name}" is locked ({bot.status.lock_reason}); an administrator can unlock it with '
+            f"`machineid ctl bots unlock {bot.metadata.name}`")
+
+
+class Access:
+    def __init__(self, objects: Objects) -> None:
+        self.objects = objects
+
+    def caller_from_cert(self, ident: certs.CertIdentity) -> Caller:
+        """Checks that the certificate's user still exists and has not expired (a deleted bot's certificates, or an
+        expired user's, stop working)."""
+        try:
+            user = self.objects.get_shared(User, ident.user)
+        except NotFoundError:
+            raise UnauthenticatedError(f'user "{ident.user}" of this certificate no longer exists') from None
+        if user.metadata.expires is not None and self.objects.expired(user):
+            raise UnauthenticatedError(f'user "{ident.user}" expired at {codec.format_time(user.metadata.expires)}'
+                                       "; an administrator can extend its metadata.expires")
+        if user.spec.bot_name:
+            try:
+                bot = self.objects.get_shared(Bot, user.spec.bot_name)
+            except NotFoundError:
+                raise UnauthenticatedError(f'bot "{user.spec.bot_name}" no longer exists') from None
+            check_unlocked(bot)
+            if ident.renewable and ident.instance_id != bot.status.instance_id:
+                raise PermissionDeniedError("this identity was superseded by a newer join of the bot (or the bot was "
+                                            "re-created); it is no longer valid")
+        # Roles come from the certificate but never exceed what the user holds now: a re-created bot's old
+        # certificates (or a user's, after a role was taken away) do not bring old roles back.
+        roles = [r for r in ident.roles if r in user.spec.roles]
+        return Caller(user=ident.user, roles=roles, ident=ident)
+
+    def roles(self, names: Iterable[str]) -> list[Role]:
+        """The roles that grant something now: missing and expired ones grant nothing."""
+        roles = []
+        for name in names:
+            try:
+                role = self.objects.get_shared(Role, name)
+            except NotFoundError:
+                continue
+            if not self.objects.expired(role):
+                roles.append(role)
+        return roles
+
+    def allowed(self, caller: Caller, resource: str, verb: str) -> bool:
+        if caller.anonymous:
+            return False
+        roles = self.roles(caller.roles)
+        return not any(rule_match(r.spec.deny.rules, resource, verb) for r in roles) and any(
+            rule_match(r.spec.allow.rules, resource, verb) for r in roles)
+
+    def check(self, caller: Caller, resource: str, verb: str) -> None:
+        if caller.anonymous:
+            raise UnauthenticatedError("this call needs a client certificate issued by the cluster; pass an "
+                                       "identity file with --identity (or MACHINEID_IDENTITY)")
+        if not self.allowed(caller, resource, verb):
+            self.objects.audit(caller, "access.denied", resource, "denied", verb=verb)
+            raise PermissionDeniedError(
+                f'{caller.actor} may not {verb} {resource} (roles: {", ".join(caller.roles) or "none"}); '
+                f"a role with a rule for resource {resource} and verb {verb} is needed"
+            )
+
+    def authorize_write(self, caller: Caller, kind: str) -> None:
+        """A write is a create or an update, which only the stored object tells apart: a caller allowed neither is
+        refused before that lookup, so a refusal says nothing about what exists."""
+        if not self.allowed(caller, kind, "create") and not self.allowed(caller, kind, "update"):
+            self.check(caller, kind, "create")
+
+    def node_allowed(self, caller: Caller, node: Node) -> bool:
+        roles = self.roles(caller.roles)
+        labels = node.metadata.labels
+        if any(labels_match(r.spec.deny.node_labels, labels) for r in roles):
+            return False
+        return any(labels_match(r.spec.allow.node_labels, labels) for r in roles)
+
+    def check_roles_exist(self, names: list[str], path: tuple[str | int, ...]) -> None:
+        problems = [FieldViolation((*path, i), f'role "{n}" does not exist; create it first or remove it')
+                    for i, n in enumerate(names) if not self.objects.exists("role", n)]
+        if problems:
+            raise ValidationError(problems)

@@ -1,0 +1,47 @@
+"""Who is calling: the verified client certificate's user and roles, or nobody (ping and joins)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from machineid.api import certs
+from machineid.model.resources import ProvisionToken, Resource
+
+
+@dataclass
+class Caller:
+    user: str = ""
+    roles: list[str] = field(default_factory=list)
+    ident: certs.CertIdentity | None = None
+
+    @property
+    def anonymous(self) -> bool:
+        return self.ident is None
+
+    @property
+    def actor(self) -> str:
+        if self.ident is None:
+            return "anonymous"
+        return f"bot:{self.ident.bot_name}" if self.ident.bot_name else self.user
+
+
+ANONYMOUS = Caller()
+
+
+def token_ref(token: ProvisionToken | str, join_method: str = "token") -> str:
+    """How audit records and logs name a token: secret names only by a hash prefix."""
+    if isinstance(token, ProvisionToken):
+        name, join_method = token.metadata.name, token.spec.join_method
+    else:
+        name = token
+    if join_method == "iam":
+        return name
+    return "sha256:" + hashlib.sha256(name.encode()).hexdigest()[:12]
+
+
+def target(obj: Resource) -> str:
+    """How audit records and messages name an object (a secret token by its hash prefix)."""
+    if isinstance(obj, ProvisionToken):
+        return f"token/{token_ref(obj)}"
+    return f"{obj.kind}/{obj.metadata.name}"

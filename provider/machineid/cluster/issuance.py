@@ -1,0 +1,157 @@
+"""Certificates: what a set of roles grants (logins, node access, TTL caps) signed into SSH and TLS certificates,
+for bots, users and hosts, and the CAs' public halves."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+from machineid.api import certs
+from machineid.cluster.access import Access, expand_logins
+from machineid.cluster.authority import Authority
+from machineid.cluster.caller import Caller
+from machineid.cluster.objects import Objects
+from machineid.model import codec
+from machineid.model import validators as v
+from machineid.model.errors import FieldViolation, PermissionDeniedError, PreconditionError, ValidationError
+from machineid.model.node_access import EXTENSION, Grant, NodeAccess
+from machineid.model.resources import Bot, Role, User, bot_user_name
+
+DEFAULT_CERT_TTL = timedelta(hours=1)
+MAX_RENEWABLE_TTL = timedelta(hours=24)
+DEFAULT_HOST_CERT_TTL = timedelta(days=365)
+MAX_HOST_CERT_TTL = timedelta(days=3650)
+
+
+def public_key(text: str, fix: str = "send a PEM SubjectPublicKeyInfo") -> certs.PublicKey:
+    """The request's public key, parsed strictly; checked before anything is consumed or written."""
+    try:
+        return certs.load_public_key(text)
+    except ValueError as e:
+        raise ValidationError([FieldViolation(("public_key",), f"{e}; {fix}")]) from None
+
+
+def ttl_for(roles: list[Role], requested: timedelta | None, cap: timedelta | None) -> timedelta:
+    ttl = requested or DEFAULT_CERT_TTL
+    if ttl <= timedelta(0):
+        raise ValidationError([FieldViolation(("ttl",), "must be positive, e.g. 1h")])
+    limits = [v.parse_duration(r.spec.options.max_session_ttl) for r in roles]
+    if cap:
+        limits.append(cap)
+    return min([ttl, *limits])
+
+
+def principals_for(roles: list[Role], traits: dict[str, list[str]]) -> list[str]:
+    allowed = expand_logins((lg for r in roles for lg in r.spec.allow.logins), traits)
+    denied = set(expand_logins((lg for r in roles for lg in r.spec.deny.logins), traits))
+    principals = [p for p in allowed if p not in denied]
+    # An OpenSSH certificate without principals is valid for every login: never issue one.
+    return principals or [f"-machineid-no-login-{uuid.uuid4()}"]
+
+
+def node_access_for(roles: list[Role], traits: dict[str, list[str]]) -> NodeAccess:
+    """What the certificate may do on which node, per role (a login of one role does not extend to the nodes of
+    another), for the nodes to enforce (machineid node principals)."""
+    denied = set(expand_logins((lg for r in roles for lg in r.spec.deny.logins), traits))
+    grants = []
+    for r in roles:
+        logins = tuple(lg for lg in expand_logins(r.spec.allow.logins, traits) if lg not in denied)
+        if logins and r.spec.allow.node_labels:
+            grants.append(Grant(logins, dict(r.spec.allow.node_labels)))
+    return NodeAccess(grants, [dict(r.spec.deny.node_labels) for r in roles if r.spec.deny.node_labels])
+
+
+class Issuer:
+    def __init__(self, objects: Objects, access: Access, authority: Authority, cluster_name: str) -> None:
+        self.objects = objects
+        self.access = access
+        self.authority = authority
+        self.cluster_name = cluster_name
+
+    def issue(self, public_key_pem: str, ident: certs.CertIdentity, traits: dict[str, list[str]],
+              requested: timedelta | None, cap: timedelta | None) -> dict[str, Any]:
+        key = public_key(public_key_pem)
+        roles = self.access.roles(ident.roles)
+        ttl = ttl_for(roles, requested, cap)
+        now = self.objects.clock()
+        start, not_after = now - timedelta(minutes=1), now + ttl
+        principals = principals_for(roles, traits)
+        access = node_access_for(roles, traits).encode()
+        a = self.authority
+        return {
+            "ssh_cert": a.sign_ssh_user(key, ident.user, principals, start, not_after, {EXTENSION: access}),
+            "tls_cert": a.sign_tls_client(key, ident, not_after),
+            "tls_ca_certs": [a.tls_ca_pem],
+            "ssh_host_ca_keys": [a.host_ca_line],
+            "ssh_user_ca_keys": [a.user_ca_line],
+            "expires": not_after,
+            "renewable": ident.renewable,
+            "generation": ident.generation,
+            "principals": principals,
+        }
+
+    def bot_identity(self, bot: Bot, renewable: bool) -> tuple[certs.CertIdentity, dict[str, list[str]]]:
+        user = self.objects.get_shared(User, bot_user_name(bot.metadata.name))
+        ident = certs.CertIdentity(
+            user=user.metadata.name, roles=list(user.spec.roles), traits=user.spec.traits,
+            cluster=self.cluster_name, bot_name=bot.metadata.name, renewable=renewable,
+            generation=bot.status.generation, instance_id=bot.status.instance_id,
+        )
+        return ident, user.spec.traits
+
+    def output_certs(self, caller: Caller, public_key_pem: str, ttl: timedelta | None) -> dict[str, Any]:
+        """Non-renewable certificates of a bot for its destinations. Only the current generation of its renewable
+        identity may ask (caller_from_cert has checked the instance): an output certificate cannot, and neither can
+        an older, copied generation."""
+        public_key(public_key_pem)
+        ident = caller.ident
+        if ident is None or not ident.renewable or not ident.bot_name:
+            raise PermissionDeniedError("only a bot's renewable identity may issue its output certificates")
+        bot = self.objects.get(Bot, ident.bot_name)
+        if ident.generation != bot.status.generation:
+            self.objects.audit(caller, "cert.issue_output", f"bot/{ident.bot_name}", "denied",
+                               presented=ident.generation, expected=bot.status.generation)
+            raise PermissionDeniedError("this identity is not the bot's current generation; renew first")
+        out_ident, traits = self.bot_identity(bot, renewable=False)
+        out = self.issue(public_key_pem, replace(out_ident, generation=0), traits, ttl, MAX_RENEWABLE_TTL)
+        self.objects.audit(caller, "cert.issue_output", f"bot/{ident.bot_name}",
+                           expires=codec.format_time(out["expires"]))
+        return out
+
+    def sign_user(self, caller: Caller, user_name: str, public_key_pem: str, ttl: timedelta | None) -> dict[str, Any]:
+        self.access.check(caller, "user_cert", "create")
+        user = self.objects.get(User, user_name)
+        if user.spec.bot_name:
+            raise PreconditionError(f'user "{user_name}" belongs to a bot; bots get certificates by joining')
+        ident = certs.CertIdentity(user=user_name, roles=list(user.spec.roles), traits=user.spec.traits,
+                                   cluster=self.cluster_name)
+        out = self.issue(public_key_pem, ident, user.spec.traits, ttl, None)
+        self.objects.audit(caller, "cert.issue", f"user/{user_name}", expires=codec.format_time(out["expires"]))
+        return out
+
+    def sign_host(self, caller: Caller, public_key_text: str, principals: list[str], ttl: timedelta | None) -> str:
+        self.access.check(caller, "host_cert", "create")
+        if not principals:
+            raise ValidationError([FieldViolation(("principals",), "name at least one host name")])
+        key = public_key(public_key_text, "send the host's OpenSSH public key")
+        if ttl is not None and not timedelta(0) < ttl <= MAX_HOST_CERT_TTL:
+            raise ValidationError([FieldViolation(("ttl",), "must be positive and at most 10 years")])
+        now = self.objects.clock()
+        cert = self.authority.sign_ssh_host(key, principals[0], principals, now - timedelta(minutes=1),
+                                            now + (ttl or DEFAULT_HOST_CERT_TTL))
+        self.objects.audit(caller, "cert.issue_host", f"host/{principals[0]}", principals=principals)
+        return cert
+
+    def export_cas(self, caller: Caller, ca_type: str = "") -> list[dict[str, str]]:
+        self.access.check(caller, "cert_authority", "read")
+        if ca_type not in ("", "user", "host", "tls"):
+            raise ValidationError([FieldViolation(("type",), f'"{ca_type}" is not a CA type; use user, host or tls')])
+        a, name = self.authority, self.cluster_name
+        cas = [
+            {"type": "user", "cluster_name": name, "public_data": a.user_ca_line, "pin": ""},
+            {"type": "host", "cluster_name": name, "public_data": a.host_ca_line, "pin": ""},
+            {"type": "tls", "cluster_name": name, "public_data": a.tls_ca_pem, "pin": a.pin},
+        ]
+        return [c for c in cas if not ca_type or c["type"] == ca_type]

@@ -1,0 +1,182 @@
+"""Joins: a bot proves itself with a single-use token or a signed AWS request and gets its first certificates.
+
+Callers are anonymous, so every refusal is audited and a token of the `token` method (a secret) is only ever
+named by its hash prefix."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import secrets
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from machineid.api.iam import SignedRequest
+from machineid.cluster import iam
+from machineid.cluster.access import check_unlocked
+from machineid.cluster.caller import ANONYMOUS, Caller, token_ref
+from machineid.cluster.issuance import MAX_RENEWABLE_TTL, Issuer, public_key
+from machineid.cluster.objects import Objects
+from machineid.model import codec
+from machineid.model.errors import (
+    FieldViolation,
+    MachineIDError,
+    NotFoundError,
+    PermissionDeniedError,
+    PreconditionError,
+    ValidationError,
+)
+from machineid.model.resources import Bot, ProvisionToken
+
+IAM_CHALLENGE_KIND = "iam_challenge"
+IAM_CHALLENGE_TTL = timedelta(minutes=5)
+MAX_OUTSTANDING_CHALLENGES = 50_000
+
+
+class Joins:
+    def __init__(self, objects: Objects, issuer: Issuer, verifier: iam.Verifier) -> None:
+        self.objects = objects
+        self.issuer = issuer
+        self.iam = verifier
+        self._challenges_issued = 0
+
+    def _bot_of(self, token: ProvisionToken) -> Bot:
+        try:
+            bot = self.objects.get(Bot, token.spec.bot_name)
+        except NotFoundError:
+            raise PermissionDeniedError(f'bot "{token.spec.bot_name}" of this token does not exist') from None
+        check_unlocked(bot)
+        return bot
+
+    def _check_unexpired(self, token: ProvisionToken, what: str) -> None:
+        if self.objects.expired(token):
+            assert token.metadata.expires is not None
+            raise PermissionDeniedError(f"the {what} expired at {codec.format_time(token.metadata.expires)}; "
+                                        "create a new one")
+
+    def _audit_issued(self, ident: Any, out: dict[str, Any], **details: Any) -> None:
+        self.objects.audit(Caller(user=ident.user, ident=ident), "cert.issue", f"user/{ident.user}", **details,
+                           expires=codec.format_time(out["expires"]), principals=out["principals"])
+
+    # ------------------------------------------------------------------ the token method
+    def register_using_token(self, token_name: str, public_key_pem: str,
+                             ttl: timedelta | None) -> tuple[str, dict[str, Any]]:
+        ref = f"token/{token_ref(token_name)}"
+        try:
+            return self._register_using_token(token_name, public_key_pem, ttl, ref)
+        except MachineIDError as e:
+            self.objects.audit(ANONYMOUS, "bot.join", ref, "denied", method="token", error=str(e))
+            raise
+
+    def _register_using_token(self, token_name: str, public_key_pem: str, ttl: timedelta | None,
+                              ref: str) -> tuple[str, dict[str, Any]]:
+        if not token_name:
+            raise ValidationError([FieldViolation(("token",), "is required; pass the token from "
+                                                  "`machineid ctl bots add`")])
+        public_key(public_key_pem)  # before anything is consumed
+        objects = self.objects
+        with objects.backend.transaction():
+            try:
+                token = objects.get(ProvisionToken, token_name)
+            except NotFoundError:
+                raise PermissionDeniedError("the join token is not valid: it does not exist or was already used "
+                                            "(tokens of the token method join once); create a new one with "
+                                            "`machineid ctl tokens add --type=bot --bot-name=NAME`") from None
+            if token.spec.join_method != "token":
+                raise PermissionDeniedError(f"token uses join method {token.spec.join_method}, not token")
+            self._check_unexpired(token, "join token")
+            if "Bot" not in token.spec.roles or not token.spec.bot_name:
+                raise PermissionDeniedError("the join token is not a bot token")
+            bot = self._bot_of(token)
+            objects.backend.delete("token", token_name)  # single use
+            rejoin = bot.status.generation > 0
+            bot.status.generation = 1
+            bot.status.instance_id = uuid.uuid4().hex
+            bot.status.last_join = objects.clock()
+            bot = objects.update(bot)
+            ident, traits = self.issuer.bot_identity(bot, renewable=True)
+        # Signing happens after the commit, outside the store's lock, so joins from many machines overlap.
+        out = self.issuer.issue(public_key_pem, ident, traits, ttl, MAX_RENEWABLE_TTL)
+        objects.audit(ANONYMOUS, "bot.join", ref, bot=bot.metadata.name, method="token", generation=1,
+                      instance_id=bot.status.instance_id, rejoin=rejoin)
+        self._audit_issued(ident, out, generation=1)
+        return bot.metadata.name, out
+
+    # ------------------------------------------------------------------ the IAM method
+    def create_iam_challenge(self) -> str:
+        self._challenges_issued += 1
+        if self._challenges_issued % 256 == 1:
+            self._prune_challenges()
+        challenge = base64.b64encode(secrets.token_bytes(32)).decode()
+        key = hashlib.sha256(challenge.encode()).hexdigest()
+        expires = codec.format_time(self.objects.clock() + IAM_CHALLENGE_TTL)
+        self.objects.backend.create(IAM_CHALLENGE_KIND, key, {"expires": expires})
+        return challenge
+
+    def _prune_challenges(self) -> None:
+        """Unused challenges expire; drop them, and refuse new ones while an abnormal number is outstanding."""
+        backend, now = self.objects.backend, self.objects.clock()
+        items = backend.list(IAM_CHALLENGE_KIND)
+        for item in items:
+            if codec.parse_time(item.value["expires"]) <= now:
+                with contextlib.suppress(NotFoundError):
+                    backend.delete(IAM_CHALLENGE_KIND, item.name)
+        if len(items) > MAX_OUTSTANDING_CHALLENGES and len(backend.list(IAM_CHALLENGE_KIND)) > \
+                MAX_OUTSTANDING_CHALLENGES:
+            raise PreconditionError("too many IAM challenges are outstanding; try again in a few minutes")
+
+    def _consume_challenge(self, challenge: str) -> None:
+        key = hashlib.sha256(challenge.encode()).hexdigest()
+        backend = self.objects.backend
+        with backend.transaction():
+            try:
+                item = backend.get(IAM_CHALLENGE_KIND, key)
+            except NotFoundError:
+                raise PermissionDeniedError("the challenge is unknown or was already used; ask for a new one "
+                                            "(a signed request joins once)") from None
+            backend.delete(IAM_CHALLENGE_KIND, key)
+        if codec.parse_time(item.value["expires"]) <= self.objects.clock():
+            raise PermissionDeniedError("the challenge expired; ask for a new one")
+
+    def register_using_iam(self, token_name: str, challenge: str, request: SignedRequest, public_key_pem: str,
+                           ttl: timedelta | None) -> tuple[str, dict[str, Any]]:
+        # The name is a secret unless it really is an iam token's: look before naming it anywhere.
+        try:
+            token: ProvisionToken | None = self.objects.get(ProvisionToken, token_name)
+        except NotFoundError:
+            token = None
+        known_iam = token is not None and token.spec.join_method == "iam"
+        ref = f"token/{token_ref(token_name, 'iam' if known_iam else 'token')}"
+        try:
+            return self._register_using_iam(token, challenge, request, public_key_pem, ttl, ref)
+        except MachineIDError as e:
+            self.objects.audit(ANONYMOUS, "bot.join", ref, "denied", method="iam", error=str(e))
+            raise
+
+    def _register_using_iam(self, token: ProvisionToken | None, challenge: str, request: SignedRequest,
+                            public_key_pem: str, ttl: timedelta | None, ref: str) -> tuple[str, dict[str, Any]]:
+        public_key(public_key_pem)
+        self._consume_challenge(challenge)
+        if token is None:
+            raise PermissionDeniedError("no iam token has that name")
+        if token.spec.join_method != "iam":
+            raise PermissionDeniedError("that token is not an iam token")
+        self._check_unexpired(token, "IAM token")
+        self.iam.check_request(request, challenge)
+        who = self.iam.call_sts(request)
+        if not any(iam.matches(rule, who) for rule in token.spec.allow):
+            raise PermissionDeniedError(f"AWS identity {who.arn} (account {who.account}) matches no allow rule of "
+                                        f'token "{token.metadata.name}"')
+        objects = self.objects
+        with objects.backend.transaction():
+            bot = self._bot_of(token)
+            bot.status.last_join = objects.clock()
+            bot = objects.update(bot)
+            ident, traits = self.issuer.bot_identity(bot, renewable=False)
+            out = self.issuer.issue(public_key_pem, ident, traits, ttl, MAX_RENEWABLE_TTL)
+        objects.audit(ANONYMOUS, "bot.join", ref, bot=bot.metadata.name, method="iam", aws_account=who.account,
+                      aws_arn=who.arn)
+        self._audit_issued(ident, out, renewable=False)
+        return bot.metadata.name, out

@@ -1,0 +1,133 @@
+"""Roles, tokens, users and nodes: the generic validated, authorized, audited write and read, and each kind's
+own rules (a role in use stays, a token's secret name and expiry, a bot's user is the bot's)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+
+from machineid.cluster.access import Access
+from machineid.cluster.caller import Caller, target
+from machineid.cluster.objects import Objects, R, check_name
+from machineid.model import codec
+from machineid.model import validators as v
+from machineid.model.errors import (
+    AlreadyExistsError,
+    FieldViolation,
+    NotFoundError,
+    PreconditionError,
+    ValidationError,
+)
+from machineid.model.resources import DEFAULT_TOKEN_TTL, Node, ProvisionToken, User
+
+
+class Kinds:
+    def __init__(self, objects: Objects, access: Access) -> None:
+        self.objects = objects
+        self.access = access
+
+    # ------------------------------------------------------------------ generic
+    def upsert(self, caller: Caller, obj: R, create_only: bool, prepare: Callable[[R], None] | None = None) -> R:
+        codec.validate(obj)
+        kind, name, revision = obj.kind, obj.metadata.name, obj.metadata.revision
+        # Authorize before anything is looked up, and outside the transaction so that a denial's audit record is
+        # not rolled back with it.
+        self.access.authorize_write(caller, kind)
+        if prepare:
+            prepare(obj)
+        objects = self.objects
+        self.access.check(caller, kind, "update" if objects.exists(kind, name) else "create")
+        with objects.backend.transaction():
+            exists = objects.exists(kind, name)
+            verb = "update" if exists else "create"
+            self.access.check(caller, kind, verb)
+            if exists and create_only:
+                raise AlreadyExistsError(f"{target(obj)} already exists; update it instead (or `create --force`)")
+            if revision and not exists:
+                raise NotFoundError(f"{target(obj)} no longer exists (it was deleted); drop metadata.revision to "
+                                    "create it again")
+            if exists:
+                obj.metadata.created = objects.backend.get(kind, name).created
+                result = objects.update(obj, revision)
+            else:
+                result = objects.create(obj)
+        objects.audit(caller, f"{kind}.{verb}", target(result), revision=result.metadata.revision)
+        return result
+
+    def read(self, caller: Caller, cls: type[R], name: str) -> R:
+        self.access.check(caller, cls.kind, "read")
+        check_name(name)
+        return self.objects.get(cls, name)
+
+    def read_all(self, caller: Caller, cls: type[R]) -> list[R]:
+        self.access.check(caller, cls.kind, "list")
+        return self.objects.list(cls)
+
+    def delete(self, caller: Caller, kind: str, name: str, revision: str, what: str = "") -> None:
+        self.access.check(caller, kind, "delete")
+        check_name(name)
+        self.objects.backend.delete(kind, name, revision)
+        self.objects.audit(caller, f"{kind}.delete", what or f"{kind}/{name}")
+
+    # ------------------------------------------------------------------ roles
+    def delete_role(self, caller: Caller, name: str, revision: str = "") -> None:
+        self.access.check(caller, "role", "delete")
+        check_name(name)
+        with self.objects.backend.transaction():
+            self.objects.backend.get("role", name)
+            users = [u.metadata.name for u in self.objects.list(User) if name in u.spec.roles]
+            if users:
+                raise PreconditionError(f'role "{name}" is used by {", ".join(users)}; remove it from them first')
+            self.delete(caller, "role", name, revision)
+
+    # ------------------------------------------------------------------ tokens
+    def _prepare_token(self, token: ProvisionToken) -> None:
+        now = self.objects.clock()
+        if token.spec.join_method == "token" and token.metadata.expires is None:
+            token.metadata.expires = now + v.parse_duration(DEFAULT_TOKEN_TTL)
+        if token.metadata.expires is not None and token.metadata.expires <= now:
+            when = codec.format_time(token.metadata.expires)
+            raise ValidationError([FieldViolation(("metadata", "expires"), f"{when} is in the past; set a future "
+                                                  "time or leave it out (1h)")])
+
+    def upsert_token(self, caller: Caller, token: ProvisionToken, create_only: bool = False) -> ProvisionToken:
+        if not token.metadata.name:
+            if token.spec.join_method != "token":
+                raise ValidationError([FieldViolation(("metadata", "name"), "is required for an iam token")])
+            token.metadata.name = secrets.token_hex(16)  # the secret: chosen by the cluster
+        return self.upsert(caller, token, create_only, self._prepare_token)
+
+    def delete_token(self, caller: Caller, name: str, revision: str = "") -> None:
+        self.access.check(caller, "token", "delete")
+        check_name(name)
+        token = self.objects.get(ProvisionToken, name)
+        self.delete(caller, "token", name, revision, target(token))
+
+    # ------------------------------------------------------------------ users
+    def upsert_user(self, caller: Caller, user: User, create_only: bool = False) -> User:
+        self.access.authorize_write(caller, "user")  # before any lookup: who may not write users learns nothing
+        name = user.metadata.name
+        if self.objects.exists("user", name) and self.objects.get(User, name).spec.bot_name:
+            raise PreconditionError(f'user "{name}" belongs to a bot; update the bot instead')
+        user.spec.bot_name = ""
+        return self.upsert(caller, user, create_only,
+                           lambda u: self.access.check_roles_exist(u.spec.roles, ("spec", "roles")))
+
+    def delete_user(self, caller: Caller, name: str, revision: str = "") -> None:
+        self.access.check(caller, "user", "delete")
+        check_name(name)
+        user = self.objects.get(User, name)
+        if user.spec.bot_name:
+            raise PreconditionError(f'user "{name}" belongs to bot "{user.spec.bot_name}"; remove the bot instead')
+        self.delete(caller, "user", name, revision)
+
+    # ------------------------------------------------------------------ nodes
+    def get_node(self, caller: Caller, name: str) -> Node:
+        node = self.read(caller, Node, name)
+        if not self.access.node_allowed(caller, node):
+            raise NotFoundError(f'node "{name}" not found')  # do not leak nodes the caller cannot reach
+        return node
+
+    def list_nodes(self, caller: Caller) -> list[Node]:
+        return [n for n in self.read_all(caller, Node) if self.access.node_allowed(caller, n)]
+

@@ -1,0 +1,83 @@
+"""Renewals with the generation counter: each renewal of a bot's renewable identity bumps its generation, and a
+certificate of any other generation (a copy renewing after the original) locks the bot."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+from machineid.cluster.bots import RENEWAL_KIND
+from machineid.cluster.caller import Caller
+from machineid.cluster.issuance import MAX_RENEWABLE_TTL, Issuer, public_key
+from machineid.cluster.objects import Objects
+from machineid.model import codec
+from machineid.model.errors import NotFoundError, PermissionDeniedError, UnauthenticatedError
+from machineid.model.resources import Bot
+
+
+class Renewals:
+    def __init__(self, objects: Objects, issuer: Issuer) -> None:
+        self.objects = objects
+        self.issuer = issuer
+
+    def _last_renewal(self, bot_name: str) -> dict[str, Any]:
+        try:
+            return self.objects.backend.get(RENEWAL_KIND, bot_name).value
+        except NotFoundError:
+            return {}
+
+    def renew(self, caller: Caller, public_key_pem: str, ttl: timedelta | None) -> dict[str, Any]:
+        public_key(public_key_pem)
+        ident = caller.ident
+        if ident is None:
+            raise UnauthenticatedError("renewal needs the current certificate (mutual TLS)")
+        objects = self.objects
+        if not ident.renewable or not ident.bot_name:
+            objects.audit(caller, "cert.renew", f"user/{caller.user}", "denied", error="not renewable")
+            raise PermissionDeniedError("this certificate is not renewable; join again to get a new one")
+        locked_reason = ""
+        superseded = False
+        # Check and bump in one transaction: two holders of the same generation cannot both pass; the second
+        # one locks the bot, as a copied certificate must.
+        key_fp = hashlib.sha256(public_key_pem.strip().encode()).hexdigest()
+        retry = False
+        with objects.backend.transaction():
+            bot = objects.get(Bot, ident.bot_name)
+            last = self._last_renewal(ident.bot_name)
+            if ident.instance_id != bot.status.instance_id:
+                superseded = True
+            elif (ident.generation == bot.status.generation - 1 and last.get("generation") == bot.status.generation
+                  and last.get("key") == key_fp and last.get("instance") == bot.status.instance_id):
+                # The same renewal again (its answer was lost): the same new key, so issue that generation again
+                # instead of taking the agent for a copy. A thief replaying it gets a certificate for a key it lacks.
+                retry = True
+                new_ident, traits = self.issuer.bot_identity(bot, renewable=True)
+            elif ident.generation != bot.status.generation:
+                locked_reason = (f"generation mismatch: certificate presented generation {ident.generation}, "
+                                 f"the cluster expected {bot.status.generation}")
+                bot.status.locked = True
+                bot.status.lock_reason = locked_reason
+                objects.update(bot)
+            else:
+                bot.status.generation += 1
+                bot = objects.update(bot)
+                record = {"generation": bot.status.generation, "key": key_fp, "instance": bot.status.instance_id}
+                try:
+                    objects.backend.update(RENEWAL_KIND, ident.bot_name, record)
+                except NotFoundError:
+                    objects.backend.create(RENEWAL_KIND, ident.bot_name, record)
+                new_ident, traits = self.issuer.bot_identity(bot, renewable=True)
+        if superseded:
+            objects.audit(caller, "cert.renew", f"bot/{ident.bot_name}", "denied", error="superseded by a new join")
+            raise PermissionDeniedError("this identity was superseded by a newer join of the bot; it cannot renew")
+        if locked_reason:
+            objects.audit(caller, "bot.lock", f"bot/{ident.bot_name}", "denied", presented=ident.generation,
+                          expected=bot.status.generation)
+            raise PermissionDeniedError(f'bot "{ident.bot_name}" is now locked: {locked_reason}. A copied '
+                                        f"certificate was renewed; unlock with `machineid ctl bots unlock "
+                                        f"{ident.bot_name}` and join again")
+        out = self.issuer.issue(public_key_pem, new_ident, traits, ttl, MAX_RENEWABLE_TTL)
+        objects.audit(caller, "cert.renew", f"bot/{ident.bot_name}", generation=bot.status.generation,
+                      expires=codec.format_time(out["expires"]), retry=retry)
+        return out
