@@ -17,7 +17,7 @@ from machineid.api.client import Client
 from machineid.api.identity import Identity
 from machineid.model import codec
 from machineid.model.errors import TransportError
-from machineid.model.resources import Bot
+from machineid.model.resources import Bot, Role
 from tests.conftest import ServerProc
 
 
@@ -120,3 +120,23 @@ def test_an_imported_bots_rendered_config_says_why_it_has_no_token() -> None:
     text = render(RenderArgs(bot_name="imported", ca_pins=["sha256:" + "0" * 64], auth_server="h:1")).agent_config
     assert text.startswith("# No join token: this bot was imported") and "token_rotation" in text
     assert not render(RenderArgs(bot_name="b", token="t0k", auth_server="h:1")).agent_config.startswith("# No join")
+
+
+def test_certificates_are_written_even_when_the_node_listing_is_refused(server: ServerProc, admin: Client,
+                                                                         tmp_path: Path) -> None:
+    """An operator may deny a bot the node listing (or the listing may fail): the renewed certificates must still
+    reach the destination; ssh_config keeps the nodes of the last listing."""
+    admin.upsert(codec.decode(Role, {"metadata": {"name": "no-node-list"},
+                                     "spec": {"deny": {"rules": [{"resources": ["node"], "verbs": ["list"]}]}}}))
+    created = admin.create_bot(codec.decode(Bot, {"metadata": {"name": "blind"},
+                                                  "spec": {"roles": ["access", "no-node-list"]}}))
+    cfg = AgentConfig(auth_server=server.address,
+                      onboarding=Onboarding(token=created.token, ca_pins=list(created.ca_pins)),
+                      storage=Storage(directory=str(tmp_path / "blind-data")),
+                      destinations=[Destination(directory=str(tmp_path / "blind-dest"))])
+    outcome = BotAgent(cfg).cycle()
+    assert outcome.action == "joined"
+    dest = tmp_path / "blind-dest"
+    written = Identity.load(dest / "identity")
+    assert written.expires > datetime.now(UTC) and (dest / "key-cert.pub").is_file()
+    assert "Host *.test.example" in (dest / "ssh_config").read_text()

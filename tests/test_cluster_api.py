@@ -382,6 +382,15 @@ def test_no_logins_never_means_any_login(server: ServerProc) -> None:
     assert len(ssh.valid_principals) == 1 and ssh.valid_principals[0].startswith(b"-machineid-no-login-")
 
 
+def test_the_client_follows_every_page_of_a_list(server: ServerProc) -> None:
+    with server.admin() as admin:
+        for i in range(7):
+            admin.upsert(Role(metadata=Metadata(name=f"paged-{i}", labels={"batch": "paged"})))
+        paged = admin.list("role", labels={"batch": "paged"}, page_size=2)
+        assert [r.metadata.name for r in paged] == [f"paged-{i}" for i in range(7)]
+        assert len(admin.list("role", page_size=3)) == len(admin.list("role")) >= 10
+
+
 def test_bad_join_input(server: ServerProc) -> None:
     with server.admin() as admin:
         token = new_bot(admin, "badkey", ["access"])

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from machineid.api import certs
 from machineid.api.iam import SignedRequest
-from machineid.cluster.service import Cluster
+from machineid.cluster.service import Cluster, Page
 from machineid.model import codec, errors
-from machineid.model.resources import ProvisionToken
+from machineid.model.resources import Node, ProvisionToken, Role, User
 from tests.inprocess import Clock, add_bot, admin, caller_of, key_pem, new_cluster
 
 UNLOCK = "an administrator can unlock it with `machineid ctl bots unlock robot`"
@@ -83,3 +85,75 @@ def test_an_iam_challenge_expires_after_five_minutes(c: Cluster, clock: Clock) -
         c.register_using_iam("no-such-token", challenge, request, key_pem(), None)
     with pytest.raises(errors.PermissionDeniedError, match="already used"):  # consumed even so
         c.register_using_iam("no-such-token", challenge, request, key_pem(), None)
+
+
+def test_free_form_values_are_bounded_naming_the_field(c: Cluster) -> None:
+    """Descriptions, labels, traits and lists are capped, so no object (or page of a list) grows without limit."""
+    cases = [
+        ({"metadata": {"name": "big", "description": "d" * 5000}}, "metadata.description", "5000 characters"),
+        ({"metadata": {"name": "big", "labels": {f"k{i}": "v" for i in range(300)}}}, "metadata.labels",
+         "300 entries"),
+        ({"metadata": {"name": "big", "labels": {"team": "v" * 5000}}}, "metadata.labels.team", "5000 characters"),
+        ({"metadata": {"name": "big"}, "spec": {"allow": {"logins": [f"u{i}" for i in range(300)]}}},
+         "spec.allow.logins", "300 entries"),
+    ]
+    for data, field, reason in cases:
+        with pytest.raises(errors.ValidationError) as err:
+            c.upsert_role(admin(c), codec.decode(Role, data))
+        assert any(errors.render_path(v.path) == field and reason in v.reason for v in err.value.violations), (
+            field, err.value)
+        with pytest.raises(errors.NotFoundError):
+            c.get_role(admin(c), "big")
+
+
+def _names(items: list[Any]) -> list[str]:
+    return [x.metadata.name for x in items]
+
+
+def test_lists_come_in_pages_in_name_order(c: Cluster) -> None:
+    for i in range(23):
+        c.upsert_role(admin(c), codec.decode(Role, {"metadata": {"name": f"page-{i:02d}",
+                                                                 "labels": {"team": "a" if i % 2 else "b"}}}))
+    everything = _names(c.list_page(admin(c), Role, Page())[0])
+    seen, token, pages = [], "", 0
+    while True:
+        items, token = c.list_page(admin(c), Role, Page(size=10, token=token))
+        assert len(items) <= 10
+        seen += _names(items)
+        pages += 1
+        if not token:
+            break
+    assert seen == everything == sorted(everything) and pages == 3
+    team_a = _names(c.list_page(admin(c), Role, Page(labels={"team": "a"}))[0])
+    assert team_a == [f"page-{i:02d}" for i in range(23) if i % 2]
+    for bad, field in ((Page(size=5000), "page_size"), (Page(size=-1), "page_size"),
+                       (Page(token="x\nProxyCommand"), "page_token")):
+        with pytest.raises(errors.ValidationError) as err:
+            c.list_page(admin(c), Role, bad)
+        assert errors.render_path(err.value.violations[0].path) == field
+
+
+def test_a_node_listing_shows_only_reachable_unexpired_nodes_and_stays_bounded(c: Cluster, clock: Clock) -> None:
+    for i in range(60):
+        labels = {"env": "prod" if i == 45 else "dev"}
+        c.upsert_node(admin(c), codec.decode(Node, {"metadata": {"name": f"n{i:02d}", "labels": labels},
+                                                    "spec": {"addr": f"10.0.0.{i}:22"}}))
+    c.upsert_node(admin(c), codec.decode(Node, {"metadata": {"name": "n99", "labels": {"env": "prod"},
+                                                             "expires": "2030-01-01T01:00:00Z"},
+                                                "spec": {"addr": "10.0.1.1:22"}}))
+    c.upsert_role(admin(c), codec.decode(Role, {"metadata": {"name": "prod-only"}, "spec": {"allow": {
+        "logins": ["ops"], "node_labels": {"env": ["prod"]},
+        "rules": [{"resources": ["node"], "verbs": ["list", "read"]}]}}}))
+    c.upsert_user(admin(c), codec.decode(User, {"metadata": {"name": "pat"}, "spec": {"roles": ["prod-only"]}}))
+    pat = c.caller_from_cert(certs.CertIdentity(user="pat", roles=["prod-only"], cluster="test.example"))
+    assert _names(c.list_nodes(pat, Page())[0]) == ["n45", "n99"]
+    clock.now += timedelta(hours=2)  # n99 expired: no longer listed (nor found)
+    first, token = c.list_nodes(pat, Page(size=2))
+    assert first == [] and token  # 20 scanned per call at most: the page ends early, with a way on
+    found: list[str] = []
+    while token:
+        items, token = c.list_nodes(pat, Page(size=2, token=token))
+        found += _names(items)
+    assert found == ["n45"]
+    with pytest.raises(errors.NotFoundError):
+        c.get_node(pat, "n99")

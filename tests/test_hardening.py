@@ -16,7 +16,7 @@ from machineid.api.client import Client, JoinClient
 from machineid.api.identity import Identity
 from machineid.api.v1 import cluster_pb2 as pb
 from machineid.api.v1 import cluster_pb2_grpc as rpc
-from machineid.cluster.service import Cluster
+from machineid.cluster.service import Cluster, Page
 from machineid.model import codec, errors
 from machineid.model.resources import Bot, ProvisionToken, Role, User
 from tests.conftest import ServerProc
@@ -107,7 +107,7 @@ def test_an_expired_user_gets_no_access_and_no_certificates(cluster: tuple[Clust
     c.upsert_user(admin, codec.decode(User, {"metadata": {"name": "temp", "expires": "2030-01-01T01:00:00Z"},
                                              "spec": {"roles": ["editor"]}}))
     ident = certs.CertIdentity(user="temp", roles=["editor"], cluster="test.example")
-    c.list_roles(c.caller_from_cert(ident))  # before its expiry: works
+    c.list_page(c.caller_from_cert(ident), Role, Page())  # before its expiry: works
     clock.now += timedelta(hours=2)
     with pytest.raises(errors.UnauthenticatedError, match="expired"):
         c.caller_from_cert(ident)
@@ -121,10 +121,10 @@ def test_an_expired_role_grants_nothing(cluster: tuple[Cluster, Clock]) -> None:
         "spec": {"allow": {"logins": ["ops"], "rules": [{"resources": ["role"], "verbs": ["list"]}]}}}))
     c.upsert_user(admin, codec.decode(User, {"metadata": {"name": "carol"}, "spec": {"roles": ["contractor"]}}))
     carol = c.caller_from_cert(certs.CertIdentity(user="carol", roles=["contractor"], cluster="test.example"))
-    c.list_roles(carol)
+    c.list_page(carol, Role, Page())
     clock.now += timedelta(hours=2)
     with pytest.raises(errors.PermissionDeniedError):
-        c.list_roles(carol)
+        c.list_page(carol, Role, Page())
     key = certs.public_key_pem(certs.new_key().public_key())
     out = c.sign_user(admin, "carol", key, None)
     assert "ops" not in out["principals"]

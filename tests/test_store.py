@@ -60,6 +60,21 @@ def test_crud_and_revisions(open_backend: Factory) -> None:
         store.update("role", "a", {})
 
 
+def test_pages_follow_the_same_order_as_the_full_list(open_backend: Factory) -> None:
+    store = open_backend()
+    names = ["b-1", "a.2", "a-1", "B", "a_3", "c@x", "9"]
+    for n in names:
+        store.create("node", n, {})
+    store.create("role", "other-kind", {})
+    full = [i.name for i in store.list("node")]
+    paged, after = [], ""
+    while page := store.list_page("node", after, 3):
+        assert len(page) <= 3
+        paged += [i.name for i in page]
+        after = page[-1].name
+    assert paged == full and sorted(paged) == sorted(names)
+
+
 def test_transactions_are_all_or_nothing(open_backend: Factory) -> None:
     store = open_backend()
     with pytest.raises(RuntimeError), store.transaction():

@@ -53,6 +53,7 @@ class BotAgent:
         self.identity: Identity | None = None
         self._pending_key: certs.PrivateKey | None = None
         self._lock_fd: int | None = None
+        self._last_nodes: list[destination.NodeEntry] = []
 
     def lock(self) -> None:
         """One agent per data dir: two would renew the same identity and lock the bot on the generation counter.
@@ -183,12 +184,20 @@ class BotAgent:
         return identity_from_certs(certs.private_key_pem(key), reply)
 
     def _nodes(self, ident: Identity) -> list[destination.NodeEntry]:
-        with Client(self.config.auth_server, ident) as client:
-            nodes = client.list("node")
+        """The nodes for ssh_config. A failed listing must not keep fresh certificates from being written: the
+        last listing (empty after a restart) stands in, with a warning."""
+        try:
+            with Client(self.config.auth_server, ident) as client:
+                nodes = client.list("node")
+        except MachineIDError as e:
+            log.warning("could not list the nodes for ssh_config (%s); writing the certificates with the %d nodes "
+                        "of the last listing", e, len(self._last_nodes))
+            return self._last_nodes
         out = []
         for n in nodes:
             host, _, port = n.spec.addr.rpartition(":")  # type: ignore[union-attr]
             out.append(destination.NodeEntry(n.metadata.name, host.strip("[]"), int(port)))
+        self._last_nodes = out
         return out
 
     # ---------------------------------------------------------------- one cycle

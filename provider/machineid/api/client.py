@@ -210,10 +210,21 @@ class Client(_Base):
         reply = self._call(getattr(self.cluster, spec.get), pb.GetRequest(name=name))
         return convert.from_pb(KINDS[kind], reply)
 
-    def list(self, kind: str) -> builtins.list[Resource]:
+    def list(self, kind: str, labels: dict[str, str] | None = None, page_size: int = 0) -> builtins.list[Resource]:
+        """Every object of the kind (with these labels), following the server's pages."""
         spec = _RPC[kind]
-        reply = self._call(getattr(self.cluster, spec.list), pb.ListRequest())
-        return [convert.from_pb(KINDS[kind], m) for m in getattr(reply, spec.list_field)]
+        out: builtins.list[Resource] = []
+        token = ""
+        while True:
+            req = pb.ListRequest(page_size=page_size, page_token=token, labels=labels or {})
+            reply = self._call(getattr(self.cluster, spec.list), req)
+            out += [convert.from_pb(KINDS[kind], m) for m in getattr(reply, spec.list_field)]
+            if not reply.next_page_token:
+                return out
+            if reply.next_page_token <= token:
+                raise errors.TransportError(f"the server's pages of {kind} do not advance ({reply.next_page_token!r}); "
+                                     "is it a machineid server?")
+            token = reply.next_page_token
 
     def delete(self, kind: str, name: str, revision: str = "") -> None:
         self._call(getattr(self.cluster, _RPC[kind].delete), pb.DeleteRequest(name=name, revision=revision))

@@ -130,8 +130,9 @@ class Access:
         if not self.allowed(caller, kind, "create") and not self.allowed(caller, kind, "update"):
             self.check(caller, kind, "create")
 
-    def node_allowed(self, caller: Caller, node: Node) -> bool:
-        roles = self.roles(caller.roles)
+    @staticmethod
+    def node_allowed(roles: list[Role], node: Node) -> bool:
+        """Whether these roles (the caller's, looked up once for a whole list) reach the node."""
         labels = node.metadata.labels
         if any(labels_match(r.spec.deny.node_labels, labels) for r in roles):
             return False

@@ -20,7 +20,7 @@ from machineid.api.iam import SignedRequest
 from machineid.api.v1 import cluster_pb2 as pb
 from machineid.api.v1 import cluster_pb2_grpc as rpc
 from machineid.api.v1 import types_pb2 as tpb
-from machineid.cluster.service import ANONYMOUS, Caller, Cluster
+from machineid.cluster.service import ANONYMOUS, Caller, Cluster, Page
 from machineid.model import codec
 from machineid.model.errors import UnauthenticatedError, ValidationError
 from machineid.model.resources import Bot, Node, ProvisionToken, Role, User
@@ -54,6 +54,10 @@ def _ttl(msg: Any, field: str = "ttl") -> timedelta | None:
     except (OverflowError, ValueError):
         raise ValidationError(f"{field}: out of range; send a duration such as 1h") from None
     return value
+
+
+def _page(request: pb.ListRequest) -> Page:
+    return Page(size=request.page_size, token=request.page_token, labels=dict(request.labels))
 
 
 def _ts(value: Any) -> timestamp_pb2.Timestamp:
@@ -136,10 +140,10 @@ class ClusterServicer(_Base, rpc.ClusterServiceServicer):
     def GetRole(self, request: pb.GetRequest, context: grpc.ServicerContext) -> tpb.Role:
         return convert.to_pb(self.cluster.get_role(self.caller(context), request.name), tpb.Role)
 
-    @_handler
+    @_waiting_handler
     def ListRoles(self, request: pb.ListRequest, context: grpc.ServicerContext) -> pb.ListRolesResponse:
-        roles = self.cluster.list_roles(self.caller(context))
-        return pb.ListRolesResponse(roles=[convert.to_pb(r, tpb.Role) for r in roles])
+        items, next_token = self.cluster.list_page(self.caller(context), Role, _page(request))
+        return pb.ListRolesResponse(roles=[convert.to_pb(x, tpb.Role) for x in items], next_page_token=next_token)
 
     @_handler
     def DeleteRole(self, request: pb.DeleteRequest, context: grpc.ServicerContext) -> pb.DeleteResponse:
@@ -157,10 +161,11 @@ class ClusterServicer(_Base, rpc.ClusterServiceServicer):
     def GetToken(self, request: pb.GetRequest, context: grpc.ServicerContext) -> tpb.ProvisionToken:
         return convert.to_pb(self.cluster.get_token(self.caller(context), request.name), tpb.ProvisionToken)
 
-    @_handler
+    @_waiting_handler
     def ListTokens(self, request: pb.ListRequest, context: grpc.ServicerContext) -> pb.ListTokensResponse:
-        tokens = self.cluster.list_tokens(self.caller(context))
-        return pb.ListTokensResponse(tokens=[convert.to_pb(t, tpb.ProvisionToken) for t in tokens])
+        items, next_token = self.cluster.list_page(self.caller(context), ProvisionToken, _page(request))
+        return pb.ListTokensResponse(tokens=[convert.to_pb(x, tpb.ProvisionToken) for x in items],
+                                     next_page_token=next_token)
 
     @_handler
     def DeleteToken(self, request: pb.DeleteRequest, context: grpc.ServicerContext) -> pb.DeleteResponse:
@@ -183,10 +188,10 @@ class ClusterServicer(_Base, rpc.ClusterServiceServicer):
     def GetBot(self, request: pb.GetRequest, context: grpc.ServicerContext) -> tpb.Bot:
         return convert.to_pb(self.cluster.get_bot(self.caller(context), request.name), tpb.Bot)
 
-    @_handler
+    @_waiting_handler
     def ListBots(self, request: pb.ListRequest, context: grpc.ServicerContext) -> pb.ListBotsResponse:
-        bots = self.cluster.list_bots(self.caller(context))
-        return pb.ListBotsResponse(bots=[convert.to_pb(b, tpb.Bot) for b in bots])
+        items, next_token = self.cluster.list_page(self.caller(context), Bot, _page(request))
+        return pb.ListBotsResponse(bots=[convert.to_pb(x, tpb.Bot) for x in items], next_page_token=next_token)
 
     @_handler
     def UpdateBot(self, request: pb.UpdateBotRequest, context: grpc.ServicerContext) -> tpb.Bot:
@@ -212,10 +217,10 @@ class ClusterServicer(_Base, rpc.ClusterServiceServicer):
     def GetUser(self, request: pb.GetRequest, context: grpc.ServicerContext) -> tpb.User:
         return convert.to_pb(self.cluster.get_user(self.caller(context), request.name), tpb.User)
 
-    @_handler
+    @_waiting_handler
     def ListUsers(self, request: pb.ListRequest, context: grpc.ServicerContext) -> pb.ListUsersResponse:
-        users = self.cluster.list_users(self.caller(context))
-        return pb.ListUsersResponse(users=[convert.to_pb(u, tpb.User) for u in users])
+        items, next_token = self.cluster.list_page(self.caller(context), User, _page(request))
+        return pb.ListUsersResponse(users=[convert.to_pb(x, tpb.User) for x in items], next_page_token=next_token)
 
     @_handler
     def DeleteUser(self, request: pb.DeleteRequest, context: grpc.ServicerContext) -> pb.DeleteResponse:
@@ -232,10 +237,10 @@ class ClusterServicer(_Base, rpc.ClusterServiceServicer):
     def GetNode(self, request: pb.GetRequest, context: grpc.ServicerContext) -> tpb.Node:
         return convert.to_pb(self.cluster.get_node(self.caller(context), request.name), tpb.Node)
 
-    @_handler
+    @_waiting_handler
     def ListNodes(self, request: pb.ListRequest, context: grpc.ServicerContext) -> pb.ListNodesResponse:
-        nodes = self.cluster.list_nodes(self.caller(context))
-        return pb.ListNodesResponse(nodes=[convert.to_pb(n, tpb.Node) for n in nodes])
+        items, next_token = self.cluster.list_nodes(self.caller(context), _page(request))
+        return pb.ListNodesResponse(nodes=[convert.to_pb(x, tpb.Node) for x in items], next_page_token=next_token)
 
     @_handler
     def DeleteNode(self, request: pb.DeleteRequest, context: grpc.ServicerContext) -> pb.DeleteResponse:

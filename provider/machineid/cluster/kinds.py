@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from machineid.cluster.access import Access
 from machineid.cluster.caller import Caller, target
@@ -18,7 +19,36 @@ from machineid.model.errors import (
     PreconditionError,
     ValidationError,
 )
-from machineid.model.resources import DEFAULT_TOKEN_TTL, Node, ProvisionToken, User
+from machineid.model.resources import DEFAULT_TOKEN_TTL, Node, ProvisionToken, Resource, User
+
+DEFAULT_PAGE_SIZE = 500
+MAX_PAGE_SIZE = 1000
+MAX_LABEL_FILTERS = 32
+
+
+@dataclass
+class Page:
+    """Which page of a list a caller asks for: lists are read a page at a time, so one call's work (and answer)
+    stays bounded however many objects there are."""
+
+    size: int = 0
+    token: str = ""  # where the previous page ended: the last name it held
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def checked_size(self) -> int:
+        if not 0 <= self.size <= MAX_PAGE_SIZE:
+            raise ValidationError([FieldViolation(("page_size",), f"must be between 1 and {MAX_PAGE_SIZE} (or 0 "
+                                                  f"for {DEFAULT_PAGE_SIZE})")])
+        if self.token and v.RESOURCE_NAME.check(self.token):
+            raise ValidationError([FieldViolation(("page_token",), "is not a token this server gave out; pass the "
+                                                  "previous page's next_page_token, or nothing for the first page")])
+        if len(self.labels) > MAX_LABEL_FILTERS:
+            raise ValidationError([FieldViolation(("labels",), f"at most {MAX_LABEL_FILTERS} labels to filter by")])
+        return self.size or DEFAULT_PAGE_SIZE
+
+    def matches(self, obj: Resource) -> bool:
+        labels = obj.metadata.labels
+        return all(labels.get(k) == val for k, val in self.labels.items())
 
 
 class Kinds:
@@ -59,9 +89,28 @@ class Kinds:
         check_name(name)
         return self.objects.get(cls, name)
 
-    def read_all(self, caller: Caller, cls: type[R]) -> list[R]:
+    def list_page(self, caller: Caller, cls: type[R], page: Page,
+                  keep: Callable[[R], bool] | None = None) -> tuple[list[R], str]:
+        """One page of the objects the caller may list (and `keep` keeps), and where the next page starts."""
         self.access.check(caller, cls.kind, "list")
-        return self.objects.list(cls)
+        size = page.checked_size()
+        out: list[R] = []
+        after, budget = page.token, 10 * size  # a filtered list may end a page early, never scan without end
+        while len(out) < size:
+            items = self.objects.backend.list_page(cls.kind, after, size)
+            for item in items:
+                obj = self.objects.load(cls, item)
+                if page.matches(obj) and (keep is None or keep(obj)):
+                    out.append(obj)
+                    if len(out) == size:
+                        return out, obj.metadata.name
+            if len(items) < size:
+                return out, ""
+            after = items[-1].name
+            budget -= len(items)
+            if budget <= 0:
+                return out, after
+        return out, ""
 
     def delete(self, caller: Caller, kind: str, name: str, revision: str, what: str = "") -> None:
         self.access.check(caller, kind, "delete")
@@ -124,10 +173,13 @@ class Kinds:
     # ------------------------------------------------------------------ nodes
     def get_node(self, caller: Caller, name: str) -> Node:
         node = self.read(caller, Node, name)
-        if not self.access.node_allowed(caller, node):
+        if self.objects.expired(node) or not self.access.node_allowed(self.access.roles(caller.roles), node):
             raise NotFoundError(f'node "{name}" not found')  # do not leak nodes the caller cannot reach
         return node
 
-    def list_nodes(self, caller: Caller) -> list[Node]:
-        return [n for n in self.read_all(caller, Node) if self.access.node_allowed(caller, n)]
+    def list_nodes(self, caller: Caller, page: Page) -> tuple[list[Node], str]:
+        """Only the nodes the caller's roles reach, and none that expired."""
+        roles = self.access.roles(caller.roles)
+        return self.list_page(caller, Node, page,
+                              lambda n: not self.objects.expired(n) and self.access.node_allowed(roles, n))
 

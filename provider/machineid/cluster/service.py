@@ -24,15 +24,15 @@ from machineid.cluster.bots import Bots
 from machineid.cluster.caller import ANONYMOUS, Caller, token_ref
 from machineid.cluster.issuance import Issuer
 from machineid.cluster.joins import Joins
-from machineid.cluster.kinds import Kinds
-from machineid.cluster.objects import Objects
+from machineid.cluster.kinds import Kinds, Page
+from machineid.cluster.objects import Objects, R
 from machineid.cluster.renewal import Renewals
 from machineid.cluster.store.base import Backend
 from machineid.model.resources import Bot, Metadata, Node, ProvisionToken, Role, User, UserSpec
 
 ADMIN_USER = "admin"
 
-__all__ = ["ADMIN_USER", "ANONYMOUS", "Caller", "Cluster", "token_ref"]
+__all__ = ["ADMIN_USER", "ANONYMOUS", "Caller", "Cluster", "Page", "token_ref"]
 
 
 class Cluster:
@@ -74,14 +74,17 @@ class Cluster:
         self.access.check(caller, resource, verb)
 
     # ------------------------------------------------------------------ roles, tokens, users, nodes
+    def list_page(self, caller: Caller, cls: type[R], page: Page) -> tuple[list[R], str]:
+        """One page (see Page). The servicer calls this without the serial lock: it is held only while reading,
+        not while the page is converted for the wire."""
+        with self.serial():
+            return self.kinds.list_page(caller, cls, page)
+
     def upsert_role(self, caller: Caller, role: Role, create_only: bool = False) -> Role:
         return self.kinds.upsert(caller, role, create_only)
 
     def get_role(self, caller: Caller, name: str) -> Role:
         return self.kinds.read(caller, Role, name)
-
-    def list_roles(self, caller: Caller) -> list[Role]:
-        return self.kinds.read_all(caller, Role)
 
     def delete_role(self, caller: Caller, name: str, revision: str = "") -> None:
         self.kinds.delete_role(caller, name, revision)
@@ -92,9 +95,6 @@ class Cluster:
     def get_token(self, caller: Caller, name: str) -> ProvisionToken:
         return self.kinds.read(caller, ProvisionToken, name)
 
-    def list_tokens(self, caller: Caller) -> list[ProvisionToken]:
-        return self.kinds.read_all(caller, ProvisionToken)
-
     def delete_token(self, caller: Caller, name: str, revision: str = "") -> None:
         self.kinds.delete_token(caller, name, revision)
 
@@ -103,9 +103,6 @@ class Cluster:
 
     def get_user(self, caller: Caller, name: str) -> User:
         return self.kinds.read(caller, User, name)
-
-    def list_users(self, caller: Caller) -> list[User]:
-        return self.kinds.read_all(caller, User)
 
     def delete_user(self, caller: Caller, name: str, revision: str = "") -> None:
         self.kinds.delete_user(caller, name, revision)
@@ -116,8 +113,9 @@ class Cluster:
     def get_node(self, caller: Caller, name: str) -> Node:
         return self.kinds.get_node(caller, name)
 
-    def list_nodes(self, caller: Caller) -> list[Node]:
-        return self.kinds.list_nodes(caller)
+    def list_nodes(self, caller: Caller, page: Page) -> tuple[list[Node], str]:
+        with self.serial():
+            return self.kinds.list_nodes(caller, page)
 
     def delete_node(self, caller: Caller, name: str, revision: str = "") -> None:
         self.kinds.delete(caller, "node", name, revision)
@@ -129,9 +127,6 @@ class Cluster:
 
     def get_bot(self, caller: Caller, name: str) -> Bot:
         return self.kinds.read(caller, Bot, name)
-
-    def list_bots(self, caller: Caller) -> list[Bot]:
-        return self.kinds.read_all(caller, Bot)
 
     def update_bot(self, caller: Caller, bot: Bot) -> Bot:
         return self.bots.update(caller, bot)

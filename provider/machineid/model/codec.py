@@ -230,13 +230,42 @@ def encode(obj: Any, *, omit_empty: bool = False) -> Any:
     return obj
 
 
+# Bounds on every free-form value, so that no object (and no page of a list) grows without limit: a string (a
+# description, a label value, a trait) and the entries of a list or a map.
+MAX_TEXT = 4096
+MAX_ENTRIES = 256
+
+
+def size_violations(val: Any, path: Path) -> Iterator[FieldViolation]:
+    if isinstance(val, str):
+        if len(val) > MAX_TEXT:
+            yield FieldViolation(path, f"is {len(val)} characters long; shorten it to at most {MAX_TEXT}")
+        return
+    if isinstance(val, list | dict):
+        if len(val) > MAX_ENTRIES:
+            yield FieldViolation(path, f"has {len(val)} entries; at most {MAX_ENTRIES} are allowed (split the "
+                                       "object, or use a wildcard or a trait template)")
+            return
+        items = val.items() if isinstance(val, dict) else enumerate(val)
+        for key, item in items:
+            if isinstance(key, str) and len(key) > MAX_TEXT:
+                yield FieldViolation(path, f"has a key of {len(key)} characters; shorten it to at most {MAX_TEXT}")
+            if not dataclasses.is_dataclass(item):
+                yield from size_violations(item, (*path, key))
+
+
 def violations(obj: Any, path: Path = ()) -> Iterator[FieldViolation]:
-    """Every rule the model declares for obj: required fields, field validators, then cross-field checks."""
+    """Every rule the model declares for obj: size bounds, required fields, field validators, then cross-field
+    checks."""
     cls: Any = type(obj)
     for f, _tp, spec in model_fields(cls):
         val = getattr(obj, f.name)
         p = (*path, f.name)
         if spec is not None and not spec.computed:
+            oversized = list(size_violations(val, p))
+            if oversized:
+                yield from oversized
+                continue
             if spec.required and val in ("", None, [], {}):
                 yield FieldViolation(p, "is required")
                 continue

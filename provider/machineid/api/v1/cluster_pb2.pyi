@@ -109,8 +109,21 @@ class DeleteResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ListRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class UpsertRoleRequest(_message.Message):
     __slots__ = ("role", "create_only")
@@ -121,10 +134,12 @@ class UpsertRoleRequest(_message.Message):
     def __init__(self, role: _Optional[_Union[_types_pb2.Role, _Mapping]] = ..., create_only: _Optional[bool] = ...) -> None: ...
 
 class ListRolesResponse(_message.Message):
-    __slots__ = ("roles",)
+    __slots__ = ("roles", "next_page_token")
     ROLES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     roles: _containers.RepeatedCompositeFieldContainer[_types_pb2.Role]
-    def __init__(self, roles: _Optional[_Iterable[_Union[_types_pb2.Role, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, roles: _Optional[_Iterable[_Union[_types_pb2.Role, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UpsertTokenRequest(_message.Message):
     __slots__ = ("token", "create_only")
@@ -135,10 +150,12 @@ class UpsertTokenRequest(_message.Message):
     def __init__(self, token: _Optional[_Union[_types_pb2.ProvisionToken, _Mapping]] = ..., create_only: _Optional[bool] = ...) -> None: ...
 
 class ListTokensResponse(_message.Message):
-    __slots__ = ("tokens",)
+    __slots__ = ("tokens", "next_page_token")
     TOKENS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     tokens: _containers.RepeatedCompositeFieldContainer[_types_pb2.ProvisionToken]
-    def __init__(self, tokens: _Optional[_Iterable[_Union[_types_pb2.ProvisionToken, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, tokens: _Optional[_Iterable[_Union[_types_pb2.ProvisionToken, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class CreateBotRequest(_message.Message):
     __slots__ = ("bot", "token_name", "token_ttl")
@@ -171,10 +188,12 @@ class UpdateBotRequest(_message.Message):
     def __init__(self, bot: _Optional[_Union[_types_pb2.Bot, _Mapping]] = ...) -> None: ...
 
 class ListBotsResponse(_message.Message):
-    __slots__ = ("bots",)
+    __slots__ = ("bots", "next_page_token")
     BOTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     bots: _containers.RepeatedCompositeFieldContainer[_types_pb2.Bot]
-    def __init__(self, bots: _Optional[_Iterable[_Union[_types_pb2.Bot, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, bots: _Optional[_Iterable[_Union[_types_pb2.Bot, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UnlockBotRequest(_message.Message):
     __slots__ = ("name",)
@@ -191,10 +210,12 @@ class UpsertUserRequest(_message.Message):
     def __init__(self, user: _Optional[_Union[_types_pb2.User, _Mapping]] = ..., create_only: _Optional[bool] = ...) -> None: ...
 
 class ListUsersResponse(_message.Message):
-    __slots__ = ("users",)
+    __slots__ = ("users", "next_page_token")
     USERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     users: _containers.RepeatedCompositeFieldContainer[_types_pb2.User]
-    def __init__(self, users: _Optional[_Iterable[_Union[_types_pb2.User, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, users: _Optional[_Iterable[_Union[_types_pb2.User, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UpsertNodeRequest(_message.Message):
     __slots__ = ("node", "create_only")
@@ -205,10 +226,12 @@ class UpsertNodeRequest(_message.Message):
     def __init__(self, node: _Optional[_Union[_types_pb2.Node, _Mapping]] = ..., create_only: _Optional[bool] = ...) -> None: ...
 
 class ListNodesResponse(_message.Message):
-    __slots__ = ("nodes",)
+    __slots__ = ("nodes", "next_page_token")
     NODES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[_types_pb2.Node]
-    def __init__(self, nodes: _Optional[_Iterable[_Union[_types_pb2.Node, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, nodes: _Optional[_Iterable[_Union[_types_pb2.Node, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class RenewRequest(_message.Message):
     __slots__ = ("public_key", "ttl")

@@ -48,6 +48,9 @@ class Backend(Protocol):
     def list(self, kind: str) -> list[Item]:
         """Sorted by name."""
 
+    def list_page(self, kind: str, after: str, limit: int) -> builtins.list[Item]:
+        """At most limit items named after `after`, sorted by name: one page of a list, read by index."""
+
     def create(self, kind: str, name: str, value: dict[str, Any]) -> Item:
         """Raises AlreadyExistsError."""
 

@@ -88,6 +88,12 @@ class PostgresBackend(NestedTransactions):
             rows = self._conn.execute(f"SELECT {_COLUMNS} FROM items WHERE kind=%s ORDER BY name", (kind,)).fetchall()
         return [_item(r) for r in rows]
 
+    def list_page(self, kind: str, after: str, limit: int) -> builtins.list[Item]:
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM items WHERE kind=%s AND name>%s ORDER BY name "
+                                      "LIMIT %s", (kind, after, limit)).fetchall()
+        return [_item(r) for r in rows]
+
     def create(self, kind: str, name: str, value: dict[str, Any]) -> Item:
         now, rev = datetime.now(UTC), uuid.uuid4().hex
         with self.transaction():

@@ -108,6 +108,14 @@ class SQLiteBackend(NestedTransactions):
             ).fetchall()
         return [_item(r) for r in rows]
 
+    def list_page(self, kind: str, after: str, limit: int) -> builtins.list[Item]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT kind, name, value, revision, created, updated FROM items WHERE kind=? AND name>? "
+                "ORDER BY name LIMIT ?", (kind, after, limit),
+            ).fetchall()
+        return [_item(r) for r in rows]
+
     def create(self, kind: str, name: str, value: dict[str, Any]) -> Item:
         now, rev = _now(), uuid.uuid4().hex
         with self.transaction():
