@@ -205,7 +205,8 @@ def _pulumi_up(tools: Path, base: Path, env: dict[str, str], login: str, dest: P
     up = stack.up(color="never", on_output=print)
     out = outputs_plain(up.outputs)
     return (str(out["agentConfig"]), str(out["startCommand"]),
-            f"Pulumi stack     examples/quickstart, stack \"quickstart\" (state under {base / 'pulumi'})")
+            f"Pulumi stack     examples/quickstart, stack \"quickstart\" (state under {base / 'pulumi'}, "
+            f"its passphrase in {base / 'pulumi' / 'passphrase'})")
 
 
 def _terraform_up(tools: Path, base: Path, env: dict[str, str], login: str, dest: Path,

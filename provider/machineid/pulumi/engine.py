@@ -3,13 +3,17 @@
 Python programs run as Automation API inline programs that execute the example's own `__main__.py` (the Python
 language host is not published as a Go module, so `pulumi up` of a `runtime: python` project cannot run on these
 machines; on a user's machine it can). YAML programs run with the plain `pulumi` CLI and the YAML language host.
-Every run uses a private PULUMI_HOME, the local file backend and a passphrase secrets provider.
+Every run uses a private PULUMI_HOME, the local file backend and a passphrase secrets provider. The home is 0700 and
+its passphrase is random, generated once per home into HOME/passphrase (0600): the state holds join tokens, and a
+passphrase fixed in the source would let anyone who can read the state decrypt them.
 """
 
 from __future__ import annotations
 
 import os
 import runpy
+import secrets
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -22,7 +26,63 @@ from pulumi import automation as auto
 
 from machineid import __version__
 
-PASSPHRASE = "machineid-local-passphrase"
+PASSPHRASE_FILE = "passphrase"  # in the home
+# What every home used before the per-home passphrase: stacks encrypted with it only open with it.
+LEGACY_PASSPHRASE = "machineid-local-passphrase"
+
+
+def private_dir(path: Path) -> None:
+    """Create a 0700 directory, or narrow an existing one: the state and the passphrase are for this user only."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) != 0o700:
+        path.chmod(0o700)
+
+
+def home_passphrase(home: Path) -> str:
+    """The home's passphrase, from HOME/passphrase; generated (0600, from the first byte) when there is none.
+
+    A home whose state predates the file was encrypted with LEGACY_PASSPHRASE, so that is what gets recorded: a new
+    passphrase would lock its stacks. The 0700 home keeps other users out of that state all the same.
+    """
+    path = home / PASSPHRASE_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return _create_passphrase(path, LEGACY_PASSPHRASE if _has_stacks(home) else secrets.token_urlsafe(32))
+    except OSError as e:
+        raise RuntimeError(f"cannot read the Pulumi passphrase {path}: {e.strerror} (a symlink is refused)") from None
+    with os.fdopen(fd) as f:
+        if stat.S_IMODE(os.fstat(f.fileno()).st_mode) & 0o077:
+            os.fchmod(f.fileno(), 0o600)
+        phrase = f.read().rstrip("\n")
+    if not phrase:
+        raise RuntimeError(f"the Pulumi passphrase file {path} is empty; remove it only if the home holds no stacks "
+                           "(their secrets need the passphrase they were encrypted with)")
+    return phrase
+
+
+def _create_passphrase(path: Path, phrase: str) -> str:
+    """Write the whole file under a private name, then link it into place: a concurrent Engine on the same home
+    never reads a half-written file, and the first one to link wins."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(phrase + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return home_passphrase(path.parent)
+        return phrase
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _has_stacks(home: Path) -> bool:
+    stacks = home / "state" / ".pulumi" / "stacks"
+    return stacks.is_dir() and any(p.is_file() for p in stacks.rglob("*"))
 
 
 @dataclass
@@ -31,9 +91,12 @@ class Engine:
     home: Path  # PULUMI_HOME, and the file backend under it
     env: dict[str, str] = field(default_factory=dict)
 
+    passphrase: str = field(init=False, repr=False)
+
     def __post_init__(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / "state").mkdir(exist_ok=True)
+        private_dir(self.home)
+        private_dir(self.home / "state")
+        self.passphrase = home_passphrase(self.home)
         # Install this checkout's plugin into the private plugin cache, as `pulumi plugin install` would, so the
         # engine uses exactly it (and does not warn about a plugin picked up from $PATH).
         plugin_dir = self.home / "plugins" / f"resource-machineid-v{__version__}"
@@ -49,14 +112,17 @@ class Engine:
         return f"file://{self.home / 'state'}"
 
     def environ(self) -> dict[str, str]:
+        """The engine's environment. The home's passphrase overrides one set in the caller's environment: the
+        home's stacks are encrypted with the home's passphrase, and one meant for the caller's other stacks would
+        lock them on the next run."""
         venv_bin = str(Path(sys.executable).parent)  # pulumi-resource-machineid lives beside this Python
         path = os.pathsep.join([str(self.tools_bin), venv_bin, os.environ.get("PATH", "")])
         return {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k != "PULUMI_CONFIG_PASSPHRASE_FILE"},
             "PATH": path,
             "PULUMI_HOME": str(self.home),
             "PULUMI_BACKEND_URL": self.backend_url,
-            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+            "PULUMI_CONFIG_PASSPHRASE": self.passphrase,
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
             "PULUMI_IGNORE_AMBIENT_PLUGINS": "true",
@@ -84,6 +150,7 @@ class Engine:
         env = self.environ()
         for key in ("PATH", "PULUMI_HOME", "PULUMI_CONFIG_PASSPHRASE", *self.env):
             os.environ[key] = env[key]  # the inline program and its default provider read these
+        os.environ.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)  # the Automation API passes os.environ on too
         opts = auto.LocalWorkspaceOptions(
             work_dir=str(work_dir),
             pulumi_home=str(self.home),
