@@ -54,6 +54,7 @@ class BotAgent:
         self._pending_key: certs.PrivateKey | None = None
         self._lock_fd: int | None = None
         self._last_nodes: list[destination.NodeEntry] = []
+        self._reported: set[str] = set()  # destination problems already reported this cycle
 
     def lock(self) -> None:
         """One agent per data dir: two would renew the same identity and lock the bot on the generation counter.
@@ -111,9 +112,28 @@ class BotAgent:
                 errors.append(str(e))
         raise AgentError("; ".join(errors))
 
+    def _check_destinations(self, dests: list[Path]) -> None:
+        """Before anything goes to the cluster: a destination others can redirect or replace is refused (strict),
+        reported (warn) or let be (off), per destination_checks. Each problem is reported once per cycle."""
+        mode = self.config.destination_checks
+        if mode == "off":
+            return
+        problems = [p for d in dests for p in destination.insecurities(d) if p not in self._reported]
+        self._reported.update(problems)
+        if not problems:
+            return
+        if mode == "warn":
+            for problem in problems:
+                log.warning("unsafe destination (--destination-checks=warn, going on): %s", problem)
+            return
+        raise AgentError(f"unsafe destination (--destination-dir): {'; '.join(problems)}. Fix it, or pass "
+                         "--destination-checks=warn (destination_checks: warn in the config) to go on anyway; "
+                         "nothing was sent to the cluster (a join token is still valid)")
+
     def _check_dirs(self) -> None:
         """Before a join spends the single-use token: the data dir and every destination must be writable, or the
         certificates would have nowhere to go and the retry would find the token used."""
+        created = [d for d in self.destinations if not d.exists()]
         for what, directory in (("data dir (--data-dir)", self.storage),
                                 *(("destination (--destination-dir)", d) for d in self.destinations)):
             try:
@@ -124,6 +144,7 @@ class BotAgent:
             except OSError as e:
                 raise AgentError(f"the {what} {directory} is not usable: {e.strerror or e}; fix it before joining "
                                  "(nothing was sent, the token is still valid)") from None
+        self._check_destinations(created)  # what the cycle checked before they existed (umask decided their modes)
 
     def join(self) -> Identity:
         if not self.config.onboarding.token and self.config.onboarding.join_method == "token":
@@ -209,6 +230,8 @@ class BotAgent:
 
     def cycle(self) -> Outcome:
         self.lock()
+        self._reported.clear()
+        self._check_destinations(self.destinations)
         expired: datetime | None = None
         current = self.identity or self._load_state()
         if current is not None and current.expires <= datetime.now(UTC):

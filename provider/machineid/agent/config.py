@@ -10,6 +10,7 @@ The layout follows tbot's v1 config:
     destinations: [{directory: /opt/machine-id}]
     certificate_ttl: 1h
     renewal_interval: 20m
+    destination_checks: strict   # or warn, off (left out when strict)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ DEFAULT_RENEWAL_INTERVAL = "20m"
 # Where the rendered config puts things on the machine, unless told otherwise (declared once for every renderer).
 DEFAULT_AGENT_PATH = "/usr/local/bin/machineid"
 DEFAULT_DESTINATION_DIR = "/opt/machine-id"
+DESTINATION_CHECKS = ("strict", "warn", "off")  # the first is the default
 
 
 def default_data_dir(bot_name: str) -> str:
@@ -78,6 +80,12 @@ class AgentConfig:
     renewal_interval: str = attr(default=DEFAULT_RENEWAL_INTERVAL, doc="How often to renew.",
                                  validators=[v.duration(min_seconds=1)])
     oneshot: bool = attr(default=False, doc="Write the certificates once and exit.")
+    destination_checks: str = attr(
+        default=DESTINATION_CHECKS[0], validators=[v.one_of(*DESTINATION_CHECKS)],
+        doc="strict: refuse a destination that is, or is under, a symlink, that is writable by other users (or "
+            "under a directory that is, without the sticky bit), or that is owned by another user than the agent's "
+            "or root: whoever controls it can swap the certificates or redirect the private key. warn: log and go "
+            "on. off: no checks.")
 
     def check(self) -> list[FieldViolation]:
         out = []
@@ -118,12 +126,15 @@ def load(text: str, source: str = "config") -> AgentConfig:
 
 
 def render(config: AgentConfig) -> str:
-    """The YAML the agent reads; fields at their defaults are still written, so the file says everything."""
+    """The YAML the agent reads; fields at their defaults are still written, so the file says everything (but for
+    oneshot, and destination_checks, which came later: configs rendered before it keep their exact text)."""
     import yaml
 
     data: dict[str, Any] = codec.encode(config)
     if not data.get("oneshot"):
         data.pop("oneshot", None)
+    if data.get("destination_checks") == DESTINATION_CHECKS[0]:
+        data.pop("destination_checks")
     return "# machineid bot agent configuration: machineid bot start --config THIS_FILE\n" + yaml.safe_dump(
         data, sort_keys=False)
 

@@ -4,11 +4,15 @@ Every file is written atomically (temp file + rename), so a reader (ssh, a CI jo
 the private keys are 0600. `sshcacerts` and `known_hosts` hold the SSH host CA as `@cert-authority` lines.
 Files: key, key.pub, key-cert.pub and sshcert (the same SSH certificate; OpenSSH looks
 for key-cert.pub beside the key), tlscert, tlscacerts, sshcacerts, identity, known_hosts, ssh_config.
+`insecurities` says why a directory is not safe to write them to (the agent asks before it contacts the cluster).
 """
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,3 +100,52 @@ def write(dest: Path, ident: Identity, nodes: list[NodeEntry]) -> None:
     for name in FILES:
         text, mode = files[name]
         write_private(dest / name, text, mode)
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _user(uid: int) -> str:
+    return f"{_user_name(uid)} (uid {uid})"
+
+
+def insecurities(dest: Path) -> list[str]:
+    """Why a destination is not safe to write certificates to, each with its fix; empty when it is.
+
+    Whoever can replace the directory, or a directory above it, can swap in certificates of their own or point a
+    symlink at a place of their choosing, and read the private key written there. So: no symlink anywhere on the
+    path; nothing on the path writable by other users (a parent with the sticky bit, like /tmp, is fine: others
+    cannot rename what they do not own in it); the directory owned by the agent's user or root. Only what exists
+    is checked (the agent creates the rest, as its own user).
+    """
+    path = dest.absolute()
+    euid = os.geteuid()
+    out: list[str] = []
+    for i in range(len(path.parts)):
+        current = Path(*path.parts[: i + 1])
+        last = i == len(path.parts) - 1
+        try:
+            st = os.lstat(current)
+        except OSError:
+            break  # missing (created later) or unreadable (the agent's usability check reports it)
+        if stat.S_ISLNK(st.st_mode):
+            out.append(f"{current} is a symlink (to {os.readlink(current)}): whoever can change it decides where the "
+                       f"certificates go; use the real path, {os.path.realpath(dest)}")
+            break  # what lies past it is somewhere else
+        if not stat.S_ISDIR(st.st_mode):
+            break  # not a directory: the usability check reports it
+        if last and st.st_mode & stat.S_IWOTH:
+            out.append(f"{current} is writable by every user (mode {stat.S_IMODE(st.st_mode):o}): any of them can "
+                       f"replace the certificates; chmod o-w {current}")
+        elif not last and st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+            out.append(f"{current}, above the destination, is writable by every user without the sticky bit "
+                       f"(mode {stat.S_IMODE(st.st_mode):o}): any of them can put a directory of their own in its "
+                       f"place; chmod o-w {current} (or chmod +t {current})")
+        if last and st.st_uid not in (euid, 0):
+            out.append(f"{current} is owned by {_user(st.st_uid)}, not by the agent's user {_user(euid)} or root: "
+                       f"its owner can replace the certificates; chown {_user_name(euid)} {current}")
+    return out

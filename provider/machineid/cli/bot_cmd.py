@@ -27,6 +27,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     start.add_argument("--certificate-ttl", help="lifetime of issued certificates (default 1h)")
     start.add_argument("--renewal-interval", help="how often to renew (default 20m)")
     start.add_argument("--oneshot", action="store_true", default=None, help="write the certificates once and exit")
+    start.add_argument("--destination-checks", choices=["strict", "warn", "off"],
+                       help="strict (default): refuse to start when the destination is, or is under, a symlink, is "
+                            "writable by other users (or under a directory that is, without the sticky bit; /tmp "
+                            "is fine), or is owned by a user other than the agent's or root: whoever controls it "
+                            "can swap the certificates or redirect the private key (tbot also refuses insecure "
+                            "symlinks by default); warn: log a warning and go on; off: no checks")
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     start.add_argument("--log-format", default="json", choices=["json", "text"])
     start.set_defaults(func=run_start)
@@ -64,9 +70,12 @@ def build_config(args: argparse.Namespace) -> object:
         cfg.renewal_interval = args.renewal_interval
     if args.oneshot:
         cfg.oneshot = True
+    if args.destination_checks:
+        cfg.destination_checks = args.destination_checks
     flags = {"auth_server": "--auth-server", "onboarding.token": "--token", "onboarding.ca_pins": "--ca-pin",
              "storage.directory": "--data-dir", "destinations": "--destination-dir",
-             "certificate_ttl": "--certificate-ttl", "renewal_interval": "--renewal-interval"}
+             "certificate_ttl": "--certificate-ttl", "renewal_interval": "--renewal-interval",
+             "destination_checks": "--destination-checks"}
     try:
         codec.validate(cfg)
     except ValidationError as e:
