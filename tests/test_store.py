@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from machineid.cluster.store.base import Backend
+from machineid.cluster.store.base import AuditFilter, Backend
 from machineid.cluster.store.postgres import PostgresBackend
 from machineid.cluster.store.sqlite import SQLiteBackend
 from machineid.model import errors
@@ -73,6 +74,24 @@ def test_pages_follow_the_same_order_as_the_full_list(open_backend: Factory) -> 
         paged += [i.name for i in page]
         after = page[-1].name
     assert paged == full and sorted(paged) == sorted(names)
+
+
+def test_audit_filters_counts_and_pruning(open_backend: Factory) -> None:
+    store = open_backend()
+    store.audit("admin", "role.create", "role/a", "ok", {})
+    store.audit("bot:ci", "cert.renew", "bot/ci", "ok", {})
+    store.audit("anonymous", "bot.join", "token/x", "denied", {})
+    middle = datetime.now(UTC)
+    store.audit("admin", "bot.create", "bot/ci", "ok", {})
+    assert [e.action for e in store.audit_events(0, 10, AuditFilter(action="bot"))] == ["bot.join", "bot.create"]
+    assert [e.action for e in store.audit_events(0, 10, AuditFilter(action="bot.join"))] == ["bot.join"]
+    assert [e.actor for e in store.audit_events(0, 10, AuditFilter(actor="ci"))] == ["bot:ci"]
+    assert [e.action for e in store.audit_events(0, 10, AuditFilter(since=middle))] == ["bot.create"]
+    assert store.prune_audit(middle, 2) == 2 and store.prune_audit(middle, 2) == 1
+    assert [e.action for e in store.audit_events(0, 10)] == ["bot.create"]
+    store.create("iam_challenge", "c1", {})
+    store.create("iam_challenge", "c2", {})
+    assert store.count("iam_challenge") == 2 and store.count("nothing") == 0
 
 
 def test_transactions_are_all_or_nothing(open_backend: Factory) -> None:

@@ -12,7 +12,7 @@ import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
@@ -283,8 +283,12 @@ class Client(_Base):
     def export_cas(self, ca_type: str = "") -> builtins.list[tpb.CertAuthority]:
         return list(self._call(self.cluster.ExportCAs, pb.ExportCAsRequest(type=ca_type)).cas)
 
-    def audit_events(self, after_id: int = 0, limit: int = 1000) -> builtins.list[tpb.AuditEvent]:
-        req = pb.ListAuditEventsRequest(after_id=after_id, limit=limit)
+    def audit_events(self, after_id: int = 0, limit: int = 1000, since: datetime | None = None, action: str = "",
+                     actor: str = "") -> builtins.list[tpb.AuditEvent]:
+        """One page of events after after_id (pass the last id for the next page)."""
+        req = pb.ListAuditEventsRequest(after_id=after_id, limit=limit, action=action, actor=actor)
+        if since is not None:
+            req.since.FromDatetime(since)
         return list(self._call(self.cluster.ListAuditEvents, req).events)
 
 

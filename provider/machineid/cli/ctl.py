@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -137,9 +138,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     sign.add_argument("--ttl", default="1h")
     sign.set_defaults(func=cmd_auth_sign)
 
-    audit = csub.add_parser("audit", help="show the audit log")
-    audit.add_argument("--format", default="text", choices=["text", "json"])
-    audit.add_argument("--after", type=int, default=0)
+    audit = csub.add_parser("audit", help="show the audit log",
+                            description="Every matching event, oldest first. --format jsonl prints one JSON object "
+                                        "per line, for a SIEM (with --follow, as they happen).")
+    audit.add_argument("--format", default="text", choices=["text", "json", "jsonl"])
+    audit.add_argument("--after", type=int, default=0, metavar="ID", help="only events after this id")
+    audit.add_argument("--since", default="", metavar="WHEN",
+                       help="only events this long ago or later (1h, 30m) or since a time (2026-01-31T00:00:00Z)")
+    audit.add_argument("--kind", default="", metavar="ACTION",
+                       help="only this action (bot.join) or family of actions (bot, cert, token, access)")
+    audit.add_argument("--user", default="", metavar="NAME", help="only events by this user or bot")
+    audit.add_argument("--limit", type=int, default=0, metavar="N", help="at most N events (the newest N)")
+    audit.add_argument("--follow", action="store_true", help="keep printing new events until interrupted")
     audit.set_defaults(func=cmd_audit)
 
     status = csub.add_parser("status", help="who am I, on which cluster (whoami)",
@@ -479,16 +489,65 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _since(value: str) -> datetime | None:
+    if not value:
+        return None
+    if not v.duration(min_seconds=1).check(value):
+        return datetime.now(UTC) - v.parse_duration(value)
+    try:
+        return codec.parse_time(value)
+    except ValueError:
+        raise ValidationError(f'--since: "{v.shown(value)}" is neither a duration (1h, 30m) nor a time '
+                              "(2026-01-31T00:00:00Z)") from None
+
+
+def _event_json(e: Any) -> dict[str, Any]:
+    return {"id": e.id, "time": e.time.ToJsonString(), "actor": e.actor, "action": e.action, "target": e.target,
+            "outcome": e.outcome, "details": json.loads(e.details or "{}")}
+
+
+AUDIT_PAGE = 1000
+FOLLOW_PAUSE = 2.0
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
+    since = _since(args.since)
+    if args.limit < 0:
+        raise ValidationError("--limit: must be positive (or 0 for every event)")
+    if args.follow and args.format == "json":
+        raise ValidationError("--follow: a JSON array never ends; use --format jsonl (one event per line) or text")
     with connect(args) as client:
-        events = client.audit_events(after_id=args.after)
-    if args.format == "json":
-        print(json.dumps([{"id": e.id, "time": e.time.ToJsonString(), "actor": e.actor, "action": e.action,
-                           "target": e.target, "outcome": e.outcome, "details": json.loads(e.details or "{}")}
-                          for e in events], indent=2))
-    else:
-        rows = [[str(e.id), e.time.ToJsonString(), e.actor, e.action, e.target, e.outcome] for e in events]
-        sys.stdout.write(fmt.render(["ID", "Time", "Actor", "Action", "Target", "Outcome"], rows))
+        def page(after: int) -> list[Any]:
+            return client.audit_events(after_id=after, limit=AUDIT_PAGE, since=since, action=args.kind,
+                                       actor=args.user)
+
+        events: list[Any] = []
+        after = args.after
+        while batch := page(after):
+            events += batch
+            if args.limit and len(events) > args.limit:
+                events = events[-args.limit:]  # the newest N, without holding the whole log
+            after = batch[-1].id
+        if args.format == "json":
+            print(json.dumps([_event_json(e) for e in events], indent=2))
+            return 0
+        if args.format == "text":
+            rows = [[str(e.id), e.time.ToJsonString(), e.actor, e.action, e.target, e.outcome] for e in events]
+            sys.stdout.write(fmt.render(["ID", "Time", "Actor", "Action", "Target", "Outcome"], rows))
+        else:
+            for e in events:
+                print(json.dumps(_event_json(e), sort_keys=True))
+        sys.stdout.flush()
+        while args.follow:
+            time.sleep(FOLLOW_PAUSE)
+            while batch := page(after):
+                for e in batch:
+                    if args.format == "text":
+                        print(f"{e.id}  {e.time.ToJsonString()}  {e.actor}  {e.action}  {e.target}  {e.outcome}")
+                    else:
+                        print(json.dumps(_event_json(e), sort_keys=True))
+                after = batch[-1].id
+                sys.stdout.flush()
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -22,9 +23,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     start.add_argument("--storage", default="", metavar="URL",
                        help="sqlite (default: DATA_DIR/cluster.db) or postgresql://USER@HOST:PORT/DB to share state "
                             "between several servers")
+    start.add_argument("--audit-retention", default="90d", metavar="DURATION", type=retention,
+                       help="how long audit records are kept, e.g. 90d, 720h, or 0 to keep them forever (default "
+                            "90d); older ones, expired join tokens and expired IAM challenges are deleted every 10 "
+                            "minutes, in batches")
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     start.add_argument("--log-format", default="json", choices=["json", "text"])
     start.set_defaults(func=run_start)
+
+
+def retention(text: str) -> timedelta | None:
+    """90d, 720h, 30m... or 0 for forever."""
+    from machineid.model import validators
+
+    try:
+        value = (timedelta(days=float(text[:-1])) if text.endswith("d") and text[:-1].replace(".", "", 1).isdigit()
+                 else validators.parse_duration(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{e} (days are written like 90d; 0 keeps records forever)") from None
+    if value < timedelta(0):
+        raise argparse.ArgumentTypeError(f'"{text}" is negative; write a duration such as 90d, or 0 for forever')
+    return value or None
 
 
 def run_start(args: argparse.Namespace) -> int:
@@ -32,7 +51,8 @@ def run_start(args: argparse.Namespace) -> int:
 
     logs.setup(args.log_level, args.log_format)
     server = Server(ServerConfig(data_dir=args.data_dir, listen=args.listen, cluster_name=args.cluster_name,
-                                 iam_sts_endpoints=tuple(args.iam_sts_endpoint), storage=args.storage))
+                                 iam_sts_endpoints=tuple(args.iam_sts_endpoint), storage=args.storage,
+                                 audit_retention=args.audit_retention))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         server.stop()

@@ -22,7 +22,7 @@ class Caller:
     @property
     def actor(self) -> str:
         if self.ident is None:
-            return "anonymous"
+            return self.user or "anonymous"  # the server's own housekeeping has a name but no certificate
         return f"bot:{self.ident.bot_name}" if self.ident.bot_name else self.user
 
 

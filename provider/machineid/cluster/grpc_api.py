@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import AbstractContextManager
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import grpc
@@ -21,6 +21,7 @@ from machineid.api.v1 import cluster_pb2 as pb
 from machineid.api.v1 import cluster_pb2_grpc as rpc
 from machineid.api.v1 import types_pb2 as tpb
 from machineid.cluster.service import ANONYMOUS, Caller, Cluster, Page
+from machineid.cluster.store.base import AuditFilter
 from machineid.model import codec
 from machineid.model.errors import UnauthenticatedError, ValidationError
 from machineid.model.resources import Bot, Node, ProvisionToken, Role, User
@@ -272,10 +273,12 @@ class ClusterServicer(_Base, rpc.ClusterServiceServicer):
         cas = self.cluster.export_cas(self.caller(context), request.type)
         return pb.ExportCAsResponse(cas=[tpb.CertAuthority(**c) for c in cas])
 
-    @_handler
+    @_waiting_handler
     def ListAuditEvents(self, request: pb.ListAuditEventsRequest,
                         context: grpc.ServicerContext) -> pb.ListAuditEventsResponse:
-        events = self.cluster.audit_events(self.caller(context), request.after_id, request.limit)
+        since = request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None
+        where = AuditFilter(since=since, action=request.action, actor=request.actor)
+        events = self.cluster.audit_events(self.caller(context), request.after_id, request.limit, where)
         return pb.ListAuditEventsResponse(events=[
             tpb.AuditEvent(id=e.id, time=_ts(e.time), actor=e.actor, action=e.action, target=e.target,
                            outcome=e.outcome, details=codec_json(e.details))

@@ -4,11 +4,13 @@ paths, bounded names, and the audit trail every write ends with."""
 from __future__ import annotations
 
 import logging
+import threading
+from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from machineid.cluster.caller import Caller
+from machineid.cluster.caller import ANONYMOUS, Caller
 from machineid.cluster.store.base import Backend, Item
 from machineid.model import codec
 from machineid.model import validators as v
@@ -17,6 +19,9 @@ from machineid.model.resources import Bot, Node, ProvisionToken, Resource, Role,
 
 log = logging.getLogger("machineid.cluster")
 R = TypeVar("R", Role, ProvisionToken, Bot, User, Node)
+# Refusals of anonymous callers audited one by one per window; the rest are counted into one record per action.
+DENIALS_PER_WINDOW = 100
+DENIAL_WINDOW = timedelta(minutes=1)
 
 
 def check_name(name: str) -> None:
@@ -31,6 +36,10 @@ class Objects:
         self.backend = backend
         self.clock = clock
         self._decoded: dict[tuple[str, str], tuple[str, Any]] = {}
+        self._denials_lock = threading.Lock()
+        self._window_end: datetime | None = None
+        self._denials_written = 0
+        self._suppressed: Counter[str] = Counter()
 
     def exists(self, kind: str, name: str) -> bool:
         try:
@@ -88,3 +97,40 @@ class Objects:
     def audit(self, caller: Caller, action: str, target: str, outcome: str = "ok", **details: Any) -> None:
         self.backend.audit(caller.actor, action, target, outcome, details)
         log.info("audit %s %s %s %s", caller.actor, action, target, outcome)
+
+    def audit_denied(self, action: str, target: str, **details: Any) -> None:
+        """A refusal of an anonymous caller (a failed join). Unauthenticated callers must not be able to grow the
+        audit log at will: past DENIALS_PER_WINDOW in a window, refusals are only counted, and each action's
+        count is written as one record (target "*", details.suppressed) when the window ends."""
+        now = self.clock()
+        with self._denials_lock:
+            if self._window_end is None or now >= self._window_end:
+                summary = self._take_suppressed()
+                self._window_end, self._denials_written = now + DENIAL_WINDOW, 0
+            else:
+                summary = {}
+            write = self._denials_written < DENIALS_PER_WINDOW
+            if write:
+                self._denials_written += 1
+            else:
+                self._suppressed[action] += 1
+        self._write_suppressed(summary)
+        if write:
+            self.audit(ANONYMOUS, action, target, "denied", **details)
+
+    def flush_denials(self) -> None:
+        """Writes the counts of a window that ended with no refusal after it."""
+        with self._denials_lock:
+            if self._window_end is None or self.clock() < self._window_end:
+                return
+            summary, self._window_end = self._take_suppressed(), None
+        self._write_suppressed(summary)
+
+    def _take_suppressed(self) -> dict[str, int]:
+        summary, self._suppressed = dict(self._suppressed), Counter()
+        return summary
+
+    def _write_suppressed(self, summary: dict[str, int]) -> None:
+        for action, count in summary.items():
+            self.audit(ANONYMOUS, action, "*", "denied", suppressed=count,
+                       window_seconds=int(DENIAL_WINDOW.total_seconds()))

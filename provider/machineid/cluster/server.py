@@ -32,6 +32,7 @@ from machineid.api.identity import Identity, write_private
 from machineid.api.v1 import cluster_pb2_grpc as rpc
 from machineid.cluster import iam
 from machineid.cluster.grpc_api import ClusterServicer, JoinServicer
+from machineid.cluster.janitor import DEFAULT_AUDIT_RETENTION, Janitor
 from machineid.cluster.router import SNIRouter
 from machineid.cluster.service import ADMIN_USER, Caller, Cluster
 from machineid.cluster.store.base import Backend
@@ -79,6 +80,8 @@ class ServerConfig:
     iam_sts_endpoints: tuple[str, ...] = ()
     # Where the cluster's state lives: empty for SQLite in the data dir, or a postgresql:// URL (shared by servers).
     storage: str = ""
+    # How long audit records are kept (None: forever); expired tokens and challenges go at every sweep.
+    audit_retention: timedelta | None = DEFAULT_AUDIT_RETENTION
 
 
 LOCK_FILE = "server.lock"
@@ -127,6 +130,7 @@ class Server:
         self.backend = open_backend(config.storage, self.data_dir)
         self.cluster = Cluster(self.backend, self._cluster_name(config.cluster_name),
                                iam_verifier=iam.Verifier(list(config.iam_sts_endpoints)))
+        self.janitor = Janitor(self.cluster.objects, config.audit_retention)
         self._stopped = threading.Event()
         self._grpc: grpc.Server | None = None
         self._join_grpc: grpc.Server | None = None
@@ -218,6 +222,7 @@ class Server:
             "version": __version__, "ca_pin": self.cluster.authority.pin, "socket_dir": str(socket_dir),
         }, indent=2) + "\n")
         threading.Thread(target=self._refresh_admin, name="admin-identity", daemon=True).start()
+        self.janitor.start()
         log.info("cluster %s listening on %s (CA pin %s)", self.cluster.cluster_name, self.address,
                  self.cluster.authority.pin)
         return self.address
@@ -247,6 +252,7 @@ class Server:
             return
         self._stopped.set()
         log.info("shutting down")
+        self.janitor.stop()
         # gRPC first: it refuses new calls and lets calls in flight finish (their bytes go through the router).
         for srv in (self._grpc, self._join_grpc):
             if srv is not None:

@@ -10,6 +10,7 @@ module: access (who may do what), objects (typed storage and audit), kinds and b
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -27,10 +28,14 @@ from machineid.cluster.joins import Joins
 from machineid.cluster.kinds import Kinds, Page
 from machineid.cluster.objects import Objects, R
 from machineid.cluster.renewal import Renewals
-from machineid.cluster.store.base import Backend
+from machineid.cluster.store.base import ALL_EVENTS, AuditFilter, Backend
+from machineid.model import validators as v
+from machineid.model.errors import FieldViolation, ValidationError
 from machineid.model.resources import Bot, Metadata, Node, ProvisionToken, Role, User, UserSpec
+from machineid.model.validators import shown
 
 ADMIN_USER = "admin"
+_ACTION = re.compile(r"[a-z][a-z_]{0,31}(\.[a-z][a-z_]{0,31})?")
 
 __all__ = ["ADMIN_USER", "ANONYMOUS", "Caller", "Cluster", "Page", "token_ref"]
 
@@ -164,6 +169,16 @@ class Cluster:
     def export_cas(self, caller: Caller, ca_type: str = "") -> list[dict[str, str]]:
         return self.issuer.export_cas(caller, ca_type)
 
-    def audit_events(self, caller: Caller, after_id: int = 0, limit: int = 1000) -> list[Any]:
+    def audit_events(self, caller: Caller, after_id: int = 0, limit: int = 1000,
+                     where: AuditFilter = ALL_EVENTS) -> list[Any]:
         self.access.check(caller, "event", "list")
-        return self.backend.audit_events(after_id, max(1, min(limit or 1000, 10000)))
+        problems = []
+        if where.action and not _ACTION.fullmatch(where.action):
+            problems.append(FieldViolation(("action",), f'"{shown(where.action)}" is not an action; write one like '
+                                           "bot.join, or a family like bot"))
+        if where.actor and v.RESOURCE_NAME.check(where.actor.removeprefix("bot:")):
+            problems.append(FieldViolation(("actor",), "is not a user or bot name"))
+        if problems:
+            raise ValidationError(problems)
+        with self.serial():
+            return self.backend.audit_events(after_id, max(1, min(limit or 1000, 10000)), where)

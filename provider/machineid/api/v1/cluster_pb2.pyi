@@ -280,12 +280,18 @@ class ExportCAsResponse(_message.Message):
     def __init__(self, cas: _Optional[_Iterable[_Union[_types_pb2.CertAuthority, _Mapping]]] = ...) -> None: ...
 
 class ListAuditEventsRequest(_message.Message):
-    __slots__ = ("after_id", "limit")
+    __slots__ = ("after_id", "limit", "since", "action", "actor")
     AFTER_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
     after_id: int
     limit: int
-    def __init__(self, after_id: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+    since: _timestamp_pb2.Timestamp
+    action: str
+    actor: str
+    def __init__(self, after_id: _Optional[int] = ..., limit: _Optional[int] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., action: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
 
 class ListAuditEventsResponse(_message.Message):
     __slots__ = ("events",)

@@ -1,7 +1,8 @@
 """The storage contract the cluster needs, and nothing more (Teleport's narrow Backend interfaces).
 
 Objects are JSON documents keyed by (kind, name) with a revision that changes on every write; `update` and
-`delete` can be conditional on it. `transaction()` makes several operations atomic. The audit log is append-only.
+`delete` can be conditional on it. `transaction()` makes several operations atomic. The audit log is append-only
+except for retention: records older than the retention period are pruned, a batch at a time.
 """
 
 from __future__ import annotations
@@ -36,6 +37,34 @@ class AuditRecord:
     details: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which audit records to read: `action` is one action ("bot.join") or, without a dot, a family ("bot" is
+    bot.*); `actor` matches a user, or a bot by its name ("bot:NAME")."""
+
+    since: datetime | None = None
+    action: str = ""
+    actor: str = ""
+
+    def where(self, mark: str) -> tuple[str, list[Any]]:
+        """The SQL condition and its parameters, with the backend's placeholder `mark` (? or %s)."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.since is not None:
+            clauses.append(f"time >= {mark}")
+            params.append(self.since)
+        if self.action:
+            clauses.append(f"action = {mark}" if "." in self.action else f"action LIKE {mark}")
+            params.append(self.action if "." in self.action else self.action + ".%")
+        if self.actor:
+            clauses.append(f"actor IN ({mark}, {mark})")
+            params += [self.actor, "bot:" + self.actor]
+        return " AND ".join(clauses) or "TRUE", params
+
+
+ALL_EVENTS = AuditFilter()
+
+
 class Backend(Protocol):
     # True when every call is in-process and quick (SQLite). The server then runs requests one at a time: threads
     # taking turns on a lock cost less CPU than threads contending for the GIL at every SQLite call. False when
@@ -65,7 +94,13 @@ class Backend(Protocol):
 
     def audit(self, actor: str, action: str, target: str, outcome: str, details: dict[str, Any]) -> None: ...
 
-    def audit_events(self, after_id: int = 0, limit: int = 1000) -> builtins.list[AuditRecord]: ...
+    def audit_events(self, after_id: int = 0, limit: int = 1000,
+                     where: AuditFilter = ALL_EVENTS) -> builtins.list[AuditRecord]: ...
+
+    def prune_audit(self, before: datetime, limit: int) -> int:
+        """Deletes at most limit of the oldest records written before `before`; returns how many."""
+
+    def count(self, kind: str) -> int: ...
 
     def close(self) -> None: ...
 

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from machineid.cluster.store.base import AuditRecord, Item, NestedTransactions
+from machineid.cluster.store.base import ALL_EVENTS, AuditFilter, AuditRecord, Item, NestedTransactions
 from machineid.cluster.store.sqlite import _show
 from machineid.model.errors import AlreadyExistsError, NotFoundError, PreconditionError, TransportError
 
@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS audit (
   outcome TEXT NOT NULL,
   details JSONB NOT NULL
 );
+CREATE INDEX IF NOT EXISTS audit_time ON audit (time);
 """
 _COLUMNS = "kind, name, value, revision, created, updated"
 
@@ -134,13 +135,26 @@ class PostgresBackend(NestedTransactions):
                 (datetime.now(UTC), actor, action, target, outcome, Jsonb(details)),
             )
 
-    def audit_events(self, after_id: int = 0, limit: int = 1000) -> builtins.list[AuditRecord]:
+    def audit_events(self, after_id: int = 0, limit: int = 1000,
+                     where: AuditFilter = ALL_EVENTS) -> builtins.list[AuditRecord]:
+        cond, params = where.where("%s")
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id, time, actor, action, target, outcome, details FROM audit WHERE id > %s ORDER BY id "
-                "LIMIT %s", (after_id, limit)).fetchall()
+                f"SELECT id, time, actor, action, target, outcome, details FROM audit WHERE id > %s AND {cond} "
+                "ORDER BY id LIMIT %s", (after_id, *params, limit)).fetchall()
         return [AuditRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6] if isinstance(r[6], dict) else json.loads(r[6]))
                 for r in rows]
+
+    def prune_audit(self, before: datetime, limit: int) -> int:
+        with self.transaction():
+            cur = self._conn.execute("DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE time < %s ORDER BY "
+                                     "time LIMIT %s)", (before, limit))
+        return cur.rowcount
+
+    def count(self, kind: str) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT COUNT(*) FROM items WHERE kind=%s", (kind,)).fetchone()
+        return int(row[0]) if row else 0
 
     def close(self) -> None:
         with self._lock:

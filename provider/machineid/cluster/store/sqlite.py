@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from machineid.cluster.store.base import AuditRecord, Item, NestedTransactions
+from machineid.cluster.store.base import ALL_EVENTS, AuditFilter, AuditRecord, Item, NestedTransactions
 from machineid.model.errors import AlreadyExistsError, NotFoundError, PreconditionError
 
 _SCHEMA = """
@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS audit (
   outcome TEXT NOT NULL,
   details TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS audit_time ON audit (time);
 """
 
 
@@ -160,15 +161,28 @@ class SQLiteBackend(NestedTransactions):
                 (_now(), actor, action, target, outcome, json.dumps(details, sort_keys=True)),
             )
 
-    def audit_events(self, after_id: int = 0, limit: int = 1000) -> builtins.list[AuditRecord]:
+    def audit_events(self, after_id: int = 0, limit: int = 1000,
+                     where: AuditFilter = ALL_EVENTS) -> builtins.list[AuditRecord]:
+        cond, params = where.where("?")
+        params = [p.astimezone(UTC).isoformat() if isinstance(p, datetime) else p for p in params]
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id, time, actor, action, target, outcome, details FROM audit WHERE id > ? ORDER BY id "
-                "LIMIT ?",
-                (after_id, limit),
+                f"SELECT id, time, actor, action, target, outcome, details FROM audit WHERE id > ? AND {cond} "
+                "ORDER BY id LIMIT ?", (after_id, *params, limit),
             ).fetchall()
         return [AuditRecord(r[0], datetime.fromisoformat(r[1]), r[2], r[3], r[4], r[5], json.loads(r[6]))
                 for r in rows]
+
+    def prune_audit(self, before: datetime, limit: int) -> int:
+        with self.transaction():
+            cur = self._conn.execute("DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE time < ? ORDER BY "
+                                     "time LIMIT ?)", (before.astimezone(UTC).isoformat(), limit))
+        return cur.rowcount
+
+    def count(self, kind: str) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT COUNT(*) FROM items WHERE kind=?", (kind,)).fetchone()
+        return int(row[0])
 
     def close(self) -> None:
         with self._lock:
