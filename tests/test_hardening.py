@@ -4,6 +4,8 @@ and requested names are bounded and stay out of the server's log."""
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -326,3 +328,27 @@ def test_a_token_method_token_needs_a_name_that_cannot_be_guessed(admin: Client)
     short = codec.decode(ProvisionToken, {"metadata": {"name": "letmein"}, "spec": {"bot_name": "any"}})
     with pytest.raises(errors.ValidationError, match="metadata.name: a token-method token's name is its secret"):
         admin.upsert(short)
+
+
+def test_one_address_cannot_hold_every_connection(tmp_path: Path) -> None:
+    """Stalled anonymous connections from one address are capped (and the descriptor limit raised), so the
+    server keeps serving others, renewals included."""
+    srv = ServerProc(tmp_path / "capped", extra_args=("--max-connections-per-source", "3"))
+    srv.start()
+    try:
+        assert srv.proc is not None
+        limits = Path(f"/proc/{srv.proc.pid}/limits").read_text()
+        soft, hard = next(line.split()[3:5] for line in limits.splitlines() if line.startswith("Max open files"))
+        assert soft == hard
+        host, port = srv.address.rsplit(":", 1)
+        held = [socket.create_connection((host, int(port)), timeout=5) for _ in range(3)]
+        try:
+            with socket.create_connection((host, int(port)), timeout=5) as extra:
+                assert extra.recv(10) == b""  # refused at once
+        finally:
+            for s in held:
+                s.close()
+        time.sleep(0.3)
+        assert srv.ctl("status").returncode == 0  # served again once they went
+    finally:
+        srv.stop()

@@ -219,3 +219,55 @@ def test_bytes_crossing_the_upstreams_close_do_not_cut_what_it_sent(sockdir: Pat
             assert hashlib.sha256(recv_all(c)).digest() == hashlib.sha256(answer).digest()
     finally:
         router.stop()
+
+
+def record(content_type: int, payload: bytes) -> bytes:
+    return bytes([content_type, 3, 3]) + len(payload).to_bytes(2, "big") + payload
+
+
+def test_connections_are_capped_per_address_and_in_all(sockdir: Path) -> None:
+    """Each connection holds three descriptors for as long as it lasts: one address cannot hold them all."""
+    up = Upstream(str(sockdir / "cap.sock"), echo)
+    router = start_router({}, default=up.path, max_per_source=3)
+    held = [connect(router) for _ in range(3)]
+    try:
+        with connect(router) as extra:
+            assert extra.recv(10) == b""  # closed at once: the fourth from 127.0.0.1
+        held.pop().close()
+        time.sleep(0.3)
+        with connect(router) as c:  # a slot came free
+            c.sendall(client_hello("join.cluster.test") + record(0x17, b"data"))
+            assert recv_exactly(c, 9)[5:] == b"data"
+    finally:
+        for c in held:
+            c.close()
+        router.stop()
+    router = start_router({}, default=up.path, max_connections=2)
+    held = [connect(router) for _ in range(2)]
+    try:
+        with connect(router) as extra:
+            assert extra.recv(10) == b""
+    finally:
+        for c in held:
+            c.close()
+        router.stop()
+
+
+def test_a_client_that_stalls_after_its_hello_is_dropped_at_the_handshake_deadline(sockdir: Path) -> None:
+    up = Upstream(str(sockdir / "hs.sock"), echo)
+    router = start_router({}, default=up.path, handshake_timeout=0.5)
+    try:
+        with connect(router) as staller:
+            staller.sendall(client_hello("join.cluster.test") + record(0x14, b"\x01") + record(0x16, b"half"))
+            start = time.monotonic()
+            assert recv_all(staller).endswith(b"half")  # echoed, then closed: the handshake never completed
+            assert time.monotonic() - start < 5
+        with connect(router) as done:  # a client whose first application data record came in time stays
+            done.sendall(client_hello("join.cluster.test") + record(0x16, b"fin"))
+            done.sendall(record(0x17, b"app"))
+            time.sleep(1.2)
+            done.sendall(record(0x17, b"later"))
+            got = recv_exactly(done, 8 + 8 + 10)  # the upstream echoes everything after the hello
+            assert got.endswith(b"later")
+    finally:
+        router.stop()

@@ -27,9 +27,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                        help="how long audit records are kept, e.g. 90d, 720h, or 0 to keep them forever (default "
                             "90d); older ones, expired join tokens and expired IAM challenges are deleted every 10 "
                             "minutes, in batches")
+    start.add_argument("--max-connections-per-source", type=positive, default=256, metavar="N",
+                       help="connections one client address may hold open at once (default 256; raise it for many "
+                            "agents behind one NAT address)")
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     start.add_argument("--log-format", default="json", choices=["json", "text"])
     start.set_defaults(func=run_start)
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f'"{text}" is not a positive whole number')
+    return int(text)
 
 
 def retention(text: str) -> timedelta | None:
@@ -52,7 +61,8 @@ def run_start(args: argparse.Namespace) -> int:
     logs.setup(args.log_level, args.log_format)
     server = Server(ServerConfig(data_dir=args.data_dir, listen=args.listen, cluster_name=args.cluster_name,
                                  iam_sts_endpoints=tuple(args.iam_sts_endpoint), storage=args.storage,
-                                 audit_retention=args.audit_retention))
+                                 audit_retention=args.audit_retention,
+                                 max_connections_per_source=args.max_connections_per_source))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         server.stop()

@@ -9,6 +9,11 @@ ciphertext.
 The internal listeners are Unix sockets in a private directory, and one thread multiplexes every connection with
 epoll: a thread and a loopback TCP connection per client used to cost about 1.7 ms of server CPU per new
 connection, and every bot renewal is a new connection (see benchmarks/bench_issuance.py).
+
+The router is also where the client's address is still known, so it bounds what anonymous clients can hold: a cap
+on connections per source address and in total (derived from the descriptor limit: each connection costs three),
+a deadline for the ClientHello, and a deadline for the rest of the TLS handshake (the client's first application
+data record), so a client that stalls mid-handshake frees its descriptors in seconds, not minutes.
 """
 
 from __future__ import annotations
@@ -16,15 +21,22 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import resource
 import selectors
 import socket
 import struct
 import threading
 import time
+from collections import Counter
 
 log = logging.getLogger("machineid.cluster.router")
 _MAX_HELLO = 16384 + 5
 _HELLO_TIMEOUT = 10.0  # seconds a client may take to send its ClientHello
+_HANDSHAKE_TIMEOUT = 10.0  # seconds a client may then take to complete the TLS handshake
+MAX_PER_SOURCE = 256  # connections open at once from one address
+_APPLICATION_DATA = 0x17
+_DESCRIPTORS_PER_CONNECTION = 3  # the client's socket, the router's upstream socket, gRPC's end of it
+_RESERVED_DESCRIPTORS = 128  # for the database, logs, the listeners and gRPC's own
 _CHUNK = 65536
 _MAX_BUFFERED = 4 << 20  # per direction: stop reading a side whose peer is this far behind
 _ACCEPT_PAUSE = 0.1  # seconds without accepting after the process ran out of descriptors or memory
@@ -66,13 +78,36 @@ def hello_length(data: bytes) -> int | None:
     return min(5 + struct.unpack_from("!H", data, 3)[0], _MAX_HELLO)
 
 
+def default_max_connections() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(16, (soft - _RESERVED_DESCRIPTORS) // _DESCRIPTORS_PER_CONNECTION)
+
+
 class _Side:
-    """One socket of a spliced pair: what it still has to write to its socket, and its registered events."""
+    """One socket of a spliced pair: what it still has to write to its socket, and its registered events. The
+    client's side also tracks the TLS records it sends until the first application data record, which ends the
+    handshake (in TLS 1.3 the client's Finished is the first; in 1.2 the HTTP/2 preface follows right after)."""
 
-    __slots__ = ("closed", "eof", "events", "out", "peer", "shut", "sock")
+    __slots__ = (
+        "closed",
+        "eof",
+        "events",
+        "handshake_deadline",
+        "out",
+        "peer",
+        "record_header",
+        "record_left",
+        "shut",
+        "sock",
+        "source",
+    )
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, source: str = "") -> None:
         self.sock = sock
+        self.source = source  # the client's address; empty for the upstream side
+        self.handshake_deadline = 0.0  # 0 once the handshake is over (or for the upstream side)
+        self.record_left = 0  # bytes of the current TLS record still to skip
+        self.record_header = bytearray()
         self.out = bytearray()
         self.peer: _Side | None = None
         self.events = 0
@@ -80,26 +115,57 @@ class _Side:
         self.shut = False  # its socket's write side was shut down (its peer's EOF, passed on)
         self.closed = False
 
+    def handshake_done(self, data: bytes) -> bool:
+        """Scans what the client sent for the record header of its first application data record."""
+        i = 0
+        while i < len(data):
+            if self.record_left:
+                step = min(self.record_left, len(data) - i)
+                self.record_left -= step
+                i += step
+                continue
+            take = 5 - len(self.record_header)
+            self.record_header += data[i:i + take]
+            i += take
+            if len(self.record_header) < 5:
+                return False
+            if self.record_header[0] == _APPLICATION_DATA:
+                return True
+            self.record_left = int.from_bytes(self.record_header[3:5], "big")
+            self.record_header.clear()
+        return False
+
 
 class _Pending:
     """A client whose ClientHello is not complete yet."""
 
-    __slots__ = ("data", "deadline", "sock")
+    __slots__ = ("data", "deadline", "sock", "source")
 
-    def __init__(self, sock: socket.socket, timeout: float) -> None:
+    def __init__(self, sock: socket.socket, timeout: float, source: str) -> None:
         self.sock = sock
+        self.source = source
         self.data = b""
         self.deadline = time.monotonic() + timeout
 
 
 class SNIRouter:
     def __init__(self, host: str, port: int, routes: dict[str, str], default: str,
-                 hello_timeout: float = _HELLO_TIMEOUT) -> None:
+                 hello_timeout: float = _HELLO_TIMEOUT, handshake_timeout: float = _HANDSHAKE_TIMEOUT,
+                 max_per_source: int = MAX_PER_SOURCE, max_connections: int | None = None) -> None:
         """routes: server name -> Unix socket path of the listener; default: the path for other names (and for a
-        ClientHello without one). A client that has not sent its ClientHello within hello_timeout is dropped."""
+        ClientHello without one). A client that has not sent its ClientHello within hello_timeout, or completed
+        the handshake within handshake_timeout after it, is dropped; connections beyond max_per_source from one
+        address, or max_connections in all, are closed as they arrive."""
         self.routes = {k.lower(): v for k, v in routes.items()}
         self.default = default
         self.hello_timeout = hello_timeout
+        self.handshake_timeout = handshake_timeout
+        self.max_per_source = max_per_source
+        self.max_connections = max_connections or default_max_connections()
+        self._per_source: Counter[str] = Counter()
+        self._open = 0
+        self._handshaking: set[_Side] = set()
+        self._refused_logged = 0.0
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -131,13 +197,15 @@ class SNIRouter:
     def _loop(self) -> None:
         try:
             while not self._stop.is_set():
-                for key, events in self._sel.select(timeout=min(1.0, self.hello_timeout, _ACCEPT_PAUSE)):
+                for key, events in self._sel.select(timeout=min(1.0, self.hello_timeout, self.handshake_timeout,
+                                                                _ACCEPT_PAUSE)):
                     try:
                         self._dispatch(key.data, events)
                     except Exception:  # one connection's trouble must not stop the router
                         log.exception("router: dropping a connection after an unexpected error")
                         self._drop(key.data)
                 self._expire_pending()
+                self._expire_handshakes()
                 self._resume_accepting()
         finally:
             self._close_all()
@@ -166,7 +234,7 @@ class SNIRouter:
     def _accept(self) -> None:
         for _ in range(64):  # drain the backlog, but let established connections move too
             try:
-                conn, _ = self.sock.accept()
+                conn, addr = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
@@ -182,9 +250,29 @@ class SNIRouter:
             except OSError:
                 conn.close()
                 continue
-            pending = _Pending(conn, self.hello_timeout)
+            source = str(addr[0]) if isinstance(addr, tuple) else ""
+            if self._open >= self.max_connections or self._per_source[source] >= self.max_per_source:
+                conn.close()
+                self._log_refusal(source)
+                continue
+            self._open += 1
+            self._per_source[source] += 1
+            pending = _Pending(conn, self.hello_timeout, source)
             self._pending[conn] = pending
             self._sel.register(conn, selectors.EVENT_READ, pending)
+
+    def _log_refusal(self, source: str) -> None:
+        now = time.monotonic()
+        if now - self._refused_logged >= 10.0:  # a flood must not flood the log too
+            self._refused_logged = now
+            log.warning("router: refusing connections (%d open in all, %d from %s; limits %d and %d per address)",
+                        self._open, self._per_source[source], source, self.max_connections, self.max_per_source)
+
+    def _release(self, source: str) -> None:
+        self._open -= 1
+        self._per_source[source] -= 1
+        if self._per_source[source] <= 0:
+            del self._per_source[source]
 
     def _resume_accepting(self) -> None:
         if self._accept_paused_until and time.monotonic() >= self._accept_paused_until:
@@ -214,6 +302,7 @@ class SNIRouter:
         except OSError as e:  # out of descriptors
             log.warning("router cannot open a connection to the internal listener: %s", e)
             p.sock.close()
+            self._release(p.source)
             return
         try:
             upstream.setblocking(False)
@@ -222,9 +311,12 @@ class SNIRouter:
             log.warning("router cannot reach the internal listener %s: %s", path, e)
             upstream.close()
             p.sock.close()
+            self._release(p.source)
             return
-        client, server = _Side(p.sock), _Side(upstream)
+        client, server = _Side(p.sock, p.source), _Side(upstream)
         client.peer, server.peer = server, client
+        client.handshake_deadline = time.monotonic() + self.handshake_timeout
+        self._handshaking.add(client)
         server.out += p.data
         self._update(client)
         self._flush(server)
@@ -237,10 +329,18 @@ class SNIRouter:
             self._drop_pending(p)
 
     def _drop_pending(self, p: _Pending) -> None:
-        self._pending.pop(p.sock, None)
+        if self._pending.pop(p.sock, None) is not None:
+            self._release(p.source)
         with contextlib.suppress(KeyError, ValueError):
             self._sel.unregister(p.sock)
         p.sock.close()
+
+    def _expire_handshakes(self) -> None:
+        if not self._handshaking:
+            return
+        now = time.monotonic()
+        for side in [s for s in self._handshaking if s.handshake_deadline < now]:
+            self._close(side)
 
     # ------------------------------------------------------------------ splicing
     def _pump(self, side: _Side) -> None:
@@ -257,6 +357,9 @@ class SNIRouter:
                 return
             self._end_direction(side)
             return
+        if side.handshake_deadline and data and side.handshake_done(data):
+            side.handshake_deadline = 0.0
+            self._handshaking.discard(side)
         if not data:
             side.eof = True
             self._end_direction(side)
@@ -342,6 +445,9 @@ class SNIRouter:
             if s is None or s.closed:
                 continue
             s.closed = True
+            if s.source:
+                self._release(s.source)
+                self._handshaking.discard(s)
             if s.events:
                 self._sel.unregister(s.sock)
                 s.events = 0

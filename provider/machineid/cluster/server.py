@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import resource
 import shutil
 import socket
 import tempfile
@@ -33,7 +34,7 @@ from machineid.api.v1 import cluster_pb2_grpc as rpc
 from machineid.cluster import iam
 from machineid.cluster.grpc_api import ClusterServicer, JoinServicer
 from machineid.cluster.janitor import DEFAULT_AUDIT_RETENTION, Janitor
-from machineid.cluster.router import SNIRouter
+from machineid.cluster.router import MAX_PER_SOURCE, SNIRouter
 from machineid.cluster.service import ADMIN_USER, Caller, Cluster
 from machineid.cluster.store.base import Backend
 from machineid.cluster.store.sqlite import SQLiteBackend
@@ -82,9 +83,31 @@ class ServerConfig:
     storage: str = ""
     # How long audit records are kept (None: forever); expired tokens and challenges go at every sweep.
     audit_retention: timedelta | None = DEFAULT_AUDIT_RETENTION
+    # Connections open at once from one client address (the router closes more as they arrive).
+    max_connections_per_source: int = MAX_PER_SOURCE
 
 
 LOCK_FILE = "server.lock"
+JOIN_WORKERS = 8
+JOIN_MAX_RPCS = 64  # anonymous calls in progress or queued at once; more are refused (RESOURCE_EXHAUSTED)
+_GRPC_OPTIONS = [
+    ("grpc.max_concurrent_streams", 32),  # per connection: one client cannot pipeline the server's threads away
+    ("grpc.max_connection_idle_ms", 5 * 60 * 1000),
+    ("grpc.max_receive_message_length", 4 << 20),
+]
+
+
+def raise_descriptor_limit() -> None:
+    """Every connection costs three descriptors; the usual soft limit of 1024 caps a server at about 300 at once.
+    Raise it to the hard limit (the router derives its connection cap from the result)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as e:
+            log.warning("could not raise the descriptor limit from %d to %d: %s", soft, hard, e)
 
 
 def _lock_data_dir(data_dir: Path) -> int:
@@ -173,11 +196,15 @@ class Server:
     def start(self) -> str:
         host, port = split_address(self.config.listen)
         hosts = ["localhost", "127.0.0.1", "::1", socket.gethostname(), host]
-        executor = futures.ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="rpc")
-        # Two servers on one pool: the join listener (no client certificate) serves only Ping, the joins and
-        # health; the admin API is not even reachable there, so an anonymous caller cannot make it parse anything.
-        server = grpc.server(executor)
-        join_server = grpc.server(executor)
+        raise_descriptor_limit()
+        # Two servers, each with its own threads: the join listener (no client certificate) serves only Ping, the
+        # joins and health; the admin API is not even reachable there, so an anonymous caller cannot make it parse
+        # anything, and a flood of anonymous calls (refused past JOIN_MAX_RPCS) cannot take the threads that
+        # renewals and admin calls need.
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="rpc"),
+                             options=_GRPC_OPTIONS)
+        join_server = grpc.server(futures.ThreadPoolExecutor(max_workers=JOIN_WORKERS, thread_name_prefix="join"),
+                                  options=_GRPC_OPTIONS, maximum_concurrent_rpcs=JOIN_MAX_RPCS)
         health_servicer = health.HealthServicer()
         join_servicer = JoinServicer(self.cluster)
         rpc.add_JoinServiceServicer_to_server(join_servicer, server)
@@ -199,7 +226,8 @@ class Server:
             join_server.start()
             try:
                 router = SNIRouter(host, port, {certs.SERVER_NAME: mtls_path, certs.JOIN_SERVER_NAME: join_path},
-                                   default=join_path)  # binds the public port
+                                   default=join_path,  # binds the public port
+                                   max_per_source=self.config.max_connections_per_source)
             except OSError as e:
                 raise PreconditionError(f"--listen {self.config.listen}: cannot listen there ({e.strerror}); stop "
                                         "what uses that port, or pick another with --listen HOST:PORT (port 0 "
