@@ -271,3 +271,25 @@ def test_a_client_that_stalls_after_its_hello_is_dropped_at_the_handshake_deadli
             assert got.endswith(b"later")
     finally:
         router.stop()
+
+
+def test_anonymous_connections_are_rate_limited_per_address(sockdir: Path) -> None:
+    join = Upstream(str(sockdir / "j.sock"), tag(b"join"))
+    auth = Upstream(str(sockdir / "a.sock"), tag(b"auth"))
+    router = SNIRouter("127.0.0.1", 0, {"auth.c.test": auth.path, "join.c.test": join.path}, join.path,
+                       anonymous=(join.path,), anonymous_rate=2.0, anonymous_burst=3.0)
+    router.start()
+
+    def ask(name: str) -> bytes:
+        with connect(router) as c:
+            c.sendall(client_hello(name))
+            return recv_all(c)
+
+    try:
+        assert [ask("join.c.test") for _ in range(3)] == [b"join"] * 3  # the burst
+        assert ask("join.c.test") == b""  # over the rate: closed
+        assert ask("auth.c.test") == b"auth"  # authenticated traffic (renewals) is not limited
+        time.sleep(0.6)
+        assert ask("join.c.test") == b"join"  # the bucket refills
+    finally:
+        router.stop()

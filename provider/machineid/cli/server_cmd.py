@@ -30,6 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     start.add_argument("--max-connections-per-source", type=positive, default=256, metavar="N",
                        help="connections one client address may hold open at once (default 256; raise it for many "
                             "agents behind one NAT address)")
+    start.add_argument("--join-rate-per-source", type=positive, default=50, metavar="N",
+                       help="new anonymous connections (joins, ping) per second from one client address, in bursts "
+                            "of up to 200 (default 50); renewals are not limited")
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     start.add_argument("--log-format", default="json", choices=["json", "text"])
     start.set_defaults(func=run_start)
@@ -62,7 +65,8 @@ def run_start(args: argparse.Namespace) -> int:
     server = Server(ServerConfig(data_dir=args.data_dir, listen=args.listen, cluster_name=args.cluster_name,
                                  iam_sts_endpoints=tuple(args.iam_sts_endpoint), storage=args.storage,
                                  audit_retention=args.audit_retention,
-                                 max_connections_per_source=args.max_connections_per_source))
+                                 max_connections_per_source=args.max_connections_per_source,
+                                 join_rate_per_source=args.join_rate_per_source))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         server.stop()

@@ -34,6 +34,8 @@ _MAX_HELLO = 16384 + 5
 _HELLO_TIMEOUT = 10.0  # seconds a client may take to send its ClientHello
 _HANDSHAKE_TIMEOUT = 10.0  # seconds a client may then take to complete the TLS handshake
 MAX_PER_SOURCE = 256  # connections open at once from one address
+JOIN_RATE = 50.0  # new connections per second, per address, to an anonymous route (joins, ping)
+JOIN_BURST = 200.0
 _APPLICATION_DATA = 0x17
 _DESCRIPTORS_PER_CONNECTION = 3  # the client's socket, the router's upstream socket, gRPC's end of it
 _RESERVED_DESCRIPTORS = 128  # for the database, logs, the listeners and gRPC's own
@@ -136,6 +138,31 @@ class _Side:
         return False
 
 
+class RateLimits:
+    """A token bucket per address: `rate` per second, up to `burst` at once. Full buckets are forgotten, so the
+    table holds only addresses that are busy right now."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self._buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens, when)
+
+    def allow(self, source: str, now: float) -> bool:
+        tokens, when = self._buckets.get(source, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - when) * self.rate)
+        if tokens < 1.0:
+            self._buckets[source] = (tokens, now)
+            return False
+        self._buckets[source] = (tokens - 1.0, now)
+        if len(self._buckets) > 10_000:
+            self._forget_full(now)
+        return True
+
+    def _forget_full(self, now: float) -> None:
+        for source, (tokens, when) in list(self._buckets.items()):
+            if tokens + (now - when) * self.rate >= self.burst:
+                del self._buckets[source]
+
+
 class _Pending:
     """A client whose ClientHello is not complete yet."""
 
@@ -151,11 +178,15 @@ class _Pending:
 class SNIRouter:
     def __init__(self, host: str, port: int, routes: dict[str, str], default: str,
                  hello_timeout: float = _HELLO_TIMEOUT, handshake_timeout: float = _HANDSHAKE_TIMEOUT,
-                 max_per_source: int = MAX_PER_SOURCE, max_connections: int | None = None) -> None:
+                 max_per_source: int = MAX_PER_SOURCE, max_connections: int | None = None,
+                 anonymous: tuple[str, ...] = (), anonymous_rate: float = JOIN_RATE,
+                 anonymous_burst: float = JOIN_BURST) -> None:
         """routes: server name -> Unix socket path of the listener; default: the path for other names (and for a
         ClientHello without one). A client that has not sent its ClientHello within hello_timeout, or completed
         the handshake within handshake_timeout after it, is dropped; connections beyond max_per_source from one
-        address, or max_connections in all, are closed as they arrive."""
+        address, or max_connections in all, are closed as they arrive. New connections to the `anonymous` listener
+        paths are limited per address to anonymous_rate a second (anonymous_burst at once): the calls there need no
+        certificate, so the address is all there is to hold a caller to."""
         self.routes = {k.lower(): v for k, v in routes.items()}
         self.default = default
         self.hello_timeout = hello_timeout
@@ -163,6 +194,8 @@ class SNIRouter:
         self.max_per_source = max_per_source
         self.max_connections = max_connections or default_max_connections()
         self._per_source: Counter[str] = Counter()
+        self.anonymous = frozenset(anonymous)
+        self._anonymous_rate = RateLimits(anonymous_rate, anonymous_burst)
         self._open = 0
         self._handshaking: set[_Side] = set()
         self._refused_logged = 0.0
@@ -261,12 +294,13 @@ class SNIRouter:
             self._pending[conn] = pending
             self._sel.register(conn, selectors.EVENT_READ, pending)
 
-    def _log_refusal(self, source: str) -> None:
+    def _log_refusal(self, source: str, why: str = "") -> None:
         now = time.monotonic()
         if now - self._refused_logged >= 10.0:  # a flood must not flood the log too
             self._refused_logged = now
-            log.warning("router: refusing connections (%d open in all, %d from %s; limits %d and %d per address)",
-                        self._open, self._per_source[source], source, self.max_connections, self.max_per_source)
+            why = why or (f"{self._open} open in all, {self._per_source[source]} from {source}; limits "
+                          f"{self.max_connections} and {self.max_per_source} per address")
+            log.warning("router: refusing connections (%s)", why)
 
     def _release(self, source: str) -> None:
         self._open -= 1
@@ -297,6 +331,12 @@ class SNIRouter:
         self._sel.unregister(p.sock)
         del self._pending[p.sock]
         path = self.routes.get(parse_sni(p.data) or "", self.default)
+        if path in self.anonymous and not self._anonymous_rate.allow(p.source, time.monotonic()):
+            p.sock.close()
+            self._release(p.source)
+            self._log_refusal(p.source, f"anonymous connections from {p.source} beyond "
+                              f"{self._anonymous_rate.rate:g} a second")
+            return
         try:
             upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         except OSError as e:  # out of descriptors

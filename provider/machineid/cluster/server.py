@@ -34,7 +34,7 @@ from machineid.api.v1 import cluster_pb2_grpc as rpc
 from machineid.cluster import iam
 from machineid.cluster.grpc_api import ClusterServicer, JoinServicer
 from machineid.cluster.janitor import DEFAULT_AUDIT_RETENTION, Janitor
-from machineid.cluster.router import MAX_PER_SOURCE, SNIRouter
+from machineid.cluster.router import JOIN_BURST, JOIN_RATE, MAX_PER_SOURCE, SNIRouter
 from machineid.cluster.service import ADMIN_USER, Caller, Cluster
 from machineid.cluster.store.base import Backend
 from machineid.cluster.store.sqlite import SQLiteBackend
@@ -85,6 +85,8 @@ class ServerConfig:
     audit_retention: timedelta | None = DEFAULT_AUDIT_RETENTION
     # Connections open at once from one client address (the router closes more as they arrive).
     max_connections_per_source: int = MAX_PER_SOURCE
+    # New anonymous connections (joins, ping) per second from one client address.
+    join_rate_per_source: float = JOIN_RATE
 
 
 LOCK_FILE = "server.lock"
@@ -227,7 +229,9 @@ class Server:
             try:
                 router = SNIRouter(host, port, {certs.SERVER_NAME: mtls_path, certs.JOIN_SERVER_NAME: join_path},
                                    default=join_path,  # binds the public port
-                                   max_per_source=self.config.max_connections_per_source)
+                                   max_per_source=self.config.max_connections_per_source,
+                                   anonymous=(join_path,), anonymous_rate=self.config.join_rate_per_source,
+                                   anonymous_burst=max(JOIN_BURST, self.config.join_rate_per_source))
             except OSError as e:
                 raise PreconditionError(f"--listen {self.config.listen}: cannot listen there ({e.strerror}); stop "
                                         "what uses that port, or pick another with --listen HOST:PORT (port 0 "
