@@ -123,7 +123,7 @@ def test_the_config_file_sets_the_checks_and_a_bad_value_names_the_flag(server: 
             f"storage: {{directory: {tmp_path / 'data'}}}\ndestinations: [{{directory: {dest}}}]\n")
     config.write_text(text + "destination_checks: lax\n")
     bad = run_cli("bot", "start", "--config", str(config), check=False)
-    assert bad.returncode == 1 and "destination_checks" in bad.stderr and "--destination-checks" in bad.stderr
+    assert bad.returncode == 3 and "destination_checks" in bad.stderr and "--destination-checks" in bad.stderr
     config.write_text(text)
     refused(server, ["bot", "start", "--config", str(config), "--oneshot"], f"chmod o-w {dest}")
     config.write_text(text + "destination_checks: warn\n")

@@ -184,11 +184,11 @@ def test_wrong_pin_sends_no_token_and_used_token_is_refused(env: Env) -> None:
 def test_bad_flags_name_the_flag(env: Env) -> None:
     proc = run_cli("bot", "start", "--data-dir", str(env.tmp / "x"), "--destination-dir", str(env.tmp / "y"),
                    "--auth-server", env.server.address, "--token", "abc", "--oneshot", check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 3  # invalid input
     assert "onboarding.ca_pins: is required" in proc.stderr and "--ca-pin" in proc.stderr
     proc = run_cli(*env.agent_args("abc", env.tmp / "x", env.tmp / "y", "--oneshot", "--certificate-ttl", "soon"),
                    check=False)
-    assert proc.returncode == 1 and "certificate_ttl" in proc.stderr and "--certificate-ttl" in proc.stderr
+    assert proc.returncode == 3 and "certificate_ttl" in proc.stderr and "--certificate-ttl" in proc.stderr
 
 
 def _wait_for(predicate: object, timeout: float, what: str) -> None:

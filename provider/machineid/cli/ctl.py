@@ -19,9 +19,16 @@ from machineid.api.identity import Identity, write_private
 from machineid.cli import fmt
 from machineid.cli.labels import format_labels, parse_labels
 from machineid.cli.node_cmd import sshd_config_lines
+from machineid.cli.parser import subcommands
 from machineid.model import codec
 from machineid.model import validators as v
-from machineid.model.errors import AlreadyExistsError, FieldViolation, NotFoundError, ValidationError
+from machineid.model.errors import (
+    AlreadyExistsError,
+    FieldViolation,
+    NotFoundError,
+    PreconditionError,
+    ValidationError,
+)
 from machineid.model.resources import (
     KIND_ALIASES,
     KINDS,
@@ -39,82 +46,137 @@ from machineid.model.resources import (
 VERSIONS = {"role": "v5", "token": "v2", "bot": "v1", "user": "v2", "node": "v2"}
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    ctl = sub.add_parser("ctl", help="administer the cluster (the tctl analogue)")
-    ctl.add_argument("--auth-server", default=os.environ.get("MACHINEID_AUTH_SERVER", ""),
-                     help="cluster address host:port (env MACHINEID_AUTH_SERVER)")
-    ctl.add_argument("--identity", default=os.environ.get("MACHINEID_IDENTITY", ""),
-                     help="identity file (env MACHINEID_IDENTITY)")
-    ctl.add_argument("--data-dir", type=Path, default=os.environ.get("MACHINEID_DATA_DIR") or None,
-                     help="the server's data dir, on the server's host: address and admin identity from there")
-    csub = ctl.add_subparsers(dest="ctl_cmd", required=True, metavar="COMMAND")
+CTL_EXAMPLES = """\
+examples:
+  machineid ctl --data-dir ./cluster status
+  machineid ctl get roles --format json --auth-server HOST:3025 --identity ./admin.identity
+  machineid ctl create -f cluster.yaml --dry-run
+  machineid ctl edit role/access
+  machineid ctl bots add robot --roles=access --logins=root --format json
+  machineid ctl audit --since 1h --action bot.join --format jsonl --follow
+"""
+_OUTPUTS = ["text", "json"]
+_LISTINGS = ["text", "yaml", "json"]
 
-    get = csub.add_parser("get", help="show resources: get roles, get role/NAME")
-    get.add_argument("ref", help="KIND or KIND/NAME (roles, tokens, bots, users, nodes)")
-    get.add_argument("--format", default="yaml", choices=["yaml", "json", "text"])
+
+def _connection_flags(p: argparse.ArgumentParser, suppress: bool) -> None:
+    """On `ctl` itself with their defaults, and on every ctl command with none, so they work on either side of
+    the command (`ctl get roles --data-dir DIR`)."""
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    p.add_argument("--auth-server", default=default(os.environ.get("MACHINEID_AUTH_SERVER", "")), metavar="HOST:PORT",
+                   help="the cluster's address (env MACHINEID_AUTH_SERVER)")
+    p.add_argument("--identity", default=default(os.environ.get("MACHINEID_IDENTITY", "")), metavar="FILE",
+                   help="identity file (env MACHINEID_IDENTITY)")
+    p.add_argument("--data-dir", type=Path, default=default(os.environ.get("MACHINEID_DATA_DIR") or None),
+                   metavar="DIR", help="the server's data dir, on the server's host: address and admin identity "
+                                       "from there (env MACHINEID_DATA_DIR)")
+
+
+def _leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return [parser]
+    return [leaf for a in subs for child in dict.fromkeys(a.choices.values()) for leaf in _leaves(child)]
+
+
+def _format(p: argparse.ArgumentParser, choices: list[str], default: str = "text") -> None:
+    p.add_argument("--format", default=default, choices=choices, help="output format")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    ctl = sub.add_parser("ctl", help="administer the cluster (the tctl analogue)", epilog=CTL_EXAMPLES,
+                         description="Administer the cluster: resources, bots, tokens, users, nodes, audit.")
+    _connection_flags(ctl, suppress=False)
+    csub = subcommands(ctl, "ctl_cmd")
+
+    get = csub.add_parser("get", help="show resources: get roles, get role/NAME",
+                          epilog="examples:\n  machineid ctl get roles\n  machineid ctl get role/access --format json")
+    get.add_argument("ref", metavar="KIND[/NAME]", help="roles, tokens, bots, users or nodes, or one of them by name")
+    _format(get, ["yaml", "json", "text"], "yaml")
     get.set_defaults(func=cmd_get)
 
-    create = csub.add_parser("create", help="create or update resources from YAML (kinds role, token, bot, ...)")
+    create = csub.add_parser("create", help="create or update resources from YAML (kinds role, token, bot, ...)",
+                             epilog="examples:\n  machineid ctl create -f cluster.yaml\n"
+                                    "  machineid ctl create -f role.yaml --dry-run")
     create.add_argument("-f", "--file", required=True, help="YAML file, - for stdin; several documents allowed")
     create.add_argument("--force", action="store_true", help="overwrite existing resources")
+    create.add_argument("--dry-run", action="store_true",
+                        help="check every document, and say what would be created or updated, without writing")
+    _format(create, _OUTPUTS)
     create.set_defaults(func=cmd_create)
 
+    edit = csub.add_parser("edit", help="edit a resource in $EDITOR and apply it safely",
+                           description="Opens the resource's YAML in $VISUAL or $EDITOR (vi); on save, applies it "
+                                       "with its revision, so a change someone made meanwhile is not overwritten.")
+    edit.add_argument("ref", metavar="KIND/NAME")
+    _format(edit, _OUTPUTS)
+    edit.set_defaults(func=cmd_edit)
+
     rm = csub.add_parser("rm", help="delete a resource: rm KIND/NAME")
-    rm.add_argument("ref")
+    rm.add_argument("ref", metavar="KIND/NAME")
+    _format(rm, _OUTPUTS)
     rm.set_defaults(func=cmd_rm)
 
-    bots = csub.add_parser("bots", help="manage bots").add_subparsers(dest="bots_cmd", required=True,
-                                                                       metavar="COMMAND")
-    add = bots.add_parser("add", help="create a bot, its user and role, and a join token")
+    bots = subcommands(csub.add_parser("bots", help="manage bots"), "bots_cmd")
+    add = bots.add_parser("add", help="create a bot, its user and role, and a join token",
+                          epilog="example:\n  machineid ctl bots add robot --roles=access --logins=root")
     add.add_argument("name")
     add.add_argument("--roles", required=True, help="comma-separated roles the bot's certificates carry")
     add.add_argument("--logins", default="", help="comma-separated logins (the bot's `logins` trait)")
     add.add_argument("--token", default="", help="use this existing token (e.g. an iam token)")
     add.add_argument("--ttl", default="", help="lifetime of the new join token (default 1h)")
-    add.add_argument("--format", default="text", choices=["text", "json"])
+    _format(add, _OUTPUTS)
     add.set_defaults(func=cmd_bots_add)
     bls = bots.add_parser("ls", help="list bots")
-    bls.add_argument("--format", default="text", choices=["text", "yaml", "json"])
+    _format(bls, _LISTINGS)
     bls.set_defaults(func=lambda a: cmd_get_kind(a, "bot"))
     brm = bots.add_parser("rm", help="delete a bot with its user, role and tokens")
     brm.add_argument("name")
+    _format(brm, _OUTPUTS)
     brm.set_defaults(func=lambda a: cmd_rm_kind(a, "bot", a.name))
     unlock = bots.add_parser("unlock", help="unlock a bot locked by a generation mismatch")
     unlock.add_argument("name")
+    _format(unlock, _OUTPUTS)
     unlock.set_defaults(func=cmd_bots_unlock)
 
-    tokens = csub.add_parser("tokens", help="manage join tokens").add_subparsers(dest="tokens_cmd", required=True,
-                                                                                metavar="COMMAND")
-    tadd = tokens.add_parser("add", help="create a join token")
+    tokens = subcommands(csub.add_parser("tokens", help="manage join tokens"), "tokens_cmd")
+    tadd = tokens.add_parser("add", help="create a join token",
+                             epilog="example:\n  machineid ctl tokens add --type=bot --bot-name=robot --ttl=30m")
     tadd.add_argument("--type", required=True, choices=["bot"], help="what the token joins")
-    tadd.add_argument("--bot-name", required=True)
-    tadd.add_argument("--ttl", default="1h")
-    tadd.add_argument("--format", default="text", choices=["text", "json"])
+    tadd.add_argument("--bot-name", required=True, help="the bot the token joins")
+    tadd.add_argument("--ttl", default="1h", help="how long the token may be used")
+    _format(tadd, _OUTPUTS)
     tadd.set_defaults(func=cmd_tokens_add)
     tls = tokens.add_parser("ls", help="list join tokens")
-    tls.add_argument("--format", default="text", choices=["text", "yaml", "json"])
+    _format(tls, _LISTINGS)
     tls.set_defaults(func=lambda a: cmd_get_kind(a, "token"))
     trm = tokens.add_parser("rm", help="delete a join token")
     trm.add_argument("name")
+    _format(trm, _OUTPUTS)
     trm.set_defaults(func=lambda a: cmd_rm_kind(a, "token", a.name))
 
-    users = csub.add_parser("users", help="manage users").add_subparsers(dest="users_cmd", required=True,
-                                                                          metavar="COMMAND")
-    uadd = users.add_parser("add", help="create a user")
+    users = subcommands(csub.add_parser("users", help="manage users"), "users_cmd")
+    uadd = users.add_parser("add", help="create a user",
+                            epilog="example:\n  machineid ctl users add alice --roles=auditor --logins=alice")
     uadd.add_argument("name")
-    uadd.add_argument("--roles", required=True)
-    uadd.add_argument("--logins", default="")
+    uadd.add_argument("--roles", required=True, help="comma-separated roles")
+    uadd.add_argument("--logins", default="", help="comma-separated logins (the user's `logins` trait)")
+    _format(uadd, _OUTPUTS)
     uadd.set_defaults(func=cmd_users_add)
     uls = users.add_parser("ls", help="list users")
-    uls.add_argument("--format", default="text", choices=["text", "yaml", "json"])
+    _format(uls, _LISTINGS)
     uls.set_defaults(func=lambda a: cmd_get_kind(a, "user"))
     urm = users.add_parser("rm", help="delete a user")
     urm.add_argument("name")
+    _format(urm, _OUTPUTS)
     urm.set_defaults(func=lambda a: cmd_rm_kind(a, "user", a.name))
 
-    nodes = csub.add_parser("nodes", help="register and list SSH nodes").add_subparsers(
-        dest="nodes_cmd", required=True, metavar="COMMAND")
-    nadd = nodes.add_parser("add", help="register a node and write its host key and host certificate")
+    nodes = subcommands(csub.add_parser("nodes", help="register, list and remove SSH nodes"), "nodes_cmd")
+    nadd = nodes.add_parser("add", help="register a node and write its host key and host certificate",
+                            epilog="example:\n  machineid ctl nodes add web1 --addr 10.0.0.5:22 --labels env=prod "
+                                   "--out /etc/ssh/machineid_host")
     nadd.add_argument("name")
     nadd.add_argument("--addr", required=True, help="host:port of the node's sshd")
     nadd.add_argument("--labels", default="", help="comma-separated key=value labels")
@@ -122,30 +184,43 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                       help="host key path prefix: writes PREFIX, PREFIX.pub and PREFIX-cert.pub")
     nadd.add_argument("--ttl", default="", help="host certificate lifetime (default 365 days)")
     nadd.add_argument("--force", action="store_true", help="replace a node already registered under that name")
+    _format(nadd, _OUTPUTS)
     nadd.set_defaults(func=cmd_nodes_add)
     nls = nodes.add_parser("ls", help="list the nodes your roles allow (the tsh ls analogue)")
-    nls.add_argument("--format", default="text", choices=["text", "yaml", "json"])
+    _format(nls, _LISTINGS)
     nls.set_defaults(func=lambda a: cmd_get_kind(a, "node"))
+    nrm = nodes.add_parser("rm", help="remove a node (bots stop listing it; its host certificate stays valid "
+                                      "until it expires)")
+    nrm.add_argument("name")
+    _format(nrm, _OUTPUTS)
+    nrm.set_defaults(func=lambda a: cmd_rm_kind(a, "node", a.name))
 
-    auth = csub.add_parser("auth", help="certificate authorities and identities").add_subparsers(
-        dest="auth_cmd", required=True, metavar="COMMAND")
-    export = auth.add_parser("export", help="print CA public keys/certificates")
-    export.add_argument("--type", default="", choices=["", "user", "host", "tls"])
+    auth = subcommands(csub.add_parser("auth", help="certificate authorities and identities"), "auth_cmd")
+    export = auth.add_parser("export", help="print CA public keys/certificates",
+                             epilog="examples:\n  machineid ctl auth export --type=user > /etc/ssh/user_ca.pub\n"
+                                    "  machineid ctl auth export --type=host >> ~/.ssh/known_hosts")
+    export.add_argument("--type", default="", choices=["", "user", "host", "tls"],
+                        help="one CA (default: all): user (TrustedUserCAKeys form), host (known_hosts form), tls")
+    _format(export, _OUTPUTS)
     export.set_defaults(func=cmd_auth_export)
     sign = auth.add_parser("sign", help="issue an identity file for a user")
-    sign.add_argument("--user", required=True)
-    sign.add_argument("--out", required=True, type=Path)
-    sign.add_argument("--ttl", default="1h")
+    sign.add_argument("--user", required=True, help="the user the identity is for")
+    sign.add_argument("--out", required=True, type=Path, help="the identity file to write (0600)")
+    sign.add_argument("--ttl", default="1h", help="how long the certificates are valid")
+    _format(sign, _OUTPUTS)
     sign.set_defaults(func=cmd_auth_sign)
 
     audit = csub.add_parser("audit", help="show the audit log",
                             description="Every matching event, oldest first. --format jsonl prints one JSON object "
-                                        "per line, for a SIEM (with --follow, as they happen).")
-    audit.add_argument("--format", default="text", choices=["text", "json", "jsonl"])
+                                        "per line, for a SIEM (with --follow, as they happen).",
+                            epilog="examples:\n  machineid ctl audit --since 1h --action bot.join\n"
+                                   "  machineid ctl audit --user robot --limit 20\n"
+                                   "  machineid ctl audit --format jsonl --follow")
+    _format(audit, ["text", "json", "jsonl"])
     audit.add_argument("--after", type=int, default=0, metavar="ID", help="only events after this id")
     audit.add_argument("--since", default="", metavar="WHEN",
                        help="only events this long ago or later (1h, 30m) or since a time (2026-01-31T00:00:00Z)")
-    audit.add_argument("--kind", default="", metavar="ACTION",
+    audit.add_argument("--action", "--kind", dest="kind", default="", metavar="ACTION",
                        help="only this action (bot.join) or family of actions (bot, cert, token, access)")
     audit.add_argument("--user", default="", metavar="NAME", help="only events by this user or bot")
     audit.add_argument("--limit", type=int, default=0, metavar="N", help="at most N events (the newest N)")
@@ -155,11 +230,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     status = csub.add_parser("status", help="who am I, on which cluster (whoami)",
                              description="The cluster's name, version and CA pin, and this identity's user, roles "
                                          "and certificate expiry.")
-    status.add_argument("--format", default="text", choices=["text", "json"])
+    _format(status, _OUTPUTS)
     status.set_defaults(func=cmd_status)
     whoami = csub.add_parser("whoami", help="the same as status")
-    whoami.add_argument("--format", default="text", choices=["text", "json"])
+    _format(whoami, _OUTPUTS)
     whoami.set_defaults(func=cmd_status)
+
+    for leaf in _leaves(ctl):
+        _connection_flags(leaf, suppress=True)
 
 
 # ---------------------------------------------------------------- connection
@@ -226,9 +304,9 @@ def _csv(value: str) -> list[str]:
 # ---------------------------------------------------------------- documents
 
 
-def to_document(obj: Resource) -> dict[str, Any]:
+def to_document(obj: Resource, every_field: bool = False) -> dict[str, Any]:
     doc: dict[str, Any] = {"kind": obj.kind, "version": VERSIONS[obj.kind]}
-    doc.update(codec.encode(obj, omit_empty=True))
+    doc.update(codec.encode(obj, omit_empty=not every_field))
     doc.setdefault("spec", {})
     return doc
 
@@ -254,11 +332,21 @@ def from_document(doc: Any, index: int) -> Resource:
     return obj
 
 
-def _dump(objs: list[Resource], form: str) -> str:
-    docs = [to_document(o) for o in objs]
+def _dump(objs: list[Resource], form: str, one: bool) -> str:
+    """JSON: a list for a listing (also of one or none), an object for one named resource, and every field, zero
+    values too, so a script never meets a missing key. YAML: the compact documents `create -f` takes back."""
     if form == "json":
-        return json.dumps(docs if len(docs) != 1 else docs[0], indent=2) + "\n"
-    return yaml.safe_dump_all(docs, sort_keys=False)
+        docs = [to_document(o, every_field=True) for o in objs]
+        return json.dumps(docs[0] if one else docs, indent=2) + "\n"
+    return yaml.safe_dump_all([to_document(o) for o in objs], sort_keys=False)
+
+
+def _emit(args: argparse.Namespace, text: str, data: object) -> None:
+    """A command's result: `text` for people, `data` as JSON for scripts."""
+    if getattr(args, "format", "text") == "json":
+        print(json.dumps(data, indent=2))
+    elif text:
+        print(text)
 
 
 # ---------------------------------------------------------------- commands
@@ -275,59 +363,128 @@ def cmd_get_kind(args: argparse.Namespace, kind: str, name: str = "") -> int:
     if args.format == "text":
         sys.stdout.write(fmt.table(kind, objs))
     else:
-        sys.stdout.write(_dump(objs, args.format) if objs or args.format == "yaml" else "[]\n")
+        sys.stdout.write(_dump(objs, args.format, one=bool(name)))
     return 0
 
 
-def cmd_create(args: argparse.Namespace) -> int:
-    try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
-    except OSError as e:
-        raise ValidationError(f"-f: cannot read {args.file}: {e.strerror}") from None
+def _read_documents(source: str, text: str | None = None) -> list[Resource]:
+    if text is None:
+        try:
+            text = sys.stdin.read() if source == "-" else Path(source).read_text()
+        except OSError as e:
+            raise ValidationError(f"-f: cannot read {source}: {e.strerror}") from None
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as e:
-        raise ValidationError(f"-f: {args.file} is not valid YAML: {e}") from None
+        raise ValidationError(f"-f: {source} is not valid YAML: {e}") from None
     if not docs:
-        raise ValidationError(f"-f: {args.file} holds no resource")
-    objs = [from_document(d, i) for i, d in enumerate(docs)]  # checks every document before writing any
+        raise ValidationError(f"-f: {source} holds no resource")
+    return [from_document(d, i) for i, d in enumerate(docs)]  # checks every document before writing any
+
+
+def _shown_name(obj: Resource, generated: str = "") -> str:
+    """A token of the token method is its secret: shown once when the cluster generated it, never repeated."""
+    if isinstance(obj, ProvisionToken) and obj.spec.join_method == "token":
+        return generated or "(secret)"
+    return obj.metadata.name
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    objs = _read_documents(args.file)
+    results: list[dict[str, Any]] = []
     with connect(args) as client:
         for obj in objs:
-            if isinstance(obj, Bot):
-                _create_bot_from_doc(client, obj, args.force)
-                continue
-            try:
-                out = client.upsert(obj, create_only=not args.force and not obj.metadata.revision)
-            except AlreadyExistsError:
-                raise AlreadyExistsError(
-                    f'{obj.kind} "{obj.metadata.name}" already exists; pass --force to overwrite it, or edit the '
-                    f"output of `get {obj.kind}/{obj.metadata.name}` (its revision makes the update safe)"
-                ) from None
-            created = out.metadata.created is not None and out.metadata.created == out.metadata.updated
-            secret = isinstance(obj, ProvisionToken) and obj.spec.join_method == "token"
-            # A generated token is shown once, to the admin who asked for it; a given one is not repeated.
-            label = out.metadata.name if not secret or (created and not obj.metadata.name) else "(secret)"
-            print(f'{obj.kind} "{label}" has been {"created" if created else "updated"}'
-                  f" (revision {out.metadata.revision})")
+            results.append(_apply(client, obj, args.force, args.dry_run))
+    _emit(args, "\n".join(r.pop("_text") for r in results), results)
     return 0
 
 
-def _create_bot_from_doc(client: Client, bot: Bot, force: bool) -> None:
+def _exists(client: Client, obj: Resource) -> Resource | None:
+    if not obj.metadata.name:
+        return None
     try:
-        client.get_bot(bot.metadata.name)
-        exists = True
+        return client.get(obj.kind, obj.metadata.name)
     except NotFoundError:
-        exists = False
-    if exists:
+        return None
+
+
+def _apply(client: Client, obj: Resource, force: bool, dry_run: bool) -> dict[str, Any]:
+    """Creates or updates one resource; the result as JSON, with `_text` for people."""
+    if dry_run:
+        current = _exists(client, obj)
+        if current is not None and not (force or obj.metadata.revision):
+            raise AlreadyExistsError(f'{obj.kind} "{_shown_name(obj)}" already exists; pass --force to overwrite '
+                                     "it, or edit the output of `get` (its revision makes the update safe)")
+        if current is not None and obj.metadata.revision and obj.metadata.revision != current.metadata.revision:
+            raise PreconditionError(f'{obj.kind} "{_shown_name(obj)}" was changed since revision '
+                                    f"{obj.metadata.revision}; get it again")
+        action = "would be updated" if current is not None else "would be created"
+        return {"kind": obj.kind, "name": _shown_name(obj), "action": action.replace(" ", "_"), "revision": "",
+                "_text": f'{obj.kind} "{_shown_name(obj)}" {action} (dry run: nothing was written)'}
+    if isinstance(obj, Bot):
+        return _apply_bot(client, obj, force)
+    try:
+        out = client.upsert(obj, create_only=not force and not obj.metadata.revision)
+    except AlreadyExistsError:
+        raise AlreadyExistsError(
+            f'{obj.kind} "{_shown_name(obj)}" already exists; pass --force to overwrite it, or edit the output of '
+            f"`get {obj.kind}/{obj.metadata.name}` (its revision makes the update safe)"
+        ) from None
+    created = out.metadata.created is not None and out.metadata.created == out.metadata.updated
+    name = _shown_name(obj, out.metadata.name if created and not obj.metadata.name else "")
+    action = "created" if created else "updated"
+    return {"kind": obj.kind, "name": name, "action": action, "revision": out.metadata.revision,
+            "_text": f'{obj.kind} "{name}" has been {action} (revision {out.metadata.revision})'}
+
+
+def _apply_bot(client: Client, bot: Bot, force: bool) -> dict[str, Any]:
+    if _exists(client, bot) is not None:
         if not (force or bot.metadata.revision):
             raise AlreadyExistsError(f'bot "{bot.metadata.name}" already exists; pass --force to update its roles '
                                      "and traits")
-        client.update_bot(bot)
-        print(f'bot "{bot.metadata.name}" has been updated')
-        return
+        out = client.update_bot(bot)
+        return {"kind": "bot", "name": bot.metadata.name, "action": "updated", "revision": out.metadata.revision,
+                "_text": f'bot "{bot.metadata.name}" has been updated'}
     created = client.create_bot(bot)
-    _print_bot_created(client, created.bot.metadata.name, created.token, created.join_method,
-                       created.token_expires, created.ca_pins)
+    data = _bot_created(client, created.bot.metadata.name, created.token, created.join_method,
+                        created.token_expires, created.ca_pins)
+    return {"kind": "bot", "name": bot.metadata.name, "action": "created", "revision": created.bot.metadata.revision,
+            **data, "_text": _bot_created_text(client, data)}
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    import shlex
+    import subprocess
+    import tempfile
+
+    kind, name = _kind(args.ref)
+    if not name:
+        raise ValidationError(f'edit: name the resource as KIND/NAME, e.g. "{kind}/example"')
+    if kind == "token":
+        raise ValidationError("edit: tokens are not edited (a token-method token's name is its secret); create a "
+                              "new one with `tokens add` and remove the old one")
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    with connect(args) as client:
+        current = client.get(kind, name)
+        before = yaml.safe_dump(to_document(current), sort_keys=False)
+        with tempfile.TemporaryDirectory(prefix="machineid-edit-") as tmp:
+            path = Path(tmp) / f"{kind}-{name}.yaml"
+            path.write_text(before)
+            if subprocess.run([*shlex.split(editor), str(path)]).returncode != 0:
+                raise ValidationError(f"edit: the editor ({editor}) failed; nothing was changed")
+            after = path.read_text()
+        if after == before:
+            _emit(args, f"{kind} \"{name}\" is unchanged",
+                  {"kind": kind, "name": name, "action": "unchanged", "revision": current.metadata.revision})
+            return 0
+        objs = _read_documents(str(path), after)
+        if len(objs) != 1 or objs[0].kind != kind or objs[0].metadata.name != name:
+            raise ValidationError(f"edit: the file must still hold {kind}/{name} alone; nothing was changed")
+        obj = objs[0]
+        obj.metadata.revision = obj.metadata.revision or current.metadata.revision  # safe: fails if changed since
+        result = _apply(client, obj, force=False, dry_run=False)
+    _emit(args, result.pop("_text"), result)
+    return 0
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
@@ -341,7 +498,7 @@ def cmd_rm_kind(args: argparse.Namespace, kind: str, name: str) -> int:
     with connect(args) as client:
         client.delete(kind, name)
     shown = name if kind != "token" else "(secret)"
-    print(f'{kind} "{shown}" has been deleted')
+    _emit(args, f'{kind} "{shown}" has been deleted', {"kind": kind, "name": shown, "action": "deleted"})
     return 0
 
 
@@ -357,21 +514,27 @@ def _agent_command(address: str, token: str, method: str, pin: str) -> str:
     )
 
 
-def _print_bot_created(client: Client, name: str, token: str, method: str, expires: datetime | None,
-                       pins: list[str], form: str = "text") -> None:
-    if form == "json":
-        print(json.dumps({"bot": name, "token": token, "join_method": method,
-                          "token_expires": codec.format_time(expires) if expires else None, "ca_pins": pins,
-                          "auth_server": client.address}, indent=2))
-        return
+def _bot_created(client: Client, name: str, token: str, method: str, expires: datetime | None,
+                 pins: list[str]) -> dict[str, Any]:
+    """The same fields wherever a join token is handed out (bots add, tokens add, create -f), named as the
+    providers name them."""
+    return {"bot": name, "token": token, "join_method": method,
+            "token_expires": codec.format_time(expires) if expires else None, "ca_pins": list(pins),
+            "auth_server": client.address}
+
+
+def _bot_created_text(client: Client, data: dict[str, Any], created: bool = True) -> str:
     left = ""
+    expires = data["token_expires"]
     if expires:
-        minutes = max(0, int((expires - datetime.now(UTC)).total_seconds() // 60))
+        minutes = max(0, round((codec.parse_time(expires) - datetime.now(UTC)).total_seconds() / 60))
         left = (f"This token will expire in {minutes} minutes.\n" if minutes <= 48 * 60
-                else f"This token will expire at {codec.format_time(expires)}.\n")
-    print(f'The bot "{name}" has been created.\n\nThe bot token: {token}\n{left}CA pin: {pins[0]}\n\n'
-          f"Run this on the machine that needs the identity:\n\n"
-          f"{_agent_command(client.address, token, method, pins[0])}\n")
+                else f"This token will expire at {expires}.\n")
+    pin = data["ca_pins"][0]
+    head = f'The bot "{data["bot"]}" has been created.\n\n' if created else ""
+    return (f"{head}The bot token: {data['token']}\n{left}CA pin: {pin}\n\n"
+            f"Run this on the machine that needs the identity:\n\n"
+            f"{_agent_command(client.address, data['token'], data['join_method'], pin)}\n")
 
 
 def cmd_bots_add(args: argparse.Namespace) -> int:
@@ -380,17 +543,19 @@ def cmd_bots_add(args: argparse.Namespace) -> int:
     ttl = _parse_ttl(args.ttl, "--ttl")
     with connect(args) as client:
         out = client.create_bot(bot, token_name=args.token, token_ttl=ttl)
-        _print_bot_created(client, args.name, out.token, out.join_method, out.token_expires, out.ca_pins,
-                           args.format)
+        data = _bot_created(client, args.name, out.token, out.join_method, out.token_expires, out.ca_pins)
+        _emit(args, _bot_created_text(client, data), data)
     return 0
 
 
 def cmd_bots_unlock(args: argparse.Namespace) -> int:
     with connect(args) as client:
         client.unlock_bot(args.name)
-    print(f'bot "{args.name}" has been unlocked. Its existing certificates can no longer renew (whoever copied them '
-          "is shut out too): give its agent a new join token, from\n\n"
-          f"  machineid ctl tokens add --type=bot --bot-name={args.name}")
+    _emit(args, f'bot "{args.name}" has been unlocked. Its existing certificates can no longer renew (whoever '
+                "copied them is shut out too): give its agent a new join token, from\n\n"
+                f"  machineid ctl tokens add --type=bot --bot-name={args.name}",
+          {"kind": "bot", "name": args.name, "action": "unlocked",
+           "next": f"machineid ctl tokens add --type=bot --bot-name={args.name}"})
     return 0
 
 
@@ -401,15 +566,10 @@ def cmd_tokens_add(args: argparse.Namespace) -> int:
     with connect(args) as client:
         client.get_bot(args.bot_name)
         out = client.upsert(token, create_only=True)
-        pin = client.ping().ca_pins[0]
+        pins = list(client.ping().ca_pins)
         assert isinstance(out, ProvisionToken)
-        if args.format == "json":
-            print(json.dumps({"token": out.metadata.name, "bot": args.bot_name, "ca_pin": pin,
-                              "expires": codec.format_time(out.metadata.expires) if out.metadata.expires else None}))
-        else:
-            print(f"The bot token: {out.metadata.name}\nThis token will expire in "
-                  f"{int(ttl.total_seconds() // 60)} minutes.\nCA pin: {pin}\n\n"
-                  f"{_agent_command(client.address, out.metadata.name, 'token', pin)}")
+        data = _bot_created(client, args.bot_name, out.metadata.name, "token", out.metadata.expires, pins)
+        _emit(args, _bot_created_text(client, data, created=False), data)
     return 0
 
 
@@ -424,14 +584,19 @@ def cmd_users_add(args: argparse.Namespace) -> int:
                 raise ValidationError(f"--logins: {reason}")
         user.spec.traits = {"logins": logins}
     with connect(args) as client:
-        client.upsert(user, create_only=True)
-    print(f'user "{args.name}" has been created')
+        out = client.upsert(user, create_only=True)
+    _emit(args, f'user "{args.name}" has been created',
+          {"kind": "user", "name": args.name, "action": "created", "revision": out.metadata.revision})
     return 0
 
 
 def cmd_auth_export(args: argparse.Namespace) -> int:
     with connect(args) as client:
         cas = client.export_cas(args.type)
+    if args.format == "json":
+        _emit(args, "", [{"type": ca.type, "cluster_name": ca.cluster_name, "public_data": ca.public_data,
+                          "pin": ca.pin} for ca in cas])
+        return 0
     for ca in cas:
         if ca.type == "host":
             # known_hosts form, as `ssh -o UserKnownHostsFile` reads it
@@ -464,8 +629,9 @@ def cmd_auth_sign(args: argparse.Namespace) -> int:
         out = client.sign_user(args.user, certs.public_key_pem(key.public_key()), ttl)
     ident = identity_from_certs(certs.private_key_pem(key), out)
     write_private(args.out, ident.dumps())
-    print(f"The identity of {args.user} has been written to {args.out} (valid until "
-          f"{codec.format_time(ident.expires)})")
+    _emit(args, f"The identity of {args.user} has been written to {args.out} (valid until "
+                f"{codec.format_time(ident.expires)})",
+          {"user": args.user, "path": str(args.out), "expires": codec.format_time(ident.expires)})
     return 0
 
 
@@ -581,8 +747,10 @@ def cmd_nodes_add(args: argparse.Namespace) -> int:
     write_private(prefix, private)
     write_private(prefix.with_name(prefix.name + ".pub"), certs.ssh_public_key_line(key.public_key()) + "\n", 0o644)
     write_private(prefix.with_name(prefix.name + "-cert.pub"), cert.strip() + "\n", 0o644)
-    print(f'node "{args.name}" registered at {args.addr}; host key {prefix}, certificate {prefix}-cert.pub '
-          f"(principals {', '.join(principals)})")
-    print("\nIn the node's sshd_config (the user CA from `machineid ctl auth export --type=user`):\n")
-    print("\n".join(f"  {line}" for line in sshd_config_lines(prefix, node.metadata.labels)))
+    lines = sshd_config_lines(prefix, node.metadata.labels)
+    _emit(args, f'node "{args.name}" registered at {args.addr}; host key {prefix}, certificate {prefix}-cert.pub '
+                f"(principals {', '.join(principals)})\n\nIn the node's sshd_config (the user CA from "
+                "`machineid ctl auth export --type=user`):\n\n" + "\n".join(f"  {line}" for line in lines),
+          {"kind": "node", "name": args.name, "action": "created", "addr": args.addr, "host_key": str(prefix),
+           "host_certificate": f"{prefix}-cert.pub", "principals": principals, "sshd_config": lines})
     return 0

@@ -12,32 +12,50 @@ import sys
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from machineid import __version__
-from machineid.cli import bot_cmd, ctl, node_cmd, server_cmd, terraform_cmd
+from machineid.cli import bot_cmd, completion_cmd, ctl, exit_codes, node_cmd, server_cmd, terraform_cmd
+from machineid.cli.parser import Parser, subcommands
 from machineid.model.errors import MachineIDError
+
+EXAMPLES = """\
+examples:
+  machineid server start --data-dir ./cluster
+  machineid ctl --data-dir ./cluster bots add robot --roles=access --logins=root
+  machineid bot start --token TOKEN --ca-pin PIN --auth-server HOST:3025 --data-dir ./bot --destination-dir ./id
+  ssh -F ./id/ssh_config root@NODE.CLUSTER
+
+exit codes: 0 ok, 1 failed, 2 usage, 3 invalid input, 4 not found, 5 permission denied or not authenticated,
+  6 cluster unreachable, 7 conflict (exists, changed meanwhile, in use), 130 interrupted
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="machineid", description="Machine identity as code.")
+    parser = Parser(prog="machineid", description="Machine identity as code.", epilog=EXAMPLES)
     parser.add_argument("--version", action="version", version=f"machineid {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = subcommands(parser, "command")
     server_cmd.add_parser(sub)
     ctl.add_parser(sub)
     bot_cmd.add_parser(sub)
     terraform_cmd.add_parser(sub)
     node_cmd.add_parser(sub)
+    completion_cmd.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions: answer and exit
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
         return code
     except MachineIDError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return exit_codes.for_error(e)
     except KeyboardInterrupt:
-        return 130
+        return exit_codes.INTERRUPTED
 
 
 if __name__ == "__main__":
