@@ -367,3 +367,36 @@ def test_missing_provider_address_fails_at_preview(tools_bin: Path, tmp_path: Pa
     prog = Program(engine, tmp_path, "noconfig", _role_program, logins=["x"])
     message = prog.preview_fails()
     assert "address" in message and "machineid:address" in message and "MACHINEID_AUTH_SERVER" in message
+
+
+
+# One resource a program: the engine stops at the first resource that fails its check.
+BAD_VALUES = {
+    "ttl": ("type: machineid:Role\nproperties:\n  options:\n    maxSessionTtl: 5 parsecs\n",
+            'property options.maxSessionTtl: "5 parsecs" is not a duration; write it like "1h"'),
+    "login": ("type: machineid:Role\nproperties:\n  allow:\n    logins: [ubuntu, \"Bad Login!\"]\n",
+              'property allow.logins[1]: "Bad Login!" is not valid: a login is a POSIX user name'),
+    "account": ("type: machineid:ProvisionToken\nproperties:\n  joinMethod: iam\n  botName: robot\n  allow:\n"
+                "    - awsAccount: \"12345\"\n",
+                'property allow[0].awsAccount: "12345" is not valid: an AWS account ID is exactly 12 digits'),
+    "secret": ("type: machineid:ProvisionToken\nproperties:\n  botName: robot\n  name:\n"
+               "    fn::secret: short-secret-token-name\n",
+               "property name value [secret]: a token-method token's name is its secret"),
+}
+
+
+def test_bad_values_are_shown_with_their_property_path(engine: Engine, tmp_path: Path) -> None:
+    """The engine printed `value {<nil>}` for a failure below the top level, and a secret top-level value in
+    clear; the messages name the path and the value the program gave, and keep a secret one hidden."""
+    for case, (resource, expected) in BAD_VALUES.items():
+        project = tmp_path / case
+        project.mkdir()
+        body = "".join(f"    {line}\n" for line in resource.splitlines())
+        (project / "Pulumi.yaml").write_text(f"name: bad-{case}\nruntime: yaml\nresources:\n  thing:\n{body}")
+        engine.yaml_stack(project, "test")
+        for command in [("preview",), ("up", "--yes")] if case == "ttl" else [("preview",)]:
+            proc = engine.cli(*command, "--stack", "test", "--color", "never", cwd=project, check=False)
+            output = proc.stdout + proc.stderr
+            assert proc.returncode != 0, output
+            assert "{<nil>}" not in output and "short-secret-token-name" not in output, output
+            assert f"resource 'thing' has a problem: {expected}" in output, output

@@ -30,6 +30,19 @@ def test_check_names_every_bad_field() -> None:
     assert props == ["allow[0].awsAccount", "allow[0].awsArn", "bogus"]
 
 
+def test_check_messages_name_the_path_and_the_value() -> None:
+    """The engine shows a message as it is: each names where the problem is and what the program gave there."""
+    role = [m for _, m in Provider().check(ROLE.token, "web", {
+        "allow": {"logins": ["ubuntu", "Bad!"], "nodeLabels": {"env": [7]}}, "bogus": {"x": 1}}).failures]
+    assert any(m.startswith('property allow.logins[1]: "Bad!" is not valid: a login is') for m in role), role
+    assert "property allow.nodeLabels.env[0] value 7: must be a string, got the number 7; quote it" in "\n".join(role)
+    assert any(m.startswith('property bogus value {"x": 1}: unknown property; known: allow, deny') for m in role)
+    token = dict(Provider().check(PROVISION_TOKEN.token, "t", {"name": "short-secret"}).failures)
+    assert token["name"].startswith("property name value [secret]: a token-method token's name is its secret")
+    assert token["botName"].startswith("property botName (not set): must be set")
+    assert "short-secret" not in "".join(token.values())
+
+
 def test_diff_names_nested_fields_and_replacements() -> None:
     p = Provider()
     old = p.check(ROLE.token, "web", {"allow": {"logins": ["a"]}}).inputs

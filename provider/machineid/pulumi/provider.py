@@ -5,7 +5,9 @@ What the provider decides (checks, diffs, CRUD, import, token expiry, bot render
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +16,8 @@ from machineid.iac.config import ProviderConfig
 from machineid.iac.core import Core, Hints
 from machineid.iac.unknown import UNKNOWN
 from machineid.model import codec
-from machineid.model.errors import FieldViolation, ValidationError
+from machineid.model.errors import FieldViolation, Path, ValidationError
+from machineid.model.validators import shown
 from machineid.pulumi.resources import (
     RESOURCES,
     ROLE,
@@ -51,7 +54,7 @@ FUNCTIONS = {token_of(fn.name): fn for fn in functions.FUNCTIONS}
 @dataclass
 class CheckResult:
     inputs: dict[str, Any]
-    failures: list[tuple[str, str]] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (property path, whole message)
 
 
 @dataclass
@@ -72,8 +75,60 @@ class State:
     inputs: dict[str, Any] | None = None
 
 
-def _failures(violations: list[FieldViolation]) -> list[tuple[str, str]]:
-    return [(render_path(x.path), x.reason) for x in violations]
+_ITEM = re.compile(r"item \[(\d+)\]: ", re.DOTALL)
+_ABSENT = object()
+
+
+def _value_at(values: dict[str, Any], path: Path) -> Any:
+    """The user's value at a core path, looked up in Pulumi's camelCase properties; _ABSENT when it is not set.
+
+    A path through a scalar (a number where a list belongs) stops at that scalar: it is what the user wrote."""
+    value: Any = values
+    for step in path:
+        if isinstance(step, int) and isinstance(value, list):
+            if not 0 <= step < len(value):
+                return _ABSENT
+            value = value[step]
+        elif isinstance(step, str) and isinstance(value, dict):
+            key = camel(step) if camel(step) in value else step
+            if key not in value:
+                return _ABSENT
+            value = value[key]
+        else:
+            break
+    return value
+
+
+def _rendered(value: Any) -> str:
+    if value is UNKNOWN:
+        return "(unknown until the update)"
+    if isinstance(value, str):
+        return f'"{shown(value)}"'
+    return shown(json.dumps(value, sort_keys=True, default=lambda v: "(unknown until the update)"))
+
+
+def failure(path: Path, reason: str, values: dict[str, Any], secret: Collection[str] = ()) -> tuple[str, str]:
+    """(Pulumi property path, message naming the path and the value the user gave) for one violation.
+
+    The engine prints a failure's own property as `value {<nil>}` unless it is a top-level key, and a top-level
+    value Go-formatted (a secret one in clear), so the provider sends the property in the message instead. A list
+    item's reason (`item [1]: ...`) becomes part of the path. Values of secret properties are not shown."""
+    while m := _ITEM.match(reason):
+        path, reason = (*path, int(m.group(1))), reason[m.end():]
+    where = render_path(path)
+    value = _value_at(values, path)
+    if value is _ABSENT or value is None:
+        return where, f"property {where} (not set): {reason}"
+    if path and camel(str(path[0])) in secret:
+        return where, f"property {where} value [secret]: {reason}"
+    if isinstance(value, str) and f'"{shown(value)}"' in reason:
+        return where, f"property {where}: {reason}"  # the reason already quotes it
+    return where, f"property {where} value {_rendered(value)}: {reason}"
+
+
+def _failures(violations: list[FieldViolation], values: dict[str, Any],
+              secret: Collection[str] = ()) -> list[tuple[str, str]]:
+    return [failure(x.path, x.reason, values, secret) for x in violations]
 
 
 def config_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -101,25 +156,27 @@ class Provider:
         return self.core.client()
 
     # ---------------------------------------------------------------- configuration
-    def check_config(self, news: dict[str, Any]) -> CheckResult:
-        return CheckResult(news, _failures(self.core.check_config(config_values(news))))
+    def check_config(self, news: dict[str, Any], secret: Collection[str] = ()) -> CheckResult:
+        return CheckResult(news, _failures(self.core.check_config(config_values(news)), news, secret))
 
     def configure(self, values: dict[str, Any]) -> None:
         self.core.configure(config_values(values))
 
     # ---------------------------------------------------------------- check
-    def check(self, token: str, urn_name: str, news: dict[str, Any]) -> CheckResult:
+    def check(self, token: str, urn_name: str, news: dict[str, Any], secret: Collection[str] = ()) -> CheckResult:
+        """secret: the properties the program marked secret (the schema's own secret ones are added here)."""
         r = RESOURCES[token]
         snake, unknown_keys = snake_props(r, news)
         handler = self.core.handler(r.rdef)
         if snake.get("name") is None and not handler.server_chosen_name(snake):
             snake["name"] = urn_name  # Pulumi's convention: the resource name is the default
-        failures = [(key, f"unknown property; known: {', '.join(sorted(p.name for p in r.props() if p.is_input))}")
-                    for key in unknown_keys]
+        hidden = {*secret, *r.secret_props()}
+        known = ", ".join(sorted(p.name for p in r.props() if p.is_input))
+        failures = [failure((key,), f"unknown property; known: {known}", news, hidden) for key in unknown_keys]
         result = self.core.check(r.rdef, snake)
         if failures or result.violations:
             return CheckResult({k: v for k, v in news.items() if not k.startswith("__")},
-                               failures + _failures(result.violations))
+                               failures + _failures(result.violations, news, hidden))
         return CheckResult(camel_props(r, result.inputs))
 
     # ---------------------------------------------------------------- diff
@@ -185,7 +242,7 @@ class Provider:
         try:
             decoded: Any = codec.decode_and_validate(fn.inputs, to_snake(fn.inputs, args))
         except ValidationError as e:
-            return {}, _failures(e.violations)
+            return {}, _failures(e.violations, args)
         if fn is functions.GET_CLUSTER_INFO:
             result: Any = self.core.cluster_info()
         else:

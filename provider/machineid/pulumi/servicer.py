@@ -38,6 +38,13 @@ def urn_name(urn: str, name: str = "") -> str:
     return name or urn.split("::")[-1]
 
 
+def check_failures(failures: list[tuple[str, str]]) -> list[Any]:
+    """Check failures with the property path in the message and none in `property`: the engine would print the
+    property's value itself, as `{<nil>}` for any path below the top level and Go-formatted (a secret in clear)
+    for a top-level one."""
+    return [provider_pb2.CheckFailure(property="", reason=message) for _, message in failures]
+
+
 class Servicer(provider_pb2_grpc.ResourceProviderServicer):
     def __init__(self, engine_address: str = "") -> None:
         self._engine: engine_pb2_grpc.EngineStub | None = None
@@ -99,10 +106,10 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
     @_handler
     def CheckConfig(self, request: Any, context: grpc.ServicerContext) -> Any:
         news, secrets = values.decode(request.news)
-        result = self.provider.check_config(news)
-        return provider_pb2.CheckResponse(
-            inputs=values.encode(result.inputs, secrets | self._secret_fields(ProviderConfig)),
-            failures=[provider_pb2.CheckFailure(property=p, reason=r) for p, r in result.failures])
+        secret = secrets | self._secret_fields(ProviderConfig)
+        result = self.provider.check_config(news, secret)
+        return provider_pb2.CheckResponse(inputs=values.encode(result.inputs, secret),
+                                          failures=check_failures(result.failures))
 
     @_handler
     def DiffConfig(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -131,12 +138,11 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
     def Check(self, request: Any, context: grpc.ServicerContext) -> Any:
         token = resource_type(request.urn, request.type)
         news, secrets = values.decode(request.news)
-        result = self.provider.check(token, urn_name(request.urn, request.name), news)
-        for prop, reason in result.failures:
-            self.log("debug", f"check {prop}: {reason}", request.urn)
-        return provider_pb2.CheckResponse(
-            inputs=values.encode(result.inputs, secrets | self._secret_props(token)),
-            failures=[provider_pb2.CheckFailure(property=p, reason=r) for p, r in result.failures])
+        result = self.provider.check(token, urn_name(request.urn, request.name), news, secrets)
+        for _, message in result.failures:
+            self.log("debug", f"check: {message}", request.urn)
+        return provider_pb2.CheckResponse(inputs=values.encode(result.inputs, secrets | self._secret_props(token)),
+                                          failures=check_failures(result.failures))
 
     @_handler
     def Diff(self, request: Any, context: grpc.ServicerContext) -> Any:
