@@ -41,6 +41,10 @@ def test_check_messages_name_the_path_and_the_value() -> None:
     assert token["name"].startswith("property name value [secret]: a token-method token's name is its secret")
     assert token["botName"].startswith("property botName (not set): must be set")
     assert "short-secret" not in "".join(token.values())
+    # a reason that quotes the value it checked does not show a secret one either
+    bot = dict(Provider().check(BOT.token, "robot", {"roles": ["r"], "tokenTtl": "5 parsecs"}, {"tokenTtl"}).failures)
+    assert bot["tokenTtl"].startswith("property tokenTtl value [secret]: [secret] is not a duration; write it like")
+    assert "parsecs" not in bot["tokenTtl"]
 
 
 def test_diff_names_nested_fields_and_replacements() -> None:

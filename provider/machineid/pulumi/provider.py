@@ -75,7 +75,7 @@ class State:
     inputs: dict[str, Any] | None = None
 
 
-_ITEM = re.compile(r"item \[(\d+)\]: ", re.DOTALL)
+_ITEM = re.compile(r"item \[(\d+)\]: ")
 _ABSENT = object()
 
 
@@ -120,6 +120,8 @@ def failure(path: Path, reason: str, values: dict[str, Any], secret: Collection[
     if value is _ABSENT or value is None:
         return where, f"property {where} (not set): {reason}"
     if path and camel(str(path[0])) in secret:
+        if isinstance(value, str) and value:
+            reason = reason.replace(f'"{shown(value)}"', "[secret]")  # a reason that quotes what it checked
         return where, f"property {where} value [secret]: {reason}"
     if isinstance(value, str) and f'"{shown(value)}"' in reason:
         return where, f"property {where}: {reason}"  # the reason already quotes it
