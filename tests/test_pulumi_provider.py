@@ -39,7 +39,7 @@ def test_check_messages_name_the_path_and_the_value() -> None:
     assert any(m.startswith('property bogus value {"x": 1}: unknown property; known: allow, deny') for m in role)
     token = dict(Provider().check(PROVISION_TOKEN.token, "t", {"name": "short-secret"}).failures)
     assert token["name"].startswith("property name value [secret]: a token-method token's name is its secret")
-    assert token["botName"].startswith("property botName (not set): must be set")
+    assert token["botName"].startswith("property botName: must be set")
     assert "short-secret" not in "".join(token.values())
     # a reason that quotes the value it checked does not show a secret one either
     bot = dict(Provider().check(BOT.token, "robot", {"roles": ["r"], "tokenTtl": "5 parsecs"}, {"tokenTtl"}).failures)

@@ -118,7 +118,7 @@ def failure(path: Path, reason: str, values: dict[str, Any], secret: Collection[
     where = render_path(path)
     value = _value_at(values, path)
     if value is _ABSENT or value is None:
-        return where, f"property {where} (not set): {reason}"
+        return where, f"property {where}: {reason}"  # nothing to show: the reason says it is missing
     if path and camel(str(path[0])) in secret:
         if isinstance(value, str) and value:
             reason = reason.replace(f'"{shown(value)}"', "[secret]")  # a reason that quotes what it checked
