@@ -7,6 +7,7 @@ the SDK the way a user would); YAML programs run with the plain `pulumi` CLI.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -19,10 +20,11 @@ import pulumi_machineid as machineid
 import pytest
 from pulumi import automation as auto
 
+from machineid import __version__
 from machineid.api.client import Client
 from machineid.model import errors
 from machineid.pulumi.engine import Engine, outputs_plain
-from tests.conftest import ServerProc
+from tests.conftest import ServerProc, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 # The Automation API leaves its inline program's event loop unclosed when the engine stops it after a failed
@@ -400,3 +402,56 @@ def test_bad_values_are_shown_with_their_property_path(engine: Engine, tmp_path:
             assert proc.returncode != 0, output
             assert "{<nil>}" not in output and "short-secret-token-name" not in output, output
             assert f"resource 'thing' has a problem: {expected}" in output, output
+
+
+# ---------------------------------------------------------------- `machineid pulumi install`
+
+
+INSTALLED_YAML = """name: installed
+runtime: yaml
+resources:
+  role:
+    type: machineid:Role
+    properties:
+      name: installed-role
+      allow:
+        logins: [ops]
+"""
+
+
+def test_pulumi_install_puts_the_plugin_in_the_plugin_cache(tools_bin: Path, server: ServerProc,
+                                                            tmp_path: Path) -> None:
+    """Installed with the documented command, the plugin is one `pulumi plugin ls` lists, and the engine runs it
+    from the cache: the venv's bin directory is not on PATH, and there is no `from $PATH` warning."""
+    home = tmp_path / "pulumi-home"
+    path = os.pathsep.join([str(tools_bin), "/usr/local/bin", "/usr/bin", "/bin"])
+    assert shutil.which("pulumi-resource-machineid", path=path) is None
+    installed = run_cli("pulumi", "install", "--pulumi-home", str(home), env={"PATH": path})
+    assert installed.stdout.startswith(f"installed the Pulumi resource plugin machineid {__version__}\n")
+    assert f"PULUMI_HOME={home} pulumi plugin ls" in installed.stdout and "PATH" not in installed.stdout
+    again = run_cli("pulumi", "install", "--pulumi-home", str(home), env={"PATH": path})
+    assert again.stdout.startswith("already installed: the Pulumi resource plugin machineid")
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "MACHINEID_"))}
+    env.update(PATH=path, PULUMI_HOME=str(home), PULUMI_BACKEND_URL=f"file://{home / 'state'}",
+               PULUMI_CONFIG_PASSPHRASE="test-only", PULUMI_SKIP_UPDATE_CHECK="true",
+               PULUMI_DIY_BACKEND_NO_LEGACY_WARNING="true", MACHINEID_AUTH_SERVER=server.address,
+               MACHINEID_IDENTITY=str(server.admin_identity_path))
+    (home / "state").mkdir()
+    project = tmp_path / "installed"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text(INSTALLED_YAML)
+
+    def pulumi(*args: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([str(tools_bin / "pulumi"), *args, "--non-interactive"], cwd=project, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc
+
+    listed = pulumi("plugin", "ls").stdout.splitlines()
+    assert any(line.split()[:3] == ["machineid", "resource", __version__] for line in listed), listed
+    pulumi("stack", "init", "test", "--secrets-provider", "passphrase")
+    preview = pulumi("preview", "--stack", "test", "--color", "never")
+    output = preview.stdout + preview.stderr
+    assert "machineid:index:Role" in output and "+ 2 to create" in output, output
+    assert "from $PATH" not in output, output

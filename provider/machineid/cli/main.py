@@ -12,7 +12,16 @@ import sys
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from machineid import __version__
-from machineid.cli import bot_cmd, completion_cmd, ctl, exit_codes, node_cmd, server_cmd, terraform_cmd
+from machineid.cli import (
+    bot_cmd,
+    completion_cmd,
+    ctl,
+    exit_codes,
+    node_cmd,
+    pulumi_cmd,
+    server_cmd,
+    terraform_cmd,
+)
 from machineid.cli.parser import Parser, subcommands
 from machineid.model.errors import MachineIDError
 
@@ -38,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     terraform_cmd.add_parser(sub)
     node_cmd.add_parser(sub)
     completion_cmd.add_parser(sub)
+    pulumi_cmd.add_parser(sub)
     return parser
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from pulumi import automation as auto
 
-from machineid import __version__
+from machineid.pulumi import install
 
 PASSPHRASE_FILE = "passphrase"  # in the home
 # What every home used before the per-home passphrase: stacks encrypted with it only open with it.
@@ -97,15 +97,9 @@ class Engine:
         private_dir(self.home)
         private_dir(self.home / "state")
         self.passphrase = home_passphrase(self.home)
-        # Install this checkout's plugin into the private plugin cache, as `pulumi plugin install` would, so the
-        # engine uses exactly it (and does not warn about a plugin picked up from $PATH).
-        plugin_dir = self.home / "plugins" / f"resource-machineid-v{__version__}"
-        plugin_dir.mkdir(parents=True, exist_ok=True)
-        link = plugin_dir / "pulumi-resource-machineid"
-        target = Path(sys.executable).parent / "pulumi-resource-machineid"
-        if not link.is_symlink() or link.readlink() != target:
-            link.unlink(missing_ok=True)
-            link.symlink_to(target)
+        # This checkout's plugin in the private plugin cache, as `machineid pulumi install` puts it, so the engine
+        # uses exactly it (and does not warn about a plugin picked up from $PATH).
+        install.install(self.home)
 
     @property
     def backend_url(self) -> str:
