@@ -286,7 +286,7 @@ def test_the_pulumi_plugin_prints_help_instead_of_serving() -> None:
 
     exe = Path(sys.executable).parent / "pulumi-resource-machineid"
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0 and "pulumi plugin install resource machineid" in out.stdout
+    assert out.returncode == 0 and "machineid pulumi install" in out.stdout
 
 
 def test_errors_say_what_is_wrong_and_the_way_out(server: ServerProc, fresh_server: ServerProc, tmp_path: Path) -> None:

@@ -51,9 +51,10 @@ def _engine_address(argv: list[str]) -> str:
 
 USAGE = """pulumi-resource-machineid: the machineid resource provider for Pulumi.
 
-The Pulumi engine starts this program itself; it is not run by hand. Install it where the engine looks:
+The Pulumi engine starts this program itself; it is not run by hand. Install it into Pulumi's plugin cache,
+where the engine looks for it:
 
-    pulumi plugin install resource machineid 0.1.0 --file "$(command -v pulumi-resource-machineid)"
+    machineid pulumi install
 """
 
 
