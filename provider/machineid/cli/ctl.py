@@ -59,7 +59,7 @@ _OUTPUTS = ["text", "json"]
 _LISTINGS = ["text", "yaml", "json"]
 
 
-def _connection_flags(p: argparse.ArgumentParser, suppress: bool) -> None:
+def connection_flags(p: argparse.ArgumentParser, suppress: bool) -> None:
     """On `ctl` itself with their defaults, and on every ctl command with none, so they work on either side of
     the command (`ctl get roles --data-dir DIR`)."""
     def default(value: object) -> object:
@@ -88,7 +88,7 @@ def _format(p: argparse.ArgumentParser, choices: list[str], default: str = "text
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ctl = sub.add_parser("ctl", help="administer the cluster (the tctl analogue)", epilog=CTL_EXAMPLES,
                          description="Administer the cluster: resources, bots, tokens, users, nodes, audit.")
-    _connection_flags(ctl, suppress=False)
+    connection_flags(ctl, suppress=False)
     csub = subcommands(ctl, "ctl_cmd")
 
     get = csub.add_parser("get", help="show resources: get roles, get role/NAME",
@@ -237,7 +237,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     whoami.set_defaults(func=cmd_status)
 
     for leaf in _leaves(ctl):
-        _connection_flags(leaf, suppress=True)
+        connection_flags(leaf, suppress=True)
 
 
 # ---------------------------------------------------------------- connection

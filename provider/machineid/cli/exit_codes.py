@@ -12,6 +12,7 @@ NOT_FOUND = 4
 DENIED = 5  # permission denied, or not authenticated (no, expired or foreign identity)
 UNREACHABLE = 6  # the cluster cannot be reached
 CONFLICT = 7  # already exists, changed by someone else, still in use
+POLICY = 8  # `machineid review --policy`: the plan violates a rule
 INTERRUPTED = 130
 
 _BY_ERROR: list[tuple[type[errors.MachineIDError], int]] = [

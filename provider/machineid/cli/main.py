@@ -19,6 +19,7 @@ from machineid.cli import (
     exit_codes,
     node_cmd,
     pulumi_cmd,
+    review_cmd,
     server_cmd,
     terraform_cmd,
 )
@@ -33,7 +34,8 @@ examples:
   ssh -F ./id/ssh_config root@NODE.CLUSTER
 
 exit codes: 0 ok, 1 failed, 2 usage, 3 invalid input, 4 not found, 5 permission denied or not authenticated,
-  6 cluster unreachable, 7 conflict (exists, changed meanwhile, in use), 130 interrupted
+  6 cluster unreachable, 7 conflict (exists, changed meanwhile, in use), 8 policy violated (review),
+  130 interrupted
 """
 
 
@@ -48,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     node_cmd.add_parser(sub)
     completion_cmd.add_parser(sub)
     pulumi_cmd.add_parser(sub)
+    review_cmd.add_parser(sub)
     return parser
 
 

@@ -5,14 +5,12 @@ roles grant nothing."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from machineid.api import certs
 from machineid.cluster.caller import Caller
 from machineid.cluster.objects import Objects
 from machineid.model import codec
-from machineid.model import validators as v
 from machineid.model.errors import (
     FieldViolation,
     NotFoundError,
@@ -20,10 +18,9 @@ from machineid.model.errors import (
     UnauthenticatedError,
     ValidationError,
 )
+from machineid.model.grants import rule_match
 from machineid.model.node_access import labels_match
 from machineid.model.resources import Bot, Metadata, Node, Role, RoleConditions, RoleSpec, Rule, User
-
-_TEMPLATE = re.compile(r"\{\{\s*(internal|external)\.([A-Za-z0-9_]+)\s*\}\}")
 
 
 def default_roles() -> list[Role]:
@@ -41,22 +38,6 @@ def default_roles() -> list[Role]:
              RoleConditions(rules=[Rule(resources=["role", "bot", "user", "node", "cert_authority", "event"],
                                         verbs=["list", "read"])])),
     ]
-
-
-def rule_match(rules: list[Rule], resource: str, verb: str) -> bool:
-    return any((resource in r.resources or "*" in r.resources) and (verb in r.verbs or "*" in r.verbs)
-               for r in rules)
-
-
-def expand_logins(logins: Iterable[str], traits: dict[str, list[str]]) -> list[str]:
-    out: list[str] = []
-    for login in logins:
-        m = _TEMPLATE.fullmatch(login.strip())
-        values = traits.get(m.group(2), []) if m else [login]
-        for val in values:
-            if val and val not in out and v.LOGIN.check(val) is None:
-                out.append(val)
-    return out
 
 
 def check_unlocked(bot: Bot) -> None:

@@ -19,6 +19,7 @@ from machineid.model.errors import (
     PreconditionError,
     ValidationError,
 )
+from machineid.model.grants import BOT_LABEL, bot_role
 from machineid.model.resources import (
     DEFAULT_TOKEN_TTL,
     Bot,
@@ -26,29 +27,13 @@ from machineid.model.resources import (
     Metadata,
     ProvisionToken,
     ProvisionTokenSpec,
-    Role,
-    RoleConditions,
-    RoleSpec,
-    Rule,
     User,
     UserSpec,
     bot_role_name,
     bot_user_name,
 )
 
-BOT_LABEL = "machineid/bot"
 RENEWAL_KIND = "bot_last_renewal"  # internal: the last renewal of each bot, so a lost answer can be retried
-
-
-def bot_role(name: str) -> Role:
-    return Role(
-        metadata=Metadata(name=bot_role_name(name), description=f"Role of bot {name}; managed by the bot.",
-                          labels={BOT_LABEL: name}),
-        spec=RoleSpec(allow=RoleConditions(rules=[
-            Rule(resources=["cert_authority"], verbs=["read"]),
-            Rule(resources=["node"], verbs=["list", "read"]),
-        ])),
-    )
 
 
 def bot_user(bot: Bot) -> User:

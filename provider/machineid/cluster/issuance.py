@@ -9,14 +9,13 @@ from datetime import timedelta
 from typing import Any
 
 from machineid.api import certs
-from machineid.cluster.access import Access, expand_logins
+from machineid.cluster.access import Access
 from machineid.cluster.authority import Authority
 from machineid.cluster.caller import Caller
 from machineid.cluster.objects import Objects
-from machineid.model import codec
-from machineid.model import validators as v
+from machineid.model import codec, grants
 from machineid.model.errors import FieldViolation, PermissionDeniedError, PreconditionError, ValidationError
-from machineid.model.node_access import EXTENSION, Grant, NodeAccess
+from machineid.model.node_access import EXTENSION
 from machineid.model.resources import Bot, Role, User, bot_user_name
 
 DEFAULT_CERT_TTL = timedelta(hours=1)
@@ -37,30 +36,13 @@ def ttl_for(roles: list[Role], requested: timedelta | None, cap: timedelta | Non
     ttl = requested or DEFAULT_CERT_TTL
     if ttl <= timedelta(0):
         raise ValidationError([FieldViolation(("ttl",), "must be positive, e.g. 1h")])
-    limits = [v.parse_duration(r.spec.options.max_session_ttl) for r in roles]
-    if cap:
-        limits.append(cap)
-    return min([ttl, *limits])
+    limit = grants.ttl_cap(roles, cap)
+    return min(ttl, limit) if limit else ttl
 
 
 def principals_for(roles: list[Role], traits: dict[str, list[str]]) -> list[str]:
-    allowed = expand_logins((lg for r in roles for lg in r.spec.allow.logins), traits)
-    denied = set(expand_logins((lg for r in roles for lg in r.spec.deny.logins), traits))
-    principals = [p for p in allowed if p not in denied]
     # An OpenSSH certificate without principals is valid for every login: never issue one.
-    return principals or [f"-machineid-no-login-{uuid.uuid4()}"]
-
-
-def node_access_for(roles: list[Role], traits: dict[str, list[str]]) -> NodeAccess:
-    """What the certificate may do on which node, per role (a login of one role does not extend to the nodes of
-    another), for the nodes to enforce (machineid node principals)."""
-    denied = set(expand_logins((lg for r in roles for lg in r.spec.deny.logins), traits))
-    grants = []
-    for r in roles:
-        logins = tuple(lg for lg in expand_logins(r.spec.allow.logins, traits) if lg not in denied)
-        if logins and r.spec.allow.node_labels:
-            grants.append(Grant(logins, dict(r.spec.allow.node_labels)))
-    return NodeAccess(grants, [dict(r.spec.deny.node_labels) for r in roles if r.spec.deny.node_labels])
+    return grants.logins(roles, traits) or [f"-machineid-no-login-{uuid.uuid4()}"]
 
 
 class Issuer:
@@ -78,7 +60,7 @@ class Issuer:
         now = self.objects.clock()
         start, not_after = now - timedelta(minutes=1), now + ttl
         principals = principals_for(roles, traits)
-        access = node_access_for(roles, traits).encode()
+        access = grants.node_access(roles, traits).encode()
         a = self.authority
         return {
             "ssh_cert": a.sign_ssh_user(key, ident.user, principals, start, not_after, {EXTENSION: access}),

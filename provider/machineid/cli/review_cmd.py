@@ -1,0 +1,65 @@
+"""`machineid review PLAN`: the access impact of a plan, for the pull request, and the team's policy."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from machineid.cli import exit_codes
+from machineid.model.errors import ValidationError
+
+EXAMPLES = """\
+examples:
+  tofu plan -out=plan.bin && tofu show -json plan.bin > plan.json
+  pulumi preview --json > plan.json
+  machineid review plan.json --policy identity-policy.yaml > comment.md
+  machineid review plan.json --format json --auth-server HOST:3025 --identity ./ci.identity
+
+The cluster's current roles, bots, tokens and nodes are read with the usual identity; the plan's changes are
+applied on top. Exit code 8 when the policy is violated.
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from machineid.cli import ctl
+
+    p = sub.add_parser("review", help="what a plan changes about who can do what (for a pull request)",
+                       description="Per bot, the logins on nodes, API access, certificate lifetime cap and join "
+                                   "methods that a plan adds or removes, as Markdown for a pull-request comment "
+                                   "or JSON.", epilog=EXAMPLES)
+    p.add_argument("plan", help="`tofu show -json PLANFILE` (or terraform's) or `pulumi preview --json` output; "
+                                "- for stdin")
+    p.add_argument("--policy", default="", metavar="FILE", help="a YAML policy to check the plan against")
+    p.add_argument("--format", default="markdown", choices=["markdown", "json"], help="output format")
+    ctl.connection_flags(p, suppress=False)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from machineid.cli import ctl
+    from machineid.review import plan as plans
+    from machineid.review import policy as policies
+    from machineid.review import report
+    from machineid.review.impact import World, impact
+
+    policy = policies.load(args.policy) if args.policy else None
+    try:
+        text = sys.stdin.read() if args.plan == "-" else Path(args.plan).read_text()
+    except OSError as e:
+        raise ValidationError(f"plan: cannot read {args.plan}: {e.strerror}") from None
+    plan = plans.load(text)
+    with ctl.connect(args) as client:
+        before = World(roles={r.metadata.name: r for r in client.list("role")},  # type: ignore[misc]
+                       bots={b.metadata.name: b for b in client.list("bot")},  # type: ignore[misc]
+                       tokens={t.metadata.name: t for t in client.list("token")},  # type: ignore[misc]
+                       nodes=client.list("node"))  # type: ignore[arg-type]
+    now = datetime.now(UTC)
+    after = before.apply(plan)
+    impacts = impact(before, after, now)
+    violations = policies.check(policy, plan, after, impacts, now) if policy is not None else None
+    out = report.as_json(plan, impacts, violations) if args.format == "json" else \
+        report.as_markdown(plan, impacts, violations)
+    sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    return exit_codes.POLICY if violations else exit_codes.OK
