@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from machineid.pulumi.engine import Engine
 from machineid.terraform.runner import Workspace
@@ -144,8 +145,11 @@ def test_the_ci_example_policy_is_valid_and_strict(server: ServerProc, tmp_path:
 
     example = policy.load(str(ROOT / "examples" / "ci" / "identity-policy.yaml"))
     assert example.deny_logins == ["root"] and "token:create" in example.deny_api
-    workflow = (ROOT / "examples" / "ci" / "identity-review.yml").read_text()
-    assert "machineid review" in workflow and "identity-policy.yaml" in workflow
+    for ci_file in ("identity-review.yml", ".gitlab-ci.yml"):  # both call the script tests/test_ci_example.py runs
+        text = (ROOT / "examples" / "ci" / ci_file).read_text()
+        assert "identity-check.sh review infra examples/ci/identity-policy.yaml" in text, ci_file
+        assert "identity-check.sh drift infra" in text, ci_file
+        yaml.safe_load(text)
 
 
 def test_bad_plans_and_policies_say_what_is_wrong(server: ServerProc, tmp_path: Path) -> None:
@@ -159,5 +163,5 @@ def test_bad_plans_and_policies_say_what_is_wrong(server: ServerProc, tmp_path: 
     junk = review(server, tmp_path / "junk.json")
     assert junk.returncode == 3 and "pulumi preview --json" in junk.stderr
     empty = review(server, plan)
-    assert empty.returncode == 0 and "No bot's access changes" in empty.stdout
+    assert empty.returncode == 0 and "No access change" in empty.stdout
     assert os.path.exists(plan)

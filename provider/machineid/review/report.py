@@ -47,7 +47,8 @@ def _settings(before: Access | None, after: Access | None) -> list[str]:
 def as_markdown(plan: Plan, impacts: list[BotImpact], violations: list[Violation] | None) -> str:
     lines = ["## machineid access review", ""]
     if not impacts:
-        lines.append(f"No bot's access changes ({len(plan.changes)} machineid resources in the {plan.tool} plan).")
+        lines.append(f"No access change: no bot can do more or less ({len(plan.changes)} machineid resources in "
+                     f"the {plan.tool} plan).")
     else:
         lines.append(f"{len(impacts)} bot{'s' if len(impacts) != 1 else ''} change{'s' if len(impacts) == 1 else ''}"
                      f" access ({plan.tool} plan).")
