@@ -67,11 +67,15 @@ def _pg_bin(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real PostgreSQL on a loopback port, run as the postgres user (it refuses to run as root)."""
+def postgres() -> Iterator[str]:
+    """A real PostgreSQL on a loopback port, run as the postgres user (it refuses to run as root). Its directory is
+    its own, not under pytest's base temp: another pytest session starting meanwhile prunes old base temps, and
+    took a running PostgreSQL's data dir with it."""
+    import shutil
     import socket
+    import tempfile
 
-    base = tmp_path_factory.mktemp("pg")
+    base = Path(tempfile.mkdtemp(prefix="machineid-pg-"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -79,9 +83,6 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if as_postgres:
         subprocess.run(["chown", "-R", "postgres", str(base)], check=True)
         os.chmod(base, 0o755)
-        for parent in base.parents:  # the postgres user must reach the directory
-            if str(parent).startswith("/tmp/pytest"):
-                os.chmod(parent, os.stat(parent).st_mode | 0o055)
 
     def run(*cmd: str) -> None:
         full = [*cmd]
@@ -92,8 +93,11 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     run(_pg_bin("initdb"), "-D", str(base / "data"), "-A", "trust", "-U", "pg")
     run(_pg_bin("pg_ctl"), "-D", str(base / "data"), "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1",
         "-l", str(base / "log"), "-w", "start")
-    yield f"postgresql://pg@127.0.0.1:{port}/postgres"
-    run(_pg_bin("pg_ctl"), "-D", str(base / "data"), "-m", "immediate", "stop")
+    try:
+        yield f"postgresql://pg@127.0.0.1:{port}/postgres"
+    finally:
+        run(_pg_bin("pg_ctl"), "-D", str(base / "data"), "-m", "immediate", "stop")
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture()
