@@ -161,3 +161,15 @@ def test_nodes_rm_removes_a_node(server: ServerProc, tmp_path: Path) -> None:
 def test_audit_filters_by_action(server: ServerProc, flag: str) -> None:
     events = [json.loads(x) for x in server.ctl("audit", flag, "role", "--format", "jsonl").stdout.splitlines()]
     assert events and all(e["action"].startswith("role.") for e in events)
+
+
+def test_bot_start_exit_codes_are_the_documented_ones(server: ServerProc, tmp_path: Path) -> None:
+    pin = json.loads(server.ctl("status", "--format", "json").stdout)["ca_pins"][0]
+    base = ["bot", "start", "--oneshot", "--data-dir", str(tmp_path / "d"), "--destination-dir",
+            str(tmp_path / "o"), "--token", "f" * 32]
+    bad_flag = run_cli(*base, "--auth-server", server.address, "--ca-pin", "sha256:00", check=False)
+    assert bad_flag.returncode == 3 and "--ca-pin" in bad_flag.stderr
+    down = run_cli(*base, "--auth-server", "127.0.0.1:1", "--ca-pin", pin, check=False)
+    assert down.returncode == 6 and "cannot reach the cluster" in down.stderr
+    refused = run_cli(*base, "--auth-server", server.address, "--ca-pin", pin, check=False)
+    assert refused.returncode == 1 and "join refused" in refused.stderr and "not valid" in refused.stderr
