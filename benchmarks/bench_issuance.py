@@ -4,9 +4,10 @@ One run measures R rounds; each round measures raw signing and then the server, 
 
 1. raw: a single-threaded loop over the server's own signing code, `Authority.sign_ssh_user` +
    `Authority.sign_tls_client` (thin wrappers over `cryptography`): one OpenSSH user certificate signed by an
-   Ed25519 CA over an ECDSA P-256 subject key, with the principals, key id and 5 extensions a bot gets, plus one
-   X.509 client certificate signed by an ECDSA P-256 CA with the extensions of `certs.issue_client_cert` (the
-   bot's identity extension included). The shape is copied from a certificate the server really issued.
+   Ed25519 CA over an ECDSA P-256 subject key, with the principals, key id and extensions a bot gets (5 permit-*
+   and node-access), plus one X.509 client certificate signed by an ECDSA P-256 CA with the extensions of
+   `certs.issue_client_cert` (the bot's identity extension included). The shape is copied from a certificate the
+   server really issued.
 2. server: a real `machineid server start` process; N client threads doing token joins
    (`JoinClient.register_using_token`, each with a fresh bot + single-use token the admin created beforehand, one
    persistent join channel per thread), then renewals (`Client.renew` with the current identity, carrying the new
@@ -85,6 +86,7 @@ class IssuanceShape:
 
     key_id: str
     principals: list[str]
+    extensions: dict[str, bytes]  # besides the permit-* ones: node-access@machineid, from the bot's roles
     ident: certs.CertIdentity
     ttl: timedelta
 
@@ -92,11 +94,12 @@ class IssuanceShape:
 def shape_from(identity: Identity) -> IssuanceShape:
     ssh = serialization.load_ssh_public_identity(identity.ssh_cert.encode())
     assert isinstance(ssh, serialization.SSHCertificate)
-    assert sorted(ssh.extensions) == sorted(SSH_USER_EXTENSIONS), ssh.extensions
+    assert set(SSH_USER_EXTENSIONS) <= set(ssh.extensions), ssh.extensions
     cert = identity.cert
     return IssuanceShape(
         key_id=ssh.key_id.decode(),
         principals=[p.decode() for p in ssh.valid_principals],
+        extensions={k.decode(): v for k, v in ssh.extensions.items() if k not in SSH_USER_EXTENSIONS},
         ident=certs.CertIdentity.from_cert(cert),
         ttl=cert.not_valid_after_utc - cert.not_valid_before_utc - timedelta(minutes=1),
     )
@@ -119,7 +122,7 @@ def run_raw(authority: Authority, shape: IssuanceShape, keys: list[KeyPair], sec
         public_key = publics[count % len(publics)]
         not_before = certs.now() - timedelta(minutes=1)
         not_after = certs.now() + shape.ttl
-        authority.sign_ssh_user(public_key, shape.key_id, shape.principals, not_before, not_after)
+        authority.sign_ssh_user(public_key, shape.key_id, shape.principals, not_before, not_after, shape.extensions)
         authority.sign_tls_client(public_key, shape.ident, not_after)
         count += 1
         now = time.perf_counter()
@@ -383,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         shape = shape_from(renewing[0])
         authority = bench_authority()
         print(f"issuance = SSH user cert (Ed25519 CA, ECDSA P-256 key, principals {shape.principals}, "
-              f"{len(SSH_USER_EXTENSIONS)} extensions) + X.509 client cert (ECDSA P-256 CA, "
+              f"{len(SSH_USER_EXTENSIONS) + len(shape.extensions)} extensions) + X.509 client cert (ECDSA P-256 CA, "
               f"{len(shape.ident.to_json())}-byte identity extension)")
         print("raw = one thread calling machineid.cluster.authority.Authority.sign_ssh_user + sign_tls_client "
               "(the server's signing code on `cryptography`), public keys parsed beforehand")
