@@ -53,7 +53,8 @@ P99_TARGET = 0.050
 CPU_THREADS = 4  # closed-loop client threads of phase 1, as bench_issuance
 OPEN_LOOP_WORKERS = 64  # client threads carrying open-loop renewals
 KEYS = 256  # renewal keys, cycled; a bot never gets the same key twice in a row
-SATURATED = 0.9  # client CPU share of its core above which the client, not the server, may be the limit
+OTHER_LOAD = 0.15  # share of the server's core used by other processes worth a note
+SATURATED = 0.9  # busy share of the client's core above which the client, not the server, may be the limit
 
 
 # ----------------------------------------------------------------------------------------------------- measuring
@@ -124,9 +125,13 @@ class Usage:
                      f"{100 * self.core_busy.get(c, 0):.0f}%")
         return text
 
-    @property
-    def client_saturated(self) -> bool:
-        return self.share(self.client_cpu) >= SATURATED
+    def other_on_server_core(self, core: int) -> float:
+        return max(0.0, self.core_busy.get(core, 0.0) - self.share(self.server_cpu))
+
+    def client_saturated(self, cores: tuple[int, int] | None) -> bool:
+        """The client's core was (nearly) full: by the client itself or, pinned, by it and whatever shared it."""
+        busy = self.share(self.client_cpu) if cores is None else self.core_busy.get(cores[1], 0.0)
+        return max(busy, self.share(self.client_cpu)) >= SATURATED
 
 
 class Meter:
@@ -543,12 +548,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"{best.rate * INTERVAL / FLEET:.1f}x the 100,000-bot fleet")
         else:
             row("max renewal rate with p99 < 50 ms", "none of the steps passed")
-        limited = [s for s in [soak, *steps] if s.usage.client_saturated]
-        if limited or st.usage.client_saturated:
-            print(f"  note: the client core was >= {100 * SATURATED:.0f}% busy in "
-                  f"{', '.join(f'{s.rate:.0f}/s' for s in limited) or ''}"
-                  f"{' and the stampede' if st.usage.client_saturated else ''}: there, latency includes client "
-                  "queueing and the server may not be the limit")
+        limited = [f"{s.rate:.0f}/s" for s in [soak, *steps] if s.usage.client_saturated(cores)]
+        if st.usage.client_saturated(cores):
+            limited.append("the stampede")
+        if limited:
+            print(f"  note: the client's core was >= {100 * SATURATED:.0f}% busy at {', '.join(limited)}: there, "
+                  "latency includes client queueing and the server was not necessarily the limit")
+        if cores is not None:
+            phases = [(f"{s.rate:.0f}/s", s.usage) for s in [soak, *steps]] + [("the stampede", st.usage)]
+            other = [f"{name} {100 * u.other_on_server_core(cores[0]):.0f}%" for name, u in phases
+                     if u.other_on_server_core(cores[0]) >= OTHER_LOAD]
+            if other:
+                print(f"  note: other processes used the server's core (busy minus the server's share): "
+                      f"{', '.join(other)}; there the server shared its core and latencies are inflated")
         if fleet.overlaps:
             print(f"  note: {fleet.overlaps} renewals waited for the same bot's previous one (pool too small)")
         kept = f"; data dir and server log kept in {tmp}" if args.keep else ""
