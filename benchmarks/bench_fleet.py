@@ -53,7 +53,7 @@ P99_TARGET = 0.050
 CPU_THREADS = 4  # closed-loop client threads of phase 1, as bench_issuance
 OPEN_LOOP_WORKERS = 64  # client threads carrying open-loop renewals
 KEYS = 256  # renewal keys, cycled; a bot never gets the same key twice in a row
-OTHER_LOAD = 0.15  # share of the server's core used by other processes worth a note
+OTHER_LOAD = 0.1  # share of a core used by other processes (the machine's other users) worth a note
 SATURATED = 0.9  # busy share of the client's core above which the client, not the server, may be the limit
 
 
@@ -105,28 +105,49 @@ def reset_peak_rss(pid: int) -> bool:
         return False
 
 
+def others_ticks(exclude: set[int]) -> dict[int, tuple[int, int]]:
+    """pid -> (start time, utime + stime ticks) of every other process: the machine's other users."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) not in exclude:
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # it ended
+                continue
+            out[int(entry.name)] = (int(fields[19]), int(fields[11]) + int(fields[12]))
+    return out
+
+
+def others_cpu(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]) -> float:
+    """CPU seconds other processes used between the two snapshots (those that ended in between are missed)."""
+    ticks = 0
+    for pid, (start, used) in after.items():
+        prev = before.get(pid)
+        ticks += used - prev[1] if prev is not None and prev[0] == start else used
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Usage:
-    """Wall time and CPU of one phase: the server's, the client's, and each pinned core's whole load."""
+    """Wall time and CPU of one phase: the server's, the client's, other processes', each pinned core's load."""
 
     seconds: float
     server_cpu: float
     client_cpu: float
+    others_cpu: float
     core_busy: dict[int, float]
 
     def share(self, cpu: float) -> float:
         return cpu / self.seconds if self.seconds > 0 else 0.0
 
     def note(self, cores: tuple[int, int] | None) -> str:
-        text = f"CPU server {100 * self.share(self.server_cpu):.0f}% client {100 * self.share(self.client_cpu):.0f}%"
-        if cores is not None:  # what else ran there (the other user of this machine)
+        text = (f"CPU server {100 * self.share(self.server_cpu):.0f}% client {100 * self.share(self.client_cpu):.0f}%"
+                f" others {100 * self.share(self.others_cpu):.0f}%")
+        if cores is not None:
             s, c = cores
             text += (f" | core {s} busy {100 * self.core_busy.get(s, 0):.0f}%, core {c} busy "
                      f"{100 * self.core_busy.get(c, 0):.0f}%")
         return text
-
-    def other_on_server_core(self, core: int) -> float:
-        return max(0.0, self.core_busy.get(core, 0.0) - self.share(self.server_cpu))
 
     def client_saturated(self, cores: tuple[int, int] | None) -> bool:
         """The client's core was (nearly) full: by the client itself or, pinned, by it and whatever shared it."""
@@ -142,11 +163,15 @@ class Meter:
     def measure(self) -> Iterator[list[Usage]]:
         """Yields a list that holds the phase's Usage once the block ends."""
         out: list[Usage] = []
-        s0, c0, j0, t0 = self.server.cpu_seconds(), bi.process_cpu(), core_jiffies(), time.perf_counter()
+        assert self.server.proc is not None
+        exclude = {os.getpid(), self.server.proc.pid}
+        o0, s0, c0, j0 = others_ticks(exclude), self.server.cpu_seconds(), bi.process_cpu(), core_jiffies()
+        t0 = time.perf_counter()
         yield out
         t1, j1 = time.perf_counter(), core_jiffies()
         busy = {k: (j1[k][0] - j0[k][0]) / max(1, j1[k][1] - j0[k][1]) for k in j1 if k in j0}
-        out.append(Usage(t1 - t0, self.server.cpu_seconds() - s0, bi.process_cpu() - c0, busy))
+        out.append(Usage(t1 - t0, self.server.cpu_seconds() - s0, bi.process_cpu() - c0,
+                         others_cpu(o0, others_ticks(exclude)), busy))
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -554,13 +579,11 @@ def main(argv: list[str] | None = None) -> int:
         if limited:
             print(f"  note: the client's core was >= {100 * SATURATED:.0f}% busy at {', '.join(limited)}: there, "
                   "latency includes client queueing and the server was not necessarily the limit")
-        if cores is not None:
-            phases = [(f"{s.rate:.0f}/s", s.usage) for s in [soak, *steps]] + [("the stampede", st.usage)]
-            other = [f"{name} {100 * u.other_on_server_core(cores[0]):.0f}%" for name, u in phases
-                     if u.other_on_server_core(cores[0]) >= OTHER_LOAD]
-            if other:
-                print(f"  note: other processes used the server's core (busy minus the server's share): "
-                      f"{', '.join(other)}; there the server shared its core and latencies are inflated")
+        phases = [(f"{s.rate:.0f}/s", s.usage) for s in [soak, *steps]] + [("the stampede", st.usage)]
+        if busy := [f"{name} {100 * u.share(u.others_cpu):.0f}%" for name, u in phases
+                    if u.share(u.others_cpu) >= OTHER_LOAD]:
+            print(f"  note: other processes used a share of a core (on either core) at {', '.join(busy)}: there "
+                  "the server or the client shared its core and latencies are inflated")
         if fleet.overlaps:
             print(f"  note: {fleet.overlaps} renewals waited for the same bot's previous one (pool too small)")
         kept = f"; data dir and server log kept in {tmp}" if args.keep else ""
