@@ -365,7 +365,8 @@ def stampede(fleet: Fleet, meter: Meter, server: bi.ServerProc, agents: int, spr
 def capacity_search(fleet: Fleet, meter: Meter, estimate: float, seconds: float, start_at: int,
                     cores: tuple[int, int] | None) -> tuple[OpenLoop | None, list[OpenLoop]]:
     """Steps of rising rate (fractions of the single-core estimate 1 / server CPU per renewal) until p99 >= 50 ms or
-    an error; if the first step already fails, steps down instead. Returns the best passing step and all steps."""
+    an error (steps down instead if the first fails), then one step halfway between the best passing rate and the
+    failing one above it. Returns the best passing step and all steps."""
     steps: list[OpenLoop] = []
 
     def run(rate: float) -> OpenLoop:
@@ -376,19 +377,21 @@ def capacity_search(fleet: Fleet, meter: Meter, estimate: float, seconds: float,
 
     best: OpenLoop | None = None
     failed: OpenLoop | None = None
-    for fraction in [0.5, 0.65, 0.8, 0.9, 1.0, 1.1, 1.25]:
+    for fraction in [0.3, 0.4, 0.5, 0.65, 0.8, 1.0, 1.2]:
         step = run(estimate * fraction)
         if not step.ok:
             failed = step
             break
         best = step
     if best is None:
-        for fraction in [0.35, 0.25]:
-            if (step := run(estimate * fraction)).ok:
+        for fraction in [0.2, 0.1]:
+            step = run(estimate * fraction)
+            if step.ok:
                 best = step
                 break
-    elif failed is not None and (step := run((best.rate + failed.rate) / 2)).ok:  # one step of bisection
-        best = step
+            failed = step
+    if best is not None and failed is not None and (step := run((best.rate + failed.rate) / 2)).ok:
+        best = step  # one step of bisection between the last good rate and the first bad one
     return best, steps
 
 
@@ -466,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
     soak_rate = FLEET / INTERVAL
 
     t_start = time.perf_counter()
+    print(f"machineid fleet benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')}: {agents} bots, soak {soak_seconds:g}s at "
+          f"{soak_rate:.1f}/s, {step_seconds:g}s capacity steps, {rounds} CPU rounds, Python "
+          f"{sys.version.split()[0]}, {os.cpu_count()} CPUs", flush=True)
     available = sorted(os.sched_getaffinity(0))
     cores: tuple[int, int] | None = (available[0], available[1]) if len(available) >= 2 else None
     if cores is not None:
