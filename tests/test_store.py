@@ -94,6 +94,16 @@ def test_audit_filters_counts_and_pruning(open_backend: Factory) -> None:
     assert store.count("iam_challenge") == 2 and store.count("nothing") == 0
 
 
+def test_a_bots_tokens_are_found_by_index(open_backend: Factory) -> None:
+    store = open_backend()
+    for i in range(5):
+        store.create("token", f"t{i}", {"spec": {"bot_name": "a" if i % 2 else "b"}})
+    store.create("role", "r", {"spec": {"bot_name": "a"}})  # another kind is not a token
+    assert [i.name for i in store.list_by_bot("token", "a")] == ["t1", "t3"]
+    assert [i.name for i in store.list_by_bot("token", "b")] == ["t0", "t2", "t4"]
+    assert store.list_by_bot("token", "nobody") == []
+
+
 def test_transactions_are_all_or_nothing(open_backend: Factory) -> None:
     store = open_backend()
     with pytest.raises(RuntimeError), store.transaction():

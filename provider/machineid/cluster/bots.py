@@ -72,8 +72,7 @@ class Bots:
             created = objects.create(bot)
             # Tokens made for this name before the bot existed would join it: only the one the creator names is
             # adopted (the guide's IAM flow: the token first, then `bots add --token`); the rest are purged.
-            planted = [t for t in objects.list(ProvisionToken)
-                       if t.spec.bot_name == name and t.metadata.name != token_name]
+            planted = [t for t in objects.of_bot(ProvisionToken, name) if t.metadata.name != token_name]
             for t in planted:
                 objects.backend.delete("token", t.metadata.name)
             token = self._adopt_token(name, token_name) if token_name else self._new_token(name, token_ttl)
@@ -127,9 +126,8 @@ class Bots:
             for kind, obj_name in (("user", bot_user_name(name)), ("role", bot_role_name(name)), (RENEWAL_KIND, name)):
                 with contextlib.suppress(NotFoundError):
                     backend.delete(kind, obj_name)
-            for token in self.objects.list(ProvisionToken):
-                if token.spec.bot_name == name:
-                    backend.delete("token", token.metadata.name)
+            for item in backend.list_by_bot("token", name):
+                backend.delete("token", item.name)
         self.objects.audit(caller, "bot.delete", f"bot/{name}")
 
     def unlock(self, caller: Caller, name: str) -> Bot:

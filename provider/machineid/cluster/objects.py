@@ -3,6 +3,7 @@ paths, bounded names, and the audit trail every write ends with."""
 
 from __future__ import annotations
 
+import builtins
 import logging
 import threading
 from collections import Counter
@@ -85,6 +86,9 @@ class Objects:
 
     def list(self, cls: type[R]) -> list[R]:
         return [self.load(cls, item) for item in self.backend.list(cls.kind)]
+
+    def of_bot(self, cls: type[R], bot_name: str) -> builtins.list[R]:
+        return [self.load(cls, item) for item in self.backend.list_by_bot(cls.kind, bot_name)]
 
     def create(self, obj: R) -> R:
         item = self.backend.create(obj.kind, obj.metadata.name, self.value(obj))

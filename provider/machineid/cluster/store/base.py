@@ -80,6 +80,9 @@ class Backend(Protocol):
     def list_page(self, kind: str, after: str, limit: int) -> builtins.list[Item]:
         """At most limit items named after `after`, sorted by name: one page of a list, read by index."""
 
+    def list_by_bot(self, kind: str, bot_name: str) -> builtins.list[Item]:
+        """The items whose spec.bot_name is bot_name (a bot's tokens), by an index: no scan of every token."""
+
     def create(self, kind: str, name: str, value: dict[str, Any]) -> Item:
         """Raises AlreadyExistsError."""
 

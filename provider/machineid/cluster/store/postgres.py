@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS audit (
   details JSONB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_time ON audit (time);
+CREATE INDEX IF NOT EXISTS items_bot ON items (kind, (value->'spec'->>'bot_name'));
 """
 _COLUMNS = "kind, name, value, revision, created, updated"
 
@@ -93,6 +94,12 @@ class PostgresBackend(NestedTransactions):
         with self._lock:
             rows = self._conn.execute(f"SELECT {_COLUMNS} FROM items WHERE kind=%s AND name>%s ORDER BY name "
                                       "LIMIT %s", (kind, after, limit)).fetchall()
+        return [_item(r) for r in rows]
+
+    def list_by_bot(self, kind: str, bot_name: str) -> builtins.list[Item]:
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM items WHERE kind=%s AND value->'spec'->>'bot_name'=%s "
+                                      "ORDER BY name", (kind, bot_name)).fetchall()
         return [_item(r) for r in rows]
 
     def create(self, kind: str, name: str, value: dict[str, Any]) -> Item:

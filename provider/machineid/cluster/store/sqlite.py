@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS audit (
   details TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_time ON audit (time);
+CREATE INDEX IF NOT EXISTS items_bot ON items (kind, json_extract(value, '$.spec.bot_name'));
 """
 
 
@@ -114,6 +115,14 @@ class SQLiteBackend(NestedTransactions):
             rows = self._conn.execute(
                 "SELECT kind, name, value, revision, created, updated FROM items WHERE kind=? AND name>? "
                 "ORDER BY name LIMIT ?", (kind, after, limit),
+            ).fetchall()
+        return [_item(r) for r in rows]
+
+    def list_by_bot(self, kind: str, bot_name: str) -> builtins.list[Item]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT kind, name, value, revision, created, updated FROM items WHERE kind=? AND "
+                "json_extract(value, '$.spec.bot_name')=? ORDER BY name", (kind, bot_name),
             ).fetchall()
         return [_item(r) for r in rows]
 
