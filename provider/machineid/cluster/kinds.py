@@ -3,6 +3,7 @@ own rules (a role in use stays, a token's secret name and expiry, a bot's user i
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from machineid.model.errors import (
     PreconditionError,
     ValidationError,
 )
-from machineid.model.resources import DEFAULT_TOKEN_TTL, Node, ProvisionToken, Resource, User
+from machineid.model.resources import DEFAULT_TOKEN_TTL, Node, ProvisionToken, ProvisionTokenStatus, Resource, User
 
 DEFAULT_PAGE_SIZE = 500
 MAX_PAGE_SIZE = 1000
@@ -51,6 +52,12 @@ class Page:
         return all(labels.get(k) == val for k, val in self.labels.items())
 
 
+def secret_hash(secret: str) -> str:
+    """How a bound_keypair registration secret is stored: at least 128 bits of it (the model's rule), so a plain
+    SHA-256 cannot be searched."""
+    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()
+
+
 class Kinds:
     def __init__(self, objects: Objects, access: Access) -> None:
         self.objects = objects
@@ -76,6 +83,10 @@ class Kinds:
             if revision and not exists:
                 raise NotFoundError(f"{target(obj)} no longer exists (it was deleted); drop metadata.revision to "
                                     "create it again")
+            if isinstance(obj, ProvisionToken):
+                # Status is the cluster's: what the writer sent is replaced by what is stored, in this transaction
+                # (a join that commits meanwhile must not be undone).
+                obj.status = objects.get(ProvisionToken, name).status if exists else ProvisionTokenStatus()
             if exists:
                 obj.metadata.created = objects.backend.get(kind, name).created
                 result = objects.update(obj, revision)
@@ -132,6 +143,10 @@ class Kinds:
     # ------------------------------------------------------------------ tokens
     def _prepare_token(self, token: ProvisionToken) -> None:
         now = self.objects.clock()
+        onboarding = token.spec.bound_keypair.onboarding
+        if onboarding.registration_secret and not v.is_secret_hash(onboarding.registration_secret):
+            onboarding.registration_secret = secret_hash(onboarding.registration_secret)  # never stored in clear
+
         if token.spec.join_method == "token" and token.metadata.expires is None:
             token.metadata.expires = now + v.parse_duration(DEFAULT_TOKEN_TTL)
         if token.metadata.expires is not None and token.metadata.expires <= now:
@@ -142,7 +157,8 @@ class Kinds:
     def upsert_token(self, caller: Caller, token: ProvisionToken, create_only: bool = False) -> ProvisionToken:
         if not token.metadata.name:
             if token.spec.join_method != "token":
-                raise ValidationError([FieldViolation(("metadata", "name"), "is required for an iam token")])
+                raise ValidationError([FieldViolation(("metadata", "name"), f"is required for an "
+                                                      f"{token.spec.join_method} token")])
             token.metadata.name = secrets.token_hex(16)  # the secret: chosen by the cluster
         return self.upsert(caller, token, create_only, self._prepare_token)
 
