@@ -147,16 +147,25 @@ class BotAgent:
         self._check_destinations(created)  # what the cycle checked before they existed (umask decided their modes)
 
     def join(self) -> Identity:
-        if not self.config.onboarding.token and self.config.onboarding.join_method == "token":
-            raise AgentError(f"no identity to renew in {self.storage} and no join token: pass --token (the token or "
+        method = self.config.onboarding.join_method
+        if not self.config.onboarding.token and method in ("token", "bound_keypair"):
+            what = "join token" if method == "token" else "bound_keypair token name"
+            raise AgentError(f"no identity to renew in {self.storage} and no {what}: pass --token (the token or "
                              "a file holding it)")
         token = resolve_token(self.config.onboarding.token)
         cas = self.identity.tls_ca_certs if self.identity else self._trusted_cas()
         self._check_dirs()  # after the pin check (an impostor gets nothing, not even our directories)
+        if method == "bound_keypair":
+            from machineid.agent import keypair
+
+            secret = resolve_token(self.config.onboarding.registration_secret, "--registration-secret")
+            with JoinClient(self.config.auth_server, cas) as client:
+                certify, joined = keypair.join(client, self.storage, token, secret, self._ttl())
+            return identity_from_certs(certs.private_key_pem(certify), joined.certs)
         key = certs.new_key()
         public = certs.public_key_pem(key.public_key())
         with JoinClient(self.config.auth_server, cas) as client:
-            if self.config.onboarding.join_method == "iam":
+            if method == "iam":
                 from machineid.agent.iam import sign_get_caller_identity
 
                 challenge = client.create_iam_challenge()
