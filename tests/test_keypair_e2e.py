@@ -74,6 +74,21 @@ def test_keypair_join_renew_and_rejoin(server: ServerProc, tmp_path: Path) -> No
     bot = rows_by(server.ctl("bots", "ls").stdout, "Bot")["keybot"]
     assert bot["Join Method"] == "bound_keypair,token" and bot["Recoveries"] == "0/2"
 
+    # rotate_after (an in-place edit) makes the next join bind a new key; the agent keeps the old one.
+    server.ctl("create", "-f", "-", "--force",
+               input=TOKEN_YAML.format(key=public) + "    rotate_after: '2001-01-01T00:00:00Z'\n")
+    (data / "identity").unlink()
+    log = start(server, data, dest)
+    assert "joined: bot keybot generation 1" in log, log
+    status = json.loads(server.ctl("get", "token/keybot-key", "--format", "json").stdout)["status"]
+    assert status["bound_public_key"] != " ".join(public.split()[:2]) and status["last_rotated_at"]
+    kept = json.loads(key_file.read_text())
+    assert kept["pending"] == "" and len(kept["previous"]) == 1
+    (data / "identity").unlink()
+    assert "joined: bot keybot" in start(server, data, dest)  # with the new key, and no new rotation
+    assert json.loads(server.ctl("get", "token/keybot-key", "--format", "json").stdout)["status"][
+        "bound_public_key"] == status["bound_public_key"]
+
 
 def test_registration_secret_from_a_file(server: ServerProc, tmp_path: Path) -> None:
     secret = "0123456789abcdef0123456789abcdef"
