@@ -5,13 +5,13 @@ render function/data source; their defaults are the agent's own (machineid.agent
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from machineid.agent import config as agent
 from machineid.model import validators as v
 from machineid.model.fields import attr
-from machineid.model.resources import DEFAULT_TOKEN_TTL
+from machineid.model.resources import DEFAULT_TOKEN_TTL, ProvisionTokenStatus
 
 # Rendered into ssh_config, a systemd unit and YAML: absolute, and nothing those formats would read as syntax.
 _PATH = [v.ABSOLUTE_PATH]
@@ -98,11 +98,18 @@ RENDERED_OUTPUTS = ("agent_config", "start_command", "systemd_unit")
 class TokenOptions:
     """Provider-only inputs of a ProvisionToken."""
 
-    ttl: str = attr(default=DEFAULT_TOKEN_TTL, doc="Lifetime from creation when `expires` is not set. A token "
-                                                   "whose expiry has passed is replaced with a fresh one at the "
-                                                   "next update.", validators=[v.duration(min_seconds=1)])
+    ttl: str = attr(default=DEFAULT_TOKEN_TTL, doc="Lifetime from creation when `expires` is not set (a "
+                                                   "bound_keypair token does not expire unless `expires` is set). "
+                                                   "A token whose expiry has passed is replaced with a fresh one at "
+                                                   "the next update.", validators=[v.duration(min_seconds=1)])
 
 
 @dataclass
-class TokenOutputs:
+class TokenOutputs(ProvisionTokenStatus):
+    """The token's status (set by the cluster at each bound_keypair join) and its expiry."""
+
     token_expires: str = attr(default="", computed=True, doc="When the token expires (RFC 3339).")
+
+
+# The token outputs that joins change: unknown in the plan of an update (a join may land between plan and apply).
+TOKEN_STATUS_OUTPUTS = tuple(f.name for f in fields(ProvisionTokenStatus))

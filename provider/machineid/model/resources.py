@@ -108,8 +108,11 @@ class TokenRule:
 
 @dataclass
 class BoundKeypairOnboarding:
+    """How the bot's first key is bound: preregistered, or registered once with a secret."""
+
     initial_public_key: str = attr(
         default="",
+        replace_on_change=True,
         doc="The bot's public key in OpenSSH format (Ed25519 or ECDSA P-256), as `machineid bot keypair create` "
             "prints it: the bot joins by signing with the matching private key. Not a secret.",
         validators=[v.SSH_PUBLIC_KEY],
@@ -117,6 +120,7 @@ class BoundKeypairOnboarding:
     registration_secret: str = attr(
         default="",
         secret=True,
+        replace_on_change=True,
         doc="Instead of initial_public_key: a one-time secret (at least 32 characters) with which the bot registers "
             "a key it generated; spent by that join. The cluster keeps only its hash (sha256:HEX, which may also be "
             "given here instead of the secret).",
@@ -129,6 +133,8 @@ class BoundKeypairOnboarding:
 
 @dataclass
 class BoundKeypairRecovery:
+    """Joins after the bot's certificates expired."""
+
     mode: str = attr(
         default=RECOVERY_MODES[0],
         doc="standard: joining again after the bot's certificates expired (a recovery) counts against limit; "
@@ -141,6 +147,8 @@ class BoundKeypairRecovery:
 
 @dataclass
 class BoundKeypair:
+    """A bound_keypair token's settings (Teleport's spec.bound_keypair)."""
+
     onboarding: BoundKeypairOnboarding = attr(
         default_factory=BoundKeypairOnboarding, doc="How the first key is bound: exactly one of initial_public_key "
                                                     "and registration_secret."
@@ -227,6 +235,8 @@ class BotStatus:
 
 @dataclass
 class ProvisionTokenStatus:
+    """Set by the cluster at bound_keypair joins; never an input."""
+
     bound_public_key: str = attr(default="", computed=True,
                                  doc="bound_keypair: the public key the bot joins with now (OpenSSH format).")
     recovery_count: int = attr(default=0, computed=True, doc="bound_keypair: recoveries counted so far.")

@@ -48,6 +48,19 @@ class PulumiResource:
     def secret_props(self) -> frozenset[str]:
         return frozenset(camel(n) for n in iac.secret_props(self.rdef))
 
+    def secret_props_in(self, values: dict[str, Any]) -> frozenset[str]:
+        """Properties whose value holds a nested secret (a token's onboarding.registrationSecret). Secrets are
+        marked per top-level property here, so the whole property is then a secret; without one (a bound_keypair
+        token with an initial public key) it stays plain."""
+        return frozenset(p.name for p in self.props() if _holds_secret(p.tp, values.get(p.name)))
+
+    def plain_props_in(self, values: dict[str, Any]) -> frozenset[str]:
+        """Secret properties that these values make plain: a bound_keypair token's name is no secret (the key
+        pair is), so a program declaring one keeps no secret in its state."""
+        if self.rdef is iac.PROVISION_TOKEN and values.get("joinMethod") == "bound_keypair":
+            return frozenset({"name"})
+        return frozenset()
+
 
 @functools.cache
 def _camel_props(rdef: iac.ResourceDef) -> tuple[Prop, ...]:
@@ -66,6 +79,19 @@ RESOURCES = {r.token: r for r in (ROLE, PROVISION_TOKEN, BOT)}
 
 
 # ---------------------------------------------------------------- value conversion
+
+
+def _holds_secret(tp: Any, value: Any) -> bool:
+    sh = codec.shape(tp)
+    if sh.kind != "object" or not isinstance(value, dict):
+        return False
+    for f, ftp, spec in codec.model_fields(sh.tp):
+        inner = value.get(camel(f.name))
+        if spec is not None and spec.secret and inner not in (None, ""):
+            return True
+        if _holds_secret(ftp, inner):
+            return True
+    return False
 
 
 @functools.cache

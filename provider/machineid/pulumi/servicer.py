@@ -73,6 +73,13 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
         r = RESOURCES.get(token)
         return r.secret_props() if r else frozenset()
 
+    def _secrets(self, token: str, props: dict[str, Any]) -> frozenset[str]:
+        """The resource's secret properties, and those holding a nested secret in these values."""
+        r = RESOURCES.get(token)
+        if r is None:
+            return frozenset()
+        return (self._secret_props(token) - r.plain_props_in(props)) | r.secret_props_in(props)
+
     @staticmethod
     @functools.cache
     def _secret_fields(cls: type) -> frozenset[str]:
@@ -141,7 +148,8 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
         result = self.provider.check(token, urn_name(request.urn, request.name), news, secrets)
         for _, message in result.failures:
             self.log("debug", f"check: {message}", request.urn)
-        return provider_pb2.CheckResponse(inputs=values.encode(result.inputs, secrets | self._secret_props(token)),
+        return provider_pb2.CheckResponse(inputs=values.encode(result.inputs,
+                                                               secrets | self._secrets(token, result.inputs)),
                                           failures=check_failures(result.failures))
 
     @_handler
@@ -168,7 +176,8 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
         props, secrets = values.decode(request.properties)
         state = self.provider.create(token, request.urn, props, request.preview)
         return provider_pb2.CreateResponse(id=state.id,
-                                           properties=values.encode(state.outputs, secrets | self._secret_props(token)))
+                                           properties=values.encode(state.outputs,
+                                                                    secrets | self._secrets(token, state.outputs)))
 
     @_handler
     def Read(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -178,7 +187,7 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
         state = self.provider.read(token, request.id, outputs, inputs or None)
         if not state.id:
             return provider_pb2.ReadResponse(id="")
-        all_secrets = secrets | in_secrets | self._secret_props(token)
+        all_secrets = secrets | in_secrets | self._secrets(token, state.outputs)
         resp = provider_pb2.ReadResponse(id=state.id, properties=values.encode(state.outputs, all_secrets))
         if state.inputs is not None:
             resp.inputs.CopyFrom(values.encode(state.inputs, all_secrets))
@@ -192,7 +201,7 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
         news, new_secrets = values.decode(request.news)
         state = self.provider.update(token, request.id, olds, old_inputs, news, request.preview)
         return provider_pb2.UpdateResponse(
-            properties=values.encode(state.outputs, secrets | new_secrets | self._secret_props(token)))
+            properties=values.encode(state.outputs, secrets | new_secrets | self._secrets(token, state.outputs)))
 
     @_handler
     def Delete(self, request: Any, context: grpc.ServicerContext) -> empty_pb2.Empty:
