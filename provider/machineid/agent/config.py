@@ -132,7 +132,8 @@ def load(text: str, source: str = "config") -> AgentConfig:
 
 def render(config: AgentConfig) -> str:
     """The YAML the agent reads; fields at their defaults are still written, so the file says everything (but for
-    oneshot, and destination_checks, which came later: configs rendered before it keep their exact text)."""
+    oneshot, destination_checks and an empty registration_secret, which came later: configs rendered before them
+    keep their exact text)."""
     import yaml
 
     data: dict[str, Any] = codec.encode(config)
@@ -140,6 +141,8 @@ def render(config: AgentConfig) -> str:
         data.pop("oneshot", None)
     if data.get("destination_checks") == DESTINATION_CHECKS[0]:
         data.pop("destination_checks")
+    if not data["onboarding"].get("registration_secret"):
+        data["onboarding"].pop("registration_secret", None)
     return "# machineid bot agent configuration: machineid bot start --config THIS_FILE\n" + yaml.safe_dump(
         data, sort_keys=False)
 
