@@ -88,10 +88,15 @@ def test_secret_wire_values_round_trip() -> None:
 def test_schema_marks_secrets_and_replacements() -> None:
     spec = schema.build()
     bot = spec["resources"]["machineid:index:Bot"]
-    assert bot["properties"]["token"]["secret"] and bot["properties"]["agentConfig"]["secret"]
+    # Secret unless the bot joins with a bound keypair: the provider marks them per value, the schema (and so the
+    # SDKs, which would wrap them whatever the method) does not.
+    assert not bot["properties"]["token"].get("secret") and "secret" in bot["properties"]["agentConfig"]["description"]
+    assert {"token", "agentConfig", "tokenName"} <= BOT.secret_props()
     assert bot["inputProperties"]["name"]["replaceOnChanges"] and "token" not in bot["inputProperties"]
     token = spec["resources"]["machineid:index:ProvisionToken"]
-    assert token["inputProperties"]["name"]["secret"] and token["inputProperties"]["joinMethod"]["replaceOnChanges"]
+    assert "name" in PROVISION_TOKEN.secret_props() and token["inputProperties"]["joinMethod"]["replaceOnChanges"]
+    nested = spec["types"]["machineid:index:BoundKeypairOnboarding"]["properties"]
+    assert nested["registrationSecret"]["secret"] and nested["initialPublicKey"].get("secret") is None
     assert spec["config"]["variables"]["address"]["defaultInfo"] == {"environment": ["MACHINEID_AUTH_SERVER"]}
     assert spec["config"]["variables"]["identity"]["secret"]
 
@@ -122,3 +127,13 @@ def test_bound_keypair_token_is_plain_unless_it_holds_a_registration_secret() ->
     diff = Provider().diff(PROVISION_TOKEN.token, old, old, new)
     assert diff.diffs == {"boundKeypair.recovery.limit": UPDATE, "boundKeypair.rotateAfter": UPDATE}
     assert not diff.replaces
+
+
+def test_a_bot_joining_with_a_bound_keypair_token_holds_no_secret() -> None:
+    from machineid.pulumi.servicer import Servicer
+
+    servicer = Servicer.__new__(Servicer)
+    keypair_bot = {"name": "ci", "tokenName": "ci-key", "token": "ci-key", "joinMethod": "bound_keypair",
+                   "agentConfig": "onboarding: ..."}
+    assert servicer._secrets(BOT.token, keypair_bot, {"tokenName"}) == frozenset()
+    assert servicer._secrets(BOT.token, dict(keypair_bot, joinMethod="token")) >= {"token", "agentConfig"}

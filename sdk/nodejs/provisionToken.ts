@@ -77,7 +77,7 @@ export class ProvisionToken extends pulumi.CustomResource {
      */
     declare public /*out*/ readonly lastRotatedAt: pulumi.Output<string | undefined>;
     /**
-     * Unique name of the object within its kind.
+     * Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
      */
     declare public readonly name: pulumi.Output<string>;
     /**
@@ -115,7 +115,7 @@ export class ProvisionToken extends pulumi.CustomResource {
             resourceInputs["expires"] = args?.expires;
             resourceInputs["joinMethod"] = args?.joinMethod;
             resourceInputs["labels"] = args?.labels;
-            resourceInputs["name"] = args?.name ? pulumi.secret(args.name) : undefined;
+            resourceInputs["name"] = args?.name;
             resourceInputs["roles"] = args?.roles;
             resourceInputs["ttl"] = args?.ttl;
             resourceInputs["boundPublicKey"] = undefined /*out*/;
@@ -141,8 +141,6 @@ export class ProvisionToken extends pulumi.CustomResource {
             resourceInputs["ttl"] = undefined /*out*/;
         }
         opts = pulumi.mergeOptions(utilities.resourceOptsDefaults(), opts);
-        const secretOpts = { additionalSecretOutputs: ["name"] };
-        opts = pulumi.mergeOptions(opts, secretOpts);
         super(ProvisionToken.__pulumiType, name, resourceInputs, opts);
     }
 }
@@ -180,7 +178,7 @@ export interface ProvisionTokenArgs {
      */
     labels?: pulumi.Input<{[key: string]: pulumi.Input<string>} | undefined>;
     /**
-     * Unique name of the object within its kind.
+     * Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
      */
     name?: pulumi.Input<string | undefined>;
     /**

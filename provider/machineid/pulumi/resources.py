@@ -29,6 +29,14 @@ def token_of(name: str) -> str:
     return f"{PACKAGE}:index:{camel(name)}"
 
 
+BOT_KEYPAIR_PLAIN = frozenset({"token", "tokenName", "agentConfig"})
+# Secret properties that are plain for a bound_keypair join. The schema leaves their `secret` flag out (the SDKs
+# would otherwise wrap them on the program's side, whatever the join method): the provider marks them secret in
+# every answer instead, unless the values make them plain (plain_props_in).
+DYNAMIC_SECRETS = {"provision_token": frozenset({"name"}),
+                   "bot": frozenset({"token", "token_name", "agent_config"})}
+
+
 @dataclass(frozen=True)
 class PulumiResource:
     rdef: iac.ResourceDef
@@ -57,8 +65,11 @@ class PulumiResource:
     def plain_props_in(self, values: dict[str, Any]) -> frozenset[str]:
         """Secret properties that these values make plain: a bound_keypair token's name is no secret (the key
         pair is), so a program declaring one keeps no secret in its state."""
-        if self.rdef is iac.PROVISION_TOKEN and values.get("joinMethod") == "bound_keypair":
-            return frozenset({"name"})
+        if values.get("joinMethod") == "bound_keypair":
+            if self.rdef is iac.PROVISION_TOKEN:
+                return frozenset({"name"})
+            if self.rdef is iac.BOT:  # its token is the bound_keypair token: the rendered config holds its name
+                return BOT_KEYPAIR_PLAIN
         return frozenset()
 
 

@@ -35,7 +35,7 @@ type ProvisionToken struct {
 	Labels pulumi.StringMapOutput `pulumi:"labels"`
 	// bound_keypair: when the bot last bound a new key.
 	LastRotatedAt pulumi.StringPtrOutput `pulumi:"lastRotatedAt"`
-	// Unique name of the object within its kind.
+	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 	Name pulumi.StringOutput `pulumi:"name"`
 	// bound_keypair: recoveries counted so far.
 	RecoveryCount pulumi.IntOutput `pulumi:"recoveryCount"`
@@ -54,13 +54,6 @@ func NewProvisionToken(ctx *pulumi.Context,
 		args = &ProvisionTokenArgs{}
 	}
 
-	if args.Name != nil {
-		args.Name = pulumi.ToSecret(args.Name).(pulumi.StringPtrInput)
-	}
-	secrets := pulumi.AdditionalSecretOutputs([]string{
-		"name",
-	})
-	opts = append(opts, secrets)
 	opts = internal.PkgResourceDefaultOpts(opts)
 	var resource ProvisionToken
 	err := ctx.RegisterResource("machineid:index:ProvisionToken", name, args, &resource, opts...)
@@ -108,7 +101,7 @@ type provisionTokenArgs struct {
 	JoinMethod *string `pulumi:"joinMethod"`
 	// Labels (key -> value).
 	Labels map[string]string `pulumi:"labels"`
-	// Unique name of the object within its kind.
+	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 	Name *string `pulumi:"name"`
 	// System roles the token grants; only Bot is supported. Default: `["Bot"]`.
 	Roles []string `pulumi:"roles"`
@@ -132,7 +125,7 @@ type ProvisionTokenArgs struct {
 	JoinMethod pulumi.StringPtrInput
 	// Labels (key -> value).
 	Labels pulumi.StringMapInput
-	// Unique name of the object within its kind.
+	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 	Name pulumi.StringPtrInput
 	// System roles the token grants; only Bot is supported. Default: `["Bot"]`.
 	Roles pulumi.StringArrayInput
@@ -277,7 +270,7 @@ func (o ProvisionTokenOutput) LastRotatedAt() pulumi.StringPtrOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringPtrOutput { return v.LastRotatedAt }).(pulumi.StringPtrOutput)
 }
 
-// Unique name of the object within its kind.
+// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 func (o ProvisionTokenOutput) Name() pulumi.StringOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringOutput { return v.Name }).(pulumi.StringOutput)
 }

@@ -41,7 +41,7 @@ class ProvisionTokenArgs:
         :param pulumi.Input[_builtins.str] expires: When the object stops being valid; unset means never.
         :param pulumi.Input[_builtins.str] join_method: token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels (key -> value).
-        :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind.
+        :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
         :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] roles: System roles the token grants; only Bot is supported. Default: `["Bot"]`.
         :param pulumi.Input[_builtins.str] ttl: Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
         """
@@ -154,7 +154,7 @@ class ProvisionTokenArgs:
     @pulumi.getter
     def name(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
-        Unique name of the object within its kind.
+        Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
         """
         return pulumi.get(self, "name")
 
@@ -216,7 +216,7 @@ class ProvisionToken(pulumi.CustomResource):
         :param pulumi.Input[_builtins.str] expires: When the object stops being valid; unset means never.
         :param pulumi.Input[_builtins.str] join_method: token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels (key -> value).
-        :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind.
+        :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
         :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] roles: System roles the token grants; only Bot is supported. Default: `["Bot"]`.
         :param pulumi.Input[_builtins.str] ttl: Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
         """
@@ -270,7 +270,7 @@ class ProvisionToken(pulumi.CustomResource):
             __props__.__dict__["expires"] = expires
             __props__.__dict__["join_method"] = join_method
             __props__.__dict__["labels"] = labels
-            __props__.__dict__["name"] = None if name is None else pulumi.Output.secret(name)
+            __props__.__dict__["name"] = name
             __props__.__dict__["roles"] = roles
             __props__.__dict__["ttl"] = ttl
             __props__.__dict__["bound_public_key"] = None
@@ -278,8 +278,6 @@ class ProvisionToken(pulumi.CustomResource):
             __props__.__dict__["last_rotated_at"] = None
             __props__.__dict__["recovery_count"] = None
             __props__.__dict__["token_expires"] = None
-        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["name"])
-        opts = pulumi.ResourceOptions.merge(opts, secret_opts)
         super(ProvisionToken, __self__).__init__(
             'machineid:index:ProvisionToken',
             resource_name,
@@ -403,7 +401,7 @@ class ProvisionToken(pulumi.CustomResource):
     @pulumi.getter
     def name(self) -> pulumi.Output[_builtins.str]:
         """
-        Unique name of the object within its kind.
+        Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
         """
         return pulumi.get(self, "name")
 
