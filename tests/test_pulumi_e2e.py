@@ -123,15 +123,19 @@ def test_quickstart_example(engine: Engine, admin: Client, server: ServerProc, t
     assert not [t for t in admin.list("token") if t.spec.bot_name == "robot"]  # type: ignore[union-attr]
 
 
-def test_keypair_example(engine: Engine, admin: Client, tmp_path: Path) -> None:
+def test_keypair_example(engine: Engine, admin: Client, server: ServerProc, tmp_path: Path) -> None:
     """examples/keypair: the stack holds no secret at all, the agent joins with the machine's key pair from the
-    rendered config, a re-run previews clean, and rotateAfter and recoveryLimit update the token in place."""
+    rendered config and ssh works, a re-run previews clean, and rotateAfter and recoveryLimit update the token in
+    place."""
     from machineid.pulumi.values import SECRET_SIG
+    from tests.test_agent_ssh import ensure_login, ssh, start_sshd
 
     data, dest = tmp_path / "data", tmp_path / "dest"
+    login = ensure_login()
+    node = start_sshd(server, tmp_path, "kpnode")
     public = run_cli("bot", "keypair", "create", "--data-dir", str(data)).stdout.strip()
     st = engine.python_stack(ROOT / "examples" / "keypair", "kp", {"publicKey": public, "destinationDir": str(dest),
-                                                                   "dataDir": str(data)})
+                                                                   "dataDir": str(data), "login": login})
     try:
         up = st.up(color="never")
         assert up.summary.resource_changes == {"create": 4}  # with the stack
@@ -145,6 +149,8 @@ def test_keypair_example(engine: Engine, admin: Client, tmp_path: Path) -> None:
         joined = run_cli("bot", "start", "--config", str(config_file), "--oneshot", "--log-format", "text")
         assert "joined: bot keypair-robot generation 1" in joined.stderr, joined.stderr
         assert (dest / "identity").exists() and (dest / "key-cert.pub").exists()
+        logged_in = ssh(dest, login, f"kpnode.{server.cluster_name}")
+        assert logged_in.returncode == 0 and logged_in.stdout.strip() == login, logged_in.stderr
         assert admin.get_token("keypair-robot-key").status.bound_public_key == " ".join(public.split()[:2])
         preview = st.preview(color="never", expect_no_changes=True)
         assert preview.change_summary == {"same": 4}
@@ -159,6 +165,9 @@ def test_keypair_example(engine: Engine, admin: Client, tmp_path: Path) -> None:
         assert st.preview(color="never", expect_no_changes=True).change_summary == {"same": 4}
     finally:
         st.destroy(color="never")
+        node.proc.terminate()
+        node.proc.wait(timeout=10)
+        server.ctl("nodes", "rm", "kpnode", check=False)
     with pytest.raises(errors.NotFoundError):
         admin.get_bot("keypair-robot")
 
