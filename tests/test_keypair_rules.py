@@ -318,3 +318,17 @@ def test_the_block_belongs_to_bound_keypair_tokens() -> None:
     doc = {"metadata": {"name": "a" * 32}, "spec": {"bot_name": "robot", "bound_keypair": {"recovery": {"limit": 3}}}}
     with pytest.raises(ValidationError, match=r"spec.bound_keypair: applies to join_method bound_keypair only"):
         codec.decode_and_validate(ProvisionToken, doc)
+
+
+def test_a_token_created_again_is_a_new_onboarding(cluster: Cluster, clock: Clock) -> None:
+    """Replacing the token (a new initial_public_key from code) starts over: the old join state is ignored, not
+    taken for a copy."""
+    agent = Agent(cluster, bind(cluster))
+    agent.join()
+    agent.join()
+    cluster.delete_token(admin(cluster), "robot-key")
+    clock.now += timedelta(seconds=1)
+    agent.key = bind(cluster)
+    agent.join()
+    st = token(cluster).status
+    assert st.join_sequence == 1 and st.recovery_count == 0 and not bot(cluster).status.locked

@@ -38,6 +38,7 @@ from machineid.model.resources import (
 
 BOT_LABEL = "machineid/bot"
 RENEWAL_KIND = "bot_last_renewal"  # internal: the last renewal of each bot, so a lost answer can be retried
+LAST_JOIN_KIND = "bound_keypair_last_join"  # internal: each bound_keypair token's last join, likewise
 
 
 def bot_role(name: str) -> Role:
@@ -145,6 +146,8 @@ class Bots:
             for token in self.objects.list(ProvisionToken):
                 if token.spec.bot_name == name:
                     backend.delete("token", token.metadata.name)
+                    with contextlib.suppress(NotFoundError):
+                        backend.delete(LAST_JOIN_KIND, token.metadata.name)
         self.objects.audit(caller, "bot.delete", f"bot/{name}")
 
     def unlock(self, caller: Caller, name: str) -> Bot:

@@ -111,7 +111,8 @@ class Joins:
         prefix), and the janitor deletes expired ones outside any request. A challenge serves one purpose (IAM
         joins: ""; a bound keypair's joins: its token) and is consumed by the first join that presents it."""
         if self.objects.backend.count(IAM_CHALLENGE_KIND) >= MAX_OUTSTANDING_CHALLENGES:
-            raise PreconditionError("too many join challenges are outstanding; try again in a few minutes")
+            what = "bound_keypair join" if purpose else "IAM"  # one cap for both kinds
+            raise PreconditionError(f"too many {what} challenges are outstanding; try again in a few minutes")
         challenge = base64.b64encode(secrets.token_bytes(32)).decode()
         key = hashlib.sha256(challenge.encode()).hexdigest()
         expires = codec.format_time(self.objects.clock() + IAM_CHALLENGE_TTL)

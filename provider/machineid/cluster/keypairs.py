@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from machineid.cluster.bots import RENEWAL_KIND
+from machineid.cluster.bots import LAST_JOIN_KIND, RENEWAL_KIND
 from machineid.cluster.caller import ANONYMOUS, token_ref
 from machineid.cluster.issuance import MAX_RENEWABLE_TTL, public_key
 from machineid.cluster.joins import Joins
@@ -41,7 +41,6 @@ from machineid.model.errors import (
 )
 from machineid.model.resources import Bot, ProvisionToken
 
-LAST_JOIN_KIND = "bound_keypair_last_join"  # internal: each token's last join, so a lost answer can be retried
 STATE_PREFIX = "v1."
 MAX_STATE = 4096
 
