@@ -71,7 +71,7 @@ export class Bot extends pulumi.CustomResource {
      */
     declare public readonly destinationDir: pulumi.Output<string>;
     /**
-     * Join method of the token: token or iam.
+     * Join method of the token: token, iam or bound_keypair.
      */
     declare public /*out*/ readonly joinMethod: pulumi.Output<string>;
     /**
@@ -111,7 +111,7 @@ export class Bot extends pulumi.CustomResource {
      */
     declare public /*out*/ readonly tokenExpires: pulumi.Output<string>;
     /**
-     * Join with this existing token (for example an iam ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+     * Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
      */
     declare public readonly tokenName: pulumi.Output<string>;
     /**
@@ -245,7 +245,7 @@ export interface BotArgs {
      */
     roles: pulumi.Input<pulumi.Input<string>[]>;
     /**
-     * Join with this existing token (for example an iam ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+     * Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
      */
     tokenName?: pulumi.Input<string | undefined>;
     /**

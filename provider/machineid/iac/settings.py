@@ -54,8 +54,8 @@ class BotOnboarding:
     token_ttl: str = attr(default=DEFAULT_TOKEN_TTL, doc="Lifetime of the bot's join token (the token is single "
                                                          "use).", validators=[v.duration(min_seconds=60)])
     token_name: str = attr(default="", secret=True,
-                           doc="Join with this existing token (for example an iam ProvisionToken) instead of a "
-                               "new single-use one.")
+                           doc="Join with this existing token (for example an iam or bound_keypair "
+                               "ProvisionToken) instead of a new single-use one.")
     token_rotation: int = attr(default=0, doc="Change this number to issue a new join token (re-onboard the bot "
                                               "without deleting it).")
     destination_dir: str = destination_dir_field()
@@ -79,7 +79,7 @@ class BotOutputs:
     user_name: str = attr(default="", computed=True, doc="The bot's user, bot-NAME.")
     role_name: str = attr(default="", computed=True, doc="The bot's own role, bot-NAME.")
     token: str = attr(default="", computed=True, secret=True, doc="The join token (secret for the token method).")
-    join_method: str = attr(default="", computed=True, doc="Join method of the token: token or iam.")
+    join_method: str = attr(default="", computed=True, doc="Join method of the token: token, iam or bound_keypair.")
     token_expires: str = attr(default="", computed=True, doc="When the join token expires (RFC 3339).")
     ca_pins: list[str] = attr(default_factory=list, computed=True, doc="CA pins of the cluster.")
     auth_server: str = attr(default="", computed=True, doc="Address the agent joins.")

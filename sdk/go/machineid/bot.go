@@ -34,7 +34,7 @@ type Bot struct {
 	Description pulumi.StringOutput `pulumi:"description"`
 	// Where the agent writes the certificates. Default: `"/opt/machine-id"`.
 	DestinationDir pulumi.StringOutput `pulumi:"destinationDir"`
-	// Join method of the token: token or iam.
+	// Join method of the token: token, iam or bound_keypair.
 	JoinMethod pulumi.StringOutput `pulumi:"joinMethod"`
 	// Labels (key -> value).
 	Labels pulumi.StringMapOutput `pulumi:"labels"`
@@ -54,7 +54,7 @@ type Bot struct {
 	Token pulumi.StringOutput `pulumi:"token"`
 	// When the join token expires (RFC 3339).
 	TokenExpires pulumi.StringOutput `pulumi:"tokenExpires"`
-	// Join with this existing token (for example an iam ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+	// Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 	TokenName pulumi.StringOutput `pulumi:"tokenName"`
 	// Change this number to issue a new join token (re-onboard the bot without deleting it).
 	TokenRotation pulumi.IntOutput `pulumi:"tokenRotation"`
@@ -129,7 +129,7 @@ type botArgs struct {
 	RenewalInterval *string `pulumi:"renewalInterval"`
 	// Roles the bot's certificates carry.
 	Roles []string `pulumi:"roles"`
-	// Join with this existing token (for example an iam ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+	// Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 	TokenName *string `pulumi:"tokenName"`
 	// Change this number to issue a new join token (re-onboard the bot without deleting it).
 	TokenRotation *int `pulumi:"tokenRotation"`
@@ -161,7 +161,7 @@ type BotArgs struct {
 	RenewalInterval pulumi.StringPtrInput
 	// Roles the bot's certificates carry.
 	Roles pulumi.StringArrayInput
-	// Join with this existing token (for example an iam ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+	// Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 	TokenName pulumi.StringPtrInput
 	// Change this number to issue a new join token (re-onboard the bot without deleting it).
 	TokenRotation pulumi.IntPtrInput
@@ -303,7 +303,7 @@ func (o BotOutput) DestinationDir() pulumi.StringOutput {
 	return o.ApplyT(func(v *Bot) pulumi.StringOutput { return v.DestinationDir }).(pulumi.StringOutput)
 }
 
-// Join method of the token: token or iam.
+// Join method of the token: token, iam or bound_keypair.
 func (o BotOutput) JoinMethod() pulumi.StringOutput {
 	return o.ApplyT(func(v *Bot) pulumi.StringOutput { return v.JoinMethod }).(pulumi.StringOutput)
 }
@@ -353,7 +353,7 @@ func (o BotOutput) TokenExpires() pulumi.StringOutput {
 	return o.ApplyT(func(v *Bot) pulumi.StringOutput { return v.TokenExpires }).(pulumi.StringOutput)
 }
 
-// Join with this existing token (for example an iam ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+// Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 func (o BotOutput) TokenName() pulumi.StringOutput {
 	return o.ApplyT(func(v *Bot) pulumi.StringOutput { return v.TokenName }).(pulumi.StringOutput)
 }
