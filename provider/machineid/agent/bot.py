@@ -232,6 +232,9 @@ class BotAgent:
 
     # ---------------------------------------------------------------- one cycle
     def _expired_message(self, expired: datetime) -> str:
+        if self.config.onboarding.join_method == "bound_keypair":
+            return (f"the bot's identity expired at {codec.format_time(expired)} (the cluster was out of reach for "
+                    "longer than certificate_ttl), so the agent joined again with its key pair (a recovery)")
         return (f"the bot's identity expired at {codec.format_time(expired)} (the cluster was out of reach for "
                 "longer than certificate_ttl), so it cannot be renewed; onboard the bot again with a new join token "
                 "(`machineid ctl tokens add --type=bot --bot-name=NAME`, or the provider's token_rotation) passed "
@@ -309,8 +312,9 @@ class BotAgent:
             except TransportError as e:
                 expires = self.identity.expires if self.identity else None
                 if expires is not None and expires <= datetime.now(UTC) and self.identity is not None \
-                        and self.identity.info.renewable:
-                    # Renewing needs the current certificate: once it has expired, no retry can succeed.
+                        and self.identity.info.renewable and self.config.onboarding.join_method == "token":
+                    # Renewing needs the current certificate: once it has expired, no retry can succeed (a bound
+                    # key pair can still join again: it retries).
                     raise AgentError(self._expired_message(expires)) from None
                 wait = min(backoff, MAX_BACKOFF, interval) * (0.8 + 0.4 * random.random())
                 backoff = min(backoff * 2, MAX_BACKOFF)
