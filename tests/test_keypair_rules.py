@@ -332,3 +332,12 @@ def test_a_token_created_again_is_a_new_onboarding(cluster: Cluster, clock: Cloc
     agent.join()
     st = token(cluster).status
     assert st.join_sequence == 1 and st.recovery_count == 0 and not bot(cluster).status.locked
+
+
+def test_a_bound_keypair_token_needs_a_name_and_does_not_expire(cluster: Cluster) -> None:
+    doc = token_doc({"onboarding": {"registration_secret": SECRET}})
+    doc["metadata"]["name"] = ""
+    with pytest.raises(ValidationError, match="metadata.name: is required for a bound_keypair token"):
+        cluster.upsert_token(admin(cluster), codec.decode(ProvisionToken, doc))
+    bind(cluster)
+    assert token(cluster).metadata.expires is None  # reusable: no default lifetime

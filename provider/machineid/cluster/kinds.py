@@ -159,7 +159,8 @@ class Kinds:
     def upsert_token(self, caller: Caller, token: ProvisionToken, create_only: bool = False) -> ProvisionToken:
         if not token.metadata.name:
             if token.spec.join_method != "token":
-                raise ValidationError([FieldViolation(("metadata", "name"), f"is required for an "
+                article = "an" if token.spec.join_method == "iam" else "a"
+                raise ValidationError([FieldViolation(("metadata", "name"), f"is required for {article} "
                                                       f"{token.spec.join_method} token")])
             token.metadata.name = secrets.token_hex(16)  # the secret: chosen by the cluster
         return self.upsert(caller, token, create_only, self._prepare_token)
