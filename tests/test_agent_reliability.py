@@ -140,3 +140,38 @@ def test_certificates_are_written_even_when_the_node_listing_is_refused(server: 
     written = Identity.load(dest / "identity")
     assert written.expires > datetime.now(UTC) and (dest / "key-cert.pub").is_file()
     assert "Host *.test.example" in (dest / "ssh_config").read_text()
+
+
+def test_a_bound_keypair_agent_joins_again_after_an_outage_outlived_its_identity(
+        server: ServerProc, admin: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unlike a token join, the key pair joins again: the expired identity is no reason to stop, during the outage
+    or after it."""
+    import threading
+
+    from machineid.agent import keypair
+    from machineid.model.resources import ProvisionToken
+
+    admin.create_bot(codec.decode(Bot, {"metadata": {"name": "keysleeper"}, "spec": {"roles": ["access"]}}))
+    data = tmp_path / "keysleeper-data"
+    public = keypair.create(data)
+    admin.upsert(codec.decode_and_validate(ProvisionToken, {
+        "metadata": {"name": "keysleeper-key"},
+        "spec": {"join_method": "bound_keypair", "bot_name": "keysleeper",
+                 "bound_keypair": {"onboarding": {"initial_public_key": public}}}}))
+    cfg = AgentConfig(auth_server=server.address,
+                      onboarding=Onboarding(join_method="bound_keypair", token="keysleeper-key",
+                                            ca_pins=list(admin.ping().ca_pins)),
+                      storage=Storage(directory=str(data)),
+                      destinations=[Destination(directory=str(tmp_path / "keysleeper-dest"))])
+    agent = BotAgent(cfg)
+    assert agent.cycle().action == "joined"
+    expired = datetime.now(UTC) - timedelta(minutes=5)
+    monkeypatch.setattr(Identity, "expires", property(lambda self: expired))
+    assert agent.cycle().action == "joined"
+    agent.unlock()
+    cfg.auth_server = "127.0.0.1:1"  # while the cluster is out of reach the loop keeps trying
+    stop = threading.Event()
+    looping = BotAgent(cfg, stop)
+    looping.identity = agent.identity
+    threading.Timer(2.0, stop.set).start()
+    looping.run()  # returns when stopped, instead of giving up on the expired identity

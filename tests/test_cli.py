@@ -355,8 +355,8 @@ def test_bots_add_with_unknown_role_names_the_field(server: ServerProc) -> None:
 def test_bots_ls_shows_the_bot(server: ServerProc, added_bot: tuple[str, Enrollment, Proc]) -> None:
     name, _, _ = added_bot
     row = rows_by(server.ctl("bots", "ls").stdout, "Bot")[name]
-    assert row == {"Bot": name, "User": f"bot-{name}", "Roles": "access", "Logins": "root", "Generation": "0",
-                   "Locked": "no"}
+    assert row == {"Bot": name, "User": f"bot-{name}", "Roles": "access", "Logins": "root", "Join Method": "token",
+                   "Recoveries": "-", "Generation": "0", "Locked": "no"}
 
 
 def test_bots_rm_removes_bot_user_role_and_tokens(server: ServerProc, printed_secrets: list[str]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -129,3 +130,68 @@ def test_deleting_a_role_still_held_fails_after_the_wait_naming_the_holder(core:
     with pytest.raises(PreconditionError, match='role "core-held" is used by core-holder'):
         core.delete(ROLE, "core-held", {})
     assert core.read(ROLE, "core-held", {}, None) is not None
+
+
+def _keypair_token(name: str, key: str, **bound: Any) -> dict[str, Any]:
+    return {"name": name, "join_method": "bound_keypair", "bot_name": "core-keybot",
+            "bound_keypair": {"onboarding": {"initial_public_key": key}, **bound}}
+
+
+def test_bound_keypair_token_lifecycle(core: Core) -> None:
+    """The block is accepted, status fields are outputs, rotate_after and recovery.limit change in place, the
+    onboarding key replaces the token, and nothing in the state is secret."""
+    from machineid.model import keys
+
+    core.create(BOT, core.check(BOT, {"name": "core-keybot", "roles": ["access"]}).inputs)
+    key = keys.public_line(keys.new_private_key().public_key())
+    checked = core.check(PROVISION_TOKEN, _keypair_token("core-keybot-key", key))
+    assert not checked.violations, checked.violations
+    inputs = checked.inputs
+    assert inputs["bound_keypair"]["recovery"] == {"mode": "standard", "limit": 1}
+    assert "bound_public_key" not in inputs and "recovery_count" not in inputs  # outputs, never inputs
+    planned = core.plan_create(PROVISION_TOKEN, inputs)
+    assert planned["bound_public_key"] is UNKNOWN and planned["recovery_count"] is UNKNOWN
+    created = core.create(PROVISION_TOKEN, inputs)
+    assert created.id == "core-keybot-key"  # not a secret: the name is the ID
+    assert created.outputs["bound_public_key"] == "" and created.outputs["recovery_count"] == 0
+    assert created.outputs["token_expires"] == ""  # reusable: no expiry unless set
+    assert PROVISION_TOKEN.name and not any(
+        p.spec.secret and created.outputs.get(p.name) for p in PROVISION_TOKEN.props() if p.name != "name")
+    read = core.read(PROVISION_TOKEN, created.id, created.outputs, inputs)
+    assert read is not None and read.inputs == inputs
+    assert not core.diff(PROVISION_TOKEN, read.outputs, read.inputs, inputs).changed
+
+    edited = core.check(PROVISION_TOKEN, _keypair_token("core-keybot-key", key, rotate_after="2031-01-01T00:00:00Z",
+                                                        recovery={"limit": 3})).inputs
+    diff = core.diff(PROVISION_TOKEN, read.outputs, read.inputs, edited)
+    assert set(diff.changes) == {("bound_keypair", "rotate_after"), ("bound_keypair", "recovery", "limit")}
+    assert not diff.replaces
+    plan = core.plan_update(PROVISION_TOKEN, read.outputs, read.inputs, edited)
+    assert plan["bound_public_key"] is UNKNOWN  # a join may land between plan and apply
+    updated = core.update(PROVISION_TOKEN, created.id, read.outputs, read.inputs, edited)
+    assert updated.outputs["bound_keypair"]["recovery"]["limit"] == 3
+
+    other = keys.public_line(keys.new_private_key().public_key())
+    rekeyed = core.check(PROVISION_TOKEN, _keypair_token("core-keybot-key", other)).inputs
+    diff = core.diff(PROVISION_TOKEN, updated.outputs, edited, rekeyed)
+    assert diff.replaces == ["bound_keypair"] and diff.delete_before_replace
+    core.delete(PROVISION_TOKEN, created.id, updated.outputs)
+    core.delete(BOT, "core-keybot", {})
+
+
+def test_bound_keypair_registration_secret_reads_back_as_given(core: Core) -> None:
+    """The cluster keeps only the secret's hash; the state keeps what the program gave, so nothing drifts."""
+    core.create(BOT, core.check(BOT, {"name": "core-regbot", "roles": ["access"]}).inputs)
+    secret = "0123456789abcdef0123456789abcdef"
+    doc = {"name": "core-regbot-key", "join_method": "bound_keypair", "bot_name": "core-regbot",
+           "bound_keypair": {"onboarding": {"registration_secret": secret}}}
+    inputs = core.check(PROVISION_TOKEN, doc).inputs
+    created = core.create(PROVISION_TOKEN, inputs)
+    assert created.outputs["bound_keypair"]["onboarding"]["registration_secret"] == secret
+    read = core.read(PROVISION_TOKEN, created.id, created.outputs, inputs)
+    assert read is not None and read.inputs == inputs
+    assert not core.diff(PROVISION_TOKEN, read.outputs, read.inputs, inputs).changed
+    stored = core.client().get_token("core-regbot-key")
+    assert stored.spec.bound_keypair.onboarding.registration_secret.startswith("sha256:")
+    core.delete(PROVISION_TOKEN, created.id, created.outputs)
+    core.delete(BOT, "core-regbot", {})

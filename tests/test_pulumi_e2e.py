@@ -123,6 +123,55 @@ def test_quickstart_example(engine: Engine, admin: Client, server: ServerProc, t
     assert not [t for t in admin.list("token") if t.spec.bot_name == "robot"]  # type: ignore[union-attr]
 
 
+def test_keypair_example(engine: Engine, admin: Client, server: ServerProc, tmp_path: Path) -> None:
+    """examples/keypair: the stack holds no secret at all, the agent joins with the machine's key pair from the
+    rendered config and ssh works, a re-run previews clean, and rotateAfter and recoveryLimit update the token in
+    place."""
+    from machineid.pulumi.values import SECRET_SIG
+    from tests.test_agent_ssh import ensure_login, ssh, start_sshd
+
+    data, dest = tmp_path / "data", tmp_path / "dest"
+    login = ensure_login()
+    node = start_sshd(server, tmp_path, "kpnode")
+    public = run_cli("bot", "keypair", "create", "--data-dir", str(data)).stdout.strip()
+    st = engine.python_stack(ROOT / "examples" / "keypair", "kp", {"publicKey": public, "destinationDir": str(dest),
+                                                                   "dataDir": str(data), "login": login})
+    try:
+        up = st.up(color="never")
+        assert up.summary.resource_changes == {"create": 4}  # with the stack
+        out = outputs_plain(up.outputs)
+        assert out["joinMethod"] == "bound_keypair" and not [k for k, o in up.outputs.items() if o.secret]
+        exported = engine.cli("stack", "export", "--stack", "kp", cwd=Path(st.workspace.work_dir)).stdout
+        assert SECRET_SIG not in exported and "ciphertext" not in exported
+        assert "keypair-robot-key" in exported and public.split()[1] in exported
+        config_file = tmp_path / "bot.yaml"
+        config_file.write_text(str(out["agentConfig"]))
+        joined = run_cli("bot", "start", "--config", str(config_file), "--oneshot", "--log-format", "text")
+        assert "joined: bot keypair-robot generation 1" in joined.stderr, joined.stderr
+        assert (dest / "identity").exists() and (dest / "key-cert.pub").exists()
+        logged_in = ssh(dest, login, f"kpnode.{server.cluster_name}")
+        assert logged_in.returncode == 0 and logged_in.stdout.strip() == login, logged_in.stderr
+        assert admin.get_token("keypair-robot-key").status.bound_public_key == " ".join(public.split()[:2])
+        preview = st.preview(color="never", expect_no_changes=True)
+        assert preview.change_summary == {"same": 4}
+        st.set_config("recoveryLimit", auto.ConfigValue("3"))
+        st.set_config("rotateAfter", auto.ConfigValue("2031-01-01T00:00:00Z"))
+        preview = st.preview(color="never", diff=True)
+        assert preview.change_summary == {"update": 1, "same": 3}, preview.stdout
+        assert "replace" not in preview.stdout
+        st.up(color="never")
+        token = admin.get_token("keypair-robot-key")
+        assert token.spec.bound_keypair.recovery.limit == 3 and token.status.bound_public_key  # binding kept
+        assert st.preview(color="never", expect_no_changes=True).change_summary == {"same": 4}
+    finally:
+        st.destroy(color="never")
+        node.proc.terminate()
+        node.proc.wait(timeout=10)
+        server.ctl("nodes", "rm", "kpnode", check=False)
+    with pytest.raises(errors.NotFoundError):
+        admin.get_bot("keypair-robot")
+
+
 def test_quickstart_yaml_example(engine: Engine, admin: Client, tmp_path: Path) -> None:
     project = tmp_path / "quickstart-yaml"
     shutil.copytree(ROOT / "examples" / "quickstart-yaml", project)

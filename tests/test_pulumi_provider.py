@@ -88,9 +88,52 @@ def test_secret_wire_values_round_trip() -> None:
 def test_schema_marks_secrets_and_replacements() -> None:
     spec = schema.build()
     bot = spec["resources"]["machineid:index:Bot"]
-    assert bot["properties"]["token"]["secret"] and bot["properties"]["agentConfig"]["secret"]
+    # Secret unless the bot joins with a bound keypair: the provider marks them per value, the schema (and so the
+    # SDKs, which would wrap them whatever the method) does not.
+    assert not bot["properties"]["token"].get("secret") and "secret" in bot["properties"]["agentConfig"]["description"]
+    assert {"token", "agentConfig", "tokenName"} <= BOT.secret_props()
     assert bot["inputProperties"]["name"]["replaceOnChanges"] and "token" not in bot["inputProperties"]
     token = spec["resources"]["machineid:index:ProvisionToken"]
-    assert token["inputProperties"]["name"]["secret"] and token["inputProperties"]["joinMethod"]["replaceOnChanges"]
+    assert "name" in PROVISION_TOKEN.secret_props() and token["inputProperties"]["joinMethod"]["replaceOnChanges"]
+    nested = spec["types"]["machineid:index:BoundKeypairOnboarding"]["properties"]
+    assert nested["registrationSecret"]["secret"] and nested["initialPublicKey"].get("secret") is None
     assert spec["config"]["variables"]["address"]["defaultInfo"] == {"environment": ["MACHINEID_AUTH_SERVER"]}
     assert spec["config"]["variables"]["identity"]["secret"]
+
+
+def test_bound_keypair_token_is_plain_unless_it_holds_a_registration_secret() -> None:
+    """A bound_keypair token with an initial public key holds no secret, so the state holds none; a registration
+    secret makes its property a secret (Pulumi secrets are marked per top-level property here)."""
+    from machineid.pulumi.servicer import Servicer
+
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDt3yY5rT2nn5bKJ0k2h8kQq9hTn8nUo9qGkS3v0wN1a ci@host"
+    checked = Provider().check(PROVISION_TOKEN.token, "ci-key", {
+        "joinMethod": "bound_keypair", "botName": "ci", "boundKeypair": {"onboarding": {"initialPublicKey": key}}})
+    assert not checked.failures, checked.failures
+    assert checked.inputs["boundKeypair"]["recovery"] == {"mode": "standard", "limit": 1}
+    servicer = Servicer.__new__(Servicer)
+    assert servicer._secrets(PROVISION_TOKEN.token, checked.inputs) == frozenset()
+    with_secret = Provider().check(PROVISION_TOKEN.token, "ci-reg", {
+        "joinMethod": "bound_keypair", "botName": "ci",
+        "boundKeypair": {"onboarding": {"registrationSecret": "0123456789abcdef0123456789abcdef"}}})
+    assert servicer._secrets(PROVISION_TOKEN.token, with_secret.inputs) == {"boundKeypair"}
+    token_method = Provider().check(PROVISION_TOKEN.token, "t", {"botName": "ci"}).inputs
+    assert servicer._secrets(PROVISION_TOKEN.token, token_method) == {"name"}
+    old = checked.inputs
+    new = Provider().check(PROVISION_TOKEN.token, "ci-key", {
+        "joinMethod": "bound_keypair", "botName": "ci",
+        "boundKeypair": {"onboarding": {"initialPublicKey": key}, "recovery": {"limit": 3},
+                         "rotateAfter": "2031-01-01T00:00:00Z"}}).inputs
+    diff = Provider().diff(PROVISION_TOKEN.token, old, old, new)
+    assert diff.diffs == {"boundKeypair.recovery.limit": UPDATE, "boundKeypair.rotateAfter": UPDATE}
+    assert not diff.replaces
+
+
+def test_a_bot_joining_with_a_bound_keypair_token_holds_no_secret() -> None:
+    from machineid.pulumi.servicer import Servicer
+
+    servicer = Servicer.__new__(Servicer)
+    keypair_bot = {"name": "ci", "tokenName": "ci-key", "token": "ci-key", "joinMethod": "bound_keypair",
+                   "agentConfig": "onboarding: ..."}
+    assert servicer._secrets(BOT.token, keypair_bot, {"tokenName"}) == frozenset()
+    assert servicer._secrets(BOT.token, dict(keypair_bot, joinMethod="token")) >= {"token", "agentConfig"}

@@ -95,7 +95,11 @@ def test_long_running_commands_use_flags_that_exist() -> None:
         if not line.startswith("machineid ") or line.startswith("machineid ctl "):
             continue
         words = shlex.split(line.replace("[", " ").replace("]", " "))
-        command = [w for w in words[1:3] if not w.startswith("-")]
+        command = []  # the (sub)command words before the first flag: `bot start`, `bot keypair create`
+        for w in words[1:4]:
+            if w.startswith("-"):
+                break
+            command.append(w)
         helptext = subprocess.run([MACHINEID, *command, "--help"], capture_output=True, text=True,
                                   timeout=60).stdout
         for flag in (w.split("=")[0] for w in words if w.startswith("--")):

@@ -556,3 +556,67 @@ def test_protocol_5_serves_the_same_provider(ws: Workspace, admin: Client) -> No
     assert admin.get_role(role).spec.allow.logins == ["ubuntu", "deploy"]
     ws.destroy()
     assert gone(admin, "role", role) and gone(admin, "bot", bot)
+
+
+def _keypair_config(bot: str, key: str, bound: str = "") -> str:
+    return HEADER + f"""
+resource "machineid_bot" "robot" {{
+  name  = "{bot}"
+  roles = ["access"]
+}}
+
+resource "machineid_provision_token" "key" {{
+  name        = "{bot}-key"
+  join_method = "bound_keypair"
+  bot_name    = machineid_bot.robot.name
+  bound_keypair {{
+    onboarding {{
+      initial_public_key = "{key}"
+    }}
+    {bound}
+  }}
+}}
+"""
+
+
+@pytest.mark.parametrize("ws", ["tofu"], indirect=True)
+def test_bound_keypair_token_in_place_updates_and_status_outputs(ws: Workspace, admin: Client, server: ServerProc,
+                                                                 tmp_path: Path) -> None:
+    """The block is accepted, a join's status shows as outputs without a planned change, rotate_after and
+    recovery.limit update in place, a new onboarding key replaces the token, and the state holds no secret."""
+    bot = uniq(ws, "keybot")
+    data = tmp_path / "agent"
+    key = run_cli("bot", "keypair", "create", "--data-dir", str(data)).stdout.strip()
+    ws.write(_keypair_config(bot, key))
+    ws.init()
+    ws.apply()
+    assert ws.plan().returncode == 0
+    state = json.loads((ws.directory / "terraform.tfstate").read_text())
+    token = next(r for r in state["resources"] if r["type"] == "machineid_provision_token")["instances"][0]
+    assert token["attributes"]["id"] == f"{bot}-key" and token["attributes"]["token_expires"] == ""
+    assert not token["attributes"]["bound_keypair"]["onboarding"]["registration_secret"]
+    pin = json.loads((server.data_dir / "server.json").read_text())["ca_pin"]
+    run_cli("bot", "start", "--oneshot", "--join-method", "bound_keypair", "--token", f"{bot}-key", "--data-dir",
+            str(data), "--destination-dir", str(tmp_path / "dest"), "--ca-pin", pin, "--auth-server", server.address)
+    assert ws.plan().returncode == 0  # the join changed the status: computed attributes, never a planned change
+    ws.apply("-refresh-only")
+    state = json.loads((ws.directory / "terraform.tfstate").read_text())
+    token = next(r for r in state["resources"] if r["type"] == "machineid_provision_token")["instances"][0]
+    assert token["attributes"]["bound_public_key"] == " ".join(key.split()[:2])
+    assert token["attributes"]["join_sequence"] == 1 and token["attributes"]["recovery_count"] == 0
+
+    ws.write(_keypair_config(bot, key, 'rotate_after = "2001-01-01T00:00:00Z"\n    recovery {\n      limit = 3\n'
+                                       "    }"))
+    plan = ws.plan()
+    assert plan.returncode == 2 and "updated in-place" in plan.stdout and "must be replaced" not in plan.stdout, \
+        plan.stdout
+    ws.apply()
+    stored = admin.get_token(f"{bot}-key")
+    assert stored.spec.bound_keypair.recovery.limit == 3 and stored.status.bound_public_key  # binding kept
+    assert ws.plan().returncode == 0
+
+    other = run_cli("bot", "keypair", "create", "--data-dir", str(tmp_path / "other")).stdout.strip()
+    ws.write(_keypair_config(bot, other))
+    plan = ws.plan()
+    assert plan.returncode == 2 and "must be replaced" in plan.stdout, plan.stdout
+    ws.destroy()

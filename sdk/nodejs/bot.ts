@@ -35,7 +35,7 @@ export class Bot extends pulumi.CustomResource {
     }
 
     /**
-     * The YAML that `machineid bot start --config` reads (holds the token).
+     * The YAML that `machineid bot start --config` reads (holds the token). A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
      */
     declare public /*out*/ readonly agentConfig: pulumi.Output<string>;
     /**
@@ -71,7 +71,7 @@ export class Bot extends pulumi.CustomResource {
      */
     declare public readonly destinationDir: pulumi.Output<string>;
     /**
-     * Join method of the token: token or iam.
+     * Join method of the token: token, iam or bound_keypair.
      */
     declare public /*out*/ readonly joinMethod: pulumi.Output<string>;
     /**
@@ -103,7 +103,7 @@ export class Bot extends pulumi.CustomResource {
      */
     declare public /*out*/ readonly systemdUnit: pulumi.Output<string>;
     /**
-     * The join token (secret for the token method).
+     * The join token (secret for the token method). A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
      */
     declare public /*out*/ readonly token: pulumi.Output<string>;
     /**
@@ -111,7 +111,7 @@ export class Bot extends pulumi.CustomResource {
      */
     declare public /*out*/ readonly tokenExpires: pulumi.Output<string>;
     /**
-     * Join with this existing token (for example an iam ProvisionToken) instead of a new single-use one.
+     * Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
      */
     declare public readonly tokenName: pulumi.Output<string>;
     /**
@@ -155,7 +155,7 @@ export class Bot extends pulumi.CustomResource {
             resourceInputs["name"] = args?.name;
             resourceInputs["renewalInterval"] = args?.renewalInterval;
             resourceInputs["roles"] = args?.roles;
-            resourceInputs["tokenName"] = args?.tokenName ? pulumi.secret(args.tokenName) : undefined;
+            resourceInputs["tokenName"] = args?.tokenName;
             resourceInputs["tokenRotation"] = args?.tokenRotation;
             resourceInputs["tokenTtl"] = args?.tokenTtl;
             resourceInputs["traits"] = args?.traits;
@@ -196,8 +196,6 @@ export class Bot extends pulumi.CustomResource {
             resourceInputs["userName"] = undefined /*out*/;
         }
         opts = pulumi.mergeOptions(utilities.resourceOptsDefaults(), opts);
-        const secretOpts = { additionalSecretOutputs: ["agentConfig", "token", "tokenName"] };
-        opts = pulumi.mergeOptions(opts, secretOpts);
         super(Bot.__pulumiType, name, resourceInputs, opts);
     }
 }
@@ -247,7 +245,7 @@ export interface BotArgs {
      */
     roles: pulumi.Input<pulumi.Input<string>[]>;
     /**
-     * Join with this existing token (for example an iam ProvisionToken) instead of a new single-use one.
+     * Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
      */
     tokenName?: pulumi.Input<string | undefined>;
     /**

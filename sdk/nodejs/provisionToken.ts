@@ -45,6 +45,14 @@ export class ProvisionToken extends pulumi.CustomResource {
      */
     declare public readonly botName: pulumi.Output<string>;
     /**
+     * For bound_keypair: the bot's key, recovery and rotation settings.
+     */
+    declare public readonly boundKeypair: pulumi.Output<outputs.BoundKeypair>;
+    /**
+     * bound_keypair: the public key the bot joins with now (OpenSSH format).
+     */
+    declare public /*out*/ readonly boundPublicKey: pulumi.Output<string>;
+    /**
      * Free-form description.
      */
     declare public readonly description: pulumi.Output<string>;
@@ -53,17 +61,29 @@ export class ProvisionToken extends pulumi.CustomResource {
      */
     declare public readonly expires: pulumi.Output<string | undefined>;
     /**
-     * token: the name is a single-use secret; iam: the joiner proves its AWS identity. Default: `"token"`.
+     * token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
      */
     declare public readonly joinMethod: pulumi.Output<string>;
+    /**
+     * bound_keypair: sequence number of the latest join state; the next join must present it.
+     */
+    declare public /*out*/ readonly joinSequence: pulumi.Output<number>;
     /**
      * Labels (key -> value).
      */
     declare public readonly labels: pulumi.Output<{[key: string]: string}>;
     /**
-     * Unique name of the object within its kind.
+     * bound_keypair: when the bot last bound a new key.
+     */
+    declare public /*out*/ readonly lastRotatedAt: pulumi.Output<string | undefined>;
+    /**
+     * Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
      */
     declare public readonly name: pulumi.Output<string>;
+    /**
+     * bound_keypair: recoveries counted so far.
+     */
+    declare public /*out*/ readonly recoveryCount: pulumi.Output<number>;
     /**
      * System roles the token grants; only Bot is supported. Default: `["Bot"]`.
      */
@@ -73,7 +93,7 @@ export class ProvisionToken extends pulumi.CustomResource {
      */
     declare public /*out*/ readonly tokenExpires: pulumi.Output<string>;
     /**
-     * Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
+     * Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
      */
     declare public readonly ttl: pulumi.Output<string>;
 
@@ -90,29 +110,37 @@ export class ProvisionToken extends pulumi.CustomResource {
         if (!opts.id) {
             resourceInputs["allow"] = args?.allow;
             resourceInputs["botName"] = args?.botName;
+            resourceInputs["boundKeypair"] = args?.boundKeypair;
             resourceInputs["description"] = args?.description;
             resourceInputs["expires"] = args?.expires;
             resourceInputs["joinMethod"] = args?.joinMethod;
             resourceInputs["labels"] = args?.labels;
-            resourceInputs["name"] = args?.name ? pulumi.secret(args.name) : undefined;
+            resourceInputs["name"] = args?.name;
             resourceInputs["roles"] = args?.roles;
             resourceInputs["ttl"] = args?.ttl;
+            resourceInputs["boundPublicKey"] = undefined /*out*/;
+            resourceInputs["joinSequence"] = undefined /*out*/;
+            resourceInputs["lastRotatedAt"] = undefined /*out*/;
+            resourceInputs["recoveryCount"] = undefined /*out*/;
             resourceInputs["tokenExpires"] = undefined /*out*/;
         } else {
             resourceInputs["allow"] = undefined /*out*/;
             resourceInputs["botName"] = undefined /*out*/;
+            resourceInputs["boundKeypair"] = undefined /*out*/;
+            resourceInputs["boundPublicKey"] = undefined /*out*/;
             resourceInputs["description"] = undefined /*out*/;
             resourceInputs["expires"] = undefined /*out*/;
             resourceInputs["joinMethod"] = undefined /*out*/;
+            resourceInputs["joinSequence"] = undefined /*out*/;
             resourceInputs["labels"] = undefined /*out*/;
+            resourceInputs["lastRotatedAt"] = undefined /*out*/;
             resourceInputs["name"] = undefined /*out*/;
+            resourceInputs["recoveryCount"] = undefined /*out*/;
             resourceInputs["roles"] = undefined /*out*/;
             resourceInputs["tokenExpires"] = undefined /*out*/;
             resourceInputs["ttl"] = undefined /*out*/;
         }
         opts = pulumi.mergeOptions(utilities.resourceOptsDefaults(), opts);
-        const secretOpts = { additionalSecretOutputs: ["name"] };
-        opts = pulumi.mergeOptions(opts, secretOpts);
         super(ProvisionToken.__pulumiType, name, resourceInputs, opts);
     }
 }
@@ -130,6 +158,10 @@ export interface ProvisionTokenArgs {
      */
     botName?: pulumi.Input<string | undefined>;
     /**
+     * For bound_keypair: the bot's key, recovery and rotation settings.
+     */
+    boundKeypair?: pulumi.Input<inputs.BoundKeypairArgs | undefined>;
+    /**
      * Free-form description.
      */
     description?: pulumi.Input<string | undefined>;
@@ -138,7 +170,7 @@ export interface ProvisionTokenArgs {
      */
     expires?: pulumi.Input<string | undefined>;
     /**
-     * token: the name is a single-use secret; iam: the joiner proves its AWS identity. Default: `"token"`.
+     * token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
      */
     joinMethod?: pulumi.Input<string | undefined>;
     /**
@@ -146,7 +178,7 @@ export interface ProvisionTokenArgs {
      */
     labels?: pulumi.Input<{[key: string]: pulumi.Input<string>} | undefined>;
     /**
-     * Unique name of the object within its kind.
+     * Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
      */
     name?: pulumi.Input<string | undefined>;
     /**
@@ -154,7 +186,7 @@ export interface ProvisionTokenArgs {
      */
     roles?: pulumi.Input<pulumi.Input<string>[] | undefined>;
     /**
-     * Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
+     * Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
      */
     ttl?: pulumi.Input<string | undefined>;
 }

@@ -58,7 +58,7 @@ export interface RenderAgentConfigArgs {
      */
     destinationDir?: string;
     /**
-     * token or iam. Default: `"token"`.
+     * token, iam or bound_keypair. Default: `"token"`.
      */
     joinMethod?: string;
     /**
@@ -139,7 +139,7 @@ export interface RenderAgentConfigOutputArgs {
      */
     destinationDir?: pulumi.Input<string | undefined>;
     /**
-     * token or iam. Default: `"token"`.
+     * token, iam or bound_keypair. Default: `"token"`.
      */
     joinMethod?: pulumi.Input<string | undefined>;
     /**

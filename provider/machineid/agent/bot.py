@@ -147,16 +147,25 @@ class BotAgent:
         self._check_destinations(created)  # what the cycle checked before they existed (umask decided their modes)
 
     def join(self) -> Identity:
-        if not self.config.onboarding.token and self.config.onboarding.join_method == "token":
-            raise AgentError(f"no identity to renew in {self.storage} and no join token: pass --token (the token or "
+        method = self.config.onboarding.join_method
+        if not self.config.onboarding.token and method in ("token", "bound_keypair"):
+            what = "join token" if method == "token" else "bound_keypair token name"
+            raise AgentError(f"no identity to renew in {self.storage} and no {what}: pass --token (the token or "
                              "a file holding it)")
         token = resolve_token(self.config.onboarding.token)
         cas = self.identity.tls_ca_certs if self.identity else self._trusted_cas()
         self._check_dirs()  # after the pin check (an impostor gets nothing, not even our directories)
+        if method == "bound_keypair":
+            from machineid.agent import keypair
+
+            secret = resolve_token(self.config.onboarding.registration_secret, "--registration-secret")
+            with JoinClient(self.config.auth_server, cas) as client:
+                certify, joined = keypair.join(client, self.storage, token, secret, self._ttl())
+            return identity_from_certs(certs.private_key_pem(certify), joined.certs)
         key = certs.new_key()
         public = certs.public_key_pem(key.public_key())
         with JoinClient(self.config.auth_server, cas) as client:
-            if self.config.onboarding.join_method == "iam":
+            if method == "iam":
                 from machineid.agent.iam import sign_get_caller_identity
 
                 challenge = client.create_iam_challenge()
@@ -223,6 +232,9 @@ class BotAgent:
 
     # ---------------------------------------------------------------- one cycle
     def _expired_message(self, expired: datetime) -> str:
+        if self.config.onboarding.join_method == "bound_keypair":
+            return (f"the bot's identity expired at {codec.format_time(expired)} (the cluster was out of reach for "
+                    "longer than certificate_ttl), so the agent joined again with its key pair (a recovery)")
         return (f"the bot's identity expired at {codec.format_time(expired)} (the cluster was out of reach for "
                 "longer than certificate_ttl), so it cannot be renewed; onboard the bot again with a new join token "
                 "(`machineid ctl tokens add --type=bot --bot-name=NAME`, or the provider's token_rotation) passed "
@@ -300,8 +312,9 @@ class BotAgent:
             except TransportError as e:
                 expires = self.identity.expires if self.identity else None
                 if expires is not None and expires <= datetime.now(UTC) and self.identity is not None \
-                        and self.identity.info.renewable:
-                    # Renewing needs the current certificate: once it has expired, no retry can succeed.
+                        and self.identity.info.renewable and self.config.onboarding.join_method == "token":
+                    # Renewing needs the current certificate: once it has expired, no retry can succeed (a bound
+                    # key pair can still join again: it retries).
                     raise AgentError(self._expired_message(expires)) from None
                 wait = min(backoff, MAX_BACKOFF, interval) * (0.8 + 0.4 * random.random())
                 backoff = min(backoff * 2, MAX_BACKOFF)

@@ -48,9 +48,14 @@ PIN = v._regex(r"sha256:[0-9a-f]{64}", "sha256: and 64 lower-case hex digits",
 
 @dataclass
 class Onboarding:
-    join_method: str = attr(default="token", doc="token or iam.", validators=[v.one_of(*JOIN_METHODS)])
+    join_method: str = attr(default="token", doc="token, iam or bound_keypair.",
+                            validators=[v.one_of(*JOIN_METHODS)])
     token: str = attr(default="", secret=True,
-                      doc="The join token, or the path of a file that holds it (keeps it off the command line).")
+                      doc="The join token, or the path of a file that holds it (keeps it off the command line); for "
+                          "bound_keypair the token's name.")
+    registration_secret: str = attr(default="", secret=True,
+                                    doc="bound_keypair: the token's one-time registration secret, or the path of a "
+                                        "file that holds it; used only until the first join succeeds.")
     ca_pins: list[str] = attr(default_factory=list, doc="Pins of the cluster's CA, checked on first contact.",
                               validators=[v.each(PIN)])
 
@@ -127,7 +132,8 @@ def load(text: str, source: str = "config") -> AgentConfig:
 
 def render(config: AgentConfig) -> str:
     """The YAML the agent reads; fields at their defaults are still written, so the file says everything (but for
-    oneshot, and destination_checks, which came later: configs rendered before it keep their exact text)."""
+    oneshot, destination_checks and an empty registration_secret, which came later: configs rendered before them
+    keep their exact text)."""
     import yaml
 
     data: dict[str, Any] = codec.encode(config)
@@ -135,6 +141,8 @@ def render(config: AgentConfig) -> str:
         data.pop("oneshot", None)
     if data.get("destination_checks") == DESTINATION_CHECKS[0]:
         data.pop("destination_checks")
+    if not data["onboarding"].get("registration_secret"):
+        data["onboarding"].pop("registration_secret", None)
     return "# machineid bot agent configuration: machineid bot start --config THIS_FILE\n" + yaml.safe_dump(
         data, sort_keys=False)
 
@@ -162,14 +170,16 @@ def systemd_unit(config_path: str, executable: str = DEFAULT_AGENT_PATH, user: s
     )
 
 
-def resolve_token(value: str) -> str:
-    """--token takes the token or the path of a file holding it. A token never contains '/', so a value that does
-    is a path, and a path that names no file is an error: it is never sent as if it were the token."""
+def resolve_token(value: str, flag: str = "--token") -> str:
+    """--token (and --registration-secret) take the value or the path of a file holding it. A token never contains
+    '/', so a value that does is a path, and a path that names no file is an error: it is never sent as if it were
+    the token."""
     if value and ("/" in value or value.startswith(".")):
         path = Path(value)
         try:
             return path.read_text().strip()
         except OSError as e:
-            raise ValidationError(f"--token: cannot read the token file {value}: {e.strerror}; pass the token or "
+            what = "token file" if flag == "--token" else "file"
+            raise ValidationError(f"{flag}: cannot read the {what} {value}: {e.strerror}; pass the value or "
                                   "the path of a file that holds it") from None
     return value

@@ -138,6 +138,12 @@ class JoinClient(_Base):
                                 sts_request=pb.SignedHTTPRequest(method=method, url=url, headers=headers, body=body))
         return self._call(self.join.RegisterUsingIAM, req)
 
+    def create_bound_keypair_challenge(self, token: str) -> pb.BoundKeypairChallengeResponse:
+        return self._call(self.join.CreateBoundKeypairChallenge, pb.BoundKeypairChallengeRequest(token=token))
+
+    def register_using_bound_keypair(self, request: pb.BoundKeypairJoinRequest) -> pb.BoundKeypairJoinResponse:
+        return self._call(self.join.RegisterUsingBoundKeypair, request)
+
     def register_using_token(self, token: str, public_key_pem: str, ttl: timedelta | None = None) -> pb.JoinResponse:
         req = pb.JoinRequest(token=token, join_method="token", public_key=public_key_pem, ttl=duration_pb(ttl))
         return self._call(self.join.RegisterUsingToken, req)

@@ -21,7 +21,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     start.add_argument("--data-dir", help="where the agent keeps its renewable identity")
     start.add_argument("--destination-dir", help="where the short-lived certificates are written")
     start.add_argument("--token", help="the join token, or the path of a file holding it")
-    start.add_argument("--join-method", choices=["token", "iam"])
+    start.add_argument("--join-method", choices=["token", "iam", "bound_keypair"],
+                       help="token (default), iam, or bound_keypair (sign with the key `bot keypair create` made)")
+    start.add_argument("--registration-secret",
+                       help="bound_keypair: the token's one-time registration secret, or the path of a file holding "
+                            "it (needed only until the first join succeeds)")
     start.add_argument("--ca-pin", action="append", help="CA pin printed by `machineid ctl bots add` (repeatable)")
     start.add_argument("--auth-server", help="host:port of the cluster")
     start.add_argument("--certificate-ttl", help="lifetime of issued certificates (default 1h)")
@@ -36,6 +40,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     start.add_argument("--log-format", default="json", choices=["json", "text"])
     start.set_defaults(func=run_start)
+
+    keypair = bsub.add_parser("keypair", help="the bot's key pair for bound_keypair joins")
+    ksub = keypair.add_subparsers(dest="keypair_cmd", required=True, metavar="COMMAND")
+    create = ksub.add_parser("create", help="create the bot's key pair in its data dir and print the public key (to "
+                                            "put in the token's initial_public_key)")
+    create.add_argument("--data-dir", required=True, help="the agent's data dir (the key is kept there, 0600)")
+    create.add_argument("--force", action="store_true", help="replace an existing key")
+    create.set_defaults(func=run_keypair_create)
 
 
 def build_config(args: argparse.Namespace) -> object:
@@ -58,6 +70,8 @@ def build_config(args: argparse.Namespace) -> object:
         cfg.onboarding.token = args.token
     if args.join_method:
         cfg.onboarding.join_method = args.join_method
+    if args.registration_secret:
+        cfg.onboarding.registration_secret = args.registration_secret
     if args.ca_pin:
         cfg.onboarding.ca_pins = list(args.ca_pin)
     if args.data_dir:
@@ -73,6 +87,7 @@ def build_config(args: argparse.Namespace) -> object:
     if args.destination_checks:
         cfg.destination_checks = args.destination_checks
     flags = {"auth_server": "--auth-server", "onboarding.token": "--token", "onboarding.ca_pins": "--ca-pin",
+             "onboarding.join_method": "--join-method", "onboarding.registration_secret": "--registration-secret",
              "storage.directory": "--data-dir", "destinations": "--destination-dir",
              "certificate_ttl": "--certificate-ttl", "renewal_interval": "--renewal-interval",
              "destination_checks": "--destination-checks"}
@@ -114,4 +129,13 @@ def run_start(args: argparse.Namespace) -> int:
         agent.oneshot()
     else:
         agent.run()
+    return 0
+
+
+def run_keypair_create(args: argparse.Namespace) -> int:
+    import socket
+
+    from machineid.agent import keypair
+
+    print(keypair.create(Path(args.data_dir), force=args.force, comment=f"machineid-bot@{socket.gethostname()}"))
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -26,6 +27,7 @@ from machineid.model.errors import (
     AlreadyExistsError,
     FieldViolation,
     NotFoundError,
+    PermissionDeniedError,
     PreconditionError,
     ValidationError,
 )
@@ -308,6 +310,8 @@ def to_document(obj: Resource, every_field: bool = False) -> dict[str, Any]:
     doc: dict[str, Any] = {"kind": obj.kind, "version": VERSIONS[obj.kind]}
     doc.update(codec.encode(obj, omit_empty=not every_field))
     doc.setdefault("spec", {})
+    if isinstance(obj, ProvisionToken) and obj.spec.join_method != "bound_keypair" and not every_field:
+        doc["spec"].pop("bound_keypair", None)  # its defaults, which other methods do not take
     return doc
 
 
@@ -358,10 +362,14 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def cmd_get_kind(args: argparse.Namespace, kind: str, name: str = "") -> int:
+    tokens: list[ProvisionToken] | None = None
     with connect(args) as client:
         objs = [client.get(kind, name)] if name else client.list(kind)
+        if kind == "bot" and args.format == "text":
+            with contextlib.suppress(PermissionDeniedError):  # an auditor may not read tokens
+                tokens = [t for t in client.list("token") if isinstance(t, ProvisionToken)]
     if args.format == "text":
-        sys.stdout.write(fmt.table(kind, objs))
+        sys.stdout.write(fmt.table(kind, objs, tokens))
     else:
         sys.stdout.write(_dump(objs, args.format, one=bool(name)))
     return 0

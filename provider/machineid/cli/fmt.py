@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from machineid.model import codec
+from machineid.model import codec, keys
 from machineid.model.resources import Bot, Node, ProvisionToken, Role, User
 
 
@@ -32,18 +32,43 @@ def _time(value: Any) -> str:
     return codec.format_time(value) if value else "never"
 
 
-def table(kind: str, objs: Sequence[Any]) -> str:
+def _bot_tokens(name: str, tokens: Sequence[ProvisionToken] | None) -> tuple[str, str]:
+    """A bot's join methods and bound_keypair recoveries, from its tokens ("?" when the caller cannot list tokens,
+    "-" for none: a single-use token is gone once used)."""
+    if tokens is None:
+        return "?", "?"
+    mine = [t for t in tokens if t.spec.bot_name == name]
+    methods = ",".join(sorted({t.spec.join_method for t in mine})) or "-"
+    keypair = [t for t in mine if t.spec.join_method == "bound_keypair"]
+    recoveries = ",".join(f"{t.status.recovery_count}/{t.spec.bound_keypair.recovery.limit}"
+                          if t.spec.bound_keypair.recovery.mode == "standard" else
+                          f"{t.status.recovery_count} ({t.spec.bound_keypair.recovery.mode})" for t in keypair)
+    return methods, recoveries or "-"
+
+
+def _bound_key(t: ProvisionToken) -> str:
+    if t.spec.join_method != "bound_keypair":
+        return ""
+    if not t.status.bound_public_key:
+        return "(not yet joined)"
+    return keys.fingerprint(t.status.bound_public_key)
+
+
+def table(kind: str, objs: Sequence[Any], tokens: Sequence[ProvisionToken] | None = None) -> str:
     if kind == "role":
         return render(["Role", "Allowed to login as", "Node Labels", "Access to resources"],
                       [_role_row(r) for r in objs if isinstance(r, Role)])
     if kind == "bot":
-        return render(["Bot", "User", "Roles", "Logins", "Generation", "Locked"], [
+        return render(["Bot", "User", "Roles", "Logins", "Join Method", "Recoveries", "Generation", "Locked"], [
             [b.metadata.name, b.status.user_name, ",".join(b.spec.roles), ",".join(b.spec.traits.get("logins", [])),
-             str(b.status.generation), "yes: " + b.status.lock_reason if b.status.locked else "no"]
+             *_bot_tokens(b.metadata.name, tokens), str(b.status.generation),
+             "yes: " + b.status.lock_reason if b.status.locked else "no"]
             for b in objs if isinstance(b, Bot)])
     if kind == "token":
-        return render(["Token", "Type", "Join Method", "Bot", "Expires"], [
-            [t.metadata.name, ",".join(t.spec.roles), t.spec.join_method, t.spec.bot_name, _time(t.metadata.expires)]
+        return render(["Token", "Type", "Join Method", "Bot", "Expires", "Bound Key", "Recoveries", "Last Rotated"], [
+            [t.metadata.name, ",".join(t.spec.roles), t.spec.join_method, t.spec.bot_name, _time(t.metadata.expires),
+             _bound_key(t), str(t.status.recovery_count) if t.spec.join_method == "bound_keypair" else "",
+             _time(t.status.last_rotated_at) if t.spec.join_method == "bound_keypair" else ""]
             for t in objs if isinstance(t, ProvisionToken)])
     if kind == "user":
         return render(["User", "Roles", "Logins", "Bot"], [

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from machineid.api import certs
@@ -111,3 +112,15 @@ class Authority:
 
     def sign_tls_client(self, public_key: certs.PublicKey, ident: certs.CertIdentity, not_after: datetime) -> str:
         return certs.cert_pem(certs.issue_client_cert(self.tls_key, self.tls_cert, public_key, ident, not_after))
+
+    def sign_document(self, payload: bytes) -> bytes:
+        """Documents the cluster hands out and later takes back (a bound keypair's join state): signed with the
+        X.509 CA key, which every server sharing the backend holds, so any of them can check one."""
+        return self.tls_key.sign(payload, ec.ECDSA(hashes.SHA256()))
+
+    def verify_document(self, payload: bytes, signature: bytes) -> bool:
+        try:
+            self.tls_key.public_key().verify(signature, payload, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            return False
+        return True

@@ -34,6 +34,7 @@ from machineid.model.resources import (
 )
 
 RENEWAL_KIND = "bot_last_renewal"  # internal: the last renewal of each bot, so a lost answer can be retried
+LAST_JOIN_KIND = "bound_keypair_last_join"  # internal: each bound_keypair token's last join, likewise
 
 
 def bot_user(bot: Bot) -> User:
@@ -128,6 +129,8 @@ class Bots:
                     backend.delete(kind, obj_name)
             for item in backend.list_by_bot("token", name):
                 backend.delete("token", item.name)
+                with contextlib.suppress(NotFoundError):
+                    backend.delete(LAST_JOIN_KIND, item.name)
         self.objects.audit(caller, "bot.delete", f"bot/{name}")
 
     def unlock(self, caller: Caller, name: str) -> Bot:

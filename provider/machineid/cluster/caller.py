@@ -35,7 +35,7 @@ def token_ref(token: ProvisionToken | str, join_method: str = "token") -> str:
         name, join_method = token.metadata.name, token.spec.join_method
     else:
         name = token
-    if join_method == "iam":
+    if join_method in ("iam", "bound_keypair"):  # not secrets: named in clear
         return name
     return "sha256:" + hashlib.sha256(name.encode()).hexdigest()[:12]
 

@@ -20,6 +20,7 @@ from machineid.api.iam import SignedRequest
 from machineid.api.v1 import cluster_pb2 as pb
 from machineid.api.v1 import cluster_pb2_grpc as rpc
 from machineid.api.v1 import types_pb2 as tpb
+from machineid.cluster.keypairs import KeypairJoin
 from machineid.cluster.service import ANONYMOUS, Caller, Cluster, Page
 from machineid.cluster.store.base import AuditFilter
 from machineid.model import codec
@@ -30,7 +31,7 @@ log = logging.getLogger("machineid.cluster.grpc")
 
 
 _SECRET_CALLS = frozenset({"UpsertToken", "GetToken", "DeleteToken", "RegisterUsingToken", "RegisterUsingIAM",
-                           "CreateBot"})
+                           "CreateBot", "CreateBoundKeypairChallenge", "RegisterUsingBoundKeypair"})
 
 
 def _on_bug(name: str, err: Exception) -> str:
@@ -127,6 +128,23 @@ class JoinServicer(_Base, rpc.JoinServiceServicer):
         bot, data = self.cluster.register_using_iam(request.token, request.challenge, signed, request.public_key,
                                                     _ttl(request))
         return pb.JoinResponse(bot_name=bot, certs=certs_pb(data))
+
+    @_handler
+    def CreateBoundKeypairChallenge(self, request: pb.BoundKeypairChallengeRequest,
+                                    context: grpc.ServicerContext) -> pb.BoundKeypairChallengeResponse:
+        challenge, rotate = self.cluster.create_bound_keypair_challenge(request.token)
+        return pb.BoundKeypairChallengeResponse(challenge=challenge, rotate=rotate)
+
+    @_handler
+    def RegisterUsingBoundKeypair(self, request: pb.BoundKeypairJoinRequest,
+                                  context: grpc.ServicerContext) -> pb.BoundKeypairJoinResponse:
+        joined = self.cluster.register_using_bound_keypair(KeypairJoin(
+            token=request.token, challenge=request.challenge, public_key=request.public_key, ttl=_ttl(request),
+            signature=bytes(request.signature), join_state=request.join_state,
+            new_public_key=request.new_public_key, new_key_signature=bytes(request.new_key_signature),
+            registration_secret=request.registration_secret))
+        return pb.BoundKeypairJoinResponse(bot_name=joined.bot_name, certs=certs_pb(joined.certs),
+                                           join_state=joined.join_state, bound_public_key=joined.bound_public_key)
 
 
 class ClusterServicer(_Base, rpc.ClusterServiceServicer):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from machineid.api import certs
@@ -73,6 +73,10 @@ class Issuer:
             "generation": ident.generation,
             "principals": principals,
         }
+
+    def renewable_expiry(self, ident: certs.CertIdentity, requested: timedelta | None) -> datetime:
+        """When a renewable identity issued now would expire (recorded before it is issued)."""
+        return self.objects.clock() + ttl_for(self.access.roles(ident.roles), requested, MAX_RENEWABLE_TTL)
 
     def bot_identity(self, bot: Bot, renewable: bool) -> tuple[certs.CertIdentity, dict[str, list[str]]]:
         user = self.objects.get_shared(User, bot_user_name(bot.metadata.name))

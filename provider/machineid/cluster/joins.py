@@ -104,17 +104,26 @@ class Joins:
 
     # ------------------------------------------------------------------ the IAM method
     def create_iam_challenge(self) -> str:
+        return self.create_challenge()
+
+    def create_challenge(self, purpose: str = "") -> str:
         """Anonymous callers create these rows: their number is capped on every call (a COUNT on the primary key's
-        prefix), and the janitor deletes expired ones outside any request."""
+        prefix), and the janitor deletes expired ones outside any request. A challenge serves one purpose (IAM
+        joins: ""; a bound keypair's joins: its token) and is consumed by the first join that presents it."""
         if self.objects.backend.count(IAM_CHALLENGE_KIND) >= MAX_OUTSTANDING_CHALLENGES:
-            raise PreconditionError("too many IAM challenges are outstanding; try again in a few minutes")
+            what = "bound_keypair join" if purpose else "IAM"  # one cap for both kinds
+            raise PreconditionError(f"too many {what} challenges are outstanding; try again in a few minutes")
         challenge = base64.b64encode(secrets.token_bytes(32)).decode()
         key = hashlib.sha256(challenge.encode()).hexdigest()
         expires = codec.format_time(self.objects.clock() + IAM_CHALLENGE_TTL)
-        self.objects.backend.create(IAM_CHALLENGE_KIND, key, {"expires": expires})
+        value = {"expires": expires, **({"for": purpose} if purpose else {})}
+        self.objects.backend.create(IAM_CHALLENGE_KIND, key, value)
         return challenge
 
-    def _consume_challenge(self, challenge: str) -> None:
+    def consume_challenge(self, challenge: str, purpose: str = "") -> None:
+        self._consume_challenge(challenge, purpose)
+
+    def _consume_challenge(self, challenge: str, purpose: str = "") -> None:
         key = hashlib.sha256(challenge.encode()).hexdigest()
         backend = self.objects.backend
         with backend.transaction():
@@ -124,6 +133,8 @@ class Joins:
                 raise PermissionDeniedError("the challenge is unknown or was already used; ask for a new one "
                                             "(a signed request joins once)") from None
             backend.delete(IAM_CHALLENGE_KIND, key)
+        if item.value.get("for", "") != purpose:
+            raise PermissionDeniedError("the challenge was made for another join; ask for a new one")
         if codec.parse_time(item.value["expires"]) <= self.objects.clock():
             raise PermissionDeniedError("the challenge expired; ask for a new one")
 

@@ -3,11 +3,14 @@ own rules (a role in use stays, a token's secret name and expiry, a bot's user i
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from machineid.cluster.access import Access
+from machineid.cluster.bots import LAST_JOIN_KIND
 from machineid.cluster.caller import Caller, target
 from machineid.cluster.objects import Objects, R, check_name
 from machineid.model import codec
@@ -19,7 +22,7 @@ from machineid.model.errors import (
     PreconditionError,
     ValidationError,
 )
-from machineid.model.resources import DEFAULT_TOKEN_TTL, Node, ProvisionToken, Resource, User
+from machineid.model.resources import DEFAULT_TOKEN_TTL, Node, ProvisionToken, ProvisionTokenStatus, Resource, User
 
 DEFAULT_PAGE_SIZE = 500
 MAX_PAGE_SIZE = 1000
@@ -51,6 +54,12 @@ class Page:
         return all(labels.get(k) == val for k, val in self.labels.items())
 
 
+def secret_hash(secret: str) -> str:
+    """How a bound_keypair registration secret is stored: at least 128 bits of it (the model's rule), so a plain
+    SHA-256 cannot be searched."""
+    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()
+
+
 class Kinds:
     def __init__(self, objects: Objects, access: Access) -> None:
         self.objects = objects
@@ -76,6 +85,10 @@ class Kinds:
             if revision and not exists:
                 raise NotFoundError(f"{target(obj)} no longer exists (it was deleted); drop metadata.revision to "
                                     "create it again")
+            if isinstance(obj, ProvisionToken):
+                # Status is the cluster's: what the writer sent is replaced by what is stored, in this transaction
+                # (a join that commits meanwhile must not be undone).
+                obj.status = objects.get(ProvisionToken, name).status if exists else ProvisionTokenStatus()
             if exists:
                 obj.metadata.created = objects.backend.get(kind, name).created
                 result = objects.update(obj, revision)
@@ -132,6 +145,10 @@ class Kinds:
     # ------------------------------------------------------------------ tokens
     def _prepare_token(self, token: ProvisionToken) -> None:
         now = self.objects.clock()
+        onboarding = token.spec.bound_keypair.onboarding
+        if onboarding.registration_secret and not v.is_secret_hash(onboarding.registration_secret):
+            onboarding.registration_secret = secret_hash(onboarding.registration_secret)  # never stored in clear
+
         if token.spec.join_method == "token" and token.metadata.expires is None:
             token.metadata.expires = now + v.parse_duration(DEFAULT_TOKEN_TTL)
         if token.metadata.expires is not None and token.metadata.expires <= now:
@@ -142,7 +159,9 @@ class Kinds:
     def upsert_token(self, caller: Caller, token: ProvisionToken, create_only: bool = False) -> ProvisionToken:
         if not token.metadata.name:
             if token.spec.join_method != "token":
-                raise ValidationError([FieldViolation(("metadata", "name"), "is required for an iam token")])
+                article = "an" if token.spec.join_method == "iam" else "a"
+                raise ValidationError([FieldViolation(("metadata", "name"), f"is required for {article} "
+                                                      f"{token.spec.join_method} token")])
             token.metadata.name = secrets.token_hex(16)  # the secret: chosen by the cluster
         return self.upsert(caller, token, create_only, self._prepare_token)
 
@@ -151,6 +170,8 @@ class Kinds:
         check_name(name)
         token = self.objects.get(ProvisionToken, name)
         self.delete(caller, "token", name, revision, target(token))
+        with contextlib.suppress(NotFoundError):  # a bound_keypair token's last join goes with it
+            self.objects.backend.delete(LAST_JOIN_KIND, name)
 
     # ------------------------------------------------------------------ users
     def upsert_user(self, caller: Caller, user: User, create_only: bool = False) -> User:

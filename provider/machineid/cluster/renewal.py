@@ -16,6 +16,14 @@ from machineid.model.errors import NotFoundError, PermissionDeniedError, Unauthe
 from machineid.model.resources import Bot
 
 
+def put_record(objects: Objects, kind: str, name: str, value: dict[str, Any]) -> None:
+    """Create or replace an internal record (inside the caller's transaction)."""
+    try:
+        objects.backend.update(kind, name, value)
+    except NotFoundError:
+        objects.backend.create(kind, name, value)
+
+
 class Renewals:
     def __init__(self, objects: Objects, issuer: Issuer) -> None:
         self.objects = objects
@@ -62,12 +70,11 @@ class Renewals:
             else:
                 bot.status.generation += 1
                 bot = objects.update(bot)
-                record = {"generation": bot.status.generation, "key": key_fp, "instance": bot.status.instance_id}
-                try:
-                    objects.backend.update(RENEWAL_KIND, ident.bot_name, record)
-                except NotFoundError:
-                    objects.backend.create(RENEWAL_KIND, ident.bot_name, record)
                 new_ident, traits = self.issuer.bot_identity(bot, renewable=True)
+                # The expiry tells a later bound_keypair join whether the bot still held valid certificates.
+                record = {"generation": bot.status.generation, "key": key_fp, "instance": bot.status.instance_id,
+                          "expires": codec.format_time(self.issuer.renewable_expiry(new_ident, ttl))}
+                put_record(objects, RENEWAL_KIND, ident.bot_name, record)
         if superseded:
             objects.audit(caller, "cert.renew", f"bot/{ident.bot_name}", "denied", error="superseded by a new join")
             raise PermissionDeniedError("this identity was superseded by a newer join of the bot; it cannot renew")

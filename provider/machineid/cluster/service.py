@@ -25,6 +25,7 @@ from machineid.cluster.bots import Bots
 from machineid.cluster.caller import ANONYMOUS, Caller, token_ref
 from machineid.cluster.issuance import Issuer
 from machineid.cluster.joins import Joins
+from machineid.cluster.keypairs import KeypairJoin, KeypairJoined, KeypairJoins
 from machineid.cluster.kinds import Kinds, Page
 from machineid.cluster.objects import Objects, R
 from machineid.cluster.renewal import Renewals
@@ -54,6 +55,7 @@ class Cluster:
         self.authority = Authority.load_or_create(backend, cluster_name)
         self.issuer = Issuer(self.objects, self.access, self.authority, cluster_name)
         self.joins = Joins(self.objects, self.issuer, iam_verifier or iam.Verifier())
+        self.keypairs = KeypairJoins(self.joins)
         self.renewals = Renewals(self.objects, self.issuer)
         self._bootstrap()
 
@@ -153,6 +155,12 @@ class Cluster:
     def register_using_iam(self, token_name: str, challenge: str, request: SignedRequest, public_key_pem: str,
                            ttl: timedelta | None) -> tuple[str, dict[str, Any]]:
         return self.joins.register_using_iam(token_name, challenge, request, public_key_pem, ttl)
+
+    def create_bound_keypair_challenge(self, token_name: str) -> tuple[str, bool]:
+        return self.keypairs.create_challenge(token_name)
+
+    def register_using_bound_keypair(self, request: KeypairJoin) -> KeypairJoined:
+        return self.keypairs.join(request)
 
     def renew(self, caller: Caller, public_key_pem: str, ttl: timedelta | None) -> dict[str, Any]:
         return self.renewals.renew(caller, public_key_pem, ttl)

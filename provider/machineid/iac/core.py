@@ -161,8 +161,9 @@ class Core:
                 continue  # left to the cluster: whatever it picked is what the program asked for
             for path in changed_paths((name,), p.tp, old, new):
                 kind = "add" if old is None else "delete" if new is None else "update"
-                result.changes[path] = Change(kind, p.spec.replace_on_change)
-                if p.spec.replace_on_change and name not in result.replaces:
+                replace = p.spec.replace_on_change or nested_replaces(p.tp, path[1:])
+                result.changes[path] = Change(kind, replace)
+                if replace and name not in result.replaces:
                     result.replaces.append(name)
         for name in forced:
             result.changes[(name,)] = Change("update", True)
@@ -256,6 +257,22 @@ def empty(tp: Any) -> Any:
     if kind in ("dict", "object"):
         return {}
     return _EMPTY_BY_KIND.get(kind)
+
+
+def nested_replaces(tp: Any, path: Path) -> bool:
+    """Whether a change at this path inside an object replaces the resource: a field along it cannot change in
+    place (a bound_keypair token's onboarding key), though its siblings can (rotate_after, recovery.limit)."""
+    for step in path:
+        sh = codec.shape(tp)
+        if sh.kind != "object":
+            return False
+        found = next(((ftp, spec) for f, ftp, spec in codec.model_fields(sh.tp) if f.name == step), None)
+        if found is None:
+            return False
+        tp, spec = found
+        if spec is not None and spec.replace_on_change:
+            return True
+    return False
 
 
 def changed_paths(prefix: Path, tp: Any, old: Any, new: Any) -> list[Path]:

@@ -29,7 +29,8 @@ class RenderArgs:
     bot_name: str = attr(default="", required=True, doc="The bot.", validators=[v.RESOURCE_NAME])
     token: str = attr(default="", secret=True, doc="Its join token (or the path of a file on the machine that "
                                                    "holds it).")
-    join_method: str = attr(default="token", doc="token or iam.", validators=[v.one_of(*JOIN_METHODS)])
+    join_method: str = attr(default="token", doc="token, iam or bound_keypair.",
+                            validators=[v.one_of(*JOIN_METHODS)])
     destination_dir: str = s.destination_dir_field()
     data_dir: str = s.data_dir_field()
     config_path: str = s.config_path_field()

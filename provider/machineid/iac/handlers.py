@@ -134,9 +134,26 @@ _GENERATED = "generated-by-the-cluster-when-created"  # a stand-in as long as a 
 
 def token_id(name: str, join_method: str) -> str:
     """A token-method token's name is its secret: its resource ID is a hash, never the name."""
-    if join_method == "iam":
+    if join_method in ("iam", "bound_keypair"):
         return name
     return "token-" + hashlib.sha256(name.encode()).hexdigest()[:24]
+
+
+def _registration_secret(values: dict[str, Any] | None) -> str:
+    bound = (values or {}).get("bound_keypair") or {}
+    return str((bound.get("onboarding") or {}).get("registration_secret") or "")
+
+
+def _keep_registration_secret(st: State, given: str) -> None:
+    """The cluster keeps (and answers with) only the registration secret's hash: where it is the hash of what the
+    program gave, the program's value stands, so the plan shows no change."""
+    from machineid.cluster.kinds import secret_hash
+
+    for values in (st.outputs, st.inputs):
+        onboarding = ((values or {}).get("bound_keypair") or {}).get("onboarding") or {}
+        stored = onboarding.get("registration_secret")
+        if given and stored and stored != given and stored == secret_hash(given):
+            onboarding["registration_secret"] = given
 
 
 class TokenHandler(Handler):
@@ -172,12 +189,15 @@ class TokenHandler(Handler):
     def state(self, core: Core, obj: Any, extra: Any, old_outputs: dict[str, Any]) -> State:
         st = super().state(core, obj, extra, old_outputs)
         st.outputs["token_expires"] = _time(obj.metadata.expires)
+        st.outputs.update(codec.encode(obj.status))
         return st
 
     def create(self, core: Core, decoded: Decoded) -> State:
-        if decoded.obj.metadata.expires is None:
+        if decoded.obj.metadata.expires is None and decoded.obj.spec.join_method != "bound_keypair":
             decoded.obj.metadata.expires = core.clock() + v.parse_duration(decoded.extra.ttl)
-        return super().create(core, decoded)
+        st = super().create(core, decoded)
+        _keep_registration_secret(st, decoded.obj.spec.bound_keypair.onboarding.registration_secret)
+        return st
 
     def read(self, core: Core, id: str, old_outputs: dict[str, Any], old_inputs: dict[str, Any] | None,
              importing: bool) -> State:
@@ -186,6 +206,7 @@ class TokenHandler(Handler):
             raise ValidationError("import a token-method token by the token itself, not by its hashed ID")
         st = self.state(core, core.client().get_token(name), old_extra(self.rdef, old_inputs or old_outputs),
                         old_outputs)
+        _keep_registration_secret(st, _registration_secret(old_inputs or old_outputs))
         if importing and st.inputs is not None and st.inputs.get("join_method") == "token":
             st.inputs["expires"] = None  # a single-use token's expiry is the cluster's choice
         return st
@@ -197,11 +218,15 @@ class TokenHandler(Handler):
         if news.get("expires") is None:
             expires = old_outputs.get("token_expires")
             decoded.obj.metadata.expires = codec.parse_time(expires) if expires else None
-        return super().update(core, decoded, old_outputs, olds, news)
+        st = super().update(core, decoded, old_outputs, olds, news)
+        _keep_registration_secret(st, decoded.obj.spec.bound_keypair.onboarding.registration_secret)
+        return st
 
     def plan_update(self, core: Core, old_outputs: dict[str, Any], olds: dict[str, Any],
                     news: dict[str, Any]) -> dict[str, Any]:
         outputs = super().plan_update(core, old_outputs, olds, news)
+        if news.get("join_method") == "bound_keypair":
+            outputs.update({k: UNKNOWN for k in settings.TOKEN_STATUS_OUTPUTS})
         expires = news.get("expires")
         if expires is UNKNOWN:
             outputs["token_expires"] = UNKNOWN

@@ -5,13 +5,13 @@ render function/data source; their defaults are the agent's own (machineid.agent
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from machineid.agent import config as agent
 from machineid.model import validators as v
 from machineid.model.fields import attr
-from machineid.model.resources import DEFAULT_TOKEN_TTL
+from machineid.model.resources import DEFAULT_TOKEN_TTL, ProvisionTokenStatus
 
 # Rendered into ssh_config, a systemd unit and YAML: absolute, and nothing those formats would read as syntax.
 _PATH = [v.ABSOLUTE_PATH]
@@ -54,8 +54,8 @@ class BotOnboarding:
     token_ttl: str = attr(default=DEFAULT_TOKEN_TTL, doc="Lifetime of the bot's join token (the token is single "
                                                          "use).", validators=[v.duration(min_seconds=60)])
     token_name: str = attr(default="", secret=True,
-                           doc="Join with this existing token (for example an iam ProvisionToken) instead of a "
-                               "new single-use one.")
+                           doc="Join with this existing token (for example an iam or bound_keypair "
+                               "ProvisionToken) instead of a new single-use one.")
     token_rotation: int = attr(default=0, doc="Change this number to issue a new join token (re-onboard the bot "
                                               "without deleting it).")
     destination_dir: str = destination_dir_field()
@@ -79,7 +79,7 @@ class BotOutputs:
     user_name: str = attr(default="", computed=True, doc="The bot's user, bot-NAME.")
     role_name: str = attr(default="", computed=True, doc="The bot's own role, bot-NAME.")
     token: str = attr(default="", computed=True, secret=True, doc="The join token (secret for the token method).")
-    join_method: str = attr(default="", computed=True, doc="Join method of the token: token or iam.")
+    join_method: str = attr(default="", computed=True, doc="Join method of the token: token, iam or bound_keypair.")
     token_expires: str = attr(default="", computed=True, doc="When the join token expires (RFC 3339).")
     ca_pins: list[str] = attr(default_factory=list, computed=True, doc="CA pins of the cluster.")
     auth_server: str = attr(default="", computed=True, doc="Address the agent joins.")
@@ -98,11 +98,18 @@ RENDERED_OUTPUTS = ("agent_config", "start_command", "systemd_unit")
 class TokenOptions:
     """Provider-only inputs of a ProvisionToken."""
 
-    ttl: str = attr(default=DEFAULT_TOKEN_TTL, doc="Lifetime from creation when `expires` is not set. A token "
-                                                   "whose expiry has passed is replaced with a fresh one at the "
-                                                   "next update.", validators=[v.duration(min_seconds=1)])
+    ttl: str = attr(default=DEFAULT_TOKEN_TTL, doc="Lifetime from creation when `expires` is not set (a "
+                                                   "bound_keypair token does not expire unless `expires` is set). "
+                                                   "A token whose expiry has passed is replaced with a fresh one at "
+                                                   "the next update.", validators=[v.duration(min_seconds=1)])
 
 
 @dataclass
-class TokenOutputs:
+class TokenOutputs(ProvisionTokenStatus):
+    """The token's status (set by the cluster at each bound_keypair join) and its expiry."""
+
     token_expires: str = attr(default="", computed=True, doc="When the token expires (RFC 3339).")
+
+
+# The token outputs that joins change: unknown in the plan of an update (a join may land between plan and apply).
+TOKEN_STATUS_OUTPUTS = tuple(f.name for f in fields(ProvisionTokenStatus))

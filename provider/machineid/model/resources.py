@@ -20,7 +20,8 @@ from machineid.model.fields import attr
 RULE_RESOURCES = ("role", "token", "bot", "user", "node", "cert_authority", "user_cert", "host_cert", "event")
 RULE_VERBS = ("list", "read", "create", "update", "delete")
 SYSTEM_ROLES = ("Bot",)
-JOIN_METHODS = ("token", "iam")
+JOIN_METHODS = ("token", "iam", "bound_keypair")
+RECOVERY_MODES = ("standard", "relaxed", "insecure")
 DEFAULT_MAX_SESSION_TTL = "30h"
 DEFAULT_TOKEN_TTL = "1h"
 _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\]")
@@ -106,6 +107,59 @@ class TokenRule:
 
 
 @dataclass
+class BoundKeypairOnboarding:
+    """How the bot's first key is bound: preregistered, or registered once with a secret."""
+
+    initial_public_key: str = attr(
+        default="",
+        replace_on_change=True,
+        doc="The bot's public key in OpenSSH format (Ed25519 or ECDSA P-256), as `machineid bot keypair create` "
+            "prints it: the bot joins by signing with the matching private key. Not a secret.",
+        validators=[v.SSH_PUBLIC_KEY],
+    )
+    registration_secret: str = attr(
+        default="",
+        secret=True,
+        replace_on_change=True,
+        doc="Instead of initial_public_key: a one-time secret (at least 32 characters) with which the bot registers "
+            "a key it generated; spent by that join. The cluster keeps only its hash (sha256:HEX, which may also be "
+            "given here instead of the secret).",
+        validators=[v.REGISTRATION_SECRET],
+    )
+    must_register_before: datetime | None = attr(
+        default=None, doc="With registration_secret: the secret is refused after this time."
+    )
+
+
+@dataclass
+class BoundKeypairRecovery:
+    """Joins after the bot's certificates expired."""
+
+    mode: str = attr(
+        default=RECOVERY_MODES[0],
+        doc="standard: joining again after the bot's certificates expired (a recovery) counts against limit; "
+            "relaxed: recoveries are not counted; insecure: not counted and the join state is not checked either "
+            "(a copied key pair goes unnoticed).",
+        validators=[v.one_of(*RECOVERY_MODES)],
+    )
+    limit: int = attr(default=1, doc="How many recoveries standard mode allows.", validators=[v.at_least(0)])
+
+
+@dataclass
+class BoundKeypair:
+    """A bound_keypair token's settings (Teleport's spec.bound_keypair)."""
+
+    onboarding: BoundKeypairOnboarding = attr(
+        default_factory=BoundKeypairOnboarding, doc="How the first key is bound: exactly one of initial_public_key "
+                                                    "and registration_secret."
+    )
+    recovery: BoundKeypairRecovery = attr(default_factory=BoundKeypairRecovery, doc="Joins after expiry.")
+    rotate_after: datetime | None = attr(
+        default=None, doc="Once this time has passed, the bot's next join generates and binds a new key pair."
+    )
+
+
+@dataclass
 class ProvisionTokenSpec:
     roles: list[str] = attr(
         default_factory=lambda: ["Bot"],
@@ -116,7 +170,8 @@ class ProvisionTokenSpec:
     join_method: str = attr(
         default="token",
         replace_on_change=True,
-        doc="token: the name is a single-use secret; iam: the joiner proves its AWS identity.",
+        doc="token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the "
+            "joiner signs a challenge with its bound private key (reusable, the name is not secret).",
         validators=[v.one_of(*JOIN_METHODS)],
     )
     bot_name: str = attr(
@@ -126,14 +181,28 @@ class ProvisionTokenSpec:
         validators=[v.RESOURCE_NAME],
     )
     allow: list[TokenRule] = attr(default_factory=list, doc="For iam: the AWS identities allowed to join.")
+    bound_keypair: BoundKeypair = attr(
+        default_factory=BoundKeypair, doc="For bound_keypair: the bot's key, recovery and rotation settings."
+    )
 
     def check(self) -> Iterator[FieldViolation]:
         if "Bot" in self.roles and not self.bot_name:
             yield FieldViolation(("bot_name",), "must be set for a token with role Bot; name the bot it joins")
         if self.join_method == "iam" and not self.allow:
             yield FieldViolation(("allow",), "an iam token needs at least one allow rule (aws_account, aws_arn)")
-        if self.join_method == "token" and self.allow:
+        if self.join_method != "iam" and self.allow:
             yield FieldViolation(("allow",), "allow rules apply to join_method iam only; remove them")
+        if self.join_method != "bound_keypair":
+            if self.bound_keypair != BoundKeypair():
+                yield FieldViolation(("bound_keypair",), "applies to join_method bound_keypair only; remove it")
+            return
+        onboarding = self.bound_keypair.onboarding
+        if bool(onboarding.initial_public_key) == bool(onboarding.registration_secret):
+            yield FieldViolation(("bound_keypair", "onboarding"), "set exactly one of initial_public_key (the key "
+                                 "`machineid bot keypair create` printed) and registration_secret")
+        if onboarding.must_register_before is not None and not onboarding.registration_secret:
+            yield FieldViolation(("bound_keypair", "onboarding", "must_register_before"), "applies to "
+                                 "registration_secret only; remove it")
 
 
 @dataclass
@@ -162,6 +231,20 @@ class BotStatus:
     locked: bool = attr(default=False, computed=True, doc="Locked after a generation mismatch; unlock to reuse.")
     lock_reason: str = attr(default="", computed=True, doc="Why the bot is locked.")
     last_join: datetime | None = attr(default=None, computed=True, doc="Time of the last join.")
+
+
+@dataclass
+class ProvisionTokenStatus:
+    """Set by the cluster at bound_keypair joins; never an input."""
+
+    bound_public_key: str = attr(default="", computed=True,
+                                 doc="bound_keypair: the public key the bot joins with now (OpenSSH format).")
+    recovery_count: int = attr(default=0, computed=True, doc="bound_keypair: recoveries counted so far.")
+    last_rotated_at: datetime | None = attr(default=None, computed=True,
+                                            doc="bound_keypair: when the bot last bound a new key.")
+    join_sequence: int = attr(default=0, computed=True,
+                              doc="bound_keypair: sequence number of the latest join state; the next join must "
+                                  "present it.")
 
 
 @dataclass
@@ -205,6 +288,7 @@ class ProvisionToken:
     kind: ClassVar[str] = "token"
     metadata: Metadata = field(default_factory=Metadata)
     spec: ProvisionTokenSpec = field(default_factory=ProvisionTokenSpec)
+    status: ProvisionTokenStatus = field(default_factory=ProvisionTokenStatus)
 
     def check(self) -> Iterator[FieldViolation]:
         name = self.metadata.name

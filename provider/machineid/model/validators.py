@@ -132,6 +132,47 @@ ABSOLUTE_PATH = _regex(
 )
 
 
+def _ssh_public_key(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return None
+    from machineid.model.keys import parse_ssh_public_key
+
+    try:
+        parse_ssh_public_key(v)
+    except ValueError as e:
+        return f'"{shown(v)}" is not valid: {e}'
+    return None
+
+
+SSH_PUBLIC_KEY = Validator("an OpenSSH public key line, Ed25519 or ECDSA P-256 (ssh-ed25519 AAAA...)", _ssh_public_key)
+
+MIN_REGISTRATION_SECRET = 32
+_SECRET_HASH = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def is_secret_hash(value: str) -> bool:
+    return bool(_SECRET_HASH.fullmatch(value))
+
+
+def _registration_secret(v: Any) -> str | None:
+    # Never quotes the value: it is a secret.
+    if isinstance(v, str) and not is_secret_hash(v) and len(v) < MIN_REGISTRATION_SECRET:
+        return (f"is too short ({len(v)} characters); use at least {MIN_REGISTRATION_SECRET} random characters "
+                "(e.g. `openssl rand -hex 16`) or its hash sha256:HEX")
+    return None
+
+
+REGISTRATION_SECRET = Validator(f"at least {MIN_REGISTRATION_SECRET} characters, or sha256: and 64 hex digits",
+                                _registration_secret)
+
+
+def at_least(minimum: int) -> Validator:
+    def check(v: Any) -> str | None:
+        return f"{v} is too small; use {minimum} or more" if isinstance(v, int) and v < minimum else None
+
+    return Validator(f"at least {minimum}", check)
+
+
 def non_empty() -> Validator:
     def check(v: Any) -> str | None:
         return "must not be empty" if v in ("", None) or (isinstance(v, list | dict) and not v) else None

@@ -16,9 +16,10 @@ from machineid.iac.config import ProviderConfig
 from machineid.iac.core import Core, Hints
 from machineid.iac.unknown import UNKNOWN
 from machineid.model import codec
-from machineid.model.errors import FieldViolation, Path, ValidationError
+from machineid.model.errors import FieldViolation, MachineIDError, Path, ValidationError
 from machineid.model.validators import shown
 from machineid.pulumi.resources import (
+    BOT,
     RESOURCES,
     ROLE,
     PulumiResource,
@@ -180,6 +181,18 @@ class Provider:
             return CheckResult({k: v for k, v in news.items() if not k.startswith("__")},
                                failures + _failures(result.violations, news, hidden))
         return CheckResult(camel_props(r, result.inputs))
+
+    def plain_in_check(self, token: str, news: dict[str, Any]) -> frozenset[str]:
+        """A bot's tokenName is secret (it may name a single-use token, whose name is the secret) unless it names a
+        bound_keypair token, which the cluster says (looked up only then; unknown or unreadable stays secret)."""
+        name = news.get("tokenName")
+        if token != BOT.token or not isinstance(name, str) or not name:
+            return frozenset()
+        try:
+            found = self.core.client().get_token(name)
+        except MachineIDError:
+            return frozenset()
+        return frozenset({"tokenName"}) if found.spec.join_method == "bound_keypair" else frozenset()
 
     # ---------------------------------------------------------------- diff
     def diff(self, token: str, old_outputs: dict[str, Any], old_inputs: dict[str, Any] | None,

@@ -29,6 +29,14 @@ def token_of(name: str) -> str:
     return f"{PACKAGE}:index:{camel(name)}"
 
 
+BOT_KEYPAIR_PLAIN = frozenset({"token", "tokenName", "agentConfig"})
+# Secret properties that are plain for a bound_keypair join. The schema leaves their `secret` flag out (the SDKs
+# would otherwise wrap them on the program's side, whatever the join method): the provider marks them secret in
+# every answer instead, unless the values make them plain (plain_props_in).
+DYNAMIC_SECRETS = {"provision_token": frozenset({"name"}),
+                   "bot": frozenset({"token", "token_name", "agent_config"})}
+
+
 @dataclass(frozen=True)
 class PulumiResource:
     rdef: iac.ResourceDef
@@ -48,6 +56,22 @@ class PulumiResource:
     def secret_props(self) -> frozenset[str]:
         return frozenset(camel(n) for n in iac.secret_props(self.rdef))
 
+    def secret_props_in(self, values: dict[str, Any]) -> frozenset[str]:
+        """Properties whose value holds a nested secret (a token's onboarding.registrationSecret). Secrets are
+        marked per top-level property here, so the whole property is then a secret; without one (a bound_keypair
+        token with an initial public key) it stays plain."""
+        return frozenset(p.name for p in self.props() if _holds_secret(p.tp, values.get(p.name)))
+
+    def plain_props_in(self, values: dict[str, Any]) -> frozenset[str]:
+        """Secret properties that these values make plain: a bound_keypair token's name is no secret (the key
+        pair is), so a program declaring one keeps no secret in its state."""
+        if values.get("joinMethod") == "bound_keypair":
+            if self.rdef is iac.PROVISION_TOKEN:
+                return frozenset({"name"})
+            if self.rdef is iac.BOT:  # its token is the bound_keypair token: the rendered config holds its name
+                return BOT_KEYPAIR_PLAIN
+        return frozenset()
+
 
 @functools.cache
 def _camel_props(rdef: iac.ResourceDef) -> tuple[Prop, ...]:
@@ -66,6 +90,19 @@ RESOURCES = {r.token: r for r in (ROLE, PROVISION_TOKEN, BOT)}
 
 
 # ---------------------------------------------------------------- value conversion
+
+
+def _holds_secret(tp: Any, value: Any) -> bool:
+    sh = codec.shape(tp)
+    if sh.kind != "object" or not isinstance(value, dict):
+        return False
+    for f, ftp, spec in codec.model_fields(sh.tp):
+        inner = value.get(camel(f.name))
+        if spec is not None and spec.secret and inner not in (None, ""):
+            return True
+        if _holds_secret(ftp, inner):
+            return True
+    return False
 
 
 @functools.cache

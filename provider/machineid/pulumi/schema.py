@@ -13,7 +13,7 @@ from machineid.iac.resource import Prop, field_default
 from machineid.model import codec
 from machineid.model.fields import FieldSpec
 from machineid.pulumi.provider import FUNCTIONS
-from machineid.pulumi.resources import PACKAGE, RESOURCES, camel
+from machineid.pulumi.resources import DYNAMIC_SECRETS, PACKAGE, RESOURCES, PulumiResource, camel
 
 _SCALARS = {str: "string", int: "integer", bool: "boolean", datetime: "string", float: "number"}
 
@@ -61,9 +61,21 @@ class _Builder:
         return out
 
 
-def _resource_spec(b: _Builder, description: str, props: list[Prop]) -> dict[str, Any]:
-    inputs = {p.name: b.prop_spec(p.tp, p.spec, p.default, is_input=True) for p in props if p.is_input}
-    outputs = {p.name: b.prop_spec(p.tp, p.spec, p.default, is_input=False) for p in props}
+def _schema_spec(p: Prop, dynamic: frozenset[str]) -> FieldSpec:
+    """The field as the schema declares it: a secret the provider marks per value (DYNAMIC_SECRETS) is not declared
+    secret, and its description says when it is one."""
+    if p.spec.secret and p.name in {camel(n) for n in dynamic}:
+        return dataclasses.replace(p.spec, secret=False, doc=p.spec.doc + " A Pulumi secret (the provider marks it), "
+                                   "except for a bound_keypair join, where it is no secret.")
+    return p.spec
+
+
+def _resource_spec(b: _Builder, r: PulumiResource) -> dict[str, Any]:
+    description, props = r.description, list(r.props())
+    dynamic = DYNAMIC_SECRETS.get(r.rdef.name, frozenset())
+    inputs = {p.name: b.prop_spec(p.tp, _schema_spec(p, dynamic), p.default, is_input=True)
+              for p in props if p.is_input}
+    outputs = {p.name: b.prop_spec(p.tp, _schema_spec(p, dynamic), p.default, is_input=False) for p in props}
     required_outputs = sorted(p.name for p in props if codec.unwrap_optional(p.tp)[0] is False)
     return {
         "description": description,
@@ -76,7 +88,7 @@ def _resource_spec(b: _Builder, description: str, props: list[Prop]) -> dict[str
 
 def build() -> dict[str, Any]:
     b = _Builder()
-    resources = {token: _resource_spec(b, r.description, list(r.props())) for token, r in RESOURCES.items()}
+    resources = {token: _resource_spec(b, r) for token, r in RESOURCES.items()}
     config_vars = {}
     for f, tp, spec in codec.model_fields(ProviderConfig):
         assert spec is not None

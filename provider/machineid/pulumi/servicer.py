@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Collection
 from typing import Any
 
 import grpc
@@ -72,6 +73,20 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
         """Asked on every resource call: derived once per resource type."""
         r = RESOURCES.get(token)
         return r.secret_props() if r else frozenset()
+
+    def _secrets(self, token: str, props: dict[str, Any], given: Collection[str] = frozenset(),
+                 check: bool = False) -> frozenset[str]:
+        """The properties to send as secrets: those the engine sent as secrets (given), the resource's own, and those
+        holding a nested secret in these values, less those that these values make plain (a bound_keypair token's
+        name, and a bot's token, tokenName and agentConfig when it joins with one). In Check, a bot's tokenName is
+        plain when it names a bound_keypair token on the cluster."""
+        r = RESOURCES.get(token)
+        if r is None:
+            return frozenset(given)
+        plain = r.plain_props_in(props)
+        if check:
+            plain |= self.provider.plain_in_check(token, props)
+        return (frozenset(given) | self._secret_props(token) | r.secret_props_in(props)) - plain
 
     @staticmethod
     @functools.cache
@@ -141,7 +156,8 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
         result = self.provider.check(token, urn_name(request.urn, request.name), news, secrets)
         for _, message in result.failures:
             self.log("debug", f"check: {message}", request.urn)
-        return provider_pb2.CheckResponse(inputs=values.encode(result.inputs, secrets | self._secret_props(token)),
+        return provider_pb2.CheckResponse(inputs=values.encode(result.inputs,
+                                                               self._secrets(token, result.inputs, secrets, True)),
                                           failures=check_failures(result.failures))
 
     @_handler
@@ -168,7 +184,8 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
         props, secrets = values.decode(request.properties)
         state = self.provider.create(token, request.urn, props, request.preview)
         return provider_pb2.CreateResponse(id=state.id,
-                                           properties=values.encode(state.outputs, secrets | self._secret_props(token)))
+                                           properties=values.encode(state.outputs,
+                                                                    self._secrets(token, state.outputs, secrets)))
 
     @_handler
     def Read(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -178,7 +195,7 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
         state = self.provider.read(token, request.id, outputs, inputs or None)
         if not state.id:
             return provider_pb2.ReadResponse(id="")
-        all_secrets = secrets | in_secrets | self._secret_props(token)
+        all_secrets = self._secrets(token, state.outputs, secrets | in_secrets)
         resp = provider_pb2.ReadResponse(id=state.id, properties=values.encode(state.outputs, all_secrets))
         if state.inputs is not None:
             resp.inputs.CopyFrom(values.encode(state.inputs, all_secrets))
@@ -192,7 +209,7 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
         news, new_secrets = values.decode(request.news)
         state = self.provider.update(token, request.id, olds, old_inputs, news, request.preview)
         return provider_pb2.UpdateResponse(
-            properties=values.encode(state.outputs, secrets | new_secrets | self._secret_props(token)))
+            properties=values.encode(state.outputs, self._secrets(token, state.outputs, secrets | new_secrets)))
 
     @_handler
     def Delete(self, request: Any, context: grpc.ServicerContext) -> empty_pb2.Empty:

@@ -6,6 +6,7 @@ into UNKNOWN; encoding wraps the properties that must stay secret.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from google.protobuf import struct_pb2
@@ -85,7 +86,7 @@ def secret(value: Any) -> dict[str, Any]:
     return {SIG_KEY: SECRET_SIG, "value": value}
 
 
-def encode(props: dict[str, Any], secrets: set[str] = frozenset()) -> struct_pb2.Struct:  # type: ignore[assignment]
+def encode(props: dict[str, Any], secrets: AbstractSet[str] = frozenset()) -> struct_pb2.Struct:
     data = {}
     for key, value in props.items():
         if value is None:

@@ -104,7 +104,7 @@ def _import_md(rdef: ResourceDef) -> str:
     name = PREFIX + rdef.name
     if rdef.name == "provision_token":
         what = ("the token itself for a `token`-method token (its name is the secret; the resource ID is a hash "
-                "of it), or the name of an `iam` token")
+                "of it), or the name of an `iam` or `bound_keypair` token")
         example_id = "ci-on-aws"
     else:
         what = f"the {rdef.kind}'s name"

@@ -49,11 +49,16 @@ Planned = tuple[Any, list[str], list[Diagnostic]]  # (planned state, attributes 
 
 
 def _expand(block: Block, value: dict[str, Any]) -> dict[str, Any]:
-    """A state value in the core's full form: an absent single block is that block's defaults."""
+    """A state value in the core's full form: an absent single block is that block's defaults, at every depth
+    (a bound_keypair block without its recovery block)."""
     out = dict(value)
     for b in block.blocks:
-        if b.nesting == "single" and out.get(b.name) is None:
-            out[b.name] = codec.encode(b.tp())
+        inner = out.get(b.name)
+        if b.nesting == "single":
+            out[b.name] = codec.encode(b.tp()) if inner is None else _expand(b.block, inner) \
+                if isinstance(inner, dict) else inner
+        elif isinstance(inner, list):
+            out[b.name] = [_expand(b.block, x) if isinstance(x, dict) else x for x in inner]
     return out
 
 

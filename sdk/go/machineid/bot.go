@@ -16,7 +16,7 @@ import (
 type Bot struct {
 	pulumi.CustomResourceState
 
-	// The YAML that `machineid bot start --config` reads (holds the token).
+	// The YAML that `machineid bot start --config` reads (holds the token). A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 	AgentConfig pulumi.StringOutput `pulumi:"agentConfig"`
 	// Path of the machineid executable on the machine (for the systemd unit). Default: `"/usr/local/bin/machineid"`.
 	AgentPath pulumi.StringOutput `pulumi:"agentPath"`
@@ -34,7 +34,7 @@ type Bot struct {
 	Description pulumi.StringOutput `pulumi:"description"`
 	// Where the agent writes the certificates. Default: `"/opt/machine-id"`.
 	DestinationDir pulumi.StringOutput `pulumi:"destinationDir"`
-	// Join method of the token: token or iam.
+	// Join method of the token: token, iam or bound_keypair.
 	JoinMethod pulumi.StringOutput `pulumi:"joinMethod"`
 	// Labels (key -> value).
 	Labels pulumi.StringMapOutput `pulumi:"labels"`
@@ -50,11 +50,11 @@ type Bot struct {
 	StartCommand pulumi.StringOutput `pulumi:"startCommand"`
 	// A systemd unit that runs the agent.
 	SystemdUnit pulumi.StringOutput `pulumi:"systemdUnit"`
-	// The join token (secret for the token method).
+	// The join token (secret for the token method). A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 	Token pulumi.StringOutput `pulumi:"token"`
 	// When the join token expires (RFC 3339).
 	TokenExpires pulumi.StringOutput `pulumi:"tokenExpires"`
-	// Join with this existing token (for example an iam ProvisionToken) instead of a new single-use one.
+	// Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 	TokenName pulumi.StringOutput `pulumi:"tokenName"`
 	// Change this number to issue a new join token (re-onboard the bot without deleting it).
 	TokenRotation pulumi.IntOutput `pulumi:"tokenRotation"`
@@ -76,15 +76,6 @@ func NewBot(ctx *pulumi.Context,
 	if args.Roles == nil {
 		return nil, errors.New("invalid value for required argument 'Roles'")
 	}
-	if args.TokenName != nil {
-		args.TokenName = pulumi.ToSecret(args.TokenName).(pulumi.StringPtrInput)
-	}
-	secrets := pulumi.AdditionalSecretOutputs([]string{
-		"agentConfig",
-		"token",
-		"tokenName",
-	})
-	opts = append(opts, secrets)
 	opts = internal.PkgResourceDefaultOpts(opts)
 	var resource Bot
 	err := ctx.RegisterResource("machineid:index:Bot", name, args, &resource, opts...)
@@ -138,7 +129,7 @@ type botArgs struct {
 	RenewalInterval *string `pulumi:"renewalInterval"`
 	// Roles the bot's certificates carry.
 	Roles []string `pulumi:"roles"`
-	// Join with this existing token (for example an iam ProvisionToken) instead of a new single-use one.
+	// Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 	TokenName *string `pulumi:"tokenName"`
 	// Change this number to issue a new join token (re-onboard the bot without deleting it).
 	TokenRotation *int `pulumi:"tokenRotation"`
@@ -170,7 +161,7 @@ type BotArgs struct {
 	RenewalInterval pulumi.StringPtrInput
 	// Roles the bot's certificates carry.
 	Roles pulumi.StringArrayInput
-	// Join with this existing token (for example an iam ProvisionToken) instead of a new single-use one.
+	// Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 	TokenName pulumi.StringPtrInput
 	// Change this number to issue a new join token (re-onboard the bot without deleting it).
 	TokenRotation pulumi.IntPtrInput
@@ -267,7 +258,7 @@ func (o BotOutput) ToBotOutputWithContext(ctx context.Context) BotOutput {
 	return o
 }
 
-// The YAML that `machineid bot start --config` reads (holds the token).
+// The YAML that `machineid bot start --config` reads (holds the token). A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 func (o BotOutput) AgentConfig() pulumi.StringOutput {
 	return o.ApplyT(func(v *Bot) pulumi.StringOutput { return v.AgentConfig }).(pulumi.StringOutput)
 }
@@ -312,7 +303,7 @@ func (o BotOutput) DestinationDir() pulumi.StringOutput {
 	return o.ApplyT(func(v *Bot) pulumi.StringOutput { return v.DestinationDir }).(pulumi.StringOutput)
 }
 
-// Join method of the token: token or iam.
+// Join method of the token: token, iam or bound_keypair.
 func (o BotOutput) JoinMethod() pulumi.StringOutput {
 	return o.ApplyT(func(v *Bot) pulumi.StringOutput { return v.JoinMethod }).(pulumi.StringOutput)
 }
@@ -352,7 +343,7 @@ func (o BotOutput) SystemdUnit() pulumi.StringOutput {
 	return o.ApplyT(func(v *Bot) pulumi.StringOutput { return v.SystemdUnit }).(pulumi.StringOutput)
 }
 
-// The join token (secret for the token method).
+// The join token (secret for the token method). A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 func (o BotOutput) Token() pulumi.StringOutput {
 	return o.ApplyT(func(v *Bot) pulumi.StringOutput { return v.Token }).(pulumi.StringOutput)
 }
@@ -362,7 +353,7 @@ func (o BotOutput) TokenExpires() pulumi.StringOutput {
 	return o.ApplyT(func(v *Bot) pulumi.StringOutput { return v.TokenExpires }).(pulumi.StringOutput)
 }
 
-// Join with this existing token (for example an iam ProvisionToken) instead of a new single-use one.
+// Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 func (o BotOutput) TokenName() pulumi.StringOutput {
 	return o.ApplyT(func(v *Bot) pulumi.StringOutput { return v.TokenName }).(pulumi.StringOutput)
 }

@@ -19,21 +19,31 @@ type ProvisionToken struct {
 	Allow TokenRuleArrayOutput `pulumi:"allow"`
 	// The bot this token joins.
 	BotName pulumi.StringOutput `pulumi:"botName"`
+	// For bound_keypair: the bot's key, recovery and rotation settings.
+	BoundKeypair BoundKeypairOutput `pulumi:"boundKeypair"`
+	// bound_keypair: the public key the bot joins with now (OpenSSH format).
+	BoundPublicKey pulumi.StringOutput `pulumi:"boundPublicKey"`
 	// Free-form description.
 	Description pulumi.StringOutput `pulumi:"description"`
 	// When the object stops being valid; unset means never.
 	Expires pulumi.StringPtrOutput `pulumi:"expires"`
-	// token: the name is a single-use secret; iam: the joiner proves its AWS identity. Default: `"token"`.
+	// token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
 	JoinMethod pulumi.StringOutput `pulumi:"joinMethod"`
+	// bound_keypair: sequence number of the latest join state; the next join must present it.
+	JoinSequence pulumi.IntOutput `pulumi:"joinSequence"`
 	// Labels (key -> value).
 	Labels pulumi.StringMapOutput `pulumi:"labels"`
-	// Unique name of the object within its kind.
+	// bound_keypair: when the bot last bound a new key.
+	LastRotatedAt pulumi.StringPtrOutput `pulumi:"lastRotatedAt"`
+	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 	Name pulumi.StringOutput `pulumi:"name"`
+	// bound_keypair: recoveries counted so far.
+	RecoveryCount pulumi.IntOutput `pulumi:"recoveryCount"`
 	// System roles the token grants; only Bot is supported. Default: `["Bot"]`.
 	Roles pulumi.StringArrayOutput `pulumi:"roles"`
 	// When the token expires (RFC 3339).
 	TokenExpires pulumi.StringOutput `pulumi:"tokenExpires"`
-	// Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
+	// Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
 	Ttl pulumi.StringOutput `pulumi:"ttl"`
 }
 
@@ -44,13 +54,6 @@ func NewProvisionToken(ctx *pulumi.Context,
 		args = &ProvisionTokenArgs{}
 	}
 
-	if args.Name != nil {
-		args.Name = pulumi.ToSecret(args.Name).(pulumi.StringPtrInput)
-	}
-	secrets := pulumi.AdditionalSecretOutputs([]string{
-		"name",
-	})
-	opts = append(opts, secrets)
 	opts = internal.PkgResourceDefaultOpts(opts)
 	var resource ProvisionToken
 	err := ctx.RegisterResource("machineid:index:ProvisionToken", name, args, &resource, opts...)
@@ -88,19 +91,21 @@ type provisionTokenArgs struct {
 	Allow []TokenRule `pulumi:"allow"`
 	// The bot this token joins.
 	BotName *string `pulumi:"botName"`
+	// For bound_keypair: the bot's key, recovery and rotation settings.
+	BoundKeypair *BoundKeypair `pulumi:"boundKeypair"`
 	// Free-form description.
 	Description *string `pulumi:"description"`
 	// When the object stops being valid; unset means never.
 	Expires *string `pulumi:"expires"`
-	// token: the name is a single-use secret; iam: the joiner proves its AWS identity. Default: `"token"`.
+	// token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
 	JoinMethod *string `pulumi:"joinMethod"`
 	// Labels (key -> value).
 	Labels map[string]string `pulumi:"labels"`
-	// Unique name of the object within its kind.
+	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 	Name *string `pulumi:"name"`
 	// System roles the token grants; only Bot is supported. Default: `["Bot"]`.
 	Roles []string `pulumi:"roles"`
-	// Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
+	// Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
 	Ttl *string `pulumi:"ttl"`
 }
 
@@ -110,19 +115,21 @@ type ProvisionTokenArgs struct {
 	Allow TokenRuleArrayInput
 	// The bot this token joins.
 	BotName pulumi.StringPtrInput
+	// For bound_keypair: the bot's key, recovery and rotation settings.
+	BoundKeypair BoundKeypairPtrInput
 	// Free-form description.
 	Description pulumi.StringPtrInput
 	// When the object stops being valid; unset means never.
 	Expires pulumi.StringPtrInput
-	// token: the name is a single-use secret; iam: the joiner proves its AWS identity. Default: `"token"`.
+	// token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
 	JoinMethod pulumi.StringPtrInput
 	// Labels (key -> value).
 	Labels pulumi.StringMapInput
-	// Unique name of the object within its kind.
+	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 	Name pulumi.StringPtrInput
 	// System roles the token grants; only Bot is supported. Default: `["Bot"]`.
 	Roles pulumi.StringArrayInput
-	// Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
+	// Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
 	Ttl pulumi.StringPtrInput
 }
 
@@ -223,6 +230,16 @@ func (o ProvisionTokenOutput) BotName() pulumi.StringOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringOutput { return v.BotName }).(pulumi.StringOutput)
 }
 
+// For bound_keypair: the bot's key, recovery and rotation settings.
+func (o ProvisionTokenOutput) BoundKeypair() BoundKeypairOutput {
+	return o.ApplyT(func(v *ProvisionToken) BoundKeypairOutput { return v.BoundKeypair }).(BoundKeypairOutput)
+}
+
+// bound_keypair: the public key the bot joins with now (OpenSSH format).
+func (o ProvisionTokenOutput) BoundPublicKey() pulumi.StringOutput {
+	return o.ApplyT(func(v *ProvisionToken) pulumi.StringOutput { return v.BoundPublicKey }).(pulumi.StringOutput)
+}
+
 // Free-form description.
 func (o ProvisionTokenOutput) Description() pulumi.StringOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringOutput { return v.Description }).(pulumi.StringOutput)
@@ -233,9 +250,14 @@ func (o ProvisionTokenOutput) Expires() pulumi.StringPtrOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringPtrOutput { return v.Expires }).(pulumi.StringPtrOutput)
 }
 
-// token: the name is a single-use secret; iam: the joiner proves its AWS identity. Default: `"token"`.
+// token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
 func (o ProvisionTokenOutput) JoinMethod() pulumi.StringOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringOutput { return v.JoinMethod }).(pulumi.StringOutput)
+}
+
+// bound_keypair: sequence number of the latest join state; the next join must present it.
+func (o ProvisionTokenOutput) JoinSequence() pulumi.IntOutput {
+	return o.ApplyT(func(v *ProvisionToken) pulumi.IntOutput { return v.JoinSequence }).(pulumi.IntOutput)
 }
 
 // Labels (key -> value).
@@ -243,9 +265,19 @@ func (o ProvisionTokenOutput) Labels() pulumi.StringMapOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringMapOutput { return v.Labels }).(pulumi.StringMapOutput)
 }
 
-// Unique name of the object within its kind.
+// bound_keypair: when the bot last bound a new key.
+func (o ProvisionTokenOutput) LastRotatedAt() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *ProvisionToken) pulumi.StringPtrOutput { return v.LastRotatedAt }).(pulumi.StringPtrOutput)
+}
+
+// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 func (o ProvisionTokenOutput) Name() pulumi.StringOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringOutput { return v.Name }).(pulumi.StringOutput)
+}
+
+// bound_keypair: recoveries counted so far.
+func (o ProvisionTokenOutput) RecoveryCount() pulumi.IntOutput {
+	return o.ApplyT(func(v *ProvisionToken) pulumi.IntOutput { return v.RecoveryCount }).(pulumi.IntOutput)
 }
 
 // System roles the token grants; only Bot is supported. Default: `["Bot"]`.
@@ -258,7 +290,7 @@ func (o ProvisionTokenOutput) TokenExpires() pulumi.StringOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringOutput { return v.TokenExpires }).(pulumi.StringOutput)
 }
 
-// Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
+// Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
 func (o ProvisionTokenOutput) Ttl() pulumi.StringOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringOutput { return v.Ttl }).(pulumi.StringOutput)
 }

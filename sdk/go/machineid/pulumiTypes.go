@@ -13,6 +13,521 @@ import (
 
 var _ = internal.GetEnvOrDefault
 
+// A bound_keypair token's settings (Teleport's spec.bound_keypair).
+type BoundKeypair struct {
+	// How the first key is bound: exactly one of initial_public_key and registration_secret.
+	Onboarding *BoundKeypairOnboarding `pulumi:"onboarding"`
+	// Joins after expiry.
+	Recovery *BoundKeypairRecovery `pulumi:"recovery"`
+	// Once this time has passed, the bot's next join generates and binds a new key pair.
+	RotateAfter *string `pulumi:"rotateAfter"`
+}
+
+// BoundKeypairInput is an input type that accepts BoundKeypairArgs and BoundKeypairOutput values.
+// You can construct a concrete instance of `BoundKeypairInput` via:
+//
+//	BoundKeypairArgs{...}
+type BoundKeypairInput interface {
+	pulumi.Input
+
+	ToBoundKeypairOutput() BoundKeypairOutput
+	ToBoundKeypairOutputWithContext(context.Context) BoundKeypairOutput
+}
+
+// A bound_keypair token's settings (Teleport's spec.bound_keypair).
+type BoundKeypairArgs struct {
+	// How the first key is bound: exactly one of initial_public_key and registration_secret.
+	Onboarding BoundKeypairOnboardingPtrInput `pulumi:"onboarding"`
+	// Joins after expiry.
+	Recovery BoundKeypairRecoveryPtrInput `pulumi:"recovery"`
+	// Once this time has passed, the bot's next join generates and binds a new key pair.
+	RotateAfter pulumi.StringPtrInput `pulumi:"rotateAfter"`
+}
+
+func (BoundKeypairArgs) ElementType() reflect.Type {
+	return reflect.TypeOf((*BoundKeypair)(nil)).Elem()
+}
+
+func (i BoundKeypairArgs) ToBoundKeypairOutput() BoundKeypairOutput {
+	return i.ToBoundKeypairOutputWithContext(context.Background())
+}
+
+func (i BoundKeypairArgs) ToBoundKeypairOutputWithContext(ctx context.Context) BoundKeypairOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(BoundKeypairOutput)
+}
+
+func (i BoundKeypairArgs) ToBoundKeypairPtrOutput() BoundKeypairPtrOutput {
+	return i.ToBoundKeypairPtrOutputWithContext(context.Background())
+}
+
+func (i BoundKeypairArgs) ToBoundKeypairPtrOutputWithContext(ctx context.Context) BoundKeypairPtrOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(BoundKeypairOutput).ToBoundKeypairPtrOutputWithContext(ctx)
+}
+
+// BoundKeypairPtrInput is an input type that accepts BoundKeypairArgs, BoundKeypairPtr and BoundKeypairPtrOutput values.
+// You can construct a concrete instance of `BoundKeypairPtrInput` via:
+//
+//	        BoundKeypairArgs{...}
+//
+//	or:
+//
+//	        nil
+type BoundKeypairPtrInput interface {
+	pulumi.Input
+
+	ToBoundKeypairPtrOutput() BoundKeypairPtrOutput
+	ToBoundKeypairPtrOutputWithContext(context.Context) BoundKeypairPtrOutput
+}
+
+type boundKeypairPtrType BoundKeypairArgs
+
+func BoundKeypairPtr(v *BoundKeypairArgs) BoundKeypairPtrInput {
+	return (*boundKeypairPtrType)(v)
+}
+
+func (*boundKeypairPtrType) ElementType() reflect.Type {
+	return reflect.TypeOf((**BoundKeypair)(nil)).Elem()
+}
+
+func (i *boundKeypairPtrType) ToBoundKeypairPtrOutput() BoundKeypairPtrOutput {
+	return i.ToBoundKeypairPtrOutputWithContext(context.Background())
+}
+
+func (i *boundKeypairPtrType) ToBoundKeypairPtrOutputWithContext(ctx context.Context) BoundKeypairPtrOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(BoundKeypairPtrOutput)
+}
+
+// A bound_keypair token's settings (Teleport's spec.bound_keypair).
+type BoundKeypairOutput struct{ *pulumi.OutputState }
+
+func (BoundKeypairOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*BoundKeypair)(nil)).Elem()
+}
+
+func (o BoundKeypairOutput) ToBoundKeypairOutput() BoundKeypairOutput {
+	return o
+}
+
+func (o BoundKeypairOutput) ToBoundKeypairOutputWithContext(ctx context.Context) BoundKeypairOutput {
+	return o
+}
+
+func (o BoundKeypairOutput) ToBoundKeypairPtrOutput() BoundKeypairPtrOutput {
+	return o.ToBoundKeypairPtrOutputWithContext(context.Background())
+}
+
+func (o BoundKeypairOutput) ToBoundKeypairPtrOutputWithContext(ctx context.Context) BoundKeypairPtrOutput {
+	return o.ApplyTWithContext(ctx, func(_ context.Context, v BoundKeypair) *BoundKeypair {
+		return &v
+	}).(BoundKeypairPtrOutput)
+}
+
+// How the first key is bound: exactly one of initial_public_key and registration_secret.
+func (o BoundKeypairOutput) Onboarding() BoundKeypairOnboardingPtrOutput {
+	return o.ApplyT(func(v BoundKeypair) *BoundKeypairOnboarding { return v.Onboarding }).(BoundKeypairOnboardingPtrOutput)
+}
+
+// Joins after expiry.
+func (o BoundKeypairOutput) Recovery() BoundKeypairRecoveryPtrOutput {
+	return o.ApplyT(func(v BoundKeypair) *BoundKeypairRecovery { return v.Recovery }).(BoundKeypairRecoveryPtrOutput)
+}
+
+// Once this time has passed, the bot's next join generates and binds a new key pair.
+func (o BoundKeypairOutput) RotateAfter() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v BoundKeypair) *string { return v.RotateAfter }).(pulumi.StringPtrOutput)
+}
+
+type BoundKeypairPtrOutput struct{ *pulumi.OutputState }
+
+func (BoundKeypairPtrOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((**BoundKeypair)(nil)).Elem()
+}
+
+func (o BoundKeypairPtrOutput) ToBoundKeypairPtrOutput() BoundKeypairPtrOutput {
+	return o
+}
+
+func (o BoundKeypairPtrOutput) ToBoundKeypairPtrOutputWithContext(ctx context.Context) BoundKeypairPtrOutput {
+	return o
+}
+
+func (o BoundKeypairPtrOutput) Elem() BoundKeypairOutput {
+	return o.ApplyT(func(v *BoundKeypair) BoundKeypair {
+		if v != nil {
+			return *v
+		}
+		var ret BoundKeypair
+		return ret
+	}).(BoundKeypairOutput)
+}
+
+// How the first key is bound: exactly one of initial_public_key and registration_secret.
+func (o BoundKeypairPtrOutput) Onboarding() BoundKeypairOnboardingPtrOutput {
+	return o.ApplyT(func(v *BoundKeypair) *BoundKeypairOnboarding {
+		if v == nil {
+			return nil
+		}
+		return v.Onboarding
+	}).(BoundKeypairOnboardingPtrOutput)
+}
+
+// Joins after expiry.
+func (o BoundKeypairPtrOutput) Recovery() BoundKeypairRecoveryPtrOutput {
+	return o.ApplyT(func(v *BoundKeypair) *BoundKeypairRecovery {
+		if v == nil {
+			return nil
+		}
+		return v.Recovery
+	}).(BoundKeypairRecoveryPtrOutput)
+}
+
+// Once this time has passed, the bot's next join generates and binds a new key pair.
+func (o BoundKeypairPtrOutput) RotateAfter() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *BoundKeypair) *string {
+		if v == nil {
+			return nil
+		}
+		return v.RotateAfter
+	}).(pulumi.StringPtrOutput)
+}
+
+// How the bot's first key is bound: preregistered, or registered once with a secret.
+type BoundKeypairOnboarding struct {
+	// The bot's public key in OpenSSH format (Ed25519 or ECDSA P-256), as `machineid bot keypair create` prints it: the bot joins by signing with the matching private key. Not a secret.
+	InitialPublicKey *string `pulumi:"initialPublicKey"`
+	// With registration_secret: the secret is refused after this time.
+	MustRegisterBefore *string `pulumi:"mustRegisterBefore"`
+	// Instead of initial_public_key: a one-time secret (at least 32 characters) with which the bot registers a key it generated; spent by that join. The cluster keeps only its hash (sha256:HEX, which may also be given here instead of the secret).
+	RegistrationSecret *string `pulumi:"registrationSecret"`
+}
+
+// BoundKeypairOnboardingInput is an input type that accepts BoundKeypairOnboardingArgs and BoundKeypairOnboardingOutput values.
+// You can construct a concrete instance of `BoundKeypairOnboardingInput` via:
+//
+//	BoundKeypairOnboardingArgs{...}
+type BoundKeypairOnboardingInput interface {
+	pulumi.Input
+
+	ToBoundKeypairOnboardingOutput() BoundKeypairOnboardingOutput
+	ToBoundKeypairOnboardingOutputWithContext(context.Context) BoundKeypairOnboardingOutput
+}
+
+// How the bot's first key is bound: preregistered, or registered once with a secret.
+type BoundKeypairOnboardingArgs struct {
+	// The bot's public key in OpenSSH format (Ed25519 or ECDSA P-256), as `machineid bot keypair create` prints it: the bot joins by signing with the matching private key. Not a secret.
+	InitialPublicKey pulumi.StringPtrInput `pulumi:"initialPublicKey"`
+	// With registration_secret: the secret is refused after this time.
+	MustRegisterBefore pulumi.StringPtrInput `pulumi:"mustRegisterBefore"`
+	// Instead of initial_public_key: a one-time secret (at least 32 characters) with which the bot registers a key it generated; spent by that join. The cluster keeps only its hash (sha256:HEX, which may also be given here instead of the secret).
+	RegistrationSecret pulumi.StringPtrInput `pulumi:"registrationSecret"`
+}
+
+func (BoundKeypairOnboardingArgs) ElementType() reflect.Type {
+	return reflect.TypeOf((*BoundKeypairOnboarding)(nil)).Elem()
+}
+
+func (i BoundKeypairOnboardingArgs) ToBoundKeypairOnboardingOutput() BoundKeypairOnboardingOutput {
+	return i.ToBoundKeypairOnboardingOutputWithContext(context.Background())
+}
+
+func (i BoundKeypairOnboardingArgs) ToBoundKeypairOnboardingOutputWithContext(ctx context.Context) BoundKeypairOnboardingOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(BoundKeypairOnboardingOutput)
+}
+
+func (i BoundKeypairOnboardingArgs) ToBoundKeypairOnboardingPtrOutput() BoundKeypairOnboardingPtrOutput {
+	return i.ToBoundKeypairOnboardingPtrOutputWithContext(context.Background())
+}
+
+func (i BoundKeypairOnboardingArgs) ToBoundKeypairOnboardingPtrOutputWithContext(ctx context.Context) BoundKeypairOnboardingPtrOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(BoundKeypairOnboardingOutput).ToBoundKeypairOnboardingPtrOutputWithContext(ctx)
+}
+
+// BoundKeypairOnboardingPtrInput is an input type that accepts BoundKeypairOnboardingArgs, BoundKeypairOnboardingPtr and BoundKeypairOnboardingPtrOutput values.
+// You can construct a concrete instance of `BoundKeypairOnboardingPtrInput` via:
+//
+//	        BoundKeypairOnboardingArgs{...}
+//
+//	or:
+//
+//	        nil
+type BoundKeypairOnboardingPtrInput interface {
+	pulumi.Input
+
+	ToBoundKeypairOnboardingPtrOutput() BoundKeypairOnboardingPtrOutput
+	ToBoundKeypairOnboardingPtrOutputWithContext(context.Context) BoundKeypairOnboardingPtrOutput
+}
+
+type boundKeypairOnboardingPtrType BoundKeypairOnboardingArgs
+
+func BoundKeypairOnboardingPtr(v *BoundKeypairOnboardingArgs) BoundKeypairOnboardingPtrInput {
+	return (*boundKeypairOnboardingPtrType)(v)
+}
+
+func (*boundKeypairOnboardingPtrType) ElementType() reflect.Type {
+	return reflect.TypeOf((**BoundKeypairOnboarding)(nil)).Elem()
+}
+
+func (i *boundKeypairOnboardingPtrType) ToBoundKeypairOnboardingPtrOutput() BoundKeypairOnboardingPtrOutput {
+	return i.ToBoundKeypairOnboardingPtrOutputWithContext(context.Background())
+}
+
+func (i *boundKeypairOnboardingPtrType) ToBoundKeypairOnboardingPtrOutputWithContext(ctx context.Context) BoundKeypairOnboardingPtrOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(BoundKeypairOnboardingPtrOutput)
+}
+
+// How the bot's first key is bound: preregistered, or registered once with a secret.
+type BoundKeypairOnboardingOutput struct{ *pulumi.OutputState }
+
+func (BoundKeypairOnboardingOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*BoundKeypairOnboarding)(nil)).Elem()
+}
+
+func (o BoundKeypairOnboardingOutput) ToBoundKeypairOnboardingOutput() BoundKeypairOnboardingOutput {
+	return o
+}
+
+func (o BoundKeypairOnboardingOutput) ToBoundKeypairOnboardingOutputWithContext(ctx context.Context) BoundKeypairOnboardingOutput {
+	return o
+}
+
+func (o BoundKeypairOnboardingOutput) ToBoundKeypairOnboardingPtrOutput() BoundKeypairOnboardingPtrOutput {
+	return o.ToBoundKeypairOnboardingPtrOutputWithContext(context.Background())
+}
+
+func (o BoundKeypairOnboardingOutput) ToBoundKeypairOnboardingPtrOutputWithContext(ctx context.Context) BoundKeypairOnboardingPtrOutput {
+	return o.ApplyTWithContext(ctx, func(_ context.Context, v BoundKeypairOnboarding) *BoundKeypairOnboarding {
+		return &v
+	}).(BoundKeypairOnboardingPtrOutput)
+}
+
+// The bot's public key in OpenSSH format (Ed25519 or ECDSA P-256), as `machineid bot keypair create` prints it: the bot joins by signing with the matching private key. Not a secret.
+func (o BoundKeypairOnboardingOutput) InitialPublicKey() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v BoundKeypairOnboarding) *string { return v.InitialPublicKey }).(pulumi.StringPtrOutput)
+}
+
+// With registration_secret: the secret is refused after this time.
+func (o BoundKeypairOnboardingOutput) MustRegisterBefore() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v BoundKeypairOnboarding) *string { return v.MustRegisterBefore }).(pulumi.StringPtrOutput)
+}
+
+// Instead of initial_public_key: a one-time secret (at least 32 characters) with which the bot registers a key it generated; spent by that join. The cluster keeps only its hash (sha256:HEX, which may also be given here instead of the secret).
+func (o BoundKeypairOnboardingOutput) RegistrationSecret() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v BoundKeypairOnboarding) *string { return v.RegistrationSecret }).(pulumi.StringPtrOutput)
+}
+
+type BoundKeypairOnboardingPtrOutput struct{ *pulumi.OutputState }
+
+func (BoundKeypairOnboardingPtrOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((**BoundKeypairOnboarding)(nil)).Elem()
+}
+
+func (o BoundKeypairOnboardingPtrOutput) ToBoundKeypairOnboardingPtrOutput() BoundKeypairOnboardingPtrOutput {
+	return o
+}
+
+func (o BoundKeypairOnboardingPtrOutput) ToBoundKeypairOnboardingPtrOutputWithContext(ctx context.Context) BoundKeypairOnboardingPtrOutput {
+	return o
+}
+
+func (o BoundKeypairOnboardingPtrOutput) Elem() BoundKeypairOnboardingOutput {
+	return o.ApplyT(func(v *BoundKeypairOnboarding) BoundKeypairOnboarding {
+		if v != nil {
+			return *v
+		}
+		var ret BoundKeypairOnboarding
+		return ret
+	}).(BoundKeypairOnboardingOutput)
+}
+
+// The bot's public key in OpenSSH format (Ed25519 or ECDSA P-256), as `machineid bot keypair create` prints it: the bot joins by signing with the matching private key. Not a secret.
+func (o BoundKeypairOnboardingPtrOutput) InitialPublicKey() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *BoundKeypairOnboarding) *string {
+		if v == nil {
+			return nil
+		}
+		return v.InitialPublicKey
+	}).(pulumi.StringPtrOutput)
+}
+
+// With registration_secret: the secret is refused after this time.
+func (o BoundKeypairOnboardingPtrOutput) MustRegisterBefore() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *BoundKeypairOnboarding) *string {
+		if v == nil {
+			return nil
+		}
+		return v.MustRegisterBefore
+	}).(pulumi.StringPtrOutput)
+}
+
+// Instead of initial_public_key: a one-time secret (at least 32 characters) with which the bot registers a key it generated; spent by that join. The cluster keeps only its hash (sha256:HEX, which may also be given here instead of the secret).
+func (o BoundKeypairOnboardingPtrOutput) RegistrationSecret() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *BoundKeypairOnboarding) *string {
+		if v == nil {
+			return nil
+		}
+		return v.RegistrationSecret
+	}).(pulumi.StringPtrOutput)
+}
+
+// Joins after the bot's certificates expired.
+type BoundKeypairRecovery struct {
+	// How many recoveries standard mode allows. Default: `1`.
+	Limit *int `pulumi:"limit"`
+	// standard: joining again after the bot's certificates expired (a recovery) counts against limit; relaxed: recoveries are not counted; insecure: not counted and the join state is not checked either (a copied key pair goes unnoticed). Default: `"standard"`.
+	Mode *string `pulumi:"mode"`
+}
+
+// BoundKeypairRecoveryInput is an input type that accepts BoundKeypairRecoveryArgs and BoundKeypairRecoveryOutput values.
+// You can construct a concrete instance of `BoundKeypairRecoveryInput` via:
+//
+//	BoundKeypairRecoveryArgs{...}
+type BoundKeypairRecoveryInput interface {
+	pulumi.Input
+
+	ToBoundKeypairRecoveryOutput() BoundKeypairRecoveryOutput
+	ToBoundKeypairRecoveryOutputWithContext(context.Context) BoundKeypairRecoveryOutput
+}
+
+// Joins after the bot's certificates expired.
+type BoundKeypairRecoveryArgs struct {
+	// How many recoveries standard mode allows. Default: `1`.
+	Limit pulumi.IntPtrInput `pulumi:"limit"`
+	// standard: joining again after the bot's certificates expired (a recovery) counts against limit; relaxed: recoveries are not counted; insecure: not counted and the join state is not checked either (a copied key pair goes unnoticed). Default: `"standard"`.
+	Mode pulumi.StringPtrInput `pulumi:"mode"`
+}
+
+func (BoundKeypairRecoveryArgs) ElementType() reflect.Type {
+	return reflect.TypeOf((*BoundKeypairRecovery)(nil)).Elem()
+}
+
+func (i BoundKeypairRecoveryArgs) ToBoundKeypairRecoveryOutput() BoundKeypairRecoveryOutput {
+	return i.ToBoundKeypairRecoveryOutputWithContext(context.Background())
+}
+
+func (i BoundKeypairRecoveryArgs) ToBoundKeypairRecoveryOutputWithContext(ctx context.Context) BoundKeypairRecoveryOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(BoundKeypairRecoveryOutput)
+}
+
+func (i BoundKeypairRecoveryArgs) ToBoundKeypairRecoveryPtrOutput() BoundKeypairRecoveryPtrOutput {
+	return i.ToBoundKeypairRecoveryPtrOutputWithContext(context.Background())
+}
+
+func (i BoundKeypairRecoveryArgs) ToBoundKeypairRecoveryPtrOutputWithContext(ctx context.Context) BoundKeypairRecoveryPtrOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(BoundKeypairRecoveryOutput).ToBoundKeypairRecoveryPtrOutputWithContext(ctx)
+}
+
+// BoundKeypairRecoveryPtrInput is an input type that accepts BoundKeypairRecoveryArgs, BoundKeypairRecoveryPtr and BoundKeypairRecoveryPtrOutput values.
+// You can construct a concrete instance of `BoundKeypairRecoveryPtrInput` via:
+//
+//	        BoundKeypairRecoveryArgs{...}
+//
+//	or:
+//
+//	        nil
+type BoundKeypairRecoveryPtrInput interface {
+	pulumi.Input
+
+	ToBoundKeypairRecoveryPtrOutput() BoundKeypairRecoveryPtrOutput
+	ToBoundKeypairRecoveryPtrOutputWithContext(context.Context) BoundKeypairRecoveryPtrOutput
+}
+
+type boundKeypairRecoveryPtrType BoundKeypairRecoveryArgs
+
+func BoundKeypairRecoveryPtr(v *BoundKeypairRecoveryArgs) BoundKeypairRecoveryPtrInput {
+	return (*boundKeypairRecoveryPtrType)(v)
+}
+
+func (*boundKeypairRecoveryPtrType) ElementType() reflect.Type {
+	return reflect.TypeOf((**BoundKeypairRecovery)(nil)).Elem()
+}
+
+func (i *boundKeypairRecoveryPtrType) ToBoundKeypairRecoveryPtrOutput() BoundKeypairRecoveryPtrOutput {
+	return i.ToBoundKeypairRecoveryPtrOutputWithContext(context.Background())
+}
+
+func (i *boundKeypairRecoveryPtrType) ToBoundKeypairRecoveryPtrOutputWithContext(ctx context.Context) BoundKeypairRecoveryPtrOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(BoundKeypairRecoveryPtrOutput)
+}
+
+// Joins after the bot's certificates expired.
+type BoundKeypairRecoveryOutput struct{ *pulumi.OutputState }
+
+func (BoundKeypairRecoveryOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*BoundKeypairRecovery)(nil)).Elem()
+}
+
+func (o BoundKeypairRecoveryOutput) ToBoundKeypairRecoveryOutput() BoundKeypairRecoveryOutput {
+	return o
+}
+
+func (o BoundKeypairRecoveryOutput) ToBoundKeypairRecoveryOutputWithContext(ctx context.Context) BoundKeypairRecoveryOutput {
+	return o
+}
+
+func (o BoundKeypairRecoveryOutput) ToBoundKeypairRecoveryPtrOutput() BoundKeypairRecoveryPtrOutput {
+	return o.ToBoundKeypairRecoveryPtrOutputWithContext(context.Background())
+}
+
+func (o BoundKeypairRecoveryOutput) ToBoundKeypairRecoveryPtrOutputWithContext(ctx context.Context) BoundKeypairRecoveryPtrOutput {
+	return o.ApplyTWithContext(ctx, func(_ context.Context, v BoundKeypairRecovery) *BoundKeypairRecovery {
+		return &v
+	}).(BoundKeypairRecoveryPtrOutput)
+}
+
+// How many recoveries standard mode allows. Default: `1`.
+func (o BoundKeypairRecoveryOutput) Limit() pulumi.IntPtrOutput {
+	return o.ApplyT(func(v BoundKeypairRecovery) *int { return v.Limit }).(pulumi.IntPtrOutput)
+}
+
+// standard: joining again after the bot's certificates expired (a recovery) counts against limit; relaxed: recoveries are not counted; insecure: not counted and the join state is not checked either (a copied key pair goes unnoticed). Default: `"standard"`.
+func (o BoundKeypairRecoveryOutput) Mode() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v BoundKeypairRecovery) *string { return v.Mode }).(pulumi.StringPtrOutput)
+}
+
+type BoundKeypairRecoveryPtrOutput struct{ *pulumi.OutputState }
+
+func (BoundKeypairRecoveryPtrOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((**BoundKeypairRecovery)(nil)).Elem()
+}
+
+func (o BoundKeypairRecoveryPtrOutput) ToBoundKeypairRecoveryPtrOutput() BoundKeypairRecoveryPtrOutput {
+	return o
+}
+
+func (o BoundKeypairRecoveryPtrOutput) ToBoundKeypairRecoveryPtrOutputWithContext(ctx context.Context) BoundKeypairRecoveryPtrOutput {
+	return o
+}
+
+func (o BoundKeypairRecoveryPtrOutput) Elem() BoundKeypairRecoveryOutput {
+	return o.ApplyT(func(v *BoundKeypairRecovery) BoundKeypairRecovery {
+		if v != nil {
+			return *v
+		}
+		var ret BoundKeypairRecovery
+		return ret
+	}).(BoundKeypairRecoveryOutput)
+}
+
+// How many recoveries standard mode allows. Default: `1`.
+func (o BoundKeypairRecoveryPtrOutput) Limit() pulumi.IntPtrOutput {
+	return o.ApplyT(func(v *BoundKeypairRecovery) *int {
+		if v == nil {
+			return nil
+		}
+		return v.Limit
+	}).(pulumi.IntPtrOutput)
+}
+
+// standard: joining again after the bot's certificates expired (a recovery) counts against limit; relaxed: recoveries are not counted; insecure: not counted and the join state is not checked either (a copied key pair goes unnoticed). Default: `"standard"`.
+func (o BoundKeypairRecoveryPtrOutput) Mode() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *BoundKeypairRecovery) *string {
+		if v == nil {
+			return nil
+		}
+		return v.Mode
+	}).(pulumi.StringPtrOutput)
+}
+
 // RoleConditions(logins: 'list[str]' = <factory>, node_labels: 'dict[str, list[str]]' = <factory>, rules: 'list[Rule]' = <factory>)
 type RoleConditions struct {
 	// OS logins; {{internal.logins}} expands from the user's or bot's `logins` trait.
@@ -550,6 +1065,12 @@ func (o TokenRuleArrayOutput) Index(i pulumi.IntInput) TokenRuleOutput {
 }
 
 func init() {
+	pulumi.RegisterInputType(reflect.TypeOf((*BoundKeypairInput)(nil)).Elem(), BoundKeypairArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*BoundKeypairPtrInput)(nil)).Elem(), BoundKeypairArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*BoundKeypairOnboardingInput)(nil)).Elem(), BoundKeypairOnboardingArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*BoundKeypairOnboardingPtrInput)(nil)).Elem(), BoundKeypairOnboardingArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*BoundKeypairRecoveryInput)(nil)).Elem(), BoundKeypairRecoveryArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*BoundKeypairRecoveryPtrInput)(nil)).Elem(), BoundKeypairRecoveryArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*RoleConditionsInput)(nil)).Elem(), RoleConditionsArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*RoleConditionsPtrInput)(nil)).Elem(), RoleConditionsArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*RoleOptionsInput)(nil)).Elem(), RoleOptionsArgs{})
@@ -558,6 +1079,12 @@ func init() {
 	pulumi.RegisterInputType(reflect.TypeOf((*RuleArrayInput)(nil)).Elem(), RuleArray{})
 	pulumi.RegisterInputType(reflect.TypeOf((*TokenRuleInput)(nil)).Elem(), TokenRuleArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*TokenRuleArrayInput)(nil)).Elem(), TokenRuleArray{})
+	pulumi.RegisterOutputType(BoundKeypairOutput{})
+	pulumi.RegisterOutputType(BoundKeypairPtrOutput{})
+	pulumi.RegisterOutputType(BoundKeypairOnboardingOutput{})
+	pulumi.RegisterOutputType(BoundKeypairOnboardingPtrOutput{})
+	pulumi.RegisterOutputType(BoundKeypairRecoveryOutput{})
+	pulumi.RegisterOutputType(BoundKeypairRecoveryPtrOutput{})
 	pulumi.RegisterOutputType(RoleConditionsOutput{})
 	pulumi.RegisterOutputType(RoleConditionsPtrOutput{})
 	pulumi.RegisterOutputType(RoleOptionsOutput{})

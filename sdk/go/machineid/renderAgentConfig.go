@@ -39,7 +39,7 @@ type RenderAgentConfigArgs struct {
 	DataDir *string `pulumi:"dataDir"`
 	// Where the agent writes the certificates. Default: `"/opt/machine-id"`.
 	DestinationDir *string `pulumi:"destinationDir"`
-	// token or iam. Default: `"token"`.
+	// token, iam or bound_keypair. Default: `"token"`.
 	JoinMethod *string `pulumi:"joinMethod"`
 	// How often the agent renews. Default: `"20m"`.
 	RenewalInterval *string `pulumi:"renewalInterval"`
@@ -78,7 +78,7 @@ type RenderAgentConfigOutputArgs struct {
 	DataDir pulumi.StringPtrInput `pulumi:"dataDir"`
 	// Where the agent writes the certificates. Default: `"/opt/machine-id"`.
 	DestinationDir pulumi.StringPtrInput `pulumi:"destinationDir"`
-	// token or iam. Default: `"token"`.
+	// token, iam or bound_keypair. Default: `"token"`.
 	JoinMethod pulumi.StringPtrInput `pulumi:"joinMethod"`
 	// How often the agent renews. Default: `"20m"`.
 	RenewalInterval pulumi.StringPtrInput `pulumi:"renewalInterval"`

@@ -6,6 +6,56 @@ import * as inputs from "../types/input";
 import * as outputs from "../types/output";
 
 /**
+ * A bound_keypair token's settings (Teleport's spec.bound_keypair).
+ */
+export interface BoundKeypair {
+    /**
+     * How the first key is bound: exactly one of initial_public_key and registration_secret.
+     */
+    onboarding?: outputs.BoundKeypairOnboarding;
+    /**
+     * Joins after expiry.
+     */
+    recovery?: outputs.BoundKeypairRecovery;
+    /**
+     * Once this time has passed, the bot's next join generates and binds a new key pair.
+     */
+    rotateAfter?: string;
+}
+
+/**
+ * How the bot's first key is bound: preregistered, or registered once with a secret.
+ */
+export interface BoundKeypairOnboarding {
+    /**
+     * The bot's public key in OpenSSH format (Ed25519 or ECDSA P-256), as `machineid bot keypair create` prints it: the bot joins by signing with the matching private key. Not a secret.
+     */
+    initialPublicKey?: string;
+    /**
+     * With registration_secret: the secret is refused after this time.
+     */
+    mustRegisterBefore?: string;
+    /**
+     * Instead of initial_public_key: a one-time secret (at least 32 characters) with which the bot registers a key it generated; spent by that join. The cluster keeps only its hash (sha256:HEX, which may also be given here instead of the secret).
+     */
+    registrationSecret?: string;
+}
+
+/**
+ * Joins after the bot's certificates expired.
+ */
+export interface BoundKeypairRecovery {
+    /**
+     * How many recoveries standard mode allows. Default: `1`.
+     */
+    limit?: number;
+    /**
+     * standard: joining again after the bot's certificates expired (a recovery) counts against limit; relaxed: recoveries are not counted; insecure: not counted and the join state is not checked either (a copied key pair goes unnoticed). Default: `"standard"`.
+     */
+    mode?: string;
+}
+
+/**
  * RoleConditions(logins: 'list[str]' = <factory>, node_labels: 'dict[str, list[str]]' = <factory>, rules: 'list[Rule]' = <factory>)
  */
 export interface RoleConditions {

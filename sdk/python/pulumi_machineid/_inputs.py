@@ -15,6 +15,12 @@ else:
 from . import _utilities
 
 __all__ = [
+    'BoundKeypairArgs',
+    'BoundKeypairArgsDict',
+    'BoundKeypairOnboardingArgs',
+    'BoundKeypairOnboardingArgsDict',
+    'BoundKeypairRecoveryArgs',
+    'BoundKeypairRecoveryArgsDict',
     'RoleConditionsArgs',
     'RoleConditionsArgsDict',
     'RoleOptionsArgs',
@@ -24,6 +30,208 @@ __all__ = [
     'TokenRuleArgs',
     'TokenRuleArgsDict',
 ]
+
+class BoundKeypairArgsDict(TypedDict):
+    """
+    A bound_keypair token's settings (Teleport's spec.bound_keypair).
+    """
+    onboarding: NotRequired[pulumi.Input[Optional['BoundKeypairOnboardingArgsDict']]]
+    """
+    How the first key is bound: exactly one of initial_public_key and registration_secret.
+    """
+    recovery: NotRequired[pulumi.Input[Optional['BoundKeypairRecoveryArgsDict']]]
+    """
+    Joins after expiry.
+    """
+    rotate_after: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    Once this time has passed, the bot's next join generates and binds a new key pair.
+    """
+
+@pulumi.input_type
+class BoundKeypairArgs:
+    def __init__(__self__, *,
+                 onboarding: pulumi.Input[Optional['BoundKeypairOnboardingArgs']] = None,
+                 recovery: pulumi.Input[Optional['BoundKeypairRecoveryArgs']] = None,
+                 rotate_after: pulumi.Input[Optional[_builtins.str]] = None):
+        """
+        A bound_keypair token's settings (Teleport's spec.bound_keypair).
+
+        :param pulumi.Input['BoundKeypairOnboardingArgs'] onboarding: How the first key is bound: exactly one of initial_public_key and registration_secret.
+        :param pulumi.Input['BoundKeypairRecoveryArgs'] recovery: Joins after expiry.
+        :param pulumi.Input[_builtins.str] rotate_after: Once this time has passed, the bot's next join generates and binds a new key pair.
+        """
+        if onboarding is not None:
+            pulumi.set(__self__, "onboarding", onboarding)
+        if recovery is not None:
+            pulumi.set(__self__, "recovery", recovery)
+        if rotate_after is not None:
+            pulumi.set(__self__, "rotate_after", rotate_after)
+
+    @_builtins.property
+    @pulumi.getter
+    def onboarding(self) -> pulumi.Input[Optional['BoundKeypairOnboardingArgs']]:
+        """
+        How the first key is bound: exactly one of initial_public_key and registration_secret.
+        """
+        return pulumi.get(self, "onboarding")
+
+    @onboarding.setter
+    def onboarding(self, value: pulumi.Input[Optional['BoundKeypairOnboardingArgs']]):
+        pulumi.set(self, "onboarding", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def recovery(self) -> pulumi.Input[Optional['BoundKeypairRecoveryArgs']]:
+        """
+        Joins after expiry.
+        """
+        return pulumi.get(self, "recovery")
+
+    @recovery.setter
+    def recovery(self, value: pulumi.Input[Optional['BoundKeypairRecoveryArgs']]):
+        pulumi.set(self, "recovery", value)
+
+    @_builtins.property
+    @pulumi.getter(name="rotateAfter")
+    def rotate_after(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        Once this time has passed, the bot's next join generates and binds a new key pair.
+        """
+        return pulumi.get(self, "rotate_after")
+
+    @rotate_after.setter
+    def rotate_after(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "rotate_after", value)
+
+
+class BoundKeypairOnboardingArgsDict(TypedDict):
+    """
+    How the bot's first key is bound: preregistered, or registered once with a secret.
+    """
+    initial_public_key: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The bot's public key in OpenSSH format (Ed25519 or ECDSA P-256), as `machineid bot keypair create` prints it: the bot joins by signing with the matching private key. Not a secret.
+    """
+    must_register_before: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    With registration_secret: the secret is refused after this time.
+    """
+    registration_secret: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    Instead of initial_public_key: a one-time secret (at least 32 characters) with which the bot registers a key it generated; spent by that join. The cluster keeps only its hash (sha256:HEX, which may also be given here instead of the secret).
+    """
+
+@pulumi.input_type
+class BoundKeypairOnboardingArgs:
+    def __init__(__self__, *,
+                 initial_public_key: pulumi.Input[Optional[_builtins.str]] = None,
+                 must_register_before: pulumi.Input[Optional[_builtins.str]] = None,
+                 registration_secret: pulumi.Input[Optional[_builtins.str]] = None):
+        """
+        How the bot's first key is bound: preregistered, or registered once with a secret.
+
+        :param pulumi.Input[_builtins.str] initial_public_key: The bot's public key in OpenSSH format (Ed25519 or ECDSA P-256), as `machineid bot keypair create` prints it: the bot joins by signing with the matching private key. Not a secret.
+        :param pulumi.Input[_builtins.str] must_register_before: With registration_secret: the secret is refused after this time.
+        :param pulumi.Input[_builtins.str] registration_secret: Instead of initial_public_key: a one-time secret (at least 32 characters) with which the bot registers a key it generated; spent by that join. The cluster keeps only its hash (sha256:HEX, which may also be given here instead of the secret).
+        """
+        if initial_public_key is not None:
+            pulumi.set(__self__, "initial_public_key", initial_public_key)
+        if must_register_before is not None:
+            pulumi.set(__self__, "must_register_before", must_register_before)
+        if registration_secret is not None:
+            pulumi.set(__self__, "registration_secret", registration_secret)
+
+    @_builtins.property
+    @pulumi.getter(name="initialPublicKey")
+    def initial_public_key(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The bot's public key in OpenSSH format (Ed25519 or ECDSA P-256), as `machineid bot keypair create` prints it: the bot joins by signing with the matching private key. Not a secret.
+        """
+        return pulumi.get(self, "initial_public_key")
+
+    @initial_public_key.setter
+    def initial_public_key(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "initial_public_key", value)
+
+    @_builtins.property
+    @pulumi.getter(name="mustRegisterBefore")
+    def must_register_before(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        With registration_secret: the secret is refused after this time.
+        """
+        return pulumi.get(self, "must_register_before")
+
+    @must_register_before.setter
+    def must_register_before(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "must_register_before", value)
+
+    @_builtins.property
+    @pulumi.getter(name="registrationSecret")
+    def registration_secret(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        Instead of initial_public_key: a one-time secret (at least 32 characters) with which the bot registers a key it generated; spent by that join. The cluster keeps only its hash (sha256:HEX, which may also be given here instead of the secret).
+        """
+        return pulumi.get(self, "registration_secret")
+
+    @registration_secret.setter
+    def registration_secret(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "registration_secret", value)
+
+
+class BoundKeypairRecoveryArgsDict(TypedDict):
+    """
+    Joins after the bot's certificates expired.
+    """
+    limit: NotRequired[pulumi.Input[Optional[_builtins.int]]]
+    """
+    How many recoveries standard mode allows. Default: `1`.
+    """
+    mode: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    standard: joining again after the bot's certificates expired (a recovery) counts against limit; relaxed: recoveries are not counted; insecure: not counted and the join state is not checked either (a copied key pair goes unnoticed). Default: `"standard"`.
+    """
+
+@pulumi.input_type
+class BoundKeypairRecoveryArgs:
+    def __init__(__self__, *,
+                 limit: pulumi.Input[Optional[_builtins.int]] = None,
+                 mode: pulumi.Input[Optional[_builtins.str]] = None):
+        """
+        Joins after the bot's certificates expired.
+
+        :param pulumi.Input[_builtins.int] limit: How many recoveries standard mode allows. Default: `1`.
+        :param pulumi.Input[_builtins.str] mode: standard: joining again after the bot's certificates expired (a recovery) counts against limit; relaxed: recoveries are not counted; insecure: not counted and the join state is not checked either (a copied key pair goes unnoticed). Default: `"standard"`.
+        """
+        if limit is not None:
+            pulumi.set(__self__, "limit", limit)
+        if mode is not None:
+            pulumi.set(__self__, "mode", mode)
+
+    @_builtins.property
+    @pulumi.getter
+    def limit(self) -> pulumi.Input[Optional[_builtins.int]]:
+        """
+        How many recoveries standard mode allows. Default: `1`.
+        """
+        return pulumi.get(self, "limit")
+
+    @limit.setter
+    def limit(self, value: pulumi.Input[Optional[_builtins.int]]):
+        pulumi.set(self, "limit", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def mode(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        standard: joining again after the bot's certificates expired (a recovery) counts against limit; relaxed: recoveries are not counted; insecure: not counted and the join state is not checked either (a copied key pair goes unnoticed). Default: `"standard"`.
+        """
+        return pulumi.get(self, "mode")
+
+    @mode.setter
+    def mode(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "mode", value)
+
 
 class RoleConditionsArgsDict(TypedDict):
     """

@@ -46,7 +46,7 @@ class BotArgs:
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels (key -> value).
         :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind.
         :param pulumi.Input[_builtins.str] renewal_interval: How often the agent renews. Default: `"20m"`.
-        :param pulumi.Input[_builtins.str] token_name: Join with this existing token (for example an iam ProvisionToken) instead of a new single-use one.
+        :param pulumi.Input[_builtins.str] token_name: Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
         :param pulumi.Input[_builtins.int] token_rotation: Change this number to issue a new join token (re-onboard the bot without deleting it).
         :param pulumi.Input[_builtins.str] token_ttl: Lifetime of the bot's join token (the token is single use). Default: `"1h"`.
         :param pulumi.Input[Mapping[str, pulumi.Input[Sequence[pulumi.Input[_builtins.str]]]]] traits: Traits for role templates, e.g. logins: [root] fills {{internal.logins}}.
@@ -203,7 +203,7 @@ class BotArgs:
     @pulumi.getter(name="tokenName")
     def token_name(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
-        Join with this existing token (for example an iam ProvisionToken) instead of a new single-use one.
+        Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
         """
         return pulumi.get(self, "token_name")
 
@@ -284,7 +284,7 @@ class Bot(pulumi.CustomResource):
         :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind.
         :param pulumi.Input[_builtins.str] renewal_interval: How often the agent renews. Default: `"20m"`.
         :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] roles: Roles the bot's certificates carry.
-        :param pulumi.Input[_builtins.str] token_name: Join with this existing token (for example an iam ProvisionToken) instead of a new single-use one.
+        :param pulumi.Input[_builtins.str] token_name: Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
         :param pulumi.Input[_builtins.int] token_rotation: Change this number to issue a new join token (re-onboard the bot without deleting it).
         :param pulumi.Input[_builtins.str] token_ttl: Lifetime of the bot's join token (the token is single use). Default: `"1h"`.
         :param pulumi.Input[Mapping[str, pulumi.Input[Sequence[pulumi.Input[_builtins.str]]]]] traits: Traits for role templates, e.g. logins: [root] fills {{internal.logins}}.
@@ -348,7 +348,7 @@ class Bot(pulumi.CustomResource):
             if roles is None and not opts.urn:
                 raise TypeError("Missing required property 'roles'")
             __props__.__dict__["roles"] = roles
-            __props__.__dict__["token_name"] = None if token_name is None else pulumi.Output.secret(token_name)
+            __props__.__dict__["token_name"] = token_name
             __props__.__dict__["token_rotation"] = token_rotation
             __props__.__dict__["token_ttl"] = token_ttl
             __props__.__dict__["traits"] = traits
@@ -362,8 +362,6 @@ class Bot(pulumi.CustomResource):
             __props__.__dict__["token"] = None
             __props__.__dict__["token_expires"] = None
             __props__.__dict__["user_name"] = None
-        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["agentConfig", "token", "tokenName"])
-        opts = pulumi.ResourceOptions.merge(opts, secret_opts)
         super(Bot, __self__).__init__(
             'machineid:index:Bot',
             resource_name,
@@ -416,7 +414,7 @@ class Bot(pulumi.CustomResource):
     @pulumi.getter(name="agentConfig")
     def agent_config(self) -> pulumi.Output[_builtins.str]:
         """
-        The YAML that `machineid bot start --config` reads (holds the token).
+        The YAML that `machineid bot start --config` reads (holds the token). A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
         """
         return pulumi.get(self, "agent_config")
 
@@ -488,7 +486,7 @@ class Bot(pulumi.CustomResource):
     @pulumi.getter(name="joinMethod")
     def join_method(self) -> pulumi.Output[_builtins.str]:
         """
-        Join method of the token: token or iam.
+        Join method of the token: token, iam or bound_keypair.
         """
         return pulumi.get(self, "join_method")
 
@@ -552,7 +550,7 @@ class Bot(pulumi.CustomResource):
     @pulumi.getter
     def token(self) -> pulumi.Output[_builtins.str]:
         """
-        The join token (secret for the token method).
+        The join token (secret for the token method). A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
         """
         return pulumi.get(self, "token")
 
@@ -568,7 +566,7 @@ class Bot(pulumi.CustomResource):
     @pulumi.getter(name="tokenName")
     def token_name(self) -> pulumi.Output[_builtins.str]:
         """
-        Join with this existing token (for example an iam ProvisionToken) instead of a new single-use one.
+        Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
         """
         return pulumi.get(self, "token_name")
 

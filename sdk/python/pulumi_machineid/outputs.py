@@ -16,11 +16,184 @@ from . import _utilities
 from . import outputs
 
 __all__ = [
+    'BoundKeypair',
+    'BoundKeypairOnboarding',
+    'BoundKeypairRecovery',
     'RoleConditions',
     'RoleOptions',
     'Rule',
     'TokenRule',
 ]
+
+@pulumi.output_type
+class BoundKeypair(dict):
+    """
+    A bound_keypair token's settings (Teleport's spec.bound_keypair).
+    """
+    @staticmethod
+    def __key_warning(key: str):
+        suggest = None
+        if key == "rotateAfter":
+            suggest = "rotate_after"
+
+        if suggest:
+            pulumi.log.warn(f"Key '{key}' not found in BoundKeypair. Access the value via the '{suggest}' property getter instead.")
+
+    def __getitem__(self, key: str) -> Any:
+        BoundKeypair.__key_warning(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default = None) -> Any:
+        BoundKeypair.__key_warning(key)
+        return super().get(key, default)
+
+    def __init__(__self__, *,
+                 onboarding: Optional['outputs.BoundKeypairOnboarding'] = None,
+                 recovery: Optional['outputs.BoundKeypairRecovery'] = None,
+                 rotate_after: Optional[_builtins.str] = None):
+        """
+        A bound_keypair token's settings (Teleport's spec.bound_keypair).
+
+        :param 'BoundKeypairOnboarding' onboarding: How the first key is bound: exactly one of initial_public_key and registration_secret.
+        :param 'BoundKeypairRecovery' recovery: Joins after expiry.
+        :param _builtins.str rotate_after: Once this time has passed, the bot's next join generates and binds a new key pair.
+        """
+        if onboarding is not None:
+            pulumi.set(__self__, "onboarding", onboarding)
+        if recovery is not None:
+            pulumi.set(__self__, "recovery", recovery)
+        if rotate_after is not None:
+            pulumi.set(__self__, "rotate_after", rotate_after)
+
+    @_builtins.property
+    @pulumi.getter
+    def onboarding(self) -> Optional['outputs.BoundKeypairOnboarding']:
+        """
+        How the first key is bound: exactly one of initial_public_key and registration_secret.
+        """
+        return pulumi.get(self, "onboarding")
+
+    @_builtins.property
+    @pulumi.getter
+    def recovery(self) -> Optional['outputs.BoundKeypairRecovery']:
+        """
+        Joins after expiry.
+        """
+        return pulumi.get(self, "recovery")
+
+    @_builtins.property
+    @pulumi.getter(name="rotateAfter")
+    def rotate_after(self) -> Optional[_builtins.str]:
+        """
+        Once this time has passed, the bot's next join generates and binds a new key pair.
+        """
+        return pulumi.get(self, "rotate_after")
+
+
+@pulumi.output_type
+class BoundKeypairOnboarding(dict):
+    """
+    How the bot's first key is bound: preregistered, or registered once with a secret.
+    """
+    @staticmethod
+    def __key_warning(key: str):
+        suggest = None
+        if key == "initialPublicKey":
+            suggest = "initial_public_key"
+        elif key == "mustRegisterBefore":
+            suggest = "must_register_before"
+        elif key == "registrationSecret":
+            suggest = "registration_secret"
+
+        if suggest:
+            pulumi.log.warn(f"Key '{key}' not found in BoundKeypairOnboarding. Access the value via the '{suggest}' property getter instead.")
+
+    def __getitem__(self, key: str) -> Any:
+        BoundKeypairOnboarding.__key_warning(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default = None) -> Any:
+        BoundKeypairOnboarding.__key_warning(key)
+        return super().get(key, default)
+
+    def __init__(__self__, *,
+                 initial_public_key: Optional[_builtins.str] = None,
+                 must_register_before: Optional[_builtins.str] = None,
+                 registration_secret: Optional[_builtins.str] = None):
+        """
+        How the bot's first key is bound: preregistered, or registered once with a secret.
+
+        :param _builtins.str initial_public_key: The bot's public key in OpenSSH format (Ed25519 or ECDSA P-256), as `machineid bot keypair create` prints it: the bot joins by signing with the matching private key. Not a secret.
+        :param _builtins.str must_register_before: With registration_secret: the secret is refused after this time.
+        :param _builtins.str registration_secret: Instead of initial_public_key: a one-time secret (at least 32 characters) with which the bot registers a key it generated; spent by that join. The cluster keeps only its hash (sha256:HEX, which may also be given here instead of the secret).
+        """
+        if initial_public_key is not None:
+            pulumi.set(__self__, "initial_public_key", initial_public_key)
+        if must_register_before is not None:
+            pulumi.set(__self__, "must_register_before", must_register_before)
+        if registration_secret is not None:
+            pulumi.set(__self__, "registration_secret", registration_secret)
+
+    @_builtins.property
+    @pulumi.getter(name="initialPublicKey")
+    def initial_public_key(self) -> Optional[_builtins.str]:
+        """
+        The bot's public key in OpenSSH format (Ed25519 or ECDSA P-256), as `machineid bot keypair create` prints it: the bot joins by signing with the matching private key. Not a secret.
+        """
+        return pulumi.get(self, "initial_public_key")
+
+    @_builtins.property
+    @pulumi.getter(name="mustRegisterBefore")
+    def must_register_before(self) -> Optional[_builtins.str]:
+        """
+        With registration_secret: the secret is refused after this time.
+        """
+        return pulumi.get(self, "must_register_before")
+
+    @_builtins.property
+    @pulumi.getter(name="registrationSecret")
+    def registration_secret(self) -> Optional[_builtins.str]:
+        """
+        Instead of initial_public_key: a one-time secret (at least 32 characters) with which the bot registers a key it generated; spent by that join. The cluster keeps only its hash (sha256:HEX, which may also be given here instead of the secret).
+        """
+        return pulumi.get(self, "registration_secret")
+
+
+@pulumi.output_type
+class BoundKeypairRecovery(dict):
+    """
+    Joins after the bot's certificates expired.
+    """
+    def __init__(__self__, *,
+                 limit: Optional[_builtins.int] = None,
+                 mode: Optional[_builtins.str] = None):
+        """
+        Joins after the bot's certificates expired.
+
+        :param _builtins.int limit: How many recoveries standard mode allows. Default: `1`.
+        :param _builtins.str mode: standard: joining again after the bot's certificates expired (a recovery) counts against limit; relaxed: recoveries are not counted; insecure: not counted and the join state is not checked either (a copied key pair goes unnoticed). Default: `"standard"`.
+        """
+        if limit is not None:
+            pulumi.set(__self__, "limit", limit)
+        if mode is not None:
+            pulumi.set(__self__, "mode", mode)
+
+    @_builtins.property
+    @pulumi.getter
+    def limit(self) -> Optional[_builtins.int]:
+        """
+        How many recoveries standard mode allows. Default: `1`.
+        """
+        return pulumi.get(self, "limit")
+
+    @_builtins.property
+    @pulumi.getter
+    def mode(self) -> Optional[_builtins.str]:
+        """
+        standard: joining again after the bot's certificates expired (a recovery) counts against limit; relaxed: recoveries are not counted; insecure: not counted and the join state is not checked either (a copied key pair goes unnoticed). Default: `"standard"`.
+        """
+        return pulumi.get(self, "mode")
+
 
 @pulumi.output_type
 class RoleConditions(dict):

@@ -23,6 +23,7 @@ class ProvisionTokenArgs:
     def __init__(__self__, *,
                  allow: pulumi.Input[Optional[Sequence[pulumi.Input['TokenRuleArgs']]]] = None,
                  bot_name: pulumi.Input[Optional[_builtins.str]] = None,
+                 bound_keypair: pulumi.Input[Optional['BoundKeypairArgs']] = None,
                  description: pulumi.Input[Optional[_builtins.str]] = None,
                  expires: pulumi.Input[Optional[_builtins.str]] = None,
                  join_method: pulumi.Input[Optional[_builtins.str]] = None,
@@ -35,18 +36,21 @@ class ProvisionTokenArgs:
 
         :param pulumi.Input[Sequence[pulumi.Input['TokenRuleArgs']]] allow: For iam: the AWS identities allowed to join.
         :param pulumi.Input[_builtins.str] bot_name: The bot this token joins.
+        :param pulumi.Input['BoundKeypairArgs'] bound_keypair: For bound_keypair: the bot's key, recovery and rotation settings.
         :param pulumi.Input[_builtins.str] description: Free-form description.
         :param pulumi.Input[_builtins.str] expires: When the object stops being valid; unset means never.
-        :param pulumi.Input[_builtins.str] join_method: token: the name is a single-use secret; iam: the joiner proves its AWS identity. Default: `"token"`.
+        :param pulumi.Input[_builtins.str] join_method: token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels (key -> value).
-        :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind.
+        :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
         :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] roles: System roles the token grants; only Bot is supported. Default: `["Bot"]`.
-        :param pulumi.Input[_builtins.str] ttl: Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
+        :param pulumi.Input[_builtins.str] ttl: Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
         """
         if allow is not None:
             pulumi.set(__self__, "allow", allow)
         if bot_name is not None:
             pulumi.set(__self__, "bot_name", bot_name)
+        if bound_keypair is not None:
+            pulumi.set(__self__, "bound_keypair", bound_keypair)
         if description is not None:
             pulumi.set(__self__, "description", description)
         if expires is not None:
@@ -87,6 +91,18 @@ class ProvisionTokenArgs:
         pulumi.set(self, "bot_name", value)
 
     @_builtins.property
+    @pulumi.getter(name="boundKeypair")
+    def bound_keypair(self) -> pulumi.Input[Optional['BoundKeypairArgs']]:
+        """
+        For bound_keypair: the bot's key, recovery and rotation settings.
+        """
+        return pulumi.get(self, "bound_keypair")
+
+    @bound_keypair.setter
+    def bound_keypair(self, value: pulumi.Input[Optional['BoundKeypairArgs']]):
+        pulumi.set(self, "bound_keypair", value)
+
+    @_builtins.property
     @pulumi.getter
     def description(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
@@ -114,7 +130,7 @@ class ProvisionTokenArgs:
     @pulumi.getter(name="joinMethod")
     def join_method(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
-        token: the name is a single-use secret; iam: the joiner proves its AWS identity. Default: `"token"`.
+        token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
         """
         return pulumi.get(self, "join_method")
 
@@ -138,7 +154,7 @@ class ProvisionTokenArgs:
     @pulumi.getter
     def name(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
-        Unique name of the object within its kind.
+        Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
         """
         return pulumi.get(self, "name")
 
@@ -162,7 +178,7 @@ class ProvisionTokenArgs:
     @pulumi.getter
     def ttl(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
-        Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
+        Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
         """
         return pulumi.get(self, "ttl")
 
@@ -179,6 +195,7 @@ class ProvisionToken(pulumi.CustomResource):
                  opts: Optional[pulumi.ResourceOptions] = None,
                  allow: pulumi.Input[Optional[Sequence[pulumi.Input[Union['TokenRuleArgs', 'TokenRuleArgsDict']]]]] = None,
                  bot_name: pulumi.Input[Optional[_builtins.str]] = None,
+                 bound_keypair: pulumi.Input[Optional[Union['BoundKeypairArgs', 'BoundKeypairArgsDict']]] = None,
                  description: pulumi.Input[Optional[_builtins.str]] = None,
                  expires: pulumi.Input[Optional[_builtins.str]] = None,
                  join_method: pulumi.Input[Optional[_builtins.str]] = None,
@@ -194,13 +211,14 @@ class ProvisionToken(pulumi.CustomResource):
         :param pulumi.ResourceOptions opts: Options for the resource.
         :param pulumi.Input[Sequence[pulumi.Input[Union['TokenRuleArgs', 'TokenRuleArgsDict']]]] allow: For iam: the AWS identities allowed to join.
         :param pulumi.Input[_builtins.str] bot_name: The bot this token joins.
+        :param pulumi.Input[Union['BoundKeypairArgs', 'BoundKeypairArgsDict']] bound_keypair: For bound_keypair: the bot's key, recovery and rotation settings.
         :param pulumi.Input[_builtins.str] description: Free-form description.
         :param pulumi.Input[_builtins.str] expires: When the object stops being valid; unset means never.
-        :param pulumi.Input[_builtins.str] join_method: token: the name is a single-use secret; iam: the joiner proves its AWS identity. Default: `"token"`.
+        :param pulumi.Input[_builtins.str] join_method: token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels (key -> value).
-        :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind.
+        :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
         :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] roles: System roles the token grants; only Bot is supported. Default: `["Bot"]`.
-        :param pulumi.Input[_builtins.str] ttl: Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
+        :param pulumi.Input[_builtins.str] ttl: Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
         """
         ...
     @overload
@@ -228,6 +246,7 @@ class ProvisionToken(pulumi.CustomResource):
                  opts: Optional[pulumi.ResourceOptions] = None,
                  allow: pulumi.Input[Optional[Sequence[pulumi.Input[Union['TokenRuleArgs', 'TokenRuleArgsDict']]]]] = None,
                  bot_name: pulumi.Input[Optional[_builtins.str]] = None,
+                 bound_keypair: pulumi.Input[Optional[Union['BoundKeypairArgs', 'BoundKeypairArgsDict']]] = None,
                  description: pulumi.Input[Optional[_builtins.str]] = None,
                  expires: pulumi.Input[Optional[_builtins.str]] = None,
                  join_method: pulumi.Input[Optional[_builtins.str]] = None,
@@ -246,16 +265,19 @@ class ProvisionToken(pulumi.CustomResource):
 
             __props__.__dict__["allow"] = allow
             __props__.__dict__["bot_name"] = bot_name
+            __props__.__dict__["bound_keypair"] = bound_keypair
             __props__.__dict__["description"] = description
             __props__.__dict__["expires"] = expires
             __props__.__dict__["join_method"] = join_method
             __props__.__dict__["labels"] = labels
-            __props__.__dict__["name"] = None if name is None else pulumi.Output.secret(name)
+            __props__.__dict__["name"] = name
             __props__.__dict__["roles"] = roles
             __props__.__dict__["ttl"] = ttl
+            __props__.__dict__["bound_public_key"] = None
+            __props__.__dict__["join_sequence"] = None
+            __props__.__dict__["last_rotated_at"] = None
+            __props__.__dict__["recovery_count"] = None
             __props__.__dict__["token_expires"] = None
-        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=["name"])
-        opts = pulumi.ResourceOptions.merge(opts, secret_opts)
         super(ProvisionToken, __self__).__init__(
             'machineid:index:ProvisionToken',
             resource_name,
@@ -280,11 +302,16 @@ class ProvisionToken(pulumi.CustomResource):
 
         __props__.__dict__["allow"] = None
         __props__.__dict__["bot_name"] = None
+        __props__.__dict__["bound_keypair"] = None
+        __props__.__dict__["bound_public_key"] = None
         __props__.__dict__["description"] = None
         __props__.__dict__["expires"] = None
         __props__.__dict__["join_method"] = None
+        __props__.__dict__["join_sequence"] = None
         __props__.__dict__["labels"] = None
+        __props__.__dict__["last_rotated_at"] = None
         __props__.__dict__["name"] = None
+        __props__.__dict__["recovery_count"] = None
         __props__.__dict__["roles"] = None
         __props__.__dict__["token_expires"] = None
         __props__.__dict__["ttl"] = None
@@ -307,6 +334,22 @@ class ProvisionToken(pulumi.CustomResource):
         return pulumi.get(self, "bot_name")
 
     @_builtins.property
+    @pulumi.getter(name="boundKeypair")
+    def bound_keypair(self) -> pulumi.Output['outputs.BoundKeypair']:
+        """
+        For bound_keypair: the bot's key, recovery and rotation settings.
+        """
+        return pulumi.get(self, "bound_keypair")
+
+    @_builtins.property
+    @pulumi.getter(name="boundPublicKey")
+    def bound_public_key(self) -> pulumi.Output[_builtins.str]:
+        """
+        bound_keypair: the public key the bot joins with now (OpenSSH format).
+        """
+        return pulumi.get(self, "bound_public_key")
+
+    @_builtins.property
     @pulumi.getter
     def description(self) -> pulumi.Output[_builtins.str]:
         """
@@ -326,9 +369,17 @@ class ProvisionToken(pulumi.CustomResource):
     @pulumi.getter(name="joinMethod")
     def join_method(self) -> pulumi.Output[_builtins.str]:
         """
-        token: the name is a single-use secret; iam: the joiner proves its AWS identity. Default: `"token"`.
+        token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
         """
         return pulumi.get(self, "join_method")
+
+    @_builtins.property
+    @pulumi.getter(name="joinSequence")
+    def join_sequence(self) -> pulumi.Output[_builtins.int]:
+        """
+        bound_keypair: sequence number of the latest join state; the next join must present it.
+        """
+        return pulumi.get(self, "join_sequence")
 
     @_builtins.property
     @pulumi.getter
@@ -339,12 +390,28 @@ class ProvisionToken(pulumi.CustomResource):
         return pulumi.get(self, "labels")
 
     @_builtins.property
+    @pulumi.getter(name="lastRotatedAt")
+    def last_rotated_at(self) -> pulumi.Output[Optional[_builtins.str]]:
+        """
+        bound_keypair: when the bot last bound a new key.
+        """
+        return pulumi.get(self, "last_rotated_at")
+
+    @_builtins.property
     @pulumi.getter
     def name(self) -> pulumi.Output[_builtins.str]:
         """
-        Unique name of the object within its kind.
+        Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
         """
         return pulumi.get(self, "name")
+
+    @_builtins.property
+    @pulumi.getter(name="recoveryCount")
+    def recovery_count(self) -> pulumi.Output[_builtins.int]:
+        """
+        bound_keypair: recoveries counted so far.
+        """
+        return pulumi.get(self, "recovery_count")
 
     @_builtins.property
     @pulumi.getter
@@ -366,7 +433,7 @@ class ProvisionToken(pulumi.CustomResource):
     @pulumi.getter
     def ttl(self) -> pulumi.Output[_builtins.str]:
         """
-        Lifetime from creation when `expires` is not set. A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
+        Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
         """
         return pulumi.get(self, "ttl")
 

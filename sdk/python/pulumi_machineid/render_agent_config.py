@@ -93,7 +93,7 @@ def render_agent_config(agent_path: Optional[_builtins.str] = None,
     :param _builtins.str config_path: Where the rendered agent config is installed. Default: /etc/machineid/bot-NAME.yaml.
     :param _builtins.str data_dir: Where the agent keeps its renewable identity. Default: /var/lib/machineid/bot-NAME.
     :param _builtins.str destination_dir: Where the agent writes the certificates. Default: `"/opt/machine-id"`.
-    :param _builtins.str join_method: token or iam. Default: `"token"`.
+    :param _builtins.str join_method: token, iam or bound_keypair. Default: `"token"`.
     :param _builtins.str renewal_interval: How often the agent renews. Default: `"20m"`.
     :param _builtins.str token: Its join token (or the path of a file on the machine that holds it).
     """
@@ -139,7 +139,7 @@ def render_agent_config_output(agent_path: pulumi.Input[Optional[Optional[_built
     :param _builtins.str config_path: Where the rendered agent config is installed. Default: /etc/machineid/bot-NAME.yaml.
     :param _builtins.str data_dir: Where the agent keeps its renewable identity. Default: /var/lib/machineid/bot-NAME.
     :param _builtins.str destination_dir: Where the agent writes the certificates. Default: `"/opt/machine-id"`.
-    :param _builtins.str join_method: token or iam. Default: `"token"`.
+    :param _builtins.str join_method: token, iam or bound_keypair. Default: `"token"`.
     :param _builtins.str renewal_interval: How often the agent renews. Default: `"20m"`.
     :param _builtins.str token: Its join token (or the path of a file on the machine that holds it).
     """

@@ -90,6 +90,54 @@ class IAMJoinRequest(_message.Message):
     ttl: _duration_pb2.Duration
     def __init__(self, token: _Optional[str] = ..., challenge: _Optional[str] = ..., sts_request: _Optional[_Union[SignedHTTPRequest, _Mapping]] = ..., public_key: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
+class BoundKeypairChallengeRequest(_message.Message):
+    __slots__ = ("token",)
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    def __init__(self, token: _Optional[str] = ...) -> None: ...
+
+class BoundKeypairChallengeResponse(_message.Message):
+    __slots__ = ("challenge", "rotate")
+    CHALLENGE_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_FIELD_NUMBER: _ClassVar[int]
+    challenge: str
+    rotate: bool
+    def __init__(self, challenge: _Optional[str] = ..., rotate: _Optional[bool] = ...) -> None: ...
+
+class BoundKeypairJoinRequest(_message.Message):
+    __slots__ = ("token", "challenge", "public_key", "ttl", "signature", "join_state", "new_public_key", "new_key_signature", "registration_secret")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGE_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    JOIN_STATE_FIELD_NUMBER: _ClassVar[int]
+    NEW_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    NEW_KEY_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    REGISTRATION_SECRET_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    challenge: str
+    public_key: str
+    ttl: _duration_pb2.Duration
+    signature: bytes
+    join_state: str
+    new_public_key: str
+    new_key_signature: bytes
+    registration_secret: str
+    def __init__(self, token: _Optional[str] = ..., challenge: _Optional[str] = ..., public_key: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., signature: _Optional[bytes] = ..., join_state: _Optional[str] = ..., new_public_key: _Optional[str] = ..., new_key_signature: _Optional[bytes] = ..., registration_secret: _Optional[str] = ...) -> None: ...
+
+class BoundKeypairJoinResponse(_message.Message):
+    __slots__ = ("bot_name", "certs", "join_state", "bound_public_key")
+    BOT_NAME_FIELD_NUMBER: _ClassVar[int]
+    CERTS_FIELD_NUMBER: _ClassVar[int]
+    JOIN_STATE_FIELD_NUMBER: _ClassVar[int]
+    BOUND_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    bot_name: str
+    certs: _types_pb2.Certs
+    join_state: str
+    bound_public_key: str
+    def __init__(self, bot_name: _Optional[str] = ..., certs: _Optional[_Union[_types_pb2.Certs, _Mapping]] = ..., join_state: _Optional[str] = ..., bound_public_key: _Optional[str] = ...) -> None: ...
+
 class GetRequest(_message.Message):
     __slots__ = ("name",)
     NAME_FIELD_NUMBER: _ClassVar[int]

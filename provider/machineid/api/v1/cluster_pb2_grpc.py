@@ -55,6 +55,16 @@ class JoinServiceStub:
                 request_serializer=machineid_dot_v1_dot_cluster__pb2.IAMJoinRequest.SerializeToString,
                 response_deserializer=machineid_dot_v1_dot_cluster__pb2.JoinResponse.FromString,
                 _registered_method=True)
+        self.CreateBoundKeypairChallenge = channel.unary_unary(
+                '/machineid.v1.JoinService/CreateBoundKeypairChallenge',
+                request_serializer=machineid_dot_v1_dot_cluster__pb2.BoundKeypairChallengeRequest.SerializeToString,
+                response_deserializer=machineid_dot_v1_dot_cluster__pb2.BoundKeypairChallengeResponse.FromString,
+                _registered_method=True)
+        self.RegisterUsingBoundKeypair = channel.unary_unary(
+                '/machineid.v1.JoinService/RegisterUsingBoundKeypair',
+                request_serializer=machineid_dot_v1_dot_cluster__pb2.BoundKeypairJoinRequest.SerializeToString,
+                response_deserializer=machineid_dot_v1_dot_cluster__pb2.BoundKeypairJoinResponse.FromString,
+                _registered_method=True)
 
 
 class JoinServiceServicer:
@@ -85,6 +95,19 @@ class JoinServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateBoundKeypairChallenge(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterUsingBoundKeypair(self, request, context):
+        """Join by signing the challenge with the bound key; issues a renewable identity (generation 1).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JoinServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +130,16 @@ def add_JoinServiceServicer_to_server(servicer, server):
                     servicer.RegisterUsingIAM,
                     request_deserializer=machineid_dot_v1_dot_cluster__pb2.IAMJoinRequest.FromString,
                     response_serializer=machineid_dot_v1_dot_cluster__pb2.JoinResponse.SerializeToString,
+            ),
+            'CreateBoundKeypairChallenge': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateBoundKeypairChallenge,
+                    request_deserializer=machineid_dot_v1_dot_cluster__pb2.BoundKeypairChallengeRequest.FromString,
+                    response_serializer=machineid_dot_v1_dot_cluster__pb2.BoundKeypairChallengeResponse.SerializeToString,
+            ),
+            'RegisterUsingBoundKeypair': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterUsingBoundKeypair,
+                    request_deserializer=machineid_dot_v1_dot_cluster__pb2.BoundKeypairJoinRequest.FromString,
+                    response_serializer=machineid_dot_v1_dot_cluster__pb2.BoundKeypairJoinResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -217,6 +250,60 @@ class JoinService:
             '/machineid.v1.JoinService/RegisterUsingIAM',
             machineid_dot_v1_dot_cluster__pb2.IAMJoinRequest.SerializeToString,
             machineid_dot_v1_dot_cluster__pb2.JoinResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateBoundKeypairChallenge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machineid.v1.JoinService/CreateBoundKeypairChallenge',
+            machineid_dot_v1_dot_cluster__pb2.BoundKeypairChallengeRequest.SerializeToString,
+            machineid_dot_v1_dot_cluster__pb2.BoundKeypairChallengeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterUsingBoundKeypair(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machineid.v1.JoinService/RegisterUsingBoundKeypair',
+            machineid_dot_v1_dot_cluster__pb2.BoundKeypairJoinRequest.SerializeToString,
+            machineid_dot_v1_dot_cluster__pb2.BoundKeypairJoinResponse.FromString,
             options,
             channel_credentials,
             insecure,

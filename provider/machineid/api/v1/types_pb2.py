@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18machineid/v1/types.proto\x12\x0cmachineid.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x02\n\x08Metadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x32\n\x06labels\x18\x03 \x03(\x0b\x32\".machineid.v1.Metadata.LabelsEntry\x12+\n\x07\x65xpires\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08revision\x18\x05 \x01(\t\x12+\n\x07\x63reated\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07updated\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"(\n\x04Rule\x12\x11\n\tresources\x18\x01 \x03(\t\x12\r\n\x05verbs\x18\x02 \x03(\t\"\xd3\x01\n\x0eRoleConditions\x12\x0e\n\x06logins\x18\x01 \x03(\t\x12\x41\n\x0bnode_labels\x18\x02 \x03(\x0b\x32,.machineid.v1.RoleConditions.NodeLabelsEntry\x12!\n\x05rules\x18\x03 \x03(\x0b\x32\x12.machineid.v1.Rule\x1aK\n\x0fNodeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.machineid.v1.StringList:\x02\x38\x01\"&\n\x0bRoleOptions\x12\x17\n\x0fmax_session_ttl\x18\x01 \x01(\t\"\x8f\x01\n\x08RoleSpec\x12+\n\x05\x61llow\x18\x01 \x01(\x0b\x32\x1c.machineid.v1.RoleConditions\x12*\n\x04\x64\x65ny\x18\x02 \x01(\x0b\x32\x1c.machineid.v1.RoleConditions\x12*\n\x07options\x18\x03 \x01(\x0b\x32\x19.machineid.v1.RoleOptions\"V\n\x04Role\x12(\n\x08metadata\x18\x01 \x01(\x0b\x32\x16.machineid.v1.Metadata\x12$\n\x04spec\x18\x02 \x01(\x0b\x32\x16.machineid.v1.RoleSpec\"1\n\tTokenRule\x12\x13\n\x0b\x61ws_account\x18\x01 \x01(\t\x12\x0f\n\x07\x61ws_arn\x18\x02 \x01(\t\"r\n\x12ProvisionTokenSpec\x12\r\n\x05roles\x18\x01 \x03(\t\x12\x13\n\x0bjoin_method\x18\x02 \x01(\t\x12\x10\n\x08\x62ot_name\x18\x03 \x01(\t\x12&\n\x05\x61llow\x18\x04 \x03(\x0b\x32\x17.machineid.v1.TokenRule\"j\n\x0eProvisionToken\x12(\n\x08metadata\x18\x01 \x01(\x0b\x32\x16.machineid.v1.Metadata\x12.\n\x04spec\x18\x02 \x01(\x0b\x32 .machineid.v1.ProvisionTokenSpec\"\x94\x01\n\x07\x42otSpec\x12\r\n\x05roles\x18\x01 \x03(\t\x12\x31\n\x06traits\x18\x02 \x03(\x0b\x32!.machineid.v1.BotSpec.TraitsEntry\x1aG\n\x0bTraitsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.machineid.v1.StringList:\x02\x38\x01\"\xae\x01\n\tBotStatus\x12\x11\n\tuser_name\x18\x01 \x01(\t\x12\x11\n\trole_name\x18\x02 \x01(\t\x12\x12\n\ngeneration\x18\x03 \x01(\x03\x12\x13\n\x0binstance_id\x18\x04 \x01(\t\x12\x0e\n\x06locked\x18\x05 \x01(\x08\x12\x13\n\x0block_reason\x18\x06 \x01(\t\x12-\n\tlast_join\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"}\n\x03\x42ot\x12(\n\x08metadata\x18\x01 \x01(\x0b\x32\x16.machineid.v1.Metadata\x12#\n\x04spec\x18\x02 \x01(\x0b\x32\x15.machineid.v1.BotSpec\x12\'\n\x06status\x18\x03 \x01(\x0b\x32\x17.machineid.v1.BotStatus\"\xa8\x01\n\x08UserSpec\x12\r\n\x05roles\x18\x01 \x03(\t\x12\x32\n\x06traits\x18\x02 \x03(\x0b\x32\".machineid.v1.UserSpec.TraitsEntry\x12\x10\n\x08\x62ot_name\x18\x03 \x01(\t\x1aG\n\x0bTraitsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.machineid.v1.StringList:\x02\x38\x01\"V\n\x04User\x12(\n\x08metadata\x18\x01 \x01(\x0b\x32\x16.machineid.v1.Metadata\x12$\n\x04spec\x18\x02 \x01(\x0b\x32\x16.machineid.v1.UserSpec\"\x18\n\x08NodeSpec\x12\x0c\n\x04\x61\x64\x64r\x18\x01 \x01(\t\"V\n\x04Node\x12(\n\x08metadata\x18\x01 \x01(\x0b\x32\x16.machineid.v1.Metadata\x12$\n\x04spec\x18\x02 \x01(\x0b\x32\x16.machineid.v1.NodeSpec\"\xc9\x01\n\x05\x43\x65rts\x12\x10\n\x08ssh_cert\x18\x01 \x01(\t\x12\x10\n\x08tls_cert\x18\x02 \x01(\t\x12\x14\n\x0ctls_ca_certs\x18\x03 \x03(\t\x12\x18\n\x10ssh_host_ca_keys\x18\x04 \x03(\t\x12\x18\n\x10ssh_user_ca_keys\x18\x05 \x03(\t\x12+\n\x07\x65xpires\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\trenewable\x18\x07 \x01(\x08\x12\x12\n\ngeneration\x18\x08 \x01(\x03\"U\n\rCertAuthority\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x14\n\x0c\x63luster_name\x18\x02 \x01(\t\x12\x13\n\x0bpublic_data\x18\x03 \x01(\t\x12\x0b\n\x03pin\x18\x04 \x01(\t\"\x93\x01\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x07 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18machineid/v1/types.proto\x12\x0cmachineid.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x02\n\x08Metadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x32\n\x06labels\x18\x03 \x03(\x0b\x32\".machineid.v1.Metadata.LabelsEntry\x12+\n\x07\x65xpires\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08revision\x18\x05 \x01(\t\x12+\n\x07\x63reated\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07updated\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\t\"(\n\x04Rule\x12\x11\n\tresources\x18\x01 \x03(\t\x12\r\n\x05verbs\x18\x02 \x03(\t\"\xd3\x01\n\x0eRoleConditions\x12\x0e\n\x06logins\x18\x01 \x03(\t\x12\x41\n\x0bnode_labels\x18\x02 \x03(\x0b\x32,.machineid.v1.RoleConditions.NodeLabelsEntry\x12!\n\x05rules\x18\x03 \x03(\x0b\x32\x12.machineid.v1.Rule\x1aK\n\x0fNodeLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.machineid.v1.StringList:\x02\x38\x01\"&\n\x0bRoleOptions\x12\x17\n\x0fmax_session_ttl\x18\x01 \x01(\t\"\x8f\x01\n\x08RoleSpec\x12+\n\x05\x61llow\x18\x01 \x01(\x0b\x32\x1c.machineid.v1.RoleConditions\x12*\n\x04\x64\x65ny\x18\x02 \x01(\x0b\x32\x1c.machineid.v1.RoleConditions\x12*\n\x07options\x18\x03 \x01(\x0b\x32\x19.machineid.v1.RoleOptions\"V\n\x04Role\x12(\n\x08metadata\x18\x01 \x01(\x0b\x32\x16.machineid.v1.Metadata\x12$\n\x04spec\x18\x02 \x01(\x0b\x32\x16.machineid.v1.RoleSpec\"1\n\tTokenRule\x12\x13\n\x0b\x61ws_account\x18\x01 \x01(\t\x12\x0f\n\x07\x61ws_arn\x18\x02 \x01(\t\"\x8b\x01\n\x16\x42oundKeypairOnboarding\x12\x1a\n\x12initial_public_key\x18\x01 \x01(\t\x12\x1b\n\x13registration_secret\x18\x02 \x01(\t\x12\x38\n\x14must_register_before\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"3\n\x14\x42oundKeypairRecovery\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x03\"\xb0\x01\n\x0c\x42oundKeypair\x12\x38\n\nonboarding\x18\x01 \x01(\x0b\x32$.machineid.v1.BoundKeypairOnboarding\x12\x34\n\x08recovery\x18\x02 \x01(\x0b\x32\".machineid.v1.BoundKeypairRecovery\x12\x30\n\x0crotate_after\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa5\x01\n\x12ProvisionTokenSpec\x12\r\n\x05roles\x18\x01 \x03(\t\x12\x13\n\x0bjoin_method\x18\x02 \x01(\t\x12\x10\n\x08\x62ot_name\x18\x03 \x01(\t\x12&\n\x05\x61llow\x18\x04 \x03(\x0b\x32\x17.machineid.v1.TokenRule\x12\x31\n\rbound_keypair\x18\x05 \x01(\x0b\x32\x1a.machineid.v1.BoundKeypair\"\x94\x01\n\x14ProvisionTokenStatus\x12\x18\n\x10\x62ound_public_key\x18\x01 \x01(\t\x12\x16\n\x0erecovery_count\x18\x02 \x01(\x03\x12\x33\n\x0flast_rotated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rjoin_sequence\x18\x04 \x01(\x03\"\x9e\x01\n\x0eProvisionToken\x12(\n\x08metadata\x18\x01 \x01(\x0b\x32\x16.machineid.v1.Metadata\x12.\n\x04spec\x18\x02 \x01(\x0b\x32 .machineid.v1.ProvisionTokenSpec\x12\x32\n\x06status\x18\x03 \x01(\x0b\x32\".machineid.v1.ProvisionTokenStatus\"\x94\x01\n\x07\x42otSpec\x12\r\n\x05roles\x18\x01 \x03(\t\x12\x31\n\x06traits\x18\x02 \x03(\x0b\x32!.machineid.v1.BotSpec.TraitsEntry\x1aG\n\x0bTraitsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.machineid.v1.StringList:\x02\x38\x01\"\xae\x01\n\tBotStatus\x12\x11\n\tuser_name\x18\x01 \x01(\t\x12\x11\n\trole_name\x18\x02 \x01(\t\x12\x12\n\ngeneration\x18\x03 \x01(\x03\x12\x13\n\x0binstance_id\x18\x04 \x01(\t\x12\x0e\n\x06locked\x18\x05 \x01(\x08\x12\x13\n\x0block_reason\x18\x06 \x01(\t\x12-\n\tlast_join\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"}\n\x03\x42ot\x12(\n\x08metadata\x18\x01 \x01(\x0b\x32\x16.machineid.v1.Metadata\x12#\n\x04spec\x18\x02 \x01(\x0b\x32\x15.machineid.v1.BotSpec\x12\'\n\x06status\x18\x03 \x01(\x0b\x32\x17.machineid.v1.BotStatus\"\xa8\x01\n\x08UserSpec\x12\r\n\x05roles\x18\x01 \x03(\t\x12\x32\n\x06traits\x18\x02 \x03(\x0b\x32\".machineid.v1.UserSpec.TraitsEntry\x12\x10\n\x08\x62ot_name\x18\x03 \x01(\t\x1aG\n\x0bTraitsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.machineid.v1.StringList:\x02\x38\x01\"V\n\x04User\x12(\n\x08metadata\x18\x01 \x01(\x0b\x32\x16.machineid.v1.Metadata\x12$\n\x04spec\x18\x02 \x01(\x0b\x32\x16.machineid.v1.UserSpec\"\x18\n\x08NodeSpec\x12\x0c\n\x04\x61\x64\x64r\x18\x01 \x01(\t\"V\n\x04Node\x12(\n\x08metadata\x18\x01 \x01(\x0b\x32\x16.machineid.v1.Metadata\x12$\n\x04spec\x18\x02 \x01(\x0b\x32\x16.machineid.v1.NodeSpec\"\xc9\x01\n\x05\x43\x65rts\x12\x10\n\x08ssh_cert\x18\x01 \x01(\t\x12\x10\n\x08tls_cert\x18\x02 \x01(\t\x12\x14\n\x0ctls_ca_certs\x18\x03 \x03(\t\x12\x18\n\x10ssh_host_ca_keys\x18\x04 \x03(\t\x12\x18\n\x10ssh_user_ca_keys\x18\x05 \x03(\t\x12+\n\x07\x65xpires\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\trenewable\x18\x07 \x01(\x08\x12\x12\n\ngeneration\x18\x08 \x01(\x03\"U\n\rCertAuthority\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x14\n\x0c\x63luster_name\x18\x02 \x01(\t\x12\x13\n\x0bpublic_data\x18\x03 \x01(\t\x12\x0b\n\x03pin\x18\x04 \x01(\t\"\x93\x01\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x07 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -60,32 +60,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROLE']._serialized_end=933
   _globals['_TOKENRULE']._serialized_start=935
   _globals['_TOKENRULE']._serialized_end=984
-  _globals['_PROVISIONTOKENSPEC']._serialized_start=986
-  _globals['_PROVISIONTOKENSPEC']._serialized_end=1100
-  _globals['_PROVISIONTOKEN']._serialized_start=1102
-  _globals['_PROVISIONTOKEN']._serialized_end=1208
-  _globals['_BOTSPEC']._serialized_start=1211
-  _globals['_BOTSPEC']._serialized_end=1359
-  _globals['_BOTSPEC_TRAITSENTRY']._serialized_start=1288
-  _globals['_BOTSPEC_TRAITSENTRY']._serialized_end=1359
-  _globals['_BOTSTATUS']._serialized_start=1362
-  _globals['_BOTSTATUS']._serialized_end=1536
-  _globals['_BOT']._serialized_start=1538
-  _globals['_BOT']._serialized_end=1663
-  _globals['_USERSPEC']._serialized_start=1666
-  _globals['_USERSPEC']._serialized_end=1834
-  _globals['_USERSPEC_TRAITSENTRY']._serialized_start=1288
-  _globals['_USERSPEC_TRAITSENTRY']._serialized_end=1359
-  _globals['_USER']._serialized_start=1836
-  _globals['_USER']._serialized_end=1922
-  _globals['_NODESPEC']._serialized_start=1924
-  _globals['_NODESPEC']._serialized_end=1948
-  _globals['_NODE']._serialized_start=1950
-  _globals['_NODE']._serialized_end=2036
-  _globals['_CERTS']._serialized_start=2039
-  _globals['_CERTS']._serialized_end=2240
-  _globals['_CERTAUTHORITY']._serialized_start=2242
-  _globals['_CERTAUTHORITY']._serialized_end=2327
-  _globals['_AUDITEVENT']._serialized_start=2330
-  _globals['_AUDITEVENT']._serialized_end=2477
+  _globals['_BOUNDKEYPAIRONBOARDING']._serialized_start=987
+  _globals['_BOUNDKEYPAIRONBOARDING']._serialized_end=1126
+  _globals['_BOUNDKEYPAIRRECOVERY']._serialized_start=1128
+  _globals['_BOUNDKEYPAIRRECOVERY']._serialized_end=1179
+  _globals['_BOUNDKEYPAIR']._serialized_start=1182
+  _globals['_BOUNDKEYPAIR']._serialized_end=1358
+  _globals['_PROVISIONTOKENSPEC']._serialized_start=1361
+  _globals['_PROVISIONTOKENSPEC']._serialized_end=1526
+  _globals['_PROVISIONTOKENSTATUS']._serialized_start=1529
+  _globals['_PROVISIONTOKENSTATUS']._serialized_end=1677
+  _globals['_PROVISIONTOKEN']._serialized_start=1680
+  _globals['_PROVISIONTOKEN']._serialized_end=1838
+  _globals['_BOTSPEC']._serialized_start=1841
+  _globals['_BOTSPEC']._serialized_end=1989
+  _globals['_BOTSPEC_TRAITSENTRY']._serialized_start=1918
+  _globals['_BOTSPEC_TRAITSENTRY']._serialized_end=1989
+  _globals['_BOTSTATUS']._serialized_start=1992
+  _globals['_BOTSTATUS']._serialized_end=2166
+  _globals['_BOT']._serialized_start=2168
+  _globals['_BOT']._serialized_end=2293
+  _globals['_USERSPEC']._serialized_start=2296
+  _globals['_USERSPEC']._serialized_end=2464
+  _globals['_USERSPEC_TRAITSENTRY']._serialized_start=1918
+  _globals['_USERSPEC_TRAITSENTRY']._serialized_end=1989
+  _globals['_USER']._serialized_start=2466
+  _globals['_USER']._serialized_end=2552
+  _globals['_NODESPEC']._serialized_start=2554
+  _globals['_NODESPEC']._serialized_end=2578
+  _globals['_NODE']._serialized_start=2580
+  _globals['_NODE']._serialized_end=2666
+  _globals['_CERTS']._serialized_start=2669
+  _globals['_CERTS']._serialized_end=2870
+  _globals['_CERTAUTHORITY']._serialized_start=2872
+  _globals['_CERTAUTHORITY']._serialized_end=2957
+  _globals['_AUDITEVENT']._serialized_start=2960
+  _globals['_AUDITEVENT']._serialized_end=3107
 # @@protoc_insertion_point(module_scope)

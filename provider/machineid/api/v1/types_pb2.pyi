@@ -97,25 +97,69 @@ class TokenRule(_message.Message):
     aws_arn: str
     def __init__(self, aws_account: _Optional[str] = ..., aws_arn: _Optional[str] = ...) -> None: ...
 
+class BoundKeypairOnboarding(_message.Message):
+    __slots__ = ("initial_public_key", "registration_secret", "must_register_before")
+    INITIAL_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    REGISTRATION_SECRET_FIELD_NUMBER: _ClassVar[int]
+    MUST_REGISTER_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    initial_public_key: str
+    registration_secret: str
+    must_register_before: _timestamp_pb2.Timestamp
+    def __init__(self, initial_public_key: _Optional[str] = ..., registration_secret: _Optional[str] = ..., must_register_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class BoundKeypairRecovery(_message.Message):
+    __slots__ = ("mode", "limit")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    mode: str
+    limit: int
+    def __init__(self, mode: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class BoundKeypair(_message.Message):
+    __slots__ = ("onboarding", "recovery", "rotate_after")
+    ONBOARDING_FIELD_NUMBER: _ClassVar[int]
+    RECOVERY_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_AFTER_FIELD_NUMBER: _ClassVar[int]
+    onboarding: BoundKeypairOnboarding
+    recovery: BoundKeypairRecovery
+    rotate_after: _timestamp_pb2.Timestamp
+    def __init__(self, onboarding: _Optional[_Union[BoundKeypairOnboarding, _Mapping]] = ..., recovery: _Optional[_Union[BoundKeypairRecovery, _Mapping]] = ..., rotate_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class ProvisionTokenSpec(_message.Message):
-    __slots__ = ("roles", "join_method", "bot_name", "allow")
+    __slots__ = ("roles", "join_method", "bot_name", "allow", "bound_keypair")
     ROLES_FIELD_NUMBER: _ClassVar[int]
     JOIN_METHOD_FIELD_NUMBER: _ClassVar[int]
     BOT_NAME_FIELD_NUMBER: _ClassVar[int]
     ALLOW_FIELD_NUMBER: _ClassVar[int]
+    BOUND_KEYPAIR_FIELD_NUMBER: _ClassVar[int]
     roles: _containers.RepeatedScalarFieldContainer[str]
     join_method: str
     bot_name: str
     allow: _containers.RepeatedCompositeFieldContainer[TokenRule]
-    def __init__(self, roles: _Optional[_Iterable[str]] = ..., join_method: _Optional[str] = ..., bot_name: _Optional[str] = ..., allow: _Optional[_Iterable[_Union[TokenRule, _Mapping]]] = ...) -> None: ...
+    bound_keypair: BoundKeypair
+    def __init__(self, roles: _Optional[_Iterable[str]] = ..., join_method: _Optional[str] = ..., bot_name: _Optional[str] = ..., allow: _Optional[_Iterable[_Union[TokenRule, _Mapping]]] = ..., bound_keypair: _Optional[_Union[BoundKeypair, _Mapping]] = ...) -> None: ...
+
+class ProvisionTokenStatus(_message.Message):
+    __slots__ = ("bound_public_key", "recovery_count", "last_rotated_at", "join_sequence")
+    BOUND_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    RECOVERY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LAST_ROTATED_AT_FIELD_NUMBER: _ClassVar[int]
+    JOIN_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    bound_public_key: str
+    recovery_count: int
+    last_rotated_at: _timestamp_pb2.Timestamp
+    join_sequence: int
+    def __init__(self, bound_public_key: _Optional[str] = ..., recovery_count: _Optional[int] = ..., last_rotated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., join_sequence: _Optional[int] = ...) -> None: ...
 
 class ProvisionToken(_message.Message):
-    __slots__ = ("metadata", "spec")
+    __slots__ = ("metadata", "spec", "status")
     METADATA_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     metadata: Metadata
     spec: ProvisionTokenSpec
-    def __init__(self, metadata: _Optional[_Union[Metadata, _Mapping]] = ..., spec: _Optional[_Union[ProvisionTokenSpec, _Mapping]] = ...) -> None: ...
+    status: ProvisionTokenStatus
+    def __init__(self, metadata: _Optional[_Union[Metadata, _Mapping]] = ..., spec: _Optional[_Union[ProvisionTokenSpec, _Mapping]] = ..., status: _Optional[_Union[ProvisionTokenStatus, _Mapping]] = ...) -> None: ...
 
 class BotSpec(_message.Message):
     __slots__ = ("roles", "traits")

@@ -1,0 +1,334 @@
+"""Bound keypair joins (Teleport's RFD 0205): the bot proves a private key the token is bound to by signing a
+fresh, single-use challenge, so no secret travels or sits on disk besides that key.
+
+Every join returns a join-state document the cluster signed (with its X.509 CA key) carrying a sequence number;
+the next join must present the latest one. A key pair copied off a machine carries a document that goes stale as
+soon as either holder joins, and whichever joins with the stale one locks the bot. A join while the bot holds no
+valid renewable certificate (it was offline longer than their lifetime) is a recovery: `standard` mode counts them
+against recovery.limit, `relaxed` does not, and `insecure` checks no join state either. When rotate_after has
+passed, the challenge answer asks the agent to bind a new key, which it proves along with the old one.
+
+A join whose answer was lost (committed here, never received) is recognised when retried: the same key to certify,
+signed by the key that signed it, presenting the document it presented. Callers are anonymous, so refusals are
+audited (audit_denied); the registration secret is compared by hash and never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from machineid.cluster.bots import LAST_JOIN_KIND, RENEWAL_KIND
+from machineid.cluster.caller import ANONYMOUS, token_ref
+from machineid.cluster.issuance import MAX_RENEWABLE_TTL, public_key
+from machineid.cluster.joins import Joins
+from machineid.cluster.kinds import secret_hash
+from machineid.cluster.objects import check_name
+from machineid.cluster.renewal import put_record
+from machineid.model import codec, keys
+from machineid.model.errors import (
+    FieldViolation,
+    MachineIDError,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+)
+from machineid.model.resources import Bot, ProvisionToken
+
+STATE_PREFIX = "v1."
+MAX_STATE = 4096
+
+
+@dataclass
+class KeypairJoin:
+    token: str
+    challenge: str
+    public_key: str  # to certify, PEM
+    ttl: timedelta | None = None
+    signature: bytes = b""
+    join_state: str = ""
+    new_public_key: str = ""
+    new_key_signature: bytes = b""
+    registration_secret: str = ""
+
+
+@dataclass
+class KeypairJoined:
+    bot_name: str
+    certs: dict[str, Any]
+    join_state: str
+    bound_public_key: str
+
+
+def rotation_due(token: ProvisionToken, now: datetime) -> bool:
+    """rotate_after has passed and no rotation has honoured it yet."""
+    after = token.spec.bound_keypair.rotate_after
+    last = token.status.last_rotated_at
+    return after is not None and after <= now and (last is None or last < after)
+
+
+def _purpose(token_name: str) -> str:
+    # The name could be a token-method token's secret sent here by mistake: challenges keep only a hash of it.
+    return "bound_keypair:" + hashlib.sha256(token_name.encode()).hexdigest()[:32]
+
+
+def _fp(pem: str) -> str:
+    return hashlib.sha256(pem.strip().encode()).hexdigest()
+
+
+class KeypairJoins:
+    def __init__(self, joins: Joins) -> None:
+        self.joins = joins
+        self.objects = joins.objects
+        self.issuer = joins.issuer
+
+    # ------------------------------------------------------------------ challenges
+    def create_challenge(self, token_name: str) -> tuple[str, bool]:
+        """A challenge for this token, and whether its agent should rotate. The same answer for a name that is
+        no bound_keypair token (no existence oracle for secret token names)."""
+        check_name(token_name)
+        rotate = False
+        try:
+            token = self.objects.get(ProvisionToken, token_name)
+            rotate = token.spec.join_method == "bound_keypair" and rotation_due(token, self.objects.clock())
+        except NotFoundError:
+            pass
+        return self.joins.create_challenge(_purpose(token_name)), rotate
+
+    # ------------------------------------------------------------------ join-state documents
+    def _state(self, token: ProvisionToken, seq: int) -> str:
+        payload = json.dumps({"token": token.metadata.name, "created": _created(token), "seq": seq},
+                             sort_keys=True, separators=(",", ":")).encode()
+        sig = self.issuer.authority.sign_document(payload)
+        return STATE_PREFIX + _b64(payload) + "." + _b64(sig)
+
+    def _presented_seq(self, text: str, token: ProvisionToken) -> int:
+        """The sequence number of the presented document: 0 when there is none, or it belongs to an earlier token
+        of the same name (deleted and created again: a new onboarding)."""
+        if not text:
+            return 0
+        try:
+            if len(text) > MAX_STATE or not text.startswith(STATE_PREFIX):
+                raise ValueError
+            body, sig = text[len(STATE_PREFIX):].split(".")
+            payload = _unb64(body)
+            if not self.issuer.authority.verify_document(payload, _unb64(sig)):
+                raise ValueError
+            doc = json.loads(payload)
+            seq = int(doc["seq"])
+        except (ValueError, KeyError, TypeError):
+            raise PermissionDeniedError("the join state is not one this cluster issued; present the join_state "
+                                        "file the agent keeps in its data dir") from None
+        if doc.get("token") != token.metadata.name:
+            raise PermissionDeniedError("the join state belongs to another token")
+        return seq if doc.get("created") == _created(token) else 0
+
+    # ------------------------------------------------------------------ the join
+    def join(self, req: KeypairJoin) -> KeypairJoined:
+        check_name(req.token)
+        # Name the token in the audit log only if it really is a bound_keypair token (otherwise it may be a secret).
+        try:
+            known = self.objects.get(ProvisionToken, req.token).spec.join_method == "bound_keypair"
+        except NotFoundError:
+            known = False
+        ref = f"token/{token_ref(req.token, 'bound_keypair' if known else 'token')}"
+        try:
+            return self._join(req, ref)
+        except MachineIDError as e:
+            self.objects.audit_denied("bot.join", ref, method="bound_keypair", error=str(e))
+            raise
+
+    def _join(self, req: KeypairJoin, ref: str) -> KeypairJoined:
+        public_key(req.public_key)  # before anything is consumed
+        if req.new_public_key:
+            try:
+                keys.parse_ssh_public_key(req.new_public_key)
+            except ValueError as e:
+                raise ValidationError([FieldViolation(("new_public_key",), str(e))]) from None
+        self.joins.consume_challenge(req.challenge, _purpose(req.token))
+        objects, joins = self.objects, self.joins
+        msg = keys.join_message(req.token, req.challenge, req.public_key)
+        now = objects.clock()
+        lock: dict[str, Any] = {}
+        with objects.backend.transaction():
+            try:
+                token = objects.get(ProvisionToken, req.token)
+            except NotFoundError:
+                raise PermissionDeniedError("no bound_keypair token has that name") from None
+            if token.spec.join_method != "bound_keypair":
+                raise PermissionDeniedError("that token is not a bound_keypair token")
+            joins._check_unexpired(token, "bound_keypair token")
+            if "Bot" not in token.spec.roles or not token.spec.bot_name:
+                raise PermissionDeniedError("the join token is not a bot token")
+            bot = joins._bot_of(token)
+            presented = self._presented_seq(req.join_state, token)
+            last = self._last_join(token)
+            if self._is_retry(req, token, bot, last, presented, msg):
+                done: dict[str, Any] = {"retry": True, "signer": last["signer"], "new_key": last["new_key"]}
+            else:
+                done = self._apply(req, token, bot, presented, msg, now)
+                if "lock" in done:
+                    lock = done
+                    bot.status.locked = True
+                    bot.status.lock_reason = done["lock"]
+                    objects.update(bot)
+            if not lock:
+                if not done.get("retry"):
+                    token.status.join_sequence += 1
+                    token = objects.update(token)
+                    done["rejoin"] = bot.status.generation > 0
+                    bot.status.generation = 1
+                    bot.status.instance_id = uuid.uuid4().hex
+                    bot.status.last_join = now
+                    bot = objects.update(bot)
+                ident, traits = self.issuer.bot_identity(bot, renewable=True)
+                expires = self.issuer.renewable_expiry(ident, req.ttl)
+                put_record(objects, RENEWAL_KIND, bot.metadata.name, {
+                    "generation": 1, "key": "", "instance": bot.status.instance_id,
+                    "expires": codec.format_time(expires)})
+                put_record(objects, LAST_JOIN_KIND, token.metadata.name, {
+                    "created": _created(token), "seq": token.status.join_sequence, "certify": _fp(req.public_key),
+                    "instance": bot.status.instance_id, "signer": done["signer"], "new_key": done["new_key"]})
+        name = bot.metadata.name
+        if lock:
+            objects.audit(ANONYMOUS, "bot.lock", f"bot/{name}", "denied", token=token.metadata.name,
+                          presented=lock["presented"], expected=lock["expected"])
+            raise PermissionDeniedError(f'bot "{name}" is now locked: {lock["lock"]}. Another copy of its key pair '
+                                        f"joined since; unlock with `machineid ctl bots unlock {name}` once the "
+                                        "copy is gone (and consider rotating the key: rotate_after)")
+        out = self.issuer.issue(req.public_key, ident, traits, req.ttl, MAX_RENEWABLE_TTL)
+        st = token.status
+        objects.audit(ANONYMOUS, "bot.join", ref, bot=name, method="bound_keypair", generation=1,
+                      instance_id=bot.status.instance_id, rejoin=done.get("rejoin", True),
+                      retry=bool(done.get("retry")), recovery=bool(done.get("recovery")),
+                      recovery_count=st.recovery_count, registered=bool(done.get("registered")),
+                      rotated=bool(done.get("rotated")), join_sequence=st.join_sequence,
+                      key=keys.fingerprint(st.bound_public_key))
+        joins._audit_issued(ident, out, generation=1)
+        return KeypairJoined(name, out, self._state(token, st.join_sequence), st.bound_public_key)
+
+    def _apply(self, req: KeypairJoin, token: ProvisionToken, bot: Bot, presented: int, msg: bytes,
+               now: datetime) -> dict[str, Any]:
+        """The checks and changes of a join that is not a retry (in the caller's transaction). Returns what
+        happened, or {"lock": reason, ...} for a stale join state."""
+        bk, st = token.spec.bound_keypair, token.status
+        done: dict[str, Any] = {"new_key": ""}
+        first = st.join_sequence == 0
+        if not st.bound_public_key:
+            onboarding = bk.onboarding
+            if onboarding.initial_public_key:
+                if not keys.verify(onboarding.initial_public_key, req.signature, msg):
+                    raise PermissionDeniedError(
+                        f"the signature does not match the token's initial_public_key "
+                        f"({keys.fingerprint(onboarding.initial_public_key)}); sign with the key `machineid bot "
+                        "keypair create` made for it")
+                st.bound_public_key = keys.normalized(onboarding.initial_public_key)
+            else:
+                before = onboarding.must_register_before
+                if before is not None and now >= before:
+                    raise PermissionDeniedError(f"the registration secret could be used until "
+                                                f"{codec.format_time(before)}; set a new one on the token")
+                if not req.registration_secret:
+                    raise PermissionDeniedError("this token registers a new key with its registration secret: pass "
+                                                "--registration-secret")
+                if not hmac.compare_digest(secret_hash(req.registration_secret), onboarding.registration_secret):
+                    raise PermissionDeniedError("the registration secret is not the token's")
+                if not req.new_public_key or not keys.verify(req.new_public_key, req.new_key_signature, msg):
+                    raise PermissionDeniedError("registering needs the new public key and its signature")
+                st.bound_public_key = keys.normalized(req.new_public_key)
+                done.update(registered=True, new_key=st.bound_public_key)
+            done["signer"] = st.bound_public_key
+        else:
+            if not req.signature and req.registration_secret:
+                raise PermissionDeniedError(f"the registration secret was already used: the token is bound to key "
+                                            f"{keys.fingerprint(st.bound_public_key)}; join with that key")
+            if not keys.verify(st.bound_public_key, req.signature, msg):
+                raise PermissionDeniedError(f"the signature does not match the token's bound key "
+                                            f"{keys.fingerprint(st.bound_public_key)}")
+            done["signer"] = st.bound_public_key
+            if bk.recovery.mode != "insecure":
+                if presented < st.join_sequence:
+                    if presented == 0:
+                        raise PermissionDeniedError("the join state is missing: joins after the first present the "
+                                                    "join_state file the agent keeps in its data dir")
+                    return {"lock": f"stale join state: presented sequence {presented}, the cluster's is "
+                                    f"{st.join_sequence} (the key pair was used from two places)",
+                            "presented": presented, "expected": st.join_sequence}
+                if presented > st.join_sequence:
+                    raise PermissionDeniedError("the join state is newer than the cluster's (was the cluster "
+                                                "restored from a backup?); onboard the bot again with a new token")
+        if not first and self._recovering(bot, now):
+            done["recovery"] = True
+            if bk.recovery.mode == "standard":
+                if st.recovery_count >= bk.recovery.limit:
+                    raise PermissionDeniedError(
+                        f"recovery limit reached: the bot joined again after its certificates expired "
+                        f"{st.recovery_count} times (recovery.limit {bk.recovery.limit}); raise "
+                        f'recovery.limit on token "{token.metadata.name}" to let it join')
+                st.recovery_count += 1
+        if req.new_public_key and not done.get("registered"):
+            if not keys.verify(req.new_public_key, req.new_key_signature, msg):
+                raise PermissionDeniedError("the new key's signature does not verify; sign the challenge with it too")
+            new = keys.normalized(req.new_public_key)
+            if new != st.bound_public_key:
+                st.bound_public_key = new
+                st.last_rotated_at = now
+                done.update(rotated=True, new_key=new)
+        return done
+
+    def _recovering(self, bot: Bot, now: datetime) -> bool:
+        """No valid renewable certificate: the last one issued to the bot's current instance has expired."""
+        try:
+            last = self.objects.backend.get(RENEWAL_KIND, bot.metadata.name).value
+        except NotFoundError:
+            return True
+        expires = last.get("expires")
+        return not (last.get("instance") == bot.status.instance_id and expires and codec.parse_time(expires) > now)
+
+    def _last_join(self, token: ProvisionToken) -> dict[str, Any]:
+        try:
+            value: dict[str, Any] = self.objects.backend.get(LAST_JOIN_KIND, token.metadata.name).value
+        except NotFoundError:
+            return {}
+        return value if value.get("created") == _created(token) else {}
+
+    @staticmethod
+    def _is_retry(req: KeypairJoin, token: ProvisionToken, bot: Bot, last: dict[str, Any], presented: int,
+                  msg: bytes) -> bool:
+        """The last join again, its answer lost: same key to certify, signed by the key that signed it, presenting
+        the document that join presented, and the identity it issued unused (never renewed). A copy replaying it
+        gets certificates for a key it does not hold."""
+        st = token.status
+        if not last or last.get("seq") != st.join_sequence or last.get("certify") != _fp(req.public_key):
+            return False
+        if bot.status.instance_id != last.get("instance") or bot.status.generation != 1:
+            return False
+        if token.spec.bound_keypair.recovery.mode != "insecure" and presented != st.join_sequence - 1:
+            return False
+        if not keys.verify(str(last.get("signer")), req.signature or req.new_key_signature, msg):
+            return False
+        new_key = str(last.get("new_key") or "")
+        if new_key:
+            try:
+                return keys.normalized(req.new_public_key) == new_key
+            except ValueError:
+                return False
+        return True
+
+
+def _created(token: ProvisionToken) -> str:
+    return codec.format_time(token.metadata.created) if token.metadata.created else ""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
