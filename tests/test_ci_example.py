@@ -78,3 +78,72 @@ def test_the_ci_recipe_reviews_pull_requests_and_catches_drift(server: ServerPro
     noop = check("review", "infra", policy)
     assert noop.returncode == 0 and "No access change" in (tmp_path / "review.md").read_text()
     tofu("destroy", "-auto-approve", "-input=false", "-no-color")
+
+
+PULUMI_PROGRAM = """name: ci-infra
+runtime: yaml
+resources:
+  deployer:
+    type: machineid:Role
+    properties:
+      name: pci-deployer
+      allow:
+        logins: {logins}
+        nodeLabels:
+          env: ["prod"]
+  deploy:
+    type: machineid:Bot
+    properties:
+      name: pci-deploy
+      roles: ["${{deployer.name}}"]
+      traits:
+        logins: ["deploy"]
+  release:
+    type: machineid:Bot
+    properties:
+      name: pci-release
+      roles: ["${{deployer.name}}"]
+      traits:
+        logins: ["release"]
+"""
+
+
+def test_the_ci_recipe_with_a_pulumi_project(server: ServerProc, tools_bin: Path, tmp_path: Path) -> None:
+    from machineid.pulumi.engine import Engine
+
+    server.ctl("nodes", "add", "pci-web", "--addr", "10.9.0.2:22", "--labels", "env=prod",
+               "--out", str(tmp_path / "hostkey"), "--force")
+    engine = Engine(tools_bin, tmp_path / "pulumi-home", {"MACHINEID_AUTH_SERVER": server.address,
+                                                          "MACHINEID_IDENTITY": str(server.admin_identity_path)})
+    infra = tmp_path / "infra"
+    infra.mkdir()
+    program = infra / "Pulumi.yaml"
+    program.write_text(PULUMI_PROGRAM.format(logins='["{{internal.logins}}"]'))
+    engine.yaml_stack(infra, "prod")
+    engine.cli("up", "--yes", cwd=infra)
+    env = {**engine.environ(), "PATH": f"{tools_bin}:{Path(MACHINEID).parent}:/usr/bin:/bin",
+           "PULUMI_STACK": "prod"}
+
+    def check(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(CI / "identity-check.sh"), *args], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=600)
+
+    clean = check("drift", "infra")
+    assert clean.returncode == 0 and "no drift" in clean.stdout, clean.stdout + clean.stderr
+    server.ctl("create", "--force", "-f", "-", input="kind: role\nmetadata:\n  name: pci-deployer\nspec:\n  allow:\n"
+                                                     "    logins: [root]\n    node_labels: {env: [prod]}\n")
+    drifted = check("drift", "infra")
+    assert drifted.returncode == 2 and "Role::deployer" in drifted.stdout, drifted.stdout + drifted.stderr
+    engine.cli("up", "--yes", "--refresh", cwd=infra)  # back to the code
+
+    program.write_text(PULUMI_PROGRAM.format(logins='["root", "{{internal.logins}}"]'))
+    rooted = check("review", "infra", str(CI / "identity-policy.yaml"))
+    assert rooted.returncode == 8, rooted.stdout + rooted.stderr
+    review = (tmp_path / "review.md").read_text()
+    for bot in ("pci-deploy", "pci-release"):
+        section = review.split(f"### bot `{bot}` (changed)")[1].split("###")[0]
+        assert "gains logins on nodes**: `root@pci-web`" in section, review
+    program.write_text(PULUMI_PROGRAM.format(logins='["{{internal.logins}}"]'))
+    noop = check("review", "infra", str(CI / "identity-policy.yaml"))
+    assert noop.returncode == 0 and "No access change" in (tmp_path / "review.md").read_text(), noop.stdout
+    engine.cli("destroy", "--yes", cwd=infra)
