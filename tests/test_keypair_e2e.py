@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
 from pathlib import Path
 
 from machineid.api.identity import Identity
@@ -75,6 +76,10 @@ def test_keypair_join_renew_and_rejoin(server: ServerProc, tmp_path: Path) -> No
     assert bot["Join Method"] == "bound_keypair,token" and bot["Recoveries"] == "0/2"
 
     # rotate_after (an in-place edit) makes the next join bind a new key; the agent keeps the old one.
+    import shutil
+
+    old = tmp_path / "old-key"
+    shutil.copytree(data, old)  # the key as it was before the rotation
     server.ctl("create", "-f", "-", "--force",
                input=TOKEN_YAML.format(key=public) + "    rotate_after: '2001-01-01T00:00:00Z'\n")
     (data / "identity").unlink()
@@ -88,6 +93,11 @@ def test_keypair_join_renew_and_rejoin(server: ServerProc, tmp_path: Path) -> No
     assert "joined: bot keybot" in start(server, data, dest)  # with the new key, and no new rotation
     assert json.loads(server.ctl("get", "token/keybot-key", "--format", "json").stdout)["status"][
         "bound_public_key"] == status["bound_public_key"]
+    (old / "identity").unlink(missing_ok=True)
+    stale = run_cli("bot", "start", "--oneshot", "--join-method", "bound_keypair", "--token", "keybot-key",
+                    "--data-dir", str(old), "--destination-dir", str(tmp_path / "old-dest"), "--ca-pin", pin(server),
+                    "--auth-server", server.address, check=False)
+    assert stale.returncode == 1 and "joined" not in stale.stderr  # the key rotated out no longer joins
 
 
 def test_registration_secret_from_a_file(server: ServerProc, tmp_path: Path) -> None:
@@ -112,3 +122,47 @@ def test_registration_secret_from_a_file(server: ServerProc, tmp_path: Path) -> 
     assert "joined: bot regbot generation 1" in proc.stderr
     audit = server.ctl("audit", "--format", "jsonl").stdout + server.log_text()
     assert secret not in audit
+
+
+def test_a_copied_data_dir_is_refused_and_locks_the_bot_and_a_secret_registers_once(server: ServerProc,
+                                                                                      tmp_path: Path) -> None:
+    import shutil
+
+    data, dest = tmp_path / "data", tmp_path / "machine-id"
+    public = run_cli("bot", "keypair", "create", "--data-dir", str(data)).stdout.strip()
+    server.ctl("bots", "add", "copybot", "--roles=access")
+    server.ctl("create", "-f", "-", input=TOKEN_YAML.replace("keybot", "copybot").format(key=public))
+
+    def join(where: Path) -> tuple[int, str]:
+        proc = run_cli("bot", "start", "--oneshot", "--join-method", "bound_keypair", "--token", "copybot-key",
+                       "--data-dir", str(where), "--destination-dir", str(dest), "--ca-pin", pin(server),
+                       "--auth-server", server.address, "--log-format", "text", check=False)
+        return proc.returncode, proc.stderr
+
+    assert "joined: bot copybot" in join(data)[1]
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)  # someone copies the machine's data dir
+    (copy / "identity").unlink()
+    (data / "identity").unlink()
+    assert "joined: bot copybot" in join(data)[1]  # the original joins again: a newer join state
+    code, log = join(copy)  # the copy presents the older one
+    assert code == 1 and "locked" in log, log
+    bot = json.loads(server.ctl("get", "bot/copybot", "--format", "json").stdout)
+    assert bot["status"]["locked"] is True
+    assert any(e["action"] == "bot.lock" and e["target"] == "bot/copybot"
+               for e in map(json.loads, server.ctl("audit", "--format", "jsonl").stdout.splitlines()))
+
+    secret = "fedcba9876543210fedcba9876543210"
+    server.ctl("bots", "add", "oncebot", "--roles=access")
+    server.ctl("create", "-f", "-", input=TOKEN_YAML.replace("keybot", "oncebot").replace(
+        "initial_public_key: {key}", f"registration_secret: {secret}"))
+
+    def register(where: Path) -> subprocess.CompletedProcess[str]:
+        return run_cli("bot", "start", "--oneshot", "--join-method", "bound_keypair", "--token", "oncebot-key",
+                       "--registration-secret", secret, "--data-dir", str(where), "--destination-dir", str(dest),
+                       "--ca-pin", pin(server), "--auth-server", server.address, "--log-format", "text",
+                       check=False)
+
+    assert "joined: bot oncebot" in register(tmp_path / "first").stderr
+    second = register(tmp_path / "second")  # another machine with the same secret, after it was spent
+    assert second.returncode == 1 and "joined" not in second.stderr, second.stderr
