@@ -36,6 +36,15 @@ class ServerProc(ServerProcess):
 
 
 @pytest.fixture(scope="module")
+def tools_bin() -> Path:
+    """The Pulumi engine, its YAML host, OpenTofu and the SDK generator (built once by scripts/install-tools)."""
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([str(root / "scripts" / "install-tools")], capture_output=True, text=True, timeout=3000)
+    assert proc.returncode == 0, proc.stderr
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
     srv = ServerProc(tmp_path_factory.mktemp("cluster") / "data")
     srv.start()

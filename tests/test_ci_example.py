@@ -9,20 +9,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from machineid.cluster.process import MACHINEID
 from tests.conftest import ServerProc, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 CI = ROOT / "examples" / "ci"
-
-
-@pytest.fixture(scope="module")
-def tools_bin() -> Path:
-    proc = subprocess.run([str(ROOT / "scripts" / "install-tools")], capture_output=True, text=True, timeout=3000)
-    assert proc.returncode == 0, proc.stderr
-    return Path(proc.stdout.strip().splitlines()[-1])
 
 
 def test_the_ci_recipe_reviews_pull_requests_and_catches_drift(server: ServerProc, tools_bin: Path,

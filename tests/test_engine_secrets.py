@@ -17,13 +17,6 @@ SECRET = "join-token-that-must-not-be-in-clear"
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
-@pytest.fixture(scope="module")
-def tools_bin() -> Path:
-    proc = subprocess.run([str(ROOT / "scripts" / "install-tools")], capture_output=True, text=True, timeout=3000)
-    assert proc.returncode == 0, proc.stderr
-    return Path(proc.stdout.strip().splitlines()[-1])
-
-
 def mode(path: Path) -> int:
     return path.stat().st_mode & 0o7777
 

@@ -32,13 +32,6 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
-@pytest.fixture(scope="module")
-def tools_bin() -> Path:
-    proc = subprocess.run([str(ROOT / "scripts" / "install-tools")], capture_output=True, text=True, timeout=3000)
-    assert proc.returncode == 0, proc.stderr
-    return Path(proc.stdout.strip().splitlines()[-1])
-
-
 @pytest.fixture()
 def engine(tools_bin: Path, server: ServerProc, tmp_path: Path) -> Engine:
     return Engine(tools_bin, tmp_path / "pulumi-home", {

@@ -20,13 +20,6 @@ HEADER = 'terraform {\n  required_providers {\n    machineid = { source = "machi
 
 
 @pytest.fixture(scope="module")
-def tools_bin() -> Path:
-    proc = subprocess.run([str(ROOT / "scripts" / "install-tools")], capture_output=True, text=True, timeout=3000)
-    assert proc.returncode == 0, proc.stderr
-    return Path(proc.stdout.strip().splitlines()[-1])
-
-
-@pytest.fixture(scope="module")
 def nodes(server: ServerProc, tmp_path_factory: pytest.TempPathFactory) -> None:
     keys = tmp_path_factory.mktemp("hostkeys")
     server.ctl("nodes", "add", "web1", "--addr", "10.0.0.1:22", "--labels", "env=prod", "--out", str(keys / "w"))

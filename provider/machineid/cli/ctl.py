@@ -416,13 +416,18 @@ def _exists(client: Client, obj: Resource) -> Resource | None:
         return None
 
 
+def _exists_error(obj: Resource) -> AlreadyExistsError:
+    return AlreadyExistsError(f'{obj.kind} "{_shown_name(obj)}" already exists; pass --force to overwrite it, or edit '
+                              f"the output of `get {obj.kind}/{obj.metadata.name}` (its revision makes the update "
+                              "safe)")
+
+
 def _apply(client: Client, obj: Resource, force: bool, dry_run: bool) -> dict[str, Any]:
     """Creates or updates one resource; the result as JSON, with `_text` for people."""
     if dry_run:
         current = _exists(client, obj)
         if current is not None and not (force or obj.metadata.revision):
-            raise AlreadyExistsError(f'{obj.kind} "{_shown_name(obj)}" already exists; pass --force to overwrite '
-                                     "it, or edit the output of `get` (its revision makes the update safe)")
+            raise _exists_error(obj)
         if current is not None and obj.metadata.revision and obj.metadata.revision != current.metadata.revision:
             raise PreconditionError(f'{obj.kind} "{_shown_name(obj)}" was changed since revision '
                                     f"{obj.metadata.revision}; get it again")
@@ -434,10 +439,7 @@ def _apply(client: Client, obj: Resource, force: bool, dry_run: bool) -> dict[st
     try:
         out = client.upsert(obj, create_only=not force and not obj.metadata.revision)
     except AlreadyExistsError:
-        raise AlreadyExistsError(
-            f'{obj.kind} "{_shown_name(obj)}" already exists; pass --force to overwrite it, or edit the output of '
-            f"`get {obj.kind}/{obj.metadata.name}` (its revision makes the update safe)"
-        ) from None
+        raise _exists_error(obj) from None
     created = out.metadata.created is not None and out.metadata.created == out.metadata.updated
     name = _shown_name(obj, out.metadata.name if created and not obj.metadata.name else "")
     action = "created" if created else "updated"
@@ -738,15 +740,11 @@ def cmd_nodes_add(args: argparse.Namespace) -> int:
     with connect(args) as client:
         cluster = client.ping().cluster_name
         principals = list(dict.fromkeys([args.name, f"{args.name}.{cluster}", host]))
-        if not args.force:
-            try:
-                existing = client.get("node", args.name)
-            except NotFoundError:
-                pass
-            else:
-                raise AlreadyExistsError(f'node "{args.name}" is already registered (at {existing.spec.addr}, labels '  # type: ignore[union-attr]
-                                         f"{format_labels(existing.metadata.labels) or 'none'}); pass --force to "
-                                         "replace it")
+        existing = None if args.force else _exists(client, node)
+        if isinstance(existing, Node):
+            raise AlreadyExistsError(f'node "{args.name}" is already registered (at {existing.spec.addr}, labels '
+                                     f"{format_labels(existing.metadata.labels) or 'none'}); pass --force to "
+                                     "replace it")
         cert = client.sign_host(certs.ssh_public_key_line(key.public_key()), principals, ttl)
         client.upsert(node)
     prefix: Path = args.out

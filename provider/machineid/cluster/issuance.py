@@ -15,11 +15,11 @@ from machineid.cluster.caller import Caller
 from machineid.cluster.objects import Objects
 from machineid.model import codec, grants
 from machineid.model.errors import FieldViolation, PermissionDeniedError, PreconditionError, ValidationError
+from machineid.model.grants import MAX_RENEWABLE_TTL
 from machineid.model.node_access import EXTENSION
 from machineid.model.resources import Bot, Role, User, bot_user_name
 
 DEFAULT_CERT_TTL = timedelta(hours=1)
-MAX_RENEWABLE_TTL = timedelta(hours=24)
 DEFAULT_HOST_CERT_TTL = timedelta(days=365)
 MAX_HOST_CERT_TTL = timedelta(days=3650)
 

@@ -16,7 +16,7 @@ from machineid.api.iam import SignedRequest
 from machineid.cluster import iam
 from machineid.cluster.access import check_unlocked
 from machineid.cluster.caller import ANONYMOUS, Caller, token_ref
-from machineid.cluster.issuance import MAX_RENEWABLE_TTL, Issuer, public_key
+from machineid.cluster.issuance import Issuer, public_key
 from machineid.cluster.objects import Objects
 from machineid.model import codec
 from machineid.model.errors import (
@@ -27,6 +27,7 @@ from machineid.model.errors import (
     PreconditionError,
     ValidationError,
 )
+from machineid.model.grants import MAX_RENEWABLE_TTL
 from machineid.model.resources import Bot, ProvisionToken
 
 IAM_CHALLENGE_KIND = "iam_challenge"

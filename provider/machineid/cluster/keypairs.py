@@ -26,7 +26,7 @@ from typing import Any
 
 from machineid.cluster.bots import LAST_JOIN_KIND, RENEWAL_KIND
 from machineid.cluster.caller import ANONYMOUS, token_ref
-from machineid.cluster.issuance import MAX_RENEWABLE_TTL, public_key
+from machineid.cluster.issuance import public_key
 from machineid.cluster.joins import Joins
 from machineid.cluster.kinds import secret_hash
 from machineid.cluster.objects import check_name
@@ -39,6 +39,7 @@ from machineid.model.errors import (
     PermissionDeniedError,
     ValidationError,
 )
+from machineid.model.grants import MAX_RENEWABLE_TTL
 from machineid.model.resources import Bot, ProvisionToken
 
 STATE_PREFIX = "v1."

@@ -9,10 +9,11 @@ from typing import Any
 
 from machineid.cluster.bots import RENEWAL_KIND
 from machineid.cluster.caller import Caller
-from machineid.cluster.issuance import MAX_RENEWABLE_TTL, Issuer, public_key
+from machineid.cluster.issuance import Issuer, public_key
 from machineid.cluster.objects import Objects
 from machineid.model import codec
 from machineid.model.errors import NotFoundError, PermissionDeniedError, UnauthenticatedError
+from machineid.model.grants import MAX_RENEWABLE_TTL
 from machineid.model.resources import Bot
 
 

@@ -145,16 +145,18 @@ class RateLimits:
     def __init__(self, rate: float, burst: float) -> None:
         self.rate, self.burst = rate, burst
         self._buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens, when)
+        self._pruned = 0.0
 
     def allow(self, source: str, now: float) -> bool:
+        if len(self._buckets) > 10_000 and now - self._pruned >= 1.0:  # at most once a second: not per connection
+            self._forget_full(now)
+            self._pruned = now
         tokens, when = self._buckets.get(source, (self.burst, now))
         tokens = min(self.burst, tokens + (now - when) * self.rate)
         if tokens < 1.0:
             self._buckets[source] = (tokens, now)
             return False
         self._buckets[source] = (tokens - 1.0, now)
-        if len(self._buckets) > 10_000:
-            self._forget_full(now)
         return True
 
     def _forget_full(self, now: float) -> None:

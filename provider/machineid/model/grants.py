@@ -13,6 +13,7 @@ from machineid.model.node_access import Grant, NodeAccess
 from machineid.model.resources import Metadata, Role, RoleConditions, RoleSpec, Rule, bot_role_name
 
 BOT_LABEL = "machineid/bot"
+MAX_RENEWABLE_TTL = timedelta(hours=24)  # a bot's certificates, whatever its roles allow
 _TEMPLATE = re.compile(r"\{\{\s*(internal|external)\.([A-Za-z0-9_]+)\s*\}\}")
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from machineid.model import grants
+from machineid.model import validators as v
 from machineid.model.resources import Bot, Node, ProvisionToken, Role, bot_role_name
 from machineid.review.plan import Plan
-
-RENEWABLE_CAP = timedelta(hours=24)  # the cluster's cap on a bot's certificates, whatever its roles say
 
 
 @dataclass
@@ -51,14 +50,6 @@ class Access:
     missing_roles: list[str]
 
 
-def _fmt(td: timedelta | None) -> str:
-    if td is None:
-        return ""
-    secs = int(td.total_seconds())
-    h, rem = divmod(secs, 3600)
-    return (f"{h}h" if h else "") + (f"{rem // 60}m" if rem // 60 else "") or f"{secs}s"
-
-
 def access_of(world: World, bot: Bot, now: datetime) -> Access:
     names = [bot_role_name(bot.metadata.name), *bot.spec.roles]
     roles: list[Role] = []
@@ -78,8 +69,9 @@ def access_of(world: World, bot: Bot, now: datetime) -> Access:
         if got:
             per_node[node.metadata.name] = sorted(got)
     methods = sorted({t.spec.join_method for t in world.tokens.values() if t.spec.bot_name == bot.metadata.name})
+    cap = grants.ttl_cap(roles, grants.MAX_RENEWABLE_TTL)
     return Access(logins=per_node, any_node_logins=sorted(grants.logins(roles, traits)), api=grants.api_rules(roles),
-                  ttl_cap=_fmt(grants.ttl_cap(roles, RENEWABLE_CAP)), join_methods=methods, missing_roles=missing)
+                  ttl_cap=v.format_duration(cap) if cap else "", join_methods=methods, missing_roles=missing)
 
 
 @dataclass

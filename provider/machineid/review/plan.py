@@ -139,10 +139,8 @@ def _pulumi_values(r: pulumi_resources.PulumiResource, state: Any) -> tuple[dict
     if not isinstance(state, dict) or not isinstance(state.get("inputs"), dict):
         return None, []
     inputs = state["inputs"]
-    unknown = [k for k, val in inputs.items() if val == PULUMI_UNKNOWN]
-    known = {k: val for k, val in inputs.items() if val != PULUMI_UNKNOWN and not _has_unknown(val)}
-    unknown += [k for k, val in inputs.items() if val != PULUMI_UNKNOWN and _has_unknown(val)]
-    snake, _ = pulumi_resources.snake_props(r, known)
+    unknown = [k for k, val in inputs.items() if _has_unknown(val)]
+    snake, _ = pulumi_resources.snake_props(r, {k: val for k, val in inputs.items() if k not in unknown})
     pending, _ = pulumi_resources.snake_props(r, dict.fromkeys(unknown))
     return snake, list(pending)
 
