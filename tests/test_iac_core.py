@@ -3,6 +3,7 @@ create, read, update, delete, import), with the client injected and the clock un
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from tests.conftest import ServerProc
 
 HINTS = Hints(how_to_set={"address": "set address", "identity_file": "set identity_file", "identity": "identity"},
               role_reference="a role resource", import_command=lambda rdef, name: f"import {rdef.name} {name}")
+DELETES_FIRST = dataclasses.replace(HINTS, create_first="create it first")  # like Terraform
 
 
 @pytest.fixture()
@@ -195,3 +197,62 @@ def test_bound_keypair_registration_secret_reads_back_as_given(core: Core) -> No
     assert stored.spec.bound_keypair.onboarding.registration_secret.startswith("sha256:")
     core.delete(PROVISION_TOKEN, created.id, created.outputs)
     core.delete(BOT, "core-regbot", {})
+
+
+def test_a_renamed_role_is_planned_so_its_bot_checks_and_deleting_first_is_warned(server: ServerProc) -> None:
+    """Renaming a role a bot uses: the bot's plan names the new role, which only the role's replacement creates."""
+    core = Core(DELETES_FIRST, client_factory=lambda cfg: server.admin())
+    core.configure({"address": server.address, "identity_file": str(server.admin_identity_path)})
+    created = core.create(ROLE, core.check(ROLE, {"name": "core-old"}).inputs)
+    core.create(BOT, core.check(BOT, {"name": "core-renamebot", "roles": ["core-old"]}).inputs)
+    assert core.check(BOT, {"name": "core-renamebot", "roles": ["core-new"]}).violations  # not planned yet
+    diff = core.diff(ROLE, created.outputs, created.inputs, core.check(ROLE, {"name": "core-new"}).inputs)
+    assert diff.replaces == ["name"]
+    assert not core.check(BOT, {"name": "core-renamebot", "roles": ["core-new"]}).violations
+    [warning] = diff.warnings
+    assert warning.path == ("name",) and 'renaming role "core-old"' in warning.reason
+    assert "create it first" in warning.reason
+    core.in_use_wait = 0.3
+    with pytest.raises(PreconditionError, match="used by bot-core-renamebot.*create it first"):
+        core.delete(ROLE, "core-old", created.outputs)
+    # where the tool creates the replacement first (Pulumi), there is nothing to warn about
+    pulumi_like = Core(HINTS, client_factory=lambda cfg: server.admin())
+    pulumi_like.configure({"address": server.address, "identity_file": str(server.admin_identity_path)})
+    assert not pulumi_like.diff(ROLE, created.outputs, created.inputs,
+                                core.check(ROLE, {"name": "core-new"}).inputs).warnings
+    core.delete(BOT, "core-renamebot", {})
+    core.delete(ROLE, "core-old", created.outputs)
+    core.close()
+    pulumi_like.close()
+
+
+def test_a_single_use_token_spent_by_its_bot_stays_used_instead_of_coming_back(core: Core,
+                                                                               server: ServerProc) -> None:
+    """The cluster deletes a single-use token when its bot joins with it: a refresh must not read that as "gone"
+    (the next plan would create a new token after every join, and drift checks would fail)."""
+    from tests.test_cluster_api import join
+
+    core.create(BOT, core.check(BOT, {"name": "core-spender", "roles": ["access"]}).inputs)
+    inputs = core.check(PROVISION_TOKEN, {"bot_name": "core-spender", "ttl": "10m"}).inputs
+    created = core.create(PROVISION_TOKEN, inputs)
+    assert created.outputs["used"] is False
+    unused = core.read(PROVISION_TOKEN, created.id, created.outputs, inputs)
+    assert unused is not None and unused.outputs["used"] is False
+    join(server, created.outputs["name"])
+    read = core.read(PROVISION_TOKEN, created.id, created.outputs, inputs)
+    assert read is not None and read.outputs["used"] is True and read.inputs == inputs
+    assert not core.diff(PROVISION_TOKEN, read.outputs, read.inputs, inputs).changed
+    core.clock = lambda: datetime.now(UTC) + timedelta(minutes=11)  # past its expiry: nothing to replace
+    assert not core.diff(PROVISION_TOKEN, read.outputs, read.inputs, inputs).changed
+    # a change would bring the spent secret back with an update: it replaces the token instead
+    changed = core.check(PROVISION_TOKEN, {"bot_name": "core-spender", "ttl": "20m"}).inputs
+    assert core.diff(PROVISION_TOKEN, read.outputs, read.inputs, changed).replaces == ["ttl"]
+    again = core.read(PROVISION_TOKEN, created.id, read.outputs, inputs)  # stays used on the next refresh
+    assert again is not None and again.outputs["used"] is True
+    # a token deleted by hand (not spent) is gone, and so is a spent one once its bot is gone
+    other = core.create(PROVISION_TOKEN, inputs)
+    with server.admin() as admin:
+        admin.delete("token", other.outputs["name"])
+    assert core.read(PROVISION_TOKEN, other.id, other.outputs, inputs) is None
+    core.delete(BOT, "core-spender", {})
+    assert core.read(PROVISION_TOKEN, created.id, read.outputs, inputs) is None

@@ -135,15 +135,19 @@ def test_out_of_band_changes_show_and_apply_puts_them_back(ws: Workspace, admin:
     admin.upsert(r)
     b = admin.get_bot(bot)
     b.spec.traits = {"logins": ["root"]}
+    b.spec.roles = [role, "access"]
     admin.update_bot(b)
     plan = ws.plan()
     assert plan.returncode == 2, plan.stdout + plan.stderr
-    assert '"root"' in plan.stdout and "update in-place" in plan.stdout
+    assert '"root"' in plan.stdout and '"access"' in plan.stdout and "update in-place" in plan.stdout
+    assert "must be replaced" not in plan.stdout
     refresh = ws.run("plan", "-refresh-only", "-no-color")
-    assert "logins" in refresh.stdout and "traits" in refresh.stdout, refresh.stdout
+    for attribute in ("logins", "traits", "roles"):
+        assert attribute in refresh.stdout, refresh.stdout
     ws.apply()
     assert admin.get_role(role).spec.allow.logins == ["ubuntu"]
     assert admin.get_bot(bot).spec.traits == {"logins": ["deploy"]}
+    assert admin.get_bot(bot).spec.roles == [role]
     assert ws.plan().returncode == 0
     # the bot is removed outside: the plan creates it again
     admin.delete("bot", bot)
@@ -375,6 +379,7 @@ output "name" {{ value = data.machineid_cluster.c.cluster_name }}
 output "logins" {{ value = data.machineid_role.r.allow.logins }}
 output "bot_roles" {{ value = data.machineid_bot.b.roles }}
 output "bot_user" {{ value = data.machineid_bot.b.user_name }}
+output "version" {{ value = data.machineid_cluster.c.version }}
 """)
     ws.init()
     ws.apply()
@@ -382,14 +387,17 @@ output "bot_user" {{ value = data.machineid_bot.b.user_name }}
     assert out["pins"] == list(admin.ping().ca_pins)
     assert out["name"] == admin.ping().cluster_name
     assert out["logins"] == ["ops"] and out["bot_roles"] == [role] and out["bot_user"] == f"bot-{bot}"
+    assert out["version"] == admin.ping().server_version and out["version"]
     ws.write(HEADER + 'data "machineid_role" "r" {\n  name = "nope-nope"\n}\n')
     plan = ws.plan()
     assert plan.returncode == 1 and 'no role named "nope-nope"' in plan.stderr, plan.stderr
 
 
 def test_state_from_an_older_provider_upgrades(ws: Workspace, admin: Client) -> None:
+    """States written by older builds: attributes added or retired within a schema version, and a token written
+    at schema version 0 (before `used`), which goes through its upgrader to version 1."""
     role, bot = uniq(ws, "web"), uniq(ws, "robot")
-    ws.write(config(role, bot, token=False))
+    ws.write(config(role, bot))
     ws.init()
     ws.apply()
     state_path = ws.directory / "terraform.tfstate"
@@ -399,15 +407,21 @@ def test_state_from_an_older_provider_upgrades(ws: Workspace, admin: Client) -> 
             attrs = inst["attributes"]
             attrs.pop("labels", None)  # an attribute an older build did not have
             attrs["retired_attribute"] = "x"  # and one it had that is gone now
+            if res["type"] == "machineid_provision_token":
+                assert inst["schema_version"] == 1
+                inst["schema_version"] = 0
+                del attrs["used"]
     state["serial"] += 1
     state_path.write_text(json.dumps(state))
     plan = ws.plan()
     assert plan.returncode == 0, plan.stdout + plan.stderr
     ws.apply()  # nothing to change; writes the upgraded state
     upgraded = json.loads(ws.run("show", "-json", "-no-color").stdout)
-    role_values = next(r["values"] for r in upgraded["values"]["root_module"]["resources"]
-                       if r["type"] == "machineid_role")
+    resources = {r["type"]: r for r in upgraded["values"]["root_module"]["resources"]}
+    role_values = resources["machineid_role"]["values"]
     assert role_values["labels"] == {} and "retired_attribute" not in role_values
+    assert resources["machineid_provision_token"]["values"]["used"] is False
+    assert resources["machineid_provision_token"]["schema_version"] == 1
     ws.destroy()
 
 
@@ -481,7 +495,6 @@ def test_reference_docs_are_fresh() -> None:
     assert "Sensitive" in pages["resources/provision_token.md"] and "## Import" in pages["resources/bot.md"]
 
 
-@pytest.mark.parametrize("ws", ["tofu"], indirect=True)
 def test_doc_examples_and_the_example_validate(ws: Workspace) -> None:
     """Every example in the docs, and examples/terraform, is valid against the provider's schema."""
     for path in sorted((ROOT / "examples" / "terraform" / "docs").glob("*.tf")):
@@ -579,7 +592,6 @@ resource "machineid_provision_token" "key" {{
 """
 
 
-@pytest.mark.parametrize("ws", ["tofu"], indirect=True)
 def test_bound_keypair_token_in_place_updates_and_status_outputs(ws: Workspace, admin: Client, server: ServerProc,
                                                                  tmp_path: Path) -> None:
     """The block is accepted, a join's status shows as outputs without a planned change, rotate_after and
@@ -619,4 +631,113 @@ def test_bound_keypair_token_in_place_updates_and_status_outputs(ws: Workspace, 
     ws.write(_keypair_config(bot, other))
     plan = ws.plan()
     assert plan.returncode == 2 and "must be replaced" in plan.stdout, plan.stdout
+    ws.destroy()
+
+
+def test_renaming_a_role_its_bot_holds_replaces_it_and_moves_the_bot(ws: Workspace, admin: Client) -> None:
+    """The bot names the new role (created only by the replacement): the plan must accept it, warn that deleting
+    first would be refused while the bot holds the old role, and with create_before_destroy apply cleanly."""
+    role, bot = uniq(ws, "old"), uniq(ws, "holder")
+    ws.write(config(role, bot, token=False))
+    ws.init()
+    ws.apply()
+    renamed = config(role + "-new", bot, token=False)
+    ws.write(renamed)
+    plan = ws.plan()
+    assert plan.returncode == 2, plan.stdout + plan.stderr
+    assert "forces replacement" in plan.stdout and "update in-place" in plan.stdout, plan.stdout
+    shown = plan.stdout + plan.stderr
+    assert f'renaming role "{role}"' in shown and "create_before_destroy" in shown, shown
+    ws.write(config(role + "-new", bot, token=False, extra_role="lifecycle {\n    create_before_destroy = true\n  }"))
+    ws.apply()
+    assert admin.get_bot(bot).spec.roles == [role + "-new"] and gone(admin, "role", role)
+    assert ws.plan().returncode == 0
+    ws.destroy()
+
+
+def test_a_token_its_bot_joined_with_stays_in_state_and_plans_clean(ws: Workspace, admin: Client,
+                                                                    server: ServerProc) -> None:
+    """The cluster deletes a single-use token when its bot joins: the next plan must not create a new one."""
+    from tests.test_cluster_api import join
+
+    role, bot = uniq(ws, "web"), uniq(ws, "spender")
+    ws.write(config(role, bot) + 'output "t" {\n  value = machineid_provision_token.t.name\n  sensitive = true\n}\n')
+    ws.init()
+    ws.apply()
+    join(server, str(ws.outputs()["t"]))
+    plan = ws.plan()
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    ws.apply("-refresh-only")
+    shown = json.loads(ws.run("show", "-json", "-no-color").stdout)
+    token = next(r for r in shown["values"]["root_module"]["resources"] if r["type"] == "machineid_provision_token")
+    assert token["values"]["used"] is True
+    ws.destroy()
+    assert gone(admin, "bot", bot)
+
+
+def test_server_filled_values_apply_consistently_and_updates_plan_known_values(ws: Workspace, admin: Client) -> None:
+    """Everything the cluster fills in (a token's name and expiry, partial blocks, defaults, a key pair token's
+    recovery) applies without "inconsistent result", and an update plans its computed values as known."""
+    role, bot = uniq(ws, "filled"), uniq(ws, "filledbot")
+    key = run_cli("bot", "keypair", "create", "--data-dir", str(ws.directory / "agent")).stdout.strip()
+    body = f"""
+resource "machineid_role" "r" {{
+  name = "{role}"
+  allow {{
+    node_labels = {{ env = ["prod"] }}
+  }}
+}}
+resource "machineid_bot" "b" {{
+  name  = "{bot}"
+  roles = [machineid_role.r.name]
+  DESCRIPTION
+}}
+resource "machineid_provision_token" "single" {{
+  bot_name = machineid_bot.b.name
+}}
+resource "machineid_provision_token" "iam" {{
+  name        = "{bot}-iam"
+  join_method = "iam"
+  bot_name    = machineid_bot.b.name
+  allow {{
+    aws_account = "123456789012"
+  }}
+  allow {{
+    aws_account = "210987654321"
+    aws_arn     = "arn:aws:sts::210987654321:assumed-role/ci/*"
+  }}
+}}
+resource "machineid_provision_token" "key" {{
+  name        = "{bot}-key"
+  join_method = "bound_keypair"
+  bot_name    = machineid_bot.b.name
+  bound_keypair {{
+    onboarding {{
+      initial_public_key = "{key}"
+    }}
+    recovery {{
+      mode = "relaxed"
+    }}
+  }}
+}}
+"""
+    ws.write(HEADER + body.replace("DESCRIPTION", ""))
+    ws.init()
+    applied = ws.apply()
+    assert "inconsistent" not in (applied.stdout + applied.stderr).lower()
+    assert len(admin.get_token(f"{bot}-iam").spec.allow) == 2
+    assert ws.plan().returncode == 0
+    ws.write(HEADER + body.replace("DESCRIPTION", 'description = "now described"\n  traits = { env = ["ci"] }'))
+    ws.run("plan", "-no-color", "-out=update.plan")
+    planned = json.loads(ws.run("show", "-json", "-no-color", "update.plan").stdout)
+    change = next(c for c in planned["resource_changes"] if c["type"] == "machineid_bot")
+    assert change["change"]["actions"] == ["update"]
+    unknown = change["change"]["after_unknown"]
+    for name in ("id", "user_name", "role_name", "token", "token_expires", "start_command", "systemd_unit",
+                 "agent_config"):
+        assert not unknown.get(name), (name, unknown)
+    applied = ws.run("apply", "-no-color", "update.plan")
+    assert "inconsistent" not in (applied.stdout + applied.stderr).lower()
+    assert admin.get_bot(bot).spec.traits == {"env": ["ci"]}
+    assert ws.plan().returncode == 0
     ws.destroy()

@@ -3,6 +3,7 @@ schema, plans that keep configured values verbatim and absent blocks absent, and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import msgpack
@@ -75,7 +76,8 @@ def test_state_upgrade_reshapes_runs_upgraders_in_order_and_refuses_newer(monkey
     old = json.dumps({"id": "web", "name": "web", "retired": 1}).encode()
     state, diags = p.upgrade("machineid_role", 0, old)
     assert not diags and state["name"] == "web" and "retired" not in state and state["labels"] is None
-    monkeypatch.setattr(tfprovider, "SCHEMA_VERSION", 2)
+    rdef, schema = RESOURCE_SCHEMAS["machineid_role"]
+    monkeypatch.setitem(RESOURCE_SCHEMAS, "machineid_role", (rdef, dataclasses.replace(schema, version=2)))
     monkeypatch.setitem(tfprovider.UPGRADERS, ("machineid_role", 0), lambda s: {**s, "description": "v1"})
     monkeypatch.setitem(tfprovider.UPGRADERS, ("machineid_role", 1),
                         lambda s: {**s, "description": s["description"] + "+v2"})
@@ -83,3 +85,17 @@ def test_state_upgrade_reshapes_runs_upgraders_in_order_and_refuses_newer(monkey
     assert state["description"] == "v1+v2"
     state, diags = p.upgrade("machineid_role", 3, old)
     assert state is None and "newer machineid provider" in diags[0].summary
+
+
+def test_a_token_state_from_version_0_upgrades_to_the_schema_the_provider_serves() -> None:
+    """The token's schema is at version 1 (the `used` flag): a version-0 state gets it, as false."""
+    p = TerraformProvider()
+    assert RESOURCE_SCHEMAS["machineid_provision_token"][1].version == 1
+    v0 = {"id": "token-abc", "name": "", "bot_name": "b", "join_method": "token",
+          "token_expires": "2030-01-01T00:00:00Z"}
+    state, diags = p.upgrade("machineid_provision_token", 0, json.dumps(v0).encode())
+    assert not diags and state["used"] is False and state["bot_name"] == "b"
+    state, diags = p.upgrade("machineid_provision_token", 1, json.dumps(v0).encode())
+    assert not diags and state["used"] is None  # already at version 1: no upgrader runs
+    state, diags = p.upgrade("machineid_provision_token", 2, json.dumps(v0).encode())
+    assert state is None and "knows up to 1" in diags[0].detail

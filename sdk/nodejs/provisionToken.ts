@@ -96,6 +96,10 @@ export class ProvisionToken extends pulumi.CustomResource {
      * Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
      */
     declare public readonly ttl: pulumi.Output<string>;
+    /**
+     * token method: true once its bot joined with it. The cluster deletes a used single-use token; the resource stays (and is not replaced when its expiry passes) until an argument changes. To issue a new one, change an argument or replace the resource.
+     */
+    declare public /*out*/ readonly used: pulumi.Output<boolean>;
 
     /**
      * Create a ProvisionToken resource with the given unique name, arguments, and options.
@@ -123,6 +127,7 @@ export class ProvisionToken extends pulumi.CustomResource {
             resourceInputs["lastRotatedAt"] = undefined /*out*/;
             resourceInputs["recoveryCount"] = undefined /*out*/;
             resourceInputs["tokenExpires"] = undefined /*out*/;
+            resourceInputs["used"] = undefined /*out*/;
         } else {
             resourceInputs["allow"] = undefined /*out*/;
             resourceInputs["botName"] = undefined /*out*/;
@@ -139,6 +144,7 @@ export class ProvisionToken extends pulumi.CustomResource {
             resourceInputs["roles"] = undefined /*out*/;
             resourceInputs["tokenExpires"] = undefined /*out*/;
             resourceInputs["ttl"] = undefined /*out*/;
+            resourceInputs["used"] = undefined /*out*/;
         }
         opts = pulumi.mergeOptions(utilities.resourceOptsDefaults(), opts);
         super(ProvisionToken.__pulumiType, name, resourceInputs, opts);

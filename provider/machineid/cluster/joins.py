@@ -28,7 +28,7 @@ from machineid.model.errors import (
     ValidationError,
 )
 from machineid.model.grants import MAX_RENEWABLE_TTL
-from machineid.model.resources import Bot, ProvisionToken
+from machineid.model.resources import Bot, ProvisionToken, token_id
 
 IAM_CHALLENGE_KIND = "iam_challenge"
 IAM_CHALLENGE_TTL = timedelta(minutes=5)
@@ -94,6 +94,7 @@ class Joins:
             bot.status.generation = 1
             bot.status.instance_id = uuid.uuid4().hex
             bot.status.last_join = objects.clock()
+            bot.status.join_token = token_id(token_name, "token")
             bot = objects.update(bot)
             ident, traits = self.issuer.bot_identity(bot, renewable=True)
         # Signing happens after the commit, outside the store's lock, so joins from many machines overlap.
@@ -172,6 +173,7 @@ class Joins:
         with objects.backend.transaction():
             bot = self._bot_of(token)
             bot.status.last_join = objects.clock()
+            bot.status.join_token = token.metadata.name
             bot = objects.update(bot)
             ident, traits = self.issuer.bot_identity(bot, renewable=False)
             out = self.issuer.issue(public_key_pem, ident, traits, ttl, MAX_RENEWABLE_TTL)

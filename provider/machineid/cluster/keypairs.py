@@ -187,6 +187,7 @@ class KeypairJoins:
                     bot.status.generation = 1
                     bot.status.instance_id = uuid.uuid4().hex
                     bot.status.last_join = now
+                    bot.status.join_token = token.metadata.name
                     bot = objects.update(bot)
                 ident, traits = self.issuer.bot_identity(bot, renewable=True)
                 expires = self.issuer.renewable_expiry(ident, req.ttl)

@@ -50,6 +50,7 @@ class DiffResult:
     changes: dict[Path, Change] = field(default_factory=dict)
     replaces: list[str] = field(default_factory=list)  # top-level properties that force a replacement
     delete_before_replace: bool = False
+    warnings: list[FieldViolation] = field(default_factory=list)  # shown with the plan; nothing is refused
 
     @property
     def changed(self) -> bool:
@@ -63,6 +64,9 @@ class Hints:
     how_to_set: Mapping[str, str]  # provider config field -> how to set it
     role_reference: str  # how to reference a role created in the same program
     import_command: Callable[[ResourceDef, str], str]  # how to adopt an existing object
+    # How to have a replacement created before its old object is deleted, where the tool deletes first by default
+    # (Terraform); empty where it creates first (Pulumi, unless the name stays the same).
+    create_first: str = ""
 
 
 class Core:
@@ -155,13 +159,14 @@ class Core:
         forced = h.replacements(self, old_outputs, olds)
         if olds == news and not forced:
             return result  # the common case in a plan with no changes
+        replace_all = h.replaces_on_any_change(old_outputs)
         for name, p in input_props.items():
             old, new = olds.get(name), news.get(name)
             if name in rdef.server_defaults and new is None:
                 continue  # left to the cluster: whatever it picked is what the program asked for
             for path in changed_paths((name,), p.tp, old, new):
                 kind = "add" if old is None else "delete" if new is None else "update"
-                replace = p.spec.replace_on_change or nested_replaces(p.tp, path[1:])
+                replace = replace_all or p.spec.replace_on_change or nested_replaces(p.tp, path[1:])
                 result.changes[path] = Change(kind, replace)
                 if replace and name not in result.replaces:
                     result.replaces.append(name)
@@ -172,6 +177,11 @@ class Core:
         if result.replaces:
             same_name = news.get("name") in (None, olds.get("name")) or news.get("name") is UNKNOWN
             result.delete_before_replace = bool(same_name)
+            new_name = news.get("name")
+            if isinstance(new_name, str) and new_name and not same_name:
+                # A bot checked later in this plan may already name the replacement (a renamed role).
+                self.planned_creates.add((rdef.kind, new_name))
+            result.warnings.extend(h.replace_warnings(self, olds, news, result))
         return result
 
     # ---------------------------------------------------------------- plan

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +24,10 @@ from machineid.model.errors import (
     PreconditionError,
     ValidationError,
 )
-from machineid.model.resources import Bot, ProvisionToken, ProvisionTokenSpec
+from machineid.model.resources import Bot, ProvisionToken, ProvisionTokenSpec, token_id
 
 if TYPE_CHECKING:
-    from machineid.iac.core import Core
+    from machineid.iac.core import Core, DiffResult
 
 
 @dataclasses.dataclass
@@ -65,6 +64,15 @@ class Handler:
     def replacements(self, core: Core, old_outputs: dict[str, Any], olds: dict[str, Any]) -> list[str]:
         """Properties that force a replacement for reasons other than a changed input (an expired token)."""
         return []
+
+    def replace_warnings(self, core: Core, olds: dict[str, Any], news: dict[str, Any],
+                         diff: DiffResult) -> list[FieldViolation]:
+        """What the plan of a replacement should warn about (nothing is refused)."""
+        return []
+
+    def replaces_on_any_change(self, old_outputs: dict[str, Any]) -> bool:
+        """Whether any change to this object's inputs must replace it."""
+        return False
 
     def state(self, core: Core, obj: Any, extra: Any, old_outputs: dict[str, Any]) -> State:
         inputs = encode_inputs(self.rdef, obj, extra)
@@ -115,6 +123,16 @@ def old_extra(rdef: ResourceDef, values: dict[str, Any]) -> Any:
 class RoleHandler(Handler):
     rdef = ROLE
 
+    def replace_warnings(self, core: Core, olds: dict[str, Any], news: dict[str, Any],
+                         diff: DiffResult) -> list[FieldViolation]:
+        """A renamed role is a new role: where the tool deletes the old one first, a bot that still holds it (and
+        moves to the new one only after it exists) makes that delete wait and fail."""
+        if not core.hints.create_first or diff.delete_before_replace:
+            return []
+        return [FieldViolation(("name",), f'renaming role "{olds.get("name")}" replaces it, and the old role is '
+                               "deleted first; the cluster refuses to delete a role that a bot or user still "
+                               f"holds. If a bot in this configuration holds it, {core.hints.create_first}")]
+
     def delete(self, core: Core, id: str, outputs: dict[str, Any]) -> None:
         """A role still held by a user or bot is refused. Without a reference in the configuration, `destroy`
         deletes the role and its bots at the same time, so wait (as long as `core.in_use_wait`) for them to go."""
@@ -122,21 +140,17 @@ class RoleHandler(Handler):
         while True:
             try:
                 return super().delete(core, id, outputs)
-            except PreconditionError:
+            except PreconditionError as e:
                 if time.monotonic() + pause > deadline:
+                    if core.hints.create_first:
+                        raise PreconditionError(f"{e}. If this delete is part of a replacement (a renamed role), "
+                                                f"{core.hints.create_first}") from None
                     raise
             time.sleep(pause)
             pause = min(pause * 2, 2.0)
 
 
 _GENERATED = "generated-by-the-cluster-when-created"  # a stand-in as long as a real one
-
-
-def token_id(name: str, join_method: str) -> str:
-    """A token-method token's name is its secret: its resource ID is a hash, never the name."""
-    if join_method in ("iam", "bound_keypair"):
-        return name
-    return "token-" + hashlib.sha256(name.encode()).hexdigest()[:24]
 
 
 def _registration_secret(values: dict[str, Any] | None) -> str:
@@ -181,15 +195,22 @@ class TokenHandler(Handler):
         return "a token with this name already exists on the cluster; choose another name or leave the name out"
 
     def replacements(self, core: Core, old_outputs: dict[str, Any], olds: dict[str, Any]) -> list[str]:
+        if old_outputs.get("used"):
+            return []  # its job is done: no fresh token unless the program changes it
         expires = old_outputs.get("token_expires") or olds.get("expires")
         if expires and isinstance(expires, str) and codec.parse_time(expires) <= core.clock():
             return ["expires"]
         return []
 
+    def replaces_on_any_change(self, old_outputs: dict[str, Any]) -> bool:
+        """A used single-use token is gone from the cluster: updating it would bring back a spent secret."""
+        return bool(old_outputs.get("used"))
+
     def state(self, core: Core, obj: Any, extra: Any, old_outputs: dict[str, Any]) -> State:
         st = super().state(core, obj, extra, old_outputs)
         st.outputs["token_expires"] = _time(obj.metadata.expires)
         st.outputs.update(codec.encode(obj.status))
+        st.outputs["used"] = False
         return st
 
     def create(self, core: Core, decoded: Decoded) -> State:
@@ -204,12 +225,28 @@ class TokenHandler(Handler):
         name = str(old_outputs.get("name") or (old_inputs or {}).get("name") or id)
         if name.startswith("token-") and importing:
             raise ValidationError("import a token-method token by the token itself, not by its hashed ID")
-        st = self.state(core, core.client().get_token(name), old_extra(self.rdef, old_inputs or old_outputs),
-                        old_outputs)
+        try:
+            token = core.client().get_token(name)
+        except NotFoundError:
+            if importing or not self._used(core, id, old_outputs):
+                raise
+            inputs = dict(old_inputs or {k: val for k, val in old_outputs.items() if k in self.rdef.inputs()})
+            return State(id, {**old_outputs, "used": True}, inputs)
+        st = self.state(core, token, old_extra(self.rdef, old_inputs or old_outputs), old_outputs)
         _keep_registration_secret(st, _registration_secret(old_inputs or old_outputs))
         if importing and st.inputs is not None and st.inputs.get("join_method") == "token":
             st.inputs["expires"] = None  # a single-use token's expiry is the cluster's choice
         return st
+
+    @staticmethod
+    def _used(core: Core, id: str, old_outputs: dict[str, Any]) -> bool:
+        """Whether a single-use token that is gone was spent by its bot's join (rather than deleted): the bot
+        still exists and records it as its last join token, or the state already says so. A bot that is gone
+        takes its tokens with it."""
+        if (old_outputs.get("join_method") or "token") != "token" or not old_outputs.get("bot_name"):
+            return False
+        bot = core.client().get_bot(str(old_outputs["bot_name"]))  # NotFoundError: gone with its bot
+        return bool(old_outputs.get("used")) or bot.status.join_token == id
 
     def update(self, core: Core, decoded: Decoded, old_outputs: dict[str, Any], olds: dict[str, Any],
                news: dict[str, Any]) -> State:

@@ -106,9 +106,13 @@ class TokenOptions:
 
 @dataclass
 class TokenOutputs(ProvisionTokenStatus):
-    """The token's status (set by the cluster at each bound_keypair join) and its expiry."""
+    """The token's status (set by the cluster at each bound_keypair join), its expiry, and whether it was used."""
 
     token_expires: str = attr(default="", computed=True, doc="When the token expires (RFC 3339).")
+    used: bool = attr(default=False, computed=True,
+                      doc="token method: true once its bot joined with it. The cluster deletes a used single-use "
+                          "token; the resource stays (and is not replaced when its expiry passes) until an "
+                          "argument changes. To issue a new one, change an argument or replace the resource.")
 
 
 # The token outputs that joins change: unknown in the plan of an update (a join may land between plan and apply).

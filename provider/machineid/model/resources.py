@@ -6,6 +6,7 @@ rules live in each spec's `check`, so the cluster, the provider and the Terrafor
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -231,6 +232,9 @@ class BotStatus:
     locked: bool = attr(default=False, computed=True, doc="Locked after a generation mismatch; unlock to reuse.")
     lock_reason: str = attr(default="", computed=True, doc="Why the bot is locked.")
     last_join: datetime | None = attr(default=None, computed=True, doc="Time of the last join.")
+    join_token: str = attr(default="", computed=True,
+                           doc="The token of the last join: its name (iam, bound_keypair), or for a single-use "
+                               "token, whose name is its secret, token- and a hash of it.")
 
 
 @dataclass
@@ -351,3 +355,10 @@ def bot_user_name(bot: str) -> str:
 
 def bot_role_name(bot: str) -> str:
     return f"bot-{bot}"
+
+
+def token_id(name: str, join_method: str) -> str:
+    """How a token is named where its name would be its secret (single-use tokens): a hash, never the name."""
+    if join_method in ("iam", "bound_keypair"):
+        return name
+    return "token-" + hashlib.sha256(name.encode()).hexdigest()[:24]

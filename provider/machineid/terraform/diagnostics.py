@@ -75,8 +75,9 @@ def steps_for(block: Block | None, path: Path) -> tuple[Step, ...]:
     return tuple(out)
 
 
-def from_violations(block: Block | None, violations: list[FieldViolation], summary: str) -> list[Diagnostic]:
-    return [Diagnostic(summary, str(v), steps_for(block, v.path)) for v in violations]
+def from_violations(block: Block | None, violations: list[FieldViolation], summary: str, *,
+                    warning: bool = False) -> list[Diagnostic]:
+    return [Diagnostic(summary, str(v), steps_for(block, v.path), warning) for v in violations]
 
 
 _SUMMARIES: tuple[tuple[type[MachineIDError], str], ...] = (

@@ -21,7 +21,6 @@ from machineid.terraform import values
 from machineid.terraform.diagnostics import Diagnostic, from_error, from_violations
 from machineid.terraform.schema import (
     RESOURCE_SCHEMAS,
-    SCHEMA_VERSION,
     Block,
     data_sources,
     provider_schema,
@@ -40,10 +39,15 @@ HINTS = Hints(
     role_reference="a machineid_role resource, referenced as machineid_role.NAME.name",
     import_command=lambda rdef, name: (f'an import block (to = machineid_{rdef.name}.NAME, id = "{name}") or '
                                        f"`tofu import machineid_{rdef.name}.NAME {name}`"),
+    create_first="add `lifecycle { create_before_destroy = true }` to this resource, so that the new one exists "
+                 "and its holders move to it before the old one is deleted",
 )
 
 # Upgraders of a resource's state from one schema version to the next: (type name, from version) -> function.
-UPGRADERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+UPGRADERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    # Before `used`, a token in state was one the cluster still had (or one the next refresh drops).
+    ("machineid_provision_token", 0): lambda state: {**state, "used": False},
+}
 
 Planned = tuple[Any, list[str], list[Diagnostic]]  # (planned state, attributes forcing replacement, diagnostics)
 
@@ -127,12 +131,12 @@ class TerraformProvider:
         """A state written by an older provider, in the current schema's shape: versioned upgraders first, then
         attributes this schema no longer has are dropped and new ones start null (refreshed by the next read)."""
         schema = RESOURCE_SCHEMAS[type_name][1]
-        if version > SCHEMA_VERSION:
+        if version > schema.version:
             return None, [Diagnostic("State written by a newer machineid provider",
                                      f"{type_name} state has schema version {version}; this provider knows up to "
-                                     f"{SCHEMA_VERSION}: upgrade the provider")]
+                                     f"{schema.version}: upgrade the provider")]
         state: dict[str, Any] = json.loads(raw) if raw else {}
-        for v in range(version, SCHEMA_VERSION):
+        for v in range(version, schema.version):
             upgrader = UPGRADERS.get((type_name, v))
             if upgrader is not None:
                 state = upgrader(state)
@@ -188,7 +192,8 @@ class TerraformProvider:
                     base[name] = UNKNOWN  # a forced replacement: the new object gets a new value
             if "expires" in diff.replaces and "token_expires" in base:
                 replace.append("token_expires")
-            return values.complete(block, base), replace, []
+            warnings = from_violations(block, diff.warnings, "Replacing this resource", warning=True)
+            return values.complete(block, base), replace, warnings
         if diff.changed:
             planned_outputs = self.core.plan_update(rdef, old, old_inputs, normalized)
             for name in outputs:

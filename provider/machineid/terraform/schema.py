@@ -21,8 +21,10 @@ from machineid.model import codec
 from machineid.model.fields import FieldSpec
 
 PREFIX = "machineid_"
-# Bumped when a resource's state layout changes; UpgradeResourceState carries older states forward.
-SCHEMA_VERSION = 0
+# Each resource's state version, bumped when its state layout changes (UpgradeResourceState carries older states
+# forward with the provider's UPGRADERS). History:
+#   provision_token 1: `used` (a single-use token its bot joined with stays in state instead of being re-created).
+SCHEMA_VERSIONS: dict[str, int] = {"provision_token": 1}
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,8 @@ def resource_schema(rdef: ResourceDef) -> Schema:
             (blocks if isinstance(item, NestedBlock) else attrs).append(item)  # type: ignore[arg-type]
         else:
             attrs.append(Attribute(p.name, p.tp, p.spec.doc, computed=True, sensitive=p.spec.secret))
-    return Schema(PREFIX + rdef.name, Block(tuple(attrs), tuple(blocks), rdef.description), SCHEMA_VERSION)
+    return Schema(PREFIX + rdef.name, Block(tuple(attrs), tuple(blocks), rdef.description),
+                  SCHEMA_VERSIONS.get(rdef.name, 0))
 
 
 RESOURCE_SCHEMAS: dict[str, tuple[ResourceDef, Schema]] = {

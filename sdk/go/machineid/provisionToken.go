@@ -45,6 +45,8 @@ type ProvisionToken struct {
 	TokenExpires pulumi.StringOutput `pulumi:"tokenExpires"`
 	// Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
 	Ttl pulumi.StringOutput `pulumi:"ttl"`
+	// token method: true once its bot joined with it. The cluster deletes a used single-use token; the resource stays (and is not replaced when its expiry passes) until an argument changes. To issue a new one, change an argument or replace the resource.
+	Used pulumi.BoolOutput `pulumi:"used"`
 }
 
 // NewProvisionToken registers a new resource with the given unique name, arguments, and options.
@@ -293,6 +295,11 @@ func (o ProvisionTokenOutput) TokenExpires() pulumi.StringOutput {
 // Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
 func (o ProvisionTokenOutput) Ttl() pulumi.StringOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringOutput { return v.Ttl }).(pulumi.StringOutput)
+}
+
+// token method: true once its bot joined with it. The cluster deletes a used single-use token; the resource stays (and is not replaced when its expiry passes) until an argument changes. To issue a new one, change an argument or replace the resource.
+func (o ProvisionTokenOutput) Used() pulumi.BoolOutput {
+	return o.ApplyT(func(v *ProvisionToken) pulumi.BoolOutput { return v.Used }).(pulumi.BoolOutput)
 }
 
 type ProvisionTokenArrayOutput struct{ *pulumi.OutputState }

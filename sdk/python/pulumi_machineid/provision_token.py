@@ -278,6 +278,7 @@ class ProvisionToken(pulumi.CustomResource):
             __props__.__dict__["last_rotated_at"] = None
             __props__.__dict__["recovery_count"] = None
             __props__.__dict__["token_expires"] = None
+            __props__.__dict__["used"] = None
         super(ProvisionToken, __self__).__init__(
             'machineid:index:ProvisionToken',
             resource_name,
@@ -315,6 +316,7 @@ class ProvisionToken(pulumi.CustomResource):
         __props__.__dict__["roles"] = None
         __props__.__dict__["token_expires"] = None
         __props__.__dict__["ttl"] = None
+        __props__.__dict__["used"] = None
         return ProvisionToken(resource_name, opts=opts, __props__=__props__)
 
     @_builtins.property
@@ -436,4 +438,12 @@ class ProvisionToken(pulumi.CustomResource):
         Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
         """
         return pulumi.get(self, "ttl")
+
+    @_builtins.property
+    @pulumi.getter
+    def used(self) -> pulumi.Output[_builtins.bool]:
+        """
+        token method: true once its bot joined with it. The cluster deletes a used single-use token; the resource stays (and is not replaced when its expiry passes) until an argument changes. To issue a new one, change an argument or replace the resource.
+        """
+        return pulumi.get(self, "used")
 
