@@ -339,9 +339,9 @@ class BotHandler(Handler):
         outputs = {**old_outputs, **news}
         token_known = not self.token_changes(olds, news) and bool(old_outputs.get("ca_pins"))
         if not token_known:
-            outputs.update({k: UNKNOWN for k in ("token", "join_method", "token_expires", "agent_config")})
-            if not old_outputs.get("ca_pins"):
-                outputs["ca_pins"] = UNKNOWN
+            # The new token's outputs (the CA pins only when the state has none) and the config that holds it.
+            changing = [k for k in settings.TOKEN_OUTPUTS if k != "ca_pins" or not old_outputs.get("ca_pins")]
+            outputs.update({k: UNKNOWN for k in (*changing, "agent_config")})
         extra_names = [p.name for p in self.rdef.props() if p.section == "extra"]
         if any(contains_unknown(news.get(k)) for k in ("name", *extra_names)):
             outputs.update({k: UNKNOWN for k in settings.RENDERED_OUTPUTS})
