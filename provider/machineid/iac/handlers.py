@@ -20,6 +20,7 @@ from machineid.model import validators as v
 from machineid.model.errors import (
     AlreadyExistsError,
     FieldViolation,
+    MachineIDError,
     NotFoundError,
     PermissionDeniedError,
     PreconditionError,
@@ -45,9 +46,27 @@ class Handler:
     rdef: ResourceDef
     # Whether replacements() can force a replacement when no input changed (a token's expiry).
     forces_replacements = False
+    # Whether a plan may leave the name unknown until the object exists: a bot naming this role in the same program
+    # then skips the existence check at preview instead of failing on a role the apply is about to create. (An
+    # adapter whose plan must keep a configured value, like Terraform's, does not.)
+    name_unknown_until_created = False
+    # Secret properties that are plain for a bound_keypair join: the key pair is the secret, not these names. An
+    # adapter that marks secrets per value leaves their secret flag out of its schema and asks plain_secrets().
+    plain_when_bound_keypair: frozenset[str] = frozenset()
 
     def decode(self, inputs: dict[str, Any]) -> Decoded:
         return decode_inputs(self.rdef, inputs)
+
+    def plain_secrets(self, values: dict[str, Any]) -> frozenset[str]:
+        """Secret properties that these values (inputs or outputs) make plain, so a program declaring a
+        bound_keypair join keeps no secret in its state."""
+        if values.get("join_method") == "bound_keypair":
+            return self.plain_when_bound_keypair
+        return frozenset()
+
+    def plain_inputs(self, core: Core, inputs: dict[str, Any]) -> frozenset[str]:
+        """Secret inputs that the cluster says are plain (asked when inputs are checked, not on every call)."""
+        return frozenset()
 
     def server_chosen_name(self, inputs: dict[str, Any]) -> bool:
         """Whether the cluster picks the name when the program leaves it out (otherwise it is required)."""
@@ -114,6 +133,7 @@ def old_extra(rdef: ResourceDef, values: dict[str, Any]) -> Any:
 
 class RoleHandler(Handler):
     rdef = ROLE
+    name_unknown_until_created = True
 
     def delete(self, core: Core, id: str, outputs: dict[str, Any]) -> None:
         """A role still held by a user or bot is refused. Without a reference in the configuration, `destroy`
@@ -159,6 +179,7 @@ def _keep_registration_secret(st: State, given: str) -> None:
 class TokenHandler(Handler):
     rdef = PROVISION_TOKEN
     forces_replacements = True
+    plain_when_bound_keypair = frozenset({"name"})  # a bound_keypair token's name is no secret (the key pair is)
 
     def decode(self, inputs: dict[str, Any]) -> Decoded:
         """A token-method token may leave its (secret) name to the cluster."""
@@ -237,6 +258,20 @@ class TokenHandler(Handler):
 
 class BotHandler(Handler):
     rdef = BOT
+    # Its token is the bound_keypair token: the token name, and the rendered config that holds it.
+    plain_when_bound_keypair = frozenset({"token", "token_name", "agent_config"})
+
+    def plain_inputs(self, core: Core, inputs: dict[str, Any]) -> frozenset[str]:
+        """token_name is secret (it may name a single-use token, whose name is the secret) unless it names a
+        bound_keypair token, which the cluster says (looked up only then; unknown or unreadable stays secret)."""
+        name = inputs.get("token_name")
+        if not isinstance(name, str) or not name:
+            return frozenset()
+        try:
+            found = core.client().get_token(name)
+        except MachineIDError:
+            return frozenset()
+        return frozenset({"token_name"}) if found.spec.join_method == "bound_keypair" else frozenset()
 
     def check_references(self, core: Core, decoded: Decoded, unknown: set[str]) -> list[FieldViolation]:
         """The roles must exist (unless they come from resources not created yet)."""
