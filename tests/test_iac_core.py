@@ -256,3 +256,34 @@ def test_a_single_use_token_spent_by_its_bot_stays_used_instead_of_coming_back(c
     assert core.read(PROVISION_TOKEN, other.id, other.outputs, inputs) is None
     core.delete(BOT, "core-spender", {})
     assert core.read(PROVISION_TOKEN, created.id, read.outputs, inputs) is None
+
+
+def test_secrets_a_bound_keypair_join_makes_plain(core: Core) -> None:
+    """A bound_keypair token's name, and a bot's token, token_name and rendered config when it joins with one,
+    are no secret; for the token method they are. A bot's token_name is plain only when the cluster says it names
+    a bound_keypair token (an unknown, missing or single-use token's name stays secret)."""
+    from machineid.model import keys
+
+    assert core.handler(PROVISION_TOKEN).plain_secrets({"join_method": "bound_keypair"}) == {"name"}
+    assert core.handler(PROVISION_TOKEN).plain_secrets({"join_method": "token"}) == frozenset()
+    assert core.handler(BOT).plain_secrets({"join_method": "bound_keypair"}) == {"token", "token_name",
+                                                                                 "agent_config"}
+    assert core.handler(BOT).plain_secrets({"join_method": "iam"}) == frozenset()
+    assert core.handler(ROLE).plain_secrets({"name": "r"}) == frozenset()
+
+    core.create(BOT, core.check(BOT, {"name": "core-keybot", "roles": ["access"]}).inputs)
+    key = keys.public_line(keys.new_private_key().public_key())
+    keypair = core.create(PROVISION_TOKEN, core.check(PROVISION_TOKEN, _keypair_token("core-plain-key", key)).inputs)
+    single = core.create(PROVISION_TOKEN, core.check(PROVISION_TOKEN, {"bot_name": "core-keybot"}).inputs)
+    assert core.plain_inputs(BOT, {"token_name": "core-plain-key"}) == {"token_name"}
+    assert core.plain_inputs(BOT, {"token_name": single.outputs["name"]}) == frozenset()
+    assert core.plain_inputs(BOT, {"token_name": "core-no-such-token"}) == frozenset()
+    assert core.plain_inputs(BOT, {"token_name": UNKNOWN}) == frozenset()
+    assert core.plain_inputs(PROVISION_TOKEN, {"name": "core-plain-key"}) == frozenset()
+    core.delete(PROVISION_TOKEN, keypair.id, keypair.outputs)
+    core.delete(PROVISION_TOKEN, single.id, single.outputs)
+    core.delete(BOT, "core-keybot", {})
+
+
+def test_only_a_role_name_may_be_unknown_until_created() -> None:
+    assert [Core.handler(r).name_unknown_until_created for r in (ROLE, PROVISION_TOKEN, BOT)] == [True, False, False]

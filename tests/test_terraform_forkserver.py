@@ -16,9 +16,17 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from machineid.terraform import launcher
+from machineid.terraform import install, launcher
 from machineid.terraform.proto import grpc_controller_pb2, grpc_controller_pb2_grpc, tfplugin6_pb2, tfplugin6_pb2_grpc
-from tests.test_terraform_plugin import Identity, Plugin, plugin_env, read_line, self_signed, wait_gone
+from tests.test_terraform_plugin import (
+    Identity,
+    Plugin,
+    plugin_env,
+    read_line,
+    self_signed,
+    wait_exited,
+    wait_gone,
+)
 
 LAUNCH = "import sys; from machineid.terraform.launcher import main; sys.exit(main())"
 
@@ -97,6 +105,57 @@ def test_the_child_ends_with_its_launcher(tmp_path: Path, runtime_dir: Path, cli
         plugin.proc.send_signal(signal.SIGKILL)  # as go-plugin does to a plugin that does not exit in time
         plugin.proc.wait(5)
         assert wait_gone(socket_dir, 5), "the child kept serving after its launcher died"
+
+
+def children(pid: int) -> set[int]:
+    """The processes whose parent is this one (zombies included)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError, IndexError, ValueError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.add(int(entry.name))
+    return found
+
+
+def test_the_installed_launcher_and_its_child_exit_when_the_cli_dies(
+        tmp_path: Path, runtime_dir: Path, client: Identity) -> None:
+    """A CLI that crashes sends the plugin nothing (no Shutdown, no signal): the launcher it started, as `machineid
+    terraform install` lays it out, and the fork server's child serving it must still go, or they would serve on
+    and keep the CLI's output pipe open."""
+    exe = install.install(tmp_path / "plugins").paths[0]
+    cli = "import subprocess, sys; p = subprocess.Popen([sys.argv[1]]); print(p.pid, flush=True); sys.stdin.read()"
+    proc = subprocess.Popen([sys.executable, "-c", cli, str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL,
+                            env=plugin_env(PLUGIN_CLIENT_CERT=client.cert.decode(), XDG_RUNTIME_DIR=str(runtime_dir)))
+    assert proc.stdout is not None and proc.stdin is not None
+    served: set[int] = set()
+    try:
+        deadline = time.monotonic() + 20
+        lines = [read_line(proc.stdout, deadline) or b"", read_line(proc.stdout, deadline) or b""]
+        launcher_pid = int(next(line for line in lines if line.strip().isdigit()))
+        served.add(launcher_pid)
+        handshake = next(line for line in lines if b"|" in line).decode().split("|")
+        socket_dir = os.path.dirname(handshake[3])
+        assert children(proc.pid) == {launcher_pid}
+        (pid_file,) = runtime_dir.glob("machineid-tf-*/*.pid")
+        served |= children(int(pid_file.read_text()))
+        assert len(served) == 2, served  # the launcher, and the fork server's child that wrote the handshake
+        proc.kill()  # the CLI crashes
+        proc.wait(5)
+        assert wait_exited(launcher_pid, 5.0), "the launcher outlived the CLI"
+        assert all(wait_exited(pid, 5.0) for pid in served), "the fork server's child outlived the CLI"
+        assert wait_gone(socket_dir, 3.0)
+        assert read_line(proc.stdout, time.monotonic() + 3) == b""  # nothing holds the CLI's pipe open
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        for pid in served:
+            if not wait_exited(pid, 0):
+                os.kill(pid, signal.SIGKILL)  # the test failed: leave no orphan behind
+        proc.stdin.close()
+        proc.stdout.close()
 
 
 def test_sigint_to_the_launcher_is_ignored(tmp_path: Path, runtime_dir: Path, client: Identity) -> None:

@@ -43,13 +43,16 @@ from machineid.terraform.proto import (
 pytestmark = pytest.mark.timeout(30)
 
 # The plugin under test: serve() with a servicer per version whose stop RPC answers "stopped vN".
+# With PRINT_IN_RPC set, that RPC also prints the variable's value, as a stray print in provider code would.
 PLUGIN = """
-import sys
+import os, sys
 from machineid.terraform.plugin import serve
 from machineid.terraform.proto import tfplugin5_pb2, tfplugin5_pb2_grpc, tfplugin6_pb2, tfplugin6_pb2_grpc
 
 class V6(tfplugin6_pb2_grpc.ProviderServicer):
     def StopProvider(self, request, context):
+        if os.environ.get("PRINT_IN_RPC"):
+            print(os.environ["PRINT_IN_RPC"], flush=True)
         return tfplugin6_pb2.StopProvider.Response(Error="stopped v6")
 
 class V5(tfplugin5_pb2_grpc.ProviderServicer):
@@ -268,6 +271,20 @@ def test_unusable_settings_from_the_cli_are_a_clear_error(env: dict[str, str], m
 
 
 # ---- handshake and mutual TLS ----
+
+def test_nothing_but_the_handshake_reaches_the_clis_stdout(tmp_path: Path) -> None:
+    """The CLI reads the plugin's stdout as the protocol: a print in provider code after the handshake goes to
+    stderr (the CLI's log), and stdout carries the handshake line and then nothing until EOF."""
+    with started(tmp_path, PRINT_IN_RPC="LEAK printed during an RPC") as plugin:
+        with plugin.channel(None) as channel:
+            assert tfplugin6_pb2_grpc.ProviderStub(channel).StopProvider(
+                tfplugin6_pb2.StopProvider.Request(), timeout=5).Error == "stopped v6"
+            shutdown_and_wait(plugin, channel)
+        assert plugin.proc.returncode == 0, plugin.log()
+        assert plugin.proc.stdout is not None
+        assert plugin.proc.stdout.read() == b""  # EOF right after the handshake line
+        assert "LEAK printed during an RPC\n" in plugin.log()
+
 
 def test_handshake_line_and_server_certificate(tmp_path: Path, p256: Identity) -> None:
     with started(tmp_path, PLUGIN_CLIENT_CERT=p256.cert.decode()) as plugin:

@@ -32,6 +32,7 @@ from machineid.model.errors import (
     ValidationError,
 )
 from machineid.model.resources import (
+    DEFAULT_TOKEN_TTL,
     KIND_ALIASES,
     KINDS,
     Bot,
@@ -128,7 +129,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     add.add_argument("--roles", required=True, help="comma-separated roles the bot's certificates carry")
     add.add_argument("--logins", default="", help="comma-separated logins (the bot's `logins` trait)")
     add.add_argument("--token", default="", help="use this existing token (e.g. an iam token)")
-    add.add_argument("--ttl", default="", help="lifetime of the new join token (default 1h)")
+    add.add_argument("--ttl", default="", help=f"lifetime of the new join token (default {DEFAULT_TOKEN_TTL})")
     _format(add, _OUTPUTS)
     add.set_defaults(func=cmd_bots_add)
     bls = bots.add_parser("ls", help="list bots")
@@ -148,7 +149,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                              epilog="example:\n  machineid ctl tokens add --type=bot --bot-name=robot --ttl=30m")
     tadd.add_argument("--type", required=True, choices=["bot"], help="what the token joins")
     tadd.add_argument("--bot-name", required=True, help="the bot the token joins")
-    tadd.add_argument("--ttl", default="1h", help="how long the token may be used")
+    tadd.add_argument("--ttl", default=DEFAULT_TOKEN_TTL, help="how long the token may be used")
     _format(tadd, _OUTPUTS)
     tadd.set_defaults(func=cmd_tokens_add)
     tls = tokens.add_parser("ls", help="list join tokens")
@@ -570,7 +571,7 @@ def cmd_bots_unlock(args: argparse.Namespace) -> int:
 
 
 def cmd_tokens_add(args: argparse.Namespace) -> int:
-    ttl = _parse_ttl(args.ttl, "--ttl") or timedelta(hours=1)
+    ttl = _parse_ttl(args.ttl, "--ttl") or v.parse_duration(DEFAULT_TOKEN_TTL)
     token = ProvisionToken(metadata=Metadata(expires=datetime.now(UTC) + ttl))
     token.spec.bot_name = args.bot_name
     with connect(args) as client:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from machineid.agent.config import DEFAULT_AGENT_PATH
 from machineid.cli.labels import format_labels
 
 SSHD_USAGE = "AuthorizedPrincipalsCommand {exe} node principals --labels {labels} %u %t %k"
@@ -36,7 +37,7 @@ def add_parser(sub: Any) -> None:
     pr = nsub.add_parser("principals", help="sshd's AuthorizedPrincipalsCommand: the logins this node grants",
                          description="Print LOGIN if CERTIFICATE's roles grant it on a node with --labels (deny "
                                      "wins); print nothing otherwise. In sshd_config: " +
-                                     SSHD_USAGE.format(exe="/usr/local/bin/machineid", labels="env=prod"))
+                                     SSHD_USAGE.format(exe=DEFAULT_AGENT_PATH, labels="env=prod"))
     pr.add_argument("--labels", default="", help="this node's labels, key=value,... (as registered)")
     pr.add_argument("login", help="the login asked for (%%u)")
     pr.add_argument("key_type", help="the certificate's type (%%t)")

@@ -149,6 +149,11 @@ class Core:
         violations = h.check_references(self, decoded, unknown) if references else []
         return CheckResult(inputs, violations)
 
+    def plain_inputs(self, rdef: ResourceDef, inputs: dict[str, Any]) -> frozenset[str]:
+        """Secret inputs that are plain for these values, as far as the cluster says (a bot's token_name naming a
+        bound_keypair token)."""
+        return self.handler(rdef).plain_inputs(self, inputs)
+
     # ---------------------------------------------------------------- diff
     def diff(self, rdef: ResourceDef, old_outputs: dict[str, Any], old_inputs: dict[str, Any] | None,
              news: dict[str, Any]) -> DiffResult:

@@ -19,6 +19,7 @@ from machineid.model import validators as v
 from machineid.model.errors import (
     AlreadyExistsError,
     FieldViolation,
+    MachineIDError,
     NotFoundError,
     PermissionDeniedError,
     PreconditionError,
@@ -44,9 +45,27 @@ class Handler:
     rdef: ResourceDef
     # Whether replacements() can force a replacement when no input changed (a token's expiry).
     forces_replacements = False
+    # Whether a plan may leave the name unknown until the object exists: a bot naming this role in the same program
+    # then skips the existence check at preview instead of failing on a role the apply is about to create. (An
+    # adapter whose plan must keep a configured value, like Terraform's, does not.)
+    name_unknown_until_created = False
+    # Secret properties that are plain for a bound_keypair join: the key pair is the secret, not these names. An
+    # adapter that marks secrets per value leaves their secret flag out of its schema and asks plain_secrets().
+    plain_when_bound_keypair: frozenset[str] = frozenset()
 
     def decode(self, inputs: dict[str, Any]) -> Decoded:
         return decode_inputs(self.rdef, inputs)
+
+    def plain_secrets(self, values: dict[str, Any]) -> frozenset[str]:
+        """Secret properties that these values (inputs or outputs) make plain, so a program declaring a
+        bound_keypair join keeps no secret in its state."""
+        if values.get("join_method") == "bound_keypair":
+            return self.plain_when_bound_keypair
+        return frozenset()
+
+    def plain_inputs(self, core: Core, inputs: dict[str, Any]) -> frozenset[str]:
+        """Secret inputs that the cluster says are plain (asked when inputs are checked, not on every call)."""
+        return frozenset()
 
     def server_chosen_name(self, inputs: dict[str, Any]) -> bool:
         """Whether the cluster picks the name when the program leaves it out (otherwise it is required)."""
@@ -122,6 +141,7 @@ def old_extra(rdef: ResourceDef, values: dict[str, Any]) -> Any:
 
 class RoleHandler(Handler):
     rdef = ROLE
+    name_unknown_until_created = True
 
     def replace_warnings(self, core: Core, olds: dict[str, Any], news: dict[str, Any],
                          diff: DiffResult) -> list[FieldViolation]:
@@ -173,6 +193,7 @@ def _keep_registration_secret(st: State, given: str) -> None:
 class TokenHandler(Handler):
     rdef = PROVISION_TOKEN
     forces_replacements = True
+    plain_when_bound_keypair = frozenset({"name"})  # a bound_keypair token's name is no secret (the key pair is)
 
     def decode(self, inputs: dict[str, Any]) -> Decoded:
         """A token-method token may leave its (secret) name to the cluster."""
@@ -274,6 +295,20 @@ class TokenHandler(Handler):
 
 class BotHandler(Handler):
     rdef = BOT
+    # Its token is the bound_keypair token: the token name, and the rendered config that holds it.
+    plain_when_bound_keypair = frozenset({"token", "token_name", "agent_config"})
+
+    def plain_inputs(self, core: Core, inputs: dict[str, Any]) -> frozenset[str]:
+        """token_name is secret (it may name a single-use token, whose name is the secret) unless it names a
+        bound_keypair token, which the cluster says (looked up only then; unknown or unreadable stays secret)."""
+        name = inputs.get("token_name")
+        if not isinstance(name, str) or not name:
+            return frozenset()
+        try:
+            found = core.client().get_token(name)
+        except MachineIDError:
+            return frozenset()
+        return frozenset({"token_name"}) if found.spec.join_method == "bound_keypair" else frozenset()
 
     def check_references(self, core: Core, decoded: Decoded, unknown: set[str]) -> list[FieldViolation]:
         """The roles must exist (unless they come from resources not created yet)."""
@@ -376,9 +411,9 @@ class BotHandler(Handler):
         outputs = {**old_outputs, **news}
         token_known = not self.token_changes(olds, news) and bool(old_outputs.get("ca_pins"))
         if not token_known:
-            outputs.update({k: UNKNOWN for k in ("token", "join_method", "token_expires", "agent_config")})
-            if not old_outputs.get("ca_pins"):
-                outputs["ca_pins"] = UNKNOWN
+            # The new token's outputs (the CA pins only when the state has none) and the config that holds it.
+            changing = [k for k in settings.TOKEN_OUTPUTS if k != "ca_pins" or not old_outputs.get("ca_pins")]
+            outputs.update({k: UNKNOWN for k in (*changing, "agent_config")})
         extra_names = [p.name for p in self.rdef.props() if p.section == "extra"]
         if any(contains_unknown(news.get(k)) for k in ("name", *extra_names)):
             outputs.update({k: UNKNOWN for k in settings.RENDERED_OUTPUTS})

@@ -68,6 +68,8 @@ class BotOnboarding:
 
 @dataclass
 class Rendered:
+    """The agent rendered for a bot: the render function's result and the last of a Bot's outputs."""
+
     agent_config: str = attr(default="", computed=True, secret=True,
                              doc="The YAML that `machineid bot start --config` reads (holds the token).")
     start_command: str = attr(default="", computed=True, doc="The command that starts the agent.")
@@ -75,7 +77,9 @@ class Rendered:
 
 
 @dataclass
-class BotOutputs:
+class BotJoin:
+    """A Bot's names, its join token and where it joins: what its agent is rendered from."""
+
     user_name: str = attr(default="", computed=True, doc="The bot's user, bot-NAME.")
     role_name: str = attr(default="", computed=True, doc="The bot's own role, bot-NAME.")
     token: str = attr(default="", computed=True, secret=True, doc="The join token (secret for the token method).")
@@ -83,15 +87,17 @@ class BotOutputs:
     token_expires: str = attr(default="", computed=True, doc="When the join token expires (RFC 3339).")
     ca_pins: list[str] = attr(default_factory=list, computed=True, doc="CA pins of the cluster.")
     auth_server: str = attr(default="", computed=True, doc="Address the agent joins.")
-    agent_config: str = attr(default="", computed=True, secret=True,
-                             doc="The YAML that `machineid bot start --config` reads (holds the token).")
-    start_command: str = attr(default="", computed=True, doc="The command that starts the agent.")
-    systemd_unit: str = attr(default="", computed=True, doc="A systemd unit that runs the agent.")
+
+
+@dataclass
+class BotOutputs(Rendered, BotJoin):
+    """A Bot's outputs: BotJoin's fields, then Rendered's (a dataclass lists its bases' fields from the last base
+    to the first; the generated schema, SDKs and docs follow this order)."""
 
 
 # The bot outputs that come from its join token (kept in state: a single-use token cannot be read back).
 TOKEN_OUTPUTS = ("token", "join_method", "token_expires", "ca_pins")
-RENDERED_OUTPUTS = ("agent_config", "start_command", "systemd_unit")
+RENDERED_OUTPUTS = tuple(f.name for f in fields(Rendered))
 
 
 @dataclass

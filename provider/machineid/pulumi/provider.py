@@ -16,12 +16,10 @@ from machineid.iac.config import ProviderConfig
 from machineid.iac.core import Core, Hints
 from machineid.iac.unknown import UNKNOWN
 from machineid.model import codec
-from machineid.model.errors import FieldViolation, MachineIDError, Path, ValidationError
+from machineid.model.errors import FieldViolation, Path, ValidationError
 from machineid.model.validators import shown
 from machineid.pulumi.resources import (
-    BOT,
     RESOURCES,
-    ROLE,
     PulumiResource,
     camel,
     camel_props,
@@ -183,16 +181,9 @@ class Provider:
         return CheckResult(camel_props(r, result.inputs))
 
     def plain_in_check(self, token: str, news: dict[str, Any]) -> frozenset[str]:
-        """A bot's tokenName is secret (it may name a single-use token, whose name is the secret) unless it names a
-        bound_keypair token, which the cluster says (looked up only then; unknown or unreadable stays secret)."""
-        name = news.get("tokenName")
-        if token != BOT.token or not isinstance(name, str) or not name:
-            return frozenset()
-        try:
-            found = self.core.client().get_token(name)
-        except MachineIDError:
-            return frozenset()
-        return frozenset({"tokenName"}) if found.spec.join_method == "bound_keypair" else frozenset()
+        """Secret inputs the cluster says are plain (a bot's tokenName naming a bound_keypair token)."""
+        r = RESOURCES[token]
+        return frozenset(camel(n) for n in self.core.plain_inputs(r.rdef, snake_props(r, news)[0]))
 
     # ---------------------------------------------------------------- diff
     def diff(self, token: str, old_outputs: dict[str, Any], old_inputs: dict[str, Any] | None,
@@ -212,9 +203,7 @@ class Provider:
         snake = snake_props(r, inputs)[0]
         if preview:
             outputs = self.core.plan_create(r.rdef, snake)
-            if r is ROLE:
-                # Unknown until it exists: a bot naming this role in the same program then skips the existence
-                # check at preview instead of failing on a role that `up` is about to create.
+            if self.core.handler(r.rdef).name_unknown_until_created:
                 outputs["name"] = UNKNOWN
             return State("", camel_props(r, outputs))
         return self._state(r, self.core.create(r.rdef, snake))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from machineid.iac import resource as iac
+from machineid.iac.handlers import HANDLERS
 from machineid.iac.resource import Prop
 from machineid.model import codec
 from machineid.model.errors import Path
@@ -27,14 +28,6 @@ def camel(name: str) -> str:
 def token_of(name: str) -> str:
     """A snake_case function or type name as a Pulumi token."""
     return f"{PACKAGE}:index:{camel(name)}"
-
-
-BOT_KEYPAIR_PLAIN = frozenset({"token", "tokenName", "agentConfig"})
-# Secret properties that are plain for a bound_keypair join. The schema leaves their `secret` flag out (the SDKs
-# would otherwise wrap them on the program's side, whatever the join method): the provider marks them secret in
-# every answer instead, unless the values make them plain (plain_props_in).
-DYNAMIC_SECRETS = {"provision_token": frozenset({"name"}),
-                   "bot": frozenset({"token", "token_name", "agent_config"})}
 
 
 @dataclass(frozen=True)
@@ -63,14 +56,8 @@ class PulumiResource:
         return frozenset(p.name for p in self.props() if _holds_secret(p.tp, values.get(p.name)))
 
     def plain_props_in(self, values: dict[str, Any]) -> frozenset[str]:
-        """Secret properties that these values make plain: a bound_keypair token's name is no secret (the key
-        pair is), so a program declaring one keeps no secret in its state."""
-        if values.get("joinMethod") == "bound_keypair":
-            if self.rdef is iac.PROVISION_TOKEN:
-                return frozenset({"name"})
-            if self.rdef is iac.BOT:  # its token is the bound_keypair token: the rendered config holds its name
-                return BOT_KEYPAIR_PLAIN
-        return frozenset()
+        """Secret properties that these values make plain (the core's handler decides: a bound_keypair join)."""
+        return frozenset(camel(n) for n in HANDLERS[self.rdef.name].plain_secrets(snake_props(self, values)[0]))
 
 
 @functools.cache

@@ -9,11 +9,12 @@ from typing import Any, get_args, get_origin
 
 from machineid import __version__
 from machineid.iac.config import ProviderConfig
+from machineid.iac.handlers import HANDLERS
 from machineid.iac.resource import Prop, field_default
 from machineid.model import codec
 from machineid.model.fields import FieldSpec
 from machineid.pulumi.provider import FUNCTIONS
-from machineid.pulumi.resources import DYNAMIC_SECRETS, PACKAGE, RESOURCES, PulumiResource, camel
+from machineid.pulumi.resources import PACKAGE, RESOURCES, PulumiResource, camel
 
 _SCALARS = {str: "string", int: "integer", bool: "boolean", datetime: "string", float: "number"}
 
@@ -62,8 +63,10 @@ class _Builder:
 
 
 def _schema_spec(p: Prop, dynamic: frozenset[str]) -> FieldSpec:
-    """The field as the schema declares it: a secret the provider marks per value (DYNAMIC_SECRETS) is not declared
-    secret, and its description says when it is one."""
+    """The field as the schema declares it: a secret the provider marks per value (the handler's
+    plain_when_bound_keypair) is not declared secret, or the SDKs would wrap it on the program's side whatever the
+    join method; the provider marks it secret in every answer unless the values make it plain, and its description
+    says so."""
     if p.spec.secret and p.name in {camel(n) for n in dynamic}:
         return dataclasses.replace(p.spec, secret=False, doc=p.spec.doc + " A Pulumi secret (the provider marks it), "
                                    "except for a bound_keypair join, where it is no secret.")
@@ -72,7 +75,7 @@ def _schema_spec(p: Prop, dynamic: frozenset[str]) -> FieldSpec:
 
 def _resource_spec(b: _Builder, r: PulumiResource) -> dict[str, Any]:
     description, props = r.description, list(r.props())
-    dynamic = DYNAMIC_SECRETS.get(r.rdef.name, frozenset())
+    dynamic = HANDLERS[r.rdef.name].plain_when_bound_keypair
     inputs = {p.name: b.prop_spec(p.tp, _schema_spec(p, dynamic), p.default, is_input=True)
               for p in props if p.is_input}
     outputs = {p.name: b.prop_spec(p.tp, _schema_spec(p, dynamic), p.default, is_input=False) for p in props}

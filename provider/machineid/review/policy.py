@@ -22,7 +22,7 @@ from machineid.model import validators as v
 from machineid.model.errors import FieldViolation, ValidationError
 from machineid.model.fields import attr
 from machineid.model.grants import rule_match
-from machineid.model.resources import Bot, ProvisionToken, Role
+from machineid.model.resources import DEFAULT_TOKEN_TTL, Bot, ProvisionToken, Role
 from machineid.review.impact import BotImpact, World
 from machineid.review.plan import Change, Plan
 
@@ -125,8 +125,8 @@ class Checker:
                     self.add("max_token_ttl", "token", label, "expires",
                              f"the token expires at {codec.format_time(token.metadata.expires)}, beyond "
                              f"{p.max_token_ttl} from now")
-            elif token.spec.join_method == "token":  # the provider sets expires from ttl (1h) at apply
-                ttl_text = str(change.values.get("ttl") or "1h")
+            elif token.spec.join_method == "token":  # the provider sets expires from ttl at apply
+                ttl_text = str(change.values.get("ttl") or DEFAULT_TOKEN_TTL)
                 if v.parse_duration(ttl_text) > limit:
                     self.add("max_token_ttl", "token", label, "ttl",
                              f"the token lives {ttl_text}, more than {p.max_token_ttl}")

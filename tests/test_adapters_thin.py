@@ -1,0 +1,53 @@
+"""The adapters stay thin: what differs between resource kinds is decided by the core's handlers
+(machineid.iac.handlers), so the Pulumi adapter never branches on which resource it serves."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from machineid.pulumi.provider import Provider
+from machineid.pulumi.resources import BOT, PROVISION_TOKEN, ROLE
+from machineid.pulumi.values import UNKNOWN
+
+PULUMI = Path(__file__).resolve().parent.parent / "provider" / "machineid" / "pulumi"
+
+# `r is ROLE`, `self.rdef is iac.BOT`, `token != BOT.token`, `rdef.name == "bot"`: a branch on the resource kind.
+_KIND_BRANCH = re.compile(r"\bis\s+(?:not\s+)?(?:iac\.|ROLE\b|BOT\b|PROVISION_TOKEN\b)"
+                          r"|\b(?:ROLE|BOT|PROVISION_TOKEN)\.token\b"
+                          r"|\brdef\.(?:name|kind|type_name)\s*[!=]=")
+
+
+def kind_branches(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if _KIND_BRANCH.search(line)]
+
+
+def test_the_pattern_finds_the_branches_it_forbids() -> None:
+    assert kind_branches("if r is ROLE:\n    if self.rdef is iac.PROVISION_TOKEN:\n"
+                         "if token != BOT.token or not name:\nif rdef.name == 'bot':\nx = BOT\n") == [
+        "if r is ROLE:", "if self.rdef is iac.PROVISION_TOKEN:", "if token != BOT.token or not name:",
+        "if rdef.name == 'bot':"]
+
+
+def test_no_pulumi_module_branches_on_the_resource_kind() -> None:
+    sources = sorted(PULUMI.glob("*.py"))
+    assert len(sources) >= 5
+    found = {p.name: kind_branches(p.read_text()) for p in sources}
+    assert not {name: lines for name, lines in found.items() if lines}, "decide it in a handler in machineid.iac"
+
+
+def test_a_role_name_is_unknown_in_a_preview_of_its_create_and_a_bot_name_is_not() -> None:
+    """A bot naming a role created in the same program skips the role's existence check at preview."""
+    p = Provider()
+    role = p.create(ROLE.token, "urn", p.check(ROLE.token, "web", {}).inputs, preview=True)
+    assert role.outputs["name"] is UNKNOWN
+    bot = p.create(BOT.token, "urn", p.check(BOT.token, "robot", {"roles": [UNKNOWN]}).inputs, preview=True)
+    assert bot.outputs["name"] == "robot"
+
+
+def test_pulumi_names_of_what_a_bound_keypair_join_makes_plain() -> None:
+    assert BOT.plain_props_in({"joinMethod": "bound_keypair"}) == {"token", "tokenName", "agentConfig"}
+    assert PROVISION_TOKEN.plain_props_in({"joinMethod": "bound_keypair", "name": "k"}) == {"name"}
+    assert PROVISION_TOKEN.plain_props_in({"joinMethod": "token"}) == frozenset()
+    assert ROLE.plain_props_in({"name": "web"}) == frozenset()
+    assert Provider().plain_in_check(ROLE.token, {"name": "web"}) == frozenset()
