@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -287,3 +288,15 @@ def test_secrets_a_bound_keypair_join_makes_plain(core: Core) -> None:
 
 def test_only_a_role_name_may_be_unknown_until_created() -> None:
     assert [Core.handler(r).name_unknown_until_created for r in (ROLE, PROVISION_TOKEN, BOT)] == [True, False, False]
+
+
+def test_a_stop_request_ends_a_delete_waiting_for_holders(core: Core, server: ServerProc) -> None:
+    """Ctrl-C in the CLI (StopProvider, Cancel) must not leave it waiting out the whole in-use wait."""
+    core.create(ROLE, core.check(ROLE, {"name": "core-stuck"}).inputs)
+    server.ctl("users", "add", "core-stuckholder", "--roles=core-stuck")
+    threading.Timer(0.5, core.stopping.set).start()
+    started = time.monotonic()
+    with pytest.raises(PreconditionError, match='stopped while waiting for role "core-stuck"'):
+        core.delete(ROLE, "core-stuck", {})
+    assert time.monotonic() - started < 10  # the wait is 60 s
+    assert core.read(ROLE, "core-stuck", {}, None) is not None

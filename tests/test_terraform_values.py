@@ -99,3 +99,22 @@ def test_a_token_state_from_version_0_upgrades_to_the_schema_the_provider_serves
     assert not diags and state["used"] is None  # already at version 1: no upgrader runs
     state, diags = p.upgrade("machineid_provision_token", 2, json.dumps(v0).encode())
     assert state is None and "knows up to 1" in diags[0].detail
+
+
+@pytest.mark.parametrize("version", [5, 6])
+def test_stop_provider_and_pulumi_cancel_tell_the_core_to_stop_waiting(version: int) -> None:
+    from machineid.pulumi.servicer import Servicer as PulumiServicer
+    from machineid.terraform import servicer
+    from machineid.terraform.proto import tfplugin5_pb2, tfplugin6_pb2
+
+    if version == 6:
+        tf: servicer.Servicer = servicer.Servicer(tfplugin6_pb2)
+        tf.StopProvider(tfplugin6_pb2.StopProvider.Request(), None)  # type: ignore[arg-type]
+    else:
+        tf = servicer.Servicer5(tfplugin5_pb2)
+        tf.Stop(tfplugin5_pb2.Stop.Request(), None)  # type: ignore[arg-type]
+    assert tf.provider.core.stopping.is_set()
+    pulumi = PulumiServicer()
+    assert not pulumi.provider.core.stopping.is_set()
+    pulumi.Cancel(None, None)  # type: ignore[arg-type]
+    assert pulumi.provider.core.stopping.is_set()

@@ -11,6 +11,7 @@ Rules that make a no-change plan trustworthy (where Teleport's Terraform provide
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -79,6 +80,8 @@ class Core:
         # How long a delete waits for objects that still use its object to go: the CLIs delete independent
         # resources in parallel, so a role's bot may be going away at the same moment.
         self.in_use_wait = 60.0
+        # Set when the CLI asks the provider to stop (Ctrl-C: Terraform's StopProvider, Pulumi's Cancel): waits end.
+        self.stopping = threading.Event()
         self._client_factory = client_factory
         self._client: Client | None = None
         # (kind, name) of objects planned for creation by this process: a bot planned after its role in the same

@@ -166,7 +166,9 @@ class RoleHandler(Handler):
                         raise PreconditionError(f"{e}. If this delete is part of a replacement (a renamed role), "
                                                 f"{core.hints.create_first}") from None
                     raise
-            time.sleep(pause)
+            if core.stopping.wait(pause):
+                raise PreconditionError(f'stopped while waiting for role "{self.name_of(id, outputs)}" to be let go '
+                                        "by its holders; it was not deleted") from None
             pause = min(pause * 2, 2.0)
 
 

@@ -115,6 +115,7 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
 
     @_handler
     def Cancel(self, request: empty_pb2.Empty, context: grpc.ServicerContext) -> empty_pb2.Empty:
+        self.provider.core.stopping.set()  # Ctrl-C: a waiting delete gives up instead of holding the engine
         return empty_pb2.Empty()
 
     # ---------------------------------------------------------------- configuration

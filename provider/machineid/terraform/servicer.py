@@ -129,6 +129,7 @@ class Servicer:
 
     @_guard
     def StopProvider(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.provider.core.stopping.set()  # Ctrl-C: a waiting delete gives up instead of holding the CLI
         return self.pb_response("StopProvider")
 
     # ---------------------------------------------------------------- resources
