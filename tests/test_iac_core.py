@@ -16,6 +16,7 @@ from machineid.iac.core import Core, Hints
 from machineid.iac.resource import BOT, PROVISION_TOKEN, ROLE
 from machineid.iac.unknown import UNKNOWN
 from machineid.model.errors import AlreadyExistsError, PreconditionError
+from machineid.model.resources import Metadata, ProvisionToken, ProvisionTokenSpec
 from tests.conftest import ServerProc
 
 HINTS = Hints(how_to_set={"address": "set address", "identity_file": "set identity_file", "identity": "identity"},
@@ -248,6 +249,14 @@ def test_a_single_use_token_spent_by_its_bot_stays_used_instead_of_coming_back(c
     # a change would bring the spent secret back with an update: it replaces the token instead
     changed = core.check(PROVISION_TOKEN, {"bot_name": "core-spender", "ttl": "20m"}).inputs
     assert core.diff(PROVISION_TOKEN, read.outputs, read.inputs, changed).replaces == ["ttl"]
+    named = core.check(PROVISION_TOKEN, {"bot_name": "core-spender", "ttl": "20m",
+                                         "name": read.outputs["name"]}).inputs
+    [warning] = core.diff(PROVISION_TOKEN, read.outputs, read.inputs, named).warnings  # the spent name again
+    assert warning.path == ("name",) and "does not create a used single-use token again" in warning.reason
+    assert read.outputs["name"] not in warning.reason
+    with server.admin() as admin, pytest.raises(PreconditionError, match="already used by bot \"core-spender\""):
+        admin.upsert(ProvisionToken(metadata=Metadata(name=read.outputs["name"]),
+                                    spec=ProvisionTokenSpec(bot_name="core-spender")))
     again = core.read(PROVISION_TOKEN, created.id, read.outputs, inputs)  # stays used on the next refresh
     assert again is not None and again.outputs["used"] is True
     # a token deleted by hand (not spent) is gone, and so is a spent one once its bot is gone
@@ -300,3 +309,6 @@ def test_a_stop_request_ends_a_delete_waiting_for_holders(core: Core, server: Se
         core.delete(ROLE, "core-stuck", {})
     assert time.monotonic() - started < 10  # the wait is 60 s
     assert core.read(ROLE, "core-stuck", {}, None) is not None
+    server.ctl("rm", "user/core-stuckholder")
+    core.stopping.clear()
+    core.delete(ROLE, "core-stuck", {})

@@ -149,8 +149,10 @@ def test_out_of_band_changes_show_and_apply_puts_them_back(ws: Workspace, admin:
     assert admin.get_bot(bot).spec.traits == {"logins": ["deploy"]}
     assert admin.get_bot(bot).spec.roles == [role]
     assert ws.plan().returncode == 0
-    # the bot is removed outside: the plan creates it again
+    # the bot is removed outside: refresh-only shows it gone, and the plan creates it again
     admin.delete("bot", bot)
+    refresh = ws.run("plan", "-refresh-only", "-no-color")
+    assert "machineid_bot.robot" in refresh.stdout and "has been deleted" in refresh.stdout, refresh.stdout
     plan = ws.plan()
     assert plan.returncode == 2 and "will be created" in plan.stdout, plan.stdout
     ws.apply()
@@ -195,6 +197,8 @@ def _role(name: str, logins: list[str] | None = None) -> Role:
 @pytest.mark.parametrize("ws", ["tofu"], indirect=True)
 def test_import_blocks_generate_a_configuration_that_plans_clean(ws: Workspace, admin: Client,
                                                                  server: ServerProc) -> None:
+    """OpenTofu only: `import` blocks and -generate-config-out came with Terraform 1.5, after the 1.0.3 we test
+    (which imports with `terraform import`, tested above on both CLIs)."""
     role, bot = uniq(ws, "gen"), uniq(ws, "genbot")
     admin.upsert(_role(role, ["ops", "deploy"]))
     server.ctl("bots", "add", bot, f"--roles={role}")
@@ -679,8 +683,44 @@ def test_a_token_its_bot_joined_with_stays_in_state_and_plans_clean(ws: Workspac
     shown = json.loads(ws.run("show", "-json", "-no-color").stdout)
     token = next(r for r in shown["values"]["root_module"]["resources"] if r["type"] == "machineid_provision_token")
     assert token["values"]["used"] is True
+    spent = _token_id(ws)
+    # changed later: a fresh token replaces it (never the spent one updated back into existence)
+    changed = config(role, bot).replace("bot_name = machineid_bot.robot.name",
+                                        'bot_name = machineid_bot.robot.name\n  ttl = "2h"')
+    ws.write(changed + 'output "t" {\n  value = machineid_provision_token.t.name\n  sensitive = true\n}\n')
+    plan = ws.plan()
+    assert plan.returncode == 2 and "must be replaced" in plan.stdout, plan.stdout
+    applied = ws.apply()
+    assert "inconsistent" not in (applied.stdout + applied.stderr).lower()
+    fresh = str(ws.outputs()["t"])
+    assert _token_id(ws) != spent and admin.get_token(fresh).spec.bot_name == bot
+    assert ws.plan().returncode == 0
+    # a used token configured with its name cannot come back under that name: refused at plan, naming `name`
+    named = "n" * 40
+    admin.upsert(_single_use(named, bot))
+    ws.write(changed + f'resource "machineid_provision_token" "named" {{\n  name = "{named}"\n'
+                       f'  bot_name = machineid_bot.robot.name\n}}\n')
+    ws.run("import", "-no-color", "machineid_provision_token.named", named)
+    join(server, named)
+    ws.write(changed + f'resource "machineid_provision_token" "named" {{\n  name = "{named}"\n'
+                       f'  bot_name = machineid_bot.robot.name\n  ttl = "2h"\n}}\n')
+    plan = ws.plan()
+    shown = " ".join((plan.stdout + plan.stderr).split())  # the CLIs wrap diagnostics
+    assert plan.returncode == 2 and "does not create a used single-use token again" in shown, shown
+    assert shown.count(named) == 1  # only where the CLI quotes the configuration's own line
+    applied = ws.apply(check=False)
+    assert applied.returncode == 1 and "already used by bot" in applied.stderr, applied.stderr
+    assert applied.stderr.count(named) <= 1 and gone(admin, "token", named)
     ws.destroy()
     assert gone(admin, "bot", bot)
+
+
+def _single_use(name: str, bot: str) -> object:
+    from machineid.model import codec
+    from machineid.model.resources import ProvisionToken
+
+    return codec.decode(ProvisionToken, {"metadata": {"name": name, "expires": "2099-01-01T00:00:00Z"},
+                                         "spec": {"bot_name": bot, "roles": ["Bot"]}})
 
 
 def test_server_filled_values_apply_consistently_and_updates_plan_known_values(ws: Workspace, admin: Client) -> None:

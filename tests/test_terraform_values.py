@@ -102,8 +102,7 @@ def test_a_token_state_from_version_0_upgrades_to_the_schema_the_provider_serves
 
 
 @pytest.mark.parametrize("version", [5, 6])
-def test_stop_provider_and_pulumi_cancel_tell_the_core_to_stop_waiting(version: int) -> None:
-    from machineid.pulumi.servicer import Servicer as PulumiServicer
+def test_stop_provider_tells_the_core_to_stop_waiting(version: int) -> None:
     from machineid.terraform import servicer
     from machineid.terraform.proto import tfplugin5_pb2, tfplugin6_pb2
 
@@ -114,7 +113,23 @@ def test_stop_provider_and_pulumi_cancel_tell_the_core_to_stop_waiting(version: 
         tf = servicer.Servicer5(tfplugin5_pb2)
         tf.Stop(tfplugin5_pb2.Stop.Request(), None)  # type: ignore[arg-type]
     assert tf.provider.core.stopping.is_set()
+
+
+def test_pulumi_cancel_tells_the_core_to_stop_waiting() -> None:
+    from machineid.pulumi.servicer import Servicer as PulumiServicer
+
     pulumi = PulumiServicer()
     assert not pulumi.provider.core.stopping.is_set()
     pulumi.Cancel(None, None)  # type: ignore[arg-type]
     assert pulumi.provider.core.stopping.is_set()
+
+
+def test_schema_versions_and_upgraders_name_real_resources() -> None:
+    """A misspelt key would be ignored silently: the state would never be upgraded."""
+    from machineid.iac.resource import RESOURCES
+    from machineid.terraform.schema import SCHEMA_VERSIONS
+
+    names = {r.name for r in RESOURCES}
+    assert set(SCHEMA_VERSIONS) <= names
+    for type_name, version in tfprovider.UPGRADERS:
+        assert type_name in RESOURCE_SCHEMAS and version < RESOURCE_SCHEMAS[type_name][1].version

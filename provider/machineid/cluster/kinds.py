@@ -22,7 +22,16 @@ from machineid.model.errors import (
     PreconditionError,
     ValidationError,
 )
-from machineid.model.resources import DEFAULT_TOKEN_TTL, Node, ProvisionToken, ProvisionTokenStatus, Resource, User
+from machineid.model.resources import (
+    DEFAULT_TOKEN_TTL,
+    Bot,
+    Node,
+    ProvisionToken,
+    ProvisionTokenStatus,
+    Resource,
+    User,
+    token_id,
+)
 
 DEFAULT_PAGE_SIZE = 500
 MAX_PAGE_SIZE = 1000
@@ -89,6 +98,8 @@ class Kinds:
                 # Status is the cluster's: what the writer sent is replaced by what is stored, in this transaction
                 # (a join that commits meanwhile must not be undone).
                 obj.status = objects.get(ProvisionToken, name).status if exists else ProvisionTokenStatus()
+                if not exists:
+                    self._refuse_spent(obj)
             if exists:
                 obj.metadata.created = objects.backend.get(kind, name).created
                 result = objects.update(obj, revision)
@@ -155,6 +166,17 @@ class Kinds:
             when = codec.format_time(token.metadata.expires)
             raise ValidationError([FieldViolation(("metadata", "expires"), f"{when} is in the past; set a future "
                                                   "time or leave it out (1h)")])
+
+    def _refuse_spent(self, token: ProvisionToken) -> None:
+        """A single-use token its bot has joined with (the cluster deleted it then) is not created again: whoever
+        saw the spent secret could join with it."""
+        bot_name = token.spec.bot_name
+        if token.spec.join_method != "token" or not bot_name or not self.objects.exists("bot", bot_name):
+            return
+        if self.objects.get(Bot, bot_name).status.join_token == token_id(token.metadata.name, "token"):
+            raise PreconditionError(f'this token was already used by bot "{bot_name}" to join, and a used single-use '
+                                    "token is not created again: choose another name, or leave the name out so "
+                                    "that the cluster picks one")
 
     def upsert_token(self, caller: Caller, token: ProvisionToken, create_only: bool = False) -> ProvisionToken:
         if not token.metadata.name:

@@ -162,7 +162,7 @@ class Core:
              news: dict[str, Any]) -> DiffResult:
         h = self.handler(rdef)
         input_props = rdef.inputs()
-        olds = old_inputs if old_inputs else {k: val for k, val in old_outputs.items() if k in input_props}
+        olds = old_inputs if old_inputs else rdef.input_values(old_outputs)
         result = DiffResult()
         forced = h.replacements(self, old_outputs, olds)
         if olds == news and not forced:
@@ -189,7 +189,7 @@ class Core:
             if isinstance(new_name, str) and new_name and not same_name:
                 # A bot checked later in this plan may already name the replacement (a renamed role).
                 self.planned_creates.add((rdef.kind, new_name))
-            result.warnings.extend(h.replace_warnings(self, olds, news, result))
+            result.warnings.extend(h.replace_warnings(self, old_outputs, olds, news, result))
         return result
 
     # ---------------------------------------------------------------- plan

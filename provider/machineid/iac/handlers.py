@@ -84,8 +84,8 @@ class Handler:
         """Properties that force a replacement for reasons other than a changed input (an expired token)."""
         return []
 
-    def replace_warnings(self, core: Core, olds: dict[str, Any], news: dict[str, Any],
-                         diff: DiffResult) -> list[FieldViolation]:
+    def replace_warnings(self, core: Core, old_outputs: dict[str, Any], olds: dict[str, Any],
+                         news: dict[str, Any], diff: DiffResult) -> list[FieldViolation]:
         """What the plan of a replacement should warn about (nothing is refused)."""
         return []
 
@@ -143,15 +143,16 @@ class RoleHandler(Handler):
     rdef = ROLE
     name_unknown_until_created = True
 
-    def replace_warnings(self, core: Core, olds: dict[str, Any], news: dict[str, Any],
-                         diff: DiffResult) -> list[FieldViolation]:
+    def replace_warnings(self, core: Core, old_outputs: dict[str, Any], olds: dict[str, Any],
+                         news: dict[str, Any], diff: DiffResult) -> list[FieldViolation]:
         """A renamed role is a new role: where the tool deletes the old one first, a bot that still holds it (and
         moves to the new one only after it exists) makes that delete wait and fail."""
         if not core.hints.create_first or diff.delete_before_replace:
             return []
-        return [FieldViolation(("name",), f'renaming role "{olds.get("name")}" replaces it, and the old role is '
-                               "deleted first; the cluster refuses to delete a role that a bot or user still "
-                               f"holds. If a bot in this configuration holds it, {core.hints.create_first}")]
+        return [FieldViolation(("name",), f'renaming role "{olds.get("name")}" replaces it. Unless this resource '
+                               "creates its replacement first, the old role is deleted first, which the cluster "
+                               "refuses while a bot or user still holds it (the delete waits, then fails). If "
+                               f"anything holds it, {core.hints.create_first}")]
 
     def delete(self, core: Core, id: str, outputs: dict[str, Any]) -> None:
         """A role still held by a user or bot is refused. Without a reference in the configuration, `destroy`
@@ -229,6 +230,17 @@ class TokenHandler(Handler):
         """A used single-use token is gone from the cluster: updating it would bring back a spent secret."""
         return bool(old_outputs.get("used"))
 
+    def replace_warnings(self, core: Core, old_outputs: dict[str, Any], olds: dict[str, Any],
+                         news: dict[str, Any], diff: DiffResult) -> list[FieldViolation]:
+        """A used token replaced under the name it had would be the spent secret again: the cluster refuses that
+        create. Said at plan time as a warning, since an error here would also block `destroy`."""
+        name = news.get("name")
+        if old_outputs.get("used") and isinstance(name, str) and name and name == old_outputs.get("name"):
+            return [FieldViolation(("name",), "this token was used by its bot's join, and the cluster does not "
+                                   "create a used single-use token again, so applying this will fail: remove "
+                                   "`name` so that the cluster picks a new one, or set a new name")]
+        return []
+
     def state(self, core: Core, obj: Any, extra: Any, old_outputs: dict[str, Any]) -> State:
         st = super().state(core, obj, extra, old_outputs)
         st.outputs["token_expires"] = _time(obj.metadata.expires)
@@ -253,7 +265,7 @@ class TokenHandler(Handler):
         except NotFoundError:
             if importing or not self._used(core, id, old_outputs):
                 raise
-            inputs = dict(old_inputs or {k: val for k, val in old_outputs.items() if k in self.rdef.inputs()})
+            inputs = dict(old_inputs or self.rdef.input_values(old_outputs))
             return State(id, {**old_outputs, "used": True}, inputs)
         st = self.state(core, token, old_extra(self.rdef, old_inputs or old_outputs), old_outputs)
         _keep_registration_secret(st, _registration_secret(old_inputs or old_outputs))
@@ -268,7 +280,10 @@ class TokenHandler(Handler):
         takes its tokens with it."""
         if (old_outputs.get("join_method") or "token") != "token" or not old_outputs.get("bot_name"):
             return False
-        bot = core.client().get_bot(str(old_outputs["bot_name"]))  # NotFoundError: gone with its bot
+        try:
+            bot = core.client().get_bot(str(old_outputs["bot_name"]))  # NotFoundError: gone with its bot
+        except PermissionDeniedError:
+            return False  # an identity that may not read bots: the token reads as gone, as before
         return bool(old_outputs.get("used")) or bot.status.join_token == id
 
     def update(self, core: Core, decoded: Decoded, old_outputs: dict[str, Any], olds: dict[str, Any],

@@ -66,6 +66,11 @@ class ResourceDef:
     def inputs(self) -> dict[str, Prop]:
         return _inputs(self)
 
+    def input_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The inputs among a state's values (a state that kept no separate inputs)."""
+        props = _inputs(self)
+        return {k: val for k, val in values.items() if k in props}
+
 
 @functools.cache
 def _props(rdef: ResourceDef) -> tuple[Prop, ...]:

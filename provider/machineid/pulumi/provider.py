@@ -193,6 +193,8 @@ class Provider:
             return DiffResult()  # the common case in a preview with no changes
         result = self.core.diff(r.rdef, snake_props(r, old_outputs)[0],
                                 snake_props(r, old_inputs)[0] if old_inputs else None, snake_props(r, news)[0])
+        for warning in result.warnings:
+            self.core.log("warning", str(warning))
         return DiffResult({".".join(camel(str(s)) for s in path): _KINDS[(c.kind, c.replace)]
                            for path, c in result.changes.items()},
                           [camel(n) for n in result.replaces], result.delete_before_replace)

@@ -179,17 +179,21 @@ class TerraformProvider:
             base["id"] = UNKNOWN
             return values.complete(block, base), [], []
         old, old_inputs = _split(block, rdef, prior)
-        diff = self.core.diff(rdef, old, old_inputs, normalized)
+        try:  # the values the cluster chose stand in for unset ones above; the diff skips unset ones itself
+            diff = self.core.diff(rdef, old, old_inputs,
+                                  {k: val for k, val in normalized.items() if k not in unset_defaults})
+        except ValidationError as e:
+            return proposed, [], from_violations(block, e.violations, "Invalid machineid configuration")
         base["id"] = prior.get("id")
         for name in unset_defaults:
             base[name] = prior.get(name)
         if diff.replaces:
             replace = list(diff.replaces)
-            for name in (*outputs, "id"):
-                base[name] = UNKNOWN
+            for name in (*outputs, "id", *unset_defaults):
+                base[name] = UNKNOWN  # the new object: the cluster chooses these again
             for name in diff.replaces:
-                if name in unset_defaults or (name == "expires" and name not in normalized):
-                    base[name] = UNKNOWN  # a forced replacement: the new object gets a new value
+                if name == "expires" and name not in normalized:
+                    base[name] = UNKNOWN
             if "expires" in diff.replaces and "token_expires" in base:
                 replace.append("token_expires")
             warnings = from_violations(block, diff.warnings, "Replacing this resource", warning=True)
