@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 from machineid.api import certs
-from machineid.model.resources import ProvisionToken, Resource
+from machineid.model.resources import ProvisionToken, Resource, token_id
 
 
 @dataclass
@@ -35,9 +34,9 @@ def token_ref(token: ProvisionToken | str, join_method: str = "token") -> str:
         name, join_method = token.metadata.name, token.spec.join_method
     else:
         name = token
-    if join_method in ("iam", "bound_keypair"):  # not secrets: named in clear
-        return name
-    return "sha256:" + hashlib.sha256(name.encode()).hexdigest()[:12]
+    # Not secrets (iam, bound_keypair) in clear; a single-use token by the hash the providers use as its ID and
+    # its bot records as its last join token, so the three can be matched.
+    return token_id(name, join_method)
 
 
 def target(obj: Resource) -> str:
