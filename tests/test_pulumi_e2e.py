@@ -497,3 +497,53 @@ def test_pulumi_install_puts_the_plugin_in_the_plugin_cache(tools_bin: Path, ser
     output = preview.stdout + preview.stderr
     assert "machineid:index:Role" in output and "+ 2 to create" in output, output
     assert "from $PATH" not in output, output
+
+
+# ---------------------------------------------------------------- renamed roles and spent tokens
+
+
+def _rename_program(p: dict[str, Any]) -> None:
+    role = machineid.Role("held", name=p["role"], allow=machineid.RoleConditionsArgs(logins=["ci"]))
+    machineid.Bot("holder", name="rename-bot", roles=[role.name])
+
+
+def test_renaming_a_role_its_bot_holds_moves_the_bot(engine: Engine, admin: Client, tmp_path: Path) -> None:
+    """Pulumi creates a renamed role's replacement first: the bot moves to it, then the old role goes."""
+    prog = Program(engine, tmp_path, "rename", _rename_program, role="rename-a")
+    prog.up()
+    prog.params["role"] = "rename-b"
+    preview = prog.preview()
+    assert preview.change_summary.get("replace") == 1 and preview.change_summary.get("update") == 1, preview.stdout
+    prog.up()
+    assert admin.get_bot("rename-bot").spec.roles == ["rename-b"]
+    with pytest.raises(errors.NotFoundError):
+        admin.get_role("rename-a")
+    assert prog.preview(expect_no_changes=True).change_summary == {"same": 3}
+    prog.destroy()
+
+
+def _spent_program(p: dict[str, Any]) -> None:
+    role = machineid.Role("spent-role", name="spent-role")
+    bot = machineid.Bot("spent-bot", name="spent-bot", roles=[role.name])
+    token = machineid.ProvisionToken("spent-token", bot_name=bot.name, ttl=p.get("ttl", "1h"))
+    pulumi.export("token", token.name)
+    pulumi.export("used", token.used)
+
+
+def test_a_token_its_bot_joined_with_stays_used_and_a_change_replaces_it(engine: Engine, admin: Client,
+                                                                         server: ServerProc, tmp_path: Path) -> None:
+    """The cluster deletes a single-use token at its bot's join: a refresh keeps it (used), not a new token."""
+    from tests.test_cluster_api import join
+
+    prog = Program(engine, tmp_path, "spent", _spent_program)
+    first = outputs_plain(prog.up().outputs)["token"]
+    join(server, first)
+    up = prog.up(refresh=True)
+    assert outputs_plain(up.outputs)["used"] is True and outputs_plain(up.outputs)["token"] == first
+    assert "create" not in (up.summary.resource_changes or {}), up.summary.resource_changes
+    assert prog.preview(expect_no_changes=True).change_summary == {"same": 4}
+    prog.params["ttl"] = "2h"  # changed later: a fresh token replaces the spent one
+    assert prog.preview().change_summary.get("replace") == 1
+    second = outputs_plain(prog.up().outputs)["token"]
+    assert second != first and admin.get_token(second).spec.bot_name == "spent-bot"
+    prog.destroy()
