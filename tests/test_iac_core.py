@@ -312,3 +312,28 @@ def test_a_stop_request_ends_a_delete_waiting_for_holders(core: Core, server: Se
     server.ctl("rm", "user/core-stuckholder")
     core.stopping.clear()
     core.delete(ROLE, "core-stuck", {})
+
+
+def test_a_spent_token_stays_used_after_its_bot_joined_again_with_another(core: Core, server: ServerProc) -> None:
+    """Two joins between refreshes: the first token is still known as spent (the bot remembers the latest 16)."""
+    from machineid.model.resources import MAX_SPENT_TOKENS
+    from tests.test_cluster_api import join
+
+    core.create(BOT, core.check(BOT, {"name": "core-twice", "roles": ["access"]}).inputs)
+    inputs = core.check(PROVISION_TOKEN, {"bot_name": "core-twice"}).inputs
+    first, second = core.create(PROVISION_TOKEN, inputs), core.create(PROVISION_TOKEN, inputs)
+    join(server, first.outputs["name"])
+    join(server, second.outputs["name"])
+    for token in (first, second):
+        read = core.read(PROVISION_TOKEN, token.id, token.outputs, inputs)
+        assert read is not None and read.outputs["used"] is True
+    with server.admin() as admin:
+        assert admin.get_bot("core-twice").status.spent_tokens == [first.id, second.id]
+        with pytest.raises(PreconditionError, match="already used"):  # not the last join's, still refused
+            admin.upsert(ProvisionToken(metadata=Metadata(name=first.outputs["name"]),
+                                        spec=ProvisionTokenSpec(bot_name="core-twice")))
+        for _ in range(MAX_SPENT_TOKENS):
+            join(server, core.create(PROVISION_TOKEN, inputs).outputs["name"])
+        spent = admin.get_bot("core-twice").status.spent_tokens
+        assert len(spent) == MAX_SPENT_TOKENS and first.id not in spent  # bounded: the oldest go
+    core.delete(BOT, "core-twice", {})

@@ -28,7 +28,7 @@ from machineid.model.errors import (
     ValidationError,
 )
 from machineid.model.grants import MAX_RENEWABLE_TTL
-from machineid.model.resources import Bot, ProvisionToken, token_id
+from machineid.model.resources import MAX_SPENT_TOKENS, Bot, ProvisionToken, token_id
 
 IAM_CHALLENGE_KIND = "iam_challenge"
 IAM_CHALLENGE_TTL = timedelta(minutes=5)
@@ -95,6 +95,7 @@ class Joins:
             bot.status.instance_id = uuid.uuid4().hex
             bot.status.last_join = objects.clock()
             bot.status.join_token = token_id(token_name, "token")
+            bot.status.spent_tokens = [*bot.status.spent_tokens, bot.status.join_token][-MAX_SPENT_TOKENS:]
             bot = objects.update(bot)
             ident, traits = self.issuer.bot_identity(bot, renewable=True)
         # Signing happens after the commit, outside the store's lock, so joins from many machines overlap.

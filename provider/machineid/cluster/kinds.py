@@ -173,7 +173,7 @@ class Kinds:
         bot_name = token.spec.bot_name
         if token.spec.join_method != "token" or not bot_name or not self.objects.exists("bot", bot_name):
             return
-        if self.objects.get(Bot, bot_name).status.join_token == token_id(token.metadata.name, "token"):
+        if token_id(token.metadata.name, "token") in self.objects.get(Bot, bot_name).status.spent_tokens:
             raise PreconditionError(f'this token was already used by bot "{bot_name}" to join, and a used single-use '
                                     "token is not created again: choose another name, or leave the name out so "
                                     "that the cluster picks one")

@@ -276,7 +276,7 @@ class TokenHandler(Handler):
     @staticmethod
     def _used(core: Core, id: str, old_outputs: dict[str, Any]) -> bool:
         """Whether a single-use token that is gone was spent by its bot's join (rather than deleted): the bot
-        still exists and records it as its last join token, or the state already says so. A bot that is gone
+        still exists and lists it among the tokens it spent, or the state already says so. A bot that is gone
         takes its tokens with it."""
         if (old_outputs.get("join_method") or "token") != "token" or not old_outputs.get("bot_name"):
             return False
@@ -284,7 +284,7 @@ class TokenHandler(Handler):
             bot = core.client().get_bot(str(old_outputs["bot_name"]))  # NotFoundError: gone with its bot
         except PermissionDeniedError:
             return False  # an identity that may not read bots: the token reads as gone, as before
-        return bool(old_outputs.get("used")) or bot.status.join_token == id
+        return bool(old_outputs.get("used")) or id in bot.status.spent_tokens
 
     def update(self, core: Core, decoded: Decoded, old_outputs: dict[str, Any], olds: dict[str, Any],
                news: dict[str, Any]) -> State:

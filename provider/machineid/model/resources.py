@@ -25,6 +25,7 @@ JOIN_METHODS = ("token", "iam", "bound_keypair")
 RECOVERY_MODES = ("standard", "relaxed", "insecure")
 DEFAULT_MAX_SESSION_TTL = "30h"
 DEFAULT_TOKEN_TTL = "1h"
+MAX_SPENT_TOKENS = 16  # how many spent single-use tokens a bot remembers
 _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\]")
 
 
@@ -235,6 +236,9 @@ class BotStatus:
     join_token: str = attr(default="", computed=True,
                            doc="The token of the last join: its name (iam, bound_keypair), or for a single-use "
                                "token, whose name is its secret, token- and a hash of it.")
+    spent_tokens: list[str] = attr(default_factory=list, computed=True,
+                                   doc=f"The single-use tokens its joins spent, by that ID, the latest "
+                                       f"{MAX_SPENT_TOKENS} (oldest first): the cluster does not create them again.")
 
 
 @dataclass

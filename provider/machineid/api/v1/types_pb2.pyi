@@ -177,7 +177,7 @@ class BotSpec(_message.Message):
     def __init__(self, roles: _Optional[_Iterable[str]] = ..., traits: _Optional[_Mapping[str, StringList]] = ...) -> None: ...
 
 class BotStatus(_message.Message):
-    __slots__ = ("user_name", "role_name", "generation", "instance_id", "locked", "lock_reason", "last_join", "join_token")
+    __slots__ = ("user_name", "role_name", "generation", "instance_id", "locked", "lock_reason", "last_join", "join_token", "spent_tokens")
     USER_NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_NAME_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +186,7 @@ class BotStatus(_message.Message):
     LOCK_REASON_FIELD_NUMBER: _ClassVar[int]
     LAST_JOIN_FIELD_NUMBER: _ClassVar[int]
     JOIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SPENT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     user_name: str
     role_name: str
     generation: int
@@ -194,7 +195,8 @@ class BotStatus(_message.Message):
     lock_reason: str
     last_join: _timestamp_pb2.Timestamp
     join_token: str
-    def __init__(self, user_name: _Optional[str] = ..., role_name: _Optional[str] = ..., generation: _Optional[int] = ..., instance_id: _Optional[str] = ..., locked: _Optional[bool] = ..., lock_reason: _Optional[str] = ..., last_join: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., join_token: _Optional[str] = ...) -> None: ...
+    spent_tokens: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, user_name: _Optional[str] = ..., role_name: _Optional[str] = ..., generation: _Optional[int] = ..., instance_id: _Optional[str] = ..., locked: _Optional[bool] = ..., lock_reason: _Optional[str] = ..., last_join: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., join_token: _Optional[str] = ..., spent_tokens: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Bot(_message.Message):
     __slots__ = ("metadata", "spec", "status")
