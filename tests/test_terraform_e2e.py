@@ -229,14 +229,18 @@ import {{
     ws.destroy()
 
 
-def _iam_token(name: str, bot: str) -> object:
+def _token(name: str, bot: str, **spec: object) -> object:
+    """A token made with the API, as an admin would: single-use unless spec says otherwise."""
     from machineid.model import codec
     from machineid.model.resources import ProvisionToken
 
-    return codec.decode(ProvisionToken, {
-        "metadata": {"name": name, "expires": "2099-01-01T00:00:00Z"},
-        "spec": {"join_method": "iam", "bot_name": bot,
-                 "allow": [{"aws_account": "123456789012", "aws_arn": "arn:aws:sts::123456789012:assumed-role/ci/*"}]}})
+    return codec.decode(ProvisionToken, {"metadata": {"name": name, "expires": "2099-01-01T00:00:00Z"},
+                                         "spec": {"bot_name": bot, **spec}})
+
+
+def _iam_token(name: str, bot: str) -> object:
+    return _token(name, bot, join_method="iam", allow=[
+        {"aws_account": "123456789012", "aws_arn": "arn:aws:sts::123456789012:assumed-role/ci/*"}])
 
 
 def test_changed_name_forces_replacement(ws: Workspace, admin: Client) -> None:
@@ -697,7 +701,7 @@ def test_a_token_its_bot_joined_with_stays_in_state_and_plans_clean(ws: Workspac
     assert ws.plan().returncode == 0
     # a used token configured with its name cannot come back under that name: refused at plan, naming `name`
     named = "n" * 40
-    admin.upsert(_single_use(named, bot))
+    admin.upsert(_token(named, bot, roles=["Bot"]))
     ws.write(changed + f'resource "machineid_provision_token" "named" {{\n  name = "{named}"\n'
                        f'  bot_name = machineid_bot.robot.name\n}}\n')
     ws.run("import", "-no-color", "machineid_provision_token.named", named)
@@ -713,14 +717,6 @@ def test_a_token_its_bot_joined_with_stays_in_state_and_plans_clean(ws: Workspac
     assert applied.stderr.count(named) <= 1 and gone(admin, "token", named)
     ws.destroy()
     assert gone(admin, "bot", bot)
-
-
-def _single_use(name: str, bot: str) -> object:
-    from machineid.model import codec
-    from machineid.model.resources import ProvisionToken
-
-    return codec.decode(ProvisionToken, {"metadata": {"name": name, "expires": "2099-01-01T00:00:00Z"},
-                                         "spec": {"bot_name": bot, "roles": ["Bot"]}})
 
 
 def test_server_filled_values_apply_consistently_and_updates_plan_known_values(ws: Workspace, admin: Client) -> None:

@@ -18,6 +18,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
+from machineid.model.keys import PrivateKey as PrivateKey  # re-exported: the key types of every certificate
+from machineid.model.keys import PublicKey as PublicKey
+from machineid.model.keys import public_line
+
 # gRPC clients override the TLS target name to this, so any address (IP, DNS, tunnel) reaches the server; the
 # server certificate always carries it (Teleport's "teleport.cluster.local").
 SERVER_NAME = "auth.machineid.cluster.local"
@@ -27,8 +31,6 @@ JOIN_SERVER_NAME = "join.machineid.cluster.local"
 # X.509 extension carrying the identity (JSON) in client certificates.
 IDENTITY_OID = ObjectIdentifier("1.3.9999.42.1")
 
-PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
@@ -80,9 +82,7 @@ def load_public_key(pem: str) -> PublicKey:
     raise ValueError("only ECDSA (P-256) and Ed25519 public keys are accepted")
 
 
-def ssh_public_key_line(key: PublicKey, comment: str = "") -> str:
-    line = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
-    return f"{line} {comment}".strip()
+ssh_public_key_line = public_line
 
 
 def ca_pin(cert_pem: str | bytes) -> str:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-USAGE_ERROR = 2  # argparse's own, kept
+from machineid.cli.exit_codes import USAGE
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -60,7 +60,7 @@ class Parser(argparse.ArgumentParser):
             if close:
                 message += f"; did you mean '{close[0]}'?"
         self.print_usage(sys.stderr)
-        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\nRun `{self.prog} --help` for more.\n")
+        self.exit(USAGE, f"{self.prog}: error: {message}\nRun `{self.prog} --help` for more.\n")
 
 
 def subcommands(parser: argparse.ArgumentParser, dest: str) -> argparse._SubParsersAction:  # type: ignore[type-arg]

@@ -4,7 +4,7 @@ for bots, users and hosts, and the CAs' public halves."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,6 +45,12 @@ def principals_for(roles: list[Role], traits: dict[str, list[str]]) -> list[str]
     return grants.logins(roles, traits) or [f"-machineid-no-login-{uuid.uuid4()}"]
 
 
+@dataclass(frozen=True)
+class Grant:
+    roles: list[Role]
+    not_after: datetime
+
+
 class Issuer:
     def __init__(self, objects: Objects, access: Access, authority: Authority, cluster_name: str) -> None:
         self.objects = objects
@@ -52,13 +58,21 @@ class Issuer:
         self.authority = authority
         self.cluster_name = cluster_name
 
+    def grant(self, ident: certs.CertIdentity, requested: timedelta | None, cap: timedelta | None) -> Grant:
+        """The roles behind an identity and when its certificates issued now expire (looked up once, where a
+        renewal records that expiry before it signs)."""
+        roles = self.access.roles(ident.roles)
+        return Grant(roles, self.objects.clock() + ttl_for(roles, requested, cap))
+
     def issue(self, public_key_pem: str, ident: certs.CertIdentity, traits: dict[str, list[str]],
               requested: timedelta | None, cap: timedelta | None) -> dict[str, Any]:
-        key = public_key(public_key_pem)
-        roles = self.access.roles(ident.roles)
-        ttl = ttl_for(roles, requested, cap)
-        now = self.objects.clock()
-        start, not_after = now - timedelta(minutes=1), now + ttl
+        key = public_key(public_key_pem)  # before the roles are looked up
+        return self.issue_granted(key, ident, traits, self.grant(ident, requested, cap))
+
+    def issue_granted(self, key: certs.PublicKey, ident: certs.CertIdentity, traits: dict[str, list[str]],
+                      grant: Grant) -> dict[str, Any]:
+        roles, not_after = grant.roles, grant.not_after
+        start = self.objects.clock() - timedelta(minutes=1)
         principals = principals_for(roles, traits)
         access = grants.node_access(roles, traits).encode()
         a = self.authority
@@ -73,10 +87,6 @@ class Issuer:
             "generation": ident.generation,
             "principals": principals,
         }
-
-    def renewable_expiry(self, ident: certs.CertIdentity, requested: timedelta | None) -> datetime:
-        """When a renewable identity issued now would expire (recorded before it is issued)."""
-        return self.objects.clock() + ttl_for(self.access.roles(ident.roles), requested, MAX_RENEWABLE_TTL)
 
     def bot_identity(self, bot: Bot, renewable: bool) -> tuple[certs.CertIdentity, dict[str, list[str]]]:
         user = self.objects.get_shared(User, bot_user_name(bot.metadata.name))

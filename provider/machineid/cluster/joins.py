@@ -106,9 +106,6 @@ class Joins:
         return bot.metadata.name, out
 
     # ------------------------------------------------------------------ the IAM method
-    def create_iam_challenge(self) -> str:
-        return self.create_challenge()
-
     def create_challenge(self, purpose: str = "") -> str:
         """Anonymous callers create these rows: their number is capped on every call (a COUNT on the primary key's
         prefix), and the janitor deletes expired ones outside any request. A challenge serves one purpose (IAM
@@ -124,9 +121,6 @@ class Joins:
         return challenge
 
     def consume_challenge(self, challenge: str, purpose: str = "") -> None:
-        self._consume_challenge(challenge, purpose)
-
-    def _consume_challenge(self, challenge: str, purpose: str = "") -> None:
         key = hashlib.sha256(challenge.encode()).hexdigest()
         backend = self.objects.backend
         with backend.transaction():
@@ -159,7 +153,7 @@ class Joins:
     def _register_using_iam(self, token: ProvisionToken | None, challenge: str, request: SignedRequest,
                             public_key_pem: str, ttl: timedelta | None, ref: str) -> tuple[str, dict[str, Any]]:
         public_key(public_key_pem)
-        self._consume_challenge(challenge)
+        self.consume_challenge(challenge)
         if token is None:
             raise PermissionDeniedError("no iam token has that name")
         if token.spec.join_method != "iam":

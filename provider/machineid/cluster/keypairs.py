@@ -28,10 +28,10 @@ from machineid.cluster.bots import LAST_JOIN_KIND, RENEWAL_KIND
 from machineid.cluster.caller import ANONYMOUS, token_ref
 from machineid.cluster.issuance import public_key
 from machineid.cluster.joins import Joins
-from machineid.cluster.kinds import secret_hash
 from machineid.cluster.objects import check_name
 from machineid.cluster.renewal import put_record
 from machineid.model import codec, keys
+from machineid.model import validators as v
 from machineid.model.errors import (
     FieldViolation,
     MachineIDError,
@@ -77,10 +77,6 @@ def rotation_due(token: ProvisionToken, now: datetime) -> bool:
 def _purpose(token_name: str) -> str:
     # The name could be a token-method token's secret sent here by mistake: challenges keep only a hash of it.
     return "bound_keypair:" + hashlib.sha256(token_name.encode()).hexdigest()[:32]
-
-
-def _fp(pem: str) -> str:
-    return hashlib.sha256(pem.strip().encode()).hexdigest()
 
 
 class KeypairJoins:
@@ -146,7 +142,7 @@ class KeypairJoins:
             raise
 
     def _join(self, req: KeypairJoin, ref: str) -> KeypairJoined:
-        public_key(req.public_key)  # before anything is consumed
+        key = public_key(req.public_key)  # before anything is consumed
         if req.new_public_key:
             try:
                 keys.parse_ssh_public_key(req.new_public_key)
@@ -190,13 +186,14 @@ class KeypairJoins:
                     bot.status.join_token = token.metadata.name
                     bot = objects.update(bot)
                 ident, traits = self.issuer.bot_identity(bot, renewable=True)
-                expires = self.issuer.renewable_expiry(ident, req.ttl)
+                grant = self.issuer.grant(ident, req.ttl, MAX_RENEWABLE_TTL)
                 put_record(objects, RENEWAL_KIND, bot.metadata.name, {
                     "generation": 1, "key": "", "instance": bot.status.instance_id,
-                    "expires": codec.format_time(expires)})
+                    "expires": codec.format_time(grant.not_after)})
                 put_record(objects, LAST_JOIN_KIND, token.metadata.name, {
-                    "created": _created(token), "seq": token.status.join_sequence, "certify": _fp(req.public_key),
-                    "instance": bot.status.instance_id, "signer": done["signer"], "new_key": done["new_key"]})
+                    "created": _created(token), "seq": token.status.join_sequence,
+                    "certify": keys.pem_digest(req.public_key), "instance": bot.status.instance_id,
+                    "signer": done["signer"], "new_key": done["new_key"]})
         name = bot.metadata.name
         if lock:
             objects.audit(ANONYMOUS, "bot.lock", f"bot/{name}", "denied", token=token.metadata.name,
@@ -204,7 +201,7 @@ class KeypairJoins:
             raise PermissionDeniedError(f'bot "{name}" is now locked: {lock["lock"]}. Another copy of its key pair '
                                         f"joined since; unlock with `machineid ctl bots unlock {name}` once the "
                                         "copy is gone (and consider rotating the key: rotate_after)")
-        out = self.issuer.issue(req.public_key, ident, traits, req.ttl, MAX_RENEWABLE_TTL)
+        out = self.issuer.issue_granted(key, ident, traits, grant)
         st = token.status
         objects.audit(ANONYMOUS, "bot.join", ref, bot=name, method="bound_keypair", generation=1,
                       instance_id=bot.status.instance_id, rejoin=done.get("rejoin", True),
@@ -239,7 +236,7 @@ class KeypairJoins:
                 if not req.registration_secret:
                     raise PermissionDeniedError("this token registers a new key with its registration secret: pass "
                                                 "--registration-secret")
-                if not hmac.compare_digest(secret_hash(req.registration_secret), onboarding.registration_secret):
+                if not hmac.compare_digest(v.secret_hash(req.registration_secret), onboarding.registration_secret):
                     raise PermissionDeniedError("the registration secret is not the token's")
                 if not req.new_public_key or not keys.verify(req.new_public_key, req.new_key_signature, msg):
                     raise PermissionDeniedError("registering needs the new public key and its signature")
@@ -307,7 +304,7 @@ class KeypairJoins:
         the document that join presented, and the identity it issued unused (never renewed). A copy replaying it
         gets certificates for a key it does not hold."""
         st = token.status
-        if not last or last.get("seq") != st.join_sequence or last.get("certify") != _fp(req.public_key):
+        if not last or last.get("seq") != st.join_sequence or last.get("certify") != keys.pem_digest(req.public_key):
             return False
         if bot.status.instance_id != last.get("instance") or bot.status.generation != 1:
             return False

@@ -4,7 +4,6 @@ own rules (a role in use stays, a token's secret name and expiry, a bot's user i
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from machineid.cluster.access import Access
 from machineid.cluster.bots import LAST_JOIN_KIND
 from machineid.cluster.caller import Caller, target
 from machineid.cluster.objects import Objects, R, check_name
+from machineid.cluster.store.base import Item
 from machineid.model import codec
 from machineid.model import validators as v
 from machineid.model.errors import (
@@ -63,12 +63,6 @@ class Page:
         return all(labels.get(k) == val for k, val in self.labels.items())
 
 
-def secret_hash(secret: str) -> str:
-    """How a bound_keypair registration secret is stored: at least 128 bits of it (the model's rule), so a plain
-    SHA-256 cannot be searched."""
-    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()
-
-
 class Kinds:
     def __init__(self, objects: Objects, access: Access) -> None:
         self.objects = objects
@@ -86,7 +80,11 @@ class Kinds:
         objects = self.objects
         self.access.check(caller, kind, "update" if objects.exists(kind, name) else "create")
         with objects.backend.transaction():
-            exists = objects.exists(kind, name)
+            try:
+                current: Item | None = objects.backend.get(kind, name)
+            except NotFoundError:
+                current = None
+            exists = current is not None
             verb = "update" if exists else "create"
             self.access.check(caller, kind, verb)
             if exists and create_only:
@@ -97,11 +95,11 @@ class Kinds:
             if isinstance(obj, ProvisionToken):
                 # Status is the cluster's: what the writer sent is replaced by what is stored, in this transaction
                 # (a join that commits meanwhile must not be undone).
-                obj.status = objects.get(ProvisionToken, name).status if exists else ProvisionTokenStatus()
+                obj.status = objects.load(ProvisionToken, current).status if current else ProvisionTokenStatus()
                 if not exists:
                     self._refuse_spent(obj)
-            if exists:
-                obj.metadata.created = objects.backend.get(kind, name).created
+            if current is not None:
+                obj.metadata.created = current.created
                 result = objects.update(obj, revision)
             else:
                 result = objects.create(obj)
@@ -158,7 +156,7 @@ class Kinds:
         now = self.objects.clock()
         onboarding = token.spec.bound_keypair.onboarding
         if onboarding.registration_secret and not v.is_secret_hash(onboarding.registration_secret):
-            onboarding.registration_secret = secret_hash(onboarding.registration_secret)  # never stored in clear
+            onboarding.registration_secret = v.secret_hash(onboarding.registration_secret)  # never stored in clear
 
         if token.spec.join_method == "token" and token.metadata.expires is None:
             token.metadata.expires = now + v.parse_duration(DEFAULT_TOKEN_TTL)
@@ -171,9 +169,13 @@ class Kinds:
         """A single-use token its bot has joined with (the cluster deleted it then) is not created again: whoever
         saw the spent secret could join with it."""
         bot_name = token.spec.bot_name
-        if token.spec.join_method != "token" or not bot_name or not self.objects.exists("bot", bot_name):
+        if token.spec.join_method != "token" or not bot_name:
             return
-        if token_id(token.metadata.name, "token") in self.objects.get(Bot, bot_name).status.spent_tokens:
+        try:
+            spent = self.objects.get(Bot, bot_name).status.spent_tokens
+        except NotFoundError:
+            return
+        if token_id(token.metadata.name, "token") in spent:
             raise PreconditionError(f'this token was already used by bot "{bot_name}" to join, and a used single-use '
                                     "token is not created again: choose another name, or leave the name out so "
                                     "that the cluster picks one")

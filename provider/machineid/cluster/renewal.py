@@ -3,15 +3,14 @@ certificate of any other generation (a copy renewing after the original) locks t
 
 from __future__ import annotations
 
-import hashlib
 from datetime import timedelta
 from typing import Any
 
 from machineid.cluster.bots import RENEWAL_KIND
 from machineid.cluster.caller import Caller
-from machineid.cluster.issuance import Issuer, public_key
+from machineid.cluster.issuance import Grant, Issuer, public_key
 from machineid.cluster.objects import Objects
-from machineid.model import codec
+from machineid.model import codec, keys
 from machineid.model.errors import NotFoundError, PermissionDeniedError, UnauthenticatedError
 from machineid.model.grants import MAX_RENEWABLE_TTL
 from machineid.model.resources import Bot
@@ -37,7 +36,7 @@ class Renewals:
             return {}
 
     def renew(self, caller: Caller, public_key_pem: str, ttl: timedelta | None) -> dict[str, Any]:
-        public_key(public_key_pem)
+        key = public_key(public_key_pem)
         ident = caller.ident
         if ident is None:
             raise UnauthenticatedError("renewal needs the current certificate (mutual TLS)")
@@ -49,8 +48,9 @@ class Renewals:
         superseded = False
         # Check and bump in one transaction: two holders of the same generation cannot both pass; the second
         # one locks the bot, as a copied certificate must.
-        key_fp = hashlib.sha256(public_key_pem.strip().encode()).hexdigest()
+        key_fp = keys.pem_digest(public_key_pem)
         retry = False
+        grant: Grant | None = None
         with objects.backend.transaction():
             bot = objects.get(Bot, ident.bot_name)
             last = self._last_renewal(ident.bot_name)
@@ -73,8 +73,9 @@ class Renewals:
                 bot = objects.update(bot)
                 new_ident, traits = self.issuer.bot_identity(bot, renewable=True)
                 # The expiry tells a later bound_keypair join whether the bot still held valid certificates.
+                grant = self.issuer.grant(new_ident, ttl, MAX_RENEWABLE_TTL)
                 record = {"generation": bot.status.generation, "key": key_fp, "instance": bot.status.instance_id,
-                          "expires": codec.format_time(self.issuer.renewable_expiry(new_ident, ttl))}
+                          "expires": codec.format_time(grant.not_after)}
                 put_record(objects, RENEWAL_KIND, ident.bot_name, record)
         if superseded:
             objects.audit(caller, "cert.renew", f"bot/{ident.bot_name}", "denied", error="superseded by a new join")
@@ -85,7 +86,9 @@ class Renewals:
             raise PermissionDeniedError(f'bot "{ident.bot_name}" is now locked: {locked_reason}. A copied '
                                         f"certificate was renewed; unlock with `machineid ctl bots unlock "
                                         f"{ident.bot_name}` and join again")
-        out = self.issuer.issue(public_key_pem, new_ident, traits, ttl, MAX_RENEWABLE_TTL)
+        if grant is None:  # the same renewal again: no new generation recorded
+            grant = self.issuer.grant(new_ident, ttl, MAX_RENEWABLE_TTL)
+        out = self.issuer.issue_granted(key, new_ident, traits, grant)
         objects.audit(caller, "cert.renew", f"bot/{ident.bot_name}", generation=bot.status.generation,
                       expires=codec.format_time(out["expires"]), retry=retry)
         return out

@@ -150,7 +150,7 @@ class Cluster:
         return self.joins.register_using_token(token_name, public_key_pem, ttl)
 
     def create_iam_challenge(self) -> str:
-        return self.joins.create_iam_challenge()
+        return self.joins.create_challenge()
 
     def register_using_iam(self, token_name: str, challenge: str, request: SignedRequest, public_key_pem: str,
                            ttl: timedelta | None) -> tuple[str, dict[str, Any]]:

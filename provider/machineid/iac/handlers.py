@@ -184,12 +184,10 @@ def _registration_secret(values: dict[str, Any] | None) -> str:
 def _keep_registration_secret(st: State, given: str) -> None:
     """The cluster keeps (and answers with) only the registration secret's hash: where it is the hash of what the
     program gave, the program's value stands, so the plan shows no change."""
-    from machineid.cluster.kinds import secret_hash
-
     for values in (st.outputs, st.inputs):
         onboarding = ((values or {}).get("bound_keypair") or {}).get("onboarding") or {}
         stored = onboarding.get("registration_secret")
-        if given and stored and stored != given and stored == secret_hash(given):
+        if given and stored and stored != given and stored == v.secret_hash(given):
             onboarding["registration_secret"] = given
 
 

@@ -82,8 +82,13 @@ def load_private(text: str) -> PrivateKey:
 def join_message(token: str, challenge: str, certify_public_key: str) -> bytes:
     """What a join signs: the cluster's single-use challenge, bound to the token and to the key to be certified
     (so a signature cannot be replayed for another token or moved onto another key)."""
-    digest = hashlib.sha256(certify_public_key.strip().encode()).hexdigest()
-    return SIGNED_CONTEXT + f"{token}\n{challenge}\n{digest}\n".encode()
+    return SIGNED_CONTEXT + f"{token}\n{challenge}\n{pem_digest(certify_public_key)}\n".encode()
+
+
+def pem_digest(pem: str) -> str:
+    """A PEM public key's SHA-256 (hex): what a join signs over, and how renewal records name the key they
+    certified (a retried request is recognised by it)."""
+    return hashlib.sha256(pem.strip().encode()).hexdigest()
 
 
 def sign(key: PrivateKey, message: bytes) -> bytes:

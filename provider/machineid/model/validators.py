@@ -3,6 +3,7 @@ schema generators can document every rule, and each returns a reason string inst
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -152,6 +153,12 @@ _SECRET_HASH = re.compile(r"sha256:[0-9a-f]{64}")
 
 def is_secret_hash(value: str) -> bool:
     return bool(_SECRET_HASH.fullmatch(value))
+
+
+def secret_hash(secret: str) -> str:
+    """How a bound_keypair registration secret is stored: at least 128 bits of it (the model's rule), so a plain
+    SHA-256 cannot be searched."""
+    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _registration_secret(v: Any) -> str | None:

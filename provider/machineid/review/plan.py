@@ -15,8 +15,8 @@ from typing import Any
 from machineid.iac.resource import BOT, PROVISION_TOKEN, ROLE, ResourceDef, decode_inputs
 from machineid.model.errors import ValidationError
 from machineid.pulumi import resources as pulumi_resources
+from machineid.pulumi.values import UNKNOWN_STR as PULUMI_UNKNOWN
 
-PULUMI_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 _TF_TYPES = {"machineid_role": ROLE, "machineid_bot": BOT, "machineid_provision_token": PROVISION_TOKEN}
 _PULUMI_TYPES = {r.token: r for r in pulumi_resources.RESOURCES.values()}
 _ACTIONS = {"create": "create", "update": "update", "delete": "delete", "no-op": "same", "read": "same",

@@ -179,21 +179,16 @@ class TerraformProvider:
             base["id"] = UNKNOWN
             return values.complete(block, base), [], []
         old, old_inputs = _split(block, rdef, prior)
-        try:  # the values the cluster chose stand in for unset ones above; the diff skips unset ones itself
-            diff = self.core.diff(rdef, old, old_inputs,
-                                  {k: val for k, val in normalized.items() if k not in unset_defaults})
-        except ValidationError as e:
-            return proposed, [], from_violations(block, e.violations, "Invalid machineid configuration")
+        # The values the cluster chose stood in for unset ones in the check; the diff skips unset ones itself.
+        diff = self.core.diff(rdef, old, old_inputs,
+                              {k: val for k, val in normalized.items() if k not in unset_defaults})
         base["id"] = prior.get("id")
         for name in unset_defaults:
-            base[name] = prior.get(name)
+            base[name] = prior.get(name)  # what the cluster chose
         if diff.replaces:
             replace = list(diff.replaces)
             for name in (*outputs, "id", *unset_defaults):
                 base[name] = UNKNOWN  # the new object: the cluster chooses these again
-            for name in diff.replaces:
-                if name == "expires" and name not in normalized:
-                    base[name] = UNKNOWN
             if "expires" in diff.replaces and "token_expires" in base:
                 replace.append("token_expires")
             warnings = from_violations(block, diff.warnings, "Replacing this resource", warning=True)
