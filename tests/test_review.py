@@ -158,3 +158,28 @@ def test_bad_plans_and_policies_say_what_is_wrong(server: ServerProc, tmp_path: 
     empty = review(server, plan)
     assert empty.returncode == 0 and "No access change" in empty.stdout
     assert os.path.exists(plan)
+
+
+def test_recovery_mode_rules_apply_to_bound_keypair_tokens_only() -> None:
+    """Every token carries the model's default recovery block: an iam or single-use token has no recovery, so
+    `deny_recovery_modes: [standard]` must not flag it."""
+    from datetime import UTC, datetime
+
+    from machineid.iac.resource import PROVISION_TOKEN
+    from machineid.model import codec
+    from machineid.model.resources import ProvisionToken
+    from machineid.review import impact, plan, policy
+
+    def change(name: str, **spec: object) -> plan.Change:
+        token = codec.decode(ProvisionToken, {"metadata": {"name": name, "expires": "2099-01-01T00:00:00Z"},
+                                              "spec": {"bot_name": "b", **spec}})
+        return plan.Change(PROVISION_TOKEN, f"machineid_provision_token.{name}", "create", after=token)
+
+    rules = codec.decode_and_validate(policy.Policy, {"deny_recovery_modes": ["standard"]})
+    checker = policy.Checker(rules, impact.World(), datetime.now(UTC))
+    checker.token(change("iam-token", join_method="iam", allow=[{"aws_account": "123456789012"}]))
+    checker.token(change("n" * 32))
+    assert checker.out == []
+    checker.token(change("key-token", join_method="bound_keypair",
+                         bound_keypair={"onboarding": {"registration_secret": "s" * 32}}))
+    assert [(v.rule, v.attribute) for v in checker.out] == [("deny_recovery_modes", "bound_keypair.recovery.mode")]

@@ -133,9 +133,8 @@ class Checker:
             elif "expires" not in change.unknown:
                 self.add("max_token_ttl", "token", label, "expires",
                          f"the {token.spec.join_method} token never expires; set expires within {p.max_token_ttl}")
-        keypair = getattr(token.spec, "bound_keypair", None)
-        mode = getattr(getattr(keypair, "recovery", None), "mode", "")
-        if mode and mode in p.deny_recovery_modes:
+        mode = token.spec.bound_keypair.recovery.mode  # every token has the block; only bound_keypair uses it
+        if token.spec.join_method == "bound_keypair" and mode in p.deny_recovery_modes:
             self.add("deny_recovery_modes", "token", label, "bound_keypair.recovery.mode",
                      f"recovery mode {mode} is not allowed")
 
