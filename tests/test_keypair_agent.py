@@ -127,3 +127,29 @@ def test_a_registration_whose_answer_was_lost_completes_on_the_next_join(cluster
     assert keys.public_line(keys.load_private(stored(data)["key"]).public_key()) == bound
     join(client, data, SECRET)  # the secret is no longer used: the key signs
     assert cluster.get_token(admin(cluster), "robot-key").status.join_sequence == 2
+
+
+def test_a_key_the_cluster_did_not_bind_is_dropped_not_promoted(cluster: Cluster, clock: Clock,
+                                                                 tmp_path: Path) -> None:
+    """A rotation was due when the agent made its new key, but the token's rotate_after moved away before the join
+    went through: the cluster keeps the bound key, and the agent keeps signing with it (promoting its new key would
+    lock it out)."""
+    data = tmp_path / "data"
+    public = keypair.create(data)
+    put_token(cluster, {"onboarding": {"initial_public_key": public},
+                        "rotate_after": codec.format_time(clock.now + timedelta(hours=1))})
+    client = InProcessJoinClient(cluster)
+    join(client, data)
+    clock.now += timedelta(hours=2)
+    state = keypair.KeypairState.load(data)
+    assert state is not None
+    state.pending = keys.private_pem(keys.new_private_key())  # made for the rotation, not sent yet
+    state.save(data)
+    token = cluster.get_token(admin(cluster), "robot-key")
+    token.spec.bound_keypair.rotate_after = clock.now + timedelta(days=30)
+    cluster.upsert_token(admin(cluster), token)
+    assert join(client, data) == keys.normalized(public)
+    kept = stored(data)
+    assert not kept["pending"] and keys.public_line(keys.load_private(kept["key"]).public_key()) == public
+    join(client, data)
+    assert not cluster.get_bot(admin(cluster), "robot").status.locked

@@ -106,12 +106,40 @@ def test_another_key_or_a_used_challenge_is_refused_and_audited(cluster: Cluster
     denied = events(cluster, "bot.join")[-1]
     assert denied.outcome == "denied" and denied.target == "token/robot-key"
     assert token(cluster).status.bound_public_key == ""
+    assert not cluster.backend.count("spent_challenge")  # a join that proved nothing wrote nothing
+
+
+def test_a_challenge_joins_once(cluster: Cluster) -> None:
+    """The answer of a join replayed (the same challenge, signature and key to certify) is refused."""
+    key = bind(cluster)
     challenge, _ = cluster.create_bound_keypair_challenge("robot-key")
-    req = KeypairJoin(token="robot-key", challenge=challenge, public_key=key_pem())
-    with pytest.raises(PermissionDeniedError):
+    pem = key_pem()
+    req = KeypairJoin(token="robot-key", challenge=challenge, public_key=pem,
+                      signature=keys.sign(key, keys.join_message("robot-key", challenge, pem)))
+    first = cluster.register_using_bound_keypair(req)
+    req.join_state = first.join_state
+    with pytest.raises(PermissionDeniedError, match="challenge was already used"):
         cluster.register_using_bound_keypair(req)
-    with pytest.raises(PermissionDeniedError, match="unknown or was already used"):
-        cluster.register_using_bound_keypair(req)
+
+
+def test_challenges_are_checked_without_a_lookup_and_expire(cluster: Cluster, clock: Clock) -> None:
+    key = bind(cluster)
+    agent = Agent(cluster, key)
+    challenge, _ = cluster.create_bound_keypair_challenge("robot-key")
+    pem = key_pem()
+
+    def join_with(text: str) -> KeypairJoined:
+        return cluster.register_using_bound_keypair(KeypairJoin(
+            token="robot-key", challenge=text, public_key=pem, join_state=agent.state,
+            signature=keys.sign(key, keys.join_message("robot-key", text, pem))))
+
+    forged = challenge[:-4] + ("AAAA" if not challenge.endswith("AAAA") else "BBBB")
+    for bad in (forged, "x" * 5000, "", "not base64 at all!"):
+        with pytest.raises(PermissionDeniedError, match="not one this cluster issued"):
+            join_with(bad)
+    clock.now += timedelta(minutes=5, seconds=1)
+    with pytest.raises(PermissionDeniedError, match="challenge expired"):
+        join_with(challenge)
 
 
 def test_a_challenge_serves_only_its_token(cluster: Cluster) -> None:
@@ -217,11 +245,49 @@ def test_rotation_binds_the_new_key(cluster: Cluster, clock: Clock) -> None:
     st = token(cluster).status
     assert st.bound_public_key == keys.public_line(new.public_key()) and st.last_rotated_at == clock.now
     assert cluster.create_bound_keypair_challenge("robot-key")[1] is False  # honoured
-    with pytest.raises(PermissionDeniedError, match="does not match the token's bound key"):
-        Agent(cluster, old).join()
     agent.join()
     joined = [e for e in events(cluster, "bot.join") if e.outcome == "ok"]
     assert [e.details["rotated"] for e in joined] == [False, True, False]
+    with pytest.raises(PermissionDeniedError, match="does not match the token's bound key"):
+        Agent(cluster, keys.new_private_key()).join()  # a key never bound: refused, nothing more
+    assert not bot(cluster).status.locked
+    with pytest.raises(PermissionDeniedError, match="now locked: a join was signed with key .* which the token was "
+                                                    "bound to before"):
+        Agent(cluster, old).join()  # only a copy still holds the key the token moved away from
+    assert bot(cluster).status.locked
+
+
+def test_a_copy_cannot_rotate_in_a_key_of_its_own(cluster: Cluster) -> None:
+    """Whoever copied the key pair and its join state joins with a new key when no rotation is due: the key is
+    not bound, so the copy's join makes the real agent's state stale and its next join locks the bot (before, the
+    copy's key was bound and the real agent was refused with no lock)."""
+    original = Agent(cluster, bind(cluster))
+    original.join()
+    bound = token(cluster).status.bound_public_key
+    copy = Agent(cluster, original.key)
+    copy.state = original.state
+    out = copy.join(new_key=keys.new_private_key(), keep_answer=False)
+    assert out.bound_public_key == bound and token(cluster).status.bound_public_key == bound
+    assert events(cluster, "bot.join")[-1].details["rotation_ignored"] is True
+    with pytest.raises(PermissionDeniedError, match="now locked: stale join state"):
+        original.join()
+    assert bot(cluster).status.locked
+
+
+def test_a_copy_that_rotates_first_locks_the_bot_at_the_next_join_of_the_other(cluster: Cluster,
+                                                                                clock: Clock) -> None:
+    """A rotation due is won by whichever holder joins first; the other signs with a key the token moved away
+    from, which locks the bot whatever join state it presents."""
+    original = Agent(cluster, bind(cluster, rotate_after=codec.format_time(clock.now + timedelta(hours=1))))
+    original.join()
+    copy = Agent(cluster, original.key)
+    copy.state = original.state
+    clock.now += timedelta(hours=2)
+    copy.join(new_key=keys.new_private_key())
+    with pytest.raises(PermissionDeniedError, match="now locked: a join was signed with key"):
+        original.join()
+    lock = events(cluster, "bot.lock")[-1]
+    assert lock.target == "bot/robot" and lock.details["key"].startswith("SHA256:")
 
 
 def test_a_rotation_whose_answer_was_lost_is_retried(cluster: Cluster, clock: Clock) -> None:

@@ -107,9 +107,13 @@ def join(client: JoinClient, directory: Path, token: str, registration_secret: s
         req.new_key_signature = keys.sign(new, msg)
     reply = client.register_using_bound_keypair(req)
     if state.pending:
-        if state.key:
-            state.previous = [state.key, *state.previous][:KEEP_PREVIOUS]
-        state.key, state.pending = state.pending, ""
+        pending_line = keys.normalized(keys.public_line(keys.load_private(state.pending).public_key()))
+        if keys.normalized(reply.bound_public_key) == pending_line:
+            if state.key:
+                state.previous = [state.key, *state.previous][:KEEP_PREVIOUS]
+            state.key = state.pending
+        # Otherwise the cluster kept the bound key (it binds a new one only when rotate_after asks): drop this one.
+        state.pending = ""
     state.join_state = reply.join_state
     state.save(directory)
     (directory / JOIN_KEY_FILE).unlink(missing_ok=True)

@@ -22,6 +22,7 @@ VIOLATIONS_KEY = "machineid-violations"
 F = TypeVar("F", bound=Callable[..., Any])
 
 _TO_CODE: list[tuple[type[e.MachineIDError], grpc.StatusCode]] = [
+    (e.RateLimitedError, grpc.StatusCode.RESOURCE_EXHAUSTED),  # before its base class, TransportError
     (e.ValidationError, grpc.StatusCode.INVALID_ARGUMENT),
     (e.NotFoundError, grpc.StatusCode.NOT_FOUND),
     (e.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),

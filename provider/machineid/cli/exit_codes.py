@@ -21,6 +21,7 @@ _BY_ERROR: list[tuple[type[errors.MachineIDError], int]] = [
     (errors.PermissionDeniedError, DENIED),
     (errors.UnauthenticatedError, DENIED),
     (errors.TransportError, UNREACHABLE),
+    (errors.RateLimitedError, UNREACHABLE),  # the cluster is busy with this address: try again later
     (errors.AlreadyExistsError, CONFLICT),
     (errors.PreconditionError, CONFLICT),
 ]

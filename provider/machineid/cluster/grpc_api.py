@@ -21,6 +21,7 @@ from machineid.api.v1 import cluster_pb2 as pb
 from machineid.api.v1 import cluster_pb2_grpc as rpc
 from machineid.api.v1 import types_pb2 as tpb
 from machineid.cluster.keypairs import KeypairJoin
+from machineid.cluster.limits import CallLimits
 from machineid.cluster.service import ANONYMOUS, Caller, Cluster, Page
 from machineid.cluster.store.base import AuditFilter
 from machineid.model import codec
@@ -102,14 +103,30 @@ class _Base:
 
 
 class JoinServicer(_Base, rpc.JoinServiceServicer):
+    """Anonymous calls: limited per client address (`sources`: the router's map from gRPC's peer name to the
+    client's address), since one connection can carry any number of them."""
+
+    def __init__(self, cluster: Cluster, limits: CallLimits | None = None,
+                 sources: dict[str, str] | None = None) -> None:
+        super().__init__(cluster)
+        self.limits = limits
+        self.sources = sources if sources is not None else {}
+
+    def limit(self, context: grpc.ServicerContext) -> None:
+        if self.limits is not None:
+            peer = context.peer()
+            self.limits.check(self.sources.get(peer, peer), "join and ping calls")
+
     @_handler
     def Ping(self, request: pb.PingRequest, context: grpc.ServicerContext) -> pb.PingResponse:
+        self.limit(context)
         a = self.cluster.authority
         return pb.PingResponse(cluster_name=self.cluster.cluster_name, server_version=__version__,
                                ca_pins=[a.pin], tls_ca_certs=[a.tls_ca_pem])
 
     @_handler
     def RegisterUsingToken(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinResponse:
+        self.limit(context)
         if request.join_method not in ("", "token"):
             raise ValidationError(f'join_method: "{request.join_method}" is not served by RegisterUsingToken; '
                                   "IAM joins use RegisterUsingIAM")
@@ -119,10 +136,12 @@ class JoinServicer(_Base, rpc.JoinServiceServicer):
     @_handler
     def CreateIAMChallenge(self, request: pb.IAMChallengeRequest,
                            context: grpc.ServicerContext) -> pb.IAMChallengeResponse:
+        self.limit(context)
         return pb.IAMChallengeResponse(challenge=self.cluster.create_iam_challenge())
 
     @_waiting_handler
     def RegisterUsingIAM(self, request: pb.IAMJoinRequest, context: grpc.ServicerContext) -> pb.JoinResponse:
+        self.limit(context)
         sts = request.sts_request
         signed = SignedRequest(method=sts.method, url=sts.url, headers=dict(sts.headers), body=bytes(sts.body))
         bot, data = self.cluster.register_using_iam(request.token, request.challenge, signed, request.public_key,
@@ -132,12 +151,14 @@ class JoinServicer(_Base, rpc.JoinServiceServicer):
     @_handler
     def CreateBoundKeypairChallenge(self, request: pb.BoundKeypairChallengeRequest,
                                     context: grpc.ServicerContext) -> pb.BoundKeypairChallengeResponse:
+        self.limit(context)
         challenge, rotate = self.cluster.create_bound_keypair_challenge(request.token)
         return pb.BoundKeypairChallengeResponse(challenge=challenge, rotate=rotate)
 
     @_handler
     def RegisterUsingBoundKeypair(self, request: pb.BoundKeypairJoinRequest,
                                   context: grpc.ServicerContext) -> pb.BoundKeypairJoinResponse:
+        self.limit(context)
         joined = self.cluster.register_using_bound_keypair(KeypairJoin(
             token=request.token, challenge=request.challenge, public_key=request.public_key, ttl=_ttl(request),
             signature=bytes(request.signature), join_state=request.join_state,

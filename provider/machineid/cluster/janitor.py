@@ -1,6 +1,7 @@
 """Housekeeping that keeps the database bounded at fleet scale: audit records past the retention period, expired
-join tokens and expired IAM challenges are deleted a batch at a time, each batch its own short transaction, so
-the server keeps answering while thousands of rows go (one big DELETE held the store for seconds)."""
+join tokens and the records of spent join challenges (once expired) are deleted a batch at a time, each batch its
+own short transaction, so the server keeps answering while thousands of rows go (one big DELETE held the store
+for seconds)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from machineid.cluster.caller import Caller, token_ref
-from machineid.cluster.joins import IAM_CHALLENGE_KIND
+from machineid.cluster.challenges import LEGACY_KIND, SPENT_KIND
 from machineid.cluster.objects import Objects
 from machineid.model import codec
 from machineid.model.errors import MachineIDError, NotFoundError, PreconditionError
@@ -57,18 +58,19 @@ class Janitor:
                         out.tokens += 1
                         self.objects.audit(JANITOR, "token.expire", f"token/{token_ref(token)}")
             after = page[-1].name
-        after = ""
-        while page := backend.list_page(IAM_CHALLENGE_KIND, after, BATCH):
-            for item in page:
-                if codec.parse_time(item.value["expires"]) <= now:
-                    with contextlib.suppress(NotFoundError):
-                        backend.delete(IAM_CHALLENGE_KIND, item.name)
-                        out.challenges += 1
-            after = page[-1].name
+        for kind in (SPENT_KIND, LEGACY_KIND):
+            after = ""
+            while page := backend.list_page(kind, after, BATCH):
+                for item in page:
+                    if codec.parse_time(item.value["expires"]) <= now:
+                        with contextlib.suppress(NotFoundError):
+                            backend.delete(kind, item.name)
+                            out.challenges += 1
+                after = page[-1].name
         self.objects.flush_denials()
         if out.audit or out.tokens or out.challenges:
-            log.info("janitor: deleted %d audit records past retention, %d expired tokens, %d expired IAM "
-                     "challenges", out.audit, out.tokens, out.challenges)
+            log.info("janitor: deleted %d audit records past retention, %d expired tokens, %d records of expired "
+                     "join challenges", out.audit, out.tokens, out.challenges)
         return out
 
     def start(self) -> None:

@@ -5,9 +5,6 @@ named by its hash prefix."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import secrets
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -16,6 +13,7 @@ from machineid.api.iam import SignedRequest
 from machineid.cluster import iam
 from machineid.cluster.access import check_unlocked
 from machineid.cluster.caller import ANONYMOUS, Caller, token_ref
+from machineid.cluster.challenges import Challenges
 from machineid.cluster.issuance import Issuer, public_key
 from machineid.cluster.objects import Objects
 from machineid.model import codec
@@ -24,22 +22,18 @@ from machineid.model.errors import (
     MachineIDError,
     NotFoundError,
     PermissionDeniedError,
-    PreconditionError,
     ValidationError,
 )
 from machineid.model.grants import MAX_RENEWABLE_TTL
 from machineid.model.resources import MAX_SPENT_TOKENS, Bot, ProvisionToken, token_id
 
-IAM_CHALLENGE_KIND = "iam_challenge"
-IAM_CHALLENGE_TTL = timedelta(minutes=5)
-MAX_OUTSTANDING_CHALLENGES = 50_000
-
 
 class Joins:
-    def __init__(self, objects: Objects, issuer: Issuer, verifier: iam.Verifier) -> None:
+    def __init__(self, objects: Objects, issuer: Issuer, verifier: iam.Verifier, challenges: Challenges) -> None:
         self.objects = objects
         self.issuer = issuer
         self.iam = verifier
+        self.challenges = challenges
 
     def _bot_of(self, token: ProvisionToken) -> Bot:
         try:
@@ -107,33 +101,8 @@ class Joins:
 
     # ------------------------------------------------------------------ the IAM method
     def create_challenge(self, purpose: str = "") -> str:
-        """Anonymous callers create these rows: their number is capped on every call (a COUNT on the primary key's
-        prefix), and the janitor deletes expired ones outside any request. A challenge serves one purpose (IAM
-        joins: ""; a bound keypair's joins: its token) and is consumed by the first join that presents it."""
-        if self.objects.backend.count(IAM_CHALLENGE_KIND) >= MAX_OUTSTANDING_CHALLENGES:
-            what = "bound_keypair join" if purpose else "IAM"  # one cap for both kinds
-            raise PreconditionError(f"too many {what} challenges are outstanding; try again in a few minutes")
-        challenge = base64.b64encode(secrets.token_bytes(32)).decode()
-        key = hashlib.sha256(challenge.encode()).hexdigest()
-        expires = codec.format_time(self.objects.clock() + IAM_CHALLENGE_TTL)
-        value = {"expires": expires, **({"for": purpose} if purpose else {})}
-        self.objects.backend.create(IAM_CHALLENGE_KIND, key, value)
-        return challenge
-
-    def consume_challenge(self, challenge: str, purpose: str = "") -> None:
-        key = hashlib.sha256(challenge.encode()).hexdigest()
-        backend = self.objects.backend
-        with backend.transaction():
-            try:
-                item = backend.get(IAM_CHALLENGE_KIND, key)
-            except NotFoundError:
-                raise PermissionDeniedError("the challenge is unknown or was already used; ask for a new one "
-                                            "(a signed request joins once)") from None
-            backend.delete(IAM_CHALLENGE_KIND, key)
-        if item.value.get("for", "") != purpose:
-            raise PermissionDeniedError("the challenge was made for another join; ask for a new one")
-        if codec.parse_time(item.value["expires"]) <= self.objects.clock():
-            raise PermissionDeniedError("the challenge expired; ask for a new one")
+        """Writes nothing (see challenges.py): an anonymous caller cannot fill a table or a cap with these."""
+        return self.challenges.issue(purpose)
 
     def register_using_iam(self, token_name: str, challenge: str, request: SignedRequest, public_key_pem: str,
                            ttl: timedelta | None) -> tuple[str, dict[str, Any]]:
@@ -153,7 +122,8 @@ class Joins:
     def _register_using_iam(self, token: ProvisionToken | None, challenge: str, request: SignedRequest,
                             public_key_pem: str, ttl: timedelta | None, ref: str) -> tuple[str, dict[str, Any]]:
         public_key(public_key_pem)
-        self.consume_challenge(challenge)
+        challenge_expires = self.challenges.expires(challenge)
+        self.challenges.check_unspent(challenge)
         if token is None:
             raise PermissionDeniedError("no iam token has that name")
         if token.spec.join_method != "iam":
@@ -166,6 +136,7 @@ class Joins:
                                         f'token "{token.metadata.name}"')
         objects = self.objects
         with objects.backend.transaction():
+            self.challenges.spend(challenge, challenge_expires)  # only a join that proved who it is writes a row
             bot = self._bot_of(token)
             bot.status.last_join = objects.clock()
             bot.status.join_token = token.metadata.name

@@ -44,6 +44,7 @@ from machineid.model.resources import Bot, ProvisionToken
 
 STATE_PREFIX = "v1."
 MAX_STATE = 4096
+MAX_PREVIOUS_KEYS = 8  # keys a token was bound to before, remembered so that a join signed by one locks the bot
 
 
 @dataclass
@@ -148,7 +149,9 @@ class KeypairJoins:
                 keys.parse_ssh_public_key(req.new_public_key)
             except ValueError as e:
                 raise ValidationError([FieldViolation(("new_public_key",), str(e))]) from None
-        self.joins.consume_challenge(req.challenge, _purpose(req.token))
+        challenges = self.joins.challenges
+        challenge_expires = challenges.expires(req.challenge, _purpose(req.token))
+        challenges.check_unspent(req.challenge)
         objects, joins = self.objects, self.joins
         msg = keys.join_message(req.token, req.challenge, req.public_key)
         now = objects.clock()
@@ -169,12 +172,14 @@ class KeypairJoins:
             if self._is_retry(req, token, bot, last, presented, msg):
                 done: dict[str, Any] = {"retry": True, "signer": last["signer"], "new_key": last["new_key"]}
             else:
-                done = self._apply(req, token, bot, presented, msg, now)
-                if "lock" in done:
-                    lock = done
-                    bot.status.locked = True
-                    bot.status.lock_reason = done["lock"]
-                    objects.update(bot)
+                done = self._apply(req, token, bot, presented, msg, now, list(last.get("previous") or []))
+            # The join has proved the key (or the secret): from here on it may write, and spends its challenge.
+            challenges.spend(req.challenge, challenge_expires)
+            if "lock" in done:
+                lock = done
+                bot.status.locked = True
+                bot.status.lock_reason = done["lock"]
+                objects.update(bot)
             if not lock:
                 if not done.get("retry"):
                     token.status.join_sequence += 1
@@ -193,29 +198,32 @@ class KeypairJoins:
                 put_record(objects, LAST_JOIN_KIND, token.metadata.name, {
                     "created": _created(token), "seq": token.status.join_sequence,
                     "certify": keys.pem_digest(req.public_key), "instance": bot.status.instance_id,
-                    "signer": done["signer"], "new_key": done["new_key"]})
+                    "signer": done["signer"], "new_key": done["new_key"],
+                    "previous": done.get("previous", last.get("previous") or [])})
         name = bot.metadata.name
         if lock:
             objects.audit(ANONYMOUS, "bot.lock", f"bot/{name}", "denied", token=token.metadata.name,
-                          presented=lock["presented"], expected=lock["expected"])
-            raise PermissionDeniedError(f'bot "{name}" is now locked: {lock["lock"]}. Another copy of its key pair '
-                                        f"joined since; unlock with `machineid ctl bots unlock {name}` once the "
-                                        "copy is gone (and consider rotating the key: rotate_after)")
+                          **{k: val for k, val in lock.items() if k != "lock"})
+            raise PermissionDeniedError(f'bot "{name}" is now locked: {lock["lock"]}. Two machines hold its key pair; '
+                                        f"unlock with `machineid ctl bots unlock {name}` once the copy is gone "
+                                        "(and consider rotating the key: rotate_after)")
         out = self.issuer.issue_granted(key, ident, traits, grant)
         st = token.status
         objects.audit(ANONYMOUS, "bot.join", ref, bot=name, method="bound_keypair", generation=1,
                       instance_id=bot.status.instance_id, rejoin=done.get("rejoin", True),
                       retry=bool(done.get("retry")), recovery=bool(done.get("recovery")),
                       recovery_count=st.recovery_count, registered=bool(done.get("registered")),
-                      rotated=bool(done.get("rotated")), join_sequence=st.join_sequence,
+                      rotated=bool(done.get("rotated")), rotation_ignored=bool(done.get("rotation_ignored")),
+                      join_sequence=st.join_sequence,
                       key=keys.fingerprint(st.bound_public_key))
         joins._audit_issued(ident, out, generation=1)
         return KeypairJoined(name, out, self._state(token, st.join_sequence), st.bound_public_key)
 
     def _apply(self, req: KeypairJoin, token: ProvisionToken, bot: Bot, presented: int, msg: bytes,
-               now: datetime) -> dict[str, Any]:
+               now: datetime, previous: list[str]) -> dict[str, Any]:
         """The checks and changes of a join that is not a retry (in the caller's transaction). Returns what
-        happened, or {"lock": reason, ...} for a stale join state."""
+        happened, or {"lock": reason, ...} for a stale join state or a join signed by a key bound before
+        (`previous`: the keys this token was bound to, newest first)."""
         bk, st = token.spec.bound_keypair, token.status
         done: dict[str, Any] = {"new_key": ""}
         first = st.join_sequence == 0
@@ -248,6 +256,14 @@ class KeypairJoins:
                 raise PermissionDeniedError(f"the registration secret was already used: the token is bound to key "
                                             f"{keys.fingerprint(st.bound_public_key)}; join with that key")
             if not keys.verify(st.bound_public_key, req.signature, msg):
+                old = next((k for k in previous if keys.verify(k, req.signature, msg)), "")
+                if old:
+                    # Only a copy holds a key the token moved away from: whoever rotated it in was the other copy
+                    # (or this is the copy). Either way two machines hold the bot's key pair.
+                    return {"lock": f"a join was signed with key {keys.fingerprint(old)}, which the token was bound "
+                                    f"to before it moved to {keys.fingerprint(st.bound_public_key)} (the key pair "
+                                    "was used from two places)", "presented": presented,
+                            "expected": st.join_sequence, "key": keys.fingerprint(old)}
                 raise PermissionDeniedError(f"the signature does not match the token's bound key "
                                             f"{keys.fingerprint(st.bound_public_key)}")
             done["signer"] = st.bound_public_key
@@ -272,10 +288,17 @@ class KeypairJoins:
                         f'recovery.limit on token "{token.metadata.name}" to let it join')
                 st.recovery_count += 1
         if req.new_public_key and not done.get("registered"):
+            if not rotation_due(token, now):
+                # A new key is bound only when the token asks for one: otherwise whoever copied the key pair and
+                # its join state could bind a key of its own and shut the real agent out without a lock. The join
+                # goes on with the bound key; the answer names it, so the agent keeps the key it has.
+                done["rotation_ignored"] = True
+                return done
             if not keys.verify(req.new_public_key, req.new_key_signature, msg):
                 raise PermissionDeniedError("the new key's signature does not verify; sign the challenge with it too")
             new = keys.normalized(req.new_public_key)
             if new != st.bound_public_key:
+                done["previous"] = [st.bound_public_key, *[k for k in previous if k != new]][:MAX_PREVIOUS_KEYS]
                 st.bound_public_key = new
                 st.last_rotated_at = now
                 done.update(rotated=True, new_key=new)

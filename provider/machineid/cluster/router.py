@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import logging
 import resource
+import secrets
 import selectors
 import socket
 import struct
 import threading
 import time
 from collections import Counter
+
+from machineid.cluster.limits import RateLimits
 
 log = logging.getLogger("machineid.cluster.router")
 _MAX_HELLO = 16384 + 5
@@ -97,6 +101,7 @@ class _Side:
         "handshake_deadline",
         "out",
         "peer",
+        "peer_name",
         "record_header",
         "record_left",
         "shut",
@@ -104,9 +109,10 @@ class _Side:
         "source",
     )
 
-    def __init__(self, sock: socket.socket, source: str = "") -> None:
+    def __init__(self, sock: socket.socket, source: str = "", peer_name: str = "") -> None:
         self.sock = sock
         self.source = source  # the client's address; empty for the upstream side
+        self.peer_name = peer_name  # how gRPC names the upstream connection (see SNIRouter.peers)
         self.handshake_deadline = 0.0  # 0 once the handshake is over (or for the upstream side)
         self.record_left = 0  # bytes of the current TLS record still to skip
         self.record_header = bytearray()
@@ -138,33 +144,6 @@ class _Side:
         return False
 
 
-class RateLimits:
-    """A token bucket per address: `rate` per second, up to `burst` at once. Full buckets are forgotten, so the
-    table holds only addresses that are busy right now."""
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst = rate, burst
-        self._buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens, when)
-        self._pruned = 0.0
-
-    def allow(self, source: str, now: float) -> bool:
-        if len(self._buckets) > 10_000 and now - self._pruned >= 1.0:  # at most once a second: not per connection
-            self._forget_full(now)
-            self._pruned = now
-        tokens, when = self._buckets.get(source, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - when) * self.rate)
-        if tokens < 1.0:
-            self._buckets[source] = (tokens, now)
-            return False
-        self._buckets[source] = (tokens - 1.0, now)
-        return True
-
-    def _forget_full(self, now: float) -> None:
-        for source, (tokens, when) in list(self._buckets.items()):
-            if tokens + (now - when) * self.rate >= self.burst:
-                del self._buckets[source]
-
-
 class _Pending:
     """A client whose ClientHello is not complete yet."""
 
@@ -182,13 +161,17 @@ class SNIRouter:
                  hello_timeout: float = _HELLO_TIMEOUT, handshake_timeout: float = _HANDSHAKE_TIMEOUT,
                  max_per_source: int = MAX_PER_SOURCE, max_connections: int | None = None,
                  anonymous: tuple[str, ...] = (), anonymous_rate: float = JOIN_RATE,
-                 anonymous_burst: float = JOIN_BURST) -> None:
+                 anonymous_burst: float = JOIN_BURST, peers: dict[str, str] | None = None) -> None:
         """routes: server name -> Unix socket path of the listener; default: the path for other names (and for a
         ClientHello without one). A client that has not sent its ClientHello within hello_timeout, or completed
         the handshake within handshake_timeout after it, is dropped; connections beyond max_per_source from one
         address, or max_connections in all, are closed as they arrive. New connections to the `anonymous` listener
         paths are limited per address to anonymous_rate a second (anonymous_burst at once): the calls there need no
-        certificate, so the address is all there is to hold a caller to."""
+        certificate, so the address is all there is to hold a caller to.
+
+        `peers` (when given) is filled with gRPC's name for each upstream connection (`unix-abstract:...`: each
+        is bound to a name of its own) -> the client's address, while the connection lasts: the servicers behind
+        the Unix sockets learn who they serve, to limit calls per address."""
         self.routes = {k.lower(): v for k, v in routes.items()}
         self.default = default
         self.hello_timeout = hello_timeout
@@ -198,6 +181,9 @@ class SNIRouter:
         self._per_source: Counter[str] = Counter()
         self.anonymous = frozenset(anonymous)
         self._anonymous_rate = RateLimits(anonymous_rate, anonymous_burst)
+        self.peers = peers if peers is not None else {}
+        self._peer_tag = f"machineid-{secrets.token_hex(6)}-"
+        self._peer_seq = itertools.count()
         self._open = 0
         self._handshaking: set[_Side] = set()
         self._refused_logged = 0.0
@@ -346,8 +332,10 @@ class SNIRouter:
             p.sock.close()
             self._release(p.source)
             return
+        peer_name = f"{self._peer_tag}{next(self._peer_seq)}"
         try:
             upstream.setblocking(False)
+            upstream.bind("\0" + peer_name)  # Linux's abstract namespace: no file, gone with the socket
             upstream.connect(path)  # a local Unix socket: immediate, or EAGAIN when its backlog is full
         except OSError as e:
             log.warning("router cannot reach the internal listener %s: %s", path, e)
@@ -355,8 +343,9 @@ class SNIRouter:
             p.sock.close()
             self._release(p.source)
             return
-        client, server = _Side(p.sock, p.source), _Side(upstream)
+        client, server = _Side(p.sock, p.source, "unix-abstract:" + peer_name), _Side(upstream)
         client.peer, server.peer = server, client
+        self.peers[client.peer_name] = p.source
         client.handshake_deadline = time.monotonic() + self.handshake_timeout
         self._handshaking.add(client)
         server.out += p.data
@@ -490,6 +479,7 @@ class SNIRouter:
             if s.source:
                 self._release(s.source)
                 self._handshaking.discard(s)
+                self.peers.pop(s.peer_name, None)
             if s.events:
                 self._sel.unregister(s.sock)
                 s.events = 0

@@ -34,6 +34,7 @@ from machineid.api.v1 import cluster_pb2_grpc as rpc
 from machineid.cluster import iam
 from machineid.cluster.grpc_api import ClusterServicer, JoinServicer
 from machineid.cluster.janitor import DEFAULT_AUDIT_RETENTION, Janitor
+from machineid.cluster.limits import CallLimits
 from machineid.cluster.router import JOIN_BURST, JOIN_RATE, MAX_PER_SOURCE, SNIRouter
 from machineid.cluster.service import ADMIN_USER, Caller, Cluster
 from machineid.cluster.store.base import Backend
@@ -85,7 +86,7 @@ class ServerConfig:
     audit_retention: timedelta | None = DEFAULT_AUDIT_RETENTION
     # Connections open at once from one client address (the router closes more as they arrive).
     max_connections_per_source: int = MAX_PER_SOURCE
-    # New anonymous connections (joins, ping) per second from one client address.
+    # New anonymous connections (joins, ping) per second from one client address, and as many anonymous calls.
     join_rate_per_source: float = JOIN_RATE
 
 
@@ -208,7 +209,11 @@ class Server:
         join_server = grpc.server(futures.ThreadPoolExecutor(max_workers=JOIN_WORKERS, thread_name_prefix="join"),
                                   options=_GRPC_OPTIONS, maximum_concurrent_rpcs=JOIN_MAX_RPCS)
         health_servicer = health.HealthServicer()
-        join_servicer = JoinServicer(self.cluster)
+        # Which client address each internal connection serves (filled by the router), so that anonymous calls
+        # are limited per address, not only new connections.
+        peers: dict[str, str] = {}
+        burst = max(JOIN_BURST, self.config.join_rate_per_source)
+        join_servicer = JoinServicer(self.cluster, CallLimits(self.config.join_rate_per_source, burst), peers)
         rpc.add_JoinServiceServicer_to_server(join_servicer, server)
         rpc.add_ClusterServiceServicer_to_server(ClusterServicer(self.cluster), server)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -231,7 +236,7 @@ class Server:
                                    default=join_path,  # binds the public port
                                    max_per_source=self.config.max_connections_per_source,
                                    anonymous=(join_path,), anonymous_rate=self.config.join_rate_per_source,
-                                   anonymous_burst=max(JOIN_BURST, self.config.join_rate_per_source))
+                                   anonymous_burst=burst, peers=peers)
             except OSError as e:
                 raise PreconditionError(f"--listen {self.config.listen}: cannot listen there ({e.strerror}); stop "
                                         "what uses that port, or pick another with --listen HOST:PORT (port 0 "

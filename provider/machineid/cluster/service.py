@@ -23,6 +23,7 @@ from machineid.cluster.access import Access, default_roles
 from machineid.cluster.authority import Authority
 from machineid.cluster.bots import Bots
 from machineid.cluster.caller import ANONYMOUS, Caller, token_ref
+from machineid.cluster.challenges import Challenges, derive_key
 from machineid.cluster.issuance import Issuer
 from machineid.cluster.joins import Joins
 from machineid.cluster.keypairs import KeypairJoin, KeypairJoined, KeypairJoins
@@ -54,7 +55,8 @@ class Cluster:
         self.bots = Bots(self.objects, self.access)
         self.authority = Authority.load_or_create(backend, cluster_name)
         self.issuer = Issuer(self.objects, self.access, self.authority, cluster_name)
-        self.joins = Joins(self.objects, self.issuer, iam_verifier or iam.Verifier())
+        self.challenges = Challenges(self.objects, derive_key(self.authority.tls_key))
+        self.joins = Joins(self.objects, self.issuer, iam_verifier or iam.Verifier(), self.challenges)
         self.keypairs = KeypairJoins(self.joins)
         self.renewals = Renewals(self.objects, self.issuer)
         self._bootstrap()

@@ -8,6 +8,7 @@ MachineIDError
 ├── PermissionDeniedError (PERMISSION_DENIED)
 ├── UnauthenticatedError  (UNAUTHENTICATED)
 └── TransportError        the cluster could not be reached (UNAVAILABLE and friends)
+    └── RateLimitedError  the cluster is refusing this caller's calls for now (RESOURCE_EXHAUSTED); retry later
 
 Each maps to one gRPC status at the wire boundary (machineid.api.status) and back in the client, so a caller
 catches the same type whether it talks to the store directly or over gRPC.
@@ -78,3 +79,7 @@ class UnauthenticatedError(MachineIDError):
 
 class TransportError(MachineIDError):
     pass
+
+
+class RateLimitedError(TransportError):
+    """A TransportError: whoever retries a connection failure retries this too, after a pause."""
