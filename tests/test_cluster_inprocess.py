@@ -49,6 +49,24 @@ def test_certificates_last_the_granted_ttl_from_now(c: Cluster, clock: Clock) ->
     assert renewed["generation"] == 2
 
 
+def test_an_expired_user_gets_no_certificates_and_none_outlive_the_user_or_a_role(c: Cluster, clock: Clock) -> None:
+    """An SSH certificate signed for an expired user would log in on nodes until it expires itself."""
+    c.upsert_role(admin(c), codec.decode(Role, {"metadata": {"name": "brief", "expires": "2030-01-01T00:40:00Z"},
+                                                "spec": {"allow": {"logins": ["ops"]}}}))
+    c.upsert_user(admin(c), codec.decode(User, {"metadata": {"name": "temp", "expires": "2030-01-01T00:30:00Z"},
+                                                "spec": {"roles": ["access"]}}))
+    out = c.sign_user(admin(c), "temp", key_pem(), timedelta(hours=8))
+    assert out["expires"] == clock.now + timedelta(minutes=30)  # not 8h: the user ends at 00:30
+    c.upsert_user(admin(c), codec.decode(User, {"metadata": {"name": "ops", "expires": "2031-01-01T00:00:00Z"},
+                                                "spec": {"roles": ["access", "brief"]}}))
+    assert c.sign_user(admin(c), "ops", key_pem(), timedelta(hours=8))["expires"] == clock.now + timedelta(minutes=40)
+    clock.now += timedelta(minutes=31)
+    with pytest.raises(errors.PreconditionError, match='user "temp" expired at 2030-01-01T00:30:00Z'):
+        c.sign_user(admin(c), "temp", key_pem(), None)
+    denied = [e for e in c.audit_events(admin(c)) if e.action == "cert.issue" and e.outcome == "denied"]
+    assert denied and denied[-1].target == "user/temp"
+
+
 def test_a_copy_renewing_after_the_original_locks_the_bot_and_every_path_says_how_to_unlock(c: Cluster) -> None:
     _, first = c.register_using_token(add_bot(c, "robot"), key_pem(), None)
     c.renew(caller_of(c, first), key_pem(), None)  # the original renews: generation 2

@@ -58,16 +58,22 @@ class Issuer:
         self.authority = authority
         self.cluster_name = cluster_name
 
-    def grant(self, ident: certs.CertIdentity, requested: timedelta | None, cap: timedelta | None) -> Grant:
+    def grant(self, ident: certs.CertIdentity, requested: timedelta | None, cap: timedelta | None,
+              holder_expires: datetime | None = None) -> Grant:
         """The roles behind an identity and when its certificates issued now expire (looked up once, where a
-        renewal records that expiry before it signs)."""
+        renewal records that expiry before it signs). No certificate outlives its holder (`holder_expires`, a
+        user's metadata.expires) or a role it carries: what expires stops granting, and a certificate signed
+        before would otherwise keep logging in on nodes."""
         roles = self.access.roles(ident.roles)
-        return Grant(roles, self.objects.clock() + ttl_for(roles, requested, cap))
+        not_after = self.objects.clock() + ttl_for(roles, requested, cap)
+        ends = [e for e in (holder_expires, *(r.metadata.expires for r in roles)) if e is not None]
+        return Grant(roles, min([not_after, *ends]))
 
     def issue(self, public_key_pem: str, ident: certs.CertIdentity, traits: dict[str, list[str]],
-              requested: timedelta | None, cap: timedelta | None) -> dict[str, Any]:
+              requested: timedelta | None, cap: timedelta | None, holder_expires: datetime | None = None
+              ) -> dict[str, Any]:
         key = public_key(public_key_pem)  # before the roles are looked up
-        return self.issue_granted(key, ident, traits, self.grant(ident, requested, cap))
+        return self.issue_granted(key, ident, traits, self.grant(ident, requested, cap, holder_expires))
 
     def issue_granted(self, key: certs.PublicKey, ident: certs.CertIdentity, traits: dict[str, list[str]],
                       grant: Grant) -> dict[str, Any]:
@@ -121,9 +127,14 @@ class Issuer:
         user = self.objects.get(User, user_name)
         if user.spec.bot_name:
             raise PreconditionError(f'user "{user_name}" belongs to a bot; bots get certificates by joining')
+        if self.objects.expired(user):
+            assert user.metadata.expires is not None
+            self.objects.audit(caller, "cert.issue", f"user/{user_name}", "denied", error="user expired")
+            raise PreconditionError(f'user "{user_name}" expired at {codec.format_time(user.metadata.expires)}: no '
+                                    "certificates are issued for it; extend its metadata.expires first")
         ident = certs.CertIdentity(user=user_name, roles=list(user.spec.roles), traits=user.spec.traits,
                                    cluster=self.cluster_name)
-        out = self.issue(public_key_pem, ident, user.spec.traits, ttl, None)
+        out = self.issue(public_key_pem, ident, user.spec.traits, ttl, None, user.metadata.expires)
         self.objects.audit(caller, "cert.issue", f"user/{user_name}", expires=codec.format_time(out["expires"]))
         return out
 
