@@ -352,3 +352,24 @@ def test_one_address_cannot_hold_every_connection(tmp_path: Path) -> None:
         assert srv.ctl("status").returncode == 0  # served again once they went
     finally:
         srv.stop()
+
+
+def test_large_objects_are_refused_and_lists_of_large_ones_come_in_pages_that_fit(fresh_server: ServerProc) -> None:
+    """Three nodes of the largest size each field allows made every ListNodes fail (an answer over gRPC's 4 MiB):
+    an object's encoded size is bounded at write, and a page ends early by size."""
+    from machineid.model.resources import Node
+
+    def node(name: str, labels: int) -> Node:
+        return codec.decode(Node, {"metadata": {"name": name, "labels": {f"k{i}": "v" * 4000 for i in range(labels)}},
+                                   "spec": {"addr": "10.0.0.1:22"}})
+
+    with fresh_server.admin() as admin:
+        with pytest.raises(errors.ValidationError, match=r"the node is \d+ bytes encoded; at most 131072"):
+            admin.upsert(node("huge", 256))  # every label within its own bounds, the whole a megabyte
+        with pytest.raises(errors.NotFoundError):
+            admin.get("node", "huge")
+        for i in range(45):
+            admin.upsert(node(f"big-{i:02d}", 25))  # about 100 KB each, 4.5 MB in all
+        assert len(admin.list("node")) == 45
+    listed = fresh_server.ctl("nodes", "ls", "--format", "json").stdout
+    assert listed.count('"big-') == 45

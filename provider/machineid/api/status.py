@@ -103,6 +103,9 @@ def from_rpc_error(err: grpc.RpcError, address: str = "") -> e.MachineIDError:
                                           "certificate is not signed by the identity's CA): use an identity issued "
                                           "by this cluster, or check the address")
         return e.TransportError(f"cannot reach the cluster{where}: {details}")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
+        # gRPC's own size limit on a message, not the server turning this caller away: retrying will not help.
+        return e.MachineIDError(f"a message exceeded gRPC's size limit: {details}")
     cls = _FROM_CODE.get(code)
     if cls is None:
         return e.MachineIDError(f"{code.name}: {details}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from machineid.cluster.access import Access
 from machineid.cluster.bots import LAST_JOIN_KIND
 from machineid.cluster.caller import Caller, target
-from machineid.cluster.objects import Objects, R, check_name
+from machineid.cluster.objects import Objects, R, check_name, encoded_size
 from machineid.cluster.store.base import Item
 from machineid.model import codec
 from machineid.model import validators as v
@@ -36,6 +36,9 @@ from machineid.model.resources import (
 DEFAULT_PAGE_SIZE = 500
 MAX_PAGE_SIZE = 1000
 MAX_LABEL_FILTERS = 32
+# A page ends early once it holds this much (encoded), well under gRPC's 4 MiB per answer; objects are at most
+# MAX_OBJECT_BYTES, so a page always holds at least one.
+PAGE_BYTES = 2 * 1024 * 1024
 
 
 @dataclass
@@ -118,13 +121,15 @@ class Kinds:
         size = page.checked_size()
         out: list[R] = []
         after, budget = page.token, 10 * size  # a filtered list may end a page early, never scan without end
+        room = PAGE_BYTES  # and a page of large objects ends early too: an answer must fit in a gRPC message
         while len(out) < size:
             items = self.objects.backend.list_page(cls.kind, after, size)
             for item in items:
                 obj = self.objects.load(cls, item)
                 if page.matches(obj) and (keep is None or keep(obj)):
                     out.append(obj)
-                    if len(out) == size:
+                    room -= encoded_size(item.value)
+                    if len(out) == size or room <= 0:
                         return out, obj.metadata.name
             if len(items) < size:
                 return out, ""

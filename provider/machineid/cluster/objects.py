@@ -4,6 +4,7 @@ paths, bounded names, and the audit trail every write ends with."""
 from __future__ import annotations
 
 import builtins
+import json
 import logging
 import threading
 from collections import Counter
@@ -23,6 +24,15 @@ R = TypeVar("R", Role, ProvisionToken, Bot, User, Node)
 # Refusals of anonymous callers audited one by one per window; the rest are counted into one record per action.
 DENIALS_PER_WINDOW = 100
 DENIAL_WINDOW = timedelta(minutes=1)
+# The encoded size of one stored object, whatever its fields: every field is bounded (codec), but 256 labels of
+# 4096 characters are a megabyte, and a few of those made every list of their kind fail (a gRPC answer is at most
+# 4 MiB). A page of a list also ends early by size (Kinds.list_page): one object always fits in a page.
+MAX_OBJECT_BYTES = 128 * 1024
+
+
+def encoded_size(value: dict[str, Any]) -> int:
+    """The size of a stored value as JSON: close to its size on the wire, and cheap to work out."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def check_name(name: str) -> None:
@@ -54,9 +64,15 @@ class Objects:
 
     @staticmethod
     def value(obj: Resource) -> dict[str, Any]:
+        """What is stored: the object without its store-kept metadata, refused (naming it) when too large."""
         data: dict[str, Any] = codec.encode(obj)
         for key in ("revision", "created", "updated"):
             data["metadata"].pop(key, None)
+        size = encoded_size(data)
+        if size > MAX_OBJECT_BYTES:
+            raise ValidationError([FieldViolation((), f"the {obj.kind} is {size} bytes encoded; at most "
+                                                      f"{MAX_OBJECT_BYTES} are stored per object: shorten its "
+                                                      "descriptions, labels or lists (or split it)")])
         return data
 
     @staticmethod
