@@ -176,3 +176,34 @@ def test_a_node_listing_shows_only_reachable_unexpired_nodes_and_stays_bounded(c
     assert found == ["n45"]
     with pytest.raises(errors.NotFoundError):
         c.get_node(pat, "n99")
+
+
+def test_label_values_and_host_principals_are_checked_naming_the_field(c: Cluster) -> None:
+    for labels, field in (({"env": "prod\nProxyCommand x"}, "metadata.labels"), ({"env": "a\x00b"}, "metadata.labels"),
+                          ({"bad key": "x"}, "metadata.labels")):
+        with pytest.raises(errors.ValidationError) as err:
+            c.upsert_node(admin(c), codec.decode(Node, {"metadata": {"name": "n", "labels": labels},
+                                                        "spec": {"addr": "10.0.0.1:22"}}))
+        assert [errors.render_path(v.path) for v in err.value.violations] == [field]
+    with pytest.raises(errors.ValidationError,
+                       match=r"spec.allow.node_labels: value of env: .* label values may not contain control"):
+        c.upsert_role(admin(c), codec.decode(Role, {"metadata": {"name": "r"},
+                                                    "spec": {"allow": {"node_labels": {"env": ["a\nb"]}}}}))
+    host_key = certs.ssh_public_key_line(certs.new_key().public_key())
+    with pytest.raises(errors.ValidationError, match=r"principals: has 100000 entries; a certificate carries at most"):
+        c.sign_host(admin(c), host_key, [f"h{i}" for i in range(100_000)], None)
+    with pytest.raises(errors.ValidationError) as err:
+        c.sign_host(admin(c), host_key, ["web1", "web1\nevil", "-oProxyCommand"], None)
+    assert [errors.render_path(v.path) for v in err.value.violations] == ["principals[1]", "principals[2]"]
+
+
+def test_the_last_user_who_can_write_users_cannot_be_deleted_or_demoted(c: Cluster) -> None:
+    """The admin could delete user admin and was locked out until a restart."""
+    with pytest.raises(errors.PreconditionError, match='user "admin" is the last user who can write users'):
+        c.delete_user(admin(c), "admin")
+    with pytest.raises(errors.PreconditionError, match="this change to it would leave nobody"):
+        c.upsert_user(admin(c), codec.decode(User, {"metadata": {"name": "admin"}, "spec": {"roles": ["access"]}}))
+    c.upsert_user(admin(c), codec.decode(User, {"metadata": {"name": "alice"}, "spec": {"roles": ["editor"]}}))
+    c.delete_user(admin(c), "admin")  # alice can still administer
+    alice = c.caller_from_cert(certs.CertIdentity(user="alice", roles=["editor"], cluster="test.example"))
+    c.upsert_user(alice, codec.decode(User, {"metadata": {"name": "bob"}, "spec": {"roles": ["auditor"]}}))

@@ -373,3 +373,13 @@ def test_large_objects_are_refused_and_lists_of_large_ones_come_in_pages_that_fi
         assert len(admin.list("node")) == 45
     listed = fresh_server.ctl("nodes", "ls", "--format", "json").stdout
     assert listed.count('"big-') == 45
+
+
+def test_an_out_of_range_duration_is_a_field_error_not_an_internal_one(server: ServerProc, admin: Client) -> None:
+    request = pb.CreateBotRequest(bot=pb.CreateBotRequest().bot, token_ttl={"seconds": 315_576_000_000})
+    request.bot.metadata.name = "forever-bot"
+    request.bot.spec.roles.append("access")
+    with pytest.raises(grpc.RpcError) as err:
+        rpc.ClusterServiceStub(admin.channel).CreateBot(request, timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "token_ttl: is out of range; send a duration of at most 100 years" in (err.value.details() or "")

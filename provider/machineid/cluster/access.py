@@ -88,9 +88,10 @@ class Access:
         return roles
 
     def allowed(self, caller: Caller, resource: str, verb: str) -> bool:
-        if caller.anonymous:
-            return False
-        roles = self.roles(caller.roles)
+        return not caller.anonymous and self.roles_allow(caller.roles, resource, verb)
+
+    def roles_allow(self, names: Iterable[str], resource: str, verb: str) -> bool:
+        roles = self.roles(names)
         return not any(rule_match(r.spec.deny.rules, resource, verb) for r in roles) and any(
             rule_match(r.spec.allow.rules, resource, verb) for r in roles)
 

@@ -25,8 +25,9 @@ from machineid.cluster.limits import CallLimits
 from machineid.cluster.service import ANONYMOUS, Caller, Cluster, Page
 from machineid.cluster.store.base import AuditFilter
 from machineid.model import codec
-from machineid.model.errors import UnauthenticatedError, ValidationError
+from machineid.model.errors import FieldViolation, UnauthenticatedError, ValidationError
 from machineid.model.resources import Bot, Node, ProvisionToken, Role, User
+from machineid.model.validators import MAX_DURATION_SECONDS
 
 log = logging.getLogger("machineid.cluster.grpc")
 
@@ -53,9 +54,13 @@ def _ttl(msg: Any, field: str = "ttl") -> timedelta | None:
     if not msg.HasField(field):
         return None
     try:
-        value: timedelta = msg.__getattribute__(field).ToTimedelta()
+        value: timedelta = getattr(msg, field).ToTimedelta()
     except (OverflowError, ValueError):
-        raise ValidationError(f"{field}: out of range; send a duration such as 1h") from None
+        value = timedelta.max
+    # Any longer and adding it to the time now overflows (and nothing lives a century).
+    if abs(value.total_seconds()) > MAX_DURATION_SECONDS:
+        raise ValidationError([FieldViolation((field,), "is out of range; send a duration of at most 100 years, "
+                                                        "such as 1h")])
     return value
 
 

@@ -14,6 +14,7 @@ from machineid.cluster.authority import Authority
 from machineid.cluster.caller import Caller
 from machineid.cluster.objects import Objects
 from machineid.model import codec, grants
+from machineid.model import validators as v
 from machineid.model.errors import FieldViolation, PermissionDeniedError, PreconditionError, ValidationError
 from machineid.model.grants import MAX_RENEWABLE_TTL
 from machineid.model.node_access import EXTENSION
@@ -142,6 +143,13 @@ class Issuer:
         self.access.check(caller, "host_cert", "create")
         if not principals:
             raise ValidationError([FieldViolation(("principals",), "name at least one host name")])
+        if len(principals) > v.MAX_HOST_PRINCIPALS:
+            raise ValidationError([FieldViolation(("principals",), f"has {len(principals)} entries; a certificate "
+                                                                   f"carries at most {v.MAX_HOST_PRINCIPALS}")])
+        bad = [FieldViolation(("principals", i), reason) for i, p in enumerate(principals)
+               if (reason := v.HOST_PRINCIPAL.check(p))]
+        if bad:
+            raise ValidationError(bad[:10])
         key = public_key(public_key_text, "send the host's OpenSSH public key")
         if ttl is not None and not timedelta(0) < ttl <= MAX_HOST_CERT_TTL:
             raise ValidationError([FieldViolation(("ttl",), "must be positive and at most 10 years")])

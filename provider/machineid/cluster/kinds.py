@@ -206,8 +206,11 @@ class Kinds:
     def upsert_user(self, caller: Caller, user: User, create_only: bool = False) -> User:
         self.access.authorize_write(caller, "user")  # before any lookup: who may not write users learns nothing
         name = user.metadata.name
-        if self.objects.exists("user", name) and self.objects.get(User, name).spec.bot_name:
-            raise PreconditionError(f'user "{name}" belongs to a bot; update the bot instead')
+        if self.objects.exists("user", name):
+            current = self.objects.get(User, name)
+            if current.spec.bot_name:
+                raise PreconditionError(f'user "{name}" belongs to a bot; update the bot instead')
+            self._keep_an_administrator(current, user)
         user.spec.bot_name = ""
         return self.upsert(caller, user, create_only,
                            lambda u: self.access.check_roles_exist(u.spec.roles, ("spec", "roles")))
@@ -215,10 +218,35 @@ class Kinds:
     def delete_user(self, caller: Caller, name: str, revision: str = "") -> None:
         self.access.check(caller, "user", "delete")
         check_name(name)
-        user = self.objects.get(User, name)
-        if user.spec.bot_name:
-            raise PreconditionError(f'user "{name}" belongs to bot "{user.spec.bot_name}"; remove the bot instead')
-        self.delete(caller, "user", name, revision)
+        with self.objects.backend.transaction():
+            user = self.objects.get(User, name)
+            if user.spec.bot_name:
+                raise PreconditionError(f'user "{name}" belongs to bot "{user.spec.bot_name}"; remove the bot '
+                                        "instead")
+            self._keep_an_administrator(user, None)
+            self.delete(caller, "user", name, revision)
+
+    def _administers(self, user: User) -> bool:
+        """Whether the user (no bot's) may write users now: with that, whatever else is missing can be given."""
+        if user.spec.bot_name or self.objects.expired(user):
+            return False
+        return any(self.access.roles_allow(user.spec.roles, "user", verb) for verb in ("create", "update"))
+
+    def _keep_an_administrator(self, current: User, replacement: User | None) -> None:
+        """Refuses a write that leaves no user able to write users: the cluster could not be administered (the
+        admin identity of the server's data dir included) until a restart re-created user admin."""
+        if not self._administers(current) or (replacement is not None and self._administers(replacement)):
+            return
+        after = ""
+        while page := self.objects.backend.list_page("user", after, DEFAULT_PAGE_SIZE):
+            for item in page:
+                if item.name != current.metadata.name and self._administers(self.objects.load(User, item)):
+                    return
+            after = page[-1].name
+        what = "deleting" if replacement is None else "this change to"
+        raise PreconditionError(f'user "{current.metadata.name}" is the last user who can write users: {what} it '
+                                "would leave nobody able to administer the cluster. Give another user a role that "
+                                "may write users (such as editor) first")
 
     # ------------------------------------------------------------------ nodes
     def get_node(self, caller: Caller, name: str) -> Node:

@@ -39,7 +39,8 @@ class Metadata:
         validators=[v.RESOURCE_NAME],
     )
     description: str = attr(default="", doc="Free-form description.")
-    labels: dict[str, str] = attr(default_factory=dict, doc="Labels (key -> value).")
+    labels: dict[str, str] = attr(default_factory=dict, doc="Labels (key -> value).",
+                                  validators=[v.each_key(v.LABEL_NAME), v.each_value(v.LABEL_VALUE)])
     expires: datetime | None = attr(default=None, doc="When the object stops being valid; unset means never.")
     revision: str = attr(default="", computed=True, doc="Opaque version, new on every write.")
     created: datetime | None = attr(default=None, computed=True, doc="When the object was created.")
@@ -72,7 +73,7 @@ class RoleConditions:
     node_labels: dict[str, list[str]] = attr(
         default_factory=dict,
         doc="Nodes reachable, by label: key -> allowed values; '*': ['*'] means all nodes.",
-        validators=[v.each_key(v.LABEL_KEY)],
+        validators=[v.each_key(v.LABEL_KEY), v.each_value(v.LABEL_VALUE)],
     )
     rules: list[Rule] = attr(default_factory=list, doc="API access: resources and verbs.")
 

@@ -98,9 +98,21 @@ LOGIN = _regex(
 )
 
 LABEL_KEY = _regex(
-    r"\*|[A-Za-z0-9/._:-]{1,63}",
+    r"\*|[A-Za-z0-9/._:-]{1,253}",
     "a label key (letters, digits, '/', '.', '_', ':', '-') or the wildcard '*'",
     "label keys use letters, digits, '/', '.', '_', ':' or '-', or are the wildcard '*'",
+)
+LABEL_NAME = _regex(
+    r"[A-Za-z0-9/._:-]{1,253}",
+    "a label key: 1 to 253 letters, digits, '/', '.', '_', ':' or '-'",
+    "label keys are 1 to 253 letters, digits, '/', '.', '_', ':' or '-'",
+)
+# Label values end up in audit records, tables, the principals helper's input and bots' ssh_config comments:
+# any text but control characters (a newline, a NUL).
+LABEL_VALUE = _regex(
+    r"[^\x00-\x1f\x7f]*",
+    "any text without control characters (such as a newline or NUL)",
+    "label values may not contain control characters (such as a newline or NUL)",
 )
 
 AWS_ACCOUNT = _regex(r"\d{12}", "a 12-digit AWS account ID", "an AWS account ID is exactly 12 digits")
@@ -117,6 +129,13 @@ DNS_NAME = _regex(
     "a DNS name: labels of letters, digits and '-' separated by dots",
     "use a DNS name such as example.com (letters, digits, '-' and dots; it ends up in ssh_config and known_hosts)",
 )
+
+HOST_PRINCIPAL = _regex(
+    r"[A-Za-z0-9][A-Za-z0-9._@:-]{0,252}",
+    "a host name or IP address (letters, digits, '.', '_', '@', ':', '-')",
+    "a host principal is a host name or IP address: letters, digits, '.', '_', '@', ':' or '-'",
+)
+MAX_HOST_PRINCIPALS = 256  # OpenSSH's (and cryptography's) limit on a certificate's principals
 
 # What a path must not contain to be written safely into ssh_config (% expands, " ends the quoting), a systemd
 # unit ($ and % expand, \ escapes) or a YAML file: control characters, quotes, '%', '$' and backslashes.
@@ -253,3 +272,18 @@ def duration(min_seconds: float = 1, max_seconds: float | None = None) -> Valida
         f", at least {format_duration(timedelta(seconds=min_seconds))}" if min_seconds else ""
     )
     return Validator(desc, check)
+
+
+def each_value(inner: Validator) -> Validator:
+    """Applies inner to a map's values (or to each item of values that are lists)."""
+
+    def check(v: Any) -> str | None:
+        if isinstance(v, dict):
+            for k, val in v.items():
+                for item in val if isinstance(val, list) else [val]:
+                    reason = inner.check(item)
+                    if reason:
+                        return f"value of {shown(str(k))}: {reason}"
+        return None
+
+    return Validator(f"each value: {inner.description}", check)
