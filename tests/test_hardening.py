@@ -383,3 +383,23 @@ def test_an_out_of_range_duration_is_a_field_error_not_an_internal_one(server: S
         rpc.ClusterServiceStub(admin.channel).CreateBot(request, timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "token_ttl: is out of range; send a duration of at most 100 years" in (err.value.details() or "")
+
+
+def test_stalled_connections_from_an_address_do_not_lock_out_its_admin_calls(tmp_path: Path) -> None:
+    """One address that keeps its quota of stalled connections topped up made every admin call and renewal from
+    that address fail."""
+    srv = ServerProc(tmp_path / "data", extra_args=("--max-connections-per-source", "8"))
+    srv.start()
+    host, port = srv.address.rsplit(":", 1)
+    stallers: list[socket.socket] = []
+    try:
+        for _ in range(3):  # topped up: the cap is full whenever the admin connects
+            stallers += [socket.create_connection((host, int(port))) for _ in range(8)]
+            with srv.admin() as admin:
+                assert admin.ping().cluster_name == "test.example"
+                assert [r.metadata.name for r in admin.list("role")]
+            srv.ctl("bots", "add", f"busy-{len(stallers)}", "--roles=access")
+    finally:
+        for s in stallers:
+            s.close()
+        srv.stop()

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,7 +99,7 @@ def sockdir() -> Iterator[Path]:
         yield Path(d)
 
 
-def start_router(routes: dict[str, str], default: str, **kw: float) -> SNIRouter:
+def start_router(routes: dict[str, str], default: str, **kw: Any) -> SNIRouter:
     router = SNIRouter("127.0.0.1", 0, routes, default, **kw)
     router.start()
     return router
@@ -225,19 +226,22 @@ def record(content_type: int, payload: bytes) -> bytes:
     return bytes([content_type, 3, 3]) + len(payload).to_bytes(2, "big") + payload
 
 
-def test_connections_are_capped_per_address_and_in_all(sockdir: Path) -> None:
-    """Each connection holds three descriptors for as long as it lasts: one address cannot hold them all."""
+def test_a_full_address_evicts_its_oldest_unfinished_handshake_instead_of_refusing(sockdir: Path) -> None:
+    """Stalled connections topped up to the per-address cap used to turn away every new connection from that
+    address, its admin calls and renewals included: the newcomer now evicts the oldest one still handshaking."""
     up = Upstream(str(sockdir / "cap.sock"), echo)
     router = start_router({}, default=up.path, max_per_source=3)
-    held = [connect(router) for _ in range(3)]
+    held = [connect(router) for _ in range(3)]  # they never say hello
     try:
-        with connect(router) as extra:
-            assert extra.recv(10) == b""  # closed at once: the fourth from 127.0.0.1
-        held.pop().close()
-        time.sleep(0.3)
-        with connect(router) as c:  # a slot came free
-            c.sendall(client_hello("join.cluster.test") + record(0x17, b"data"))
-            assert recv_exactly(c, 9)[5:] == b"data"
+        with connect(router) as fresh:
+            fresh.sendall(client_hello("join.cluster.test") + record(0x17, b"data"))
+            assert recv_exactly(fresh, 9)[5:] == b"data"  # served, past its handshake
+            more = [connect(router) for _ in range(3)]  # stallers again: they evict each other, not `fresh`
+            fresh.sendall(record(0x17, b"more"))
+            assert recv_exactly(fresh, 9)[5:] == b"more"
+            held += more
+        held[0].settimeout(5)
+        assert held[0].recv(10) == b""  # the oldest staller went first
     finally:
         for c in held:
             c.close()
@@ -246,9 +250,33 @@ def test_connections_are_capped_per_address_and_in_all(sockdir: Path) -> None:
     held = [connect(router) for _ in range(2)]
     try:
         with connect(router) as extra:
-            assert extra.recv(10) == b""
+            assert extra.recv(10) == b""  # the total cap still refuses
     finally:
         for c in held:
+            c.close()
+        router.stop()
+
+
+def test_anonymous_connections_past_their_handshake_are_capped_per_address(sockdir: Path) -> None:
+    up = Upstream(str(sockdir / "anon.sock"), echo)
+    router = start_router({}, default=up.path, max_per_source=2, anonymous=(up.path,))
+    open_ = []
+    try:
+        for _ in range(2):
+            c = connect(router)
+            c.sendall(client_hello("join.cluster.test") + record(0x17, b"data"))
+            assert recv_exactly(c, 9)[5:] == b"data"
+            open_.append(c)
+        with connect(router) as third:
+            third.sendall(client_hello("join.cluster.test") + record(0x17, b"data"))
+            assert b"data" not in recv_all(third)  # closed at its handshake's end: two are open from here
+        open_.pop().close()
+        time.sleep(0.3)
+        with connect(router) as again:
+            again.sendall(client_hello("join.cluster.test") + record(0x17, b"data"))
+            assert recv_exactly(again, 9)[5:] == b"data"
+    finally:
+        for c in open_:
             c.close()
         router.stop()
 

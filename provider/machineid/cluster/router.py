@@ -14,6 +14,13 @@ The router is also where the client's address is still known, so it bounds what 
 on connections per source address and in total (derived from the descriptor limit: each connection costs three),
 a deadline for the ClientHello, and a deadline for the rest of the TLS handshake (the client's first application
 data record), so a client that stalls mid-handshake frees its descriptors in seconds, not minutes.
+
+The per-address cap must not be a lever against others behind that address (or against its own admin calls and
+renewals): connections still in their handshake are capped per address, but one arriving at the cap evicts the
+address's oldest one instead of being turned away, so a staller that keeps its quota topped up only evicts itself
+while a real client's handshake (milliseconds) completes. Anonymous connections past their handshake have a cap of
+their own; authenticated ones (mutual TLS: the server closes a connection whose certificate it refuses during the
+handshake) count only toward the total.
 """
 
 from __future__ import annotations
@@ -95,7 +102,9 @@ class _Side:
     handshake (in TLS 1.3 the client's Finished is the first; in 1.2 the HTTP/2 preface follows right after)."""
 
     __slots__ = (
+        "anonymous",
         "closed",
+        "counted",
         "eof",
         "events",
         "handshake_deadline",
@@ -113,6 +122,8 @@ class _Side:
         self.sock = sock
         self.source = source  # the client's address; empty for the upstream side
         self.peer_name = peer_name  # how gRPC names the upstream connection (see SNIRouter.peers)
+        self.anonymous = False  # routed to a listener that takes no client certificate
+        self.counted = False  # counted among its address's anonymous connections past the handshake
         self.handshake_deadline = 0.0  # 0 once the handshake is over (or for the upstream side)
         self.record_left = 0  # bytes of the current TLS record still to skip
         self.record_header = bytearray()
@@ -178,7 +189,11 @@ class SNIRouter:
         self.handshake_timeout = handshake_timeout
         self.max_per_source = max_per_source
         self.max_connections = max_connections or default_max_connections()
-        self._per_source: Counter[str] = Counter()
+        # Per address: connections still in their handshake, oldest first (a _Pending before its ClientHello, then
+        # the client's _Side), and anonymous connections past it.
+        self._unproven: dict[str, dict[socket.socket, _Pending | _Side]] = {}
+        self._anonymous_open: Counter[str] = Counter()
+        self._evicted_logged = 0.0
         self.anonymous = frozenset(anonymous)
         self._anonymous_rate = RateLimits(anonymous_rate, anonymous_burst)
         self.peers = peers if peers is not None else {}
@@ -272,13 +287,16 @@ class SNIRouter:
                 conn.close()
                 continue
             source = str(addr[0]) if isinstance(addr, tuple) else ""
-            if self._open >= self.max_connections or self._per_source[source] >= self.max_per_source:
+            if self._open >= self.max_connections:
                 conn.close()
                 self._log_refusal(source)
                 continue
+            waiting = self._unproven.get(source, {})
+            if len(waiting) >= self.max_per_source:
+                self._evict_oldest(source, waiting)
             self._open += 1
-            self._per_source[source] += 1
             pending = _Pending(conn, self.hello_timeout, source)
+            self._unproven.setdefault(source, {})[conn] = pending
             self._pending[conn] = pending
             self._sel.register(conn, selectors.EVENT_READ, pending)
 
@@ -286,15 +304,31 @@ class SNIRouter:
         now = time.monotonic()
         if now - self._refused_logged >= 10.0:  # a flood must not flood the log too
             self._refused_logged = now
-            why = why or (f"{self._open} open in all, {self._per_source[source]} from {source}; limits "
-                          f"{self.max_connections} and {self.max_per_source} per address")
+            why = why or f"{self._open} open in all, the limit is {self.max_connections}"
             log.warning("router: refusing connections (%s)", why)
 
-    def _release(self, source: str) -> None:
+    def _evict_oldest(self, source: str, waiting: dict[socket.socket, _Pending | _Side]) -> None:
+        """Makes room for a new connection from an address at its cap by dropping its oldest one that has still
+        not finished its handshake."""
+        oldest = next(iter(waiting.values()))
+        now = time.monotonic()
+        if now - self._evicted_logged >= 10.0:
+            self._evicted_logged = now
+            log.warning("router: %d connections from %s have not finished their TLS handshake (the limit per "
+                        "address); dropping the oldest for each new one", len(waiting), source)
+        if isinstance(oldest, _Pending):
+            self._drop_pending(oldest)
+        else:
+            self._close(oldest)
+
+    def _forget(self, source: str, sock: socket.socket) -> None:
+        waiting = self._unproven.get(source)
+        if waiting is not None and waiting.pop(sock, None) is not None and not waiting:
+            del self._unproven[source]
+
+    def _release(self, source: str, sock: socket.socket) -> None:
         self._open -= 1
-        self._per_source[source] -= 1
-        if self._per_source[source] <= 0:
-            del self._per_source[source]
+        self._forget(source, sock)
 
     def _resume_accepting(self) -> None:
         if self._accept_paused_until and time.monotonic() >= self._accept_paused_until:
@@ -321,7 +355,7 @@ class SNIRouter:
         path = self.routes.get(parse_sni(p.data) or "", self.default)
         if path in self.anonymous and not self._anonymous_rate.allow(p.source, time.monotonic()):
             p.sock.close()
-            self._release(p.source)
+            self._release(p.source, p.sock)
             self._log_refusal(p.source, f"anonymous connections from {p.source} beyond "
                               f"{self._anonymous_rate.rate:g} a second")
             return
@@ -330,7 +364,7 @@ class SNIRouter:
         except OSError as e:  # out of descriptors
             log.warning("router cannot open a connection to the internal listener: %s", e)
             p.sock.close()
-            self._release(p.source)
+            self._release(p.source, p.sock)
             return
         peer_name = f"{self._peer_tag}{next(self._peer_seq)}"
         try:
@@ -341,10 +375,12 @@ class SNIRouter:
             log.warning("router cannot reach the internal listener %s: %s", path, e)
             upstream.close()
             p.sock.close()
-            self._release(p.source)
+            self._release(p.source, p.sock)
             return
         client, server = _Side(p.sock, p.source, "unix-abstract:" + peer_name), _Side(upstream)
+        client.anonymous = path in self.anonymous
         client.peer, server.peer = server, client
+        self._unproven.setdefault(p.source, {})[p.sock] = client  # still unproven, in its place in the order
         self.peers[client.peer_name] = p.source
         client.handshake_deadline = time.monotonic() + self.handshake_timeout
         self._handshaking.add(client)
@@ -361,7 +397,7 @@ class SNIRouter:
 
     def _drop_pending(self, p: _Pending) -> None:
         if self._pending.pop(p.sock, None) is not None:
-            self._release(p.source)
+            self._release(p.source, p.sock)
         with contextlib.suppress(KeyError, ValueError):
             self._sel.unregister(p.sock)
         p.sock.close()
@@ -391,6 +427,15 @@ class SNIRouter:
         if side.handshake_deadline and data and side.handshake_done(data):
             side.handshake_deadline = 0.0
             self._handshaking.discard(side)
+            self._forget(side.source, side.sock)
+            if side.anonymous:
+                if self._anonymous_open[side.source] >= self.max_per_source:
+                    self._log_refusal(side.source, f"{self._anonymous_open[side.source]} anonymous connections "
+                                      f"from {side.source}, the limit per address")
+                    self._close(side)
+                    return
+                self._anonymous_open[side.source] += 1
+                side.counted = True
         if not data:
             side.eof = True
             self._end_direction(side)
@@ -477,9 +522,13 @@ class SNIRouter:
                 continue
             s.closed = True
             if s.source:
-                self._release(s.source)
+                self._release(s.source, s.sock)
                 self._handshaking.discard(s)
                 self.peers.pop(s.peer_name, None)
+                if s.counted:
+                    self._anonymous_open[s.source] -= 1
+                    if self._anonymous_open[s.source] <= 0:
+                        del self._anonymous_open[s.source]
             if s.events:
                 self._sel.unregister(s.sock)
                 s.events = 0
