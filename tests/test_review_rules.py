@@ -225,6 +225,43 @@ def test_roles_that_come_from_anything_but_a_planned_role_stay_unknown_and_fail_
     assert ci.unknown == [("roles", 0), ("roles", 1)] and ci.after.spec.roles == []
 
 
+def test_roles_of_a_module_instance_resolve_to_the_instance_referenced() -> None:
+    """In module.a["x"], roles = [machineid_role.r[1].name] with r's names computed: the bot holds r[1] (not
+    every instance of r), and the module's token without a name is the cluster's to name."""
+    module = 'module.a["x"]'
+
+    def instance(address: str, rtype: str, name: str, after: dict[str, Any], unknown: dict[str, Any],
+                 index: int | None = None) -> dict[str, Any]:
+        return {"address": f"{module}.{address}", "module_address": module, "mode": "managed", "type": rtype,
+                "name": name, "index": index, "change": {"actions": ["create"], "before": None, "after": after,
+                                                         "after_unknown": unknown}}
+
+    changes = [instance(f"machineid_role.r[{i}]", "machineid_role", "r", role_after(None, [f"app{i}"]),
+                        {"name": True, "id": True}, i) for i in (0, 1)]
+    changes.append(instance("machineid_bot.c", "machineid_bot", "c", {"name": "x-c", "roles": [None], "traits": {}},
+                            {"roles": [True]}))
+    changes.append(instance("machineid_provision_token.t", "machineid_provision_token", "t",
+                            {"bot_name": "x-c", "join_method": "token", "roles": ["Bot"], "ttl": "1h"},
+                            {"name": True, "expires": True}))
+    resources = [{"address": "machineid_role.r", "mode": "managed", "type": "machineid_role", "name": "r",
+                  "expressions": {"name": {"references": ["var.n", "count.index", "terraform_data.id.id",
+                                                         "terraform_data.id"]}}},
+                 {"address": "machineid_bot.c", "mode": "managed", "type": "machineid_bot", "name": "c",
+                  "expressions": {"roles": {"references": ["machineid_role.r[1].name", "machineid_role.r[1]",
+                                                           "machineid_role.r"]}}},
+                 {"address": "machineid_provision_token.t", "mode": "managed", "type": "machineid_provision_token",
+                  "name": "t", "expressions": {"bot_name": {"references": ["machineid_bot.c.name"]}}}]
+    text = json.dumps({"format_version": "1.2", "planned_values": {"root_module": {}}, "resource_changes": changes,
+                       "configuration": {"root_module": {"module_calls": {"a": {"source": "./m", "module": {
+                           "resources": resources}}}}}})
+    impacts, _, _ = review(text, World())
+    (ci,) = impacts
+    assert ci.after is not None and ci.after.any_node_logins == ["app1"] and ci.after.join_methods == ["token"]
+    assert ci.after.pending == [f"{module}.machineid_role.r[1] name"]
+    token = plans.load(text).changes[-1]
+    assert token.unknown == [] and token.key == f"{module}.machineid_provision_token.t"
+
+
 def test_tokens_whose_expiry_or_mode_is_known_only_at_apply_fail_those_rules() -> None:
     iam = {"allow": [{"aws_account": "123456789012", "aws_arn": ""}], "bot_name": "ci", "bound_keypair": None,
            "description": "", "join_method": "iam", "labels": {}, "name": "ci-aws", "roles": ["Bot"], "ttl": None}

@@ -116,14 +116,14 @@ def _config_address(rc: dict[str, Any]) -> str:
 
 def _sources(refs: list[Any], prefix: str, addresses: list[str]) -> list[str] | None:
     """The plan's machineid resources the references name (an instance, all of a resource's instances, or their
-    name or id); None when a reference names anything else (a local, a data source, another provider's
-    resource): the value may come from there."""
+    name or id; Terraform lists each traversal with its shorter forms, the longest counts); None when a reference
+    names anything else (a local, a data source, another provider's resource): the value may come from there."""
+    if not all(isinstance(r, str) for r in refs):
+        return None
     out: list[str] = []
     for ref in refs:
-        if not isinstance(ref, str):
-            return None
-        if ref.startswith(_KNOWN_AT_PLAN):
-            continue
+        if ref.startswith(_KNOWN_AT_PLAN) or any(r.startswith((ref + "[", ref + ".")) for r in refs):
+            continue  # known when planning, or the reference continues (machineid_role.r[1] of machineid_role.r)
         full = prefix + ref
         hits = [a for a in addresses if full in _forms(a)]
         if not hits:
