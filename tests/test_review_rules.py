@@ -142,6 +142,17 @@ def test_the_bots_own_role_on_the_cluster_is_checked_when_its_access_changes() -
     assert found(violations) == {("deny_logins", "role/bot-ops (on the cluster)", "allow.logins[0]")}
 
 
+def test_a_role_the_plan_writes_is_checked_even_when_no_node_shows_the_difference_yet() -> None:
+    """env: ['*'] with no env node registered yet changes no bot's access today; it is still the plan's wildcard."""
+    before = World(roles={"web": role("web", logins=["app"], node_labels={"env": ["prod"]})},
+                   bots={"ci": bot("ci", ["web"])})
+    text = tf_plan(rc("machineid_role.web", ["update"], role_after("web", ["app"], {"env": ["*"]}),
+                      before=role_after("web", ["app"], {"env": ["prod"]})))
+    impacts, violations, _ = review(text, before)
+    assert impacts == []
+    assert found(violations) == {("deny_wildcard_node_labels", "machineid_role.web", "allow.node_labels.env")}
+
+
 # ---------------------------------------------------------------- A3(c) fail closed on what is not a plan
 
 

@@ -172,14 +172,19 @@ _CHANGE_CHECKS = {"token": Checker.token}
 
 
 def check(policy: Policy, plan: Plan, after: World, impacts: list[BotImpact], now: datetime) -> list[Violation]:
-    """The rules, on what the plan creates or changes: bots whose access changes (every role they hold), and the
-    tokens it writes."""
+    """The rules, on what the plan creates or changes: bots whose access changes, bots it writes and bots holding
+    a role it writes (a wildcard that matches no node yet changes no access today), with every role they hold;
+    and the tokens it writes."""
     c = Checker(policy, after, now)
-    for imp in impacts:
-        if imp.after is not None:
-            c.bot(imp.name, after.bots[imp.name])
-    for ch in plan.changes:
+    written = [ch for ch in plan.changes if ch.after is not None and ch.action in ("create", "update", "replace")]
+    touched = {(ch.rdef.kind, ch.key) for ch in written}
+    changed = {imp.name for imp in impacts if imp.after is not None}
+    for key, bot in after.bots.items():
+        roles, _ = held_roles(after, bot, now)
+        if key in changed or ("bot", key) in touched or any(("role", r) in touched for r in roles):
+            c.bot(key, bot)
+    for ch in written:
         run = _CHANGE_CHECKS.get(ch.rdef.kind)
-        if run is not None and ch.after is not None and ch.action in ("create", "update", "replace"):
+        if run is not None:
             run(c, ch)
     return c.out
