@@ -1,5 +1,6 @@
 """The adapters stay thin: what differs between resource kinds is decided by the core's handlers
-(machineid.iac.handlers), so the Pulumi adapter never branches on which resource it serves."""
+(machineid.iac.handlers), so the Pulumi adapter never branches on which resource it serves; nor does the review,
+which looks kinds up in tables."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ from machineid.pulumi.provider import Provider
 from machineid.pulumi.resources import BOT, PROVISION_TOKEN, ROLE
 from machineid.pulumi.values import UNKNOWN
 
-PULUMI = Path(__file__).resolve().parent.parent / "provider" / "machineid" / "pulumi"
+PACKAGE = Path(__file__).resolve().parent.parent / "provider" / "machineid"
+PULUMI = PACKAGE / "pulumi"
+REVIEW = PACKAGE / "review"
 
-# `r is ROLE`, `self.rdef is iac.BOT`, `token != BOT.token`, `rdef.name == "bot"`: a branch on the resource kind.
+# `r is ROLE`, `self.rdef is iac.BOT`, `token != BOT.token`, `rdef.name == "bot"`, `kind == "token"`: a branch on
+# the resource kind.
 _KIND_BRANCH = re.compile(r"\bis\s+(?:not\s+)?(?:iac\.|ROLE\b|BOT\b|PROVISION_TOKEN\b)"
                           r"|\b(?:ROLE|BOT|PROVISION_TOKEN)\.token\b"
-                          r"|\brdef\.(?:name|kind|type_name)\s*[!=]=")
+                          r"|\brdef\.(?:name|kind|type_name)\s*[!=]="
+                          r"""|\b(?:kind|name)\s*[!=]=\s*["'](?:role|bot|token|provision_token)["']""")
 
 
 def kind_branches(text: str) -> list[str]:
@@ -24,9 +29,10 @@ def kind_branches(text: str) -> list[str]:
 
 def test_the_pattern_finds_the_branches_it_forbids() -> None:
     assert kind_branches("if r is ROLE:\n    if self.rdef is iac.PROVISION_TOKEN:\n"
-                         "if token != BOT.token or not name:\nif rdef.name == 'bot':\nx = BOT\n") == [
+                         "if token != BOT.token or not name:\nif rdef.name == 'bot':\nx = BOT\n"
+                         "if ch.rdef.kind == \"token\":\nif kind != 'role':\nrun = CHECKS.get(ch.rdef.kind)\n") == [
         "if r is ROLE:", "if self.rdef is iac.PROVISION_TOKEN:", "if token != BOT.token or not name:",
-        "if rdef.name == 'bot':"]
+        "if rdef.name == 'bot':", 'if ch.rdef.kind == "token":', "if kind != 'role':"]
 
 
 def test_no_pulumi_module_branches_on_the_resource_kind() -> None:
@@ -34,6 +40,15 @@ def test_no_pulumi_module_branches_on_the_resource_kind() -> None:
     assert len(sources) >= 5
     found = {p.name: kind_branches(p.read_text()) for p in sources}
     assert not {name: lines for name, lines in found.items() if lines}, "decide it in a handler in machineid.iac"
+
+
+def test_no_review_module_branches_on_the_resource_kind() -> None:
+    """The review reads both tools' plans through the adapters' readers and decides per kind through tables (the
+    world's tables, the checks a change gets), so a new kind is a table entry, not a branch."""
+    sources = sorted(REVIEW.glob("*.py"))
+    assert len(sources) >= 4
+    found = {p.name: kind_branches(p.read_text()) for p in sources}
+    assert not {name: lines for name, lines in found.items() if lines}, "look the kind up in a table"
 
 
 def test_a_role_name_is_unknown_in_a_preview_of_its_create_and_a_bot_name_is_not() -> None:

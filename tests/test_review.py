@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,29 @@ resource "machineid_provision_token" "aws" {{
 
 
 POLICY = "deny_logins: [root]\ndeny_wildcard_node_labels: true\nmax_token_ttl: 720h\n"
+STRICT = POLICY + 'deny_recovery_modes: [insecure]\ndeny_api: ["*:*"]\n'
+
+
+def tofu_workspace(server: ServerProc, tools_bin: Path, tmp_path: Path) -> Workspace:
+    home = tmp_path / "home"
+    run_cli("terraform", "install", "--plugins-dir", str(home / ".terraform.d" / "plugins"))
+    return Workspace.create(tools_bin / "tofu", tmp_path / "work", home,
+                            {"MACHINEID_AUTH_SERVER": server.address,
+                             "MACHINEID_IDENTITY": str(server.admin_identity_path)})
+
+
+def tofu_plan(ws: Workspace, out: Path) -> Path:
+    ws.run("plan", "-out=plan.bin", "-no-color")
+    out.write_text(ws.run("show", "-json", "plan.bin").stdout)
+    return out
+
+
+def violations(proc: subprocess.CompletedProcess[str]) -> set[tuple[str, str, str]]:
+    return {(v["rule"], v["resource"], v["attribute"]) for v in json.loads(proc.stdout)["violations"]}
+
+
+def soon() -> str:
+    return (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_a_tofu_plan_is_reviewed_per_bot_and_checked_against_the_policy(
@@ -183,3 +207,215 @@ def test_recovery_mode_rules_apply_to_bound_keypair_tokens_only() -> None:
     checker.token(change("key-token", join_method="bound_keypair",
                          bound_keypair={"onboarding": {"registration_secret": "s" * 32}}))
     assert [(v.rule, v.attribute) for v in checker.out] == [("deny_recovery_modes", "bound_keypair.recovery.mode")]
+
+
+ORDINARY_TF = HEADER + """
+variable "team" {
+  default = "ops"
+}
+resource "terraform_data" "later" {
+  input = "deploy"
+}
+resource "terraform_data" "when" {
+  input = "2030-01-01T00:00:00Z"
+}
+resource "machineid_role" "web" {
+  name = "${var.team}-${terraform_data.later.id}"
+  allow {
+    logins      = ["app", terraform_data.later.output]
+    node_labels = { env = ["prod", terraform_data.later.output] }
+  }
+}
+resource "machineid_bot" "ci" {
+  name  = "b-ci"
+  roles = [machineid_role.web.name]
+}
+resource "machineid_provision_token" "single" {
+  bot_name = machineid_bot.ci.name
+}
+resource "machineid_provision_token" "kp" {
+  name        = "b-kp"
+  bot_name    = machineid_bot.ci.name
+  join_method = "bound_keypair"
+  expires     = "SOON"
+  bound_keypair {
+    onboarding {
+      registration_secret = "a-registration-secret-of-32-characters"
+    }
+    rotate_after = terraform_data.when.output
+  }
+}
+"""
+
+
+def test_ordinary_tofu_plans_are_reviewed_with_what_is_known_only_at_apply(
+        server: ServerProc, nodes: None, tools_bin: Path, tmp_path: Path) -> None:
+    """A single-use token with no name, values known only at apply inside blocks (a login, a node_labels value, a
+    token's rotate_after) and a role whose name is computed: reviewed, not refused. The bot's access through the
+    computed role is what is known now, with the rest named; the policy fails what it cannot see, and only that."""
+    ws = tofu_workspace(server, tools_bin, tmp_path)
+    ws.write(ORDINARY_TF.replace("SOON", soon()))
+    ws.init()
+    plan = tofu_plan(ws, tmp_path / "plan.json")
+
+    comment = review(server, plan)
+    assert comment.returncode == 0, comment.stderr
+    text = comment.stdout
+    assert "### bot `b-ci` (created)" in text and "`app@web1`" in text and "join methods**: `bound_keypair`, `token`" \
+        in text
+    assert ("known only at apply: `machineid_role.web name`, `machineid_role.web allow.logins[1]`, "
+            "`machineid_role.web allow.node_labels.env[1]`") in text
+    unknown = {u["resource"]: u["properties"] for u in json.loads(review(server, plan, "--format", "json").stdout)[
+        "unknown"]}
+    assert unknown == {"machineid_role.web": ["name", "allow.logins[1]", "allow.node_labels.env[1]"],
+                       "machineid_provision_token.kp": ["bound_keypair.rotate_after"]}
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(STRICT)
+    checked = review(server, plan, "--policy", str(policy), "--format", "json")
+    assert checked.returncode == 8, checked.stderr
+    assert violations(checked) == {("deny_logins", "machineid_role.web", "allow.logins[1]"),
+                                   ("deny_wildcard_node_labels", "machineid_role.web", "allow.node_labels.env[1]")}
+
+
+def test_ordinary_pulumi_previews_are_reviewed_with_what_is_known_only_at_apply(
+        server: ServerProc, nodes: None, tools_bin: Path, tmp_path: Path) -> None:
+    """The same in a Pulumi program: a token with no name, values known only at apply (another resource's
+    outputs) inside a role, a computed role name a bot holds, and a bound_keypair block the preview hides as a
+    secret (its recovery mode cannot be checked, so deny_recovery_modes fails)."""
+    engine = Engine(tools_bin, tmp_path / "pulumi-home", {"MACHINEID_AUTH_SERVER": server.address,
+                                                          "MACHINEID_IDENTITY": str(server.admin_identity_path)})
+    project = tmp_path / "prog"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text(f"""name: ordinary
+runtime: yaml
+resources:
+  helper:
+    type: machineid:Bot
+    properties:
+      name: pb-helper
+      roles: [access]
+  web:
+    type: machineid:Role
+    properties:
+      name: ${{helper.roleName}}-web
+      allow:
+        logins: ["app", "${{helper.roleName}}"]
+        nodeLabels:
+          env: ["prod", "${{helper.roleName}}"]
+  ci:
+    type: machineid:Bot
+    properties:
+      name: pb-ci
+      roles: ["${{web.name}}"]
+  single:
+    type: machineid:ProvisionToken
+    properties:
+      botName: pb-ci
+  kp:
+    type: machineid:ProvisionToken
+    properties:
+      name: pb-kp
+      botName: pb-ci
+      joinMethod: bound_keypair
+      expires: "{soon()}"
+      boundKeypair:
+        onboarding:
+          registrationSecret: a-registration-secret-of-32-characters
+""")
+    engine.yaml_stack(project, "dev")
+    plan = tmp_path / "preview.json"
+    plan.write_text(engine.cli("preview", "--json", cwd=project).stdout)
+
+    out = review(server, plan, "--format", "json")
+    assert out.returncode == 0, out.stderr
+    bots = {b["name"]: b for b in json.loads(out.stdout)["bots"]}
+    ci = bots["pb-ci"]
+    assert ci["status"] == "created" and ci["gained"]["logins_on_nodes"] == ["app@web1"]
+    assert ci["gained"]["join_methods"] == ["bound_keypair", "token"]
+    web = "machineid:index:Role::web"
+    assert ci["after"]["pending"] == [f"{web} name", f"{web} allow.logins[1]", f"{web} allow.node_labels.env[1]"]
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(STRICT)
+    checked = review(server, plan, "--policy", str(policy), "--format", "json")
+    assert checked.returncode == 8, checked.stderr
+    assert violations(checked) == {
+        ("deny_logins", web, "allow.logins[1]"), ("deny_wildcard_node_labels", web, "allow.node_labels.env[1]"),
+        ("deny_recovery_modes", "machineid:index:ProvisionToken::kp", "bound_keypair"),
+        ("deny_wildcard_node_labels", "role/access (on the cluster)", "allow.node_labels.*")}  # pb-helper's role
+
+
+OWN_ROLE_TF = HEADER + """
+import {
+  to = machineid_role.own
+  id = "bot-o-ops"
+}
+resource "machineid_role" "own" {
+  name = "bot-o-ops"
+  allow {
+    logins      = ["root"]
+    node_labels = { "*" = ["*"] }
+    rules {
+      resources = ["*"]
+      verbs     = ["*"]
+    }
+  }
+}
+resource "machineid_role" "glob" {
+  name = "o-glob"
+  allow {
+    logins      = ["{{internal.logins}}"]
+    node_labels = { env = ["?*"], team = ["*"] }
+  }
+}
+resource "machineid_bot" "ci" {
+  name   = "o-ci"
+  roles  = [machineid_role.glob.name]
+  traits = { logins = LOGINS }
+}
+"""
+
+
+def test_the_bots_own_role_and_glob_selectors_fail_the_policy_and_a_state_is_no_plan(
+        server: ServerProc, nodes: None, tools_bin: Path, tmp_path: Path) -> None:
+    """An import block brings bot-o-ops (the bot's own role) into the configuration and gives it root, every node
+    and *:*; a role selects every node with '?*'. Then the state (`tofu show -json` without a plan) is refused,
+    a plan with nothing to do changes nothing, and an unchanged role of the configuration is named by its
+    address."""
+    server.ctl("create", "-f", "-", input="kind: role\nmetadata:\n  name: o-viewer\nspec:\n  allow:\n"
+                                          "    rules: [{resources: [node], verbs: [list]}]\n")
+    server.ctl("create", "-f", "-", input="kind: bot\nmetadata:\n  name: o-ops\nspec:\n  roles: [o-viewer]\n")
+    ws = tofu_workspace(server, tools_bin, tmp_path)
+    ws.write(OWN_ROLE_TF.replace("LOGINS", '["deploy"]'))
+    ws.init()
+    plan = tofu_plan(ws, tmp_path / "plan.json")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(STRICT)
+
+    checked = review(server, plan, "--policy", str(policy), "--format", "json")
+    assert checked.returncode == 8, checked.stderr
+    impacts = {b["name"]: b for b in json.loads(checked.stdout)["bots"]}
+    assert impacts["o-ops"]["status"] == "changed" and impacts["o-ops"]["gained"]["any_node_logins"] == ["root"]
+    assert violations(checked) == {
+        ("deny_logins", "machineid_role.own", "allow.logins[0]"),
+        ("deny_wildcard_node_labels", "machineid_role.own", "allow.node_labels.*"),
+        ("deny_api", "machineid_role.own", "allow.rules[0]"),
+        ("deny_wildcard_node_labels", "machineid_role.glob", "allow.node_labels.env"),
+        ("deny_wildcard_node_labels", "machineid_role.glob", "allow.node_labels.team")}
+
+    ws.apply()
+    state = tmp_path / "state.json"
+    state.write_text(ws.run("show", "-json").stdout)
+    refused = review(server, state, "--policy", str(policy))
+    assert refused.returncode == 3 and "state" in refused.stderr and "tofu show -json plan.bin" in refused.stderr
+    assert refused.stdout == ""
+
+    same = review(server, tofu_plan(ws, tmp_path / "same.json"), "--policy", str(policy))
+    assert same.returncode == 0 and "No access change" in same.stdout, same.stdout + same.stderr
+
+    ws.write(OWN_ROLE_TF.replace("LOGINS", '["deploy", "ops"]'))
+    traits = review(server, tofu_plan(ws, tmp_path / "traits.json"), "--policy", str(policy))
+    assert traits.returncode == 8
+    assert "`deny_wildcard_node_labels`: `machineid_role.glob` `allow.node_labels.env`" in traits.stdout
+    assert "on the cluster" not in traits.stdout  # the role is in the plan (unchanged): named by its address

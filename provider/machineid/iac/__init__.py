@@ -9,5 +9,6 @@ PropertyDiff kinds, cty or AttributePaths. Each adapter translates its wire to t
     core.py       check (with unknowns), diff, and the CRUD entry points the adapters call
     config.py     the provider configuration and its environment defaults
     functions.py  cluster info and agent rendering (Pulumi functions, Terraform data sources)
+    plan.py       a plan's changes as model objects, for `machineid review` (the adapters' plan readers fill it)
     unknown.py    the neutral "not known yet" marker
 """

@@ -140,8 +140,9 @@ class Decoded:
     extra: Any  # the provider-only inputs (BotOnboarding, TokenOptions) or None
 
 
-def decode_inputs(rdef: ResourceDef, inputs: dict[str, Any]) -> Decoded:
-    """Inputs (property name -> plain value) -> model object and provider-only inputs; every problem at once."""
+def decode_inputs(rdef: ResourceDef, inputs: dict[str, Any], *, validate: bool = True) -> Decoded:
+    """Inputs (property name -> plain value) -> model object and provider-only inputs; every problem at once.
+    Without validate only the types are checked (a plan's values with the parts known only at apply left out)."""
     metadata: dict[str, Any] = {}
     spec: dict[str, Any] = {}
     extra: dict[str, Any] = {}
@@ -157,13 +158,13 @@ def decode_inputs(rdef: ResourceDef, inputs: dict[str, Any]) -> Decoded:
         {"metadata": metadata, "spec": spec, "extra": extra}[p.section][p.field] = value
     obj: Any = None
     try:
-        obj = codec.decode_and_validate(rdef.model, {"metadata": metadata, "spec": spec})
+        obj = codec.decode(rdef.model, {"metadata": metadata, "spec": spec}, validate=validate)
     except ValidationError as e:
         problems += [FieldViolation(prop_path(x.path), x.reason) for x in e.violations]
     ext: Any = None
     if rdef.extra is not None:
         try:
-            ext = codec.decode_and_validate(rdef.extra, extra)
+            ext = codec.decode(rdef.extra, extra, validate=validate)
         except ValidationError as e:
             problems += e.violations
     if problems:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 EXTENSION = "node-access@machineid"
@@ -32,6 +34,97 @@ def labels_match(selector: Selector, labels: dict[str, str]) -> bool:
             return False
         if "*" not in values and not any(fnmatch.fnmatchcase(labels[key], val) for val in values):
             return False
+    return True
+
+
+def wildcard_keys(selector: Selector) -> list[str]:
+    """The keys of a selector whose values admit every node that has the key, judged by what labels_match accepts
+    (not by spelling): '*', and globs such as '?*', '**' or 'a*' with '[!a]*' together. For the key '*' the
+    matcher wants the value '*' itself, so that is its only wildcard."""
+    return [key for key, values in selector.items()
+            if "*" in values or (key != "*" and matches_every_value(values))]
+
+
+_STAR = "*"
+# Where runs of the label values judged here start (no control characters, no lone surrogates): a piece of a
+# character class that begins in a gap still has a value character at one of these.
+_RUN_STARTS = (0x20, 0xA0, 0xE000)
+_MAX_STATES = 4096
+
+
+def _value_char(code: int) -> bool:
+    return 0 <= code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF and unicodedata.category(chr(code)) != "Cc"
+
+
+def _glob_tokens(pattern: str) -> tuple[str, ...]:
+    """The pattern split as fnmatch reads it: '*', or a one-character glob ('?', a '[...]' class, a literal)."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "[":
+            j = i + 1
+            if j < n and pattern[j] == "!":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j < n:
+                out.append(pattern[i:j + 1])
+                i = j + 1
+                continue
+        if c != _STAR or not out or out[-1] != _STAR:
+            out.append(c)
+        i += 1
+    return tuple(out)
+
+
+def matches_every_value(patterns: Iterable[str]) -> bool:
+    """Whether the value globs, together, match every non-empty label value (fnmatch, as labels_match uses).
+
+    Exact: the globs' union is walked as an automaton over one character of each class of characters the globs
+    cannot tell apart (class boundaries are characters the globs name, and their neighbours). A union too large to
+    walk counts as a wildcard."""
+    globs = [_glob_tokens(p) for p in patterns]
+    if not globs:
+        return False
+    codes = {ord(c) + d for g in globs for tok in g for c in tok for d in (-1, 0, 1)} | set(_RUN_STARTS)
+    alphabet = [chr(c) for c in sorted(codes) if _value_char(c)]
+
+    def closure(states: Iterable[tuple[int, int]]) -> frozenset[tuple[int, int]]:
+        out = set()
+        for g, i in states:
+            out.add((g, i))
+            while i < len(globs[g]) and globs[g][i] == _STAR:
+                i += 1
+                out.add((g, i))
+        return frozenset(out)
+
+    def step(states: frozenset[tuple[int, int]], ch: str) -> frozenset[tuple[int, int]]:
+        nxt = []
+        for g, i in states:
+            if i < len(globs[g]):
+                tok = globs[g][i]
+                if tok == _STAR:
+                    nxt.append((g, i))
+                elif fnmatch.fnmatchcase(ch, tok):
+                    nxt.append((g, i + 1))
+        return closure(nxt)
+
+    start = closure((g, 0) for g in range(len(globs)))
+    seen: set[frozenset[tuple[int, int]]] = set()
+    todo = [step(start, ch) for ch in alphabet]
+    while todo:
+        states = todo.pop()
+        if states in seen:
+            continue
+        if not any(i == len(globs[g]) for g, i in states):
+            return False  # a value reaching here matches no glob
+        seen.add(states)
+        if len(seen) > _MAX_STATES:
+            return True
+        todo += [step(states, ch) for ch in alphabet]
     return True
 
 

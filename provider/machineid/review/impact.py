@@ -8,34 +8,66 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from machineid.iac.plan import Change, Plan
 from machineid.model import grants
 from machineid.model import validators as v
+from machineid.model.errors import Path, render_path
 from machineid.model.resources import Bot, Node, ProvisionToken, Role, bot_role_name
-from machineid.review.plan import Plan
 
 
 @dataclass
 class World:
+    """Objects by name (by plan address while a planned name is known only at apply)."""
+
     roles: dict[str, Role] = field(default_factory=dict)
     bots: dict[str, Bot] = field(default_factory=dict)
     tokens: dict[str, ProvisionToken] = field(default_factory=dict)
     nodes: list[Node] = field(default_factory=list)
-    where: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> plan address, when planned
+    planned: dict[tuple[str, str], Change] = field(default_factory=dict)  # (kind, name) -> the plan's change
+
+    def table(self, kind: str) -> dict[str, Any]:
+        tables: dict[str, dict[str, Any]] = {"role": self.roles, "bot": self.bots, "token": self.tokens}
+        return tables[kind]
 
     def apply(self, plan: Plan) -> World:
         after = copy.deepcopy(self)
         for ch in plan.changes:
-            kind = ch.rdef.kind
-            tables: dict[str, dict[str, Any]] = {"role": after.roles, "bot": after.bots, "token": after.tokens}
-            table = tables[kind]
+            table = after.table(ch.rdef.kind)
             if ch.before is not None and ch.action in ("delete", "replace"):
                 table.pop(ch.before.metadata.name, None)
-            if ch.after is not None and ch.action in ("create", "update", "replace"):
-                table[ch.after.metadata.name or ch.address] = ch.after
-                after.where[(kind, ch.after.metadata.name)] = ch.address
-            elif ch.after is not None and ch.action == "same" and ch.after.metadata.name not in table:
-                table[ch.after.metadata.name] = ch.after
+            if ch.after is None:
+                continue
+            if ch.action in ("create", "update", "replace") or ch.key not in table:
+                table[ch.key] = ch.after
+            after.planned[(ch.rdef.kind, ch.key)] = ch  # an unchanged object managed by the plan is named by it
         return after
+
+    def where(self, kind: str, name: str) -> str:
+        """How a report names an object: its plan address when the plan manages it, else the cluster object."""
+        ch = self.planned.get((kind, name))
+        if ch is not None:
+            return ch.address
+        return f"{kind}/{name} (on the cluster)" if name in self.table(kind) else f"{kind}/{name} (not written yet)"
+
+    def unknown(self, kind: str, name: str, prefix: Path = ()) -> list[Path]:
+        """The object's input paths known only at apply (at, under or above prefix)."""
+        ch = self.planned.get((kind, name))
+        return ch.unknown_at(prefix) if ch is not None else []
+
+
+def held_roles(world: World, bot: Bot, now: datetime) -> tuple[dict[str, Role], list[str]]:
+    """The roles a bot's certificates carry, by their key in the world: its own role bot-NAME (as the cluster
+    creates it, until written) and its roles; expired ones grant nothing. And the names that exist nowhere."""
+    own = bot_role_name(bot.metadata.name)
+    roles: dict[str, Role] = {}
+    missing: list[str] = []
+    for n in [own, *bot.spec.roles]:
+        role = world.roles.get(n) or (grants.bot_role(bot.metadata.name) if n == own else None)
+        if role is None:
+            missing.append(n)
+        elif role.metadata.expires is None or role.metadata.expires > now:
+            roles[n] = role
+    return roles, missing
 
 
 @dataclass
@@ -48,19 +80,12 @@ class Access:
     ttl_cap: str
     join_methods: list[str]
     missing_roles: list[str]
+    pending: list[str] = field(default_factory=list)  # what it depends on that is known only at apply
 
 
-def access_of(world: World, bot: Bot, now: datetime) -> Access:
-    names = [bot_role_name(bot.metadata.name), *bot.spec.roles]
-    roles: list[Role] = []
-    missing: list[str] = []
-    for n in names:
-        role = world.roles.get(n) or (grants.bot_role(bot.metadata.name) if n == bot_role_name(bot.metadata.name)
-                                      else None)
-        if role is None:
-            missing.append(n)
-        elif role.metadata.expires is None or role.metadata.expires > now:
-            roles.append(role)
+def access_of(world: World, bot: Bot, now: datetime, key: str) -> Access:
+    held, missing = held_roles(world, bot, now)
+    roles = list(held.values())
     traits = bot.spec.traits
     node_access = grants.node_access(roles, traits)
     per_node = {}
@@ -68,10 +93,15 @@ def access_of(world: World, bot: Bot, now: datetime) -> Access:
         got = node_access.logins_on(node.metadata.labels)
         if got:
             per_node[node.metadata.name] = sorted(got)
-    methods = sorted({t.spec.join_method for t in world.tokens.values() if t.spec.bot_name == bot.metadata.name})
+    name = bot.metadata.name
+    methods = sorted({t.spec.join_method for t in world.tokens.values() if name and t.spec.bot_name == name})
     cap = grants.ttl_cap(roles, grants.MAX_RENEWABLE_TTL)
+    pending = [(world.where("bot", key), u) for u in world.unknown("bot", key, ("roles",))
+               + world.unknown("bot", key, ("traits",))]
+    pending += [(world.where("role", rkey), u) for rkey in held for u in world.unknown("role", rkey)]
     return Access(logins=per_node, any_node_logins=sorted(grants.logins(roles, traits)), api=grants.api_rules(roles),
-                  ttl_cap=v.format_duration(cap) if cap else "", join_methods=methods, missing_roles=missing)
+                  ttl_cap=v.format_duration(cap) if cap else "", join_methods=methods, missing_roles=missing,
+                  pending=[f"{where} {render_path(u)}" for where, u in pending])
 
 
 @dataclass
@@ -105,11 +135,12 @@ def _difference(a: Access | None, b: Access | None) -> dict[str, Any]:
 
 
 def impact(before: World, after: World, now: datetime) -> list[BotImpact]:
-    """Every bot whose access the plan changes (also through a role or token it did not declare)."""
+    """Every bot whose access the plan changes (also through a role or token it did not declare, its own role
+    bot-NAME included), or may change through a value known only at apply."""
     out: list[BotImpact] = []
     for name in sorted(set(before.bots) | set(after.bots)):
-        old = access_of(before, before.bots[name], now) if name in before.bots else None
-        new = access_of(after, after.bots[name], now) if name in after.bots else None
+        old = access_of(before, before.bots[name], now, name) if name in before.bots else None
+        new = access_of(after, after.bots[name], now, name) if name in after.bots else None
         if old == new:
             continue
         status = "created" if old is None else "deleted" if new is None else "changed"

@@ -6,8 +6,8 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from machineid.iac.plan import Plan
 from machineid.review.impact import Access, BotImpact
-from machineid.review.plan import Plan
 from machineid.review.policy import Violation
 
 _LABELS = {"logins_on_nodes": "logins on nodes", "any_node_logins": "logins in its certificates",
@@ -20,7 +20,7 @@ def as_json(plan: Plan, impacts: list[BotImpact], violations: list[Violation] | 
         "bots": [{"name": i.name, "status": i.status, "gained": i.gained(), "lost": i.lost(),
                   "before": asdict(i.before) if i.before else None, "after": asdict(i.after) if i.after else None}
                  for i in impacts],
-        "unknown": [{"resource": c.address, "properties": c.unknown} for c in plan.changes if c.unknown],
+        "unknown": [{"resource": c.address, "properties": c.unknown_text()} for c in plan.changes if c.unknown],
         "violations": [asdict(x) for x in violations] if violations is not None else None,
     }, indent=2)
 
@@ -41,6 +41,8 @@ def _settings(before: Access | None, after: Access | None) -> list[str]:
         out.append(f"- certificate lifetime cap: {old_cap or 'none'} → **{new_cap or 'none'}**")
     if after and after.missing_roles:
         out.append(f"- ⚠ roles that do not exist (they grant nothing): {_items(after.missing_roles)}")
+    if after and after.pending:
+        out.append(f"- ⚠ its access also depends on values known only at apply: {_items(after.pending)}")
     return out
 
 
@@ -59,9 +61,6 @@ def as_markdown(plan: Plan, impacts: list[BotImpact], violations: list[Violation
         lines += _settings(imp.before, imp.after)
         if imp.after is not None and not imp.after.logins and imp.after.any_node_logins:
             lines.append("- its logins match no registered node yet")
-    pending = [c for c in plan.changes if c.unknown]
-    if pending:
-        lines += ["", "Known only at apply: " + "; ".join(f"`{c.address}` {', '.join(c.unknown)}" for c in pending)]
     if violations is not None:
         lines += ["", "### policy"]
         if not violations:
