@@ -9,6 +9,7 @@ from typing import Any
 from cryptography import x509
 
 from machineid.api import certs
+from machineid.cluster.sealing import KeySource
 from machineid.cluster.service import Caller, Cluster
 from machineid.cluster.store.sqlite import SQLiteBackend
 from machineid.model import codec
@@ -26,7 +27,7 @@ class Clock:
 
 
 def new_cluster(tmp_path: Path, clock: Clock) -> Cluster:
-    return Cluster(SQLiteBackend(tmp_path / "cluster.db"), CLUSTER, clock=clock)
+    return Cluster(SQLiteBackend(tmp_path / "cluster.db"), CLUSTER, KeySource(tmp_path / "ca.key"), clock=clock)
 
 
 def admin(c: Cluster) -> Caller:

@@ -155,10 +155,14 @@ def test_two_writers_on_one_store_never_both_win(open_backend: Factory) -> None:
 
 
 def test_two_servers_share_one_postgres(pg_database: str, tmp_path: Path) -> None:
-    """Two `machineid server start` processes on one database: one cluster, one set of CAs."""
+    """Two `machineid server start` processes on one database: one cluster, one set of CAs, unsealed with the key
+    both are given (a server without it refuses to start: the database alone signs nothing)."""
     a = ServerProc(tmp_path / "a", extra_args=("--storage", pg_database))
-    b = ServerProc(tmp_path / "b", extra_args=("--storage", pg_database))
     a.start()
+    keyless = ServerProc(tmp_path / "keyless", extra_args=("--storage", pg_database))
+    with pytest.raises(AssertionError, match="the CA keys in the database are sealed, and there is no key"):
+        keyless.start()
+    b = ServerProc(tmp_path / "b", extra_args=("--storage", pg_database, "--ca-key-file", str(a.data_dir / "ca.key")))
     b.start()
     try:
         with a.admin() as admin_a, b.admin() as admin_b:

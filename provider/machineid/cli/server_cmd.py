@@ -33,6 +33,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     start.add_argument("--join-rate-per-source", type=positive, default=50, metavar="N",
                        help="new anonymous connections (joins, ping) per second from one client address, in bursts "
                             "of up to 200 (default 50); renewals are not limited")
+    start.add_argument("--ca-key-file", type=Path, default=None, metavar="FILE",
+                       help="the key that seals the CA keys in the database (default DATA_DIR/ca.key, created 0600 "
+                            "with the cluster); servers sharing a database need the same key. MACHINEID_CA_KEY "
+                            "(base64) in the environment is used instead when set")
+    start.add_argument("--ca-key-command", default="", metavar="CMD",
+                       help="a command that prints the sealing key (base64), e.g. a KMS or secrets-manager CLI; "
+                            "used instead of the file and the environment")
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     start.add_argument("--log-format", default="json", choices=["json", "text"])
     start.set_defaults(func=run_start)
@@ -66,7 +73,8 @@ def run_start(args: argparse.Namespace) -> int:
                                  iam_sts_endpoints=tuple(args.iam_sts_endpoint), storage=args.storage,
                                  audit_retention=args.audit_retention,
                                  max_connections_per_source=args.max_connections_per_source,
-                                 join_rate_per_source=args.join_rate_per_source))
+                                 join_rate_per_source=args.join_rate_per_source, ca_key_file=args.ca_key_file,
+                                 ca_key_command=args.ca_key_command))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         server.stop()

@@ -1,5 +1,6 @@
-"""The cluster's certificate authorities: created on first start, persisted in the backend (so every server
-sharing a backend signs with the same keys), and the signing operations on them.
+"""The cluster's certificate authorities: created on first start, persisted in the backend sealed with a key that
+is not in it (so every server sharing a backend signs with the same keys, and a copy of the database alone signs
+nothing), and the signing operations on them.
 
 SSH user and host CAs are Ed25519; the X.509 CA is ECDSA P-256 (see machineid.api.certs for why).
 """
@@ -7,6 +8,7 @@ SSH user and host CAs are Ed25519; the X.509 CA is ECDSA P-256 (see machineid.ap
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,10 +19,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from machineid.api import certs
+from machineid.cluster.sealing import KeySource
 from machineid.cluster.store.base import Backend
-from machineid.model.errors import AlreadyExistsError, NotFoundError
+from machineid.model.errors import AlreadyExistsError, NotFoundError, PreconditionError
 
-# Backend kind for the CA key material; never served by any RPC.
+log = logging.getLogger("machineid.cluster")
+# Backend kind for the CA key material (sealed: see sealing.py); never served by any RPC.
 CA_KIND = "cert_authority_keys"
 SSH_USER_EXTENSIONS = (b"permit-X11-forwarding", b"permit-agent-forwarding", b"permit-port-forwarding",
                        b"permit-pty", b"permit-user-rc")
@@ -39,28 +43,52 @@ class Authority:
     tls_cert: x509.Certificate
 
     @classmethod
-    def load_or_create(cls, backend: Backend, cluster_name: str) -> Authority:
-        try:
-            item = backend.get(CA_KIND, cluster_name)
-        except NotFoundError:
-            new_key, new_cert = certs.new_tls_ca(cluster_name)
-            value = {
-                "user_ca": _ed25519_pem(ed25519.Ed25519PrivateKey.generate()),
-                "host_ca": _ed25519_pem(ed25519.Ed25519PrivateKey.generate()),
-                "tls_key": certs.private_key_pem(new_key),
-                "tls_cert": certs.cert_pem(new_cert),
-            }
+    def load_or_create(cls, backend: Backend, cluster_name: str, keys: KeySource) -> Authority:
+        """The CAs from the backend, unsealed with the server's sealing key; created (sealed) on a cluster's first
+        start, and sealed in place when an earlier version stored them in clear."""
+        context = f"the CA keys of cluster {cluster_name}"
+        while True:
             try:
-                item = backend.create(CA_KIND, cluster_name, value)
-            except AlreadyExistsError:  # another server sharing the backend won the race
                 item = backend.get(CA_KIND, cluster_name)
-        v = item.value
-        user_ca = certs.load_private_key(v["user_ca"])
-        host_ca = certs.load_private_key(v["host_ca"])
-        tls_key = certs.load_private_key(v["tls_key"])
+            except NotFoundError:
+                sealer = keys.load(create=True)
+                new_key, new_cert = certs.new_tls_ca(cluster_name)
+                secret = {
+                    "user_ca": _ed25519_pem(ed25519.Ed25519PrivateKey.generate()),
+                    "host_ca": _ed25519_pem(ed25519.Ed25519PrivateKey.generate()),
+                    "tls_key": certs.private_key_pem(new_key),
+                }
+                try:
+                    backend.create(CA_KIND, cluster_name, {"tls_cert": certs.cert_pem(new_cert),
+                                                           "sealed": sealer.seal(secret, context)})
+                except AlreadyExistsError:  # another server sharing the backend won the race
+                    continue
+                return cls._from(cluster_name, secret, certs.cert_pem(new_cert))
+            value = item.value
+            if "sealed" in value:
+                return cls._from(cluster_name, keys.load(create=False).unseal(value["sealed"], context),
+                                 value["tls_cert"])
+            # Written in clear by an earlier version: seal it now (conditional on the revision: another server
+            # sharing the backend may be doing the same).
+            secret = {k: value[k] for k in ("user_ca", "host_ca", "tls_key")}
+            sealed = {"tls_cert": value["tls_cert"], "sealed": keys.load(create=True).seal(secret, context)}
+            try:
+                backend.update(CA_KIND, cluster_name, sealed, item.revision)
+            except (PreconditionError, NotFoundError):
+                continue
+            log.warning("the CA keys of cluster %s were stored in clear by an earlier version; they are sealed now "
+                        "with the key from %s (keep it: the cluster cannot sign without it)", cluster_name,
+                        (keys.command and "--ca-key-command") or (keys.environ and "MACHINEID_CA_KEY") or keys.file)
+            return cls._from(cluster_name, secret, value["tls_cert"])
+
+    @classmethod
+    def _from(cls, cluster_name: str, secret: dict[str, str], tls_cert: str) -> Authority:
+        user_ca = certs.load_private_key(secret["user_ca"])
+        host_ca = certs.load_private_key(secret["host_ca"])
+        tls_key = certs.load_private_key(secret["tls_key"])
         assert isinstance(user_ca, ed25519.Ed25519PrivateKey) and isinstance(host_ca, ed25519.Ed25519PrivateKey)
         assert isinstance(tls_key, ec.EllipticCurvePrivateKey)
-        return cls(cluster_name, user_ca, host_ca, tls_key, x509.load_pem_x509_certificate(v["tls_cert"].encode()))
+        return cls(cluster_name, user_ca, host_ca, tls_key, x509.load_pem_x509_certificate(tls_cert.encode()))
 
     @functools.cached_property
     def tls_ca_pem(self) -> str:

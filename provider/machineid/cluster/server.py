@@ -36,6 +36,7 @@ from machineid.cluster.grpc_api import ClusterServicer, JoinServicer
 from machineid.cluster.janitor import DEFAULT_AUDIT_RETENTION, Janitor
 from machineid.cluster.limits import CallLimits
 from machineid.cluster.router import JOIN_BURST, JOIN_RATE, MAX_PER_SOURCE, SNIRouter
+from machineid.cluster.sealing import KeySource
 from machineid.cluster.service import ADMIN_USER, Caller, Cluster
 from machineid.cluster.store.base import Backend
 from machineid.cluster.store.sqlite import SQLiteBackend
@@ -88,6 +89,10 @@ class ServerConfig:
     max_connections_per_source: int = MAX_PER_SOURCE
     # New anonymous connections (joins, ping) per second from one client address, and as many anonymous calls.
     join_rate_per_source: float = JOIN_RATE
+    # The key that seals the CA keys in the backend (sealing.py): a file (default DATA_DIR/ca.key), or a command
+    # that prints it; MACHINEID_CA_KEY in the environment comes before the file.
+    ca_key_file: Path | None = None
+    ca_key_command: str = ""
 
 
 LOCK_FILE = "server.lock"
@@ -154,7 +159,8 @@ class Server:
         self._lock_fd = _lock_data_dir(self.data_dir)
         _clean_up_after_a_dead_server(self.data_dir)
         self.backend = open_backend(config.storage, self.data_dir)
-        self.cluster = Cluster(self.backend, self._cluster_name(config.cluster_name),
+        ca_key = KeySource.for_data_dir(self.data_dir, config.ca_key_file, config.ca_key_command)
+        self.cluster = Cluster(self.backend, self._cluster_name(config.cluster_name), ca_key,
                                iam_verifier=iam.Verifier(list(config.iam_sts_endpoints)))
         self.janitor = Janitor(self.cluster.objects, config.audit_retention)
         self._stopped = threading.Event()

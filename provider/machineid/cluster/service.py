@@ -30,6 +30,7 @@ from machineid.cluster.keypairs import KeypairJoin, KeypairJoined, KeypairJoins
 from machineid.cluster.kinds import Kinds, Page
 from machineid.cluster.objects import Objects, R
 from machineid.cluster.renewal import Renewals
+from machineid.cluster.sealing import KeySource
 from machineid.cluster.store.base import ALL_EVENTS, AuditFilter, Backend
 from machineid.model import validators as v
 from machineid.model.errors import FieldViolation, ValidationError
@@ -43,8 +44,8 @@ __all__ = ["ADMIN_USER", "ANONYMOUS", "Caller", "Cluster", "Page", "token_ref"]
 
 
 class Cluster:
-    def __init__(self, backend: Backend, cluster_name: str, *, clock: Callable[[], datetime] | None = None,
-                 iam_verifier: iam.Verifier | None = None) -> None:
+    def __init__(self, backend: Backend, cluster_name: str, ca_key: KeySource, *,
+                 clock: Callable[[], datetime] | None = None, iam_verifier: iam.Verifier | None = None) -> None:
         self.backend = backend
         self.cluster_name = cluster_name
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -53,7 +54,7 @@ class Cluster:
         self.access = Access(self.objects)
         self.kinds = Kinds(self.objects, self.access)
         self.bots = Bots(self.objects, self.access)
-        self.authority = Authority.load_or_create(backend, cluster_name)
+        self.authority = Authority.load_or_create(backend, cluster_name, ca_key)
         self.issuer = Issuer(self.objects, self.access, self.authority, cluster_name)
         self.challenges = Challenges(self.objects, derive_key(self.authority.tls_key))
         self.joins = Joins(self.objects, self.issuer, iam_verifier or iam.Verifier(), self.challenges)
