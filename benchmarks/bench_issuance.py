@@ -6,7 +6,7 @@ One run measures R rounds; each round measures raw signing and then the server, 
    `Authority.sign_tls_client` (thin wrappers over `cryptography`): one OpenSSH user certificate signed by an
    Ed25519 CA over an ECDSA P-256 subject key, with the principals, key id and extensions a bot gets (5 permit-*
    and node-access), plus one X.509 client certificate signed by an ECDSA P-256 CA with the extensions of
-   `certs.issue_client_cert` (the bot's identity extension included). The shape is copied from a certificate the
+   `x509_issuance.issue_client_cert` (the bot's identity extension included). The shape is copied from a certificate the
    server really issued.
 2. server: a real `machineid server start` process; N client threads doing token joins
    (`JoinClient.register_using_token`, each with a fresh bot + single-use token the admin created beforehand, one
@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from machineid.api import certs
 from machineid.api.client import Client, JoinClient, identity_from_certs
 from machineid.api.identity import Identity
+from machineid.cluster import x509_issuance
 from machineid.cluster.authority import SSH_USER_EXTENSIONS, Authority
 from machineid.cluster.process import ServerProcess
 from machineid.model.resources import Bot, BotSpec, Metadata
@@ -107,7 +108,7 @@ def shape_from(identity: Identity) -> IssuanceShape:
 
 def bench_authority() -> Authority:
     """Fresh CAs of the server's key types: Ed25519 SSH CAs, ECDSA P-256 X.509 CA."""
-    tls_key, tls_cert = certs.new_tls_ca(CLUSTER_NAME)
+    tls_key, tls_cert = x509_issuance.new_tls_ca(CLUSTER_NAME)
     return Authority(CLUSTER_NAME, ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate(),
                      tls_key, tls_cert)
 
@@ -120,8 +121,8 @@ def run_raw(authority: Authority, shape: IssuanceShape, keys: list[KeyPair], sec
     deadline = start + seconds
     while now < deadline:
         public_key = publics[count % len(publics)]
-        not_before = certs.now() - timedelta(minutes=1)
-        not_after = certs.now() + shape.ttl
+        not_before = x509_issuance.now() - timedelta(minutes=1)
+        not_after = x509_issuance.now() + shape.ttl
         authority.sign_ssh_user(public_key, shape.key_id, shape.principals, not_before, not_after, shape.extensions)
         authority.sign_tls_client(public_key, shape.ident, not_after)
         count += 1

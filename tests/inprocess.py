@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 
 from machineid.api import certs
+from machineid.cluster.issuance import IssuedCerts
 from machineid.cluster.sealing import KeySource
 from machineid.cluster.service import Caller, Cluster
 from machineid.cluster.store.sqlite import SQLiteBackend
@@ -45,7 +45,7 @@ def add_bot(c: Cluster, name: str, roles: list[str] | None = None) -> str:
     return token.metadata.name
 
 
-def caller_of(c: Cluster, issued: dict[str, Any]) -> Caller:
+def caller_of(c: Cluster, issued: IssuedCerts) -> Caller:
     """The caller the server sees when a client presents these certificates."""
-    ident = certs.CertIdentity.from_cert(x509.load_pem_x509_certificate(issued["tls_cert"].encode()))
+    ident = certs.CertIdentity.from_cert(x509.load_pem_x509_certificate(issued.tls_cert.encode()))
     return c.caller_from_cert(ident)

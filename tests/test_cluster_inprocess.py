@@ -42,11 +42,11 @@ def test_a_join_token_expires_on_the_clusters_clock(c: Cluster, clock: Clock) ->
 
 def test_certificates_last_the_granted_ttl_from_now(c: Cluster, clock: Clock) -> None:
     _, out = c.register_using_token(add_bot(c, "robot"), key_pem(), timedelta(minutes=20))
-    assert out["expires"] == clock.now + timedelta(minutes=20)
+    assert out.expires == clock.now + timedelta(minutes=20)
     clock.now += timedelta(minutes=10)
     renewed = c.renew(caller_of(c, out), key_pem(), timedelta(hours=48))
-    assert renewed["expires"] == clock.now + timedelta(hours=24)  # a renewable identity is capped at 24h
-    assert renewed["generation"] == 2
+    assert renewed.expires == clock.now + timedelta(hours=24)  # a renewable identity is capped at 24h
+    assert renewed.generation == 2
 
 
 def test_an_expired_user_gets_no_certificates_and_none_outlive_the_user_or_a_role(c: Cluster, clock: Clock) -> None:
@@ -56,10 +56,10 @@ def test_an_expired_user_gets_no_certificates_and_none_outlive_the_user_or_a_rol
     c.upsert_user(admin(c), codec.decode(User, {"metadata": {"name": "temp", "expires": "2030-01-01T00:30:00Z"},
                                                 "spec": {"roles": ["access"]}}))
     out = c.sign_user(admin(c), "temp", key_pem(), timedelta(hours=8))
-    assert out["expires"] == clock.now + timedelta(minutes=30)  # not 8h: the user ends at 00:30
+    assert out.expires == clock.now + timedelta(minutes=30)  # not 8h: the user ends at 00:30
     c.upsert_user(admin(c), codec.decode(User, {"metadata": {"name": "ops", "expires": "2031-01-01T00:00:00Z"},
                                                 "spec": {"roles": ["access", "brief"]}}))
-    assert c.sign_user(admin(c), "ops", key_pem(), timedelta(hours=8))["expires"] == clock.now + timedelta(minutes=40)
+    assert c.sign_user(admin(c), "ops", key_pem(), timedelta(hours=8)).expires == clock.now + timedelta(minutes=40)
     clock.now += timedelta(minutes=31)
     with pytest.raises(errors.PreconditionError, match='user "temp" expired at 2030-01-01T00:30:00Z'):
         c.sign_user(admin(c), "temp", key_pem(), None)
@@ -82,7 +82,7 @@ def test_a_copy_renewing_after_the_original_locks_the_bot_and_every_path_says_ho
         c.register_using_token(t.metadata.name, key_pem(), None)
     c.unlock_bot(admin(c), "robot")
     _, again = c.register_using_token(t.metadata.name, key_pem(), None)
-    assert again["generation"] == 1
+    assert again.generation == 1
 
 
 def test_a_lost_renewal_answer_is_issued_again_for_the_same_key_only(c: Cluster) -> None:
@@ -90,7 +90,7 @@ def test_a_lost_renewal_answer_is_issued_again_for_the_same_key_only(c: Cluster)
     new_key = key_pem()
     lost = c.renew(caller_of(c, first), new_key, None)
     retried = c.renew(caller_of(c, first), new_key, None)  # the agent never saw `lost`
-    assert lost["generation"] == retried["generation"] == 2
+    assert lost.generation == retried.generation == 2
     with pytest.raises(errors.PermissionDeniedError, match="now locked"):
         c.renew(caller_of(c, first), key_pem(), None)  # the same old certificate with another key: a copy
 

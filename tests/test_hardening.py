@@ -128,7 +128,7 @@ def test_an_expired_role_grants_nothing(cluster: tuple[Cluster, Clock]) -> None:
         c.list_page(carol, Role, Page())
     key = certs.public_key_pem(certs.new_key().public_key())
     out = c.sign_user(admin, "carol", key, None)
-    assert "ops" not in out["principals"]
+    assert "ops" not in out.principals
 
 
 # ---------------------------------------------------------------- injection through operator-supplied strings

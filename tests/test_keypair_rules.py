@@ -86,9 +86,9 @@ def events(c: Cluster, action: str) -> list[Any]:
 def test_signed_join_issues_a_renewable_identity_and_the_token_stays(cluster: Cluster) -> None:
     agent = Agent(cluster, bind(cluster))
     out = agent.join()
-    assert out.bot_name == "robot" and out.certs["renewable"] and out.certs["generation"] == 1
+    assert out.bot_name == "robot" and out.certs.renewable and out.certs.generation == 1
     renewed = cluster.renew(caller_of(cluster, out.certs), key_pem(), None)
-    assert renewed["generation"] == 2
+    assert renewed.generation == 2
     st = token(cluster).status
     assert st.bound_public_key == keys.normalized(keys.public_line(agent.key.public_key()))  # type: ignore[union-attr]
     assert st.join_sequence == 1 and st.recovery_count == 0

@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from machineid.api import certs
+from machineid.cluster import x509_issuance
 from machineid.cluster.authority import CA_KIND
 from machineid.cluster.process import MACHINEID
 from machineid.cluster.sealing import KeySource
@@ -58,7 +59,7 @@ def test_a_copy_of_the_database_alone_signs_nothing(tmp_path: Path) -> None:
 
 def test_keys_in_clear_from_an_earlier_version_are_sealed_in_place(tmp_path: Path) -> None:
     backend = SQLiteBackend(tmp_path / "cluster.db")
-    tls_key, tls_cert = certs.new_tls_ca(CLUSTER)
+    tls_key, tls_cert = x509_issuance.new_tls_ca(CLUSTER)
     user_ca, host_ca = (certs.private_key_pem(ed25519.Ed25519PrivateKey.generate()) for _ in range(2))
     backend.create(CA_KIND, CLUSTER, {"user_ca": user_ca, "host_ca": host_ca, "tls_key": certs.private_key_pem(tls_key),
                                       "tls_cert": certs.cert_pem(tls_cert)})

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from machineid.api import certs
+from machineid.cluster import x509_issuance
 from machineid.cluster.sealing import KeySource
 from machineid.cluster.store.base import Backend
 from machineid.model.errors import AlreadyExistsError, NotFoundError, PreconditionError
@@ -52,7 +53,7 @@ class Authority:
                 item = backend.get(CA_KIND, cluster_name)
             except NotFoundError:
                 sealer = keys.load(create=True)
-                new_key, new_cert = certs.new_tls_ca(cluster_name)
+                new_key, new_cert = x509_issuance.new_tls_ca(cluster_name)
                 secret = {
                     "user_ca": _ed25519_pem(ed25519.Ed25519PrivateKey.generate()),
                     "host_ca": _ed25519_pem(ed25519.Ed25519PrivateKey.generate()),
@@ -139,7 +140,8 @@ class Authority:
         return builder.sign(self.host_ca).public_bytes().decode()
 
     def sign_tls_client(self, public_key: certs.PublicKey, ident: certs.CertIdentity, not_after: datetime) -> str:
-        return certs.cert_pem(certs.issue_client_cert(self.tls_key, self.tls_cert, public_key, ident, not_after))
+        cert = x509_issuance.issue_client_cert(self.tls_key, self.tls_cert, public_key, ident, not_after)
+        return certs.cert_pem(cert)
 
     def sign_document(self, payload: bytes) -> bytes:
         """Documents the cluster hands out and later takes back (a bound keypair's join state): signed with the

@@ -7,9 +7,11 @@ import secrets
 from dataclasses import replace
 from datetime import timedelta
 
+from machineid.cluster import records
 from machineid.cluster.access import Access
 from machineid.cluster.caller import Caller, token_ref
 from machineid.cluster.objects import Objects, check_name
+from machineid.cluster.records import LastKeypairJoin, LastRenewal
 from machineid.model import codec
 from machineid.model import validators as v
 from machineid.model.errors import (
@@ -32,9 +34,6 @@ from machineid.model.resources import (
     bot_role_name,
     bot_user_name,
 )
-
-RENEWAL_KIND = "bot_last_renewal"  # internal: the last renewal of each bot, so a lost answer can be retried
-LAST_JOIN_KIND = "bound_keypair_last_join"  # internal: each bound_keypair token's last join, likewise
 
 
 def bot_user(bot: Bot) -> User:
@@ -124,13 +123,13 @@ class Bots:
         backend = self.objects.backend
         with backend.transaction():
             backend.delete("bot", name, revision)
-            for kind, obj_name in (("user", bot_user_name(name)), ("role", bot_role_name(name)), (RENEWAL_KIND, name)):
+            for kind, obj_name in (("user", bot_user_name(name)), ("role", bot_role_name(name))):
                 with contextlib.suppress(NotFoundError):
                     backend.delete(kind, obj_name)
+            records.delete(self.objects, LastRenewal, name)
             for item in backend.list_by_bot("token", name):
                 backend.delete("token", item.name)
-                with contextlib.suppress(NotFoundError):
-                    backend.delete(LAST_JOIN_KIND, item.name)
+                records.delete(self.objects, LastKeypairJoin, item.name)
         self.objects.audit(caller, "bot.delete", f"bot/{name}")
 
     def unlock(self, caller: Caller, name: str) -> Bot:
@@ -147,7 +146,6 @@ class Bots:
             bot.status.instance_id = ""
             bot.status.generation = 0
             result = self.objects.update(bot)
-            with contextlib.suppress(NotFoundError):
-                self.objects.backend.delete(RENEWAL_KIND, name)
+            records.delete(self.objects, LastRenewal, name)
         self.objects.audit(caller, "bot.unlock", f"bot/{name}")
         return result

@@ -20,6 +20,7 @@ from machineid.api.iam import SignedRequest
 from machineid.api.v1 import cluster_pb2 as pb
 from machineid.api.v1 import cluster_pb2_grpc as rpc
 from machineid.api.v1 import types_pb2 as tpb
+from machineid.cluster.issuance import IssuedCerts
 from machineid.cluster.keypairs import KeypairJoin
 from machineid.cluster.limits import CallLimits
 from machineid.cluster.service import ANONYMOUS, Caller, Cluster, Page
@@ -74,11 +75,11 @@ def _ts(value: Any) -> timestamp_pb2.Timestamp:
     return ts
 
 
-def certs_pb(data: dict[str, Any]) -> tpb.Certs:
+def certs_pb(out: IssuedCerts) -> tpb.Certs:
     return tpb.Certs(
-        ssh_cert=data["ssh_cert"], tls_cert=data["tls_cert"], tls_ca_certs=data["tls_ca_certs"],
-        ssh_host_ca_keys=data["ssh_host_ca_keys"], ssh_user_ca_keys=data["ssh_user_ca_keys"],
-        expires=_ts(data["expires"]), renewable=data["renewable"], generation=data["generation"],
+        ssh_cert=out.ssh_cert, tls_cert=out.tls_cert, tls_ca_certs=out.tls_ca_certs,
+        ssh_host_ca_keys=out.ssh_host_ca_keys, ssh_user_ca_keys=out.ssh_user_ca_keys,
+        expires=_ts(out.expires), renewable=out.renewable, generation=out.generation,
     )
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from machineid.api import certs
 from machineid.cluster.access import Access
@@ -47,6 +46,21 @@ def principals_for(roles: list[Role], traits: dict[str, list[str]]) -> list[str]
 
 
 @dataclass(frozen=True)
+class IssuedCerts:
+    """What a join, a renewal or a signing hands out: SSH and TLS certificates for one key, and the CAs to trust."""
+
+    ssh_cert: str
+    tls_cert: str
+    tls_ca_certs: list[str]
+    ssh_host_ca_keys: list[str]
+    ssh_user_ca_keys: list[str]
+    expires: datetime
+    renewable: bool
+    generation: int
+    principals: list[str]
+
+
+@dataclass(frozen=True)
 class Grant:
     roles: list[Role]
     not_after: datetime
@@ -72,28 +86,28 @@ class Issuer:
 
     def issue(self, public_key_pem: str, ident: certs.CertIdentity, traits: dict[str, list[str]],
               requested: timedelta | None, cap: timedelta | None, holder_expires: datetime | None = None
-              ) -> dict[str, Any]:
+              ) -> IssuedCerts:
         key = public_key(public_key_pem)  # before the roles are looked up
         return self.issue_granted(key, ident, traits, self.grant(ident, requested, cap, holder_expires))
 
     def issue_granted(self, key: certs.PublicKey, ident: certs.CertIdentity, traits: dict[str, list[str]],
-                      grant: Grant) -> dict[str, Any]:
+                      grant: Grant) -> IssuedCerts:
         roles, not_after = grant.roles, grant.not_after
         start = self.objects.clock() - timedelta(minutes=1)
         principals = principals_for(roles, traits)
         access = grants.node_access(roles, traits).encode()
         a = self.authority
-        return {
-            "ssh_cert": a.sign_ssh_user(key, ident.user, principals, start, not_after, {EXTENSION: access}),
-            "tls_cert": a.sign_tls_client(key, ident, not_after),
-            "tls_ca_certs": [a.tls_ca_pem],
-            "ssh_host_ca_keys": [a.host_ca_line],
-            "ssh_user_ca_keys": [a.user_ca_line],
-            "expires": not_after,
-            "renewable": ident.renewable,
-            "generation": ident.generation,
-            "principals": principals,
-        }
+        return IssuedCerts(
+            ssh_cert=a.sign_ssh_user(key, ident.user, principals, start, not_after, {EXTENSION: access}),
+            tls_cert=a.sign_tls_client(key, ident, not_after),
+            tls_ca_certs=[a.tls_ca_pem],
+            ssh_host_ca_keys=[a.host_ca_line],
+            ssh_user_ca_keys=[a.user_ca_line],
+            expires=not_after,
+            renewable=ident.renewable,
+            generation=ident.generation,
+            principals=principals,
+        )
 
     def bot_identity(self, bot: Bot, renewable: bool) -> tuple[certs.CertIdentity, dict[str, list[str]]]:
         user = self.objects.get_shared(User, bot_user_name(bot.metadata.name))
@@ -104,7 +118,7 @@ class Issuer:
         )
         return ident, user.spec.traits
 
-    def output_certs(self, caller: Caller, public_key_pem: str, ttl: timedelta | None) -> dict[str, Any]:
+    def output_certs(self, caller: Caller, public_key_pem: str, ttl: timedelta | None) -> IssuedCerts:
         """Non-renewable certificates of a bot for its destinations. Only the current generation of its renewable
         identity may ask (caller_from_cert has checked the instance): an output certificate cannot, and neither can
         an older, copied generation."""
@@ -120,10 +134,10 @@ class Issuer:
         out_ident, traits = self.bot_identity(bot, renewable=False)
         out = self.issue(public_key_pem, replace(out_ident, generation=0), traits, ttl, MAX_RENEWABLE_TTL)
         self.objects.audit(caller, "cert.issue_output", f"bot/{ident.bot_name}",
-                           expires=codec.format_time(out["expires"]))
+                           expires=codec.format_time(out.expires))
         return out
 
-    def sign_user(self, caller: Caller, user_name: str, public_key_pem: str, ttl: timedelta | None) -> dict[str, Any]:
+    def sign_user(self, caller: Caller, user_name: str, public_key_pem: str, ttl: timedelta | None) -> IssuedCerts:
         self.access.check(caller, "user_cert", "create")
         user = self.objects.get(User, user_name)
         if user.spec.bot_name:
@@ -136,7 +150,7 @@ class Issuer:
         ident = certs.CertIdentity(user=user_name, roles=list(user.spec.roles), traits=user.spec.traits,
                                    cluster=self.cluster_name)
         out = self.issue(public_key_pem, ident, user.spec.traits, ttl, None, user.metadata.expires)
-        self.objects.audit(caller, "cert.issue", f"user/{user_name}", expires=codec.format_time(out["expires"]))
+        self.objects.audit(caller, "cert.issue", f"user/{user_name}", expires=codec.format_time(out.expires))
         return out
 
     def sign_host(self, caller: Caller, public_key_text: str, principals: list[str], ttl: timedelta | None) -> str:

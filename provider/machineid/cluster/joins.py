@@ -14,7 +14,7 @@ from machineid.cluster import iam
 from machineid.cluster.access import check_unlocked
 from machineid.cluster.caller import ANONYMOUS, Caller, token_ref
 from machineid.cluster.challenges import Challenges
-from machineid.cluster.issuance import Issuer, public_key
+from machineid.cluster.issuance import IssuedCerts, Issuer, public_key
 from machineid.cluster.objects import Objects
 from machineid.model import codec
 from machineid.model.errors import (
@@ -49,13 +49,13 @@ class Joins:
             raise PermissionDeniedError(f"the {what} expired at {codec.format_time(token.metadata.expires)}; "
                                         "create a new one")
 
-    def _audit_issued(self, ident: Any, out: dict[str, Any], **details: Any) -> None:
+    def _audit_issued(self, ident: Any, out: IssuedCerts, **details: Any) -> None:
         self.objects.audit(Caller(user=ident.user, ident=ident), "cert.issue", f"user/{ident.user}", **details,
-                           expires=codec.format_time(out["expires"]), principals=out["principals"])
+                           expires=codec.format_time(out.expires), principals=out.principals)
 
     # ------------------------------------------------------------------ the token method
     def register_using_token(self, token_name: str, public_key_pem: str,
-                             ttl: timedelta | None) -> tuple[str, dict[str, Any]]:
+                             ttl: timedelta | None) -> tuple[str, IssuedCerts]:
         ref = f"token/{token_ref(token_name)}"
         try:
             return self._register_using_token(token_name, public_key_pem, ttl, ref)
@@ -64,7 +64,7 @@ class Joins:
             raise
 
     def _register_using_token(self, token_name: str, public_key_pem: str, ttl: timedelta | None,
-                              ref: str) -> tuple[str, dict[str, Any]]:
+                              ref: str) -> tuple[str, IssuedCerts]:
         if not token_name:
             raise ValidationError([FieldViolation(("token",), "is required; pass the token from "
                                                   "`machineid ctl bots add`")])
@@ -105,7 +105,7 @@ class Joins:
         return self.challenges.issue(purpose)
 
     def register_using_iam(self, token_name: str, challenge: str, request: SignedRequest, public_key_pem: str,
-                           ttl: timedelta | None) -> tuple[str, dict[str, Any]]:
+                           ttl: timedelta | None) -> tuple[str, IssuedCerts]:
         # The name is a secret unless it really is an iam token's: look before naming it anywhere.
         try:
             token: ProvisionToken | None = self.objects.get(ProvisionToken, token_name)
@@ -120,7 +120,7 @@ class Joins:
             raise
 
     def _register_using_iam(self, token: ProvisionToken | None, challenge: str, request: SignedRequest,
-                            public_key_pem: str, ttl: timedelta | None, ref: str) -> tuple[str, dict[str, Any]]:
+                            public_key_pem: str, ttl: timedelta | None, ref: str) -> tuple[str, IssuedCerts]:
         public_key(public_key_pem)
         challenge_expires = self.challenges.expires(challenge)
         self.challenges.check_unspent(challenge)

@@ -22,14 +22,13 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from machineid.cluster.bots import LAST_JOIN_KIND, RENEWAL_KIND
+from machineid.cluster import records
 from machineid.cluster.caller import ANONYMOUS, token_ref
-from machineid.cluster.issuance import public_key
+from machineid.cluster.issuance import IssuedCerts, public_key
 from machineid.cluster.joins import Joins
 from machineid.cluster.objects import check_name
-from machineid.cluster.renewal import put_record
+from machineid.cluster.records import LastKeypairJoin, LastRenewal
 from machineid.model import codec, keys
 from machineid.model import validators as v
 from machineid.model.errors import (
@@ -63,9 +62,34 @@ class KeypairJoin:
 @dataclass
 class KeypairJoined:
     bot_name: str
-    certs: dict[str, Any]
+    certs: IssuedCerts
     join_state: str
     bound_public_key: str
+
+
+@dataclass(frozen=True)
+class Lock:
+    """Why a join locks the bot instead of joining: two machines hold its key pair."""
+
+    reason: str
+    presented: int  # the join state's sequence the join presented
+    expected: int  # the token's
+    key: str = ""  # the fingerprint of the key it signed with, when that key was bound before
+
+
+@dataclass
+class Outcome:
+    """What a join that proved its key did (or, with `lock`, why it locks the bot)."""
+
+    signer: str = ""  # the key that signed it
+    new_key: str = ""  # the key it bound (registration or rotation)
+    retry: bool = False  # the last join again, its answer lost
+    registered: bool = False
+    rotated: bool = False
+    rotation_ignored: bool = False  # it sent a new key when no rotation was due
+    recovery: bool = False
+    previous: list[str] | None = None  # the keys bound before, when this join moved the token to a new one
+    lock: Lock | None = None
 
 
 def rotation_due(token: ProvisionToken, now: datetime) -> bool:
@@ -155,7 +179,6 @@ class KeypairJoins:
         objects, joins = self.objects, self.joins
         msg = keys.join_message(req.token, req.challenge, req.public_key)
         now = objects.clock()
-        lock: dict[str, Any] = {}
         with objects.backend.transaction():
             try:
                 token = objects.get(ProvisionToken, req.token)
@@ -169,22 +192,21 @@ class KeypairJoins:
             bot = joins._bot_of(token)
             presented = self._presented_seq(req.join_state, token)
             last = self._last_join(token)
-            if self._is_retry(req, token, bot, last, presented, msg):
-                done: dict[str, Any] = {"retry": True, "signer": last["signer"], "new_key": last["new_key"]}
+            if last is not None and self._is_retry(req, token, bot, last, presented, msg):
+                done = Outcome(signer=last.signer, new_key=last.new_key, retry=True)
             else:
-                done = self._apply(req, token, bot, presented, msg, now, list(last.get("previous") or []))
+                done = self._apply(req, token, bot, presented, msg, now, last.previous if last else [])
             # The join has proved the key (or the secret): from here on it may write, and spends its challenge.
             challenges.spend(req.challenge, challenge_expires)
-            if "lock" in done:
-                lock = done
+            rejoin = bot.status.generation > 0
+            if done.lock is not None:
                 bot.status.locked = True
-                bot.status.lock_reason = done["lock"]
+                bot.status.lock_reason = done.lock.reason
                 objects.update(bot)
-            if not lock:
-                if not done.get("retry"):
+            else:
+                if not done.retry:
                     token.status.join_sequence += 1
                     token = objects.update(token)
-                    done["rejoin"] = bot.status.generation > 0
                     bot.status.generation = 1
                     bot.status.instance_id = uuid.uuid4().hex
                     bot.status.last_join = now
@@ -192,40 +214,36 @@ class KeypairJoins:
                     bot = objects.update(bot)
                 ident, traits = self.issuer.bot_identity(bot, renewable=True)
                 grant = self.issuer.grant(ident, req.ttl, MAX_RENEWABLE_TTL)
-                put_record(objects, RENEWAL_KIND, bot.metadata.name, {
-                    "generation": 1, "key": "", "instance": bot.status.instance_id,
-                    "expires": codec.format_time(grant.not_after)})
-                put_record(objects, LAST_JOIN_KIND, token.metadata.name, {
-                    "created": _created(token), "seq": token.status.join_sequence,
-                    "certify": keys.pem_digest(req.public_key), "instance": bot.status.instance_id,
-                    "signer": done["signer"], "new_key": done["new_key"],
-                    "previous": done.get("previous", last.get("previous") or [])})
+                records.put(objects, bot.metadata.name, LastRenewal(1, "", bot.status.instance_id, grant.not_after))
+                previous = done.previous if done.previous is not None else (last.previous if last else [])
+                records.put(objects, token.metadata.name, LastKeypairJoin(
+                    created=_created(token), seq=token.status.join_sequence, certify=keys.pem_digest(req.public_key),
+                    instance=bot.status.instance_id, signer=done.signer, new_key=done.new_key, previous=previous))
         name = bot.metadata.name
-        if lock:
+        if done.lock is not None:
+            lock = done.lock
             objects.audit(ANONYMOUS, "bot.lock", f"bot/{name}", "denied", token=token.metadata.name,
-                          **{k: val for k, val in lock.items() if k != "lock"})
-            raise PermissionDeniedError(f'bot "{name}" is now locked: {lock["lock"]}. Two machines hold its key pair; '
+                          presented=lock.presented, expected=lock.expected, **({"key": lock.key} if lock.key else {}))
+            raise PermissionDeniedError(f'bot "{name}" is now locked: {lock.reason}. Two machines hold its key pair; '
                                         f"unlock with `machineid ctl bots unlock {name}` once the copy is gone "
                                         "(and consider rotating the key: rotate_after)")
         out = self.issuer.issue_granted(key, ident, traits, grant)
         st = token.status
         objects.audit(ANONYMOUS, "bot.join", ref, bot=name, method="bound_keypair", generation=1,
-                      instance_id=bot.status.instance_id, rejoin=done.get("rejoin", True),
-                      retry=bool(done.get("retry")), recovery=bool(done.get("recovery")),
-                      recovery_count=st.recovery_count, registered=bool(done.get("registered")),
-                      rotated=bool(done.get("rotated")), rotation_ignored=bool(done.get("rotation_ignored")),
-                      join_sequence=st.join_sequence,
+                      instance_id=bot.status.instance_id, rejoin=rejoin or done.retry, retry=done.retry,
+                      recovery=done.recovery, recovery_count=st.recovery_count, registered=done.registered,
+                      rotated=done.rotated, rotation_ignored=done.rotation_ignored, join_sequence=st.join_sequence,
                       key=keys.fingerprint(st.bound_public_key))
         joins._audit_issued(ident, out, generation=1)
         return KeypairJoined(name, out, self._state(token, st.join_sequence), st.bound_public_key)
 
     def _apply(self, req: KeypairJoin, token: ProvisionToken, bot: Bot, presented: int, msg: bytes,
-               now: datetime, previous: list[str]) -> dict[str, Any]:
-        """The checks and changes of a join that is not a retry (in the caller's transaction). Returns what
-        happened, or {"lock": reason, ...} for a stale join state or a join signed by a key bound before
-        (`previous`: the keys this token was bound to, newest first)."""
+               now: datetime, previous: list[str]) -> Outcome:
+        """The checks and changes of a join that is not a retry (in the caller's transaction): what happened, or
+        a Lock for a stale join state or a join signed by a key bound before (`previous`: the keys this token was
+        bound to, newest first)."""
         bk, st = token.spec.bound_keypair, token.status
-        done: dict[str, Any] = {"new_key": ""}
+        done = Outcome()
         first = st.join_sequence == 0
         if not st.bound_public_key:
             onboarding = bk.onboarding
@@ -249,8 +267,8 @@ class KeypairJoins:
                 if not req.new_public_key or not keys.verify(req.new_public_key, req.new_key_signature, msg):
                     raise PermissionDeniedError("registering needs the new public key and its signature")
                 st.bound_public_key = keys.normalized(req.new_public_key)
-                done.update(registered=True, new_key=st.bound_public_key)
-            done["signer"] = st.bound_public_key
+                done.registered, done.new_key = True, st.bound_public_key
+            done.signer = st.bound_public_key
         else:
             if not req.signature and req.registration_secret:
                 raise PermissionDeniedError(f"the registration secret was already used: the token is bound to key "
@@ -260,26 +278,27 @@ class KeypairJoins:
                 if old:
                     # Only a copy holds a key the token moved away from: whoever rotated it in was the other copy
                     # (or this is the copy). Either way two machines hold the bot's key pair.
-                    return {"lock": f"a join was signed with key {keys.fingerprint(old)}, which the token was bound "
-                                    f"to before it moved to {keys.fingerprint(st.bound_public_key)} (the key pair "
-                                    "was used from two places)", "presented": presented,
-                            "expected": st.join_sequence, "key": keys.fingerprint(old)}
+                    done.lock = Lock(f"a join was signed with key {keys.fingerprint(old)}, which the token was bound "
+                                     f"to before it moved to {keys.fingerprint(st.bound_public_key)} (the key pair "
+                                     "was used from two places)", presented, st.join_sequence, keys.fingerprint(old))
+                    return done
                 raise PermissionDeniedError(f"the signature does not match the token's bound key "
                                             f"{keys.fingerprint(st.bound_public_key)}")
-            done["signer"] = st.bound_public_key
+            done.signer = st.bound_public_key
             if bk.recovery.mode != "insecure":
                 if presented < st.join_sequence:
                     if presented == 0:
                         raise PermissionDeniedError("the join state is missing: joins after the first present the "
                                                     "join_state file the agent keeps in its data dir")
-                    return {"lock": f"stale join state: presented sequence {presented}, the cluster's is "
-                                    f"{st.join_sequence} (the key pair was used from two places)",
-                            "presented": presented, "expected": st.join_sequence}
+                    done.lock = Lock(f"stale join state: presented sequence {presented}, the cluster's is "
+                                     f"{st.join_sequence} (the key pair was used from two places)", presented,
+                                     st.join_sequence)
+                    return done
                 if presented > st.join_sequence:
                     raise PermissionDeniedError("the join state is newer than the cluster's (was the cluster "
                                                 "restored from a backup?); onboard the bot again with a new token")
         if not first and self._recovering(bot, now):
-            done["recovery"] = True
+            done.recovery = True
             if bk.recovery.mode == "standard":
                 if st.recovery_count >= bk.recovery.limit:
                     raise PermissionDeniedError(
@@ -287,58 +306,52 @@ class KeypairJoins:
                         f"{st.recovery_count} times (recovery.limit {bk.recovery.limit}); raise "
                         f'recovery.limit on token "{token.metadata.name}" to let it join')
                 st.recovery_count += 1
-        if req.new_public_key and not done.get("registered"):
+        if req.new_public_key and not done.registered:
             if not rotation_due(token, now):
                 # A new key is bound only when the token asks for one: otherwise whoever copied the key pair and
                 # its join state could bind a key of its own and shut the real agent out without a lock. The join
                 # goes on with the bound key; the answer names it, so the agent keeps the key it has.
-                done["rotation_ignored"] = True
+                done.rotation_ignored = True
                 return done
             if not keys.verify(req.new_public_key, req.new_key_signature, msg):
                 raise PermissionDeniedError("the new key's signature does not verify; sign the challenge with it too")
             new = keys.normalized(req.new_public_key)
             if new != st.bound_public_key:
-                done["previous"] = [st.bound_public_key, *[k for k in previous if k != new]][:MAX_PREVIOUS_KEYS]
+                done.previous = [st.bound_public_key, *[k for k in previous if k != new]][:MAX_PREVIOUS_KEYS]
                 st.bound_public_key = new
                 st.last_rotated_at = now
-                done.update(rotated=True, new_key=new)
+                done.rotated, done.new_key = True, new
         return done
 
     def _recovering(self, bot: Bot, now: datetime) -> bool:
         """No valid renewable certificate: the last one issued to the bot's current instance has expired."""
-        try:
-            last = self.objects.backend.get(RENEWAL_KIND, bot.metadata.name).value
-        except NotFoundError:
-            return True
-        expires = last.get("expires")
-        return not (last.get("instance") == bot.status.instance_id and expires and codec.parse_time(expires) > now)
+        last = records.get(self.objects, LastRenewal, bot.metadata.name)
+        return not (last is not None and last.instance == bot.status.instance_id and last.expires is not None
+                    and last.expires > now)
 
-    def _last_join(self, token: ProvisionToken) -> dict[str, Any]:
-        try:
-            value: dict[str, Any] = self.objects.backend.get(LAST_JOIN_KIND, token.metadata.name).value
-        except NotFoundError:
-            return {}
-        return value if value.get("created") == _created(token) else {}
+    def _last_join(self, token: ProvisionToken) -> LastKeypairJoin | None:
+        """The token's last join, unless it was made for an earlier token of the same name."""
+        last = records.get(self.objects, LastKeypairJoin, token.metadata.name)
+        return last if last is not None and last.created == _created(token) else None
 
     @staticmethod
-    def _is_retry(req: KeypairJoin, token: ProvisionToken, bot: Bot, last: dict[str, Any], presented: int,
+    def _is_retry(req: KeypairJoin, token: ProvisionToken, bot: Bot, last: LastKeypairJoin, presented: int,
                   msg: bytes) -> bool:
         """The last join again, its answer lost: same key to certify, signed by the key that signed it, presenting
         the document that join presented, and the identity it issued unused (never renewed). A copy replaying it
         gets certificates for a key it does not hold."""
         st = token.status
-        if not last or last.get("seq") != st.join_sequence or last.get("certify") != keys.pem_digest(req.public_key):
+        if last.seq != st.join_sequence or last.certify != keys.pem_digest(req.public_key):
             return False
-        if bot.status.instance_id != last.get("instance") or bot.status.generation != 1:
+        if bot.status.instance_id != last.instance or bot.status.generation != 1:
             return False
         if token.spec.bound_keypair.recovery.mode != "insecure" and presented != st.join_sequence - 1:
             return False
-        if not keys.verify(str(last.get("signer")), req.signature or req.new_key_signature, msg):
+        if not keys.verify(last.signer, req.signature or req.new_key_signature, msg):
             return False
-        new_key = str(last.get("new_key") or "")
-        if new_key:
+        if last.new_key:
             try:
-                return keys.normalized(req.new_public_key) == new_key
+                return keys.normalized(req.new_public_key) == last.new_key
             except ValueError:
                 return False
         return True

@@ -3,15 +3,15 @@ own rules (a role in use stays, a token's secret name and expiry, a bot's user i
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from machineid.cluster import records
 from machineid.cluster.access import Access
-from machineid.cluster.bots import LAST_JOIN_KIND
 from machineid.cluster.caller import Caller, target
 from machineid.cluster.objects import Objects, R, check_name, encoded_size
+from machineid.cluster.records import LastKeypairJoin
 from machineid.cluster.store.base import Item
 from machineid.model import codec
 from machineid.model import validators as v
@@ -199,8 +199,7 @@ class Kinds:
         check_name(name)
         token = self.objects.get(ProvisionToken, name)
         self.delete(caller, "token", name, revision, target(token))
-        with contextlib.suppress(NotFoundError):  # a bound_keypair token's last join goes with it
-            self.objects.backend.delete(LAST_JOIN_KIND, name)
+        records.delete(self.objects, LastKeypairJoin, name)  # a bound_keypair token's last join goes with it
 
     # ------------------------------------------------------------------ users
     def upsert_user(self, caller: Caller, user: User, create_only: bool = False) -> User:

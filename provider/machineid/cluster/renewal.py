@@ -4,24 +4,16 @@ certificate of any other generation (a copy renewing after the original) locks t
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
-from machineid.cluster.bots import RENEWAL_KIND
+from machineid.cluster import records
 from machineid.cluster.caller import Caller
-from machineid.cluster.issuance import Grant, Issuer, public_key
+from machineid.cluster.issuance import Grant, IssuedCerts, Issuer, public_key
 from machineid.cluster.objects import Objects
+from machineid.cluster.records import LastRenewal
 from machineid.model import codec, keys
-from machineid.model.errors import NotFoundError, PermissionDeniedError, UnauthenticatedError
+from machineid.model.errors import PermissionDeniedError, UnauthenticatedError
 from machineid.model.grants import MAX_RENEWABLE_TTL
 from machineid.model.resources import Bot
-
-
-def put_record(objects: Objects, kind: str, name: str, value: dict[str, Any]) -> None:
-    """Create or replace an internal record (inside the caller's transaction)."""
-    try:
-        objects.backend.update(kind, name, value)
-    except NotFoundError:
-        objects.backend.create(kind, name, value)
 
 
 class Renewals:
@@ -29,13 +21,7 @@ class Renewals:
         self.objects = objects
         self.issuer = issuer
 
-    def _last_renewal(self, bot_name: str) -> dict[str, Any]:
-        try:
-            return self.objects.backend.get(RENEWAL_KIND, bot_name).value
-        except NotFoundError:
-            return {}
-
-    def renew(self, caller: Caller, public_key_pem: str, ttl: timedelta | None) -> dict[str, Any]:
+    def renew(self, caller: Caller, public_key_pem: str, ttl: timedelta | None) -> IssuedCerts:
         key = public_key(public_key_pem)
         ident = caller.ident
         if ident is None:
@@ -53,11 +39,11 @@ class Renewals:
         grant: Grant | None = None
         with objects.backend.transaction():
             bot = objects.get(Bot, ident.bot_name)
-            last = self._last_renewal(ident.bot_name)
+            last = records.get(objects, LastRenewal, ident.bot_name) or LastRenewal()
             if ident.instance_id != bot.status.instance_id:
                 superseded = True
-            elif (ident.generation == bot.status.generation - 1 and last.get("generation") == bot.status.generation
-                  and last.get("key") == key_fp and last.get("instance") == bot.status.instance_id):
+            elif (ident.generation == bot.status.generation - 1 and last.generation == bot.status.generation
+                  and last.key == key_fp and last.instance == bot.status.instance_id):
                 # The same renewal again (its answer was lost): the same new key, so issue that generation again
                 # instead of taking the agent for a copy. A thief replaying it gets a certificate for a key it lacks.
                 retry = True
@@ -74,9 +60,8 @@ class Renewals:
                 new_ident, traits = self.issuer.bot_identity(bot, renewable=True)
                 # The expiry tells a later bound_keypair join whether the bot still held valid certificates.
                 grant = self.issuer.grant(new_ident, ttl, MAX_RENEWABLE_TTL)
-                record = {"generation": bot.status.generation, "key": key_fp, "instance": bot.status.instance_id,
-                          "expires": codec.format_time(grant.not_after)}
-                put_record(objects, RENEWAL_KIND, ident.bot_name, record)
+                records.put(objects, ident.bot_name, LastRenewal(bot.status.generation, key_fp,
+                                                                 bot.status.instance_id, grant.not_after))
         if superseded:
             objects.audit(caller, "cert.renew", f"bot/{ident.bot_name}", "denied", error="superseded by a new join")
             raise PermissionDeniedError("this identity was superseded by a newer join of the bot; it cannot renew")
@@ -90,5 +75,5 @@ class Renewals:
             grant = self.issuer.grant(new_ident, ttl, MAX_RENEWABLE_TTL)
         out = self.issuer.issue_granted(key, new_ident, traits, grant)
         objects.audit(caller, "cert.renew", f"bot/{ident.bot_name}", generation=bot.status.generation,
-                      expires=codec.format_time(out["expires"]), retry=retry)
+                      expires=codec.format_time(out.expires), retry=retry)
         return out

@@ -31,7 +31,7 @@ from machineid.api import certs
 from machineid.api.client import split_address
 from machineid.api.identity import Identity, write_private
 from machineid.api.v1 import cluster_pb2_grpc as rpc
-from machineid.cluster import iam
+from machineid.cluster import iam, x509_issuance
 from machineid.cluster.grpc_api import ClusterServicer, JoinServicer
 from machineid.cluster.janitor import DEFAULT_AUDIT_RETENTION, Janitor
 from machineid.cluster.limits import CallLimits
@@ -193,7 +193,7 @@ class Server:
         """One server key and certificate, for the mutual-TLS listener and the join listener."""
         a = self.cluster.authority
         key = certs.new_key()
-        leaf = certs.issue_server_cert(a.tls_key, a.tls_cert, key, hosts)
+        leaf = x509_issuance.issue_server_cert(a.tls_key, a.tls_cert, key, hosts)
         chain = (certs.cert_pem(leaf) + a.tls_ca_pem).encode()  # the CA follows so first contact can pin it
         pair = [(certs.private_key_pem(key).encode(), chain)]
 
@@ -275,9 +275,8 @@ class Server:
         admin = Caller(user=ADMIN_USER, roles=["editor"],
                        ident=certs.CertIdentity(user=ADMIN_USER, roles=["editor"], cluster=self.cluster.cluster_name))
         out = self.cluster.sign_user(admin, ADMIN_USER, certs.public_key_pem(key.public_key()), ADMIN_TTL)
-        ident = Identity(key_pem=certs.private_key_pem(key), tls_cert=out["tls_cert"],
-                         tls_ca_certs=out["tls_ca_certs"], ssh_cert=out["ssh_cert"],
-                         ssh_host_ca_keys=out["ssh_host_ca_keys"])
+        ident = Identity(key_pem=certs.private_key_pem(key), tls_cert=out.tls_cert, tls_ca_certs=out.tls_ca_certs,
+                         ssh_cert=out.ssh_cert, ssh_host_ca_keys=out.ssh_host_ca_keys)
         write_private(self.data_dir / ADMIN_IDENTITY, ident.dumps())
 
     def _refresh_admin(self) -> None:

@@ -24,7 +24,7 @@ from machineid.cluster.authority import Authority
 from machineid.cluster.bots import Bots
 from machineid.cluster.caller import ANONYMOUS, Caller, token_ref
 from machineid.cluster.challenges import Challenges, derive_key
-from machineid.cluster.issuance import Issuer
+from machineid.cluster.issuance import IssuedCerts, Issuer
 from machineid.cluster.joins import Joins
 from machineid.cluster.keypairs import KeypairJoin, KeypairJoined, KeypairJoins
 from machineid.cluster.kinds import Kinds, Page
@@ -149,14 +149,14 @@ class Cluster:
 
     # ------------------------------------------------------------------ joins, renewals, certificates
     def register_using_token(self, token_name: str, public_key_pem: str,
-                             ttl: timedelta | None) -> tuple[str, dict[str, Any]]:
+                             ttl: timedelta | None) -> tuple[str, IssuedCerts]:
         return self.joins.register_using_token(token_name, public_key_pem, ttl)
 
     def create_iam_challenge(self) -> str:
         return self.joins.create_challenge()
 
     def register_using_iam(self, token_name: str, challenge: str, request: SignedRequest, public_key_pem: str,
-                           ttl: timedelta | None) -> tuple[str, dict[str, Any]]:
+                           ttl: timedelta | None) -> tuple[str, IssuedCerts]:
         return self.joins.register_using_iam(token_name, challenge, request, public_key_pem, ttl)
 
     def create_bound_keypair_challenge(self, token_name: str) -> tuple[str, bool]:
@@ -165,13 +165,13 @@ class Cluster:
     def register_using_bound_keypair(self, request: KeypairJoin) -> KeypairJoined:
         return self.keypairs.join(request)
 
-    def renew(self, caller: Caller, public_key_pem: str, ttl: timedelta | None) -> dict[str, Any]:
+    def renew(self, caller: Caller, public_key_pem: str, ttl: timedelta | None) -> IssuedCerts:
         return self.renewals.renew(caller, public_key_pem, ttl)
 
-    def issue_output_certs(self, caller: Caller, public_key_pem: str, ttl: timedelta | None) -> dict[str, Any]:
+    def issue_output_certs(self, caller: Caller, public_key_pem: str, ttl: timedelta | None) -> IssuedCerts:
         return self.issuer.output_certs(caller, public_key_pem, ttl)
 
-    def sign_user(self, caller: Caller, user_name: str, public_key_pem: str, ttl: timedelta | None) -> dict[str, Any]:
+    def sign_user(self, caller: Caller, user_name: str, public_key_pem: str, ttl: timedelta | None) -> IssuedCerts:
         return self.issuer.sign_user(caller, user_name, public_key_pem, ttl)
 
     def sign_host(self, caller: Caller, public_key: str, principals: list[str], ttl: timedelta | None) -> str:
