@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from machineid.cluster.access import stale_identity
 from machineid.cluster.bots import RENEWAL_KIND
 from machineid.cluster.caller import Caller
 from machineid.cluster.issuance import Grant, Issuer, public_key
@@ -45,7 +46,7 @@ class Renewals:
             objects.audit(caller, "cert.renew", f"user/{caller.user}", "denied", error="not renewable")
             raise PermissionDeniedError("this certificate is not renewable; join again to get a new one")
         locked_reason = ""
-        superseded = False
+        superseded = ""
         # Check and bump in one transaction: two holders of the same generation cannot both pass; the second
         # one locks the bot, as a copied certificate must.
         key_fp = keys.pem_digest(public_key_pem)
@@ -55,7 +56,7 @@ class Renewals:
             bot = objects.get(Bot, ident.bot_name)
             last = self._last_renewal(ident.bot_name)
             if ident.instance_id != bot.status.instance_id:
-                superseded = True
+                superseded = stale_identity(bot)
             elif (ident.generation == bot.status.generation - 1 and last.get("generation") == bot.status.generation
                   and last.get("key") == key_fp and last.get("instance") == bot.status.instance_id):
                 # The same renewal again (its answer was lost): the same new key, so issue that generation again
@@ -79,7 +80,7 @@ class Renewals:
                 put_record(objects, RENEWAL_KIND, ident.bot_name, record)
         if superseded:
             objects.audit(caller, "cert.renew", f"bot/{ident.bot_name}", "denied", error="superseded by a new join")
-            raise PermissionDeniedError("this identity was superseded by a newer join of the bot; it cannot renew")
+            raise PermissionDeniedError(superseded)
         if locked_reason:
             objects.audit(caller, "bot.lock", f"bot/{ident.bot_name}", "denied", presented=ident.generation,
                           expected=bot.status.generation)
