@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import sys
+import textwrap
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,11 +18,11 @@ import yaml
 from machineid.api import certs
 from machineid.api.client import Client, identity_from_certs
 from machineid.api.identity import Identity, write_private
-from machineid.cli import fmt
+from machineid.cli import changes, fmt
 from machineid.cli.labels import format_labels, parse_labels
 from machineid.cli.node_cmd import sshd_config_lines
 from machineid.cli.parser import subcommands
-from machineid.model import codec
+from machineid.model import audit_actions, codec
 from machineid.model import validators as v
 from machineid.model.errors import (
     AlreadyExistsError,
@@ -29,6 +30,8 @@ from machineid.model.errors import (
     NotFoundError,
     PermissionDeniedError,
     PreconditionError,
+    TransportError,
+    UnauthenticatedError,
     ValidationError,
 )
 from machineid.model.resources import (
@@ -57,6 +60,11 @@ examples:
   machineid ctl edit role/access
   machineid ctl bots add robot --roles=access --logins=root --format json
   machineid ctl audit --since 1h --action bot.join --format jsonl --follow
+"""
+STATUS_EXAMPLES = """\
+examples:
+  machineid ctl --data-dir ./cluster status
+  machineid ctl --identity /opt/machine-id/identity --auth-server HOST:3025 status --format json
 """
 _OUTPUTS = ["text", "json"]
 _LISTINGS = ["text", "yaml", "json"]
@@ -111,13 +119,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     create.set_defaults(func=cmd_create)
 
     edit = csub.add_parser("edit", help="edit a resource in $EDITOR and apply it safely",
+                           epilog="examples:\n  machineid ctl edit role/access\n"
+                                  "  machineid ctl edit user/alice --format json",
                            description="Opens the resource's YAML in $VISUAL or $EDITOR (vi); on save, applies it "
                                        "with its revision, so a change someone made meanwhile is not overwritten.")
     edit.add_argument("ref", metavar="KIND/NAME")
     _format(edit, _OUTPUTS)
     edit.set_defaults(func=cmd_edit)
 
-    rm = csub.add_parser("rm", help="delete a resource: rm KIND/NAME")
+    rm = csub.add_parser("rm", help="delete a resource: rm KIND/NAME",
+                         epilog="examples:\n  machineid ctl rm role/old-role\n"
+                                "  machineid ctl rm node/web1 --format json")
     rm.add_argument("ref", metavar="KIND/NAME")
     _format(rm, _OUTPUTS)
     rm.set_defaults(func=cmd_rm)
@@ -132,14 +144,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     add.add_argument("--ttl", default="", help=f"lifetime of the new join token (default {DEFAULT_TOKEN_TTL})")
     _format(add, _OUTPUTS)
     add.set_defaults(func=cmd_bots_add)
-    bls = bots.add_parser("ls", help="list bots")
+    bls = bots.add_parser("ls", help="list bots",
+                          epilog="examples:\n  machineid ctl bots ls\n  machineid ctl bots ls --format json")
     _format(bls, _LISTINGS)
     bls.set_defaults(func=lambda a: cmd_get_kind(a, "bot"))
-    brm = bots.add_parser("rm", help="delete a bot with its user, role and tokens")
+    brm = bots.add_parser("rm", help="delete a bot with its user, role and tokens",
+                          epilog="example:\n  machineid ctl bots rm robot")
     brm.add_argument("name")
     _format(brm, _OUTPUTS)
     brm.set_defaults(func=lambda a: cmd_rm_kind(a, "bot", a.name))
-    unlock = bots.add_parser("unlock", help="unlock a bot locked by a generation mismatch")
+    unlock = bots.add_parser("unlock", help="unlock a bot locked by a generation mismatch",
+                             epilog="examples:\n  machineid ctl bots unlock robot\n"
+                                    "  machineid ctl tokens add --type=bot --bot-name=robot   # then join again")
     unlock.add_argument("name")
     _format(unlock, _OUTPUTS)
     unlock.set_defaults(func=cmd_bots_unlock)
@@ -152,10 +168,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     tadd.add_argument("--ttl", default=DEFAULT_TOKEN_TTL, help="how long the token may be used")
     _format(tadd, _OUTPUTS)
     tadd.set_defaults(func=cmd_tokens_add)
-    tls = tokens.add_parser("ls", help="list join tokens")
+    tls = tokens.add_parser("ls", help="list join tokens",
+                            epilog="examples:\n  machineid ctl tokens ls\n  machineid ctl tokens ls --format json")
     _format(tls, _LISTINGS)
     tls.set_defaults(func=lambda a: cmd_get_kind(a, "token"))
-    trm = tokens.add_parser("rm", help="delete a join token")
+    trm = tokens.add_parser("rm", help="delete a join token",
+                            epilog="example:\n  machineid ctl tokens rm robot-key")
     trm.add_argument("name")
     _format(trm, _OUTPUTS)
     trm.set_defaults(func=lambda a: cmd_rm_kind(a, "token", a.name))
@@ -168,10 +186,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     uadd.add_argument("--logins", default="", help="comma-separated logins (the user's `logins` trait)")
     _format(uadd, _OUTPUTS)
     uadd.set_defaults(func=cmd_users_add)
-    uls = users.add_parser("ls", help="list users")
+    uls = users.add_parser("ls", help="list users",
+                           epilog="examples:\n  machineid ctl users ls\n  machineid ctl users ls --format json")
     _format(uls, _LISTINGS)
     uls.set_defaults(func=lambda a: cmd_get_kind(a, "user"))
-    urm = users.add_parser("rm", help="delete a user")
+    urm = users.add_parser("rm", help="delete a user", epilog="example:\n  machineid ctl users rm alice")
     urm.add_argument("name")
     _format(urm, _OUTPUTS)
     urm.set_defaults(func=lambda a: cmd_rm_kind(a, "user", a.name))
@@ -189,11 +208,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     nadd.add_argument("--force", action="store_true", help="replace a node already registered under that name")
     _format(nadd, _OUTPUTS)
     nadd.set_defaults(func=cmd_nodes_add)
-    nls = nodes.add_parser("ls", help="list the nodes your roles allow (the tsh ls analogue)")
+    nls = nodes.add_parser("ls", help="list the nodes your roles allow (the tsh ls analogue)",
+                           epilog="examples:\n  machineid ctl nodes ls\n  machineid ctl nodes ls --format json")
     _format(nls, _LISTINGS)
     nls.set_defaults(func=lambda a: cmd_get_kind(a, "node"))
     nrm = nodes.add_parser("rm", help="remove a node (bots stop listing it; its host certificate stays valid "
-                                      "until it expires)")
+                                      "until it expires)", epilog="example:\n  machineid ctl nodes rm web1")
     nrm.add_argument("name")
     _format(nrm, _OUTPUTS)
     nrm.set_defaults(func=lambda a: cmd_rm_kind(a, "node", a.name))
@@ -206,7 +226,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                         help="one CA (default: all): user (TrustedUserCAKeys form), host (known_hosts form), tls")
     _format(export, _OUTPUTS)
     export.set_defaults(func=cmd_auth_export)
-    sign = auth.add_parser("sign", help="issue an identity file for a user")
+    sign = auth.add_parser("sign", help="issue an identity file for a user",
+                           epilog="examples:\n  machineid ctl auth sign --user alice --out ./alice.identity --ttl 8h\n"
+                                  "  machineid ctl --identity ./alice.identity --auth-server HOST:3025 status")
     sign.add_argument("--user", required=True, help="the user the identity is for")
     sign.add_argument("--out", required=True, type=Path, help="the identity file to write (0600)")
     sign.add_argument("--ttl", default="1h", help="how long the certificates are valid")
@@ -218,7 +240,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                                         "per line, for a SIEM (with --follow, as they happen).",
                             epilog="examples:\n  machineid ctl audit --since 1h --action bot.join\n"
                                    "  machineid ctl audit --user robot --limit 20\n"
-                                   "  machineid ctl audit --format jsonl --follow")
+                                   "  machineid ctl audit --format jsonl --follow\n\n"
+                                   "actions:\n" + textwrap.fill(", ".join(audit_actions.ACTIONS), 100,
+                                                                initial_indent="  ", subsequent_indent="  "))
     _format(audit, ["text", "json", "jsonl"])
     audit.add_argument("--after", type=int, default=0, metavar="ID", help="only events after this id")
     audit.add_argument("--since", default="", metavar="WHEN",
@@ -230,12 +254,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     audit.add_argument("--follow", action="store_true", help="keep printing new events until interrupted")
     audit.set_defaults(func=cmd_audit)
 
-    status = csub.add_parser("status", help="who am I, on which cluster (whoami)",
+    status = csub.add_parser("status", help="who am I, on which cluster (whoami)", epilog=STATUS_EXAMPLES,
                              description="The cluster's name, version and CA pin, and this identity's user, roles "
                                          "and certificate expiry.")
     _format(status, _OUTPUTS)
     status.set_defaults(func=cmd_status)
-    whoami = csub.add_parser("whoami", help="the same as status")
+    whoami = csub.add_parser("whoami", help="the same as status", epilog=STATUS_EXAMPLES)
     _format(whoami, _OUTPUTS)
     whoami.set_defaults(func=cmd_status)
 
@@ -259,6 +283,8 @@ def _pid_alive(pid: object) -> bool:
 
 
 def connect(args: argparse.Namespace) -> Client:
+    """The client for the cluster the flags name. What is missing says which exit code: no identity is "not
+    authenticated" (5), no address or a server that is not running is "cannot reach the cluster" (6)."""
     address, identity_path = args.auth_server, args.identity
     if args.data_dir:
         server_json = Path(args.data_dir) / "server.json"
@@ -267,16 +293,24 @@ def connect(args: argparse.Namespace) -> Client:
                 info = json.loads(server_json.read_text())
                 address = info["address"]
             except (OSError, ValueError, KeyError):
-                raise ValidationError(f"--data-dir: {server_json} not found; is `machineid server start --data-dir "
-                                      f"{args.data_dir}` running?") from None
+                raise TransportError(f"--data-dir: {server_json} not found; is `machineid server start --data-dir "
+                                     f"{args.data_dir}` running?") from None
             if not _pid_alive(info.get("pid")):
-                raise ValidationError(f"--data-dir: the server recorded in {server_json} (pid {info.get('pid')}) is "
-                                      f"not running; start it with `machineid server start --data-dir "
-                                      f"{args.data_dir}`") from None
+                raise TransportError(f"--data-dir: the server recorded in {server_json} (pid {info.get('pid')}) is "
+                                     f"not running; start it with `machineid server start --data-dir "
+                                     f"{args.data_dir}`") from None
         identity_path = identity_path or str(Path(args.data_dir) / "admin.identity")
-    if not address or not identity_path:
-        raise ValidationError("no cluster to talk to: pass --auth-server HOST:PORT and --identity FILE (or set "
-                              "MACHINEID_AUTH_SERVER and MACHINEID_IDENTITY), or --data-dir on the server's host")
+    if not identity_path:
+        flags, env = ("--identity FILE", "MACHINEID_IDENTITY") if address else (
+            "--auth-server HOST:PORT and --identity FILE", "MACHINEID_AUTH_SERVER and MACHINEID_IDENTITY")
+        raise UnauthenticatedError(f"no identity to talk to the cluster with: pass {flags} (or set {env}), or "
+                                   "--data-dir on the server's host")
+    if not address:
+        raise TransportError("no cluster to talk to: pass --auth-server HOST:PORT (or set MACHINEID_AUTH_SERVER), or "
+                             "--data-dir on the server's host")
+    if not Path(identity_path).exists():
+        raise UnauthenticatedError(f"--identity: {identity_path} does not exist; pass the identity file that "
+                                   "`machineid ctl auth sign` wrote, or a bot's destination `identity`")
     try:
         identity = Identity.load(identity_path)
     except ValueError as e:
@@ -424,38 +458,77 @@ def _exists_error(obj: Resource) -> AlreadyExistsError:
 
 
 def _apply(client: Client, obj: Resource, force: bool, dry_run: bool) -> dict[str, Any]:
-    """Creates or updates one resource; the result as JSON, with `_text` for people."""
+    """Creates or updates one resource; the result as JSON, with `_text` for people. Writing what is already
+    stored changes nothing (the cluster keeps the revision and writes no audit record): said as "unchanged"."""
     if dry_run:
-        current = _exists(client, obj)
-        if current is not None and not (force or obj.metadata.revision):
-            raise _exists_error(obj)
-        if current is not None and obj.metadata.revision and obj.metadata.revision != current.metadata.revision:
-            raise PreconditionError(f'{obj.kind} "{_shown_name(obj)}" was changed since revision '
-                                    f"{obj.metadata.revision}; get it again")
-        action = "would be updated" if current is not None else "would be created"
-        return {"kind": obj.kind, "name": _shown_name(obj), "action": action.replace(" ", "_"), "revision": "",
-                "_text": f'{obj.kind} "{_shown_name(obj)}" {action} (dry run: nothing was written)'}
+        return _dry_run(client, obj, force)
     if isinstance(obj, Bot):
         return _apply_bot(client, obj, force)
+    may_update = force or bool(obj.metadata.revision)
+    before = _readable(client, obj) if may_update else None
     try:
-        out = client.upsert(obj, create_only=not force and not obj.metadata.revision)
+        out = client.upsert(obj, create_only=not may_update)
     except AlreadyExistsError:
         raise _exists_error(obj) from None
-    created = out.metadata.created is not None and out.metadata.created == out.metadata.updated
+    if before is not None:
+        created = False
+    else:  # not there before, or not readable by this caller: the cluster's timestamps say
+        created = out.metadata.created is not None and out.metadata.created == out.metadata.updated
     name = _shown_name(obj, out.metadata.name if created and not obj.metadata.name else "")
+    if before is not None and out.metadata.revision == before.metadata.revision:
+        return _unchanged(obj, out.metadata.revision)
     action = "created" if created else "updated"
     return {"kind": obj.kind, "name": name, "action": action, "revision": out.metadata.revision,
             "_text": f'{obj.kind} "{name}" has been {action} (revision {out.metadata.revision})'}
 
 
+def _readable(client: Client, obj: Resource) -> Resource | None:
+    """The stored object before a write that may update it; None when there is none, or the caller may write but
+    not read it."""
+    try:
+        return _exists(client, obj)
+    except PermissionDeniedError:
+        return None
+
+
+def _unchanged(obj: Resource, revision: str, dry_run: bool = False) -> dict[str, Any]:
+    note = "dry run: nothing was written" if dry_run else f"revision {revision}"
+    return {"kind": obj.kind, "name": _shown_name(obj), "action": "unchanged", "revision": revision,
+            "_text": f'{obj.kind} "{_shown_name(obj)}" is unchanged ({note})'}
+
+
+def _dry_run(client: Client, obj: Resource, force: bool) -> dict[str, Any]:
+    """What create -f would do, checked as the write would check it, with the fields an update would change."""
+    current = _exists(client, obj)
+    if current is not None and not (force or obj.metadata.revision):
+        raise _exists_error(obj)
+    if current is not None and obj.metadata.revision and obj.metadata.revision != current.metadata.revision:
+        raise PreconditionError(f'{obj.kind} "{_shown_name(obj)}" was changed since revision '
+                                f"{obj.metadata.revision}; get it again")
+    name = _shown_name(obj)
+    if current is None:
+        return {"kind": obj.kind, "name": name, "action": "would_be_created", "revision": "",
+                "_text": f'{obj.kind} "{name}" would be created (dry run: nothing was written)'}
+    found = changes.diff(current, changes.as_written(current, obj, datetime.now(UTC)))
+    if not found:
+        return _unchanged(obj, current.metadata.revision, dry_run=True)
+    return {"kind": obj.kind, "name": name, "action": "would_be_updated", "revision": "",
+            "changes": [c.data() for c in found],
+            "_text": f'{obj.kind} "{name}" would be updated (dry run: nothing was written):\n'
+                     + "\n".join(f"  {c.text()}" for c in found)}
+
+
 def _apply_bot(client: Client, bot: Bot, force: bool) -> dict[str, Any]:
-    if _exists(client, bot) is not None:
+    current = _exists(client, bot)
+    if current is not None:
         if not (force or bot.metadata.revision):
             raise AlreadyExistsError(f'bot "{bot.metadata.name}" already exists; pass --force to update its roles '
                                      "and traits")
         out = client.update_bot(bot)
+        if out.metadata.revision == current.metadata.revision:
+            return _unchanged(bot, out.metadata.revision)
         return {"kind": "bot", "name": bot.metadata.name, "action": "updated", "revision": out.metadata.revision,
-                "_text": f'bot "{bot.metadata.name}" has been updated'}
+                "_text": f'bot "{bot.metadata.name}" has been updated (revision {out.metadata.revision})'}
     created = client.create_bot(bot)
     data = _bot_created(client, created.bot.metadata.name, created.token, created.join_method,
                         created.token_expires, created.ca_pins)
@@ -506,10 +579,18 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_rm_kind(args: argparse.Namespace, kind: str, name: str) -> int:
+    """The delete is conditional on the revision read just before, so the revision printed is the one deleted
+    (a change in between is a conflict, exit 7). A caller who may delete but not read it gets revision null."""
     with connect(args) as client:
-        client.delete(kind, name)
+        try:
+            revision: str | None = client.get(kind, name).metadata.revision
+        except (PermissionDeniedError, NotFoundError):
+            revision = None  # the delete says whether it exists and may be deleted
+        client.delete(kind, name, revision or "")
     shown = name if kind != "token" else "(secret)"
-    _emit(args, f'{kind} "{shown}" has been deleted', {"kind": kind, "name": shown, "action": "deleted"})
+    at = f" (revision {revision})" if revision else ""
+    _emit(args, f'{kind} "{shown}" has been deleted{at}',
+          {"kind": kind, "name": shown, "action": "deleted", "revision": revision})
     return 0
 
 
@@ -561,11 +642,12 @@ def cmd_bots_add(args: argparse.Namespace) -> int:
 
 def cmd_bots_unlock(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        client.unlock_bot(args.name)
-    _emit(args, f'bot "{args.name}" has been unlocked. Its existing certificates can no longer renew (whoever '
-                "copied them is shut out too): give its agent a new join token, from\n\n"
+        out = client.unlock_bot(args.name)
+    _emit(args, f'bot "{args.name}" has been unlocked (revision {out.metadata.revision}). Its existing '
+                "certificates can no longer renew (whoever copied them is shut out too): give its agent a new join "
+                "token, from\n\n"
                 f"  machineid ctl tokens add --type=bot --bot-name={args.name}",
-          {"kind": "bot", "name": args.name, "action": "unlocked",
+          {"kind": "bot", "name": args.name, "action": "unlocked", "revision": out.metadata.revision,
            "next": f"machineid ctl tokens add --type=bot --bot-name={args.name}"})
     return 0
 
@@ -595,7 +677,12 @@ def cmd_users_add(args: argparse.Namespace) -> int:
                 raise ValidationError(f"--logins: {reason}")
         user.spec.traits = {"logins": logins}
     with connect(args) as client:
-        out = client.upsert(user, create_only=True)
+        try:
+            out = client.upsert(user, create_only=True)
+        except AlreadyExistsError:
+            raise AlreadyExistsError(f'user "{args.name}" already exists; change its roles or logins with `machineid '
+                                     f"ctl edit user/{args.name}`, or remove it first with `machineid ctl users rm "
+                                     f"{args.name}`") from None
     _emit(args, f'user "{args.name}" has been created',
           {"kind": "user", "name": args.name, "action": "created", "revision": out.metadata.revision})
     return 0
@@ -689,6 +776,8 @@ FOLLOW_PAUSE = 2.0
 
 def cmd_audit(args: argparse.Namespace) -> int:
     since = _since(args.since)
+    if args.kind and (reason := audit_actions.unknown(args.kind)):
+        raise ValidationError(f"--action: {reason}")
     if args.limit < 0:
         raise ValidationError("--limit: must be positive (or 0 for every event)")
     if args.follow and args.format == "json":
@@ -741,13 +830,13 @@ def cmd_nodes_add(args: argparse.Namespace) -> int:
     with connect(args) as client:
         cluster = client.ping().cluster_name
         principals = list(dict.fromkeys([args.name, f"{args.name}.{cluster}", host]))
-        existing = None if args.force else _exists(client, node)
-        if isinstance(existing, Node):
+        existing = _exists(client, node)
+        if isinstance(existing, Node) and not args.force:
             raise AlreadyExistsError(f'node "{args.name}" is already registered (at {existing.spec.addr}, labels '
                                      f"{format_labels(existing.metadata.labels) or 'none'}); pass --force to "
                                      "replace it")
         cert = client.sign_host(certs.ssh_public_key_line(key.public_key()), principals, ttl)
-        client.upsert(node)
+        stored = client.upsert(node)
     prefix: Path = args.out
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
                                 serialization.NoEncryption()).decode()
@@ -755,9 +844,11 @@ def cmd_nodes_add(args: argparse.Namespace) -> int:
     write_private(prefix.with_name(prefix.name + ".pub"), certs.ssh_public_key_line(key.public_key()) + "\n", 0o644)
     write_private(prefix.with_name(prefix.name + "-cert.pub"), cert.strip() + "\n", 0o644)
     lines = sshd_config_lines(prefix, node.metadata.labels)
-    _emit(args, f'node "{args.name}" registered at {args.addr}; host key {prefix}, certificate {prefix}-cert.pub '
-                f"(principals {', '.join(principals)})\n\nIn the node's sshd_config (the user CA from "
-                "`machineid ctl auth export --type=user`):\n\n" + "\n".join(f"  {line}" for line in lines),
-          {"kind": "node", "name": args.name, "action": "created", "addr": args.addr, "host_key": str(prefix),
+    _emit(args, f'node "{args.name}" registered at {args.addr} (revision {stored.metadata.revision}); host key '
+                f"{prefix}, certificate {prefix}-cert.pub (principals {', '.join(principals)})\n\nIn the node's "
+                "sshd_config (the user CA from `machineid ctl auth export --type=user`):\n\n"
+                + "\n".join(f"  {line}" for line in lines),
+          {"kind": "node", "name": args.name, "action": "created" if existing is None else "updated",
+           "revision": stored.metadata.revision, "addr": args.addr, "host_key": str(prefix),
            "host_certificate": f"{prefix}-cert.pub", "principals": principals, "sshd_config": lines})
     return 0
