@@ -32,10 +32,11 @@ def agent(server: ServerProc, token: str, data: Path, dest: Path, *extra: str) -
 
 
 def refused(server: ServerProc, args: list[str], *expected: str) -> None:
-    """The run fails naming the problem and the fix, and nothing reaches the cluster."""
+    """The run fails naming the problem and the fix, as invalid input (exit 3, the README's code for a bad flag or
+    config), and nothing reaches the cluster."""
     before = joins(server)
     proc = run_cli(*args, check=False)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == 3, proc.stdout + proc.stderr
     message = proc.stderr
     assert message.startswith("error: unsafe destination (--destination-dir): "), message
     assert all(x in message for x in expected), message

@@ -16,7 +16,7 @@ from machineid.agent.config import AgentConfig, Destination, Onboarding, Storage
 from machineid.api.client import Client
 from machineid.api.identity import Identity
 from machineid.model import codec
-from machineid.model.errors import TransportError
+from machineid.model.errors import PreconditionError, TransportError
 from machineid.model.resources import Bot, Role
 from tests.conftest import ServerProc
 
@@ -63,7 +63,7 @@ def test_two_agents_on_one_data_dir_are_refused(server: ServerProc, admin: Clien
     cfg = config(server, admin, tmp_path, "twin")
     one = BotAgent(cfg)
     one.cycle()
-    with pytest.raises(AgentError, match="another agent is running"):
+    with pytest.raises(PreconditionError, match="another agent is running"):  # "still in use": exit 7
         BotAgent(cfg).cycle()
     assert not admin.get_bot("twin").status.locked
 

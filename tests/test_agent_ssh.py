@@ -338,10 +338,12 @@ def test_the_token_is_never_spent_on_a_run_that_cannot_succeed(env: Env) -> None
     data, dest = env.tmp / "careful-data", env.tmp / "careful-dest"
     # an unusable destination: refused before anything is sent
     bad = run_cli(*env.agent_args(token, data, blocker / "dest", "--oneshot"), check=False)
-    assert bad.returncode == 1 and "destination (--destination-dir)" in bad.stderr and "still valid" in bad.stderr
+    assert bad.returncode == 3 and "destination (--destination-dir)" in bad.stderr and "still valid" in bad.stderr
+    assert f"{blocker} is a file, not a directory" in bad.stderr
     # a mistyped token file: an error, never sent as if it were the token
     typo = run_cli(*env.agent_args("./tokne.txt", data, dest, "--oneshot"), check=False)
-    assert typo.returncode == 1 and "cannot read the token file ./tokne.txt" in typo.stderr
+    assert typo.returncode == 3 and "cannot read the token file ./tokne.txt" in typo.stderr
+    assert "join refused" not in typo.stderr  # the cluster refused nothing: it was not asked
     # the token still joins
     run_cli(*env.agent_args(token, data, dest, "--oneshot"))
     # and later runs renew from the data dir, without a token
@@ -350,4 +352,4 @@ def test_the_token_is_never_spent_on_a_run_that_cannot_succeed(env: Env) -> None
     assert "renewed: bot careful generation 2" in again.stderr + again.stdout
     none = run_cli("bot", "start", "--data-dir", str(env.tmp / "empty"), "--destination-dir", str(dest),
                    "--ca-pin", env.pin, "--auth-server", env.server.address, "--oneshot", check=False)
-    assert none.returncode == 1 and "no join token: pass --token" in none.stderr
+    assert none.returncode == 3 and "no join token: pass --token" in none.stderr

@@ -434,9 +434,11 @@ def test_renewal_generations_and_lock(server: ServerProc) -> None:
     with server.admin() as admin:
         admin.unlock_bot("renewer")
     # after the unlock the newest generation (the agent's, or a copier's) does not simply renew on: a new join is
-    # needed, so whoever copied the certificate cannot keep the bot
-    with pytest.raises(errors.PermissionDeniedError, match="superseded"):
+    # needed, so whoever copied the certificate cannot keep the bot; the agent is told so (not "superseded")
+    with pytest.raises(errors.PermissionDeniedError) as unlocked:
         renew(server, third)
+    assert 'bot "renewer" was unlocked by an administrator' in str(unlocked.value)
+    assert "join again with a new token" in str(unlocked.value) and "superseded" not in str(unlocked.value)
     with server.admin() as admin:
         tok = admin.upsert(ProvisionToken(spec=ProvisionTokenSpec(bot_name="renewer")), create_only=True)
     fresh = join(server, tok.metadata.name)

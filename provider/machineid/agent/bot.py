@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from machineid.agent import destination
+from machineid.agent import destination, storage
 from machineid.agent.config import AgentConfig, resolve_token
 from machineid.api import certs
 from machineid.api.client import Client, JoinClient, check_pin, fetch_cluster_cas, identity_from_certs
 from machineid.api.identity import Identity
 from machineid.model import codec
-from machineid.model.errors import MachineIDError, TransportError
+from machineid.model.errors import MachineIDError, PreconditionError, TransportError, ValidationError
 
 log = logging.getLogger("machineid.agent")
 STATE_FILE = "identity"
@@ -63,15 +63,17 @@ class BotAgent:
 
         if self._lock_fd is not None:
             return
-        self.storage.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.storage, 0o700)
-        fd = os.open(self.storage / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        storage.ensure_private_dir(self.storage, storage.NOTHING_SENT)
+        try:
+            fd = os.open(self.storage / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            raise storage.unusable(self.storage, e, note=storage.NOTHING_SENT) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise AgentError(f"another agent is running with the data dir {self.storage}; stop it first (two agents "
-                             "on one identity would lock the bot)") from None
+            raise PreconditionError(f"another agent is running with the data dir {self.storage}; stop it first (two "
+                                    "agents on one identity would lock the bot)") from None
         self._lock_fd = fd
 
     def unlock(self) -> None:
@@ -93,8 +95,7 @@ class BotAgent:
         return ident if ident.info.renewable else None
 
     def _save_state(self, ident: Identity) -> None:
-        self.storage.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.storage, 0o700)
+        storage.ensure_private_dir(self.storage)
         ident.save(self.storage / STATE_FILE)
 
     # ---------------------------------------------------------------- cluster calls
@@ -126,7 +127,7 @@ class BotAgent:
             for problem in problems:
                 log.warning("unsafe destination (--destination-checks=warn, going on): %s", problem)
             return
-        raise AgentError(f"unsafe destination (--destination-dir): {'; '.join(problems)}. Fix it, or pass "
+        raise ValidationError(f"unsafe destination (--destination-dir): {'; '.join(problems)}. Fix it, or pass "
                          "--destination-checks=warn (destination_checks: warn in the config) to go on anyway; "
                          "nothing was sent to the cluster (a join token is still valid)")
 
@@ -142,16 +143,15 @@ class BotAgent:
                 probe.write_text("")
                 probe.unlink()
             except OSError as e:
-                raise AgentError(f"the {what} {directory} is not usable: {e.strerror or e}; fix it before joining "
-                                 "(nothing was sent, the token is still valid)") from None
+                raise storage.unusable(directory, e, what, storage.NOTHING_SENT) from None
         self._check_destinations(created)  # what the cycle checked before they existed (umask decided their modes)
 
     def join(self) -> Identity:
         method = self.config.onboarding.join_method
         if not self.config.onboarding.token and method in ("token", "bound_keypair"):
             what = "join token" if method == "token" else "bound_keypair token name"
-            raise AgentError(f"no identity to renew in {self.storage} and no {what}: pass --token (the token or "
-                             "a file holding it)")
+            raise ValidationError(f"no identity to renew in {self.storage} and no {what}: pass --token (the token "
+                                  "or a file holding it)")
         token = resolve_token(self.config.onboarding.token)
         cas = self.identity.tls_ca_certs if self.identity else self._trusted_cas()
         self._check_dirs()  # after the pin check (an impostor gets nothing, not even our directories)
@@ -270,6 +270,8 @@ class BotAgent:
             except MachineIDError as e:
                 if expired is not None:
                     raise AgentError(f"{self._expired_message(expired)}; joining again failed: {e}") from None
+                if type(e) is ValidationError:
+                    raise  # a bad flag or config (exit 3), said as such: the cluster did not refuse anything
                 raise AgentError(f"join refused: {e}") from None
         if ident.info.renewable:
             self._save_state(ident)

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from machineid.agent import storage
 from machineid.api import certs
 from machineid.api.client import JoinClient
 from machineid.api.identity import write_private
 from machineid.api.v1 import cluster_pb2 as pb
 from machineid.model import keys
-from machineid.model.errors import AlreadyExistsError, MachineIDError, ValidationError
+from machineid.model.errors import AlreadyExistsError, MachineIDError, NotFoundError, ValidationError
 
 KEYPAIR_FILE = "bound_keypair.json"
 JOIN_KEY_FILE = "join.key"  # the key to certify of a join in flight, kept until it succeeds (a retry reuses it)
@@ -39,14 +40,15 @@ class KeypairState:
             data = json.loads(path.read_text())
         except FileNotFoundError:
             return None
+        except NotADirectoryError as e:
+            raise storage.unusable(directory, e) from None
         except (OSError, ValueError) as e:
             raise MachineIDError(f"cannot read {path}: {e}") from None
         return cls(key=data.get("key", ""), pending=data.get("pending", ""), previous=list(data.get("previous", [])),
                    join_state=data.get("join_state", ""))
 
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        directory.chmod(0o700)
+        storage.ensure_private_dir(directory)
         data = {"version": 1, "key": self.key, "pending": self.pending, "previous": self.previous,
                 "join_state": self.join_state}
         write_private(directory / KEYPAIR_FILE, json.dumps(data, indent=2) + "\n")
@@ -59,10 +61,21 @@ def create(directory: Path, force: bool = False, comment: str = "") -> str:
     """A new bound key in the data dir; returns its public key line, to paste into the token."""
     existing = KeypairState.load(directory)
     if existing is not None and existing.key and not force:
-        raise AlreadyExistsError(f"{directory / KEYPAIR_FILE} already holds a key ({existing.public_line()}); pass "
-                                 "--force to replace it (the token must then be given the new public key)")
+        raise AlreadyExistsError(f"{directory / KEYPAIR_FILE} already holds a key ({existing.public_line()}); "
+                                 f"`machineid bot keypair show --data-dir {directory}` prints it again, --force "
+                                 "replaces it (the token must then be given the new public key)")
     state = KeypairState(key=keys.private_pem(keys.new_private_key()))
     state.save(directory)
+    return state.public_line(comment)
+
+
+def show(directory: Path, comment: str = "") -> str:
+    """The public line of the key the agent joins with now, again: `create` printed it once, and the token's
+    initial_public_key (or, after a rotation, its status.bound_public_key) holds it."""
+    state = KeypairState.load(directory)
+    if state is None or not state.key:
+        raise NotFoundError(f"no key pair in {directory / KEYPAIR_FILE}: create it with `machineid bot keypair create "
+                            f"--data-dir {directory}`")
     return state.public_line(comment)
 
 

@@ -12,11 +12,24 @@ from machineid.cli import logs
 from machineid.model import codec
 from machineid.model.errors import ValidationError, render_path
 
+START_EXAMPLES = """\
+examples:
+  machineid bot start --data-dir /var/lib/machineid/bot --destination-dir /opt/machine-id \\
+      --token /etc/machineid/token --ca-pin sha256:... --auth-server HOST:3025
+  machineid bot start --config /etc/machineid/bot.yaml
+  machineid bot start --data-dir ./bot --destination-dir ./id --join-method bound_keypair --token robot-key \\
+      --ca-pin sha256:... --auth-server HOST:3025 --oneshot
+
+exit codes: 0 after --oneshot, 3 a bad flag, config or directory, 6 the cluster cannot be reached on first
+  contact, 1 the cluster refuses (a spent token, a locked bot)
+"""
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bot = sub.add_parser("bot", help="run the bot agent on a machine")
     bsub = bot.add_subparsers(dest="bot_cmd", required=True, metavar="COMMAND")
-    start = bsub.add_parser("start", help="join the cluster and keep fresh certificates in a directory")
+    start = bsub.add_parser("start", help="join the cluster and keep fresh certificates in a directory",
+                            epilog=START_EXAMPLES)
     start.add_argument("--config", type=Path, help="agent config YAML (as the Pulumi provider renders it)")
     start.add_argument("--data-dir", help="where the agent keeps its renewable identity")
     start.add_argument("--destination-dir", help="where the short-lived certificates are written")
@@ -45,9 +58,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     ksub = keypair.add_subparsers(dest="keypair_cmd", required=True, metavar="COMMAND")
     create = ksub.add_parser("create", help="create the bot's key pair in its data dir and print the public key (to "
                                             "put in the token's initial_public_key)")
+    create.epilog = "example:\n  machineid bot keypair create --data-dir /var/lib/machineid/bot"
     create.add_argument("--data-dir", required=True, help="the agent's data dir (the key is kept there, 0600)")
     create.add_argument("--force", action="store_true", help="replace an existing key")
     create.set_defaults(func=run_keypair_create)
+    show = ksub.add_parser("show", help="print the public key of the key pair in the data dir again",
+                           epilog="example:\n  machineid bot keypair show --data-dir /var/lib/machineid/bot")
+    show.add_argument("--data-dir", required=True, help="the agent's data dir")
+    show.set_defaults(func=run_keypair_show)
 
 
 def build_config(args: argparse.Namespace) -> object:
@@ -132,10 +150,21 @@ def run_start(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_keypair_create(args: argparse.Namespace) -> int:
+def _comment() -> str:
     import socket
 
+    return f"machineid-bot@{socket.gethostname()}"
+
+
+def run_keypair_create(args: argparse.Namespace) -> int:
     from machineid.agent import keypair
 
-    print(keypair.create(Path(args.data_dir), force=args.force, comment=f"machineid-bot@{socket.gethostname()}"))
+    print(keypair.create(Path(args.data_dir), force=args.force, comment=_comment()))
+    return 0
+
+
+def run_keypair_show(args: argparse.Namespace) -> int:
+    from machineid.agent import keypair
+
+    print(keypair.show(Path(args.data_dir), comment=_comment()))
     return 0

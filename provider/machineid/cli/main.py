@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == node_cmd.COMMAND and argv[2:] not in ([], ["-h"], ["--help"]) and "_ARGCOMPLETE" not in os.environ:
+        return node_cmd.principals_main(argv[2:])  # sshd's call: never parsed as flags
     parser = build_parser()
     if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions: answer and exit
         import argcomplete

@@ -18,6 +18,8 @@ from machineid.agent.config import DEFAULT_AGENT_PATH
 from machineid.cli.labels import format_labels
 
 SSHD_USAGE = "AuthorizedPrincipalsCommand {exe} node principals --labels {labels} %u %t %k"
+USAGE = "node principals [--labels LABELS] [--] LOGIN TYPE CERTIFICATE"
+COMMAND = ["node", "principals"]
 
 
 def sshd_config_lines(host_key: Path, labels: dict[str, str], user_ca: str = "/etc/ssh/machineid_user_ca.pub",
@@ -36,8 +38,14 @@ def add_parser(sub: Any) -> None:
     nsub = p.add_subparsers(dest="node_command", required=True, metavar="COMMAND")
     pr = nsub.add_parser("principals", help="sshd's AuthorizedPrincipalsCommand: the logins this node grants",
                          description="Print LOGIN if CERTIFICATE's roles grant it on a node with --labels (deny "
-                                     "wins); print nothing otherwise. In sshd_config: " +
-                                     SSHD_USAGE.format(exe=DEFAULT_AGENT_PATH, labels="env=prod"))
+                                     "wins); print nothing otherwise. The last three arguments are always the "
+                                     "login, the type and the certificate, whatever they look like (a login that "
+                                     "starts with - is refused); only --labels may come before them.",
+                         epilog="examples:\n  in sshd_config:\n    " +
+                                SSHD_USAGE.format(exe=DEFAULT_AGENT_PATH, labels="env=prod") +
+                                "\n  by hand, for a bot's certificate (prints root if it may log in as root here):\n"
+                                "    machineid node principals --labels env=prod root "
+                                "$(cut -d' ' -f1,2 /opt/machine-id/key-cert.pub)")
     pr.add_argument("--labels", default="", help="this node's labels, key=value,... (as registered)")
     pr.add_argument("login", help="the login asked for (%%u)")
     pr.add_argument("key_type", help="the certificate's type (%%t)")
@@ -58,6 +66,36 @@ def principals(login: str, key_type: str, certificate: str, labels: dict[str, st
         return []  # issued by something that does not say where it may log in: nowhere on this node
     allowed = NodeAccess.decode(raw).logins_on(labels)
     return [login] if login in allowed and login.encode() in cert.valid_principals else []
+
+
+def principals_main(argv: list[str]) -> int:
+    """sshd's call, parsed by position: the last three arguments are %u %t %k and nothing else is read from them,
+    so a login such as `-h` or `--help` is never taken for a flag (argparse would print its usage to stdout, which
+    sshd reads as principals). Every problem goes to stderr with a non-zero exit; stdout gets only a granted login."""
+    from machineid.cli import exit_codes
+
+    if len(argv) < 3:
+        print(f"machineid node principals: refusing: expected the login, type and certificate last (%u %t %k); "
+              f"the form is {USAGE}", file=sys.stderr)
+        return exit_codes.USAGE
+    *options, login, key_type, certificate = argv
+    if options[-1:] == ["--"]:
+        options.pop()
+    labels = ""
+    while options:
+        flag = options.pop(0)
+        if flag == "--labels" and options:
+            labels = options.pop(0)
+        elif flag.startswith("--labels="):
+            labels = flag.partition("=")[2]
+        else:
+            print(f"machineid node principals: refusing: unexpected argument {flag!r}; the form is {USAGE}",
+                  file=sys.stderr)
+            return exit_codes.USAGE
+    if login.startswith("-"):
+        print(f"machineid node principals: refusing: the login {login!r} starts with '-'", file=sys.stderr)
+        return exit_codes.INVALID
+    return run_principals(argparse.Namespace(labels=labels, login=login, key_type=key_type, certificate=certificate))
 
 
 def run_principals(args: argparse.Namespace) -> int:

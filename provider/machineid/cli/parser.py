@@ -12,7 +12,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from machineid.cli.exit_codes import USAGE
+from machineid.cli.exit_codes import INVALID, USAGE
+
+# argparse's complaints about a flag's form (no value, a value where none is taken): usage, not a bad value.
+_FORM_ERRORS = ("expected ", "ignored explicit argument", "not allowed with argument")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -52,15 +55,19 @@ class Parser(argparse.ArgumentParser):
         return f"unrecognized arguments: {' '.join(extras)}" + ("".join(f"\n  {h}" for h in hints))
 
     def error(self, message: str) -> NoReturn:
+        """Usage (2) for a mistyped command or flag, a missing argument; invalid input (3) for a flag given a value
+        it does not take (`--format xml`, `--limit x`), as the README's exit-code table says."""
+        flag = re.match(r"argument (-[^:]*): (.*)", message, re.DOTALL)
+        code = INVALID if flag and not flag.group(2).startswith(_FORM_ERRORS) else USAGE
         m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if m:
             choices = re.findall(r"'([^']*)'", m.group(2))
             close = difflib.get_close_matches(m.group(1), choices, n=1, cutoff=0.5)
-            message = f"'{m.group(1)}' is not one of {', '.join(choices)}"
+            message = (f"{flag.group(1)}: " if flag else "") + f"'{m.group(1)}' is not one of {', '.join(choices)}"
             if close:
                 message += f"; did you mean '{close[0]}'?"
         self.print_usage(sys.stderr)
-        self.exit(USAGE, f"{self.prog}: error: {message}\nRun `{self.prog} --help` for more.\n")
+        self.exit(code, f"{self.prog}: error: {message}\nRun `{self.prog} --help` for more.\n")
 
 
 def subcommands(parser: argparse.ArgumentParser, dest: str) -> argparse._SubParsersAction:  # type: ignore[type-arg]

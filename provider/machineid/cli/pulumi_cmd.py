@@ -16,7 +16,8 @@ def add_parser(sub: Any) -> None:
         description="Install this package's provider as the resource plugin machineid at this version into "
                     "Pulumi's plugin cache (DIR/plugins; DIR defaults to $PULUMI_HOME, else ~/.pulumi), as "
                     "`pulumi plugin install` would, so the engine runs it from there instead of finding "
-                    "pulumi-resource-machineid on $PATH and warning about it. Run it again after upgrading.")
+                    "pulumi-resource-machineid on $PATH and warning about it. Run it again after upgrading.",
+        epilog="examples:\n  machineid pulumi install\n  machineid pulumi install --pulumi-home ./pulumi-home")
     inst.add_argument("--pulumi-home", type=Path, default=None, metavar="DIR",
                       help="Pulumi's home directory (default: $PULUMI_HOME, else ~/.pulumi)")
     inst.set_defaults(func=run_install)

@@ -10,11 +10,18 @@ from types import FrameType
 
 from machineid.cli import logs
 
+EXAMPLES = """\
+examples:
+  machineid server start --data-dir ./cluster
+  machineid server start --data-dir /var/lib/machineid --listen 0.0.0.0:3025 --cluster-name example.com
+  machineid server start --data-dir /var/lib/machineid --storage postgresql://machineid@db:5432/machineid
+"""
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     server = sub.add_parser("server", help="run the cluster (auth service)")
     ssub = server.add_subparsers(dest="server_cmd", required=True, metavar="COMMAND")
-    start = ssub.add_parser("start", help="start the cluster in the foreground")
+    start = ssub.add_parser("start", help="start the cluster in the foreground", epilog=EXAMPLES)
     start.add_argument("--data-dir", required=True, type=Path, help="where the database and identity live")
     start.add_argument("--listen", default="127.0.0.1:3025", help="host:port to listen on (port 0 picks one)")
     start.add_argument("--cluster-name", default="", help="cluster name (default: derived from the host name)")

@@ -16,7 +16,8 @@ def add_parser(sub: Any) -> None:
                         "search", description="Install the provider as an unpacked package under DIR (default "
                                               "~/.terraform.d/plugins) for registry.opentofu.org and "
                                               "registry.terraform.io, so `init` finds `source = "
-                                              "\"machineid/machineid\"` with no CLI configuration.")
+                                              "\"machineid/machineid\"` with no CLI configuration.",
+        epilog="examples:\n  machineid terraform install\n  machineid terraform install --plugins-dir ./plugins")
     inst.add_argument("--plugins-dir", type=Path, default=None,
                       help="the mirror directory (default: ~/.terraform.d/plugins)")
     inst.set_defaults(func=run_install)

@@ -47,6 +47,16 @@ def check_unlocked(bot: Bot) -> None:
             f"`machineid ctl bots unlock {bot.metadata.name}`")
 
 
+def stale_identity(bot: Bot) -> str:
+    """Why a renewable identity of a bot no longer counts. An unlock resets the bot's instance to none and leaves
+    its last join recorded; a bot deleted and created again has neither; otherwise a newer join took over."""
+    if not bot.status.instance_id and bot.status.last_join is not None:
+        return (f'bot "{bot.metadata.name}" was unlocked by an administrator, so this identity is no longer valid; '
+                f"join again with a new token (`machineid ctl tokens add --type=bot --bot-name={bot.metadata.name}`)")
+    return ("this identity was superseded by a newer join of the bot (or the bot was re-created); it is no longer "
+            "valid")
+
+
 class Access:
     def __init__(self, objects: Objects) -> None:
         self.objects = objects
@@ -68,8 +78,7 @@ class Access:
                 raise UnauthenticatedError(f'bot "{user.spec.bot_name}" no longer exists') from None
             check_unlocked(bot)
             if ident.renewable and ident.instance_id != bot.status.instance_id:
-                raise PermissionDeniedError("this identity was superseded by a newer join of the bot (or the bot was "
-                                            "re-created); it is no longer valid")
+                raise PermissionDeniedError(stale_identity(bot))
         # Roles come from the certificate but never exceed what the user holds now: a re-created bot's old
         # certificates (or a user's, after a role was taken away) do not bring old roles back.
         roles = [r for r in ident.roles if r in user.spec.roles]

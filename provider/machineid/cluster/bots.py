@@ -110,7 +110,10 @@ class Bots:
             updated = replace(current, spec=bot.spec,
                               metadata=replace(current.metadata, description=bot.metadata.description,
                                                labels=bot.metadata.labels))
-            result = objects.update(updated, bot.metadata.revision)
+            revision = bot.metadata.revision
+            if revision in ("", current.metadata.revision) and objects.value(updated) == objects.value(current):
+                return current  # identical content: no new revision, nothing to audit
+            result = objects.update(updated, revision)
             user = objects.get(User, bot_user_name(name))
             user.spec = bot_user(result).spec
             objects.update(user)

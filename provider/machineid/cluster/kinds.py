@@ -102,6 +102,9 @@ class Kinds:
                 if not exists:
                     self._refuse_spent(obj)
             if current is not None:
+                stored = objects.load(type(obj), current)
+                if (not revision or revision == current.revision) and objects.value(obj) == objects.value(stored):
+                    return stored  # identical content: no new revision, nothing to audit
                 obj.metadata.created = current.created
                 result = objects.update(obj, revision)
             else:

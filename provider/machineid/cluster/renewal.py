@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from machineid.cluster import records
+from machineid.cluster.access import stale_identity
 from machineid.cluster.caller import Caller
 from machineid.cluster.issuance import Grant, IssuedCerts, Issuer, public_key
 from machineid.cluster.objects import Objects
@@ -31,7 +32,7 @@ class Renewals:
             objects.audit(caller, "cert.renew", f"user/{caller.user}", "denied", error="not renewable")
             raise PermissionDeniedError("this certificate is not renewable; join again to get a new one")
         locked_reason = ""
-        superseded = False
+        superseded = ""
         # Check and bump in one transaction: two holders of the same generation cannot both pass; the second
         # one locks the bot, as a copied certificate must.
         key_fp = keys.pem_digest(public_key_pem)
@@ -41,7 +42,7 @@ class Renewals:
             bot = objects.get(Bot, ident.bot_name)
             last = records.get(objects, LastRenewal, ident.bot_name) or LastRenewal()
             if ident.instance_id != bot.status.instance_id:
-                superseded = True
+                superseded = stale_identity(bot)
             elif (ident.generation == bot.status.generation - 1 and last.generation == bot.status.generation
                   and last.key == key_fp and last.instance == bot.status.instance_id):
                 # The same renewal again (its answer was lost): the same new key, so issue that generation again
@@ -64,7 +65,7 @@ class Renewals:
                                                                  bot.status.instance_id, grant.not_after))
         if superseded:
             objects.audit(caller, "cert.renew", f"bot/{ident.bot_name}", "denied", error="superseded by a new join")
-            raise PermissionDeniedError("this identity was superseded by a newer join of the bot; it cannot renew")
+            raise PermissionDeniedError(superseded)
         if locked_reason:
             objects.audit(caller, "bot.lock", f"bot/{ident.bot_name}", "denied", presented=ident.generation,
                           expected=bot.status.generation)
