@@ -40,7 +40,7 @@ def test_the_janitor_prunes_old_audit_records_in_batches_and_expired_tokens_and_
     monkeypatch.setattr(janitor, "BATCH", 7)
     for i in range(30):
         add_bot(c, f"b{i}")
-    live = c.upsert_token(admin(c), codec.decode(ProvisionToken, {"spec": {"bot_name": "b0"}, "metadata": {
+    live = c.upsert(admin(c), codec.decode(ProvisionToken, {"spec": {"bot_name": "b0"}, "metadata": {
         "expires": codec.format_time(clock.now + timedelta(days=2))}}))
     for _ in range(3):  # the records of challenges spent by joins, and one left by an earlier version
         c.challenges.spend(c.create_iam_challenge(), clock.now + challenges.TTL)

@@ -31,7 +31,7 @@ def c(tmp_path: Path, clock: Clock) -> Iterator[Cluster]:
 
 def test_a_join_token_expires_on_the_clusters_clock(c: Cluster, clock: Clock) -> None:
     add_bot(c, "robot")
-    token = c.upsert_token(admin(c), codec.decode(ProvisionToken, {
+    token = c.upsert(admin(c), codec.decode(ProvisionToken, {
         "metadata": {"expires": "2030-01-01T00:10:00Z"}, "spec": {"bot_name": "robot"}}))
     clock.now += timedelta(minutes=11)
     with pytest.raises(errors.PermissionDeniedError, match="join token expired at 2030-01-01T00:10:00Z"):
@@ -51,13 +51,13 @@ def test_certificates_last_the_granted_ttl_from_now(c: Cluster, clock: Clock) ->
 
 def test_an_expired_user_gets_no_certificates_and_none_outlive_the_user_or_a_role(c: Cluster, clock: Clock) -> None:
     """An SSH certificate signed for an expired user would log in on nodes until it expires itself."""
-    c.upsert_role(admin(c), codec.decode(Role, {"metadata": {"name": "brief", "expires": "2030-01-01T00:40:00Z"},
+    c.upsert(admin(c), codec.decode(Role, {"metadata": {"name": "brief", "expires": "2030-01-01T00:40:00Z"},
                                                 "spec": {"allow": {"logins": ["ops"]}}}))
-    c.upsert_user(admin(c), codec.decode(User, {"metadata": {"name": "temp", "expires": "2030-01-01T00:30:00Z"},
+    c.upsert(admin(c), codec.decode(User, {"metadata": {"name": "temp", "expires": "2030-01-01T00:30:00Z"},
                                                 "spec": {"roles": ["access"]}}))
     out = c.sign_user(admin(c), "temp", key_pem(), timedelta(hours=8))
     assert out.expires == clock.now + timedelta(minutes=30)  # not 8h: the user ends at 00:30
-    c.upsert_user(admin(c), codec.decode(User, {"metadata": {"name": "ops", "expires": "2031-01-01T00:00:00Z"},
+    c.upsert(admin(c), codec.decode(User, {"metadata": {"name": "ops", "expires": "2031-01-01T00:00:00Z"},
                                                 "spec": {"roles": ["access", "brief"]}}))
     assert c.sign_user(admin(c), "ops", key_pem(), timedelta(hours=8)).expires == clock.now + timedelta(minutes=40)
     clock.now += timedelta(minutes=31)
@@ -77,7 +77,7 @@ def test_a_copy_renewing_after_the_original_locks_the_bot_and_every_path_says_ho
     with pytest.raises(errors.PermissionDeniedError, match=UNLOCK):
         caller_of(c, first)
     # a new token for the locked bot does not get it back either
-    t = c.upsert_token(admin(c), codec.decode(ProvisionToken, {"spec": {"bot_name": "robot"}}))
+    t = c.upsert(admin(c), codec.decode(ProvisionToken, {"spec": {"bot_name": "robot"}}))
     with pytest.raises(errors.PermissionDeniedError, match=UNLOCK):
         c.register_using_token(t.metadata.name, key_pem(), None)
     c.unlock_bot(admin(c), "robot")
@@ -118,11 +118,11 @@ def test_free_form_values_are_bounded_naming_the_field(c: Cluster) -> None:
     ]
     for data, field, reason in cases:
         with pytest.raises(errors.ValidationError) as err:
-            c.upsert_role(admin(c), codec.decode(Role, data))
+            c.upsert(admin(c), codec.decode(Role, data))
         assert any(errors.render_path(v.path) == field and reason in v.reason for v in err.value.violations), (
             field, err.value)
         with pytest.raises(errors.NotFoundError):
-            c.get_role(admin(c), "big")
+            c.get(admin(c), Role, "big")
 
 
 def _names(items: list[Any]) -> list[str]:
@@ -131,7 +131,7 @@ def _names(items: list[Any]) -> list[str]:
 
 def test_lists_come_in_pages_in_name_order(c: Cluster) -> None:
     for i in range(23):
-        c.upsert_role(admin(c), codec.decode(Role, {"metadata": {"name": f"page-{i:02d}",
+        c.upsert(admin(c), codec.decode(Role, {"metadata": {"name": f"page-{i:02d}",
                                                                  "labels": {"team": "a" if i % 2 else "b"}}}))
     everything = _names(c.list_page(admin(c), Role, Page())[0])
     seen, token, pages = [], "", 0
@@ -155,39 +155,39 @@ def test_lists_come_in_pages_in_name_order(c: Cluster) -> None:
 def test_a_node_listing_shows_only_reachable_unexpired_nodes_and_stays_bounded(c: Cluster, clock: Clock) -> None:
     for i in range(60):
         labels = {"env": "prod" if i == 45 else "dev"}
-        c.upsert_node(admin(c), codec.decode(Node, {"metadata": {"name": f"n{i:02d}", "labels": labels},
+        c.upsert(admin(c), codec.decode(Node, {"metadata": {"name": f"n{i:02d}", "labels": labels},
                                                     "spec": {"addr": f"10.0.0.{i}:22"}}))
-    c.upsert_node(admin(c), codec.decode(Node, {"metadata": {"name": "n99", "labels": {"env": "prod"},
+    c.upsert(admin(c), codec.decode(Node, {"metadata": {"name": "n99", "labels": {"env": "prod"},
                                                              "expires": "2030-01-01T01:00:00Z"},
                                                 "spec": {"addr": "10.0.1.1:22"}}))
-    c.upsert_role(admin(c), codec.decode(Role, {"metadata": {"name": "prod-only"}, "spec": {"allow": {
+    c.upsert(admin(c), codec.decode(Role, {"metadata": {"name": "prod-only"}, "spec": {"allow": {
         "logins": ["ops"], "node_labels": {"env": ["prod"]},
         "rules": [{"resources": ["node"], "verbs": ["list", "read"]}]}}}))
-    c.upsert_user(admin(c), codec.decode(User, {"metadata": {"name": "pat"}, "spec": {"roles": ["prod-only"]}}))
+    c.upsert(admin(c), codec.decode(User, {"metadata": {"name": "pat"}, "spec": {"roles": ["prod-only"]}}))
     pat = c.caller_from_cert(certs.CertIdentity(user="pat", roles=["prod-only"], cluster="test.example"))
-    assert _names(c.list_nodes(pat, Page())[0]) == ["n45", "n99"]
+    assert _names(c.list_page(pat, Node, Page())[0]) == ["n45", "n99"]
     clock.now += timedelta(hours=2)  # n99 expired: no longer listed (nor found)
-    first, token = c.list_nodes(pat, Page(size=2))
+    first, token = c.list_page(pat, Node, Page(size=2))
     assert first == [] and token  # 20 scanned per call at most: the page ends early, with a way on
     found: list[str] = []
     while token:
-        items, token = c.list_nodes(pat, Page(size=2, token=token))
+        items, token = c.list_page(pat, Node, Page(size=2, token=token))
         found += _names(items)
     assert found == ["n45"]
     with pytest.raises(errors.NotFoundError):
-        c.get_node(pat, "n99")
+        c.get(pat, Node, "n99")
 
 
 def test_label_values_and_host_principals_are_checked_naming_the_field(c: Cluster) -> None:
     for labels, field in (({"env": "prod\nProxyCommand x"}, "metadata.labels"), ({"env": "a\x00b"}, "metadata.labels"),
                           ({"bad key": "x"}, "metadata.labels")):
         with pytest.raises(errors.ValidationError) as err:
-            c.upsert_node(admin(c), codec.decode(Node, {"metadata": {"name": "n", "labels": labels},
+            c.upsert(admin(c), codec.decode(Node, {"metadata": {"name": "n", "labels": labels},
                                                         "spec": {"addr": "10.0.0.1:22"}}))
         assert [errors.render_path(v.path) for v in err.value.violations] == [field]
     with pytest.raises(errors.ValidationError,
                        match=r"spec.allow.node_labels: value of env: .* label values may not contain control"):
-        c.upsert_role(admin(c), codec.decode(Role, {"metadata": {"name": "r"},
+        c.upsert(admin(c), codec.decode(Role, {"metadata": {"name": "r"},
                                                     "spec": {"allow": {"node_labels": {"env": ["a\nb"]}}}}))
     host_key = certs.ssh_public_key_line(certs.new_key().public_key())
     with pytest.raises(errors.ValidationError, match=r"principals: has 100000 entries; a certificate carries at most"):
@@ -200,10 +200,10 @@ def test_label_values_and_host_principals_are_checked_naming_the_field(c: Cluste
 def test_the_last_user_who_can_write_users_cannot_be_deleted_or_demoted(c: Cluster) -> None:
     """The admin could delete user admin and was locked out until a restart."""
     with pytest.raises(errors.PreconditionError, match='user "admin" is the last user who can write users'):
-        c.delete_user(admin(c), "admin")
+        c.delete(admin(c), User, "admin")
     with pytest.raises(errors.PreconditionError, match="this change to it would leave nobody"):
-        c.upsert_user(admin(c), codec.decode(User, {"metadata": {"name": "admin"}, "spec": {"roles": ["access"]}}))
-    c.upsert_user(admin(c), codec.decode(User, {"metadata": {"name": "alice"}, "spec": {"roles": ["editor"]}}))
-    c.delete_user(admin(c), "admin")  # alice can still administer
+        c.upsert(admin(c), codec.decode(User, {"metadata": {"name": "admin"}, "spec": {"roles": ["access"]}}))
+    c.upsert(admin(c), codec.decode(User, {"metadata": {"name": "alice"}, "spec": {"roles": ["editor"]}}))
+    c.delete(admin(c), User, "admin")  # alice can still administer
     alice = c.caller_from_cert(certs.CertIdentity(user="alice", roles=["editor"], cluster="test.example"))
-    c.upsert_user(alice, codec.decode(User, {"metadata": {"name": "bob"}, "spec": {"roles": ["auditor"]}}))
+    c.upsert(alice, codec.decode(User, {"metadata": {"name": "bob"}, "spec": {"roles": ["auditor"]}}))

@@ -15,7 +15,7 @@ from google.protobuf.descriptor import Descriptor
 from google.protobuf.descriptor_pb2 import FileDescriptorProto, FileDescriptorSet
 
 from machineid.api.v1 import types_pb2
-from machineid.model import codec
+from machineid.model import codec, kinds
 from machineid.model.resources import KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,8 +119,7 @@ def _walk(cls: Any, desc: Descriptor, path: str, problems: list[str]) -> None:
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_model_and_proto_declare_the_same_fields(kind: str) -> None:
     cls = KINDS[kind]
-    message = {"role": types_pb2.Role, "token": types_pb2.ProvisionToken, "bot": types_pb2.Bot,
-               "user": types_pb2.User, "node": types_pb2.Node}[kind]
+    message = getattr(types_pb2, kinds.BY_NAME[kind].message)
     problems: list[str] = []
     _walk(cls, message.DESCRIPTOR, kind, problems)
     assert not problems

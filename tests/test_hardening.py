@@ -105,7 +105,7 @@ def cluster(tmp_path: Path) -> tuple[Cluster, Clock]:
 def test_an_expired_user_gets_no_access_and_no_certificates(cluster: tuple[Cluster, Clock]) -> None:
     c, clock = cluster
     admin = admin_of(c)
-    c.upsert_user(admin, codec.decode(User, {"metadata": {"name": "temp", "expires": "2030-01-01T01:00:00Z"},
+    c.upsert(admin, codec.decode(User, {"metadata": {"name": "temp", "expires": "2030-01-01T01:00:00Z"},
                                              "spec": {"roles": ["editor"]}}))
     ident = certs.CertIdentity(user="temp", roles=["editor"], cluster="test.example")
     c.list_page(c.caller_from_cert(ident), Role, Page())  # before its expiry: works
@@ -117,10 +117,10 @@ def test_an_expired_user_gets_no_access_and_no_certificates(cluster: tuple[Clust
 def test_an_expired_role_grants_nothing(cluster: tuple[Cluster, Clock]) -> None:
     c, clock = cluster
     admin = admin_of(c)
-    c.upsert_role(admin, codec.decode(Role, {
+    c.upsert(admin, codec.decode(Role, {
         "metadata": {"name": "contractor", "expires": "2030-01-01T01:00:00Z"},
         "spec": {"allow": {"logins": ["ops"], "rules": [{"resources": ["role"], "verbs": ["list"]}]}}}))
-    c.upsert_user(admin, codec.decode(User, {"metadata": {"name": "carol"}, "spec": {"roles": ["contractor"]}}))
+    c.upsert(admin, codec.decode(User, {"metadata": {"name": "carol"}, "spec": {"roles": ["contractor"]}}))
     carol = c.caller_from_cert(certs.CertIdentity(user="carol", roles=["contractor"], cluster="test.example"))
     c.list_page(carol, Role, Page())
     clock.now += timedelta(hours=2)

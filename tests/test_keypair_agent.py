@@ -19,7 +19,7 @@ from machineid.cluster.keypairs import KeypairJoin
 from machineid.cluster.service import Cluster
 from machineid.model import codec, keys
 from machineid.model.errors import AlreadyExistsError, TransportError, ValidationError
-from machineid.model.resources import ProvisionToken
+from machineid.model.resources import Bot, ProvisionToken
 from tests.inprocess import Clock, add_bot, admin, new_cluster
 
 SECRET = "0123456789abcdef0123456789abcdef"
@@ -65,7 +65,7 @@ def cluster(tmp_path: Path, clock: Clock) -> Cluster:
 def put_token(c: Cluster, bound_keypair: dict[str, Any]) -> None:
     doc = {"metadata": {"name": "robot-key"},
            "spec": {"join_method": "bound_keypair", "bot_name": "robot", "bound_keypair": bound_keypair}}
-    c.upsert_token(admin(c), codec.decode_and_validate(ProvisionToken, doc))
+    c.upsert(admin(c), codec.decode_and_validate(ProvisionToken, doc))
 
 
 def stored(directory: Path) -> dict[str, Any]:
@@ -109,9 +109,9 @@ def test_a_rotation_whose_answer_was_lost_completes_on_the_next_join(cluster: Cl
     assert not kept["pending"] and len(kept["previous"]) == 1
     assert keys.public_line(keys.load_private(kept["key"]).public_key()) == new
     join(client, data)  # the new key and state from now on, no further rotation
-    token = cluster.get_token(admin(cluster), "robot-key")
+    token = cluster.get(admin(cluster), ProvisionToken, "robot-key")
     assert token.status.bound_public_key == new and token.status.join_sequence == 3
-    assert not cluster.get_bot(admin(cluster), "robot").status.locked
+    assert not cluster.get(admin(cluster), Bot, "robot").status.locked
 
 
 def test_a_registration_whose_answer_was_lost_completes_on_the_next_join(cluster: Cluster, tmp_path: Path) -> None:
@@ -126,7 +126,7 @@ def test_a_registration_whose_answer_was_lost_completes_on_the_next_join(cluster
     bound = join(client, data, SECRET)  # the secret is spent, but this is the same registration again
     assert keys.public_line(keys.load_private(stored(data)["key"]).public_key()) == bound
     join(client, data, SECRET)  # the secret is no longer used: the key signs
-    assert cluster.get_token(admin(cluster), "robot-key").status.join_sequence == 2
+    assert cluster.get(admin(cluster), ProvisionToken, "robot-key").status.join_sequence == 2
 
 
 def test_a_key_the_cluster_did_not_bind_is_dropped_not_promoted(cluster: Cluster, clock: Clock,
@@ -145,11 +145,11 @@ def test_a_key_the_cluster_did_not_bind_is_dropped_not_promoted(cluster: Cluster
     assert state is not None
     state.pending = keys.private_pem(keys.new_private_key())  # made for the rotation, not sent yet
     state.save(data)
-    token = cluster.get_token(admin(cluster), "robot-key")
+    token = cluster.get(admin(cluster), ProvisionToken, "robot-key")
     token.spec.bound_keypair.rotate_after = clock.now + timedelta(days=30)
-    cluster.upsert_token(admin(cluster), token)
+    cluster.upsert(admin(cluster), token)
     assert join(client, data) == keys.normalized(public)
     kept = stored(data)
     assert not kept["pending"] and keys.public_line(keys.load_private(kept["key"]).public_key()) == public
     join(client, data)
-    assert not cluster.get_bot(admin(cluster), "robot").status.locked
+    assert not cluster.get(admin(cluster), Bot, "robot").status.locked

@@ -67,16 +67,16 @@ def bind(c: Cluster, recovery: dict[str, Any] | None = None, **extra: Any) -> ke
     bk = {"onboarding": {"initial_public_key": keys.public_line(key.public_key(), "robot@host")}, **extra}
     if recovery:
         bk["recovery"] = recovery
-    c.upsert_token(admin(c), codec.decode_and_validate(ProvisionToken, token_doc(bk)))
+    c.upsert(admin(c), codec.decode_and_validate(ProvisionToken, token_doc(bk)))
     return key
 
 
 def token(c: Cluster) -> ProvisionToken:
-    return c.get_token(admin(c), "robot-key")
+    return c.get(admin(c), ProvisionToken, "robot-key")
 
 
 def bot(c: Cluster) -> Bot:
-    return c.get_bot(admin(c), "robot")
+    return c.get(admin(c), Bot, "robot")
 
 
 def events(c: Cluster, action: str) -> list[Any]:
@@ -196,7 +196,7 @@ def test_standard_recovery_counts_against_the_limit(cluster: Cluster, clock: Clo
     # Raising the limit is an in-place edit; the status (and the binding) stays.
     t = token(cluster)
     t.spec.bound_keypair.recovery.limit = 2
-    cluster.upsert_token(admin(cluster), t)
+    cluster.upsert(admin(cluster), t)
     agent.join()
     st = token(cluster).status
     assert st.recovery_count == 2 and st.bound_public_key
@@ -223,7 +223,7 @@ def test_relaxed_does_not_count_and_insecure_skips_the_join_state(cluster: Clust
     assert token(cluster).status.recovery_count == 0
     t = token(cluster)
     t.spec.bound_keypair.recovery.mode = "insecure"
-    cluster.upsert_token(admin(cluster), t)
+    cluster.upsert(admin(cluster), t)
     copy = Agent(cluster, agent.key)
     copy.state = agent.state
     agent.join()
@@ -313,7 +313,7 @@ def test_a_lost_answer_retried_with_another_key_to_certify_is_a_copy(cluster: Cl
 
 def registration_token(c: Cluster, **onboarding: Any) -> None:
     doc = token_doc({"onboarding": {"registration_secret": SECRET, **onboarding}})
-    c.upsert_token(admin(c), codec.decode_and_validate(ProvisionToken, doc))
+    c.upsert(admin(c), codec.decode_and_validate(ProvisionToken, doc))
 
 
 def test_the_registration_secret_binds_a_new_key_once(cluster: Cluster) -> None:
@@ -332,7 +332,7 @@ def test_the_registration_secret_binds_a_new_key_once(cluster: Cluster) -> None:
     assert not any(SECRET in json.dumps(codec.encode(e.details)) for e in cluster.audit_events(admin(cluster)))
     # Writing the token back as read (its hash) keeps the binding and the hash.
     t = token(cluster)
-    cluster.upsert_token(admin(cluster), t)
+    cluster.upsert(admin(cluster), t)
     assert token(cluster).spec.bound_keypair.onboarding.registration_secret == stored
     assert token(cluster).status.bound_public_key == out.bound_public_key
 
@@ -349,7 +349,7 @@ def test_status_is_the_clusters(cluster: Cluster) -> None:
     agent.join()
     t = token(cluster)
     t.status.recovery_count, t.status.bound_public_key, t.status.join_sequence = 99, "", 0
-    cluster.upsert_token(admin(cluster), t)
+    cluster.upsert(admin(cluster), t)
     st = token(cluster).status
     assert st.recovery_count == 0 and st.bound_public_key and st.join_sequence == 1
 
@@ -392,7 +392,7 @@ def test_a_token_created_again_is_a_new_onboarding(cluster: Cluster, clock: Cloc
     agent = Agent(cluster, bind(cluster))
     agent.join()
     agent.join()
-    cluster.delete_token(admin(cluster), "robot-key")
+    cluster.delete(admin(cluster), ProvisionToken, "robot-key")
     clock.now += timedelta(seconds=1)
     agent.key = bind(cluster)
     agent.join()
@@ -404,6 +404,6 @@ def test_a_bound_keypair_token_needs_a_name_and_does_not_expire(cluster: Cluster
     doc = token_doc({"onboarding": {"registration_secret": SECRET}})
     doc["metadata"]["name"] = ""
     with pytest.raises(ValidationError, match="metadata.name: is required for a bound_keypair token"):
-        cluster.upsert_token(admin(cluster), codec.decode(ProvisionToken, doc))
+        cluster.upsert(admin(cluster), codec.decode(ProvisionToken, doc))
     bind(cluster)
     assert token(cluster).metadata.expires is None  # reusable: no default lifetime

@@ -23,38 +23,34 @@ from machineid.api.identity import Identity
 from machineid.api.v1 import cluster_pb2 as pb
 from machineid.api.v1 import cluster_pb2_grpc as rpc
 from machineid.api.v1 import types_pb2 as tpb
-from machineid.model import errors
+from machineid.model import errors, kinds
 from machineid.model.resources import KINDS, Bot, Node, ProvisionToken, Resource, Role, User
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0
+R = TypeVar("R", Role, ProvisionToken, Bot, User, Node)
 
 
 @dataclass(frozen=True)
 class _KindRPC:
+    """A kind's RPCs and messages, by the names proto/ gives them (from the kind's declaration)."""
+
     pb_type: Any
     upsert: str
+    upsert_request: Any
     request_field: str
     get: str
     list: str
     list_field: str
     delete: str
 
+    @classmethod
+    def of(cls, kind: kinds.KindDef) -> _KindRPC:
+        return cls(getattr(tpb, kind.message), f"Upsert{kind.rpc}", getattr(pb, f"Upsert{kind.rpc}Request", None),
+                   kind.name, f"Get{kind.rpc}", f"List{kind.rpc}s", kind.plural, f"Delete{kind.rpc}")
 
-_RPC: dict[str, _KindRPC] = {
-    "role": _KindRPC(tpb.Role, "UpsertRole", "role", "GetRole", "ListRoles", "roles", "DeleteRole"),
-    "token": _KindRPC(tpb.ProvisionToken, "UpsertToken", "token", "GetToken", "ListTokens", "tokens",
-                      "DeleteToken"),
-    "bot": _KindRPC(tpb.Bot, "UpdateBot", "bot", "GetBot", "ListBots", "bots", "DeleteBot"),
-    "user": _KindRPC(tpb.User, "UpsertUser", "user", "GetUser", "ListUsers", "users", "DeleteUser"),
-    "node": _KindRPC(tpb.Node, "UpsertNode", "node", "GetNode", "ListNodes", "nodes", "DeleteNode"),
-}
-_UPSERT_REQUEST = {
-    "role": pb.UpsertRoleRequest,
-    "token": pb.UpsertTokenRequest,
-    "user": pb.UpsertUserRequest,
-    "node": pb.UpsertNodeRequest,
-}
+
+_RPC: dict[str, _KindRPC] = {k.name: _KindRPC.of(k) for k in kinds.REGISTRY}
 
 
 def duration_pb(value: timedelta | None) -> duration_pb2.Duration | None:
@@ -201,13 +197,12 @@ class Client(_Base):
     def upsert(self, obj: Resource, *, create_only: bool = False) -> Resource:
         """Create or update; conditional on obj.metadata.revision when it is set."""
         kind = obj.kind
-        if kind == "bot":
+        if not kinds.BY_NAME[kind].generic_upsert:  # a bot: created and updated with its user and role
             if create_only:
                 return self.create_bot(obj).bot  # type: ignore[arg-type]
             return self.update_bot(obj)  # type: ignore[arg-type]
         spec = _RPC[kind]
-        req = _UPSERT_REQUEST[kind](**{spec.request_field: convert.to_pb(obj, spec.pb_type)},
-                                    create_only=create_only)
+        req = spec.upsert_request(**{spec.request_field: convert.to_pb(obj, spec.pb_type)}, create_only=create_only)
         reply = self._call(getattr(self.cluster, spec.upsert), req)
         return convert.from_pb(KINDS[kind], reply)
 
@@ -236,20 +231,28 @@ class Client(_Base):
         self._call(getattr(self.cluster, _RPC[kind].delete), pb.DeleteRequest(name=name, revision=revision))
 
     # ---- typed helpers ----
+    def get_as(self, cls: type[R], name: str) -> R:
+        obj = self.get(cls.kind, name)
+        assert isinstance(obj, cls)
+        return obj
+
+    def list_as(self, cls: type[R], labels: dict[str, str] | None = None) -> builtins.list[R]:
+        return [obj for obj in self.list(cls.kind, labels) if isinstance(obj, cls)]
+
     def get_role(self, name: str) -> Role:
-        return self.get("role", name)  # type: ignore[return-value]
+        return self.get_as(Role, name)
 
     def get_token(self, name: str) -> ProvisionToken:
-        return self.get("token", name)  # type: ignore[return-value]
+        return self.get_as(ProvisionToken, name)
 
     def get_bot(self, name: str) -> Bot:
-        return self.get("bot", name)  # type: ignore[return-value]
+        return self.get_as(Bot, name)
 
     def get_user(self, name: str) -> User:
-        return self.get("user", name)  # type: ignore[return-value]
+        return self.get_as(User, name)
 
     def get_node(self, name: str) -> Node:
-        return self.get("node", name)  # type: ignore[return-value]
+        return self.get_as(Node, name)
 
     def create_bot(self, bot: Bot, token_name: str = "", token_ttl: timedelta | None = None) -> BotCreated:
         req = pb.CreateBotRequest(bot=convert.to_pb(bot, tpb.Bot), token_name=token_name,

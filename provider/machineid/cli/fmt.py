@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from machineid.model import codec, keys
@@ -54,28 +54,43 @@ def _bound_key(t: ProvisionToken) -> str:
     return keys.fingerprint(t.status.bound_public_key)
 
 
+def _roles(objs: Sequence[Any], tokens: Sequence[ProvisionToken] | None) -> str:
+    return render(["Role", "Allowed to login as", "Node Labels", "Access to resources"],
+                  [_role_row(r) for r in objs if isinstance(r, Role)])
+
+
+def _bots(objs: Sequence[Any], tokens: Sequence[ProvisionToken] | None) -> str:
+    return render(["Bot", "User", "Roles", "Logins", "Join Method", "Recoveries", "Generation", "Locked"], [
+        [b.metadata.name, b.status.user_name, ",".join(b.spec.roles), ",".join(b.spec.traits.get("logins", [])),
+         *_bot_tokens(b.metadata.name, tokens), str(b.status.generation),
+         "yes: " + b.status.lock_reason if b.status.locked else "no"]
+        for b in objs if isinstance(b, Bot)])
+
+
+def _tokens(objs: Sequence[Any], tokens: Sequence[ProvisionToken] | None) -> str:
+    return render(["Token", "Type", "Join Method", "Bot", "Expires", "Bound Key", "Recoveries", "Last Rotated"], [
+        [t.metadata.name, ",".join(t.spec.roles), t.spec.join_method, t.spec.bot_name, _time(t.metadata.expires),
+         _bound_key(t), str(t.status.recovery_count) if t.spec.join_method == "bound_keypair" else "",
+         _time(t.status.last_rotated_at) if t.spec.join_method == "bound_keypair" else ""]
+        for t in objs if isinstance(t, ProvisionToken)])
+
+
+def _users(objs: Sequence[Any], tokens: Sequence[ProvisionToken] | None) -> str:
+    return render(["User", "Roles", "Logins", "Bot"], [
+        [u.metadata.name, ",".join(u.spec.roles), ",".join(u.spec.traits.get("logins", [])), u.spec.bot_name]
+        for u in objs if isinstance(u, User)])
+
+
+def _nodes(objs: Sequence[Any], tokens: Sequence[ProvisionToken] | None) -> str:
+    return render(["Node Name", "Address", "Labels"], [
+        [n.metadata.name, n.spec.addr, ",".join(f"{k}={v}" for k, v in sorted(n.metadata.labels.items()))]
+        for n in objs if isinstance(n, Node)])
+
+
+# One text table per kind of the registry (model/kinds.py); tests/test_kinds.py checks none is missing.
+TABLES: dict[str, Callable[[Sequence[Any], Sequence[ProvisionToken] | None], str]] = {
+    "role": _roles, "bot": _bots, "token": _tokens, "user": _users, "node": _nodes}
+
+
 def table(kind: str, objs: Sequence[Any], tokens: Sequence[ProvisionToken] | None = None) -> str:
-    if kind == "role":
-        return render(["Role", "Allowed to login as", "Node Labels", "Access to resources"],
-                      [_role_row(r) for r in objs if isinstance(r, Role)])
-    if kind == "bot":
-        return render(["Bot", "User", "Roles", "Logins", "Join Method", "Recoveries", "Generation", "Locked"], [
-            [b.metadata.name, b.status.user_name, ",".join(b.spec.roles), ",".join(b.spec.traits.get("logins", [])),
-             *_bot_tokens(b.metadata.name, tokens), str(b.status.generation),
-             "yes: " + b.status.lock_reason if b.status.locked else "no"]
-            for b in objs if isinstance(b, Bot)])
-    if kind == "token":
-        return render(["Token", "Type", "Join Method", "Bot", "Expires", "Bound Key", "Recoveries", "Last Rotated"], [
-            [t.metadata.name, ",".join(t.spec.roles), t.spec.join_method, t.spec.bot_name, _time(t.metadata.expires),
-             _bound_key(t), str(t.status.recovery_count) if t.spec.join_method == "bound_keypair" else "",
-             _time(t.status.last_rotated_at) if t.spec.join_method == "bound_keypair" else ""]
-            for t in objs if isinstance(t, ProvisionToken)])
-    if kind == "user":
-        return render(["User", "Roles", "Logins", "Bot"], [
-            [u.metadata.name, ",".join(u.spec.roles), ",".join(u.spec.traits.get("logins", [])), u.spec.bot_name]
-            for u in objs if isinstance(u, User)])
-    if kind == "node":
-        return render(["Node Name", "Address", "Labels"], [
-            [n.metadata.name, n.spec.addr, ",".join(f"{k}={v}" for k, v in sorted(n.metadata.labels.items()))]
-            for n in objs if isinstance(n, Node)])
-    raise ValueError(kind)
+    return TABLES[kind](objs, tokens)

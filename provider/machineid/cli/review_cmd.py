@@ -39,6 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def run(args: argparse.Namespace) -> int:
     from machineid.cli import ctl
+    from machineid.model.resources import Bot, Node, ProvisionToken, Role
     from machineid.review import plan as plans
     from machineid.review import policy as policies
     from machineid.review import report
@@ -51,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValidationError(f"plan: cannot read {args.plan}: {e.strerror}") from None
     plan = plans.load(text)
     with ctl.connect(args) as client:
-        before = World(roles={r.metadata.name: r for r in client.list("role")},  # type: ignore[misc]
-                       bots={b.metadata.name: b for b in client.list("bot")},  # type: ignore[misc]
-                       tokens={t.metadata.name: t for t in client.list("token")},  # type: ignore[misc]
-                       nodes=client.list("node"))  # type: ignore[arg-type]
+        before = World(roles={r.metadata.name: r for r in client.list_as(Role)},
+                       bots={b.metadata.name: b for b in client.list_as(Bot)},
+                       tokens={t.metadata.name: t for t in client.list_as(ProvisionToken)},
+                       nodes=client.list_as(Node))
     now = datetime.now(UTC)
     after = before.apply(plan)
     impacts = impact(before, after, now)

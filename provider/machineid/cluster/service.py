@@ -32,9 +32,10 @@ from machineid.cluster.objects import Objects, R
 from machineid.cluster.renewal import Renewals
 from machineid.cluster.sealing import KeySource
 from machineid.cluster.store.base import ALL_EVENTS, AuditFilter, Backend
+from machineid.model import kinds
 from machineid.model import validators as v
 from machineid.model.errors import FieldViolation, ValidationError
-from machineid.model.resources import Bot, Metadata, Node, ProvisionToken, Role, User, UserSpec
+from machineid.model.resources import Bot, Metadata, ProvisionToken, User, UserSpec
 from machineid.model.validators import shown
 
 ADMIN_USER = "admin"
@@ -60,6 +61,16 @@ class Cluster:
         self.joins = Joins(self.objects, self.issuer, iam_verifier or iam.Verifier(), self.challenges)
         self.keypairs = KeypairJoins(self.joins)
         self.renewals = Renewals(self.objects, self.issuer)
+        # Each kind's own rules where it has them (kind name -> the call); the generic one otherwise.
+        self._upserts: dict[str, Callable[..., Any]] = {"token": self.kinds.upsert_token,
+                                                         "user": self.kinds.upsert_user}
+        self._gets: dict[str, Callable[..., Any]] = {
+            "node": lambda caller, cls, name: self.kinds.get_node(caller, name)}
+        self._lists: dict[str, Callable[..., Any]] = {
+            "node": lambda caller, cls, page: self.kinds.list_nodes(caller, page)}
+        self._deletes: dict[str, Callable[[Caller, str, str], None]] = {
+            "role": self.kinds.delete_role, "token": self.kinds.delete_token, "user": self.kinds.delete_user,
+            "bot": self.bots.delete}
         self._bootstrap()
 
     def serial(self) -> contextlib.AbstractContextManager[object]:
@@ -83,66 +94,43 @@ class Cluster:
     def check_access(self, caller: Caller, resource: str, verb: str) -> None:
         self.access.check(caller, resource, verb)
 
-    # ------------------------------------------------------------------ roles, tokens, users, nodes
+    # ------------------------------------------------------------------ every kind
+    def upsert(self, caller: Caller, obj: R, create_only: bool = False) -> R:
+        """Create or update any kind the generic Upsert RPC writes (a bot is created and updated with its user
+        and role: create_bot, update_bot)."""
+        if not kinds.BY_NAME[obj.kind].generic_upsert:
+            raise ValidationError(f"a {obj.kind} is not written this way; use its own create and update calls")
+        write = self._upserts.get(obj.kind, self.kinds.upsert)
+        result: R = write(caller, obj, create_only)
+        return result
+
+    def get(self, caller: Caller, cls: type[R], name: str) -> R:
+        read = self._gets.get(cls.kind, self.kinds.read)
+        result: R = read(caller, cls, name)
+        return result
+
     def list_page(self, caller: Caller, cls: type[R], page: Page) -> tuple[list[R], str]:
         """One page (see Page). The servicer calls this without the serial lock: it is held only while reading,
         not while the page is converted for the wire."""
         with self.serial():
-            return self.kinds.list_page(caller, cls, page)
+            listing = self._lists.get(cls.kind, self.kinds.list_page)
+            result: tuple[list[R], str] = listing(caller, cls, page)
+            return result
 
-    def upsert_role(self, caller: Caller, role: Role, create_only: bool = False) -> Role:
-        return self.kinds.upsert(caller, role, create_only)
-
-    def get_role(self, caller: Caller, name: str) -> Role:
-        return self.kinds.read(caller, Role, name)
-
-    def delete_role(self, caller: Caller, name: str, revision: str = "") -> None:
-        self.kinds.delete_role(caller, name, revision)
-
-    def upsert_token(self, caller: Caller, token: ProvisionToken, create_only: bool = False) -> ProvisionToken:
-        return self.kinds.upsert_token(caller, token, create_only)
-
-    def get_token(self, caller: Caller, name: str) -> ProvisionToken:
-        return self.kinds.read(caller, ProvisionToken, name)
-
-    def delete_token(self, caller: Caller, name: str, revision: str = "") -> None:
-        self.kinds.delete_token(caller, name, revision)
-
-    def upsert_user(self, caller: Caller, user: User, create_only: bool = False) -> User:
-        return self.kinds.upsert_user(caller, user, create_only)
-
-    def get_user(self, caller: Caller, name: str) -> User:
-        return self.kinds.read(caller, User, name)
-
-    def delete_user(self, caller: Caller, name: str, revision: str = "") -> None:
-        self.kinds.delete_user(caller, name, revision)
-
-    def upsert_node(self, caller: Caller, node: Node, create_only: bool = False) -> Node:
-        return self.kinds.upsert(caller, node, create_only)
-
-    def get_node(self, caller: Caller, name: str) -> Node:
-        return self.kinds.get_node(caller, name)
-
-    def list_nodes(self, caller: Caller, page: Page) -> tuple[list[Node], str]:
-        with self.serial():
-            return self.kinds.list_nodes(caller, page)
-
-    def delete_node(self, caller: Caller, name: str, revision: str = "") -> None:
-        self.kinds.delete(caller, "node", name, revision)
+    def delete(self, caller: Caller, cls: type[R], name: str, revision: str = "") -> None:
+        remove = self._deletes.get(cls.kind)
+        if remove is not None:
+            remove(caller, name, revision)
+        else:
+            self.kinds.delete(caller, cls.kind, name, revision)
 
     # ------------------------------------------------------------------ bots
     def create_bot(self, caller: Caller, bot: Bot, token_name: str = "",
                    token_ttl: timedelta | None = None) -> tuple[Bot, ProvisionToken]:
         return self.bots.create(caller, bot, token_name, token_ttl)
 
-    def get_bot(self, caller: Caller, name: str) -> Bot:
-        return self.kinds.read(caller, Bot, name)
-
     def update_bot(self, caller: Caller, bot: Bot) -> Bot:
         return self.bots.update(caller, bot)
-
-    def delete_bot(self, caller: Caller, name: str, revision: str = "") -> None:
-        self.bots.delete(caller, name, revision)
 
     def unlock_bot(self, caller: Caller, name: str) -> Bot:
         return self.bots.unlock(caller, name)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from machineid.model import codec
+from machineid.model import codec, kinds
 from machineid.model.errors import FieldViolation, ValidationError
 from machineid.model.resources import KINDS, ProvisionToken, Resource
 
-# Versions written in YAML (Teleport's for the kinds it has); any of these is accepted on input.
-VERSIONS = {"role": "v5", "token": "v2", "bot": "v1", "user": "v2", "node": "v2"}
+# The version each kind's documents carry (Teleport's for the kinds it has).
+VERSIONS = {k.name: k.doc_version for k in kinds.REGISTRY}
 
 
 def to_document(obj: Resource, every_field: bool = False) -> dict[str, Any]:

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
+from machineid.model import kinds
 from machineid.model import validators as v
 from machineid.model.errors import FieldViolation
 from machineid.model.fields import attr
 
 # Resource kinds and verbs that role rules speak of.
-RULE_RESOURCES = ("role", "token", "bot", "user", "node", "cert_authority", "user_cert", "host_cert", "event")
+RULE_RESOURCES = kinds.RULE_RESOURCES
 RULE_VERBS = ("list", "read", "create", "update", "delete")
 SYSTEM_ROLES = ("Bot",)
 JOIN_METHODS = ("token", "iam", "bound_keypair")
@@ -282,9 +283,10 @@ class NodeSpec:
                                  "write it like 10.0.0.5:22 or [fd00::5]:22")
 
 
+@kinds.declare(kinds.ROLE)
 @dataclass
 class Role:
-    kind: ClassVar[str] = "role"
+    kind: ClassVar[str]
     metadata: Metadata = field(default_factory=Metadata)
     spec: RoleSpec = field(default_factory=RoleSpec)
 
@@ -292,9 +294,10 @@ class Role:
 MIN_SECRET_TOKEN_LENGTH = 32  # the generated ones: 32 hex digits, 128 bits
 
 
+@kinds.declare(kinds.TOKEN)
 @dataclass
 class ProvisionToken:
-    kind: ClassVar[str] = "token"
+    kind: ClassVar[str]
     metadata: Metadata = field(default_factory=Metadata)
     spec: ProvisionTokenSpec = field(default_factory=ProvisionTokenSpec)
     status: ProvisionTokenStatus = field(default_factory=ProvisionTokenStatus)
@@ -308,50 +311,36 @@ class ProvisionToken:
                                  "generated")
 
 
+@kinds.declare(kinds.BOT)
 @dataclass
 class Bot:
-    kind: ClassVar[str] = "bot"
+    kind: ClassVar[str]
     metadata: Metadata = field(default_factory=Metadata)
     spec: BotSpec = field(default_factory=BotSpec)
     status: BotStatus = field(default_factory=BotStatus)
 
 
+@kinds.declare(kinds.USER)
 @dataclass
 class User:
-    kind: ClassVar[str] = "user"
+    kind: ClassVar[str]
     metadata: Metadata = field(default_factory=Metadata)
     spec: UserSpec = field(default_factory=UserSpec)
 
 
+@kinds.declare(kinds.NODE)
 @dataclass
 class Node:
-    kind: ClassVar[str] = "node"
+    kind: ClassVar[str]
     metadata: Metadata = field(default_factory=Metadata)
     spec: NodeSpec = field(default_factory=NodeSpec)
 
 
 Resource = Role | ProvisionToken | Bot | User | Node
 
-KINDS: dict[str, type[Role] | type[ProvisionToken] | type[Bot] | type[User] | type[Node]] = {
-    "role": Role,
-    "token": ProvisionToken,
-    "bot": Bot,
-    "user": User,
-    "node": Node,
-}
-# Aliases accepted on the command line (`get roles`, `rm bot/robot`).
-KIND_ALIASES = {
-    "role": "role",
-    "roles": "role",
-    "token": "token",
-    "tokens": "token",
-    "bot": "bot",
-    "bots": "bot",
-    "user": "user",
-    "users": "user",
-    "node": "node",
-    "nodes": "node",
-}
+KINDS: dict[str, type[Resource]] = kinds.classes()
+# Names accepted on the command line (`get roles`, `rm bot/robot`).
+KIND_ALIASES = kinds.ALIASES
 
 
 def bot_user_name(bot: str) -> str:
