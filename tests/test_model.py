@@ -71,7 +71,7 @@ def test_every_problem_is_reported_at_once() -> None:
     ("spec", "expected"),
     [
         ({"join_method": "iam", "bot_name": "robot"}, "spec.allow: an iam token needs at least one allow rule"),
-        ({"join_method": "oidc", "bot_name": "robot"}, 'spec.join_method: "oidc" is not allowed'),
+        ({"join_method": "saml", "bot_name": "robot"}, 'spec.join_method: "saml" is not allowed'),
         ({"bot_name": ""}, "spec.bot_name: must be set"),
         ({"roles": ["Node"], "bot_name": "r"}, 'spec.roles: "Node" is not allowed'),
         ({"join_method": "iam", "bot_name": "r", "allow": [{"aws_account": "12", "aws_arn": "arn:aws:sts::1"}]},

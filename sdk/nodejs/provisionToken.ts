@@ -61,13 +61,25 @@ export class ProvisionToken extends pulumi.CustomResource {
      */
     declare public readonly expires: pulumi.Output<string | undefined>;
     /**
-     * token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
+     * For github: the GitHub Actions workflows allowed to join.
+     */
+    declare public readonly github: pulumi.Output<outputs.GitHubJoin>;
+    /**
+     * For gitlab: the GitLab CI pipelines allowed to join.
+     */
+    declare public readonly gitlab: pulumi.Output<outputs.GitLabJoin>;
+    /**
+     * token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key; github, gitlab, kubernetes, oidc: the joiner presents an ID token its platform issued, checked against the block of the same name (all but token are reusable, and their names are not secret). Default: `"token"`.
      */
     declare public readonly joinMethod: pulumi.Output<string>;
     /**
      * bound_keypair: sequence number of the latest join state; the next join must present it.
      */
     declare public /*out*/ readonly joinSequence: pulumi.Output<number>;
+    /**
+     * For kubernetes: the service accounts allowed to join.
+     */
+    declare public readonly kubernetes: pulumi.Output<outputs.KubernetesJoin>;
     /**
      * Labels (key -> value).
      */
@@ -80,6 +92,10 @@ export class ProvisionToken extends pulumi.CustomResource {
      * Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
      */
     declare public readonly name: pulumi.Output<string>;
+    /**
+     * For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
+     */
+    declare public readonly oidc: pulumi.Output<outputs.OIDCJoin>;
     /**
      * bound_keypair: recoveries counted so far.
      */
@@ -117,9 +133,13 @@ export class ProvisionToken extends pulumi.CustomResource {
             resourceInputs["boundKeypair"] = args?.boundKeypair;
             resourceInputs["description"] = args?.description;
             resourceInputs["expires"] = args?.expires;
+            resourceInputs["github"] = args?.github;
+            resourceInputs["gitlab"] = args?.gitlab;
             resourceInputs["joinMethod"] = args?.joinMethod;
+            resourceInputs["kubernetes"] = args?.kubernetes;
             resourceInputs["labels"] = args?.labels;
             resourceInputs["name"] = args?.name;
+            resourceInputs["oidc"] = args?.oidc;
             resourceInputs["roles"] = args?.roles;
             resourceInputs["ttl"] = args?.ttl;
             resourceInputs["boundPublicKey"] = undefined /*out*/;
@@ -135,11 +155,15 @@ export class ProvisionToken extends pulumi.CustomResource {
             resourceInputs["boundPublicKey"] = undefined /*out*/;
             resourceInputs["description"] = undefined /*out*/;
             resourceInputs["expires"] = undefined /*out*/;
+            resourceInputs["github"] = undefined /*out*/;
+            resourceInputs["gitlab"] = undefined /*out*/;
             resourceInputs["joinMethod"] = undefined /*out*/;
             resourceInputs["joinSequence"] = undefined /*out*/;
+            resourceInputs["kubernetes"] = undefined /*out*/;
             resourceInputs["labels"] = undefined /*out*/;
             resourceInputs["lastRotatedAt"] = undefined /*out*/;
             resourceInputs["name"] = undefined /*out*/;
+            resourceInputs["oidc"] = undefined /*out*/;
             resourceInputs["recoveryCount"] = undefined /*out*/;
             resourceInputs["roles"] = undefined /*out*/;
             resourceInputs["tokenExpires"] = undefined /*out*/;
@@ -176,9 +200,21 @@ export interface ProvisionTokenArgs {
      */
     expires?: pulumi.Input<string | undefined>;
     /**
-     * token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
+     * For github: the GitHub Actions workflows allowed to join.
+     */
+    github?: pulumi.Input<inputs.GitHubJoinArgs | undefined>;
+    /**
+     * For gitlab: the GitLab CI pipelines allowed to join.
+     */
+    gitlab?: pulumi.Input<inputs.GitLabJoinArgs | undefined>;
+    /**
+     * token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key; github, gitlab, kubernetes, oidc: the joiner presents an ID token its platform issued, checked against the block of the same name (all but token are reusable, and their names are not secret). Default: `"token"`.
      */
     joinMethod?: pulumi.Input<string | undefined>;
+    /**
+     * For kubernetes: the service accounts allowed to join.
+     */
+    kubernetes?: pulumi.Input<inputs.KubernetesJoinArgs | undefined>;
     /**
      * Labels (key -> value).
      */
@@ -187,6 +223,10 @@ export interface ProvisionTokenArgs {
      * Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
      */
     name?: pulumi.Input<string | undefined>;
+    /**
+     * For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
+     */
+    oidc?: pulumi.Input<inputs.OIDCJoinArgs | undefined>;
     /**
      * System roles the token grants; only Bot is supported. Default: `["Bot"]`.
      */

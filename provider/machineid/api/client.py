@@ -140,6 +140,12 @@ class JoinClient(_Base):
     def register_using_bound_keypair(self, request: pb.BoundKeypairJoinRequest) -> pb.BoundKeypairJoinResponse:
         return self._call(self.join.RegisterUsingBoundKeypair, request)
 
+    def register_using_oidc(self, token: str, id_token: str, public_key_pem: str,
+                            ttl: timedelta | None = None) -> pb.JoinResponse:
+        """A delegated join (github, gitlab, kubernetes, oidc tokens) with the platform's ID token."""
+        req = pb.OIDCJoinRequest(token=token, id_token=id_token, public_key=public_key_pem, ttl=duration_pb(ttl))
+        return self._call(self.join.RegisterUsingOIDC, req)
+
     def register_using_token(self, token: str, public_key_pem: str, ttl: timedelta | None = None) -> pb.JoinResponse:
         req = pb.JoinRequest(token=token, join_method="token", public_key=public_key_pem, ttl=duration_pb(ttl))
         return self._call(self.join.RegisterUsingToken, req)

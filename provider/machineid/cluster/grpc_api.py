@@ -35,7 +35,8 @@ log = logging.getLogger("machineid.cluster.grpc")
 
 
 _SECRET_CALLS = frozenset({"UpsertToken", "GetToken", "DeleteToken", "RegisterUsingToken", "RegisterUsingIAM",
-                           "CreateBot", "CreateBoundKeypairChallenge", "RegisterUsingBoundKeypair"})
+                           "CreateBot", "CreateBoundKeypairChallenge", "RegisterUsingBoundKeypair",
+                           "RegisterUsingOIDC"})
 
 
 def _on_bug(name: str, err: Exception) -> str:
@@ -153,6 +154,14 @@ class JoinServicer(_Base, rpc.JoinServiceServicer):
         signed = SignedRequest(method=sts.method, url=sts.url, headers=dict(sts.headers), body=bytes(sts.body))
         bot, data = self.cluster.register_using_iam(request.token, request.challenge, signed, request.public_key,
                                                     _ttl(request))
+        return pb.JoinResponse(bot_name=bot, certs=certs_pb(data))
+
+    @_waiting_handler
+    def RegisterUsingOIDC(self, request: pb.OIDCJoinRequest, context: grpc.ServicerContext) -> pb.JoinResponse:
+        self.limit(context)
+        peer = context.peer()
+        bot, data = self.cluster.register_using_oidc(request.token, request.id_token, request.public_key,
+                                                     _ttl(request), self.sources.get(peer, peer))
         return pb.JoinResponse(bot_name=bot, certs=certs_pb(data))
 
     @_handler

@@ -1,7 +1,7 @@
 """Housekeeping that keeps the database bounded at fleet scale: audit records past the retention period, expired
-join tokens and the records of spent join challenges (once expired) are deleted a batch at a time, each batch its
-own short transaction, so the server keeps answering while thousands of rows go (one big DELETE held the store
-for seconds)."""
+join tokens, and the records of spent join challenges and ID tokens once those expired are deleted a batch at a
+time, each batch its own short transaction, so the server keeps answering while thousands of rows go (one big
+DELETE held the store for seconds)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from machineid.cluster.caller import Caller, token_ref
 from machineid.cluster.challenges import LEGACY_KIND, SPENT_KIND
+from machineid.cluster.delegated_joins import SPENT_KIND as SPENT_ID_TOKEN_KIND
 from machineid.cluster.objects import Objects
 from machineid.model import codec
 from machineid.model.errors import MachineIDError, NotFoundError, PreconditionError
@@ -58,7 +59,7 @@ class Janitor:
                         out.tokens += 1
                         self.objects.audit(JANITOR, "token.expire", f"token/{token_ref(token)}")
             after = page[-1].name
-        for kind in (SPENT_KIND, LEGACY_KIND):
+        for kind in (SPENT_KIND, LEGACY_KIND, SPENT_ID_TOKEN_KIND):
             after = ""
             while page := backend.list_page(kind, after, BATCH):
                 for item in page:

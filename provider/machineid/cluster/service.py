@@ -24,11 +24,13 @@ from machineid.cluster.authority import Authority
 from machineid.cluster.bots import Bots
 from machineid.cluster.caller import ANONYMOUS, Caller, token_ref
 from machineid.cluster.challenges import Challenges, derive_key
+from machineid.cluster.delegated_joins import DelegatedJoins
 from machineid.cluster.issuance import IssuedCerts, Issuer
 from machineid.cluster.joins import Joins
 from machineid.cluster.keypairs import KeypairJoin, KeypairJoined, KeypairJoins
 from machineid.cluster.kinds import Kinds, Page
 from machineid.cluster.objects import Objects, R
+from machineid.cluster.oidc.keysets import KeySets
 from machineid.cluster.renewal import Renewals
 from machineid.cluster.sealing import KeySource
 from machineid.cluster.store.base import ALL_EVENTS, AuditFilter, Backend
@@ -60,6 +62,7 @@ class Cluster:
         self.challenges = Challenges(self.objects, derive_key(self.authority.tls_key))
         self.joins = Joins(self.objects, self.issuer, iam_verifier or iam.Verifier(), self.challenges)
         self.keypairs = KeypairJoins(self.joins)
+        self.delegated = DelegatedJoins(self.joins, KeySets(), cluster_name)
         self.renewals = Renewals(self.objects, self.issuer)
         # Each kind's own rules where it has them (kind name -> the call); the generic one otherwise.
         self._upserts: dict[str, Callable[..., Any]] = {"token": self.kinds.upsert_token,
@@ -146,6 +149,11 @@ class Cluster:
     def register_using_iam(self, token_name: str, challenge: str, request: SignedRequest, public_key_pem: str,
                            ttl: timedelta | None) -> tuple[str, IssuedCerts]:
         return self.joins.register_using_iam(token_name, challenge, request, public_key_pem, ttl)
+
+    def register_using_oidc(self, token_name: str, id_token: str, public_key_pem: str, ttl: timedelta | None,
+                            source: str = "") -> tuple[str, IssuedCerts]:
+        """A delegated join (github, gitlab, kubernetes, oidc); `source` is the client's address."""
+        return self.delegated.join(token_name, id_token, public_key_pem, ttl, source)
 
     def create_bound_keypair_challenge(self, token_name: str) -> tuple[str, bool]:
         return self.keypairs.create_challenge(token_name)

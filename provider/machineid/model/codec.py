@@ -236,10 +236,10 @@ MAX_TEXT = 4096
 MAX_ENTRIES = 256
 
 
-def size_violations(val: Any, path: Path) -> Iterator[FieldViolation]:
+def size_violations(val: Any, path: Path, max_text: int = MAX_TEXT) -> Iterator[FieldViolation]:
     if isinstance(val, str):
-        if len(val) > MAX_TEXT:
-            yield FieldViolation(path, f"is {len(val)} characters long; shorten it to at most {MAX_TEXT}")
+        if len(val) > max_text:
+            yield FieldViolation(path, f"is {len(val)} characters long; shorten it to at most {max_text}")
         return
     if isinstance(val, list | dict):
         if len(val) > MAX_ENTRIES:
@@ -262,7 +262,7 @@ def violations(obj: Any, path: Path = ()) -> Iterator[FieldViolation]:
         val = getattr(obj, f.name)
         p = (*path, f.name)
         if spec is not None and not spec.computed:
-            oversized = list(size_violations(val, p))
+            oversized = list(size_violations(val, p, spec.max_length or MAX_TEXT))
             if oversized:
                 yield from oversized
                 continue

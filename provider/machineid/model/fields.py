@@ -26,6 +26,8 @@ class FieldSpec:
     # The cluster cannot change it in place: a change means delete and create.
     replace_on_change: bool = False
     validators: tuple[Validator, ...] = ()
+    # A string longer than this is refused (0: the codec's bound for every free-form string, MAX_TEXT).
+    max_length: int = 0
 
 
 def attr(
@@ -38,6 +40,7 @@ def attr(
     computed: bool = False,
     replace_on_change: bool = False,
     validators: tuple[Validator, ...] | list[Validator] = (),
+    max_length: int = 0,
 ) -> Any:
     spec = FieldSpec(
         doc=doc,
@@ -46,6 +49,7 @@ def attr(
         computed=computed,
         replace_on_change=replace_on_change,
         validators=tuple(validators),
+        max_length=max_length,
     )
     if default is dataclasses.MISSING and default_factory is dataclasses.MISSING:
         raise TypeError("every model field needs a default (the zero value when it is required)")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
-from machineid.model import kinds
+from machineid.model import delegated, kinds
 from machineid.model import validators as v
 from machineid.model.errors import FieldViolation
 from machineid.model.fields import attr
@@ -22,7 +22,7 @@ from machineid.model.fields import attr
 RULE_RESOURCES = kinds.RULE_RESOURCES
 RULE_VERBS = ("list", "read", "create", "update", "delete")
 SYSTEM_ROLES = ("Bot",)
-JOIN_METHODS = ("token", "iam", "bound_keypair")
+JOIN_METHODS = ("token", "iam", "bound_keypair", *delegated.DELEGATED_METHODS)
 RECOVERY_MODES = ("standard", "relaxed", "insecure")
 DEFAULT_MAX_SESSION_TTL = "30h"
 DEFAULT_TOKEN_TTL = "1h"
@@ -175,7 +175,9 @@ class ProvisionTokenSpec:
         default="token",
         replace_on_change=True,
         doc="token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the "
-            "joiner signs a challenge with its bound private key (reusable, the name is not secret).",
+            "joiner signs a challenge with its bound private key; github, gitlab, kubernetes, oidc: the joiner "
+            "presents an ID token its platform issued, checked against the block of the same name (all but token "
+            "are reusable, and their names are not secret).",
         validators=[v.one_of(*JOIN_METHODS)],
     )
     bot_name: str = attr(
@@ -188,8 +190,18 @@ class ProvisionTokenSpec:
     bound_keypair: BoundKeypair = attr(
         default_factory=BoundKeypair, doc="For bound_keypair: the bot's key, recovery and rotation settings."
     )
+    github: delegated.GitHubJoin = attr(default_factory=delegated.GitHubJoin,
+                                        doc="For github: the GitHub Actions workflows allowed to join.")
+    gitlab: delegated.GitLabJoin = attr(default_factory=delegated.GitLabJoin,
+                                        doc="For gitlab: the GitLab CI pipelines allowed to join.")
+    kubernetes: delegated.KubernetesJoin = attr(default_factory=delegated.KubernetesJoin,
+                                                doc="For kubernetes: the service accounts allowed to join.")
+    oidc: delegated.OIDCJoin = attr(default_factory=delegated.OIDCJoin,
+                                    doc="For oidc: the issuer, audience and claim rules of any OpenID Connect "
+                                        "issuer.")
 
     def check(self) -> Iterator[FieldViolation]:
+        yield from delegated.check(self.join_method, self.github, self.gitlab, self.kubernetes, self.oidc)
         if "Bot" in self.roles and not self.bot_name:
             yield FieldViolation(("bot_name",), "must be set for a token with role Bot; name the bot it joins")
         if self.join_method == "iam" and not self.allow:
@@ -238,6 +250,10 @@ class BotStatus:
     join_token: str = attr(default="", computed=True,
                            doc="The token of the last join: its name (iam, bound_keypair), or for a single-use "
                                "token, whose name is its secret, token- and a hash of it.")
+    join_attributes: dict[str, str] = attr(default_factory=dict, computed=True,
+                                           doc="What the last delegated join (github, gitlab, kubernetes, oidc) "
+                                               "proved: the verified claims that name the joiner (repository, ref, "
+                                               "workflow, run; project, pipeline; service account, pod).")
     spent_tokens: list[str] = attr(default_factory=list, computed=True,
                                    doc=f"The single-use tokens its joins spent, by that ID, the latest "
                                        f"{MAX_SPENT_TOKENS} (oldest first): the cluster does not create them again.")
@@ -353,6 +369,6 @@ def bot_role_name(bot: str) -> str:
 
 def token_id(name: str, join_method: str) -> str:
     """How a token is named where its name would be its secret (single-use tokens): a hash, never the name."""
-    if join_method in ("iam", "bound_keypair"):
+    if join_method != "token":
         return name
     return "token-" + hashlib.sha256(name.encode()).hexdigest()[:24]

@@ -85,6 +85,8 @@ def _regex(pattern: str, description: str, hint: str) -> Validator:
     return Validator(description, check)
 
 
+regex = _regex  # for validators declared next to their fields elsewhere in the model
+
 RESOURCE_NAME = _regex(
     r"[A-Za-z0-9][A-Za-z0-9._@-]{0,252}",
     "letters, digits, '.', '_', '-', '@'; starts with a letter or digit; at most 253 characters",

@@ -27,16 +27,24 @@ type ProvisionToken struct {
 	Description pulumi.StringOutput `pulumi:"description"`
 	// When the object stops being valid; unset means never.
 	Expires pulumi.StringPtrOutput `pulumi:"expires"`
-	// token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
+	// For github: the GitHub Actions workflows allowed to join.
+	Github GitHubJoinOutput `pulumi:"github"`
+	// For gitlab: the GitLab CI pipelines allowed to join.
+	Gitlab GitLabJoinOutput `pulumi:"gitlab"`
+	// token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key; github, gitlab, kubernetes, oidc: the joiner presents an ID token its platform issued, checked against the block of the same name (all but token are reusable, and their names are not secret). Default: `"token"`.
 	JoinMethod pulumi.StringOutput `pulumi:"joinMethod"`
 	// bound_keypair: sequence number of the latest join state; the next join must present it.
 	JoinSequence pulumi.IntOutput `pulumi:"joinSequence"`
+	// For kubernetes: the service accounts allowed to join.
+	Kubernetes KubernetesJoinOutput `pulumi:"kubernetes"`
 	// Labels (key -> value).
 	Labels pulumi.StringMapOutput `pulumi:"labels"`
 	// bound_keypair: when the bot last bound a new key.
 	LastRotatedAt pulumi.StringPtrOutput `pulumi:"lastRotatedAt"`
 	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 	Name pulumi.StringOutput `pulumi:"name"`
+	// For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
+	Oidc OIDCJoinOutput `pulumi:"oidc"`
 	// bound_keypair: recoveries counted so far.
 	RecoveryCount pulumi.IntOutput `pulumi:"recoveryCount"`
 	// System roles the token grants; only Bot is supported. Default: `["Bot"]`.
@@ -99,12 +107,20 @@ type provisionTokenArgs struct {
 	Description *string `pulumi:"description"`
 	// When the object stops being valid; unset means never.
 	Expires *string `pulumi:"expires"`
-	// token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
+	// For github: the GitHub Actions workflows allowed to join.
+	Github *GitHubJoin `pulumi:"github"`
+	// For gitlab: the GitLab CI pipelines allowed to join.
+	Gitlab *GitLabJoin `pulumi:"gitlab"`
+	// token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key; github, gitlab, kubernetes, oidc: the joiner presents an ID token its platform issued, checked against the block of the same name (all but token are reusable, and their names are not secret). Default: `"token"`.
 	JoinMethod *string `pulumi:"joinMethod"`
+	// For kubernetes: the service accounts allowed to join.
+	Kubernetes *KubernetesJoin `pulumi:"kubernetes"`
 	// Labels (key -> value).
 	Labels map[string]string `pulumi:"labels"`
 	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 	Name *string `pulumi:"name"`
+	// For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
+	Oidc *OIDCJoin `pulumi:"oidc"`
 	// System roles the token grants; only Bot is supported. Default: `["Bot"]`.
 	Roles []string `pulumi:"roles"`
 	// Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
@@ -123,12 +139,20 @@ type ProvisionTokenArgs struct {
 	Description pulumi.StringPtrInput
 	// When the object stops being valid; unset means never.
 	Expires pulumi.StringPtrInput
-	// token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
+	// For github: the GitHub Actions workflows allowed to join.
+	Github GitHubJoinPtrInput
+	// For gitlab: the GitLab CI pipelines allowed to join.
+	Gitlab GitLabJoinPtrInput
+	// token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key; github, gitlab, kubernetes, oidc: the joiner presents an ID token its platform issued, checked against the block of the same name (all but token are reusable, and their names are not secret). Default: `"token"`.
 	JoinMethod pulumi.StringPtrInput
+	// For kubernetes: the service accounts allowed to join.
+	Kubernetes KubernetesJoinPtrInput
 	// Labels (key -> value).
 	Labels pulumi.StringMapInput
 	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 	Name pulumi.StringPtrInput
+	// For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
+	Oidc OIDCJoinPtrInput
 	// System roles the token grants; only Bot is supported. Default: `["Bot"]`.
 	Roles pulumi.StringArrayInput
 	// Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
@@ -252,7 +276,17 @@ func (o ProvisionTokenOutput) Expires() pulumi.StringPtrOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringPtrOutput { return v.Expires }).(pulumi.StringPtrOutput)
 }
 
-// token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
+// For github: the GitHub Actions workflows allowed to join.
+func (o ProvisionTokenOutput) Github() GitHubJoinOutput {
+	return o.ApplyT(func(v *ProvisionToken) GitHubJoinOutput { return v.Github }).(GitHubJoinOutput)
+}
+
+// For gitlab: the GitLab CI pipelines allowed to join.
+func (o ProvisionTokenOutput) Gitlab() GitLabJoinOutput {
+	return o.ApplyT(func(v *ProvisionToken) GitLabJoinOutput { return v.Gitlab }).(GitLabJoinOutput)
+}
+
+// token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key; github, gitlab, kubernetes, oidc: the joiner presents an ID token its platform issued, checked against the block of the same name (all but token are reusable, and their names are not secret). Default: `"token"`.
 func (o ProvisionTokenOutput) JoinMethod() pulumi.StringOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringOutput { return v.JoinMethod }).(pulumi.StringOutput)
 }
@@ -260,6 +294,11 @@ func (o ProvisionTokenOutput) JoinMethod() pulumi.StringOutput {
 // bound_keypair: sequence number of the latest join state; the next join must present it.
 func (o ProvisionTokenOutput) JoinSequence() pulumi.IntOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.IntOutput { return v.JoinSequence }).(pulumi.IntOutput)
+}
+
+// For kubernetes: the service accounts allowed to join.
+func (o ProvisionTokenOutput) Kubernetes() KubernetesJoinOutput {
+	return o.ApplyT(func(v *ProvisionToken) KubernetesJoinOutput { return v.Kubernetes }).(KubernetesJoinOutput)
 }
 
 // Labels (key -> value).
@@ -275,6 +314,11 @@ func (o ProvisionTokenOutput) LastRotatedAt() pulumi.StringPtrOutput {
 // Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
 func (o ProvisionTokenOutput) Name() pulumi.StringOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringOutput { return v.Name }).(pulumi.StringOutput)
+}
+
+// For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
+func (o ProvisionTokenOutput) Oidc() OIDCJoinOutput {
+	return o.ApplyT(func(v *ProvisionToken) OIDCJoinOutput { return v.Oidc }).(OIDCJoinOutput)
 }
 
 // bound_keypair: recoveries counted so far.

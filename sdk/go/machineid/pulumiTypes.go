@@ -528,6 +528,1655 @@ func (o BoundKeypairRecoveryPtrOutput) Mode() pulumi.StringPtrOutput {
 	}).(pulumi.StringPtrOutput)
 }
 
+// One claim's test: exactly one of equals, matches and any_of.
+type ClaimCondition struct {
+	// The claim must be one of these.
+	AnyOf []string `pulumi:"anyOf"`
+	// The claim, or a dotted path into nested claims.
+	Claim *string `pulumi:"claim"`
+	// The claim must be exactly this.
+	Equals *string `pulumi:"equals"`
+	// The claim must match this glob ('*' and '?').
+	Matches *string `pulumi:"matches"`
+}
+
+// ClaimConditionInput is an input type that accepts ClaimConditionArgs and ClaimConditionOutput values.
+// You can construct a concrete instance of `ClaimConditionInput` via:
+//
+//	ClaimConditionArgs{...}
+type ClaimConditionInput interface {
+	pulumi.Input
+
+	ToClaimConditionOutput() ClaimConditionOutput
+	ToClaimConditionOutputWithContext(context.Context) ClaimConditionOutput
+}
+
+// One claim's test: exactly one of equals, matches and any_of.
+type ClaimConditionArgs struct {
+	// The claim must be one of these.
+	AnyOf pulumi.StringArrayInput `pulumi:"anyOf"`
+	// The claim, or a dotted path into nested claims.
+	Claim pulumi.StringPtrInput `pulumi:"claim"`
+	// The claim must be exactly this.
+	Equals pulumi.StringPtrInput `pulumi:"equals"`
+	// The claim must match this glob ('*' and '?').
+	Matches pulumi.StringPtrInput `pulumi:"matches"`
+}
+
+func (ClaimConditionArgs) ElementType() reflect.Type {
+	return reflect.TypeOf((*ClaimCondition)(nil)).Elem()
+}
+
+func (i ClaimConditionArgs) ToClaimConditionOutput() ClaimConditionOutput {
+	return i.ToClaimConditionOutputWithContext(context.Background())
+}
+
+func (i ClaimConditionArgs) ToClaimConditionOutputWithContext(ctx context.Context) ClaimConditionOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(ClaimConditionOutput)
+}
+
+// ClaimConditionArrayInput is an input type that accepts ClaimConditionArray and ClaimConditionArrayOutput values.
+// You can construct a concrete instance of `ClaimConditionArrayInput` via:
+//
+//	ClaimConditionArray{ ClaimConditionArgs{...} }
+type ClaimConditionArrayInput interface {
+	pulumi.Input
+
+	ToClaimConditionArrayOutput() ClaimConditionArrayOutput
+	ToClaimConditionArrayOutputWithContext(context.Context) ClaimConditionArrayOutput
+}
+
+type ClaimConditionArray []ClaimConditionInput
+
+func (ClaimConditionArray) ElementType() reflect.Type {
+	return reflect.TypeOf((*[]ClaimCondition)(nil)).Elem()
+}
+
+func (i ClaimConditionArray) ToClaimConditionArrayOutput() ClaimConditionArrayOutput {
+	return i.ToClaimConditionArrayOutputWithContext(context.Background())
+}
+
+func (i ClaimConditionArray) ToClaimConditionArrayOutputWithContext(ctx context.Context) ClaimConditionArrayOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(ClaimConditionArrayOutput)
+}
+
+// One claim's test: exactly one of equals, matches and any_of.
+type ClaimConditionOutput struct{ *pulumi.OutputState }
+
+func (ClaimConditionOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*ClaimCondition)(nil)).Elem()
+}
+
+func (o ClaimConditionOutput) ToClaimConditionOutput() ClaimConditionOutput {
+	return o
+}
+
+func (o ClaimConditionOutput) ToClaimConditionOutputWithContext(ctx context.Context) ClaimConditionOutput {
+	return o
+}
+
+// The claim must be one of these.
+func (o ClaimConditionOutput) AnyOf() pulumi.StringArrayOutput {
+	return o.ApplyT(func(v ClaimCondition) []string { return v.AnyOf }).(pulumi.StringArrayOutput)
+}
+
+// The claim, or a dotted path into nested claims.
+func (o ClaimConditionOutput) Claim() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v ClaimCondition) *string { return v.Claim }).(pulumi.StringPtrOutput)
+}
+
+// The claim must be exactly this.
+func (o ClaimConditionOutput) Equals() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v ClaimCondition) *string { return v.Equals }).(pulumi.StringPtrOutput)
+}
+
+// The claim must match this glob ('*' and '?').
+func (o ClaimConditionOutput) Matches() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v ClaimCondition) *string { return v.Matches }).(pulumi.StringPtrOutput)
+}
+
+type ClaimConditionArrayOutput struct{ *pulumi.OutputState }
+
+func (ClaimConditionArrayOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*[]ClaimCondition)(nil)).Elem()
+}
+
+func (o ClaimConditionArrayOutput) ToClaimConditionArrayOutput() ClaimConditionArrayOutput {
+	return o
+}
+
+func (o ClaimConditionArrayOutput) ToClaimConditionArrayOutputWithContext(ctx context.Context) ClaimConditionArrayOutput {
+	return o
+}
+
+func (o ClaimConditionArrayOutput) Index(i pulumi.IntInput) ClaimConditionOutput {
+	return pulumi.All(o, i).ApplyT(func(vs []interface{}) ClaimCondition {
+		return vs[0].([]ClaimCondition)[vs[1].(int)]
+	}).(ClaimConditionOutput)
+}
+
+// ClaimRule(conditions: 'list[ClaimCondition]' = <factory>)
+type ClaimRule struct {
+	// Every condition must hold for the rule to admit the joiner.
+	Conditions []ClaimCondition `pulumi:"conditions"`
+}
+
+// ClaimRuleInput is an input type that accepts ClaimRuleArgs and ClaimRuleOutput values.
+// You can construct a concrete instance of `ClaimRuleInput` via:
+//
+//	ClaimRuleArgs{...}
+type ClaimRuleInput interface {
+	pulumi.Input
+
+	ToClaimRuleOutput() ClaimRuleOutput
+	ToClaimRuleOutputWithContext(context.Context) ClaimRuleOutput
+}
+
+// ClaimRule(conditions: 'list[ClaimCondition]' = <factory>)
+type ClaimRuleArgs struct {
+	// Every condition must hold for the rule to admit the joiner.
+	Conditions ClaimConditionArrayInput `pulumi:"conditions"`
+}
+
+func (ClaimRuleArgs) ElementType() reflect.Type {
+	return reflect.TypeOf((*ClaimRule)(nil)).Elem()
+}
+
+func (i ClaimRuleArgs) ToClaimRuleOutput() ClaimRuleOutput {
+	return i.ToClaimRuleOutputWithContext(context.Background())
+}
+
+func (i ClaimRuleArgs) ToClaimRuleOutputWithContext(ctx context.Context) ClaimRuleOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(ClaimRuleOutput)
+}
+
+// ClaimRuleArrayInput is an input type that accepts ClaimRuleArray and ClaimRuleArrayOutput values.
+// You can construct a concrete instance of `ClaimRuleArrayInput` via:
+//
+//	ClaimRuleArray{ ClaimRuleArgs{...} }
+type ClaimRuleArrayInput interface {
+	pulumi.Input
+
+	ToClaimRuleArrayOutput() ClaimRuleArrayOutput
+	ToClaimRuleArrayOutputWithContext(context.Context) ClaimRuleArrayOutput
+}
+
+type ClaimRuleArray []ClaimRuleInput
+
+func (ClaimRuleArray) ElementType() reflect.Type {
+	return reflect.TypeOf((*[]ClaimRule)(nil)).Elem()
+}
+
+func (i ClaimRuleArray) ToClaimRuleArrayOutput() ClaimRuleArrayOutput {
+	return i.ToClaimRuleArrayOutputWithContext(context.Background())
+}
+
+func (i ClaimRuleArray) ToClaimRuleArrayOutputWithContext(ctx context.Context) ClaimRuleArrayOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(ClaimRuleArrayOutput)
+}
+
+// ClaimRule(conditions: 'list[ClaimCondition]' = <factory>)
+type ClaimRuleOutput struct{ *pulumi.OutputState }
+
+func (ClaimRuleOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*ClaimRule)(nil)).Elem()
+}
+
+func (o ClaimRuleOutput) ToClaimRuleOutput() ClaimRuleOutput {
+	return o
+}
+
+func (o ClaimRuleOutput) ToClaimRuleOutputWithContext(ctx context.Context) ClaimRuleOutput {
+	return o
+}
+
+// Every condition must hold for the rule to admit the joiner.
+func (o ClaimRuleOutput) Conditions() ClaimConditionArrayOutput {
+	return o.ApplyT(func(v ClaimRule) []ClaimCondition { return v.Conditions }).(ClaimConditionArrayOutput)
+}
+
+type ClaimRuleArrayOutput struct{ *pulumi.OutputState }
+
+func (ClaimRuleArrayOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*[]ClaimRule)(nil)).Elem()
+}
+
+func (o ClaimRuleArrayOutput) ToClaimRuleArrayOutput() ClaimRuleArrayOutput {
+	return o
+}
+
+func (o ClaimRuleArrayOutput) ToClaimRuleArrayOutputWithContext(ctx context.Context) ClaimRuleArrayOutput {
+	return o
+}
+
+func (o ClaimRuleArrayOutput) Index(i pulumi.IntInput) ClaimRuleOutput {
+	return pulumi.All(o, i).ApplyT(func(vs []interface{}) ClaimRule {
+		return vs[0].([]ClaimRule)[vs[1].(int)]
+	}).(ClaimRuleOutput)
+}
+
+// GitHubJoin(allow: 'list[GitHubRule]' = <factory>, issuer: 'str' = 'https://token.actions.githubusercontent.com', audience: 'str' = ”, static_jwks: 'str' = ”, ca_bundle: 'str' = ”, max_lifetime: 'str' = '15m')
+type GitHubJoin struct {
+	// Workflows allowed to join; any one rule admits.
+	Allow []GitHubRule `pulumi:"allow"`
+	// The audience the tokens must carry (aud); empty means the cluster's name. The agent asks GitHub for a token with this audience.
+	Audience *string `pulumi:"audience"`
+	// PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+	CaBundle *string `pulumi:"caBundle"`
+	// The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://token.actions.githubusercontent.com). Set it for GitHub Enterprise Server (https://HOST/_services/token). Default: `"https://token.actions.githubusercontent.com"`.
+	Issuer *string `pulumi:"issuer"`
+	// Tokens that live longer than this (exp - iat) are refused; GitHub's live 5 minutes. Default: `"15m"`.
+	MaxLifetime *string `pulumi:"maxLifetime"`
+	// The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+	StaticJwks *string `pulumi:"staticJwks"`
+}
+
+// GitHubJoinInput is an input type that accepts GitHubJoinArgs and GitHubJoinOutput values.
+// You can construct a concrete instance of `GitHubJoinInput` via:
+//
+//	GitHubJoinArgs{...}
+type GitHubJoinInput interface {
+	pulumi.Input
+
+	ToGitHubJoinOutput() GitHubJoinOutput
+	ToGitHubJoinOutputWithContext(context.Context) GitHubJoinOutput
+}
+
+// GitHubJoin(allow: 'list[GitHubRule]' = <factory>, issuer: 'str' = 'https://token.actions.githubusercontent.com', audience: 'str' = ”, static_jwks: 'str' = ”, ca_bundle: 'str' = ”, max_lifetime: 'str' = '15m')
+type GitHubJoinArgs struct {
+	// Workflows allowed to join; any one rule admits.
+	Allow GitHubRuleArrayInput `pulumi:"allow"`
+	// The audience the tokens must carry (aud); empty means the cluster's name. The agent asks GitHub for a token with this audience.
+	Audience pulumi.StringPtrInput `pulumi:"audience"`
+	// PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+	CaBundle pulumi.StringPtrInput `pulumi:"caBundle"`
+	// The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://token.actions.githubusercontent.com). Set it for GitHub Enterprise Server (https://HOST/_services/token). Default: `"https://token.actions.githubusercontent.com"`.
+	Issuer pulumi.StringPtrInput `pulumi:"issuer"`
+	// Tokens that live longer than this (exp - iat) are refused; GitHub's live 5 minutes. Default: `"15m"`.
+	MaxLifetime pulumi.StringPtrInput `pulumi:"maxLifetime"`
+	// The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+	StaticJwks pulumi.StringPtrInput `pulumi:"staticJwks"`
+}
+
+func (GitHubJoinArgs) ElementType() reflect.Type {
+	return reflect.TypeOf((*GitHubJoin)(nil)).Elem()
+}
+
+func (i GitHubJoinArgs) ToGitHubJoinOutput() GitHubJoinOutput {
+	return i.ToGitHubJoinOutputWithContext(context.Background())
+}
+
+func (i GitHubJoinArgs) ToGitHubJoinOutputWithContext(ctx context.Context) GitHubJoinOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(GitHubJoinOutput)
+}
+
+func (i GitHubJoinArgs) ToGitHubJoinPtrOutput() GitHubJoinPtrOutput {
+	return i.ToGitHubJoinPtrOutputWithContext(context.Background())
+}
+
+func (i GitHubJoinArgs) ToGitHubJoinPtrOutputWithContext(ctx context.Context) GitHubJoinPtrOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(GitHubJoinOutput).ToGitHubJoinPtrOutputWithContext(ctx)
+}
+
+// GitHubJoinPtrInput is an input type that accepts GitHubJoinArgs, GitHubJoinPtr and GitHubJoinPtrOutput values.
+// You can construct a concrete instance of `GitHubJoinPtrInput` via:
+//
+//	        GitHubJoinArgs{...}
+//
+//	or:
+//
+//	        nil
+type GitHubJoinPtrInput interface {
+	pulumi.Input
+
+	ToGitHubJoinPtrOutput() GitHubJoinPtrOutput
+	ToGitHubJoinPtrOutputWithContext(context.Context) GitHubJoinPtrOutput
+}
+
+type gitHubJoinPtrType GitHubJoinArgs
+
+func GitHubJoinPtr(v *GitHubJoinArgs) GitHubJoinPtrInput {
+	return (*gitHubJoinPtrType)(v)
+}
+
+func (*gitHubJoinPtrType) ElementType() reflect.Type {
+	return reflect.TypeOf((**GitHubJoin)(nil)).Elem()
+}
+
+func (i *gitHubJoinPtrType) ToGitHubJoinPtrOutput() GitHubJoinPtrOutput {
+	return i.ToGitHubJoinPtrOutputWithContext(context.Background())
+}
+
+func (i *gitHubJoinPtrType) ToGitHubJoinPtrOutputWithContext(ctx context.Context) GitHubJoinPtrOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(GitHubJoinPtrOutput)
+}
+
+// GitHubJoin(allow: 'list[GitHubRule]' = <factory>, issuer: 'str' = 'https://token.actions.githubusercontent.com', audience: 'str' = ”, static_jwks: 'str' = ”, ca_bundle: 'str' = ”, max_lifetime: 'str' = '15m')
+type GitHubJoinOutput struct{ *pulumi.OutputState }
+
+func (GitHubJoinOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*GitHubJoin)(nil)).Elem()
+}
+
+func (o GitHubJoinOutput) ToGitHubJoinOutput() GitHubJoinOutput {
+	return o
+}
+
+func (o GitHubJoinOutput) ToGitHubJoinOutputWithContext(ctx context.Context) GitHubJoinOutput {
+	return o
+}
+
+func (o GitHubJoinOutput) ToGitHubJoinPtrOutput() GitHubJoinPtrOutput {
+	return o.ToGitHubJoinPtrOutputWithContext(context.Background())
+}
+
+func (o GitHubJoinOutput) ToGitHubJoinPtrOutputWithContext(ctx context.Context) GitHubJoinPtrOutput {
+	return o.ApplyTWithContext(ctx, func(_ context.Context, v GitHubJoin) *GitHubJoin {
+		return &v
+	}).(GitHubJoinPtrOutput)
+}
+
+// Workflows allowed to join; any one rule admits.
+func (o GitHubJoinOutput) Allow() GitHubRuleArrayOutput {
+	return o.ApplyT(func(v GitHubJoin) []GitHubRule { return v.Allow }).(GitHubRuleArrayOutput)
+}
+
+// The audience the tokens must carry (aud); empty means the cluster's name. The agent asks GitHub for a token with this audience.
+func (o GitHubJoinOutput) Audience() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitHubJoin) *string { return v.Audience }).(pulumi.StringPtrOutput)
+}
+
+// PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+func (o GitHubJoinOutput) CaBundle() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitHubJoin) *string { return v.CaBundle }).(pulumi.StringPtrOutput)
+}
+
+// The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://token.actions.githubusercontent.com). Set it for GitHub Enterprise Server (https://HOST/_services/token). Default: `"https://token.actions.githubusercontent.com"`.
+func (o GitHubJoinOutput) Issuer() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitHubJoin) *string { return v.Issuer }).(pulumi.StringPtrOutput)
+}
+
+// Tokens that live longer than this (exp - iat) are refused; GitHub's live 5 minutes. Default: `"15m"`.
+func (o GitHubJoinOutput) MaxLifetime() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitHubJoin) *string { return v.MaxLifetime }).(pulumi.StringPtrOutput)
+}
+
+// The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+func (o GitHubJoinOutput) StaticJwks() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitHubJoin) *string { return v.StaticJwks }).(pulumi.StringPtrOutput)
+}
+
+type GitHubJoinPtrOutput struct{ *pulumi.OutputState }
+
+func (GitHubJoinPtrOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((**GitHubJoin)(nil)).Elem()
+}
+
+func (o GitHubJoinPtrOutput) ToGitHubJoinPtrOutput() GitHubJoinPtrOutput {
+	return o
+}
+
+func (o GitHubJoinPtrOutput) ToGitHubJoinPtrOutputWithContext(ctx context.Context) GitHubJoinPtrOutput {
+	return o
+}
+
+func (o GitHubJoinPtrOutput) Elem() GitHubJoinOutput {
+	return o.ApplyT(func(v *GitHubJoin) GitHubJoin {
+		if v != nil {
+			return *v
+		}
+		var ret GitHubJoin
+		return ret
+	}).(GitHubJoinOutput)
+}
+
+// Workflows allowed to join; any one rule admits.
+func (o GitHubJoinPtrOutput) Allow() GitHubRuleArrayOutput {
+	return o.ApplyT(func(v *GitHubJoin) []GitHubRule {
+		if v == nil {
+			return nil
+		}
+		return v.Allow
+	}).(GitHubRuleArrayOutput)
+}
+
+// The audience the tokens must carry (aud); empty means the cluster's name. The agent asks GitHub for a token with this audience.
+func (o GitHubJoinPtrOutput) Audience() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *GitHubJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.Audience
+	}).(pulumi.StringPtrOutput)
+}
+
+// PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+func (o GitHubJoinPtrOutput) CaBundle() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *GitHubJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.CaBundle
+	}).(pulumi.StringPtrOutput)
+}
+
+// The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://token.actions.githubusercontent.com). Set it for GitHub Enterprise Server (https://HOST/_services/token). Default: `"https://token.actions.githubusercontent.com"`.
+func (o GitHubJoinPtrOutput) Issuer() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *GitHubJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.Issuer
+	}).(pulumi.StringPtrOutput)
+}
+
+// Tokens that live longer than this (exp - iat) are refused; GitHub's live 5 minutes. Default: `"15m"`.
+func (o GitHubJoinPtrOutput) MaxLifetime() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *GitHubJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.MaxLifetime
+	}).(pulumi.StringPtrOutput)
+}
+
+// The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+func (o GitHubJoinPtrOutput) StaticJwks() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *GitHubJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.StaticJwks
+	}).(pulumi.StringPtrOutput)
+}
+
+// GitHubRule(sub: 'str' = ”, repository: 'str' = ”, repository_owner: 'str' = ”, workflow: 'str' = ”, environment: 'str' = ”, actor: 'str' = ”, ref: 'str' = ”, ref_type: 'str' = ”)
+type GitHubRule struct {
+	// The user who triggered the run ('*' and '?' globs; empty means any)
+	Actor *string `pulumi:"actor"`
+	// The deployment environment of the job ('*' and '?' globs; empty means any)
+	Environment *string `pulumi:"environment"`
+	// The git ref, e.g. refs/heads/main or refs/tags/v* ('*' and '?' globs; empty means any)
+	Ref *string `pulumi:"ref"`
+	// branch or tag (exact; empty means any)
+	RefType *string `pulumi:"refType"`
+	// owner/name of the repository the workflow runs in ('*' and '?' globs; empty means any)
+	Repository *string `pulumi:"repository"`
+	// The organisation or user that owns the repository ('*' and '?' globs; empty means any)
+	RepositoryOwner *string `pulumi:"repositoryOwner"`
+	// The token's subject, e.g. repo:acme/app:ref:refs/heads/main ('*' and '?' globs; empty means any)
+	Sub *string `pulumi:"sub"`
+	// The workflow's name ('*' and '?' globs; empty means any)
+	Workflow *string `pulumi:"workflow"`
+}
+
+// GitHubRuleInput is an input type that accepts GitHubRuleArgs and GitHubRuleOutput values.
+// You can construct a concrete instance of `GitHubRuleInput` via:
+//
+//	GitHubRuleArgs{...}
+type GitHubRuleInput interface {
+	pulumi.Input
+
+	ToGitHubRuleOutput() GitHubRuleOutput
+	ToGitHubRuleOutputWithContext(context.Context) GitHubRuleOutput
+}
+
+// GitHubRule(sub: 'str' = ”, repository: 'str' = ”, repository_owner: 'str' = ”, workflow: 'str' = ”, environment: 'str' = ”, actor: 'str' = ”, ref: 'str' = ”, ref_type: 'str' = ”)
+type GitHubRuleArgs struct {
+	// The user who triggered the run ('*' and '?' globs; empty means any)
+	Actor pulumi.StringPtrInput `pulumi:"actor"`
+	// The deployment environment of the job ('*' and '?' globs; empty means any)
+	Environment pulumi.StringPtrInput `pulumi:"environment"`
+	// The git ref, e.g. refs/heads/main or refs/tags/v* ('*' and '?' globs; empty means any)
+	Ref pulumi.StringPtrInput `pulumi:"ref"`
+	// branch or tag (exact; empty means any)
+	RefType pulumi.StringPtrInput `pulumi:"refType"`
+	// owner/name of the repository the workflow runs in ('*' and '?' globs; empty means any)
+	Repository pulumi.StringPtrInput `pulumi:"repository"`
+	// The organisation or user that owns the repository ('*' and '?' globs; empty means any)
+	RepositoryOwner pulumi.StringPtrInput `pulumi:"repositoryOwner"`
+	// The token's subject, e.g. repo:acme/app:ref:refs/heads/main ('*' and '?' globs; empty means any)
+	Sub pulumi.StringPtrInput `pulumi:"sub"`
+	// The workflow's name ('*' and '?' globs; empty means any)
+	Workflow pulumi.StringPtrInput `pulumi:"workflow"`
+}
+
+func (GitHubRuleArgs) ElementType() reflect.Type {
+	return reflect.TypeOf((*GitHubRule)(nil)).Elem()
+}
+
+func (i GitHubRuleArgs) ToGitHubRuleOutput() GitHubRuleOutput {
+	return i.ToGitHubRuleOutputWithContext(context.Background())
+}
+
+func (i GitHubRuleArgs) ToGitHubRuleOutputWithContext(ctx context.Context) GitHubRuleOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(GitHubRuleOutput)
+}
+
+// GitHubRuleArrayInput is an input type that accepts GitHubRuleArray and GitHubRuleArrayOutput values.
+// You can construct a concrete instance of `GitHubRuleArrayInput` via:
+//
+//	GitHubRuleArray{ GitHubRuleArgs{...} }
+type GitHubRuleArrayInput interface {
+	pulumi.Input
+
+	ToGitHubRuleArrayOutput() GitHubRuleArrayOutput
+	ToGitHubRuleArrayOutputWithContext(context.Context) GitHubRuleArrayOutput
+}
+
+type GitHubRuleArray []GitHubRuleInput
+
+func (GitHubRuleArray) ElementType() reflect.Type {
+	return reflect.TypeOf((*[]GitHubRule)(nil)).Elem()
+}
+
+func (i GitHubRuleArray) ToGitHubRuleArrayOutput() GitHubRuleArrayOutput {
+	return i.ToGitHubRuleArrayOutputWithContext(context.Background())
+}
+
+func (i GitHubRuleArray) ToGitHubRuleArrayOutputWithContext(ctx context.Context) GitHubRuleArrayOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(GitHubRuleArrayOutput)
+}
+
+// GitHubRule(sub: 'str' = ”, repository: 'str' = ”, repository_owner: 'str' = ”, workflow: 'str' = ”, environment: 'str' = ”, actor: 'str' = ”, ref: 'str' = ”, ref_type: 'str' = ”)
+type GitHubRuleOutput struct{ *pulumi.OutputState }
+
+func (GitHubRuleOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*GitHubRule)(nil)).Elem()
+}
+
+func (o GitHubRuleOutput) ToGitHubRuleOutput() GitHubRuleOutput {
+	return o
+}
+
+func (o GitHubRuleOutput) ToGitHubRuleOutputWithContext(ctx context.Context) GitHubRuleOutput {
+	return o
+}
+
+// The user who triggered the run ('*' and '?' globs; empty means any)
+func (o GitHubRuleOutput) Actor() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitHubRule) *string { return v.Actor }).(pulumi.StringPtrOutput)
+}
+
+// The deployment environment of the job ('*' and '?' globs; empty means any)
+func (o GitHubRuleOutput) Environment() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitHubRule) *string { return v.Environment }).(pulumi.StringPtrOutput)
+}
+
+// The git ref, e.g. refs/heads/main or refs/tags/v* ('*' and '?' globs; empty means any)
+func (o GitHubRuleOutput) Ref() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitHubRule) *string { return v.Ref }).(pulumi.StringPtrOutput)
+}
+
+// branch or tag (exact; empty means any)
+func (o GitHubRuleOutput) RefType() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitHubRule) *string { return v.RefType }).(pulumi.StringPtrOutput)
+}
+
+// owner/name of the repository the workflow runs in ('*' and '?' globs; empty means any)
+func (o GitHubRuleOutput) Repository() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitHubRule) *string { return v.Repository }).(pulumi.StringPtrOutput)
+}
+
+// The organisation or user that owns the repository ('*' and '?' globs; empty means any)
+func (o GitHubRuleOutput) RepositoryOwner() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitHubRule) *string { return v.RepositoryOwner }).(pulumi.StringPtrOutput)
+}
+
+// The token's subject, e.g. repo:acme/app:ref:refs/heads/main ('*' and '?' globs; empty means any)
+func (o GitHubRuleOutput) Sub() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitHubRule) *string { return v.Sub }).(pulumi.StringPtrOutput)
+}
+
+// The workflow's name ('*' and '?' globs; empty means any)
+func (o GitHubRuleOutput) Workflow() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitHubRule) *string { return v.Workflow }).(pulumi.StringPtrOutput)
+}
+
+type GitHubRuleArrayOutput struct{ *pulumi.OutputState }
+
+func (GitHubRuleArrayOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*[]GitHubRule)(nil)).Elem()
+}
+
+func (o GitHubRuleArrayOutput) ToGitHubRuleArrayOutput() GitHubRuleArrayOutput {
+	return o
+}
+
+func (o GitHubRuleArrayOutput) ToGitHubRuleArrayOutputWithContext(ctx context.Context) GitHubRuleArrayOutput {
+	return o
+}
+
+func (o GitHubRuleArrayOutput) Index(i pulumi.IntInput) GitHubRuleOutput {
+	return pulumi.All(o, i).ApplyT(func(vs []interface{}) GitHubRule {
+		return vs[0].([]GitHubRule)[vs[1].(int)]
+	}).(GitHubRuleOutput)
+}
+
+// GitLabJoin(allow: 'list[GitLabRule]' = <factory>, issuer: 'str' = 'https://gitlab.com', audience: 'str' = ”, static_jwks: 'str' = ”, ca_bundle: 'str' = ”, max_lifetime: 'str' = '2h', reuse: 'str' = 'same_address')
+type GitLabJoin struct {
+	// Pipelines allowed to join; any one rule admits.
+	Allow []GitLabRule `pulumi:"allow"`
+	// The audience the tokens must carry (aud); empty means the cluster's name. The job's id_tokens entry must set the same aud.
+	Audience *string `pulumi:"audience"`
+	// PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+	CaBundle *string `pulumi:"caBundle"`
+	// The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://gitlab.com). Set it for a self-managed instance. Default: `"https://gitlab.com"`.
+	Issuer *string `pulumi:"issuer"`
+	// Tokens that live longer than this (exp - iat) are refused; GitLab's live as long as the job's timeout. Default: `"2h"`.
+	MaxLifetime *string `pulumi:"maxLifetime"`
+	// GitLab hands a job one ID token, and one job may join several times (a tofu apply starts the provider more than once). same_address: the token may join again, within its lifetime, only from the address that first used it (a copy replayed from elsewhere is refused); none: it joins once. Default: `"same_address"`.
+	Reuse *string `pulumi:"reuse"`
+	// The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+	StaticJwks *string `pulumi:"staticJwks"`
+}
+
+// GitLabJoinInput is an input type that accepts GitLabJoinArgs and GitLabJoinOutput values.
+// You can construct a concrete instance of `GitLabJoinInput` via:
+//
+//	GitLabJoinArgs{...}
+type GitLabJoinInput interface {
+	pulumi.Input
+
+	ToGitLabJoinOutput() GitLabJoinOutput
+	ToGitLabJoinOutputWithContext(context.Context) GitLabJoinOutput
+}
+
+// GitLabJoin(allow: 'list[GitLabRule]' = <factory>, issuer: 'str' = 'https://gitlab.com', audience: 'str' = ”, static_jwks: 'str' = ”, ca_bundle: 'str' = ”, max_lifetime: 'str' = '2h', reuse: 'str' = 'same_address')
+type GitLabJoinArgs struct {
+	// Pipelines allowed to join; any one rule admits.
+	Allow GitLabRuleArrayInput `pulumi:"allow"`
+	// The audience the tokens must carry (aud); empty means the cluster's name. The job's id_tokens entry must set the same aud.
+	Audience pulumi.StringPtrInput `pulumi:"audience"`
+	// PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+	CaBundle pulumi.StringPtrInput `pulumi:"caBundle"`
+	// The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://gitlab.com). Set it for a self-managed instance. Default: `"https://gitlab.com"`.
+	Issuer pulumi.StringPtrInput `pulumi:"issuer"`
+	// Tokens that live longer than this (exp - iat) are refused; GitLab's live as long as the job's timeout. Default: `"2h"`.
+	MaxLifetime pulumi.StringPtrInput `pulumi:"maxLifetime"`
+	// GitLab hands a job one ID token, and one job may join several times (a tofu apply starts the provider more than once). same_address: the token may join again, within its lifetime, only from the address that first used it (a copy replayed from elsewhere is refused); none: it joins once. Default: `"same_address"`.
+	Reuse pulumi.StringPtrInput `pulumi:"reuse"`
+	// The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+	StaticJwks pulumi.StringPtrInput `pulumi:"staticJwks"`
+}
+
+func (GitLabJoinArgs) ElementType() reflect.Type {
+	return reflect.TypeOf((*GitLabJoin)(nil)).Elem()
+}
+
+func (i GitLabJoinArgs) ToGitLabJoinOutput() GitLabJoinOutput {
+	return i.ToGitLabJoinOutputWithContext(context.Background())
+}
+
+func (i GitLabJoinArgs) ToGitLabJoinOutputWithContext(ctx context.Context) GitLabJoinOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(GitLabJoinOutput)
+}
+
+func (i GitLabJoinArgs) ToGitLabJoinPtrOutput() GitLabJoinPtrOutput {
+	return i.ToGitLabJoinPtrOutputWithContext(context.Background())
+}
+
+func (i GitLabJoinArgs) ToGitLabJoinPtrOutputWithContext(ctx context.Context) GitLabJoinPtrOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(GitLabJoinOutput).ToGitLabJoinPtrOutputWithContext(ctx)
+}
+
+// GitLabJoinPtrInput is an input type that accepts GitLabJoinArgs, GitLabJoinPtr and GitLabJoinPtrOutput values.
+// You can construct a concrete instance of `GitLabJoinPtrInput` via:
+//
+//	        GitLabJoinArgs{...}
+//
+//	or:
+//
+//	        nil
+type GitLabJoinPtrInput interface {
+	pulumi.Input
+
+	ToGitLabJoinPtrOutput() GitLabJoinPtrOutput
+	ToGitLabJoinPtrOutputWithContext(context.Context) GitLabJoinPtrOutput
+}
+
+type gitLabJoinPtrType GitLabJoinArgs
+
+func GitLabJoinPtr(v *GitLabJoinArgs) GitLabJoinPtrInput {
+	return (*gitLabJoinPtrType)(v)
+}
+
+func (*gitLabJoinPtrType) ElementType() reflect.Type {
+	return reflect.TypeOf((**GitLabJoin)(nil)).Elem()
+}
+
+func (i *gitLabJoinPtrType) ToGitLabJoinPtrOutput() GitLabJoinPtrOutput {
+	return i.ToGitLabJoinPtrOutputWithContext(context.Background())
+}
+
+func (i *gitLabJoinPtrType) ToGitLabJoinPtrOutputWithContext(ctx context.Context) GitLabJoinPtrOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(GitLabJoinPtrOutput)
+}
+
+// GitLabJoin(allow: 'list[GitLabRule]' = <factory>, issuer: 'str' = 'https://gitlab.com', audience: 'str' = ”, static_jwks: 'str' = ”, ca_bundle: 'str' = ”, max_lifetime: 'str' = '2h', reuse: 'str' = 'same_address')
+type GitLabJoinOutput struct{ *pulumi.OutputState }
+
+func (GitLabJoinOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*GitLabJoin)(nil)).Elem()
+}
+
+func (o GitLabJoinOutput) ToGitLabJoinOutput() GitLabJoinOutput {
+	return o
+}
+
+func (o GitLabJoinOutput) ToGitLabJoinOutputWithContext(ctx context.Context) GitLabJoinOutput {
+	return o
+}
+
+func (o GitLabJoinOutput) ToGitLabJoinPtrOutput() GitLabJoinPtrOutput {
+	return o.ToGitLabJoinPtrOutputWithContext(context.Background())
+}
+
+func (o GitLabJoinOutput) ToGitLabJoinPtrOutputWithContext(ctx context.Context) GitLabJoinPtrOutput {
+	return o.ApplyTWithContext(ctx, func(_ context.Context, v GitLabJoin) *GitLabJoin {
+		return &v
+	}).(GitLabJoinPtrOutput)
+}
+
+// Pipelines allowed to join; any one rule admits.
+func (o GitLabJoinOutput) Allow() GitLabRuleArrayOutput {
+	return o.ApplyT(func(v GitLabJoin) []GitLabRule { return v.Allow }).(GitLabRuleArrayOutput)
+}
+
+// The audience the tokens must carry (aud); empty means the cluster's name. The job's id_tokens entry must set the same aud.
+func (o GitLabJoinOutput) Audience() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitLabJoin) *string { return v.Audience }).(pulumi.StringPtrOutput)
+}
+
+// PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+func (o GitLabJoinOutput) CaBundle() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitLabJoin) *string { return v.CaBundle }).(pulumi.StringPtrOutput)
+}
+
+// The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://gitlab.com). Set it for a self-managed instance. Default: `"https://gitlab.com"`.
+func (o GitLabJoinOutput) Issuer() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitLabJoin) *string { return v.Issuer }).(pulumi.StringPtrOutput)
+}
+
+// Tokens that live longer than this (exp - iat) are refused; GitLab's live as long as the job's timeout. Default: `"2h"`.
+func (o GitLabJoinOutput) MaxLifetime() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitLabJoin) *string { return v.MaxLifetime }).(pulumi.StringPtrOutput)
+}
+
+// GitLab hands a job one ID token, and one job may join several times (a tofu apply starts the provider more than once). same_address: the token may join again, within its lifetime, only from the address that first used it (a copy replayed from elsewhere is refused); none: it joins once. Default: `"same_address"`.
+func (o GitLabJoinOutput) Reuse() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitLabJoin) *string { return v.Reuse }).(pulumi.StringPtrOutput)
+}
+
+// The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+func (o GitLabJoinOutput) StaticJwks() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitLabJoin) *string { return v.StaticJwks }).(pulumi.StringPtrOutput)
+}
+
+type GitLabJoinPtrOutput struct{ *pulumi.OutputState }
+
+func (GitLabJoinPtrOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((**GitLabJoin)(nil)).Elem()
+}
+
+func (o GitLabJoinPtrOutput) ToGitLabJoinPtrOutput() GitLabJoinPtrOutput {
+	return o
+}
+
+func (o GitLabJoinPtrOutput) ToGitLabJoinPtrOutputWithContext(ctx context.Context) GitLabJoinPtrOutput {
+	return o
+}
+
+func (o GitLabJoinPtrOutput) Elem() GitLabJoinOutput {
+	return o.ApplyT(func(v *GitLabJoin) GitLabJoin {
+		if v != nil {
+			return *v
+		}
+		var ret GitLabJoin
+		return ret
+	}).(GitLabJoinOutput)
+}
+
+// Pipelines allowed to join; any one rule admits.
+func (o GitLabJoinPtrOutput) Allow() GitLabRuleArrayOutput {
+	return o.ApplyT(func(v *GitLabJoin) []GitLabRule {
+		if v == nil {
+			return nil
+		}
+		return v.Allow
+	}).(GitLabRuleArrayOutput)
+}
+
+// The audience the tokens must carry (aud); empty means the cluster's name. The job's id_tokens entry must set the same aud.
+func (o GitLabJoinPtrOutput) Audience() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *GitLabJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.Audience
+	}).(pulumi.StringPtrOutput)
+}
+
+// PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+func (o GitLabJoinPtrOutput) CaBundle() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *GitLabJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.CaBundle
+	}).(pulumi.StringPtrOutput)
+}
+
+// The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://gitlab.com). Set it for a self-managed instance. Default: `"https://gitlab.com"`.
+func (o GitLabJoinPtrOutput) Issuer() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *GitLabJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.Issuer
+	}).(pulumi.StringPtrOutput)
+}
+
+// Tokens that live longer than this (exp - iat) are refused; GitLab's live as long as the job's timeout. Default: `"2h"`.
+func (o GitLabJoinPtrOutput) MaxLifetime() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *GitLabJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.MaxLifetime
+	}).(pulumi.StringPtrOutput)
+}
+
+// GitLab hands a job one ID token, and one job may join several times (a tofu apply starts the provider more than once). same_address: the token may join again, within its lifetime, only from the address that first used it (a copy replayed from elsewhere is refused); none: it joins once. Default: `"same_address"`.
+func (o GitLabJoinPtrOutput) Reuse() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *GitLabJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.Reuse
+	}).(pulumi.StringPtrOutput)
+}
+
+// The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+func (o GitLabJoinPtrOutput) StaticJwks() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *GitLabJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.StaticJwks
+	}).(pulumi.StringPtrOutput)
+}
+
+// GitLabRule(project_path: 'str' = ”, namespace_path: 'str' = ”, ref: 'str' = ”, sub: 'str' = ”, pipeline_source: 'str' = ”, environment: 'str' = ”, ref_type: 'str' = ”, ref_protected: 'str' = ”, environment_protected: 'str' = ”, deployment_tier: 'str' = ”)
+type GitLabRule struct {
+	// production, staging, testing, development or other (exact; empty means any)
+	DeploymentTier *string `pulumi:"deploymentTier"`
+	// The job's environment (exact; empty means any)
+	Environment *string `pulumi:"environment"`
+	// "true" or "false": whether the environment is protected (exact; empty means any)
+	EnvironmentProtected *string `pulumi:"environmentProtected"`
+	// The group or user namespace of the project ('*' and '?' globs; empty means any)
+	NamespacePath *string `pulumi:"namespacePath"`
+	// What started the pipeline: push, schedule, merge_request_event, ... (exact; empty means any)
+	PipelineSource *string `pulumi:"pipelineSource"`
+	// group/project of the pipeline ('*' and '?' globs; empty means any)
+	ProjectPath *string `pulumi:"projectPath"`
+	// The branch or tag name ('*' and '?' globs; empty means any)
+	Ref *string `pulumi:"ref"`
+	// "true" or "false": whether the ref is protected (exact; empty means any)
+	RefProtected *string `pulumi:"refProtected"`
+	// branch or tag (exact; empty means any)
+	RefType *string `pulumi:"refType"`
+	// The token's subject, e.g. project_path:acme/app:ref_type:branch:ref:main ('*' and '?' globs; empty means any)
+	Sub *string `pulumi:"sub"`
+}
+
+// GitLabRuleInput is an input type that accepts GitLabRuleArgs and GitLabRuleOutput values.
+// You can construct a concrete instance of `GitLabRuleInput` via:
+//
+//	GitLabRuleArgs{...}
+type GitLabRuleInput interface {
+	pulumi.Input
+
+	ToGitLabRuleOutput() GitLabRuleOutput
+	ToGitLabRuleOutputWithContext(context.Context) GitLabRuleOutput
+}
+
+// GitLabRule(project_path: 'str' = ”, namespace_path: 'str' = ”, ref: 'str' = ”, sub: 'str' = ”, pipeline_source: 'str' = ”, environment: 'str' = ”, ref_type: 'str' = ”, ref_protected: 'str' = ”, environment_protected: 'str' = ”, deployment_tier: 'str' = ”)
+type GitLabRuleArgs struct {
+	// production, staging, testing, development or other (exact; empty means any)
+	DeploymentTier pulumi.StringPtrInput `pulumi:"deploymentTier"`
+	// The job's environment (exact; empty means any)
+	Environment pulumi.StringPtrInput `pulumi:"environment"`
+	// "true" or "false": whether the environment is protected (exact; empty means any)
+	EnvironmentProtected pulumi.StringPtrInput `pulumi:"environmentProtected"`
+	// The group or user namespace of the project ('*' and '?' globs; empty means any)
+	NamespacePath pulumi.StringPtrInput `pulumi:"namespacePath"`
+	// What started the pipeline: push, schedule, merge_request_event, ... (exact; empty means any)
+	PipelineSource pulumi.StringPtrInput `pulumi:"pipelineSource"`
+	// group/project of the pipeline ('*' and '?' globs; empty means any)
+	ProjectPath pulumi.StringPtrInput `pulumi:"projectPath"`
+	// The branch or tag name ('*' and '?' globs; empty means any)
+	Ref pulumi.StringPtrInput `pulumi:"ref"`
+	// "true" or "false": whether the ref is protected (exact; empty means any)
+	RefProtected pulumi.StringPtrInput `pulumi:"refProtected"`
+	// branch or tag (exact; empty means any)
+	RefType pulumi.StringPtrInput `pulumi:"refType"`
+	// The token's subject, e.g. project_path:acme/app:ref_type:branch:ref:main ('*' and '?' globs; empty means any)
+	Sub pulumi.StringPtrInput `pulumi:"sub"`
+}
+
+func (GitLabRuleArgs) ElementType() reflect.Type {
+	return reflect.TypeOf((*GitLabRule)(nil)).Elem()
+}
+
+func (i GitLabRuleArgs) ToGitLabRuleOutput() GitLabRuleOutput {
+	return i.ToGitLabRuleOutputWithContext(context.Background())
+}
+
+func (i GitLabRuleArgs) ToGitLabRuleOutputWithContext(ctx context.Context) GitLabRuleOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(GitLabRuleOutput)
+}
+
+// GitLabRuleArrayInput is an input type that accepts GitLabRuleArray and GitLabRuleArrayOutput values.
+// You can construct a concrete instance of `GitLabRuleArrayInput` via:
+//
+//	GitLabRuleArray{ GitLabRuleArgs{...} }
+type GitLabRuleArrayInput interface {
+	pulumi.Input
+
+	ToGitLabRuleArrayOutput() GitLabRuleArrayOutput
+	ToGitLabRuleArrayOutputWithContext(context.Context) GitLabRuleArrayOutput
+}
+
+type GitLabRuleArray []GitLabRuleInput
+
+func (GitLabRuleArray) ElementType() reflect.Type {
+	return reflect.TypeOf((*[]GitLabRule)(nil)).Elem()
+}
+
+func (i GitLabRuleArray) ToGitLabRuleArrayOutput() GitLabRuleArrayOutput {
+	return i.ToGitLabRuleArrayOutputWithContext(context.Background())
+}
+
+func (i GitLabRuleArray) ToGitLabRuleArrayOutputWithContext(ctx context.Context) GitLabRuleArrayOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(GitLabRuleArrayOutput)
+}
+
+// GitLabRule(project_path: 'str' = ”, namespace_path: 'str' = ”, ref: 'str' = ”, sub: 'str' = ”, pipeline_source: 'str' = ”, environment: 'str' = ”, ref_type: 'str' = ”, ref_protected: 'str' = ”, environment_protected: 'str' = ”, deployment_tier: 'str' = ”)
+type GitLabRuleOutput struct{ *pulumi.OutputState }
+
+func (GitLabRuleOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*GitLabRule)(nil)).Elem()
+}
+
+func (o GitLabRuleOutput) ToGitLabRuleOutput() GitLabRuleOutput {
+	return o
+}
+
+func (o GitLabRuleOutput) ToGitLabRuleOutputWithContext(ctx context.Context) GitLabRuleOutput {
+	return o
+}
+
+// production, staging, testing, development or other (exact; empty means any)
+func (o GitLabRuleOutput) DeploymentTier() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitLabRule) *string { return v.DeploymentTier }).(pulumi.StringPtrOutput)
+}
+
+// The job's environment (exact; empty means any)
+func (o GitLabRuleOutput) Environment() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitLabRule) *string { return v.Environment }).(pulumi.StringPtrOutput)
+}
+
+// "true" or "false": whether the environment is protected (exact; empty means any)
+func (o GitLabRuleOutput) EnvironmentProtected() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitLabRule) *string { return v.EnvironmentProtected }).(pulumi.StringPtrOutput)
+}
+
+// The group or user namespace of the project ('*' and '?' globs; empty means any)
+func (o GitLabRuleOutput) NamespacePath() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitLabRule) *string { return v.NamespacePath }).(pulumi.StringPtrOutput)
+}
+
+// What started the pipeline: push, schedule, merge_request_event, ... (exact; empty means any)
+func (o GitLabRuleOutput) PipelineSource() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitLabRule) *string { return v.PipelineSource }).(pulumi.StringPtrOutput)
+}
+
+// group/project of the pipeline ('*' and '?' globs; empty means any)
+func (o GitLabRuleOutput) ProjectPath() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitLabRule) *string { return v.ProjectPath }).(pulumi.StringPtrOutput)
+}
+
+// The branch or tag name ('*' and '?' globs; empty means any)
+func (o GitLabRuleOutput) Ref() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitLabRule) *string { return v.Ref }).(pulumi.StringPtrOutput)
+}
+
+// "true" or "false": whether the ref is protected (exact; empty means any)
+func (o GitLabRuleOutput) RefProtected() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitLabRule) *string { return v.RefProtected }).(pulumi.StringPtrOutput)
+}
+
+// branch or tag (exact; empty means any)
+func (o GitLabRuleOutput) RefType() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitLabRule) *string { return v.RefType }).(pulumi.StringPtrOutput)
+}
+
+// The token's subject, e.g. project_path:acme/app:ref_type:branch:ref:main ('*' and '?' globs; empty means any)
+func (o GitLabRuleOutput) Sub() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v GitLabRule) *string { return v.Sub }).(pulumi.StringPtrOutput)
+}
+
+type GitLabRuleArrayOutput struct{ *pulumi.OutputState }
+
+func (GitLabRuleArrayOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*[]GitLabRule)(nil)).Elem()
+}
+
+func (o GitLabRuleArrayOutput) ToGitLabRuleArrayOutput() GitLabRuleArrayOutput {
+	return o
+}
+
+func (o GitLabRuleArrayOutput) ToGitLabRuleArrayOutputWithContext(ctx context.Context) GitLabRuleArrayOutput {
+	return o
+}
+
+func (o GitLabRuleArrayOutput) Index(i pulumi.IntInput) GitLabRuleOutput {
+	return pulumi.All(o, i).ApplyT(func(vs []interface{}) GitLabRule {
+		return vs[0].([]GitLabRule)[vs[1].(int)]
+	}).(GitLabRuleOutput)
+}
+
+// KubernetesJoin(type: 'str' = 'static_jwks', allow: 'list[KubernetesRule]' = <factory>, issuer: 'str' = ”, audience: 'str' = ”, static_jwks: 'str' = ”, ca_bundle: 'str' = ”)
+type KubernetesJoin struct {
+	// Service accounts allowed to join.
+	Allow []KubernetesRule `pulumi:"allow"`
+	// The audience the tokens must carry (aud); empty means the cluster's name. Project the token with this audience.
+	Audience *string `pulumi:"audience"`
+	// PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+	CaBundle *string `pulumi:"caBundle"`
+	// The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS. For type oidc.
+	Issuer *string `pulumi:"issuer"`
+	// The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach. For type static_jwks (kubectl get --raw /openid/v1/jwks).
+	StaticJwks *string `pulumi:"staticJwks"`
+	// static_jwks: verify with the cluster's service-account keys pasted in static_jwks (no network call: works air-gapped); oidc: fetch them from the Kubernetes cluster's OIDC issuer (EKS, GKE, AKS). Default: `"static_jwks"`.
+	Type *string `pulumi:"type"`
+}
+
+// KubernetesJoinInput is an input type that accepts KubernetesJoinArgs and KubernetesJoinOutput values.
+// You can construct a concrete instance of `KubernetesJoinInput` via:
+//
+//	KubernetesJoinArgs{...}
+type KubernetesJoinInput interface {
+	pulumi.Input
+
+	ToKubernetesJoinOutput() KubernetesJoinOutput
+	ToKubernetesJoinOutputWithContext(context.Context) KubernetesJoinOutput
+}
+
+// KubernetesJoin(type: 'str' = 'static_jwks', allow: 'list[KubernetesRule]' = <factory>, issuer: 'str' = ”, audience: 'str' = ”, static_jwks: 'str' = ”, ca_bundle: 'str' = ”)
+type KubernetesJoinArgs struct {
+	// Service accounts allowed to join.
+	Allow KubernetesRuleArrayInput `pulumi:"allow"`
+	// The audience the tokens must carry (aud); empty means the cluster's name. Project the token with this audience.
+	Audience pulumi.StringPtrInput `pulumi:"audience"`
+	// PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+	CaBundle pulumi.StringPtrInput `pulumi:"caBundle"`
+	// The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS. For type oidc.
+	Issuer pulumi.StringPtrInput `pulumi:"issuer"`
+	// The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach. For type static_jwks (kubectl get --raw /openid/v1/jwks).
+	StaticJwks pulumi.StringPtrInput `pulumi:"staticJwks"`
+	// static_jwks: verify with the cluster's service-account keys pasted in static_jwks (no network call: works air-gapped); oidc: fetch them from the Kubernetes cluster's OIDC issuer (EKS, GKE, AKS). Default: `"static_jwks"`.
+	Type pulumi.StringPtrInput `pulumi:"type"`
+}
+
+func (KubernetesJoinArgs) ElementType() reflect.Type {
+	return reflect.TypeOf((*KubernetesJoin)(nil)).Elem()
+}
+
+func (i KubernetesJoinArgs) ToKubernetesJoinOutput() KubernetesJoinOutput {
+	return i.ToKubernetesJoinOutputWithContext(context.Background())
+}
+
+func (i KubernetesJoinArgs) ToKubernetesJoinOutputWithContext(ctx context.Context) KubernetesJoinOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(KubernetesJoinOutput)
+}
+
+func (i KubernetesJoinArgs) ToKubernetesJoinPtrOutput() KubernetesJoinPtrOutput {
+	return i.ToKubernetesJoinPtrOutputWithContext(context.Background())
+}
+
+func (i KubernetesJoinArgs) ToKubernetesJoinPtrOutputWithContext(ctx context.Context) KubernetesJoinPtrOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(KubernetesJoinOutput).ToKubernetesJoinPtrOutputWithContext(ctx)
+}
+
+// KubernetesJoinPtrInput is an input type that accepts KubernetesJoinArgs, KubernetesJoinPtr and KubernetesJoinPtrOutput values.
+// You can construct a concrete instance of `KubernetesJoinPtrInput` via:
+//
+//	        KubernetesJoinArgs{...}
+//
+//	or:
+//
+//	        nil
+type KubernetesJoinPtrInput interface {
+	pulumi.Input
+
+	ToKubernetesJoinPtrOutput() KubernetesJoinPtrOutput
+	ToKubernetesJoinPtrOutputWithContext(context.Context) KubernetesJoinPtrOutput
+}
+
+type kubernetesJoinPtrType KubernetesJoinArgs
+
+func KubernetesJoinPtr(v *KubernetesJoinArgs) KubernetesJoinPtrInput {
+	return (*kubernetesJoinPtrType)(v)
+}
+
+func (*kubernetesJoinPtrType) ElementType() reflect.Type {
+	return reflect.TypeOf((**KubernetesJoin)(nil)).Elem()
+}
+
+func (i *kubernetesJoinPtrType) ToKubernetesJoinPtrOutput() KubernetesJoinPtrOutput {
+	return i.ToKubernetesJoinPtrOutputWithContext(context.Background())
+}
+
+func (i *kubernetesJoinPtrType) ToKubernetesJoinPtrOutputWithContext(ctx context.Context) KubernetesJoinPtrOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(KubernetesJoinPtrOutput)
+}
+
+// KubernetesJoin(type: 'str' = 'static_jwks', allow: 'list[KubernetesRule]' = <factory>, issuer: 'str' = ”, audience: 'str' = ”, static_jwks: 'str' = ”, ca_bundle: 'str' = ”)
+type KubernetesJoinOutput struct{ *pulumi.OutputState }
+
+func (KubernetesJoinOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*KubernetesJoin)(nil)).Elem()
+}
+
+func (o KubernetesJoinOutput) ToKubernetesJoinOutput() KubernetesJoinOutput {
+	return o
+}
+
+func (o KubernetesJoinOutput) ToKubernetesJoinOutputWithContext(ctx context.Context) KubernetesJoinOutput {
+	return o
+}
+
+func (o KubernetesJoinOutput) ToKubernetesJoinPtrOutput() KubernetesJoinPtrOutput {
+	return o.ToKubernetesJoinPtrOutputWithContext(context.Background())
+}
+
+func (o KubernetesJoinOutput) ToKubernetesJoinPtrOutputWithContext(ctx context.Context) KubernetesJoinPtrOutput {
+	return o.ApplyTWithContext(ctx, func(_ context.Context, v KubernetesJoin) *KubernetesJoin {
+		return &v
+	}).(KubernetesJoinPtrOutput)
+}
+
+// Service accounts allowed to join.
+func (o KubernetesJoinOutput) Allow() KubernetesRuleArrayOutput {
+	return o.ApplyT(func(v KubernetesJoin) []KubernetesRule { return v.Allow }).(KubernetesRuleArrayOutput)
+}
+
+// The audience the tokens must carry (aud); empty means the cluster's name. Project the token with this audience.
+func (o KubernetesJoinOutput) Audience() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v KubernetesJoin) *string { return v.Audience }).(pulumi.StringPtrOutput)
+}
+
+// PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+func (o KubernetesJoinOutput) CaBundle() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v KubernetesJoin) *string { return v.CaBundle }).(pulumi.StringPtrOutput)
+}
+
+// The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS. For type oidc.
+func (o KubernetesJoinOutput) Issuer() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v KubernetesJoin) *string { return v.Issuer }).(pulumi.StringPtrOutput)
+}
+
+// The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach. For type static_jwks (kubectl get --raw /openid/v1/jwks).
+func (o KubernetesJoinOutput) StaticJwks() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v KubernetesJoin) *string { return v.StaticJwks }).(pulumi.StringPtrOutput)
+}
+
+// static_jwks: verify with the cluster's service-account keys pasted in static_jwks (no network call: works air-gapped); oidc: fetch them from the Kubernetes cluster's OIDC issuer (EKS, GKE, AKS). Default: `"static_jwks"`.
+func (o KubernetesJoinOutput) Type() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v KubernetesJoin) *string { return v.Type }).(pulumi.StringPtrOutput)
+}
+
+type KubernetesJoinPtrOutput struct{ *pulumi.OutputState }
+
+func (KubernetesJoinPtrOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((**KubernetesJoin)(nil)).Elem()
+}
+
+func (o KubernetesJoinPtrOutput) ToKubernetesJoinPtrOutput() KubernetesJoinPtrOutput {
+	return o
+}
+
+func (o KubernetesJoinPtrOutput) ToKubernetesJoinPtrOutputWithContext(ctx context.Context) KubernetesJoinPtrOutput {
+	return o
+}
+
+func (o KubernetesJoinPtrOutput) Elem() KubernetesJoinOutput {
+	return o.ApplyT(func(v *KubernetesJoin) KubernetesJoin {
+		if v != nil {
+			return *v
+		}
+		var ret KubernetesJoin
+		return ret
+	}).(KubernetesJoinOutput)
+}
+
+// Service accounts allowed to join.
+func (o KubernetesJoinPtrOutput) Allow() KubernetesRuleArrayOutput {
+	return o.ApplyT(func(v *KubernetesJoin) []KubernetesRule {
+		if v == nil {
+			return nil
+		}
+		return v.Allow
+	}).(KubernetesRuleArrayOutput)
+}
+
+// The audience the tokens must carry (aud); empty means the cluster's name. Project the token with this audience.
+func (o KubernetesJoinPtrOutput) Audience() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *KubernetesJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.Audience
+	}).(pulumi.StringPtrOutput)
+}
+
+// PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+func (o KubernetesJoinPtrOutput) CaBundle() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *KubernetesJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.CaBundle
+	}).(pulumi.StringPtrOutput)
+}
+
+// The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS. For type oidc.
+func (o KubernetesJoinPtrOutput) Issuer() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *KubernetesJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.Issuer
+	}).(pulumi.StringPtrOutput)
+}
+
+// The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach. For type static_jwks (kubectl get --raw /openid/v1/jwks).
+func (o KubernetesJoinPtrOutput) StaticJwks() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *KubernetesJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.StaticJwks
+	}).(pulumi.StringPtrOutput)
+}
+
+// static_jwks: verify with the cluster's service-account keys pasted in static_jwks (no network call: works air-gapped); oidc: fetch them from the Kubernetes cluster's OIDC issuer (EKS, GKE, AKS). Default: `"static_jwks"`.
+func (o KubernetesJoinPtrOutput) Type() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *KubernetesJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.Type
+	}).(pulumi.StringPtrOutput)
+}
+
+// KubernetesRule(service_account: 'str' = ”)
+type KubernetesRule struct {
+	// The pod's service account, as namespace:name.
+	ServiceAccount *string `pulumi:"serviceAccount"`
+}
+
+// KubernetesRuleInput is an input type that accepts KubernetesRuleArgs and KubernetesRuleOutput values.
+// You can construct a concrete instance of `KubernetesRuleInput` via:
+//
+//	KubernetesRuleArgs{...}
+type KubernetesRuleInput interface {
+	pulumi.Input
+
+	ToKubernetesRuleOutput() KubernetesRuleOutput
+	ToKubernetesRuleOutputWithContext(context.Context) KubernetesRuleOutput
+}
+
+// KubernetesRule(service_account: 'str' = ”)
+type KubernetesRuleArgs struct {
+	// The pod's service account, as namespace:name.
+	ServiceAccount pulumi.StringPtrInput `pulumi:"serviceAccount"`
+}
+
+func (KubernetesRuleArgs) ElementType() reflect.Type {
+	return reflect.TypeOf((*KubernetesRule)(nil)).Elem()
+}
+
+func (i KubernetesRuleArgs) ToKubernetesRuleOutput() KubernetesRuleOutput {
+	return i.ToKubernetesRuleOutputWithContext(context.Background())
+}
+
+func (i KubernetesRuleArgs) ToKubernetesRuleOutputWithContext(ctx context.Context) KubernetesRuleOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(KubernetesRuleOutput)
+}
+
+// KubernetesRuleArrayInput is an input type that accepts KubernetesRuleArray and KubernetesRuleArrayOutput values.
+// You can construct a concrete instance of `KubernetesRuleArrayInput` via:
+//
+//	KubernetesRuleArray{ KubernetesRuleArgs{...} }
+type KubernetesRuleArrayInput interface {
+	pulumi.Input
+
+	ToKubernetesRuleArrayOutput() KubernetesRuleArrayOutput
+	ToKubernetesRuleArrayOutputWithContext(context.Context) KubernetesRuleArrayOutput
+}
+
+type KubernetesRuleArray []KubernetesRuleInput
+
+func (KubernetesRuleArray) ElementType() reflect.Type {
+	return reflect.TypeOf((*[]KubernetesRule)(nil)).Elem()
+}
+
+func (i KubernetesRuleArray) ToKubernetesRuleArrayOutput() KubernetesRuleArrayOutput {
+	return i.ToKubernetesRuleArrayOutputWithContext(context.Background())
+}
+
+func (i KubernetesRuleArray) ToKubernetesRuleArrayOutputWithContext(ctx context.Context) KubernetesRuleArrayOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(KubernetesRuleArrayOutput)
+}
+
+// KubernetesRule(service_account: 'str' = ”)
+type KubernetesRuleOutput struct{ *pulumi.OutputState }
+
+func (KubernetesRuleOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*KubernetesRule)(nil)).Elem()
+}
+
+func (o KubernetesRuleOutput) ToKubernetesRuleOutput() KubernetesRuleOutput {
+	return o
+}
+
+func (o KubernetesRuleOutput) ToKubernetesRuleOutputWithContext(ctx context.Context) KubernetesRuleOutput {
+	return o
+}
+
+// The pod's service account, as namespace:name.
+func (o KubernetesRuleOutput) ServiceAccount() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v KubernetesRule) *string { return v.ServiceAccount }).(pulumi.StringPtrOutput)
+}
+
+type KubernetesRuleArrayOutput struct{ *pulumi.OutputState }
+
+func (KubernetesRuleArrayOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*[]KubernetesRule)(nil)).Elem()
+}
+
+func (o KubernetesRuleArrayOutput) ToKubernetesRuleArrayOutput() KubernetesRuleArrayOutput {
+	return o
+}
+
+func (o KubernetesRuleArrayOutput) ToKubernetesRuleArrayOutputWithContext(ctx context.Context) KubernetesRuleArrayOutput {
+	return o
+}
+
+func (o KubernetesRuleArrayOutput) Index(i pulumi.IntInput) KubernetesRuleOutput {
+	return pulumi.All(o, i).ApplyT(func(vs []interface{}) KubernetesRule {
+		return vs[0].([]KubernetesRule)[vs[1].(int)]
+	}).(KubernetesRuleOutput)
+}
+
+// OIDCJoin(issuer: 'str' = ”, audience: 'str' = ”, allow: 'list[ClaimRule]' = <factory>, static_jwks: 'str' = ”, ca_bundle: 'str' = ”, max_lifetime: 'str' = '1h', reuse: 'str' = 'none')
+type OIDCJoin struct {
+	// Claim rules; any one rule admits the joiner.
+	Allow []ClaimRule `pulumi:"allow"`
+	// The audience the tokens must carry (aud), exactly: choose one for this cluster (and token), never a value other relying parties accept.
+	Audience *string `pulumi:"audience"`
+	// PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+	CaBundle *string `pulumi:"caBundle"`
+	// The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS.
+	Issuer *string `pulumi:"issuer"`
+	// Tokens that live longer than this (exp - iat) are refused. Default: `"1h"`.
+	MaxLifetime *string `pulumi:"maxLifetime"`
+	// none: each token joins once (its jti, or its hash, is remembered until it expires); same_address: again only from the address that first used it; lifetime: any number of times until it expires (for issuers that hand out one token for long). Default: `"none"`.
+	Reuse *string `pulumi:"reuse"`
+	// The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+	StaticJwks *string `pulumi:"staticJwks"`
+}
+
+// OIDCJoinInput is an input type that accepts OIDCJoinArgs and OIDCJoinOutput values.
+// You can construct a concrete instance of `OIDCJoinInput` via:
+//
+//	OIDCJoinArgs{...}
+type OIDCJoinInput interface {
+	pulumi.Input
+
+	ToOIDCJoinOutput() OIDCJoinOutput
+	ToOIDCJoinOutputWithContext(context.Context) OIDCJoinOutput
+}
+
+// OIDCJoin(issuer: 'str' = ”, audience: 'str' = ”, allow: 'list[ClaimRule]' = <factory>, static_jwks: 'str' = ”, ca_bundle: 'str' = ”, max_lifetime: 'str' = '1h', reuse: 'str' = 'none')
+type OIDCJoinArgs struct {
+	// Claim rules; any one rule admits the joiner.
+	Allow ClaimRuleArrayInput `pulumi:"allow"`
+	// The audience the tokens must carry (aud), exactly: choose one for this cluster (and token), never a value other relying parties accept.
+	Audience pulumi.StringPtrInput `pulumi:"audience"`
+	// PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+	CaBundle pulumi.StringPtrInput `pulumi:"caBundle"`
+	// The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS.
+	Issuer pulumi.StringPtrInput `pulumi:"issuer"`
+	// Tokens that live longer than this (exp - iat) are refused. Default: `"1h"`.
+	MaxLifetime pulumi.StringPtrInput `pulumi:"maxLifetime"`
+	// none: each token joins once (its jti, or its hash, is remembered until it expires); same_address: again only from the address that first used it; lifetime: any number of times until it expires (for issuers that hand out one token for long). Default: `"none"`.
+	Reuse pulumi.StringPtrInput `pulumi:"reuse"`
+	// The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+	StaticJwks pulumi.StringPtrInput `pulumi:"staticJwks"`
+}
+
+func (OIDCJoinArgs) ElementType() reflect.Type {
+	return reflect.TypeOf((*OIDCJoin)(nil)).Elem()
+}
+
+func (i OIDCJoinArgs) ToOIDCJoinOutput() OIDCJoinOutput {
+	return i.ToOIDCJoinOutputWithContext(context.Background())
+}
+
+func (i OIDCJoinArgs) ToOIDCJoinOutputWithContext(ctx context.Context) OIDCJoinOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(OIDCJoinOutput)
+}
+
+func (i OIDCJoinArgs) ToOIDCJoinPtrOutput() OIDCJoinPtrOutput {
+	return i.ToOIDCJoinPtrOutputWithContext(context.Background())
+}
+
+func (i OIDCJoinArgs) ToOIDCJoinPtrOutputWithContext(ctx context.Context) OIDCJoinPtrOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(OIDCJoinOutput).ToOIDCJoinPtrOutputWithContext(ctx)
+}
+
+// OIDCJoinPtrInput is an input type that accepts OIDCJoinArgs, OIDCJoinPtr and OIDCJoinPtrOutput values.
+// You can construct a concrete instance of `OIDCJoinPtrInput` via:
+//
+//	        OIDCJoinArgs{...}
+//
+//	or:
+//
+//	        nil
+type OIDCJoinPtrInput interface {
+	pulumi.Input
+
+	ToOIDCJoinPtrOutput() OIDCJoinPtrOutput
+	ToOIDCJoinPtrOutputWithContext(context.Context) OIDCJoinPtrOutput
+}
+
+type oidcjoinPtrType OIDCJoinArgs
+
+func OIDCJoinPtr(v *OIDCJoinArgs) OIDCJoinPtrInput {
+	return (*oidcjoinPtrType)(v)
+}
+
+func (*oidcjoinPtrType) ElementType() reflect.Type {
+	return reflect.TypeOf((**OIDCJoin)(nil)).Elem()
+}
+
+func (i *oidcjoinPtrType) ToOIDCJoinPtrOutput() OIDCJoinPtrOutput {
+	return i.ToOIDCJoinPtrOutputWithContext(context.Background())
+}
+
+func (i *oidcjoinPtrType) ToOIDCJoinPtrOutputWithContext(ctx context.Context) OIDCJoinPtrOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(OIDCJoinPtrOutput)
+}
+
+// OIDCJoin(issuer: 'str' = ”, audience: 'str' = ”, allow: 'list[ClaimRule]' = <factory>, static_jwks: 'str' = ”, ca_bundle: 'str' = ”, max_lifetime: 'str' = '1h', reuse: 'str' = 'none')
+type OIDCJoinOutput struct{ *pulumi.OutputState }
+
+func (OIDCJoinOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*OIDCJoin)(nil)).Elem()
+}
+
+func (o OIDCJoinOutput) ToOIDCJoinOutput() OIDCJoinOutput {
+	return o
+}
+
+func (o OIDCJoinOutput) ToOIDCJoinOutputWithContext(ctx context.Context) OIDCJoinOutput {
+	return o
+}
+
+func (o OIDCJoinOutput) ToOIDCJoinPtrOutput() OIDCJoinPtrOutput {
+	return o.ToOIDCJoinPtrOutputWithContext(context.Background())
+}
+
+func (o OIDCJoinOutput) ToOIDCJoinPtrOutputWithContext(ctx context.Context) OIDCJoinPtrOutput {
+	return o.ApplyTWithContext(ctx, func(_ context.Context, v OIDCJoin) *OIDCJoin {
+		return &v
+	}).(OIDCJoinPtrOutput)
+}
+
+// Claim rules; any one rule admits the joiner.
+func (o OIDCJoinOutput) Allow() ClaimRuleArrayOutput {
+	return o.ApplyT(func(v OIDCJoin) []ClaimRule { return v.Allow }).(ClaimRuleArrayOutput)
+}
+
+// The audience the tokens must carry (aud), exactly: choose one for this cluster (and token), never a value other relying parties accept.
+func (o OIDCJoinOutput) Audience() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v OIDCJoin) *string { return v.Audience }).(pulumi.StringPtrOutput)
+}
+
+// PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+func (o OIDCJoinOutput) CaBundle() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v OIDCJoin) *string { return v.CaBundle }).(pulumi.StringPtrOutput)
+}
+
+// The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS.
+func (o OIDCJoinOutput) Issuer() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v OIDCJoin) *string { return v.Issuer }).(pulumi.StringPtrOutput)
+}
+
+// Tokens that live longer than this (exp - iat) are refused. Default: `"1h"`.
+func (o OIDCJoinOutput) MaxLifetime() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v OIDCJoin) *string { return v.MaxLifetime }).(pulumi.StringPtrOutput)
+}
+
+// none: each token joins once (its jti, or its hash, is remembered until it expires); same_address: again only from the address that first used it; lifetime: any number of times until it expires (for issuers that hand out one token for long). Default: `"none"`.
+func (o OIDCJoinOutput) Reuse() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v OIDCJoin) *string { return v.Reuse }).(pulumi.StringPtrOutput)
+}
+
+// The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+func (o OIDCJoinOutput) StaticJwks() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v OIDCJoin) *string { return v.StaticJwks }).(pulumi.StringPtrOutput)
+}
+
+type OIDCJoinPtrOutput struct{ *pulumi.OutputState }
+
+func (OIDCJoinPtrOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((**OIDCJoin)(nil)).Elem()
+}
+
+func (o OIDCJoinPtrOutput) ToOIDCJoinPtrOutput() OIDCJoinPtrOutput {
+	return o
+}
+
+func (o OIDCJoinPtrOutput) ToOIDCJoinPtrOutputWithContext(ctx context.Context) OIDCJoinPtrOutput {
+	return o
+}
+
+func (o OIDCJoinPtrOutput) Elem() OIDCJoinOutput {
+	return o.ApplyT(func(v *OIDCJoin) OIDCJoin {
+		if v != nil {
+			return *v
+		}
+		var ret OIDCJoin
+		return ret
+	}).(OIDCJoinOutput)
+}
+
+// Claim rules; any one rule admits the joiner.
+func (o OIDCJoinPtrOutput) Allow() ClaimRuleArrayOutput {
+	return o.ApplyT(func(v *OIDCJoin) []ClaimRule {
+		if v == nil {
+			return nil
+		}
+		return v.Allow
+	}).(ClaimRuleArrayOutput)
+}
+
+// The audience the tokens must carry (aud), exactly: choose one for this cluster (and token), never a value other relying parties accept.
+func (o OIDCJoinPtrOutput) Audience() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *OIDCJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.Audience
+	}).(pulumi.StringPtrOutput)
+}
+
+// PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+func (o OIDCJoinPtrOutput) CaBundle() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *OIDCJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.CaBundle
+	}).(pulumi.StringPtrOutput)
+}
+
+// The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS.
+func (o OIDCJoinPtrOutput) Issuer() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *OIDCJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.Issuer
+	}).(pulumi.StringPtrOutput)
+}
+
+// Tokens that live longer than this (exp - iat) are refused. Default: `"1h"`.
+func (o OIDCJoinPtrOutput) MaxLifetime() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *OIDCJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.MaxLifetime
+	}).(pulumi.StringPtrOutput)
+}
+
+// none: each token joins once (its jti, or its hash, is remembered until it expires); same_address: again only from the address that first used it; lifetime: any number of times until it expires (for issuers that hand out one token for long). Default: `"none"`.
+func (o OIDCJoinPtrOutput) Reuse() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *OIDCJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.Reuse
+	}).(pulumi.StringPtrOutput)
+}
+
+// The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+func (o OIDCJoinPtrOutput) StaticJwks() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *OIDCJoin) *string {
+		if v == nil {
+			return nil
+		}
+		return v.StaticJwks
+	}).(pulumi.StringPtrOutput)
+}
+
 // RoleConditions(logins: 'list[str]' = <factory>, node_labels: 'dict[str, list[str]]' = <factory>, rules: 'list[Rule]' = <factory>)
 type RoleConditions struct {
 	// OS logins; {{internal.logins}} expands from the user's or bot's `logins` trait.
@@ -1071,6 +2720,24 @@ func init() {
 	pulumi.RegisterInputType(reflect.TypeOf((*BoundKeypairOnboardingPtrInput)(nil)).Elem(), BoundKeypairOnboardingArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*BoundKeypairRecoveryInput)(nil)).Elem(), BoundKeypairRecoveryArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*BoundKeypairRecoveryPtrInput)(nil)).Elem(), BoundKeypairRecoveryArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*ClaimConditionInput)(nil)).Elem(), ClaimConditionArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*ClaimConditionArrayInput)(nil)).Elem(), ClaimConditionArray{})
+	pulumi.RegisterInputType(reflect.TypeOf((*ClaimRuleInput)(nil)).Elem(), ClaimRuleArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*ClaimRuleArrayInput)(nil)).Elem(), ClaimRuleArray{})
+	pulumi.RegisterInputType(reflect.TypeOf((*GitHubJoinInput)(nil)).Elem(), GitHubJoinArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*GitHubJoinPtrInput)(nil)).Elem(), GitHubJoinArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*GitHubRuleInput)(nil)).Elem(), GitHubRuleArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*GitHubRuleArrayInput)(nil)).Elem(), GitHubRuleArray{})
+	pulumi.RegisterInputType(reflect.TypeOf((*GitLabJoinInput)(nil)).Elem(), GitLabJoinArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*GitLabJoinPtrInput)(nil)).Elem(), GitLabJoinArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*GitLabRuleInput)(nil)).Elem(), GitLabRuleArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*GitLabRuleArrayInput)(nil)).Elem(), GitLabRuleArray{})
+	pulumi.RegisterInputType(reflect.TypeOf((*KubernetesJoinInput)(nil)).Elem(), KubernetesJoinArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*KubernetesJoinPtrInput)(nil)).Elem(), KubernetesJoinArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*KubernetesRuleInput)(nil)).Elem(), KubernetesRuleArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*KubernetesRuleArrayInput)(nil)).Elem(), KubernetesRuleArray{})
+	pulumi.RegisterInputType(reflect.TypeOf((*OIDCJoinInput)(nil)).Elem(), OIDCJoinArgs{})
+	pulumi.RegisterInputType(reflect.TypeOf((*OIDCJoinPtrInput)(nil)).Elem(), OIDCJoinArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*RoleConditionsInput)(nil)).Elem(), RoleConditionsArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*RoleConditionsPtrInput)(nil)).Elem(), RoleConditionsArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*RoleOptionsInput)(nil)).Elem(), RoleOptionsArgs{})
@@ -1085,6 +2752,24 @@ func init() {
 	pulumi.RegisterOutputType(BoundKeypairOnboardingPtrOutput{})
 	pulumi.RegisterOutputType(BoundKeypairRecoveryOutput{})
 	pulumi.RegisterOutputType(BoundKeypairRecoveryPtrOutput{})
+	pulumi.RegisterOutputType(ClaimConditionOutput{})
+	pulumi.RegisterOutputType(ClaimConditionArrayOutput{})
+	pulumi.RegisterOutputType(ClaimRuleOutput{})
+	pulumi.RegisterOutputType(ClaimRuleArrayOutput{})
+	pulumi.RegisterOutputType(GitHubJoinOutput{})
+	pulumi.RegisterOutputType(GitHubJoinPtrOutput{})
+	pulumi.RegisterOutputType(GitHubRuleOutput{})
+	pulumi.RegisterOutputType(GitHubRuleArrayOutput{})
+	pulumi.RegisterOutputType(GitLabJoinOutput{})
+	pulumi.RegisterOutputType(GitLabJoinPtrOutput{})
+	pulumi.RegisterOutputType(GitLabRuleOutput{})
+	pulumi.RegisterOutputType(GitLabRuleArrayOutput{})
+	pulumi.RegisterOutputType(KubernetesJoinOutput{})
+	pulumi.RegisterOutputType(KubernetesJoinPtrOutput{})
+	pulumi.RegisterOutputType(KubernetesRuleOutput{})
+	pulumi.RegisterOutputType(KubernetesRuleArrayOutput{})
+	pulumi.RegisterOutputType(OIDCJoinOutput{})
+	pulumi.RegisterOutputType(OIDCJoinPtrOutput{})
 	pulumi.RegisterOutputType(RoleConditionsOutput{})
 	pulumi.RegisterOutputType(RoleConditionsPtrOutput{})
 	pulumi.RegisterOutputType(RoleOptionsOutput{})

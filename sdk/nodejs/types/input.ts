@@ -56,6 +56,260 @@ export interface BoundKeypairRecoveryArgs {
 }
 
 /**
+ * One claim's test: exactly one of equals, matches and any_of.
+ */
+export interface ClaimConditionArgs {
+    /**
+     * The claim must be one of these.
+     */
+    anyOf?: pulumi.Input<pulumi.Input<string>[] | undefined>;
+    /**
+     * The claim, or a dotted path into nested claims.
+     */
+    claim?: pulumi.Input<string | undefined>;
+    /**
+     * The claim must be exactly this.
+     */
+    equals?: pulumi.Input<string | undefined>;
+    /**
+     * The claim must match this glob ('*' and '?').
+     */
+    matches?: pulumi.Input<string | undefined>;
+}
+
+/**
+ * ClaimRule(conditions: 'list[ClaimCondition]' = <factory>)
+ */
+export interface ClaimRuleArgs {
+    /**
+     * Every condition must hold for the rule to admit the joiner.
+     */
+    conditions?: pulumi.Input<pulumi.Input<inputs.ClaimConditionArgs>[] | undefined>;
+}
+
+/**
+ * GitHubJoin(allow: 'list[GitHubRule]' = <factory>, issuer: 'str' = 'https://token.actions.githubusercontent.com', audience: 'str' = '', static_jwks: 'str' = '', ca_bundle: 'str' = '', max_lifetime: 'str' = '15m')
+ */
+export interface GitHubJoinArgs {
+    /**
+     * Workflows allowed to join; any one rule admits.
+     */
+    allow?: pulumi.Input<pulumi.Input<inputs.GitHubRuleArgs>[] | undefined>;
+    /**
+     * The audience the tokens must carry (aud); empty means the cluster's name. The agent asks GitHub for a token with this audience.
+     */
+    audience?: pulumi.Input<string | undefined>;
+    /**
+     * PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+     */
+    caBundle?: pulumi.Input<string | undefined>;
+    /**
+     * The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://token.actions.githubusercontent.com). Set it for GitHub Enterprise Server (https://HOST/_services/token). Default: `"https://token.actions.githubusercontent.com"`.
+     */
+    issuer?: pulumi.Input<string | undefined>;
+    /**
+     * Tokens that live longer than this (exp - iat) are refused; GitHub's live 5 minutes. Default: `"15m"`.
+     */
+    maxLifetime?: pulumi.Input<string | undefined>;
+    /**
+     * The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+     */
+    staticJwks?: pulumi.Input<string | undefined>;
+}
+
+/**
+ * GitHubRule(sub: 'str' = '', repository: 'str' = '', repository_owner: 'str' = '', workflow: 'str' = '', environment: 'str' = '', actor: 'str' = '', ref: 'str' = '', ref_type: 'str' = '')
+ */
+export interface GitHubRuleArgs {
+    /**
+     * The user who triggered the run ('*' and '?' globs; empty means any)
+     */
+    actor?: pulumi.Input<string | undefined>;
+    /**
+     * The deployment environment of the job ('*' and '?' globs; empty means any)
+     */
+    environment?: pulumi.Input<string | undefined>;
+    /**
+     * The git ref, e.g. refs/heads/main or refs/tags/v* ('*' and '?' globs; empty means any)
+     */
+    ref?: pulumi.Input<string | undefined>;
+    /**
+     * branch or tag (exact; empty means any)
+     */
+    refType?: pulumi.Input<string | undefined>;
+    /**
+     * owner/name of the repository the workflow runs in ('*' and '?' globs; empty means any)
+     */
+    repository?: pulumi.Input<string | undefined>;
+    /**
+     * The organisation or user that owns the repository ('*' and '?' globs; empty means any)
+     */
+    repositoryOwner?: pulumi.Input<string | undefined>;
+    /**
+     * The token's subject, e.g. repo:acme/app:ref:refs/heads/main ('*' and '?' globs; empty means any)
+     */
+    sub?: pulumi.Input<string | undefined>;
+    /**
+     * The workflow's name ('*' and '?' globs; empty means any)
+     */
+    workflow?: pulumi.Input<string | undefined>;
+}
+
+/**
+ * GitLabJoin(allow: 'list[GitLabRule]' = <factory>, issuer: 'str' = 'https://gitlab.com', audience: 'str' = '', static_jwks: 'str' = '', ca_bundle: 'str' = '', max_lifetime: 'str' = '2h', reuse: 'str' = 'same_address')
+ */
+export interface GitLabJoinArgs {
+    /**
+     * Pipelines allowed to join; any one rule admits.
+     */
+    allow?: pulumi.Input<pulumi.Input<inputs.GitLabRuleArgs>[] | undefined>;
+    /**
+     * The audience the tokens must carry (aud); empty means the cluster's name. The job's id_tokens entry must set the same aud.
+     */
+    audience?: pulumi.Input<string | undefined>;
+    /**
+     * PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+     */
+    caBundle?: pulumi.Input<string | undefined>;
+    /**
+     * The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://gitlab.com). Set it for a self-managed instance. Default: `"https://gitlab.com"`.
+     */
+    issuer?: pulumi.Input<string | undefined>;
+    /**
+     * Tokens that live longer than this (exp - iat) are refused; GitLab's live as long as the job's timeout. Default: `"2h"`.
+     */
+    maxLifetime?: pulumi.Input<string | undefined>;
+    /**
+     * GitLab hands a job one ID token, and one job may join several times (a tofu apply starts the provider more than once). same_address: the token may join again, within its lifetime, only from the address that first used it (a copy replayed from elsewhere is refused); none: it joins once. Default: `"same_address"`.
+     */
+    reuse?: pulumi.Input<string | undefined>;
+    /**
+     * The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+     */
+    staticJwks?: pulumi.Input<string | undefined>;
+}
+
+/**
+ * GitLabRule(project_path: 'str' = '', namespace_path: 'str' = '', ref: 'str' = '', sub: 'str' = '', pipeline_source: 'str' = '', environment: 'str' = '', ref_type: 'str' = '', ref_protected: 'str' = '', environment_protected: 'str' = '', deployment_tier: 'str' = '')
+ */
+export interface GitLabRuleArgs {
+    /**
+     * production, staging, testing, development or other (exact; empty means any)
+     */
+    deploymentTier?: pulumi.Input<string | undefined>;
+    /**
+     * The job's environment (exact; empty means any)
+     */
+    environment?: pulumi.Input<string | undefined>;
+    /**
+     * "true" or "false": whether the environment is protected (exact; empty means any)
+     */
+    environmentProtected?: pulumi.Input<string | undefined>;
+    /**
+     * The group or user namespace of the project ('*' and '?' globs; empty means any)
+     */
+    namespacePath?: pulumi.Input<string | undefined>;
+    /**
+     * What started the pipeline: push, schedule, merge_request_event, ... (exact; empty means any)
+     */
+    pipelineSource?: pulumi.Input<string | undefined>;
+    /**
+     * group/project of the pipeline ('*' and '?' globs; empty means any)
+     */
+    projectPath?: pulumi.Input<string | undefined>;
+    /**
+     * The branch or tag name ('*' and '?' globs; empty means any)
+     */
+    ref?: pulumi.Input<string | undefined>;
+    /**
+     * "true" or "false": whether the ref is protected (exact; empty means any)
+     */
+    refProtected?: pulumi.Input<string | undefined>;
+    /**
+     * branch or tag (exact; empty means any)
+     */
+    refType?: pulumi.Input<string | undefined>;
+    /**
+     * The token's subject, e.g. project_path:acme/app:ref_type:branch:ref:main ('*' and '?' globs; empty means any)
+     */
+    sub?: pulumi.Input<string | undefined>;
+}
+
+/**
+ * KubernetesJoin(type: 'str' = 'static_jwks', allow: 'list[KubernetesRule]' = <factory>, issuer: 'str' = '', audience: 'str' = '', static_jwks: 'str' = '', ca_bundle: 'str' = '')
+ */
+export interface KubernetesJoinArgs {
+    /**
+     * Service accounts allowed to join.
+     */
+    allow?: pulumi.Input<pulumi.Input<inputs.KubernetesRuleArgs>[] | undefined>;
+    /**
+     * The audience the tokens must carry (aud); empty means the cluster's name. Project the token with this audience.
+     */
+    audience?: pulumi.Input<string | undefined>;
+    /**
+     * PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+     */
+    caBundle?: pulumi.Input<string | undefined>;
+    /**
+     * The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS. For type oidc.
+     */
+    issuer?: pulumi.Input<string | undefined>;
+    /**
+     * The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach. For type static_jwks (kubectl get --raw /openid/v1/jwks).
+     */
+    staticJwks?: pulumi.Input<string | undefined>;
+    /**
+     * static_jwks: verify with the cluster's service-account keys pasted in static_jwks (no network call: works air-gapped); oidc: fetch them from the Kubernetes cluster's OIDC issuer (EKS, GKE, AKS). Default: `"static_jwks"`.
+     */
+    type?: pulumi.Input<string | undefined>;
+}
+
+/**
+ * KubernetesRule(service_account: 'str' = '')
+ */
+export interface KubernetesRuleArgs {
+    /**
+     * The pod's service account, as namespace:name.
+     */
+    serviceAccount?: pulumi.Input<string | undefined>;
+}
+
+/**
+ * OIDCJoin(issuer: 'str' = '', audience: 'str' = '', allow: 'list[ClaimRule]' = <factory>, static_jwks: 'str' = '', ca_bundle: 'str' = '', max_lifetime: 'str' = '1h', reuse: 'str' = 'none')
+ */
+export interface OIDCJoinArgs {
+    /**
+     * Claim rules; any one rule admits the joiner.
+     */
+    allow?: pulumi.Input<pulumi.Input<inputs.ClaimRuleArgs>[] | undefined>;
+    /**
+     * The audience the tokens must carry (aud), exactly: choose one for this cluster (and token), never a value other relying parties accept.
+     */
+    audience?: pulumi.Input<string | undefined>;
+    /**
+     * PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+     */
+    caBundle?: pulumi.Input<string | undefined>;
+    /**
+     * The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS.
+     */
+    issuer?: pulumi.Input<string | undefined>;
+    /**
+     * Tokens that live longer than this (exp - iat) are refused. Default: `"1h"`.
+     */
+    maxLifetime?: pulumi.Input<string | undefined>;
+    /**
+     * none: each token joins once (its jti, or its hash, is remembered until it expires); same_address: again only from the address that first used it; lifetime: any number of times until it expires (for issuers that hand out one token for long). Default: `"none"`.
+     */
+    reuse?: pulumi.Input<string | undefined>;
+    /**
+     * The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+     */
+    staticJwks?: pulumi.Input<string | undefined>;
+}
+
+/**
  * RoleConditions(logins: 'list[str]' = <factory>, node_labels: 'dict[str, list[str]]' = <factory>, rules: 'list[Rule]' = <factory>)
  */
 export interface RoleConditionsArgs {

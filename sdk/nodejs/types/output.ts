@@ -56,6 +56,260 @@ export interface BoundKeypairRecovery {
 }
 
 /**
+ * One claim's test: exactly one of equals, matches and any_of.
+ */
+export interface ClaimCondition {
+    /**
+     * The claim must be one of these.
+     */
+    anyOf?: string[];
+    /**
+     * The claim, or a dotted path into nested claims.
+     */
+    claim?: string;
+    /**
+     * The claim must be exactly this.
+     */
+    equals?: string;
+    /**
+     * The claim must match this glob ('*' and '?').
+     */
+    matches?: string;
+}
+
+/**
+ * ClaimRule(conditions: 'list[ClaimCondition]' = <factory>)
+ */
+export interface ClaimRule {
+    /**
+     * Every condition must hold for the rule to admit the joiner.
+     */
+    conditions?: outputs.ClaimCondition[];
+}
+
+/**
+ * GitHubJoin(allow: 'list[GitHubRule]' = <factory>, issuer: 'str' = 'https://token.actions.githubusercontent.com', audience: 'str' = '', static_jwks: 'str' = '', ca_bundle: 'str' = '', max_lifetime: 'str' = '15m')
+ */
+export interface GitHubJoin {
+    /**
+     * Workflows allowed to join; any one rule admits.
+     */
+    allow?: outputs.GitHubRule[];
+    /**
+     * The audience the tokens must carry (aud); empty means the cluster's name. The agent asks GitHub for a token with this audience.
+     */
+    audience?: string;
+    /**
+     * PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+     */
+    caBundle?: string;
+    /**
+     * The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://token.actions.githubusercontent.com). Set it for GitHub Enterprise Server (https://HOST/_services/token). Default: `"https://token.actions.githubusercontent.com"`.
+     */
+    issuer?: string;
+    /**
+     * Tokens that live longer than this (exp - iat) are refused; GitHub's live 5 minutes. Default: `"15m"`.
+     */
+    maxLifetime?: string;
+    /**
+     * The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+     */
+    staticJwks?: string;
+}
+
+/**
+ * GitHubRule(sub: 'str' = '', repository: 'str' = '', repository_owner: 'str' = '', workflow: 'str' = '', environment: 'str' = '', actor: 'str' = '', ref: 'str' = '', ref_type: 'str' = '')
+ */
+export interface GitHubRule {
+    /**
+     * The user who triggered the run ('*' and '?' globs; empty means any)
+     */
+    actor?: string;
+    /**
+     * The deployment environment of the job ('*' and '?' globs; empty means any)
+     */
+    environment?: string;
+    /**
+     * The git ref, e.g. refs/heads/main or refs/tags/v* ('*' and '?' globs; empty means any)
+     */
+    ref?: string;
+    /**
+     * branch or tag (exact; empty means any)
+     */
+    refType?: string;
+    /**
+     * owner/name of the repository the workflow runs in ('*' and '?' globs; empty means any)
+     */
+    repository?: string;
+    /**
+     * The organisation or user that owns the repository ('*' and '?' globs; empty means any)
+     */
+    repositoryOwner?: string;
+    /**
+     * The token's subject, e.g. repo:acme/app:ref:refs/heads/main ('*' and '?' globs; empty means any)
+     */
+    sub?: string;
+    /**
+     * The workflow's name ('*' and '?' globs; empty means any)
+     */
+    workflow?: string;
+}
+
+/**
+ * GitLabJoin(allow: 'list[GitLabRule]' = <factory>, issuer: 'str' = 'https://gitlab.com', audience: 'str' = '', static_jwks: 'str' = '', ca_bundle: 'str' = '', max_lifetime: 'str' = '2h', reuse: 'str' = 'same_address')
+ */
+export interface GitLabJoin {
+    /**
+     * Pipelines allowed to join; any one rule admits.
+     */
+    allow?: outputs.GitLabRule[];
+    /**
+     * The audience the tokens must carry (aud); empty means the cluster's name. The job's id_tokens entry must set the same aud.
+     */
+    audience?: string;
+    /**
+     * PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+     */
+    caBundle?: string;
+    /**
+     * The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://gitlab.com). Set it for a self-managed instance. Default: `"https://gitlab.com"`.
+     */
+    issuer?: string;
+    /**
+     * Tokens that live longer than this (exp - iat) are refused; GitLab's live as long as the job's timeout. Default: `"2h"`.
+     */
+    maxLifetime?: string;
+    /**
+     * GitLab hands a job one ID token, and one job may join several times (a tofu apply starts the provider more than once). same_address: the token may join again, within its lifetime, only from the address that first used it (a copy replayed from elsewhere is refused); none: it joins once. Default: `"same_address"`.
+     */
+    reuse?: string;
+    /**
+     * The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+     */
+    staticJwks?: string;
+}
+
+/**
+ * GitLabRule(project_path: 'str' = '', namespace_path: 'str' = '', ref: 'str' = '', sub: 'str' = '', pipeline_source: 'str' = '', environment: 'str' = '', ref_type: 'str' = '', ref_protected: 'str' = '', environment_protected: 'str' = '', deployment_tier: 'str' = '')
+ */
+export interface GitLabRule {
+    /**
+     * production, staging, testing, development or other (exact; empty means any)
+     */
+    deploymentTier?: string;
+    /**
+     * The job's environment (exact; empty means any)
+     */
+    environment?: string;
+    /**
+     * "true" or "false": whether the environment is protected (exact; empty means any)
+     */
+    environmentProtected?: string;
+    /**
+     * The group or user namespace of the project ('*' and '?' globs; empty means any)
+     */
+    namespacePath?: string;
+    /**
+     * What started the pipeline: push, schedule, merge_request_event, ... (exact; empty means any)
+     */
+    pipelineSource?: string;
+    /**
+     * group/project of the pipeline ('*' and '?' globs; empty means any)
+     */
+    projectPath?: string;
+    /**
+     * The branch or tag name ('*' and '?' globs; empty means any)
+     */
+    ref?: string;
+    /**
+     * "true" or "false": whether the ref is protected (exact; empty means any)
+     */
+    refProtected?: string;
+    /**
+     * branch or tag (exact; empty means any)
+     */
+    refType?: string;
+    /**
+     * The token's subject, e.g. project_path:acme/app:ref_type:branch:ref:main ('*' and '?' globs; empty means any)
+     */
+    sub?: string;
+}
+
+/**
+ * KubernetesJoin(type: 'str' = 'static_jwks', allow: 'list[KubernetesRule]' = <factory>, issuer: 'str' = '', audience: 'str' = '', static_jwks: 'str' = '', ca_bundle: 'str' = '')
+ */
+export interface KubernetesJoin {
+    /**
+     * Service accounts allowed to join.
+     */
+    allow?: outputs.KubernetesRule[];
+    /**
+     * The audience the tokens must carry (aud); empty means the cluster's name. Project the token with this audience.
+     */
+    audience?: string;
+    /**
+     * PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+     */
+    caBundle?: string;
+    /**
+     * The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS. For type oidc.
+     */
+    issuer?: string;
+    /**
+     * The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach. For type static_jwks (kubectl get --raw /openid/v1/jwks).
+     */
+    staticJwks?: string;
+    /**
+     * static_jwks: verify with the cluster's service-account keys pasted in static_jwks (no network call: works air-gapped); oidc: fetch them from the Kubernetes cluster's OIDC issuer (EKS, GKE, AKS). Default: `"static_jwks"`.
+     */
+    type?: string;
+}
+
+/**
+ * KubernetesRule(service_account: 'str' = '')
+ */
+export interface KubernetesRule {
+    /**
+     * The pod's service account, as namespace:name.
+     */
+    serviceAccount?: string;
+}
+
+/**
+ * OIDCJoin(issuer: 'str' = '', audience: 'str' = '', allow: 'list[ClaimRule]' = <factory>, static_jwks: 'str' = '', ca_bundle: 'str' = '', max_lifetime: 'str' = '1h', reuse: 'str' = 'none')
+ */
+export interface OIDCJoin {
+    /**
+     * Claim rules; any one rule admits the joiner.
+     */
+    allow?: outputs.ClaimRule[];
+    /**
+     * The audience the tokens must carry (aud), exactly: choose one for this cluster (and token), never a value other relying parties accept.
+     */
+    audience?: string;
+    /**
+     * PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+     */
+    caBundle?: string;
+    /**
+     * The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS.
+     */
+    issuer?: string;
+    /**
+     * Tokens that live longer than this (exp - iat) are refused. Default: `"1h"`.
+     */
+    maxLifetime?: string;
+    /**
+     * none: each token joins once (its jti, or its hash, is remembered until it expires); same_address: again only from the address that first used it; lifetime: any number of times until it expires (for issuers that hand out one token for long). Default: `"none"`.
+     */
+    reuse?: string;
+    /**
+     * The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+     */
+    staticJwks?: string;
+}
+
+/**
  * RoleConditions(logins: 'list[str]' = <factory>, node_labels: 'dict[str, list[str]]' = <factory>, rules: 'list[Rule]' = <factory>)
  */
 export interface RoleConditions {

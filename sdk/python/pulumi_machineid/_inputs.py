@@ -21,6 +21,24 @@ __all__ = [
     'BoundKeypairOnboardingArgsDict',
     'BoundKeypairRecoveryArgs',
     'BoundKeypairRecoveryArgsDict',
+    'ClaimConditionArgs',
+    'ClaimConditionArgsDict',
+    'ClaimRuleArgs',
+    'ClaimRuleArgsDict',
+    'GitHubJoinArgs',
+    'GitHubJoinArgsDict',
+    'GitHubRuleArgs',
+    'GitHubRuleArgsDict',
+    'GitLabJoinArgs',
+    'GitLabJoinArgsDict',
+    'GitLabRuleArgs',
+    'GitLabRuleArgsDict',
+    'KubernetesJoinArgs',
+    'KubernetesJoinArgsDict',
+    'KubernetesRuleArgs',
+    'KubernetesRuleArgsDict',
+    'OIDCJoinArgs',
+    'OIDCJoinArgsDict',
     'RoleConditionsArgs',
     'RoleConditionsArgsDict',
     'RoleOptionsArgs',
@@ -231,6 +249,1132 @@ class BoundKeypairRecoveryArgs:
     @mode.setter
     def mode(self, value: pulumi.Input[Optional[_builtins.str]]):
         pulumi.set(self, "mode", value)
+
+
+class ClaimConditionArgsDict(TypedDict):
+    """
+    One claim's test: exactly one of equals, matches and any_of.
+    """
+    any_of: NotRequired[pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]]]
+    """
+    The claim must be one of these.
+    """
+    claim: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The claim, or a dotted path into nested claims.
+    """
+    equals: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The claim must be exactly this.
+    """
+    matches: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The claim must match this glob ('*' and '?').
+    """
+
+@pulumi.input_type
+class ClaimConditionArgs:
+    def __init__(__self__, *,
+                 any_of: pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]] = None,
+                 claim: pulumi.Input[Optional[_builtins.str]] = None,
+                 equals: pulumi.Input[Optional[_builtins.str]] = None,
+                 matches: pulumi.Input[Optional[_builtins.str]] = None):
+        """
+        One claim's test: exactly one of equals, matches and any_of.
+
+        :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] any_of: The claim must be one of these.
+        :param pulumi.Input[_builtins.str] claim: The claim, or a dotted path into nested claims.
+        :param pulumi.Input[_builtins.str] equals: The claim must be exactly this.
+        :param pulumi.Input[_builtins.str] matches: The claim must match this glob ('*' and '?').
+        """
+        if any_of is not None:
+            pulumi.set(__self__, "any_of", any_of)
+        if claim is not None:
+            pulumi.set(__self__, "claim", claim)
+        if equals is not None:
+            pulumi.set(__self__, "equals", equals)
+        if matches is not None:
+            pulumi.set(__self__, "matches", matches)
+
+    @_builtins.property
+    @pulumi.getter(name="anyOf")
+    def any_of(self) -> pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]]:
+        """
+        The claim must be one of these.
+        """
+        return pulumi.get(self, "any_of")
+
+    @any_of.setter
+    def any_of(self, value: pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]]):
+        pulumi.set(self, "any_of", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def claim(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The claim, or a dotted path into nested claims.
+        """
+        return pulumi.get(self, "claim")
+
+    @claim.setter
+    def claim(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "claim", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def equals(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The claim must be exactly this.
+        """
+        return pulumi.get(self, "equals")
+
+    @equals.setter
+    def equals(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "equals", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def matches(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The claim must match this glob ('*' and '?').
+        """
+        return pulumi.get(self, "matches")
+
+    @matches.setter
+    def matches(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "matches", value)
+
+
+class ClaimRuleArgsDict(TypedDict):
+    """
+    ClaimRule(conditions: 'list[ClaimCondition]' = <factory>)
+    """
+    conditions: NotRequired[pulumi.Input[Optional[Sequence[pulumi.Input['ClaimConditionArgsDict']]]]]
+    """
+    Every condition must hold for the rule to admit the joiner.
+    """
+
+@pulumi.input_type
+class ClaimRuleArgs:
+    def __init__(__self__, *,
+                 conditions: pulumi.Input[Optional[Sequence[pulumi.Input['ClaimConditionArgs']]]] = None):
+        """
+        ClaimRule(conditions: 'list[ClaimCondition]' = <factory>)
+
+        :param pulumi.Input[Sequence[pulumi.Input['ClaimConditionArgs']]] conditions: Every condition must hold for the rule to admit the joiner.
+        """
+        if conditions is not None:
+            pulumi.set(__self__, "conditions", conditions)
+
+    @_builtins.property
+    @pulumi.getter
+    def conditions(self) -> pulumi.Input[Optional[Sequence[pulumi.Input['ClaimConditionArgs']]]]:
+        """
+        Every condition must hold for the rule to admit the joiner.
+        """
+        return pulumi.get(self, "conditions")
+
+    @conditions.setter
+    def conditions(self, value: pulumi.Input[Optional[Sequence[pulumi.Input['ClaimConditionArgs']]]]):
+        pulumi.set(self, "conditions", value)
+
+
+class GitHubJoinArgsDict(TypedDict):
+    """
+    GitHubJoin(allow: 'list[GitHubRule]' = <factory>, issuer: 'str' = 'https://token.actions.githubusercontent.com', audience: 'str' = '', static_jwks: 'str' = '', ca_bundle: 'str' = '', max_lifetime: 'str' = '15m')
+    """
+    allow: NotRequired[pulumi.Input[Optional[Sequence[pulumi.Input['GitHubRuleArgsDict']]]]]
+    """
+    Workflows allowed to join; any one rule admits.
+    """
+    audience: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The audience the tokens must carry (aud); empty means the cluster's name. The agent asks GitHub for a token with this audience.
+    """
+    ca_bundle: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+    """
+    issuer: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://token.actions.githubusercontent.com). Set it for GitHub Enterprise Server (https://HOST/_services/token). Default: `"https://token.actions.githubusercontent.com"`.
+    """
+    max_lifetime: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    Tokens that live longer than this (exp - iat) are refused; GitHub's live 5 minutes. Default: `"15m"`.
+    """
+    static_jwks: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+    """
+
+@pulumi.input_type
+class GitHubJoinArgs:
+    def __init__(__self__, *,
+                 allow: pulumi.Input[Optional[Sequence[pulumi.Input['GitHubRuleArgs']]]] = None,
+                 audience: pulumi.Input[Optional[_builtins.str]] = None,
+                 ca_bundle: pulumi.Input[Optional[_builtins.str]] = None,
+                 issuer: pulumi.Input[Optional[_builtins.str]] = None,
+                 max_lifetime: pulumi.Input[Optional[_builtins.str]] = None,
+                 static_jwks: pulumi.Input[Optional[_builtins.str]] = None):
+        """
+        GitHubJoin(allow: 'list[GitHubRule]' = <factory>, issuer: 'str' = 'https://token.actions.githubusercontent.com', audience: 'str' = '', static_jwks: 'str' = '', ca_bundle: 'str' = '', max_lifetime: 'str' = '15m')
+
+        :param pulumi.Input[Sequence[pulumi.Input['GitHubRuleArgs']]] allow: Workflows allowed to join; any one rule admits.
+        :param pulumi.Input[_builtins.str] audience: The audience the tokens must carry (aud); empty means the cluster's name. The agent asks GitHub for a token with this audience.
+        :param pulumi.Input[_builtins.str] ca_bundle: PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+        :param pulumi.Input[_builtins.str] issuer: The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://token.actions.githubusercontent.com). Set it for GitHub Enterprise Server (https://HOST/_services/token). Default: `"https://token.actions.githubusercontent.com"`.
+        :param pulumi.Input[_builtins.str] max_lifetime: Tokens that live longer than this (exp - iat) are refused; GitHub's live 5 minutes. Default: `"15m"`.
+        :param pulumi.Input[_builtins.str] static_jwks: The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+        """
+        if allow is not None:
+            pulumi.set(__self__, "allow", allow)
+        if audience is not None:
+            pulumi.set(__self__, "audience", audience)
+        if ca_bundle is not None:
+            pulumi.set(__self__, "ca_bundle", ca_bundle)
+        if issuer is not None:
+            pulumi.set(__self__, "issuer", issuer)
+        if max_lifetime is not None:
+            pulumi.set(__self__, "max_lifetime", max_lifetime)
+        if static_jwks is not None:
+            pulumi.set(__self__, "static_jwks", static_jwks)
+
+    @_builtins.property
+    @pulumi.getter
+    def allow(self) -> pulumi.Input[Optional[Sequence[pulumi.Input['GitHubRuleArgs']]]]:
+        """
+        Workflows allowed to join; any one rule admits.
+        """
+        return pulumi.get(self, "allow")
+
+    @allow.setter
+    def allow(self, value: pulumi.Input[Optional[Sequence[pulumi.Input['GitHubRuleArgs']]]]):
+        pulumi.set(self, "allow", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def audience(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The audience the tokens must carry (aud); empty means the cluster's name. The agent asks GitHub for a token with this audience.
+        """
+        return pulumi.get(self, "audience")
+
+    @audience.setter
+    def audience(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "audience", value)
+
+    @_builtins.property
+    @pulumi.getter(name="caBundle")
+    def ca_bundle(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+        """
+        return pulumi.get(self, "ca_bundle")
+
+    @ca_bundle.setter
+    def ca_bundle(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "ca_bundle", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def issuer(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://token.actions.githubusercontent.com). Set it for GitHub Enterprise Server (https://HOST/_services/token). Default: `"https://token.actions.githubusercontent.com"`.
+        """
+        return pulumi.get(self, "issuer")
+
+    @issuer.setter
+    def issuer(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "issuer", value)
+
+    @_builtins.property
+    @pulumi.getter(name="maxLifetime")
+    def max_lifetime(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        Tokens that live longer than this (exp - iat) are refused; GitHub's live 5 minutes. Default: `"15m"`.
+        """
+        return pulumi.get(self, "max_lifetime")
+
+    @max_lifetime.setter
+    def max_lifetime(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "max_lifetime", value)
+
+    @_builtins.property
+    @pulumi.getter(name="staticJwks")
+    def static_jwks(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+        """
+        return pulumi.get(self, "static_jwks")
+
+    @static_jwks.setter
+    def static_jwks(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "static_jwks", value)
+
+
+class GitHubRuleArgsDict(TypedDict):
+    """
+    GitHubRule(sub: 'str' = '', repository: 'str' = '', repository_owner: 'str' = '', workflow: 'str' = '', environment: 'str' = '', actor: 'str' = '', ref: 'str' = '', ref_type: 'str' = '')
+    """
+    actor: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The user who triggered the run ('*' and '?' globs; empty means any)
+    """
+    environment: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The deployment environment of the job ('*' and '?' globs; empty means any)
+    """
+    ref: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The git ref, e.g. refs/heads/main or refs/tags/v* ('*' and '?' globs; empty means any)
+    """
+    ref_type: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    branch or tag (exact; empty means any)
+    """
+    repository: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    owner/name of the repository the workflow runs in ('*' and '?' globs; empty means any)
+    """
+    repository_owner: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The organisation or user that owns the repository ('*' and '?' globs; empty means any)
+    """
+    sub: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The token's subject, e.g. repo:acme/app:ref:refs/heads/main ('*' and '?' globs; empty means any)
+    """
+    workflow: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The workflow's name ('*' and '?' globs; empty means any)
+    """
+
+@pulumi.input_type
+class GitHubRuleArgs:
+    def __init__(__self__, *,
+                 actor: pulumi.Input[Optional[_builtins.str]] = None,
+                 environment: pulumi.Input[Optional[_builtins.str]] = None,
+                 ref: pulumi.Input[Optional[_builtins.str]] = None,
+                 ref_type: pulumi.Input[Optional[_builtins.str]] = None,
+                 repository: pulumi.Input[Optional[_builtins.str]] = None,
+                 repository_owner: pulumi.Input[Optional[_builtins.str]] = None,
+                 sub: pulumi.Input[Optional[_builtins.str]] = None,
+                 workflow: pulumi.Input[Optional[_builtins.str]] = None):
+        """
+        GitHubRule(sub: 'str' = '', repository: 'str' = '', repository_owner: 'str' = '', workflow: 'str' = '', environment: 'str' = '', actor: 'str' = '', ref: 'str' = '', ref_type: 'str' = '')
+
+        :param pulumi.Input[_builtins.str] actor: The user who triggered the run ('*' and '?' globs; empty means any)
+        :param pulumi.Input[_builtins.str] environment: The deployment environment of the job ('*' and '?' globs; empty means any)
+        :param pulumi.Input[_builtins.str] ref: The git ref, e.g. refs/heads/main or refs/tags/v* ('*' and '?' globs; empty means any)
+        :param pulumi.Input[_builtins.str] ref_type: branch or tag (exact; empty means any)
+        :param pulumi.Input[_builtins.str] repository: owner/name of the repository the workflow runs in ('*' and '?' globs; empty means any)
+        :param pulumi.Input[_builtins.str] repository_owner: The organisation or user that owns the repository ('*' and '?' globs; empty means any)
+        :param pulumi.Input[_builtins.str] sub: The token's subject, e.g. repo:acme/app:ref:refs/heads/main ('*' and '?' globs; empty means any)
+        :param pulumi.Input[_builtins.str] workflow: The workflow's name ('*' and '?' globs; empty means any)
+        """
+        if actor is not None:
+            pulumi.set(__self__, "actor", actor)
+        if environment is not None:
+            pulumi.set(__self__, "environment", environment)
+        if ref is not None:
+            pulumi.set(__self__, "ref", ref)
+        if ref_type is not None:
+            pulumi.set(__self__, "ref_type", ref_type)
+        if repository is not None:
+            pulumi.set(__self__, "repository", repository)
+        if repository_owner is not None:
+            pulumi.set(__self__, "repository_owner", repository_owner)
+        if sub is not None:
+            pulumi.set(__self__, "sub", sub)
+        if workflow is not None:
+            pulumi.set(__self__, "workflow", workflow)
+
+    @_builtins.property
+    @pulumi.getter
+    def actor(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The user who triggered the run ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "actor")
+
+    @actor.setter
+    def actor(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "actor", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def environment(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The deployment environment of the job ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "environment")
+
+    @environment.setter
+    def environment(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "environment", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def ref(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The git ref, e.g. refs/heads/main or refs/tags/v* ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "ref")
+
+    @ref.setter
+    def ref(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "ref", value)
+
+    @_builtins.property
+    @pulumi.getter(name="refType")
+    def ref_type(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        branch or tag (exact; empty means any)
+        """
+        return pulumi.get(self, "ref_type")
+
+    @ref_type.setter
+    def ref_type(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "ref_type", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def repository(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        owner/name of the repository the workflow runs in ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "repository")
+
+    @repository.setter
+    def repository(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "repository", value)
+
+    @_builtins.property
+    @pulumi.getter(name="repositoryOwner")
+    def repository_owner(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The organisation or user that owns the repository ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "repository_owner")
+
+    @repository_owner.setter
+    def repository_owner(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "repository_owner", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def sub(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The token's subject, e.g. repo:acme/app:ref:refs/heads/main ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "sub")
+
+    @sub.setter
+    def sub(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "sub", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def workflow(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The workflow's name ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "workflow")
+
+    @workflow.setter
+    def workflow(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "workflow", value)
+
+
+class GitLabJoinArgsDict(TypedDict):
+    """
+    GitLabJoin(allow: 'list[GitLabRule]' = <factory>, issuer: 'str' = 'https://gitlab.com', audience: 'str' = '', static_jwks: 'str' = '', ca_bundle: 'str' = '', max_lifetime: 'str' = '2h', reuse: 'str' = 'same_address')
+    """
+    allow: NotRequired[pulumi.Input[Optional[Sequence[pulumi.Input['GitLabRuleArgsDict']]]]]
+    """
+    Pipelines allowed to join; any one rule admits.
+    """
+    audience: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The audience the tokens must carry (aud); empty means the cluster's name. The job's id_tokens entry must set the same aud.
+    """
+    ca_bundle: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+    """
+    issuer: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://gitlab.com). Set it for a self-managed instance. Default: `"https://gitlab.com"`.
+    """
+    max_lifetime: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    Tokens that live longer than this (exp - iat) are refused; GitLab's live as long as the job's timeout. Default: `"2h"`.
+    """
+    reuse: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    GitLab hands a job one ID token, and one job may join several times (a tofu apply starts the provider more than once). same_address: the token may join again, within its lifetime, only from the address that first used it (a copy replayed from elsewhere is refused); none: it joins once. Default: `"same_address"`.
+    """
+    static_jwks: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+    """
+
+@pulumi.input_type
+class GitLabJoinArgs:
+    def __init__(__self__, *,
+                 allow: pulumi.Input[Optional[Sequence[pulumi.Input['GitLabRuleArgs']]]] = None,
+                 audience: pulumi.Input[Optional[_builtins.str]] = None,
+                 ca_bundle: pulumi.Input[Optional[_builtins.str]] = None,
+                 issuer: pulumi.Input[Optional[_builtins.str]] = None,
+                 max_lifetime: pulumi.Input[Optional[_builtins.str]] = None,
+                 reuse: pulumi.Input[Optional[_builtins.str]] = None,
+                 static_jwks: pulumi.Input[Optional[_builtins.str]] = None):
+        """
+        GitLabJoin(allow: 'list[GitLabRule]' = <factory>, issuer: 'str' = 'https://gitlab.com', audience: 'str' = '', static_jwks: 'str' = '', ca_bundle: 'str' = '', max_lifetime: 'str' = '2h', reuse: 'str' = 'same_address')
+
+        :param pulumi.Input[Sequence[pulumi.Input['GitLabRuleArgs']]] allow: Pipelines allowed to join; any one rule admits.
+        :param pulumi.Input[_builtins.str] audience: The audience the tokens must carry (aud); empty means the cluster's name. The job's id_tokens entry must set the same aud.
+        :param pulumi.Input[_builtins.str] ca_bundle: PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+        :param pulumi.Input[_builtins.str] issuer: The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://gitlab.com). Set it for a self-managed instance. Default: `"https://gitlab.com"`.
+        :param pulumi.Input[_builtins.str] max_lifetime: Tokens that live longer than this (exp - iat) are refused; GitLab's live as long as the job's timeout. Default: `"2h"`.
+        :param pulumi.Input[_builtins.str] reuse: GitLab hands a job one ID token, and one job may join several times (a tofu apply starts the provider more than once). same_address: the token may join again, within its lifetime, only from the address that first used it (a copy replayed from elsewhere is refused); none: it joins once. Default: `"same_address"`.
+        :param pulumi.Input[_builtins.str] static_jwks: The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+        """
+        if allow is not None:
+            pulumi.set(__self__, "allow", allow)
+        if audience is not None:
+            pulumi.set(__self__, "audience", audience)
+        if ca_bundle is not None:
+            pulumi.set(__self__, "ca_bundle", ca_bundle)
+        if issuer is not None:
+            pulumi.set(__self__, "issuer", issuer)
+        if max_lifetime is not None:
+            pulumi.set(__self__, "max_lifetime", max_lifetime)
+        if reuse is not None:
+            pulumi.set(__self__, "reuse", reuse)
+        if static_jwks is not None:
+            pulumi.set(__self__, "static_jwks", static_jwks)
+
+    @_builtins.property
+    @pulumi.getter
+    def allow(self) -> pulumi.Input[Optional[Sequence[pulumi.Input['GitLabRuleArgs']]]]:
+        """
+        Pipelines allowed to join; any one rule admits.
+        """
+        return pulumi.get(self, "allow")
+
+    @allow.setter
+    def allow(self, value: pulumi.Input[Optional[Sequence[pulumi.Input['GitLabRuleArgs']]]]):
+        pulumi.set(self, "allow", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def audience(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The audience the tokens must carry (aud); empty means the cluster's name. The job's id_tokens entry must set the same aud.
+        """
+        return pulumi.get(self, "audience")
+
+    @audience.setter
+    def audience(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "audience", value)
+
+    @_builtins.property
+    @pulumi.getter(name="caBundle")
+    def ca_bundle(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+        """
+        return pulumi.get(self, "ca_bundle")
+
+    @ca_bundle.setter
+    def ca_bundle(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "ca_bundle", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def issuer(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://gitlab.com). Set it for a self-managed instance. Default: `"https://gitlab.com"`.
+        """
+        return pulumi.get(self, "issuer")
+
+    @issuer.setter
+    def issuer(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "issuer", value)
+
+    @_builtins.property
+    @pulumi.getter(name="maxLifetime")
+    def max_lifetime(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        Tokens that live longer than this (exp - iat) are refused; GitLab's live as long as the job's timeout. Default: `"2h"`.
+        """
+        return pulumi.get(self, "max_lifetime")
+
+    @max_lifetime.setter
+    def max_lifetime(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "max_lifetime", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def reuse(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        GitLab hands a job one ID token, and one job may join several times (a tofu apply starts the provider more than once). same_address: the token may join again, within its lifetime, only from the address that first used it (a copy replayed from elsewhere is refused); none: it joins once. Default: `"same_address"`.
+        """
+        return pulumi.get(self, "reuse")
+
+    @reuse.setter
+    def reuse(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "reuse", value)
+
+    @_builtins.property
+    @pulumi.getter(name="staticJwks")
+    def static_jwks(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+        """
+        return pulumi.get(self, "static_jwks")
+
+    @static_jwks.setter
+    def static_jwks(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "static_jwks", value)
+
+
+class GitLabRuleArgsDict(TypedDict):
+    """
+    GitLabRule(project_path: 'str' = '', namespace_path: 'str' = '', ref: 'str' = '', sub: 'str' = '', pipeline_source: 'str' = '', environment: 'str' = '', ref_type: 'str' = '', ref_protected: 'str' = '', environment_protected: 'str' = '', deployment_tier: 'str' = '')
+    """
+    deployment_tier: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    production, staging, testing, development or other (exact; empty means any)
+    """
+    environment: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The job's environment (exact; empty means any)
+    """
+    environment_protected: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    "true" or "false": whether the environment is protected (exact; empty means any)
+    """
+    namespace_path: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The group or user namespace of the project ('*' and '?' globs; empty means any)
+    """
+    pipeline_source: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    What started the pipeline: push, schedule, merge_request_event, ... (exact; empty means any)
+    """
+    project_path: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    group/project of the pipeline ('*' and '?' globs; empty means any)
+    """
+    ref: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The branch or tag name ('*' and '?' globs; empty means any)
+    """
+    ref_protected: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    "true" or "false": whether the ref is protected (exact; empty means any)
+    """
+    ref_type: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    branch or tag (exact; empty means any)
+    """
+    sub: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The token's subject, e.g. project_path:acme/app:ref_type:branch:ref:main ('*' and '?' globs; empty means any)
+    """
+
+@pulumi.input_type
+class GitLabRuleArgs:
+    def __init__(__self__, *,
+                 deployment_tier: pulumi.Input[Optional[_builtins.str]] = None,
+                 environment: pulumi.Input[Optional[_builtins.str]] = None,
+                 environment_protected: pulumi.Input[Optional[_builtins.str]] = None,
+                 namespace_path: pulumi.Input[Optional[_builtins.str]] = None,
+                 pipeline_source: pulumi.Input[Optional[_builtins.str]] = None,
+                 project_path: pulumi.Input[Optional[_builtins.str]] = None,
+                 ref: pulumi.Input[Optional[_builtins.str]] = None,
+                 ref_protected: pulumi.Input[Optional[_builtins.str]] = None,
+                 ref_type: pulumi.Input[Optional[_builtins.str]] = None,
+                 sub: pulumi.Input[Optional[_builtins.str]] = None):
+        """
+        GitLabRule(project_path: 'str' = '', namespace_path: 'str' = '', ref: 'str' = '', sub: 'str' = '', pipeline_source: 'str' = '', environment: 'str' = '', ref_type: 'str' = '', ref_protected: 'str' = '', environment_protected: 'str' = '', deployment_tier: 'str' = '')
+
+        :param pulumi.Input[_builtins.str] deployment_tier: production, staging, testing, development or other (exact; empty means any)
+        :param pulumi.Input[_builtins.str] environment: The job's environment (exact; empty means any)
+        :param pulumi.Input[_builtins.str] environment_protected: "true" or "false": whether the environment is protected (exact; empty means any)
+        :param pulumi.Input[_builtins.str] namespace_path: The group or user namespace of the project ('*' and '?' globs; empty means any)
+        :param pulumi.Input[_builtins.str] pipeline_source: What started the pipeline: push, schedule, merge_request_event, ... (exact; empty means any)
+        :param pulumi.Input[_builtins.str] project_path: group/project of the pipeline ('*' and '?' globs; empty means any)
+        :param pulumi.Input[_builtins.str] ref: The branch or tag name ('*' and '?' globs; empty means any)
+        :param pulumi.Input[_builtins.str] ref_protected: "true" or "false": whether the ref is protected (exact; empty means any)
+        :param pulumi.Input[_builtins.str] ref_type: branch or tag (exact; empty means any)
+        :param pulumi.Input[_builtins.str] sub: The token's subject, e.g. project_path:acme/app:ref_type:branch:ref:main ('*' and '?' globs; empty means any)
+        """
+        if deployment_tier is not None:
+            pulumi.set(__self__, "deployment_tier", deployment_tier)
+        if environment is not None:
+            pulumi.set(__self__, "environment", environment)
+        if environment_protected is not None:
+            pulumi.set(__self__, "environment_protected", environment_protected)
+        if namespace_path is not None:
+            pulumi.set(__self__, "namespace_path", namespace_path)
+        if pipeline_source is not None:
+            pulumi.set(__self__, "pipeline_source", pipeline_source)
+        if project_path is not None:
+            pulumi.set(__self__, "project_path", project_path)
+        if ref is not None:
+            pulumi.set(__self__, "ref", ref)
+        if ref_protected is not None:
+            pulumi.set(__self__, "ref_protected", ref_protected)
+        if ref_type is not None:
+            pulumi.set(__self__, "ref_type", ref_type)
+        if sub is not None:
+            pulumi.set(__self__, "sub", sub)
+
+    @_builtins.property
+    @pulumi.getter(name="deploymentTier")
+    def deployment_tier(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        production, staging, testing, development or other (exact; empty means any)
+        """
+        return pulumi.get(self, "deployment_tier")
+
+    @deployment_tier.setter
+    def deployment_tier(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "deployment_tier", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def environment(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The job's environment (exact; empty means any)
+        """
+        return pulumi.get(self, "environment")
+
+    @environment.setter
+    def environment(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "environment", value)
+
+    @_builtins.property
+    @pulumi.getter(name="environmentProtected")
+    def environment_protected(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        "true" or "false": whether the environment is protected (exact; empty means any)
+        """
+        return pulumi.get(self, "environment_protected")
+
+    @environment_protected.setter
+    def environment_protected(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "environment_protected", value)
+
+    @_builtins.property
+    @pulumi.getter(name="namespacePath")
+    def namespace_path(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The group or user namespace of the project ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "namespace_path")
+
+    @namespace_path.setter
+    def namespace_path(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "namespace_path", value)
+
+    @_builtins.property
+    @pulumi.getter(name="pipelineSource")
+    def pipeline_source(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        What started the pipeline: push, schedule, merge_request_event, ... (exact; empty means any)
+        """
+        return pulumi.get(self, "pipeline_source")
+
+    @pipeline_source.setter
+    def pipeline_source(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "pipeline_source", value)
+
+    @_builtins.property
+    @pulumi.getter(name="projectPath")
+    def project_path(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        group/project of the pipeline ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "project_path")
+
+    @project_path.setter
+    def project_path(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "project_path", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def ref(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The branch or tag name ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "ref")
+
+    @ref.setter
+    def ref(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "ref", value)
+
+    @_builtins.property
+    @pulumi.getter(name="refProtected")
+    def ref_protected(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        "true" or "false": whether the ref is protected (exact; empty means any)
+        """
+        return pulumi.get(self, "ref_protected")
+
+    @ref_protected.setter
+    def ref_protected(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "ref_protected", value)
+
+    @_builtins.property
+    @pulumi.getter(name="refType")
+    def ref_type(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        branch or tag (exact; empty means any)
+        """
+        return pulumi.get(self, "ref_type")
+
+    @ref_type.setter
+    def ref_type(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "ref_type", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def sub(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The token's subject, e.g. project_path:acme/app:ref_type:branch:ref:main ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "sub")
+
+    @sub.setter
+    def sub(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "sub", value)
+
+
+class KubernetesJoinArgsDict(TypedDict):
+    """
+    KubernetesJoin(type: 'str' = 'static_jwks', allow: 'list[KubernetesRule]' = <factory>, issuer: 'str' = '', audience: 'str' = '', static_jwks: 'str' = '', ca_bundle: 'str' = '')
+    """
+    allow: NotRequired[pulumi.Input[Optional[Sequence[pulumi.Input['KubernetesRuleArgsDict']]]]]
+    """
+    Service accounts allowed to join.
+    """
+    audience: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The audience the tokens must carry (aud); empty means the cluster's name. Project the token with this audience.
+    """
+    ca_bundle: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+    """
+    issuer: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS. For type oidc.
+    """
+    static_jwks: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach. For type static_jwks (kubectl get --raw /openid/v1/jwks).
+    """
+    type: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    static_jwks: verify with the cluster's service-account keys pasted in static_jwks (no network call: works air-gapped); oidc: fetch them from the Kubernetes cluster's OIDC issuer (EKS, GKE, AKS). Default: `"static_jwks"`.
+    """
+
+@pulumi.input_type
+class KubernetesJoinArgs:
+    def __init__(__self__, *,
+                 allow: pulumi.Input[Optional[Sequence[pulumi.Input['KubernetesRuleArgs']]]] = None,
+                 audience: pulumi.Input[Optional[_builtins.str]] = None,
+                 ca_bundle: pulumi.Input[Optional[_builtins.str]] = None,
+                 issuer: pulumi.Input[Optional[_builtins.str]] = None,
+                 static_jwks: pulumi.Input[Optional[_builtins.str]] = None,
+                 type: pulumi.Input[Optional[_builtins.str]] = None):
+        """
+        KubernetesJoin(type: 'str' = 'static_jwks', allow: 'list[KubernetesRule]' = <factory>, issuer: 'str' = '', audience: 'str' = '', static_jwks: 'str' = '', ca_bundle: 'str' = '')
+
+        :param pulumi.Input[Sequence[pulumi.Input['KubernetesRuleArgs']]] allow: Service accounts allowed to join.
+        :param pulumi.Input[_builtins.str] audience: The audience the tokens must carry (aud); empty means the cluster's name. Project the token with this audience.
+        :param pulumi.Input[_builtins.str] ca_bundle: PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+        :param pulumi.Input[_builtins.str] issuer: The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS. For type oidc.
+        :param pulumi.Input[_builtins.str] static_jwks: The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach. For type static_jwks (kubectl get --raw /openid/v1/jwks).
+        :param pulumi.Input[_builtins.str] type: static_jwks: verify with the cluster's service-account keys pasted in static_jwks (no network call: works air-gapped); oidc: fetch them from the Kubernetes cluster's OIDC issuer (EKS, GKE, AKS). Default: `"static_jwks"`.
+        """
+        if allow is not None:
+            pulumi.set(__self__, "allow", allow)
+        if audience is not None:
+            pulumi.set(__self__, "audience", audience)
+        if ca_bundle is not None:
+            pulumi.set(__self__, "ca_bundle", ca_bundle)
+        if issuer is not None:
+            pulumi.set(__self__, "issuer", issuer)
+        if static_jwks is not None:
+            pulumi.set(__self__, "static_jwks", static_jwks)
+        if type is not None:
+            pulumi.set(__self__, "type", type)
+
+    @_builtins.property
+    @pulumi.getter
+    def allow(self) -> pulumi.Input[Optional[Sequence[pulumi.Input['KubernetesRuleArgs']]]]:
+        """
+        Service accounts allowed to join.
+        """
+        return pulumi.get(self, "allow")
+
+    @allow.setter
+    def allow(self, value: pulumi.Input[Optional[Sequence[pulumi.Input['KubernetesRuleArgs']]]]):
+        pulumi.set(self, "allow", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def audience(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The audience the tokens must carry (aud); empty means the cluster's name. Project the token with this audience.
+        """
+        return pulumi.get(self, "audience")
+
+    @audience.setter
+    def audience(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "audience", value)
+
+    @_builtins.property
+    @pulumi.getter(name="caBundle")
+    def ca_bundle(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+        """
+        return pulumi.get(self, "ca_bundle")
+
+    @ca_bundle.setter
+    def ca_bundle(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "ca_bundle", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def issuer(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS. For type oidc.
+        """
+        return pulumi.get(self, "issuer")
+
+    @issuer.setter
+    def issuer(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "issuer", value)
+
+    @_builtins.property
+    @pulumi.getter(name="staticJwks")
+    def static_jwks(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach. For type static_jwks (kubectl get --raw /openid/v1/jwks).
+        """
+        return pulumi.get(self, "static_jwks")
+
+    @static_jwks.setter
+    def static_jwks(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "static_jwks", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def type(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        static_jwks: verify with the cluster's service-account keys pasted in static_jwks (no network call: works air-gapped); oidc: fetch them from the Kubernetes cluster's OIDC issuer (EKS, GKE, AKS). Default: `"static_jwks"`.
+        """
+        return pulumi.get(self, "type")
+
+    @type.setter
+    def type(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "type", value)
+
+
+class KubernetesRuleArgsDict(TypedDict):
+    """
+    KubernetesRule(service_account: 'str' = '')
+    """
+    service_account: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The pod's service account, as namespace:name.
+    """
+
+@pulumi.input_type
+class KubernetesRuleArgs:
+    def __init__(__self__, *,
+                 service_account: pulumi.Input[Optional[_builtins.str]] = None):
+        """
+        KubernetesRule(service_account: 'str' = '')
+
+        :param pulumi.Input[_builtins.str] service_account: The pod's service account, as namespace:name.
+        """
+        if service_account is not None:
+            pulumi.set(__self__, "service_account", service_account)
+
+    @_builtins.property
+    @pulumi.getter(name="serviceAccount")
+    def service_account(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The pod's service account, as namespace:name.
+        """
+        return pulumi.get(self, "service_account")
+
+    @service_account.setter
+    def service_account(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "service_account", value)
+
+
+class OIDCJoinArgsDict(TypedDict):
+    """
+    OIDCJoin(issuer: 'str' = '', audience: 'str' = '', allow: 'list[ClaimRule]' = <factory>, static_jwks: 'str' = '', ca_bundle: 'str' = '', max_lifetime: 'str' = '1h', reuse: 'str' = 'none')
+    """
+    allow: NotRequired[pulumi.Input[Optional[Sequence[pulumi.Input['ClaimRuleArgsDict']]]]]
+    """
+    Claim rules; any one rule admits the joiner.
+    """
+    audience: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The audience the tokens must carry (aud), exactly: choose one for this cluster (and token), never a value other relying parties accept.
+    """
+    ca_bundle: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+    """
+    issuer: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS.
+    """
+    max_lifetime: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    Tokens that live longer than this (exp - iat) are refused. Default: `"1h"`.
+    """
+    reuse: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    none: each token joins once (its jti, or its hash, is remembered until it expires); same_address: again only from the address that first used it; lifetime: any number of times until it expires (for issuers that hand out one token for long). Default: `"none"`.
+    """
+    static_jwks: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+    """
+
+@pulumi.input_type
+class OIDCJoinArgs:
+    def __init__(__self__, *,
+                 allow: pulumi.Input[Optional[Sequence[pulumi.Input['ClaimRuleArgs']]]] = None,
+                 audience: pulumi.Input[Optional[_builtins.str]] = None,
+                 ca_bundle: pulumi.Input[Optional[_builtins.str]] = None,
+                 issuer: pulumi.Input[Optional[_builtins.str]] = None,
+                 max_lifetime: pulumi.Input[Optional[_builtins.str]] = None,
+                 reuse: pulumi.Input[Optional[_builtins.str]] = None,
+                 static_jwks: pulumi.Input[Optional[_builtins.str]] = None):
+        """
+        OIDCJoin(issuer: 'str' = '', audience: 'str' = '', allow: 'list[ClaimRule]' = <factory>, static_jwks: 'str' = '', ca_bundle: 'str' = '', max_lifetime: 'str' = '1h', reuse: 'str' = 'none')
+
+        :param pulumi.Input[Sequence[pulumi.Input['ClaimRuleArgs']]] allow: Claim rules; any one rule admits the joiner.
+        :param pulumi.Input[_builtins.str] audience: The audience the tokens must carry (aud), exactly: choose one for this cluster (and token), never a value other relying parties accept.
+        :param pulumi.Input[_builtins.str] ca_bundle: PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+        :param pulumi.Input[_builtins.str] issuer: The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS.
+        :param pulumi.Input[_builtins.str] max_lifetime: Tokens that live longer than this (exp - iat) are refused. Default: `"1h"`.
+        :param pulumi.Input[_builtins.str] reuse: none: each token joins once (its jti, or its hash, is remembered until it expires); same_address: again only from the address that first used it; lifetime: any number of times until it expires (for issuers that hand out one token for long). Default: `"none"`.
+        :param pulumi.Input[_builtins.str] static_jwks: The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+        """
+        if allow is not None:
+            pulumi.set(__self__, "allow", allow)
+        if audience is not None:
+            pulumi.set(__self__, "audience", audience)
+        if ca_bundle is not None:
+            pulumi.set(__self__, "ca_bundle", ca_bundle)
+        if issuer is not None:
+            pulumi.set(__self__, "issuer", issuer)
+        if max_lifetime is not None:
+            pulumi.set(__self__, "max_lifetime", max_lifetime)
+        if reuse is not None:
+            pulumi.set(__self__, "reuse", reuse)
+        if static_jwks is not None:
+            pulumi.set(__self__, "static_jwks", static_jwks)
+
+    @_builtins.property
+    @pulumi.getter
+    def allow(self) -> pulumi.Input[Optional[Sequence[pulumi.Input['ClaimRuleArgs']]]]:
+        """
+        Claim rules; any one rule admits the joiner.
+        """
+        return pulumi.get(self, "allow")
+
+    @allow.setter
+    def allow(self, value: pulumi.Input[Optional[Sequence[pulumi.Input['ClaimRuleArgs']]]]):
+        pulumi.set(self, "allow", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def audience(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The audience the tokens must carry (aud), exactly: choose one for this cluster (and token), never a value other relying parties accept.
+        """
+        return pulumi.get(self, "audience")
+
+    @audience.setter
+    def audience(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "audience", value)
+
+    @_builtins.property
+    @pulumi.getter(name="caBundle")
+    def ca_bundle(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+        """
+        return pulumi.get(self, "ca_bundle")
+
+    @ca_bundle.setter
+    def ca_bundle(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "ca_bundle", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def issuer(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS.
+        """
+        return pulumi.get(self, "issuer")
+
+    @issuer.setter
+    def issuer(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "issuer", value)
+
+    @_builtins.property
+    @pulumi.getter(name="maxLifetime")
+    def max_lifetime(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        Tokens that live longer than this (exp - iat) are refused. Default: `"1h"`.
+        """
+        return pulumi.get(self, "max_lifetime")
+
+    @max_lifetime.setter
+    def max_lifetime(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "max_lifetime", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def reuse(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        none: each token joins once (its jti, or its hash, is remembered until it expires); same_address: again only from the address that first used it; lifetime: any number of times until it expires (for issuers that hand out one token for long). Default: `"none"`.
+        """
+        return pulumi.get(self, "reuse")
+
+    @reuse.setter
+    def reuse(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "reuse", value)
+
+    @_builtins.property
+    @pulumi.getter(name="staticJwks")
+    def static_jwks(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+        """
+        return pulumi.get(self, "static_jwks")
+
+    @static_jwks.setter
+    def static_jwks(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "static_jwks", value)
 
 
 class RoleConditionsArgsDict(TypedDict):

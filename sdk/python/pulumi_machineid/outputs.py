@@ -19,6 +19,15 @@ __all__ = [
     'BoundKeypair',
     'BoundKeypairOnboarding',
     'BoundKeypairRecovery',
+    'ClaimCondition',
+    'ClaimRule',
+    'GitHubJoin',
+    'GitHubRule',
+    'GitLabJoin',
+    'GitLabRule',
+    'KubernetesJoin',
+    'KubernetesRule',
+    'OIDCJoin',
     'RoleConditions',
     'RoleOptions',
     'Rule',
@@ -193,6 +202,878 @@ class BoundKeypairRecovery(dict):
         standard: joining again after the bot's certificates expired (a recovery) counts against limit; relaxed: recoveries are not counted; insecure: not counted and the join state is not checked either (a copied key pair goes unnoticed). Default: `"standard"`.
         """
         return pulumi.get(self, "mode")
+
+
+@pulumi.output_type
+class ClaimCondition(dict):
+    """
+    One claim's test: exactly one of equals, matches and any_of.
+    """
+    @staticmethod
+    def __key_warning(key: str):
+        suggest = None
+        if key == "anyOf":
+            suggest = "any_of"
+
+        if suggest:
+            pulumi.log.warn(f"Key '{key}' not found in ClaimCondition. Access the value via the '{suggest}' property getter instead.")
+
+    def __getitem__(self, key: str) -> Any:
+        ClaimCondition.__key_warning(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default = None) -> Any:
+        ClaimCondition.__key_warning(key)
+        return super().get(key, default)
+
+    def __init__(__self__, *,
+                 any_of: Optional[Sequence[_builtins.str]] = None,
+                 claim: Optional[_builtins.str] = None,
+                 equals: Optional[_builtins.str] = None,
+                 matches: Optional[_builtins.str] = None):
+        """
+        One claim's test: exactly one of equals, matches and any_of.
+
+        :param Sequence[_builtins.str] any_of: The claim must be one of these.
+        :param _builtins.str claim: The claim, or a dotted path into nested claims.
+        :param _builtins.str equals: The claim must be exactly this.
+        :param _builtins.str matches: The claim must match this glob ('*' and '?').
+        """
+        if any_of is not None:
+            pulumi.set(__self__, "any_of", any_of)
+        if claim is not None:
+            pulumi.set(__self__, "claim", claim)
+        if equals is not None:
+            pulumi.set(__self__, "equals", equals)
+        if matches is not None:
+            pulumi.set(__self__, "matches", matches)
+
+    @_builtins.property
+    @pulumi.getter(name="anyOf")
+    def any_of(self) -> Optional[Sequence[_builtins.str]]:
+        """
+        The claim must be one of these.
+        """
+        return pulumi.get(self, "any_of")
+
+    @_builtins.property
+    @pulumi.getter
+    def claim(self) -> Optional[_builtins.str]:
+        """
+        The claim, or a dotted path into nested claims.
+        """
+        return pulumi.get(self, "claim")
+
+    @_builtins.property
+    @pulumi.getter
+    def equals(self) -> Optional[_builtins.str]:
+        """
+        The claim must be exactly this.
+        """
+        return pulumi.get(self, "equals")
+
+    @_builtins.property
+    @pulumi.getter
+    def matches(self) -> Optional[_builtins.str]:
+        """
+        The claim must match this glob ('*' and '?').
+        """
+        return pulumi.get(self, "matches")
+
+
+@pulumi.output_type
+class ClaimRule(dict):
+    """
+    ClaimRule(conditions: 'list[ClaimCondition]' = <factory>)
+    """
+    def __init__(__self__, *,
+                 conditions: Optional[Sequence['outputs.ClaimCondition']] = None):
+        """
+        ClaimRule(conditions: 'list[ClaimCondition]' = <factory>)
+
+        :param Sequence['ClaimCondition'] conditions: Every condition must hold for the rule to admit the joiner.
+        """
+        if conditions is not None:
+            pulumi.set(__self__, "conditions", conditions)
+
+    @_builtins.property
+    @pulumi.getter
+    def conditions(self) -> Optional[Sequence['outputs.ClaimCondition']]:
+        """
+        Every condition must hold for the rule to admit the joiner.
+        """
+        return pulumi.get(self, "conditions")
+
+
+@pulumi.output_type
+class GitHubJoin(dict):
+    """
+    GitHubJoin(allow: 'list[GitHubRule]' = <factory>, issuer: 'str' = 'https://token.actions.githubusercontent.com', audience: 'str' = '', static_jwks: 'str' = '', ca_bundle: 'str' = '', max_lifetime: 'str' = '15m')
+    """
+    @staticmethod
+    def __key_warning(key: str):
+        suggest = None
+        if key == "caBundle":
+            suggest = "ca_bundle"
+        elif key == "maxLifetime":
+            suggest = "max_lifetime"
+        elif key == "staticJwks":
+            suggest = "static_jwks"
+
+        if suggest:
+            pulumi.log.warn(f"Key '{key}' not found in GitHubJoin. Access the value via the '{suggest}' property getter instead.")
+
+    def __getitem__(self, key: str) -> Any:
+        GitHubJoin.__key_warning(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default = None) -> Any:
+        GitHubJoin.__key_warning(key)
+        return super().get(key, default)
+
+    def __init__(__self__, *,
+                 allow: Optional[Sequence['outputs.GitHubRule']] = None,
+                 audience: Optional[_builtins.str] = None,
+                 ca_bundle: Optional[_builtins.str] = None,
+                 issuer: Optional[_builtins.str] = None,
+                 max_lifetime: Optional[_builtins.str] = None,
+                 static_jwks: Optional[_builtins.str] = None):
+        """
+        GitHubJoin(allow: 'list[GitHubRule]' = <factory>, issuer: 'str' = 'https://token.actions.githubusercontent.com', audience: 'str' = '', static_jwks: 'str' = '', ca_bundle: 'str' = '', max_lifetime: 'str' = '15m')
+
+        :param Sequence['GitHubRule'] allow: Workflows allowed to join; any one rule admits.
+        :param _builtins.str audience: The audience the tokens must carry (aud); empty means the cluster's name. The agent asks GitHub for a token with this audience.
+        :param _builtins.str ca_bundle: PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+        :param _builtins.str issuer: The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://token.actions.githubusercontent.com). Set it for GitHub Enterprise Server (https://HOST/_services/token). Default: `"https://token.actions.githubusercontent.com"`.
+        :param _builtins.str max_lifetime: Tokens that live longer than this (exp - iat) are refused; GitHub's live 5 minutes. Default: `"15m"`.
+        :param _builtins.str static_jwks: The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+        """
+        if allow is not None:
+            pulumi.set(__self__, "allow", allow)
+        if audience is not None:
+            pulumi.set(__self__, "audience", audience)
+        if ca_bundle is not None:
+            pulumi.set(__self__, "ca_bundle", ca_bundle)
+        if issuer is not None:
+            pulumi.set(__self__, "issuer", issuer)
+        if max_lifetime is not None:
+            pulumi.set(__self__, "max_lifetime", max_lifetime)
+        if static_jwks is not None:
+            pulumi.set(__self__, "static_jwks", static_jwks)
+
+    @_builtins.property
+    @pulumi.getter
+    def allow(self) -> Optional[Sequence['outputs.GitHubRule']]:
+        """
+        Workflows allowed to join; any one rule admits.
+        """
+        return pulumi.get(self, "allow")
+
+    @_builtins.property
+    @pulumi.getter
+    def audience(self) -> Optional[_builtins.str]:
+        """
+        The audience the tokens must carry (aud); empty means the cluster's name. The agent asks GitHub for a token with this audience.
+        """
+        return pulumi.get(self, "audience")
+
+    @_builtins.property
+    @pulumi.getter(name="caBundle")
+    def ca_bundle(self) -> Optional[_builtins.str]:
+        """
+        PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+        """
+        return pulumi.get(self, "ca_bundle")
+
+    @_builtins.property
+    @pulumi.getter
+    def issuer(self) -> Optional[_builtins.str]:
+        """
+        The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://token.actions.githubusercontent.com). Set it for GitHub Enterprise Server (https://HOST/_services/token). Default: `"https://token.actions.githubusercontent.com"`.
+        """
+        return pulumi.get(self, "issuer")
+
+    @_builtins.property
+    @pulumi.getter(name="maxLifetime")
+    def max_lifetime(self) -> Optional[_builtins.str]:
+        """
+        Tokens that live longer than this (exp - iat) are refused; GitHub's live 5 minutes. Default: `"15m"`.
+        """
+        return pulumi.get(self, "max_lifetime")
+
+    @_builtins.property
+    @pulumi.getter(name="staticJwks")
+    def static_jwks(self) -> Optional[_builtins.str]:
+        """
+        The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+        """
+        return pulumi.get(self, "static_jwks")
+
+
+@pulumi.output_type
+class GitHubRule(dict):
+    """
+    GitHubRule(sub: 'str' = '', repository: 'str' = '', repository_owner: 'str' = '', workflow: 'str' = '', environment: 'str' = '', actor: 'str' = '', ref: 'str' = '', ref_type: 'str' = '')
+    """
+    @staticmethod
+    def __key_warning(key: str):
+        suggest = None
+        if key == "refType":
+            suggest = "ref_type"
+        elif key == "repositoryOwner":
+            suggest = "repository_owner"
+
+        if suggest:
+            pulumi.log.warn(f"Key '{key}' not found in GitHubRule. Access the value via the '{suggest}' property getter instead.")
+
+    def __getitem__(self, key: str) -> Any:
+        GitHubRule.__key_warning(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default = None) -> Any:
+        GitHubRule.__key_warning(key)
+        return super().get(key, default)
+
+    def __init__(__self__, *,
+                 actor: Optional[_builtins.str] = None,
+                 environment: Optional[_builtins.str] = None,
+                 ref: Optional[_builtins.str] = None,
+                 ref_type: Optional[_builtins.str] = None,
+                 repository: Optional[_builtins.str] = None,
+                 repository_owner: Optional[_builtins.str] = None,
+                 sub: Optional[_builtins.str] = None,
+                 workflow: Optional[_builtins.str] = None):
+        """
+        GitHubRule(sub: 'str' = '', repository: 'str' = '', repository_owner: 'str' = '', workflow: 'str' = '', environment: 'str' = '', actor: 'str' = '', ref: 'str' = '', ref_type: 'str' = '')
+
+        :param _builtins.str actor: The user who triggered the run ('*' and '?' globs; empty means any)
+        :param _builtins.str environment: The deployment environment of the job ('*' and '?' globs; empty means any)
+        :param _builtins.str ref: The git ref, e.g. refs/heads/main or refs/tags/v* ('*' and '?' globs; empty means any)
+        :param _builtins.str ref_type: branch or tag (exact; empty means any)
+        :param _builtins.str repository: owner/name of the repository the workflow runs in ('*' and '?' globs; empty means any)
+        :param _builtins.str repository_owner: The organisation or user that owns the repository ('*' and '?' globs; empty means any)
+        :param _builtins.str sub: The token's subject, e.g. repo:acme/app:ref:refs/heads/main ('*' and '?' globs; empty means any)
+        :param _builtins.str workflow: The workflow's name ('*' and '?' globs; empty means any)
+        """
+        if actor is not None:
+            pulumi.set(__self__, "actor", actor)
+        if environment is not None:
+            pulumi.set(__self__, "environment", environment)
+        if ref is not None:
+            pulumi.set(__self__, "ref", ref)
+        if ref_type is not None:
+            pulumi.set(__self__, "ref_type", ref_type)
+        if repository is not None:
+            pulumi.set(__self__, "repository", repository)
+        if repository_owner is not None:
+            pulumi.set(__self__, "repository_owner", repository_owner)
+        if sub is not None:
+            pulumi.set(__self__, "sub", sub)
+        if workflow is not None:
+            pulumi.set(__self__, "workflow", workflow)
+
+    @_builtins.property
+    @pulumi.getter
+    def actor(self) -> Optional[_builtins.str]:
+        """
+        The user who triggered the run ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "actor")
+
+    @_builtins.property
+    @pulumi.getter
+    def environment(self) -> Optional[_builtins.str]:
+        """
+        The deployment environment of the job ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "environment")
+
+    @_builtins.property
+    @pulumi.getter
+    def ref(self) -> Optional[_builtins.str]:
+        """
+        The git ref, e.g. refs/heads/main or refs/tags/v* ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "ref")
+
+    @_builtins.property
+    @pulumi.getter(name="refType")
+    def ref_type(self) -> Optional[_builtins.str]:
+        """
+        branch or tag (exact; empty means any)
+        """
+        return pulumi.get(self, "ref_type")
+
+    @_builtins.property
+    @pulumi.getter
+    def repository(self) -> Optional[_builtins.str]:
+        """
+        owner/name of the repository the workflow runs in ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "repository")
+
+    @_builtins.property
+    @pulumi.getter(name="repositoryOwner")
+    def repository_owner(self) -> Optional[_builtins.str]:
+        """
+        The organisation or user that owns the repository ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "repository_owner")
+
+    @_builtins.property
+    @pulumi.getter
+    def sub(self) -> Optional[_builtins.str]:
+        """
+        The token's subject, e.g. repo:acme/app:ref:refs/heads/main ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "sub")
+
+    @_builtins.property
+    @pulumi.getter
+    def workflow(self) -> Optional[_builtins.str]:
+        """
+        The workflow's name ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "workflow")
+
+
+@pulumi.output_type
+class GitLabJoin(dict):
+    """
+    GitLabJoin(allow: 'list[GitLabRule]' = <factory>, issuer: 'str' = 'https://gitlab.com', audience: 'str' = '', static_jwks: 'str' = '', ca_bundle: 'str' = '', max_lifetime: 'str' = '2h', reuse: 'str' = 'same_address')
+    """
+    @staticmethod
+    def __key_warning(key: str):
+        suggest = None
+        if key == "caBundle":
+            suggest = "ca_bundle"
+        elif key == "maxLifetime":
+            suggest = "max_lifetime"
+        elif key == "staticJwks":
+            suggest = "static_jwks"
+
+        if suggest:
+            pulumi.log.warn(f"Key '{key}' not found in GitLabJoin. Access the value via the '{suggest}' property getter instead.")
+
+    def __getitem__(self, key: str) -> Any:
+        GitLabJoin.__key_warning(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default = None) -> Any:
+        GitLabJoin.__key_warning(key)
+        return super().get(key, default)
+
+    def __init__(__self__, *,
+                 allow: Optional[Sequence['outputs.GitLabRule']] = None,
+                 audience: Optional[_builtins.str] = None,
+                 ca_bundle: Optional[_builtins.str] = None,
+                 issuer: Optional[_builtins.str] = None,
+                 max_lifetime: Optional[_builtins.str] = None,
+                 reuse: Optional[_builtins.str] = None,
+                 static_jwks: Optional[_builtins.str] = None):
+        """
+        GitLabJoin(allow: 'list[GitLabRule]' = <factory>, issuer: 'str' = 'https://gitlab.com', audience: 'str' = '', static_jwks: 'str' = '', ca_bundle: 'str' = '', max_lifetime: 'str' = '2h', reuse: 'str' = 'same_address')
+
+        :param Sequence['GitLabRule'] allow: Pipelines allowed to join; any one rule admits.
+        :param _builtins.str audience: The audience the tokens must carry (aud); empty means the cluster's name. The job's id_tokens entry must set the same aud.
+        :param _builtins.str ca_bundle: PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+        :param _builtins.str issuer: The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://gitlab.com). Set it for a self-managed instance. Default: `"https://gitlab.com"`.
+        :param _builtins.str max_lifetime: Tokens that live longer than this (exp - iat) are refused; GitLab's live as long as the job's timeout. Default: `"2h"`.
+        :param _builtins.str reuse: GitLab hands a job one ID token, and one job may join several times (a tofu apply starts the provider more than once). same_address: the token may join again, within its lifetime, only from the address that first used it (a copy replayed from elsewhere is refused); none: it joins once. Default: `"same_address"`.
+        :param _builtins.str static_jwks: The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+        """
+        if allow is not None:
+            pulumi.set(__self__, "allow", allow)
+        if audience is not None:
+            pulumi.set(__self__, "audience", audience)
+        if ca_bundle is not None:
+            pulumi.set(__self__, "ca_bundle", ca_bundle)
+        if issuer is not None:
+            pulumi.set(__self__, "issuer", issuer)
+        if max_lifetime is not None:
+            pulumi.set(__self__, "max_lifetime", max_lifetime)
+        if reuse is not None:
+            pulumi.set(__self__, "reuse", reuse)
+        if static_jwks is not None:
+            pulumi.set(__self__, "static_jwks", static_jwks)
+
+    @_builtins.property
+    @pulumi.getter
+    def allow(self) -> Optional[Sequence['outputs.GitLabRule']]:
+        """
+        Pipelines allowed to join; any one rule admits.
+        """
+        return pulumi.get(self, "allow")
+
+    @_builtins.property
+    @pulumi.getter
+    def audience(self) -> Optional[_builtins.str]:
+        """
+        The audience the tokens must carry (aud); empty means the cluster's name. The job's id_tokens entry must set the same aud.
+        """
+        return pulumi.get(self, "audience")
+
+    @_builtins.property
+    @pulumi.getter(name="caBundle")
+    def ca_bundle(self) -> Optional[_builtins.str]:
+        """
+        PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+        """
+        return pulumi.get(self, "ca_bundle")
+
+    @_builtins.property
+    @pulumi.getter
+    def issuer(self) -> Optional[_builtins.str]:
+        """
+        The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS (default https://gitlab.com). Set it for a self-managed instance. Default: `"https://gitlab.com"`.
+        """
+        return pulumi.get(self, "issuer")
+
+    @_builtins.property
+    @pulumi.getter(name="maxLifetime")
+    def max_lifetime(self) -> Optional[_builtins.str]:
+        """
+        Tokens that live longer than this (exp - iat) are refused; GitLab's live as long as the job's timeout. Default: `"2h"`.
+        """
+        return pulumi.get(self, "max_lifetime")
+
+    @_builtins.property
+    @pulumi.getter
+    def reuse(self) -> Optional[_builtins.str]:
+        """
+        GitLab hands a job one ID token, and one job may join several times (a tofu apply starts the provider more than once). same_address: the token may join again, within its lifetime, only from the address that first used it (a copy replayed from elsewhere is refused); none: it joins once. Default: `"same_address"`.
+        """
+        return pulumi.get(self, "reuse")
+
+    @_builtins.property
+    @pulumi.getter(name="staticJwks")
+    def static_jwks(self) -> Optional[_builtins.str]:
+        """
+        The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+        """
+        return pulumi.get(self, "static_jwks")
+
+
+@pulumi.output_type
+class GitLabRule(dict):
+    """
+    GitLabRule(project_path: 'str' = '', namespace_path: 'str' = '', ref: 'str' = '', sub: 'str' = '', pipeline_source: 'str' = '', environment: 'str' = '', ref_type: 'str' = '', ref_protected: 'str' = '', environment_protected: 'str' = '', deployment_tier: 'str' = '')
+    """
+    @staticmethod
+    def __key_warning(key: str):
+        suggest = None
+        if key == "deploymentTier":
+            suggest = "deployment_tier"
+        elif key == "environmentProtected":
+            suggest = "environment_protected"
+        elif key == "namespacePath":
+            suggest = "namespace_path"
+        elif key == "pipelineSource":
+            suggest = "pipeline_source"
+        elif key == "projectPath":
+            suggest = "project_path"
+        elif key == "refProtected":
+            suggest = "ref_protected"
+        elif key == "refType":
+            suggest = "ref_type"
+
+        if suggest:
+            pulumi.log.warn(f"Key '{key}' not found in GitLabRule. Access the value via the '{suggest}' property getter instead.")
+
+    def __getitem__(self, key: str) -> Any:
+        GitLabRule.__key_warning(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default = None) -> Any:
+        GitLabRule.__key_warning(key)
+        return super().get(key, default)
+
+    def __init__(__self__, *,
+                 deployment_tier: Optional[_builtins.str] = None,
+                 environment: Optional[_builtins.str] = None,
+                 environment_protected: Optional[_builtins.str] = None,
+                 namespace_path: Optional[_builtins.str] = None,
+                 pipeline_source: Optional[_builtins.str] = None,
+                 project_path: Optional[_builtins.str] = None,
+                 ref: Optional[_builtins.str] = None,
+                 ref_protected: Optional[_builtins.str] = None,
+                 ref_type: Optional[_builtins.str] = None,
+                 sub: Optional[_builtins.str] = None):
+        """
+        GitLabRule(project_path: 'str' = '', namespace_path: 'str' = '', ref: 'str' = '', sub: 'str' = '', pipeline_source: 'str' = '', environment: 'str' = '', ref_type: 'str' = '', ref_protected: 'str' = '', environment_protected: 'str' = '', deployment_tier: 'str' = '')
+
+        :param _builtins.str deployment_tier: production, staging, testing, development or other (exact; empty means any)
+        :param _builtins.str environment: The job's environment (exact; empty means any)
+        :param _builtins.str environment_protected: "true" or "false": whether the environment is protected (exact; empty means any)
+        :param _builtins.str namespace_path: The group or user namespace of the project ('*' and '?' globs; empty means any)
+        :param _builtins.str pipeline_source: What started the pipeline: push, schedule, merge_request_event, ... (exact; empty means any)
+        :param _builtins.str project_path: group/project of the pipeline ('*' and '?' globs; empty means any)
+        :param _builtins.str ref: The branch or tag name ('*' and '?' globs; empty means any)
+        :param _builtins.str ref_protected: "true" or "false": whether the ref is protected (exact; empty means any)
+        :param _builtins.str ref_type: branch or tag (exact; empty means any)
+        :param _builtins.str sub: The token's subject, e.g. project_path:acme/app:ref_type:branch:ref:main ('*' and '?' globs; empty means any)
+        """
+        if deployment_tier is not None:
+            pulumi.set(__self__, "deployment_tier", deployment_tier)
+        if environment is not None:
+            pulumi.set(__self__, "environment", environment)
+        if environment_protected is not None:
+            pulumi.set(__self__, "environment_protected", environment_protected)
+        if namespace_path is not None:
+            pulumi.set(__self__, "namespace_path", namespace_path)
+        if pipeline_source is not None:
+            pulumi.set(__self__, "pipeline_source", pipeline_source)
+        if project_path is not None:
+            pulumi.set(__self__, "project_path", project_path)
+        if ref is not None:
+            pulumi.set(__self__, "ref", ref)
+        if ref_protected is not None:
+            pulumi.set(__self__, "ref_protected", ref_protected)
+        if ref_type is not None:
+            pulumi.set(__self__, "ref_type", ref_type)
+        if sub is not None:
+            pulumi.set(__self__, "sub", sub)
+
+    @_builtins.property
+    @pulumi.getter(name="deploymentTier")
+    def deployment_tier(self) -> Optional[_builtins.str]:
+        """
+        production, staging, testing, development or other (exact; empty means any)
+        """
+        return pulumi.get(self, "deployment_tier")
+
+    @_builtins.property
+    @pulumi.getter
+    def environment(self) -> Optional[_builtins.str]:
+        """
+        The job's environment (exact; empty means any)
+        """
+        return pulumi.get(self, "environment")
+
+    @_builtins.property
+    @pulumi.getter(name="environmentProtected")
+    def environment_protected(self) -> Optional[_builtins.str]:
+        """
+        "true" or "false": whether the environment is protected (exact; empty means any)
+        """
+        return pulumi.get(self, "environment_protected")
+
+    @_builtins.property
+    @pulumi.getter(name="namespacePath")
+    def namespace_path(self) -> Optional[_builtins.str]:
+        """
+        The group or user namespace of the project ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "namespace_path")
+
+    @_builtins.property
+    @pulumi.getter(name="pipelineSource")
+    def pipeline_source(self) -> Optional[_builtins.str]:
+        """
+        What started the pipeline: push, schedule, merge_request_event, ... (exact; empty means any)
+        """
+        return pulumi.get(self, "pipeline_source")
+
+    @_builtins.property
+    @pulumi.getter(name="projectPath")
+    def project_path(self) -> Optional[_builtins.str]:
+        """
+        group/project of the pipeline ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "project_path")
+
+    @_builtins.property
+    @pulumi.getter
+    def ref(self) -> Optional[_builtins.str]:
+        """
+        The branch or tag name ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "ref")
+
+    @_builtins.property
+    @pulumi.getter(name="refProtected")
+    def ref_protected(self) -> Optional[_builtins.str]:
+        """
+        "true" or "false": whether the ref is protected (exact; empty means any)
+        """
+        return pulumi.get(self, "ref_protected")
+
+    @_builtins.property
+    @pulumi.getter(name="refType")
+    def ref_type(self) -> Optional[_builtins.str]:
+        """
+        branch or tag (exact; empty means any)
+        """
+        return pulumi.get(self, "ref_type")
+
+    @_builtins.property
+    @pulumi.getter
+    def sub(self) -> Optional[_builtins.str]:
+        """
+        The token's subject, e.g. project_path:acme/app:ref_type:branch:ref:main ('*' and '?' globs; empty means any)
+        """
+        return pulumi.get(self, "sub")
+
+
+@pulumi.output_type
+class KubernetesJoin(dict):
+    """
+    KubernetesJoin(type: 'str' = 'static_jwks', allow: 'list[KubernetesRule]' = <factory>, issuer: 'str' = '', audience: 'str' = '', static_jwks: 'str' = '', ca_bundle: 'str' = '')
+    """
+    @staticmethod
+    def __key_warning(key: str):
+        suggest = None
+        if key == "caBundle":
+            suggest = "ca_bundle"
+        elif key == "staticJwks":
+            suggest = "static_jwks"
+
+        if suggest:
+            pulumi.log.warn(f"Key '{key}' not found in KubernetesJoin. Access the value via the '{suggest}' property getter instead.")
+
+    def __getitem__(self, key: str) -> Any:
+        KubernetesJoin.__key_warning(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default = None) -> Any:
+        KubernetesJoin.__key_warning(key)
+        return super().get(key, default)
+
+    def __init__(__self__, *,
+                 allow: Optional[Sequence['outputs.KubernetesRule']] = None,
+                 audience: Optional[_builtins.str] = None,
+                 ca_bundle: Optional[_builtins.str] = None,
+                 issuer: Optional[_builtins.str] = None,
+                 static_jwks: Optional[_builtins.str] = None,
+                 type: Optional[_builtins.str] = None):
+        """
+        KubernetesJoin(type: 'str' = 'static_jwks', allow: 'list[KubernetesRule]' = <factory>, issuer: 'str' = '', audience: 'str' = '', static_jwks: 'str' = '', ca_bundle: 'str' = '')
+
+        :param Sequence['KubernetesRule'] allow: Service accounts allowed to join.
+        :param _builtins.str audience: The audience the tokens must carry (aud); empty means the cluster's name. Project the token with this audience.
+        :param _builtins.str ca_bundle: PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+        :param _builtins.str issuer: The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS. For type oidc.
+        :param _builtins.str static_jwks: The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach. For type static_jwks (kubectl get --raw /openid/v1/jwks).
+        :param _builtins.str type: static_jwks: verify with the cluster's service-account keys pasted in static_jwks (no network call: works air-gapped); oidc: fetch them from the Kubernetes cluster's OIDC issuer (EKS, GKE, AKS). Default: `"static_jwks"`.
+        """
+        if allow is not None:
+            pulumi.set(__self__, "allow", allow)
+        if audience is not None:
+            pulumi.set(__self__, "audience", audience)
+        if ca_bundle is not None:
+            pulumi.set(__self__, "ca_bundle", ca_bundle)
+        if issuer is not None:
+            pulumi.set(__self__, "issuer", issuer)
+        if static_jwks is not None:
+            pulumi.set(__self__, "static_jwks", static_jwks)
+        if type is not None:
+            pulumi.set(__self__, "type", type)
+
+    @_builtins.property
+    @pulumi.getter
+    def allow(self) -> Optional[Sequence['outputs.KubernetesRule']]:
+        """
+        Service accounts allowed to join.
+        """
+        return pulumi.get(self, "allow")
+
+    @_builtins.property
+    @pulumi.getter
+    def audience(self) -> Optional[_builtins.str]:
+        """
+        The audience the tokens must carry (aud); empty means the cluster's name. Project the token with this audience.
+        """
+        return pulumi.get(self, "audience")
+
+    @_builtins.property
+    @pulumi.getter(name="caBundle")
+    def ca_bundle(self) -> Optional[_builtins.str]:
+        """
+        PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+        """
+        return pulumi.get(self, "ca_bundle")
+
+    @_builtins.property
+    @pulumi.getter
+    def issuer(self) -> Optional[_builtins.str]:
+        """
+        The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS. For type oidc.
+        """
+        return pulumi.get(self, "issuer")
+
+    @_builtins.property
+    @pulumi.getter(name="staticJwks")
+    def static_jwks(self) -> Optional[_builtins.str]:
+        """
+        The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach. For type static_jwks (kubectl get --raw /openid/v1/jwks).
+        """
+        return pulumi.get(self, "static_jwks")
+
+    @_builtins.property
+    @pulumi.getter
+    def type(self) -> Optional[_builtins.str]:
+        """
+        static_jwks: verify with the cluster's service-account keys pasted in static_jwks (no network call: works air-gapped); oidc: fetch them from the Kubernetes cluster's OIDC issuer (EKS, GKE, AKS). Default: `"static_jwks"`.
+        """
+        return pulumi.get(self, "type")
+
+
+@pulumi.output_type
+class KubernetesRule(dict):
+    """
+    KubernetesRule(service_account: 'str' = '')
+    """
+    @staticmethod
+    def __key_warning(key: str):
+        suggest = None
+        if key == "serviceAccount":
+            suggest = "service_account"
+
+        if suggest:
+            pulumi.log.warn(f"Key '{key}' not found in KubernetesRule. Access the value via the '{suggest}' property getter instead.")
+
+    def __getitem__(self, key: str) -> Any:
+        KubernetesRule.__key_warning(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default = None) -> Any:
+        KubernetesRule.__key_warning(key)
+        return super().get(key, default)
+
+    def __init__(__self__, *,
+                 service_account: Optional[_builtins.str] = None):
+        """
+        KubernetesRule(service_account: 'str' = '')
+
+        :param _builtins.str service_account: The pod's service account, as namespace:name.
+        """
+        if service_account is not None:
+            pulumi.set(__self__, "service_account", service_account)
+
+    @_builtins.property
+    @pulumi.getter(name="serviceAccount")
+    def service_account(self) -> Optional[_builtins.str]:
+        """
+        The pod's service account, as namespace:name.
+        """
+        return pulumi.get(self, "service_account")
+
+
+@pulumi.output_type
+class OIDCJoin(dict):
+    """
+    OIDCJoin(issuer: 'str' = '', audience: 'str' = '', allow: 'list[ClaimRule]' = <factory>, static_jwks: 'str' = '', ca_bundle: 'str' = '', max_lifetime: 'str' = '1h', reuse: 'str' = 'none')
+    """
+    @staticmethod
+    def __key_warning(key: str):
+        suggest = None
+        if key == "caBundle":
+            suggest = "ca_bundle"
+        elif key == "maxLifetime":
+            suggest = "max_lifetime"
+        elif key == "staticJwks":
+            suggest = "static_jwks"
+
+        if suggest:
+            pulumi.log.warn(f"Key '{key}' not found in OIDCJoin. Access the value via the '{suggest}' property getter instead.")
+
+    def __getitem__(self, key: str) -> Any:
+        OIDCJoin.__key_warning(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default = None) -> Any:
+        OIDCJoin.__key_warning(key)
+        return super().get(key, default)
+
+    def __init__(__self__, *,
+                 allow: Optional[Sequence['outputs.ClaimRule']] = None,
+                 audience: Optional[_builtins.str] = None,
+                 ca_bundle: Optional[_builtins.str] = None,
+                 issuer: Optional[_builtins.str] = None,
+                 max_lifetime: Optional[_builtins.str] = None,
+                 reuse: Optional[_builtins.str] = None,
+                 static_jwks: Optional[_builtins.str] = None):
+        """
+        OIDCJoin(issuer: 'str' = '', audience: 'str' = '', allow: 'list[ClaimRule]' = <factory>, static_jwks: 'str' = '', ca_bundle: 'str' = '', max_lifetime: 'str' = '1h', reuse: 'str' = 'none')
+
+        :param Sequence['ClaimRule'] allow: Claim rules; any one rule admits the joiner.
+        :param _builtins.str audience: The audience the tokens must carry (aud), exactly: choose one for this cluster (and token), never a value other relying parties accept.
+        :param _builtins.str ca_bundle: PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+        :param _builtins.str issuer: The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS.
+        :param _builtins.str max_lifetime: Tokens that live longer than this (exp - iat) are refused. Default: `"1h"`.
+        :param _builtins.str reuse: none: each token joins once (its jti, or its hash, is remembered until it expires); same_address: again only from the address that first used it; lifetime: any number of times until it expires (for issuers that hand out one token for long). Default: `"none"`.
+        :param _builtins.str static_jwks: The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+        """
+        if allow is not None:
+            pulumi.set(__self__, "allow", allow)
+        if audience is not None:
+            pulumi.set(__self__, "audience", audience)
+        if ca_bundle is not None:
+            pulumi.set(__self__, "ca_bundle", ca_bundle)
+        if issuer is not None:
+            pulumi.set(__self__, "issuer", issuer)
+        if max_lifetime is not None:
+            pulumi.set(__self__, "max_lifetime", max_lifetime)
+        if reuse is not None:
+            pulumi.set(__self__, "reuse", reuse)
+        if static_jwks is not None:
+            pulumi.set(__self__, "static_jwks", static_jwks)
+
+    @_builtins.property
+    @pulumi.getter
+    def allow(self) -> Optional[Sequence['outputs.ClaimRule']]:
+        """
+        Claim rules; any one rule admits the joiner.
+        """
+        return pulumi.get(self, "allow")
+
+    @_builtins.property
+    @pulumi.getter
+    def audience(self) -> Optional[_builtins.str]:
+        """
+        The audience the tokens must carry (aud), exactly: choose one for this cluster (and token), never a value other relying parties accept.
+        """
+        return pulumi.get(self, "audience")
+
+    @_builtins.property
+    @pulumi.getter(name="caBundle")
+    def ca_bundle(self) -> Optional[_builtins.str]:
+        """
+        PEM CA certificates the issuer's HTTPS certificate is checked against, instead of the system's.
+        """
+        return pulumi.get(self, "ca_bundle")
+
+    @_builtins.property
+    @pulumi.getter
+    def issuer(self) -> Optional[_builtins.str]:
+        """
+        The issuer, exactly as its tokens' iss claim names it; the cluster fetches its keys from ISSUER/.well-known/openid-configuration over HTTPS.
+        """
+        return pulumi.get(self, "issuer")
+
+    @_builtins.property
+    @pulumi.getter(name="maxLifetime")
+    def max_lifetime(self) -> Optional[_builtins.str]:
+        """
+        Tokens that live longer than this (exp - iat) are refused. Default: `"1h"`.
+        """
+        return pulumi.get(self, "max_lifetime")
+
+    @_builtins.property
+    @pulumi.getter
+    def reuse(self) -> Optional[_builtins.str]:
+        """
+        none: each token joins once (its jti, or its hash, is remembered until it expires); same_address: again only from the address that first used it; lifetime: any number of times until it expires (for issuers that hand out one token for long). Default: `"none"`.
+        """
+        return pulumi.get(self, "reuse")
+
+    @_builtins.property
+    @pulumi.getter(name="staticJwks")
+    def static_jwks(self) -> Optional[_builtins.str]:
+        """
+        The issuer's public keys, pasted (a JSON Web Key Set): the cluster then verifies tokens with these and makes no network call, for issuers it cannot reach.
+        """
+        return pulumi.get(self, "static_jwks")
 
 
 @pulumi.output_type

@@ -26,9 +26,13 @@ class ProvisionTokenArgs:
                  bound_keypair: pulumi.Input[Optional['BoundKeypairArgs']] = None,
                  description: pulumi.Input[Optional[_builtins.str]] = None,
                  expires: pulumi.Input[Optional[_builtins.str]] = None,
+                 github: pulumi.Input[Optional['GitHubJoinArgs']] = None,
+                 gitlab: pulumi.Input[Optional['GitLabJoinArgs']] = None,
                  join_method: pulumi.Input[Optional[_builtins.str]] = None,
+                 kubernetes: pulumi.Input[Optional['KubernetesJoinArgs']] = None,
                  labels: pulumi.Input[Optional[Mapping[str, pulumi.Input[_builtins.str]]]] = None,
                  name: pulumi.Input[Optional[_builtins.str]] = None,
+                 oidc: pulumi.Input[Optional['OIDCJoinArgs']] = None,
                  roles: pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]] = None,
                  ttl: pulumi.Input[Optional[_builtins.str]] = None):
         """
@@ -39,9 +43,13 @@ class ProvisionTokenArgs:
         :param pulumi.Input['BoundKeypairArgs'] bound_keypair: For bound_keypair: the bot's key, recovery and rotation settings.
         :param pulumi.Input[_builtins.str] description: Free-form description.
         :param pulumi.Input[_builtins.str] expires: When the object stops being valid; unset means never.
-        :param pulumi.Input[_builtins.str] join_method: token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
+        :param pulumi.Input['GitHubJoinArgs'] github: For github: the GitHub Actions workflows allowed to join.
+        :param pulumi.Input['GitLabJoinArgs'] gitlab: For gitlab: the GitLab CI pipelines allowed to join.
+        :param pulumi.Input[_builtins.str] join_method: token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key; github, gitlab, kubernetes, oidc: the joiner presents an ID token its platform issued, checked against the block of the same name (all but token are reusable, and their names are not secret). Default: `"token"`.
+        :param pulumi.Input['KubernetesJoinArgs'] kubernetes: For kubernetes: the service accounts allowed to join.
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels (key -> value).
         :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+        :param pulumi.Input['OIDCJoinArgs'] oidc: For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
         :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] roles: System roles the token grants; only Bot is supported. Default: `["Bot"]`.
         :param pulumi.Input[_builtins.str] ttl: Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
         """
@@ -55,12 +63,20 @@ class ProvisionTokenArgs:
             pulumi.set(__self__, "description", description)
         if expires is not None:
             pulumi.set(__self__, "expires", expires)
+        if github is not None:
+            pulumi.set(__self__, "github", github)
+        if gitlab is not None:
+            pulumi.set(__self__, "gitlab", gitlab)
         if join_method is not None:
             pulumi.set(__self__, "join_method", join_method)
+        if kubernetes is not None:
+            pulumi.set(__self__, "kubernetes", kubernetes)
         if labels is not None:
             pulumi.set(__self__, "labels", labels)
         if name is not None:
             pulumi.set(__self__, "name", name)
+        if oidc is not None:
+            pulumi.set(__self__, "oidc", oidc)
         if roles is not None:
             pulumi.set(__self__, "roles", roles)
         if ttl is not None:
@@ -127,16 +143,52 @@ class ProvisionTokenArgs:
         pulumi.set(self, "expires", value)
 
     @_builtins.property
+    @pulumi.getter
+    def github(self) -> pulumi.Input[Optional['GitHubJoinArgs']]:
+        """
+        For github: the GitHub Actions workflows allowed to join.
+        """
+        return pulumi.get(self, "github")
+
+    @github.setter
+    def github(self, value: pulumi.Input[Optional['GitHubJoinArgs']]):
+        pulumi.set(self, "github", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def gitlab(self) -> pulumi.Input[Optional['GitLabJoinArgs']]:
+        """
+        For gitlab: the GitLab CI pipelines allowed to join.
+        """
+        return pulumi.get(self, "gitlab")
+
+    @gitlab.setter
+    def gitlab(self, value: pulumi.Input[Optional['GitLabJoinArgs']]):
+        pulumi.set(self, "gitlab", value)
+
+    @_builtins.property
     @pulumi.getter(name="joinMethod")
     def join_method(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
-        token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
+        token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key; github, gitlab, kubernetes, oidc: the joiner presents an ID token its platform issued, checked against the block of the same name (all but token are reusable, and their names are not secret). Default: `"token"`.
         """
         return pulumi.get(self, "join_method")
 
     @join_method.setter
     def join_method(self, value: pulumi.Input[Optional[_builtins.str]]):
         pulumi.set(self, "join_method", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def kubernetes(self) -> pulumi.Input[Optional['KubernetesJoinArgs']]:
+        """
+        For kubernetes: the service accounts allowed to join.
+        """
+        return pulumi.get(self, "kubernetes")
+
+    @kubernetes.setter
+    def kubernetes(self, value: pulumi.Input[Optional['KubernetesJoinArgs']]):
+        pulumi.set(self, "kubernetes", value)
 
     @_builtins.property
     @pulumi.getter
@@ -161,6 +213,18 @@ class ProvisionTokenArgs:
     @name.setter
     def name(self, value: pulumi.Input[Optional[_builtins.str]]):
         pulumi.set(self, "name", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def oidc(self) -> pulumi.Input[Optional['OIDCJoinArgs']]:
+        """
+        For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
+        """
+        return pulumi.get(self, "oidc")
+
+    @oidc.setter
+    def oidc(self, value: pulumi.Input[Optional['OIDCJoinArgs']]):
+        pulumi.set(self, "oidc", value)
 
     @_builtins.property
     @pulumi.getter
@@ -198,9 +262,13 @@ class ProvisionToken(pulumi.CustomResource):
                  bound_keypair: pulumi.Input[Optional[Union['BoundKeypairArgs', 'BoundKeypairArgsDict']]] = None,
                  description: pulumi.Input[Optional[_builtins.str]] = None,
                  expires: pulumi.Input[Optional[_builtins.str]] = None,
+                 github: pulumi.Input[Optional[Union['GitHubJoinArgs', 'GitHubJoinArgsDict']]] = None,
+                 gitlab: pulumi.Input[Optional[Union['GitLabJoinArgs', 'GitLabJoinArgsDict']]] = None,
                  join_method: pulumi.Input[Optional[_builtins.str]] = None,
+                 kubernetes: pulumi.Input[Optional[Union['KubernetesJoinArgs', 'KubernetesJoinArgsDict']]] = None,
                  labels: pulumi.Input[Optional[Mapping[str, pulumi.Input[_builtins.str]]]] = None,
                  name: pulumi.Input[Optional[_builtins.str]] = None,
+                 oidc: pulumi.Input[Optional[Union['OIDCJoinArgs', 'OIDCJoinArgsDict']]] = None,
                  roles: pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]] = None,
                  ttl: pulumi.Input[Optional[_builtins.str]] = None,
                  __props__=None):
@@ -214,9 +282,13 @@ class ProvisionToken(pulumi.CustomResource):
         :param pulumi.Input[Union['BoundKeypairArgs', 'BoundKeypairArgsDict']] bound_keypair: For bound_keypair: the bot's key, recovery and rotation settings.
         :param pulumi.Input[_builtins.str] description: Free-form description.
         :param pulumi.Input[_builtins.str] expires: When the object stops being valid; unset means never.
-        :param pulumi.Input[_builtins.str] join_method: token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
+        :param pulumi.Input[Union['GitHubJoinArgs', 'GitHubJoinArgsDict']] github: For github: the GitHub Actions workflows allowed to join.
+        :param pulumi.Input[Union['GitLabJoinArgs', 'GitLabJoinArgsDict']] gitlab: For gitlab: the GitLab CI pipelines allowed to join.
+        :param pulumi.Input[_builtins.str] join_method: token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key; github, gitlab, kubernetes, oidc: the joiner presents an ID token its platform issued, checked against the block of the same name (all but token are reusable, and their names are not secret). Default: `"token"`.
+        :param pulumi.Input[Union['KubernetesJoinArgs', 'KubernetesJoinArgsDict']] kubernetes: For kubernetes: the service accounts allowed to join.
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels (key -> value).
         :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+        :param pulumi.Input[Union['OIDCJoinArgs', 'OIDCJoinArgsDict']] oidc: For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
         :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] roles: System roles the token grants; only Bot is supported. Default: `["Bot"]`.
         :param pulumi.Input[_builtins.str] ttl: Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
         """
@@ -249,9 +321,13 @@ class ProvisionToken(pulumi.CustomResource):
                  bound_keypair: pulumi.Input[Optional[Union['BoundKeypairArgs', 'BoundKeypairArgsDict']]] = None,
                  description: pulumi.Input[Optional[_builtins.str]] = None,
                  expires: pulumi.Input[Optional[_builtins.str]] = None,
+                 github: pulumi.Input[Optional[Union['GitHubJoinArgs', 'GitHubJoinArgsDict']]] = None,
+                 gitlab: pulumi.Input[Optional[Union['GitLabJoinArgs', 'GitLabJoinArgsDict']]] = None,
                  join_method: pulumi.Input[Optional[_builtins.str]] = None,
+                 kubernetes: pulumi.Input[Optional[Union['KubernetesJoinArgs', 'KubernetesJoinArgsDict']]] = None,
                  labels: pulumi.Input[Optional[Mapping[str, pulumi.Input[_builtins.str]]]] = None,
                  name: pulumi.Input[Optional[_builtins.str]] = None,
+                 oidc: pulumi.Input[Optional[Union['OIDCJoinArgs', 'OIDCJoinArgsDict']]] = None,
                  roles: pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]] = None,
                  ttl: pulumi.Input[Optional[_builtins.str]] = None,
                  __props__=None):
@@ -268,9 +344,13 @@ class ProvisionToken(pulumi.CustomResource):
             __props__.__dict__["bound_keypair"] = bound_keypair
             __props__.__dict__["description"] = description
             __props__.__dict__["expires"] = expires
+            __props__.__dict__["github"] = github
+            __props__.__dict__["gitlab"] = gitlab
             __props__.__dict__["join_method"] = join_method
+            __props__.__dict__["kubernetes"] = kubernetes
             __props__.__dict__["labels"] = labels
             __props__.__dict__["name"] = name
+            __props__.__dict__["oidc"] = oidc
             __props__.__dict__["roles"] = roles
             __props__.__dict__["ttl"] = ttl
             __props__.__dict__["bound_public_key"] = None
@@ -307,11 +387,15 @@ class ProvisionToken(pulumi.CustomResource):
         __props__.__dict__["bound_public_key"] = None
         __props__.__dict__["description"] = None
         __props__.__dict__["expires"] = None
+        __props__.__dict__["github"] = None
+        __props__.__dict__["gitlab"] = None
         __props__.__dict__["join_method"] = None
         __props__.__dict__["join_sequence"] = None
+        __props__.__dict__["kubernetes"] = None
         __props__.__dict__["labels"] = None
         __props__.__dict__["last_rotated_at"] = None
         __props__.__dict__["name"] = None
+        __props__.__dict__["oidc"] = None
         __props__.__dict__["recovery_count"] = None
         __props__.__dict__["roles"] = None
         __props__.__dict__["token_expires"] = None
@@ -368,10 +452,26 @@ class ProvisionToken(pulumi.CustomResource):
         return pulumi.get(self, "expires")
 
     @_builtins.property
+    @pulumi.getter
+    def github(self) -> pulumi.Output['outputs.GitHubJoin']:
+        """
+        For github: the GitHub Actions workflows allowed to join.
+        """
+        return pulumi.get(self, "github")
+
+    @_builtins.property
+    @pulumi.getter
+    def gitlab(self) -> pulumi.Output['outputs.GitLabJoin']:
+        """
+        For gitlab: the GitLab CI pipelines allowed to join.
+        """
+        return pulumi.get(self, "gitlab")
+
+    @_builtins.property
     @pulumi.getter(name="joinMethod")
     def join_method(self) -> pulumi.Output[_builtins.str]:
         """
-        token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
+        token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key; github, gitlab, kubernetes, oidc: the joiner presents an ID token its platform issued, checked against the block of the same name (all but token are reusable, and their names are not secret). Default: `"token"`.
         """
         return pulumi.get(self, "join_method")
 
@@ -382,6 +482,14 @@ class ProvisionToken(pulumi.CustomResource):
         bound_keypair: sequence number of the latest join state; the next join must present it.
         """
         return pulumi.get(self, "join_sequence")
+
+    @_builtins.property
+    @pulumi.getter
+    def kubernetes(self) -> pulumi.Output['outputs.KubernetesJoin']:
+        """
+        For kubernetes: the service accounts allowed to join.
+        """
+        return pulumi.get(self, "kubernetes")
 
     @_builtins.property
     @pulumi.getter
@@ -406,6 +514,14 @@ class ProvisionToken(pulumi.CustomResource):
         Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
         """
         return pulumi.get(self, "name")
+
+    @_builtins.property
+    @pulumi.getter
+    def oidc(self) -> pulumi.Output['outputs.OIDCJoin']:
+        """
+        For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
+        """
+        return pulumi.get(self, "oidc")
 
     @_builtins.property
     @pulumi.getter(name="recoveryCount")

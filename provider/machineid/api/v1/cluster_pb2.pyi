@@ -90,6 +90,18 @@ class IAMJoinRequest(_message.Message):
     ttl: _duration_pb2.Duration
     def __init__(self, token: _Optional[str] = ..., challenge: _Optional[str] = ..., sts_request: _Optional[_Union[SignedHTTPRequest, _Mapping]] = ..., public_key: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
+class OIDCJoinRequest(_message.Message):
+    __slots__ = ("token", "id_token", "public_key", "ttl")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ID_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    id_token: str
+    public_key: str
+    ttl: _duration_pb2.Duration
+    def __init__(self, token: _Optional[str] = ..., id_token: _Optional[str] = ..., public_key: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
 class BoundKeypairChallengeRequest(_message.Message):
     __slots__ = ("token",)
     TOKEN_FIELD_NUMBER: _ClassVar[int]

@@ -65,6 +65,11 @@ class JoinServiceStub:
                 request_serializer=machineid_dot_v1_dot_cluster__pb2.BoundKeypairJoinRequest.SerializeToString,
                 response_deserializer=machineid_dot_v1_dot_cluster__pb2.BoundKeypairJoinResponse.FromString,
                 _registered_method=True)
+        self.RegisterUsingOIDC = channel.unary_unary(
+                '/machineid.v1.JoinService/RegisterUsingOIDC',
+                request_serializer=machineid_dot_v1_dot_cluster__pb2.OIDCJoinRequest.SerializeToString,
+                response_deserializer=machineid_dot_v1_dot_cluster__pb2.JoinResponse.FromString,
+                _registered_method=True)
 
 
 class JoinServiceServicer:
@@ -108,6 +113,14 @@ class JoinServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterUsingOIDC(self, request, context):
+        """Join with an ID token from the joiner's platform (github, gitlab, kubernetes, oidc tokens); issues a
+        non-renewable identity (the agent joins again at each renewal).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JoinServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -140,6 +153,11 @@ def add_JoinServiceServicer_to_server(servicer, server):
                     servicer.RegisterUsingBoundKeypair,
                     request_deserializer=machineid_dot_v1_dot_cluster__pb2.BoundKeypairJoinRequest.FromString,
                     response_serializer=machineid_dot_v1_dot_cluster__pb2.BoundKeypairJoinResponse.SerializeToString,
+            ),
+            'RegisterUsingOIDC': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterUsingOIDC,
+                    request_deserializer=machineid_dot_v1_dot_cluster__pb2.OIDCJoinRequest.FromString,
+                    response_serializer=machineid_dot_v1_dot_cluster__pb2.JoinResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -304,6 +322,33 @@ class JoinService:
             '/machineid.v1.JoinService/RegisterUsingBoundKeypair',
             machineid_dot_v1_dot_cluster__pb2.BoundKeypairJoinRequest.SerializeToString,
             machineid_dot_v1_dot_cluster__pb2.BoundKeypairJoinResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterUsingOIDC(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machineid.v1.JoinService/RegisterUsingOIDC',
+            machineid_dot_v1_dot_cluster__pb2.OIDCJoinRequest.SerializeToString,
+            machineid_dot_v1_dot_cluster__pb2.JoinResponse.FromString,
             options,
             channel_credentials,
             insecure,

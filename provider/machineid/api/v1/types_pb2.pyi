@@ -125,19 +125,163 @@ class BoundKeypair(_message.Message):
     rotate_after: _timestamp_pb2.Timestamp
     def __init__(self, onboarding: _Optional[_Union[BoundKeypairOnboarding, _Mapping]] = ..., recovery: _Optional[_Union[BoundKeypairRecovery, _Mapping]] = ..., rotate_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class GitHubRule(_message.Message):
+    __slots__ = ("sub", "repository", "repository_owner", "workflow", "environment", "actor", "ref", "ref_type")
+    SUB_FIELD_NUMBER: _ClassVar[int]
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    REPOSITORY_OWNER_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REF_FIELD_NUMBER: _ClassVar[int]
+    REF_TYPE_FIELD_NUMBER: _ClassVar[int]
+    sub: str
+    repository: str
+    repository_owner: str
+    workflow: str
+    environment: str
+    actor: str
+    ref: str
+    ref_type: str
+    def __init__(self, sub: _Optional[str] = ..., repository: _Optional[str] = ..., repository_owner: _Optional[str] = ..., workflow: _Optional[str] = ..., environment: _Optional[str] = ..., actor: _Optional[str] = ..., ref: _Optional[str] = ..., ref_type: _Optional[str] = ...) -> None: ...
+
+class GitHubJoin(_message.Message):
+    __slots__ = ("allow", "issuer", "audience", "static_jwks", "ca_bundle", "max_lifetime")
+    ALLOW_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
+    AUDIENCE_FIELD_NUMBER: _ClassVar[int]
+    STATIC_JWKS_FIELD_NUMBER: _ClassVar[int]
+    CA_BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    MAX_LIFETIME_FIELD_NUMBER: _ClassVar[int]
+    allow: _containers.RepeatedCompositeFieldContainer[GitHubRule]
+    issuer: str
+    audience: str
+    static_jwks: str
+    ca_bundle: str
+    max_lifetime: str
+    def __init__(self, allow: _Optional[_Iterable[_Union[GitHubRule, _Mapping]]] = ..., issuer: _Optional[str] = ..., audience: _Optional[str] = ..., static_jwks: _Optional[str] = ..., ca_bundle: _Optional[str] = ..., max_lifetime: _Optional[str] = ...) -> None: ...
+
+class GitLabRule(_message.Message):
+    __slots__ = ("project_path", "namespace_path", "ref", "sub", "pipeline_source", "environment", "ref_type", "ref_protected", "environment_protected", "deployment_tier")
+    PROJECT_PATH_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_PATH_FIELD_NUMBER: _ClassVar[int]
+    REF_FIELD_NUMBER: _ClassVar[int]
+    SUB_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    REF_TYPE_FIELD_NUMBER: _ClassVar[int]
+    REF_PROTECTED_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_PROTECTED_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_TIER_FIELD_NUMBER: _ClassVar[int]
+    project_path: str
+    namespace_path: str
+    ref: str
+    sub: str
+    pipeline_source: str
+    environment: str
+    ref_type: str
+    ref_protected: str
+    environment_protected: str
+    deployment_tier: str
+    def __init__(self, project_path: _Optional[str] = ..., namespace_path: _Optional[str] = ..., ref: _Optional[str] = ..., sub: _Optional[str] = ..., pipeline_source: _Optional[str] = ..., environment: _Optional[str] = ..., ref_type: _Optional[str] = ..., ref_protected: _Optional[str] = ..., environment_protected: _Optional[str] = ..., deployment_tier: _Optional[str] = ...) -> None: ...
+
+class GitLabJoin(_message.Message):
+    __slots__ = ("allow", "issuer", "audience", "static_jwks", "ca_bundle", "max_lifetime", "reuse")
+    ALLOW_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
+    AUDIENCE_FIELD_NUMBER: _ClassVar[int]
+    STATIC_JWKS_FIELD_NUMBER: _ClassVar[int]
+    CA_BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    MAX_LIFETIME_FIELD_NUMBER: _ClassVar[int]
+    REUSE_FIELD_NUMBER: _ClassVar[int]
+    allow: _containers.RepeatedCompositeFieldContainer[GitLabRule]
+    issuer: str
+    audience: str
+    static_jwks: str
+    ca_bundle: str
+    max_lifetime: str
+    reuse: str
+    def __init__(self, allow: _Optional[_Iterable[_Union[GitLabRule, _Mapping]]] = ..., issuer: _Optional[str] = ..., audience: _Optional[str] = ..., static_jwks: _Optional[str] = ..., ca_bundle: _Optional[str] = ..., max_lifetime: _Optional[str] = ..., reuse: _Optional[str] = ...) -> None: ...
+
+class KubernetesRule(_message.Message):
+    __slots__ = ("service_account",)
+    SERVICE_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    service_account: str
+    def __init__(self, service_account: _Optional[str] = ...) -> None: ...
+
+class KubernetesJoin(_message.Message):
+    __slots__ = ("type", "allow", "issuer", "audience", "static_jwks", "ca_bundle")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
+    AUDIENCE_FIELD_NUMBER: _ClassVar[int]
+    STATIC_JWKS_FIELD_NUMBER: _ClassVar[int]
+    CA_BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    allow: _containers.RepeatedCompositeFieldContainer[KubernetesRule]
+    issuer: str
+    audience: str
+    static_jwks: str
+    ca_bundle: str
+    def __init__(self, type: _Optional[str] = ..., allow: _Optional[_Iterable[_Union[KubernetesRule, _Mapping]]] = ..., issuer: _Optional[str] = ..., audience: _Optional[str] = ..., static_jwks: _Optional[str] = ..., ca_bundle: _Optional[str] = ...) -> None: ...
+
+class ClaimCondition(_message.Message):
+    __slots__ = ("claim", "equals", "matches", "any_of")
+    CLAIM_FIELD_NUMBER: _ClassVar[int]
+    EQUALS_FIELD_NUMBER: _ClassVar[int]
+    MATCHES_FIELD_NUMBER: _ClassVar[int]
+    ANY_OF_FIELD_NUMBER: _ClassVar[int]
+    claim: str
+    equals: str
+    matches: str
+    any_of: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, claim: _Optional[str] = ..., equals: _Optional[str] = ..., matches: _Optional[str] = ..., any_of: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ClaimRule(_message.Message):
+    __slots__ = ("conditions",)
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    conditions: _containers.RepeatedCompositeFieldContainer[ClaimCondition]
+    def __init__(self, conditions: _Optional[_Iterable[_Union[ClaimCondition, _Mapping]]] = ...) -> None: ...
+
+class OIDCJoin(_message.Message):
+    __slots__ = ("issuer", "audience", "allow", "static_jwks", "ca_bundle", "max_lifetime", "reuse")
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
+    AUDIENCE_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_FIELD_NUMBER: _ClassVar[int]
+    STATIC_JWKS_FIELD_NUMBER: _ClassVar[int]
+    CA_BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    MAX_LIFETIME_FIELD_NUMBER: _ClassVar[int]
+    REUSE_FIELD_NUMBER: _ClassVar[int]
+    issuer: str
+    audience: str
+    allow: _containers.RepeatedCompositeFieldContainer[ClaimRule]
+    static_jwks: str
+    ca_bundle: str
+    max_lifetime: str
+    reuse: str
+    def __init__(self, issuer: _Optional[str] = ..., audience: _Optional[str] = ..., allow: _Optional[_Iterable[_Union[ClaimRule, _Mapping]]] = ..., static_jwks: _Optional[str] = ..., ca_bundle: _Optional[str] = ..., max_lifetime: _Optional[str] = ..., reuse: _Optional[str] = ...) -> None: ...
+
 class ProvisionTokenSpec(_message.Message):
-    __slots__ = ("roles", "join_method", "bot_name", "allow", "bound_keypair")
+    __slots__ = ("roles", "join_method", "bot_name", "allow", "bound_keypair", "github", "gitlab", "kubernetes", "oidc")
     ROLES_FIELD_NUMBER: _ClassVar[int]
     JOIN_METHOD_FIELD_NUMBER: _ClassVar[int]
     BOT_NAME_FIELD_NUMBER: _ClassVar[int]
     ALLOW_FIELD_NUMBER: _ClassVar[int]
     BOUND_KEYPAIR_FIELD_NUMBER: _ClassVar[int]
+    GITHUB_FIELD_NUMBER: _ClassVar[int]
+    GITLAB_FIELD_NUMBER: _ClassVar[int]
+    KUBERNETES_FIELD_NUMBER: _ClassVar[int]
+    OIDC_FIELD_NUMBER: _ClassVar[int]
     roles: _containers.RepeatedScalarFieldContainer[str]
     join_method: str
     bot_name: str
     allow: _containers.RepeatedCompositeFieldContainer[TokenRule]
     bound_keypair: BoundKeypair
-    def __init__(self, roles: _Optional[_Iterable[str]] = ..., join_method: _Optional[str] = ..., bot_name: _Optional[str] = ..., allow: _Optional[_Iterable[_Union[TokenRule, _Mapping]]] = ..., bound_keypair: _Optional[_Union[BoundKeypair, _Mapping]] = ...) -> None: ...
+    github: GitHubJoin
+    gitlab: GitLabJoin
+    kubernetes: KubernetesJoin
+    oidc: OIDCJoin
+    def __init__(self, roles: _Optional[_Iterable[str]] = ..., join_method: _Optional[str] = ..., bot_name: _Optional[str] = ..., allow: _Optional[_Iterable[_Union[TokenRule, _Mapping]]] = ..., bound_keypair: _Optional[_Union[BoundKeypair, _Mapping]] = ..., github: _Optional[_Union[GitHubJoin, _Mapping]] = ..., gitlab: _Optional[_Union[GitLabJoin, _Mapping]] = ..., kubernetes: _Optional[_Union[KubernetesJoin, _Mapping]] = ..., oidc: _Optional[_Union[OIDCJoin, _Mapping]] = ...) -> None: ...
 
 class ProvisionTokenStatus(_message.Message):
     __slots__ = ("bound_public_key", "recovery_count", "last_rotated_at", "join_sequence")
@@ -177,7 +321,14 @@ class BotSpec(_message.Message):
     def __init__(self, roles: _Optional[_Iterable[str]] = ..., traits: _Optional[_Mapping[str, StringList]] = ...) -> None: ...
 
 class BotStatus(_message.Message):
-    __slots__ = ("user_name", "role_name", "generation", "instance_id", "locked", "lock_reason", "last_join", "join_token", "spent_tokens")
+    __slots__ = ("user_name", "role_name", "generation", "instance_id", "locked", "lock_reason", "last_join", "join_token", "spent_tokens", "join_attributes")
+    class JoinAttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     USER_NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_NAME_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
@@ -187,6 +338,7 @@ class BotStatus(_message.Message):
     LAST_JOIN_FIELD_NUMBER: _ClassVar[int]
     JOIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
     SPENT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    JOIN_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     user_name: str
     role_name: str
     generation: int
@@ -196,7 +348,8 @@ class BotStatus(_message.Message):
     last_join: _timestamp_pb2.Timestamp
     join_token: str
     spent_tokens: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, user_name: _Optional[str] = ..., role_name: _Optional[str] = ..., generation: _Optional[int] = ..., instance_id: _Optional[str] = ..., locked: _Optional[bool] = ..., lock_reason: _Optional[str] = ..., last_join: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., join_token: _Optional[str] = ..., spent_tokens: _Optional[_Iterable[str]] = ...) -> None: ...
+    join_attributes: _containers.ScalarMap[str, str]
+    def __init__(self, user_name: _Optional[str] = ..., role_name: _Optional[str] = ..., generation: _Optional[int] = ..., instance_id: _Optional[str] = ..., locked: _Optional[bool] = ..., lock_reason: _Optional[str] = ..., last_join: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., join_token: _Optional[str] = ..., spent_tokens: _Optional[_Iterable[str]] = ..., join_attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Bot(_message.Message):
     __slots__ = ("metadata", "spec", "status")
