@@ -19,10 +19,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from machineid.agent.iam import sign_get_caller_identity
 from machineid.api import certs
 from machineid.api.client import Client, JoinClient, fetch_cluster_cas, identity_from_certs
 from machineid.api.iam import CHALLENGE_HEADER, SignedRequest
+from machineid.api.iam_signing import sign_get_caller_identity
 from machineid.api.identity import Identity
 from machineid.model import errors
 from machineid.model.resources import Bot, BotSpec, Metadata, ProvisionToken, ProvisionTokenSpec, TokenRule

@@ -20,10 +20,11 @@ from pathlib import Path
 
 from machineid.agent import destination, storage
 from machineid.agent.config import AgentConfig, resolve_token
-from machineid.api import certs
+from machineid.api import certs, id_tokens
 from machineid.api.client import Client, JoinClient, check_pin, fetch_cluster_cas, identity_from_certs
 from machineid.api.identity import Identity
 from machineid.model import codec
+from machineid.model.delegated import DELEGATED_METHODS
 from machineid.model.errors import MachineIDError, PreconditionError, TransportError, ValidationError
 
 log = logging.getLogger("machineid.agent")
@@ -148,8 +149,8 @@ class BotAgent:
 
     def join(self) -> Identity:
         method = self.config.onboarding.join_method
-        if not self.config.onboarding.token and method in ("token", "bound_keypair"):
-            what = "join token" if method == "token" else "bound_keypair token name"
+        if not self.config.onboarding.token and method != "iam":
+            what = "join token" if method == "token" else f"{method} token's name"
             raise ValidationError(f"no identity to renew in {self.storage} and no {what}: pass --token (the token "
                                   "or a file holding it)")
         token = resolve_token(self.config.onboarding.token)
@@ -165,8 +166,15 @@ class BotAgent:
         key = certs.new_key()
         public = certs.public_key_pem(key.public_key())
         with JoinClient(self.config.auth_server, cas) as client:
-            if method == "iam":
-                from machineid.agent.iam import sign_get_caller_identity
+            if method in DELEGATED_METHODS:
+                # A fresh ID token per join where the platform hands one out (GitHub), else the job's own.
+                ob = self.config.onboarding
+                source = id_tokens.IDTokenSource.from_environment(method, ob.audience, ob.id_token_file,
+                                                                  ob.id_token_env, ob.kubernetes_token_path)
+                id_token = id_tokens.fetch(source, ob.audience or client.ping().cluster_name)
+                reply = client.register_using_oidc(token, id_token, public, self._ttl())
+            elif method == "iam":
+                from machineid.api.iam_signing import sign_get_caller_identity
 
                 challenge = client.create_iam_challenge()
                 signed = sign_get_caller_identity(challenge)

@@ -48,8 +48,8 @@ PIN = v._regex(r"sha256:[0-9a-f]{64}", "sha256: and 64 lower-case hex digits",
 
 @dataclass
 class Onboarding:
-    join_method: str = attr(default="token", doc="token, iam or bound_keypair.",
-                            validators=[v.one_of(*JOIN_METHODS)])
+    join_method: str = attr(default="token", doc="token, iam, bound_keypair, or a delegated join with the platform's "
+                            "ID token: github, gitlab, kubernetes, oidc.", validators=[v.one_of(*JOIN_METHODS)])
     token: str = attr(default="", secret=True,
                       doc="The join token, or the path of a file that holds it (keeps it off the command line); for "
                           "bound_keypair the token's name.")
@@ -58,6 +58,15 @@ class Onboarding:
                                         "file that holds it; used only until the first join succeeds.")
     ca_pins: list[str] = attr(default_factory=list, doc="Pins of the cluster's CA, checked on first contact.",
                               validators=[v.each(PIN)])
+    audience: str = attr(default="", doc="github, gitlab, kubernetes, oidc: the audience the ID token carries (what "
+                         "the token's block asks for); empty means the cluster's name.")
+    id_token_file: str = attr(default="", doc="github, gitlab, kubernetes, oidc: read the ID token from this file "
+                              "(for platforms that write it to disk); MACHINEID_ID_TOKEN_FILE too.",
+                              validators=[v.SAFE_PATH])
+    id_token_env: str = attr(default="", doc="gitlab, oidc: the variable holding the ID token (the name of the "
+                             "job's id_tokens entry); default MACHINEID_ID_TOKEN.")
+    kubernetes_token_path: str = attr(default="", doc="kubernetes: the projected service-account token; default "
+                                      "/var/run/secrets/tokens/machineid.", validators=[v.SAFE_PATH])
 
 
 @dataclass
@@ -133,7 +142,7 @@ def load(text: str, source: str = "config") -> AgentConfig:
 def render(config: AgentConfig) -> str:
     """The YAML the agent reads; fields at their defaults are still written, so the file says everything (but for
     oneshot, destination_checks and an empty registration_secret, which came later: configs rendered before them
-    keep their exact text)."""
+    keep their exact text; likewise the delegated joins' settings when empty)."""
     import yaml
 
     data: dict[str, Any] = codec.encode(config)
@@ -141,8 +150,9 @@ def render(config: AgentConfig) -> str:
         data.pop("oneshot", None)
     if data.get("destination_checks") == DESTINATION_CHECKS[0]:
         data.pop("destination_checks")
-    if not data["onboarding"].get("registration_secret"):
-        data["onboarding"].pop("registration_secret", None)
+    for later in ("registration_secret", "audience", "id_token_file", "id_token_env", "kubernetes_token_path"):
+        if not data["onboarding"].get(later):
+            data["onboarding"].pop(later, None)
     return "# machineid bot agent configuration: machineid bot start --config THIS_FILE\n" + yaml.safe_dump(
         data, sort_keys=False)
 

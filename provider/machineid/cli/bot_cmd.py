@@ -11,6 +11,7 @@ from types import FrameType
 from machineid.cli import logs
 from machineid.model import codec
 from machineid.model.errors import ValidationError, render_path
+from machineid.model.resources import JOIN_METHODS
 
 START_EXAMPLES = """\
 examples:
@@ -19,6 +20,10 @@ examples:
   machineid bot start --config /etc/machineid/bot.yaml
   machineid bot start --data-dir ./bot --destination-dir ./id --join-method bound_keypair --token robot-key \\
       --ca-pin sha256:... --auth-server HOST:3025 --oneshot
+  machineid bot start --data-dir ./bot --destination-dir ./id --join-method github --token deploy-gh \\
+      --ca-pin sha256:... --auth-server HOST:3025 --oneshot
+
+A github join runs in a job with `permissions: id-token: write`; gitlab reads the job's id_tokens variable.
 
 exit codes: 0 after --oneshot, 3 a bad flag, config or directory, 6 the cluster cannot be reached on first
   contact, 1 the cluster refuses (a spent token, a locked bot)
@@ -34,8 +39,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     start.add_argument("--data-dir", help="where the agent keeps its renewable identity")
     start.add_argument("--destination-dir", help="where the short-lived certificates are written")
     start.add_argument("--token", help="the join token, or the path of a file holding it")
-    start.add_argument("--join-method", choices=["token", "iam", "bound_keypair"],
-                       help="token (default), iam, or bound_keypair (sign with the key `bot keypair create` made)")
+    start.add_argument("--join-method", choices=list(JOIN_METHODS),
+                       help="token (default), iam, bound_keypair (sign with the key `bot keypair create` made), or "
+                            "with the platform's ID token: github, gitlab, kubernetes, oidc")
+    id_token_flags(start)
     start.add_argument("--registration-secret",
                        help="bound_keypair: the token's one-time registration secret, or the path of a file holding "
                             "it (needed only until the first join succeeds)")
@@ -68,6 +75,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     show.set_defaults(func=run_keypair_show)
 
 
+def id_token_flags(p: argparse.ArgumentParser) -> None:
+    """Where a delegated join (github, gitlab, kubernetes, oidc) finds the platform's ID token: the agent, ctl and
+    review take the same flags."""
+    p.add_argument("--audience", default="", help="github, gitlab, kubernetes, oidc: the audience the ID token "
+                                                  "carries (what the token's block asks for; default the cluster's "
+                                                  "name)")
+    p.add_argument("--id-token-file", default="", metavar="FILE",
+                   help="read the platform's ID token from this file (env MACHINEID_ID_TOKEN_FILE); otherwise "
+                        "github asks the runner's token endpoint, gitlab and oidc read $MACHINEID_ID_TOKEN, "
+                        "kubernetes the projected token")
+    p.add_argument("--id-token-env", default="", metavar="VAR",
+                   help="gitlab, oidc: the variable that holds the ID token (the name of the job's id_tokens "
+                        "entry; default MACHINEID_ID_TOKEN)")
+    p.add_argument("--kubernetes-token-path", default="", metavar="FILE",
+                   help="kubernetes: the projected service-account token (default "
+                        "/var/run/secrets/tokens/machineid)")
+
+
 def build_config(args: argparse.Namespace) -> object:
     from machineid.agent import config as agent_config
 
@@ -90,6 +115,9 @@ def build_config(args: argparse.Namespace) -> object:
         cfg.onboarding.join_method = args.join_method
     if args.registration_secret:
         cfg.onboarding.registration_secret = args.registration_secret
+    for name in ("audience", "id_token_file", "id_token_env", "kubernetes_token_path"):
+        if getattr(args, name):
+            setattr(cfg.onboarding, name, getattr(args, name))
     if args.ca_pin:
         cfg.onboarding.ca_pins = list(args.ca_pin)
     if args.data_dir:
@@ -108,7 +136,9 @@ def build_config(args: argparse.Namespace) -> object:
              "onboarding.join_method": "--join-method", "onboarding.registration_secret": "--registration-secret",
              "storage.directory": "--data-dir", "destinations": "--destination-dir",
              "certificate_ttl": "--certificate-ttl", "renewal_interval": "--renewal-interval",
-             "destination_checks": "--destination-checks"}
+             "destination_checks": "--destination-checks", "onboarding.audience": "--audience",
+             "onboarding.id_token_file": "--id-token-file", "onboarding.id_token_env": "--id-token-env",
+             "onboarding.kubernetes_token_path": "--kubernetes-token-path"}
     try:
         codec.validate(cfg)
     except ValidationError as e:

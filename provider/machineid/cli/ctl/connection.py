@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+from machineid.api import id_tokens, joining
 from machineid.api.client import Client
 from machineid.api.identity import Identity
 from machineid.model.errors import TransportError, UnauthenticatedError, ValidationError
@@ -26,6 +27,24 @@ def connection_flags(p: argparse.ArgumentParser, suppress: bool) -> None:
     p.add_argument("--data-dir", type=Path, default=default(os.environ.get("MACHINEID_DATA_DIR") or None),
                    metavar="DIR", help="the server's data dir, on the server's host: address and admin identity "
                                        "from there (env MACHINEID_DATA_DIR)")
+    # Instead of an identity file: join for this run, in memory (CI with no stored secret).
+    p.add_argument("--join-method", default=default(os.environ.get("MACHINEID_JOIN_METHOD", "")),
+                   choices=["", *joining.METHODS],
+                   metavar="METHOD", help="join for this run instead of --identity: github, gitlab, kubernetes, "
+                                          "oidc (the platform's ID token) or iam (env MACHINEID_JOIN_METHOD); the "
+                                          "identity stays in memory")
+    p.add_argument("--join-token", default=default(os.environ.get("MACHINEID_JOIN_TOKEN", "")), metavar="NAME",
+                   help="with --join-method: the join token's name (not a secret; env MACHINEID_JOIN_TOKEN)")
+    p.add_argument("--ca-pin", default=default(os.environ.get("MACHINEID_CA_PIN", "")), metavar="PIN",
+                   help="with --join-method: the cluster's CA pin, checked before anything is sent (env "
+                        "MACHINEID_CA_PIN)")
+    for flag, env, text in (
+            ("--audience", "MACHINEID_AUDIENCE", "the audience the ID token carries (default the cluster's name)"),
+            ("--id-token-file", "MACHINEID_ID_TOKEN_FILE", "read the platform's ID token from this file"),
+            ("--id-token-env", "MACHINEID_ID_TOKEN_ENV", "gitlab, oidc: the variable holding the ID token (default "
+                                                         "MACHINEID_ID_TOKEN)"),
+            ("--kubernetes-token-path", "MACHINEID_KUBERNETES_TOKEN_PATH", "kubernetes: the projected token")):
+        p.add_argument(flag, default=default(os.environ.get(env, "")), help=f"with --join-method: {text} (env {env})")
 
 
 def _pid_alive(pid: object) -> bool:
@@ -44,6 +63,16 @@ def connect(args: argparse.Namespace) -> Client:
     """The client for the cluster the flags name. What is missing says which exit code: no identity is "not
     authenticated" (5), no address or a server that is not running is "cannot reach the cluster" (6)."""
     address, identity_path = args.auth_server, args.identity
+    method = getattr(args, "join_method", "")
+    if method:
+        if identity_path:
+            raise ValidationError("--join-method: pass either --identity or --join-method, not both")
+        if not address:
+            raise TransportError("--join-method: pass --auth-server HOST:PORT (or set MACHINEID_AUTH_SERVER)")
+        source = id_tokens.IDTokenSource.from_environment(
+            method, args.audience, args.id_token_file, args.id_token_env, args.kubernetes_token_path) \
+            if method != "iam" else None
+        return Client(address, joining.join(address, args.ca_pin, method, args.join_token, source))
     if args.data_dir:
         server_json = Path(args.data_dir) / "server.json"
         if not address:

@@ -1,4 +1,5 @@
-"""The agent's half of an IAM join: sign sts:GetCallerIdentity with the machine's AWS credentials.
+"""The joiner's half of an IAM join (the agent's, or a tool's joining in memory): sign sts:GetCallerIdentity with
+the machine's AWS credentials.
 
 botocore's normal credential chain (environment, shared config and credentials files, instance metadata) gives
 the credentials; region and endpoint come from the usual AWS settings, AWS_ENDPOINT_URL_STS included. The
