@@ -376,3 +376,15 @@ def test_node_principals_never_takes_the_login_for_a_flag(login: str) -> None:
         assert "refusing" in proc.stderr and "Traceback" not in proc.stderr
     short = run_cli("node", "principals", "--labels", "env=prod", login, check=False)  # sshd_config without %t %k
     assert short.stdout == "" and short.returncode != 0
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(server: ServerProc) -> None:
+    """`ctl audit --format jsonl | head -n 1` printed a BrokenPipeError traceback and exited 1."""
+    docs = "".join(f"---\nkind: user\nmetadata: {{name: pipe-reader-{i:03d}}}\nspec: {{roles: [auditor]}}\n"
+                   for i in range(300))
+    server.ctl("create", "-f", "-", input=docs)  # 300 audit records: more than a pipe holds
+    proc = subprocess.run(f"{MACHINEID} ctl --data-dir {server.data_dir} audit --format jsonl | head -n 1; "
+                          "exit ${PIPESTATUS[0]}", shell=True, capture_output=True, text=True, timeout=60,
+                          executable="/bin/bash")
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+    assert proc.returncode == 141 and len(proc.stdout.splitlines()) == 1

@@ -14,6 +14,7 @@ UNREACHABLE = 6  # the cluster cannot be reached
 CONFLICT = 7  # already exists, changed by someone else, still in use
 POLICY = 8  # `machineid review --policy`: the plan violates a rule
 INTERRUPTED = 130
+BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whose reader went away
 
 _BY_ERROR: list[tuple[type[errors.MachineIDError], int]] = [
     (errors.ValidationError, INVALID),

@@ -72,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         return exit_codes.for_error(e)
     except KeyboardInterrupt:
         return exit_codes.INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`ctl get roles --format json | head`): stop quietly, as other tools do. Python would
+        # report the failed flush of stdout at exit too, so point stdout at nothing first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return exit_codes.BROKEN_PIPE
 
 
 if __name__ == "__main__":
