@@ -268,17 +268,19 @@ def test_a_single_use_token_spent_by_its_bot_stays_used_instead_of_coming_back(c
     assert core.read(PROVISION_TOKEN, created.id, read.outputs, inputs) is None
 
 
-def test_secrets_a_bound_keypair_join_makes_plain(core: Core) -> None:
-    """A bound_keypair token's name, and a bot's token, token_name and rendered config when it joins with one,
-    are no secret; for the token method they are. A bot's token_name is plain only when the cluster says it names
-    a bound_keypair token (an unknown, missing or single-use token's name stays secret)."""
+def test_secrets_a_public_token_name_makes_plain(core: Core) -> None:
+    """Only a token-method token's name is its secret: an iam or bound_keypair token's name, and a bot's token,
+    token_name and rendered config when it joins with one, are no secret. A join method not known (yet) keeps them
+    secret. A bot's token_name is plain only when the cluster says it names such a token (an unknown, missing or
+    single-use token's name stays secret)."""
     from machineid.model import keys
 
-    assert core.handler(PROVISION_TOKEN).plain_secrets({"join_method": "bound_keypair"}) == {"name"}
-    assert core.handler(PROVISION_TOKEN).plain_secrets({"join_method": "token"}) == frozenset()
-    assert core.handler(BOT).plain_secrets({"join_method": "bound_keypair"}) == {"token", "token_name",
-                                                                                 "agent_config"}
-    assert core.handler(BOT).plain_secrets({"join_method": "iam"}) == frozenset()
+    for method in ("bound_keypair", "iam"):
+        assert core.handler(PROVISION_TOKEN).plain_secrets({"join_method": method}) == {"name"}
+        assert core.handler(BOT).plain_secrets({"join_method": method}) == {"token", "token_name", "agent_config"}
+    for method in ("token", None, UNKNOWN, "bogus"):
+        assert core.handler(PROVISION_TOKEN).plain_secrets({"join_method": method}) == frozenset()
+        assert core.handler(BOT).plain_secrets({"join_method": method}) == frozenset()
     assert core.handler(ROLE).plain_secrets({"name": "r"}) == frozenset()
 
     core.create(BOT, core.check(BOT, {"name": "core-keybot", "roles": ["access"]}).inputs)
@@ -286,6 +288,11 @@ def test_secrets_a_bound_keypair_join_makes_plain(core: Core) -> None:
     keypair = core.create(PROVISION_TOKEN, core.check(PROVISION_TOKEN, _keypair_token("core-plain-key", key)).inputs)
     single = core.create(PROVISION_TOKEN, core.check(PROVISION_TOKEN, {"bot_name": "core-keybot"}).inputs)
     assert core.plain_inputs(BOT, {"token_name": "core-plain-key"}) == {"token_name"}
+    iam = core.create(PROVISION_TOKEN, core.check(PROVISION_TOKEN, {
+        "name": "core-plain-iam", "join_method": "iam", "bot_name": "core-keybot",
+        "allow": [{"aws_account": "123456789012"}]}).inputs)
+    assert iam.id == "core-plain-iam" and core.plain_inputs(BOT, {"token_name": "core-plain-iam"}) == {"token_name"}
+    core.delete(PROVISION_TOKEN, iam.id, iam.outputs)
     assert core.plain_inputs(BOT, {"token_name": single.outputs["name"]}) == frozenset()
     assert core.plain_inputs(BOT, {"token_name": "core-no-such-token"}) == frozenset()
     assert core.plain_inputs(BOT, {"token_name": UNKNOWN}) == frozenset()

@@ -222,6 +222,8 @@ import {{
     assert (ws.directory / "generated.tf").is_file(), gen.stdout + gen.stderr
     text = (ws.directory / "generated.tf").read_text()
     assert f'name = "{role}"' in text.replace("  ", " ") or role in text
+    # an iam token's name is no secret: written out, not `null # sensitive`
+    assert re.search(rf'\n\s*name\s*=\s*"{token.metadata.name}"', text), text
     plan = ws.run("plan", "-no-color")
     assert "3 to import, 0 to add, 0 to change, 0 to destroy" in plan.stdout, plan.stdout + text
     ws.apply()
@@ -411,22 +413,24 @@ output "version" {{ value = data.machineid_cluster.c.version }}
 
 def test_state_from_an_older_provider_upgrades(ws: Workspace, admin: Client) -> None:
     """States written by older builds: attributes added or retired within a schema version, and a token written
-    at schema version 0 (before `used`), which goes through its upgrader to version 1."""
+    at schema version 0 (before `used`, its name in `name`), which goes through its upgraders to version 2."""
     role, bot = uniq(ws, "web"), uniq(ws, "robot")
     ws.write(config(role, bot))
     ws.init()
     ws.apply()
     state_path = ws.directory / "terraform.tfstate"
     state = json.loads(state_path.read_text())
+    secret = ""
     for res in state["resources"]:
         for inst in res["instances"]:
             attrs = inst["attributes"]
             attrs.pop("labels", None)  # an attribute an older build did not have
             attrs["retired_attribute"] = "x"  # and one it had that is gone now
             if res["type"] == "machineid_provision_token":
-                assert inst["schema_version"] == 1
-                inst["schema_version"] = 0
+                assert inst["schema_version"] == 2
+                inst["schema_version"] = 0  # before `used` and `secret_name`: the name was in (sensitive) `name`
                 del attrs["used"]
+                secret = attrs["name"] = attrs.pop("secret_name")
     state["serial"] += 1
     state_path.write_text(json.dumps(state))
     plan = ws.plan()
@@ -436,8 +440,10 @@ def test_state_from_an_older_provider_upgrades(ws: Workspace, admin: Client) -> 
     resources = {r["type"]: r for r in upgraded["values"]["root_module"]["resources"]}
     role_values = resources["machineid_role"]["values"]
     assert role_values["labels"] == {} and "retired_attribute" not in role_values
-    assert resources["machineid_provision_token"]["values"]["used"] is False
-    assert resources["machineid_provision_token"]["schema_version"] == 1
+    token = resources["machineid_provision_token"]
+    assert token["values"]["used"] is False and token["schema_version"] == 2
+    assert secret and token["values"]["secret_name"] == secret
+    assert token["values"]["name"] is None
     ws.destroy()
 
 
@@ -677,7 +683,8 @@ def test_a_token_its_bot_joined_with_stays_in_state_and_plans_clean(ws: Workspac
     from tests.test_cluster_api import join
 
     role, bot = uniq(ws, "web"), uniq(ws, "spender")
-    ws.write(config(role, bot) + 'output "t" {\n  value = machineid_provision_token.t.name\n  sensitive = true\n}\n')
+    ws.write(config(role, bot) + 'output "t" {\n  value = machineid_provision_token.t.secret_name\n'
+                                 '  sensitive = true\n}\n')
     ws.init()
     ws.apply()
     join(server, str(ws.outputs()["t"]))
@@ -691,7 +698,7 @@ def test_a_token_its_bot_joined_with_stays_in_state_and_plans_clean(ws: Workspac
     # changed later: a fresh token replaces it (never the spent one updated back into existence)
     changed = config(role, bot).replace("bot_name = machineid_bot.robot.name",
                                         'bot_name = machineid_bot.robot.name\n  ttl = "2h"')
-    ws.write(changed + 'output "t" {\n  value = machineid_provision_token.t.name\n  sensitive = true\n}\n')
+    ws.write(changed + 'output "t" {\n  value = machineid_provision_token.t.secret_name\n  sensitive = true\n}\n')
     plan = ws.plan()
     assert plan.returncode == 2 and "must be replaced" in plan.stdout, plan.stdout
     applied = ws.apply()
@@ -702,11 +709,11 @@ def test_a_token_its_bot_joined_with_stays_in_state_and_plans_clean(ws: Workspac
     # a used token configured with its name cannot come back under that name: refused at plan, naming `name`
     named = "n" * 40
     admin.upsert(_token(named, bot, roles=["Bot"]))
-    ws.write(changed + f'resource "machineid_provision_token" "named" {{\n  name = "{named}"\n'
+    ws.write(changed + f'resource "machineid_provision_token" "named" {{\n  secret_name = "{named}"\n'
                        f'  bot_name = machineid_bot.robot.name\n}}\n')
     ws.run("import", "-no-color", "machineid_provision_token.named", named)
     join(server, named)
-    ws.write(changed + f'resource "machineid_provision_token" "named" {{\n  name = "{named}"\n'
+    ws.write(changed + f'resource "machineid_provision_token" "named" {{\n  secret_name = "{named}"\n'
                        f'  bot_name = machineid_bot.robot.name\n  ttl = "2h"\n}}\n')
     plan = ws.plan()
     shown = " ".join((plan.stdout + plan.stderr).split())  # the CLIs wrap diagnostics
@@ -769,6 +776,15 @@ resource "machineid_provision_token" "key" {{
     ws.init()
     applied = ws.apply()
     assert "inconsistent" not in (applied.stdout + applied.stderr).lower()
+    # only the single-use token's name is hidden (its secret): the iam and key pair tokens' names show
+    assert re.search(rf'\+ name\s+= "{bot}-iam"', applied.stdout) and re.search(rf'\+ name\s+= "{bot}-key"',
+                                                                                 applied.stdout), applied.stdout
+    assert re.search(r"\+ secret_name\s+= \(sensitive value\)", applied.stdout), applied.stdout
+    shown = json.loads(ws.run("show", "-json", "-no-color").stdout)
+    tokens = {r["name"]: r for r in shown["values"]["root_module"]["resources"]
+              if r["type"] == "machineid_provision_token"}
+    assert tokens["iam"]["values"]["name"] == f"{bot}-iam" and tokens["iam"]["values"]["secret_name"] is None
+    assert tokens["single"]["values"]["name"] is None and tokens["single"]["values"]["secret_name"]
     assert len(admin.get_token(f"{bot}-iam").spec.allow) == 2
     assert ws.plan().returncode == 0
     ws.write(HEADER + body.replace("DESCRIPTION", 'description = "now described"\n  traits = { env = ["ci"] }'))

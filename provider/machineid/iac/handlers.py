@@ -25,7 +25,7 @@ from machineid.model.errors import (
     PreconditionError,
     ValidationError,
 )
-from machineid.model.resources import Bot, ProvisionToken, ProvisionTokenSpec, token_id
+from machineid.model.resources import Bot, ProvisionToken, ProvisionTokenSpec, name_is_secret, token_id
 
 if TYPE_CHECKING:
     from machineid.iac.core import Core, DiffResult
@@ -49,19 +49,24 @@ class Handler:
     # then skips the existence check at preview instead of failing on a role the apply is about to create. (An
     # adapter whose plan must keep a configured value, like Terraform's, does not.)
     name_unknown_until_created = False
-    # Secret properties that are plain for a bound_keypair join: the key pair is the secret, not these names. An
-    # adapter that marks secrets per value leaves their secret flag out of its schema and asks plain_secrets().
-    plain_when_bound_keypair: frozenset[str] = frozenset()
+    # Secret properties that are plain where the join method's token name is public (iam, bound_keypair: the proof
+    # is an AWS identity or a key pair, not the name). An adapter that marks secrets per value leaves their secret
+    # flag out of its schema and asks plain_secrets().
+    plain_when_name_public: frozenset[str] = frozenset()
 
     def decode(self, inputs: dict[str, Any]) -> Decoded:
         return decode_inputs(self.rdef, inputs)
 
     def plain_secrets(self, values: dict[str, Any]) -> frozenset[str]:
-        """Secret properties that these values (inputs or outputs) make plain, so a program declaring a
-        bound_keypair join keeps no secret in its state."""
-        if values.get("join_method") == "bound_keypair":
-            return self.plain_when_bound_keypair
-        return frozenset()
+        """Secret properties that these values (inputs or outputs) make plain, so a program declaring an iam or
+        bound_keypair join keeps no secret in its state. A join method not known yet keeps them secret."""
+        if name_is_secret(values.get("join_method")):
+            return frozenset()
+        return self.plain_when_name_public
+
+    def secrets_known(self, values: dict[str, Any]) -> bool:
+        """Whether these values decide plain_secrets() (the join method is known)."""
+        return not contains_unknown(values.get("join_method"))
 
     def plain_inputs(self, core: Core, inputs: dict[str, Any]) -> frozenset[str]:
         """Secret inputs that the cluster says are plain (asked when inputs are checked, not on every call)."""
@@ -194,7 +199,7 @@ def _keep_registration_secret(st: State, given: str) -> None:
 class TokenHandler(Handler):
     rdef = PROVISION_TOKEN
     forces_replacements = True
-    plain_when_bound_keypair = frozenset({"name"})  # a bound_keypair token's name is no secret (the key pair is)
+    plain_when_name_public = frozenset({"name"})  # only a token-method token's name is its secret
 
     def decode(self, inputs: dict[str, Any]) -> Decoded:
         """A token-method token may leave its (secret) name to the cluster."""
@@ -310,12 +315,12 @@ class TokenHandler(Handler):
 
 class BotHandler(Handler):
     rdef = BOT
-    # Its token is the bound_keypair token: the token name, and the rendered config that holds it.
-    plain_when_bound_keypair = frozenset({"token", "token_name", "agent_config"})
+    # Its token is then an iam or bound_keypair token's name: that name, and the rendered config that holds it.
+    plain_when_name_public = frozenset({"token", "token_name", "agent_config"})
 
     def plain_inputs(self, core: Core, inputs: dict[str, Any]) -> frozenset[str]:
-        """token_name is secret (it may name a single-use token, whose name is the secret) unless it names a
-        bound_keypair token, which the cluster says (looked up only then; unknown or unreadable stays secret)."""
+        """token_name is secret (it may name a single-use token, whose name is the secret) unless it names a token
+        whose name is public, which the cluster says (looked up only then; unknown or unreadable stays secret)."""
         name = inputs.get("token_name")
         if not isinstance(name, str) or not name:
             return frozenset()
@@ -323,7 +328,7 @@ class BotHandler(Handler):
             found = core.client().get_token(name)
         except MachineIDError:
             return frozenset()
-        return frozenset({"token_name"}) if found.spec.join_method == "bound_keypair" else frozenset()
+        return frozenset() if name_is_secret(found.spec.join_method) else frozenset({"token_name"})
 
     def check_references(self, core: Core, decoded: Decoded, unknown: set[str]) -> list[FieldViolation]:
         """The roles must exist (unless they come from resources not created yet)."""

@@ -22,6 +22,10 @@ RULE_RESOURCES = ("role", "token", "bot", "user", "node", "cert_authority", "use
 RULE_VERBS = ("list", "read", "create", "update", "delete")
 SYSTEM_ROLES = ("Bot",)
 JOIN_METHODS = ("token", "iam", "bound_keypair")
+# Join methods whose token's name is the secret that joins (a single-use token): only these names are hidden (in
+# IDs, audit records, plans and state display); every other method's name is public, its proof lies elsewhere.
+SECRET_NAME_JOIN_METHODS = frozenset({"token"})
+_PUBLIC_NAME_JOIN_METHODS = frozenset(JOIN_METHODS) - SECRET_NAME_JOIN_METHODS
 RECOVERY_MODES = ("standard", "relaxed", "insecure")
 DEFAULT_MAX_SESSION_TTL = "30h"
 DEFAULT_TOKEN_TTL = "1h"
@@ -300,7 +304,7 @@ class ProvisionToken:
 
     def check(self) -> Iterator[FieldViolation]:
         name = self.metadata.name
-        if self.spec.join_method == "token" and name and len(name) < MIN_SECRET_TOKEN_LENGTH:
+        if self.spec.join_method in SECRET_NAME_JOIN_METHODS and name and len(name) < MIN_SECRET_TOKEN_LENGTH:
             # The name of a token-method token is the secret that joins the bot: a short one can be guessed.
             yield FieldViolation(("metadata", "name"), f"a token-method token's name is its secret: use at least "
                                  f"{MIN_SECRET_TOKEN_LENGTH} characters (128 bits), or leave it out to have one "
@@ -361,8 +365,14 @@ def bot_role_name(bot: str) -> str:
     return f"bot-{bot}"
 
 
+def name_is_secret(join_method: object) -> bool:
+    """Whether a token of this join method is named by its secret. Fails closed: a method that is not a known
+    public one (unset, misspelt, not known yet) counts as secret."""
+    return join_method not in _PUBLIC_NAME_JOIN_METHODS
+
+
 def token_id(name: str, join_method: str) -> str:
     """How a token is named where its name would be its secret (single-use tokens): a hash, never the name."""
-    if join_method in ("iam", "bound_keypair"):
+    if not name_is_secret(join_method):
         return name
     return "token-" + hashlib.sha256(name.encode()).hexdigest()[:24]

@@ -181,7 +181,7 @@ class Provider:
         return CheckResult(camel_props(r, result.inputs))
 
     def plain_in_check(self, token: str, news: dict[str, Any]) -> frozenset[str]:
-        """Secret inputs the cluster says are plain (a bot's tokenName naming a bound_keypair token)."""
+        """Secret inputs the cluster says are plain (a bot's tokenName naming an iam or bound_keypair token)."""
         r = RESOURCES[token]
         return frozenset(camel(n) for n in self.core.plain_inputs(r.rdef, snake_props(r, news)[0]))
 

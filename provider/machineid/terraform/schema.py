@@ -19,12 +19,20 @@ from machineid.iac.config import ProviderConfig
 from machineid.iac.resource import BOT, RESOURCES, ROLE, ResourceDef, field_default
 from machineid.model import codec
 from machineid.model.fields import FieldSpec
+from machineid.model.resources import JOIN_METHODS, SECRET_NAME_JOIN_METHODS, name_is_secret
 
 PREFIX = "machineid_"
 # Each resource's state version, bumped when its state layout changes (UpgradeResourceState carries older states
 # forward with the provider's UPGRADERS). History:
 #   provision_token 1: `used` (a single-use token its bot joined with stays in state instead of being re-created).
-SCHEMA_VERSIONS: dict[str, int] = {"provision_token": 1}
+#   provision_token 2: `secret_name` holds a token-method token's name; `name` (no longer sensitive) the others'.
+SCHEMA_VERSIONS: dict[str, int] = {"provision_token": 2}
+SECRET_PREFIX = "secret_"  # a property secret for some values only is served as NAME and secret_NAME
+
+
+def secret_twin(name: str) -> str:
+    """The sensitive attribute that holds a property's value where that value is a secret."""
+    return SECRET_PREFIX + name
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,28 @@ ID = Attribute("id", str, "The resource's ID (its name; a hash of the name for a
                computed=True)
 
 
+def _public_name_methods() -> str:
+    return ", ".join(m for m in JOIN_METHODS if not name_is_secret(m))
+
+
+def _secret_methods() -> str:
+    return ", ".join(sorted(SECRET_NAME_JOIN_METHODS))
+
+
+def _twins(a: Attribute) -> tuple[Attribute, Attribute]:
+    """A property secret for some values only: Terraform marks sensitivity per attribute, so the value lives in a
+    plain attribute where it is public and in a sensitive one where it is a secret (shown in no plan)."""
+    plain = dataclasses.replace(a, sensitive=False, required=False, optional=True, computed=True, description=(
+        f"{a.description} Set for join methods whose token name is public ({_public_name_methods()}); for "
+        f"join_method {_secret_methods()} the name is the secret that joins: it is the sensitive "
+        f"`{secret_twin(a.name)}`, and this is null."))
+    hidden = dataclasses.replace(a, name=secret_twin(a.name), sensitive=True, required=False, optional=True,
+                                 computed=True, description=(
+        f"`{a.name}` where it is a secret (join_method {_secret_methods()}): sensitive, so no plan or output shows "
+        "it; generated when left out. Null for the other join methods, whose name is `name`."))
+    return plain, hidden
+
+
 @functools.cache
 def resource_schema(rdef: ResourceDef) -> Schema:
     attrs: list[Attribute] = [ID]
@@ -144,6 +174,9 @@ def resource_schema(rdef: ResourceDef) -> Schema:
     for p in rdef.props():
         if p.is_input:
             item = _input(p.name, p.tp, p.spec, p.default, p.name in rdef.server_defaults)
+            if isinstance(item, Attribute) and p.name in rdef.secret_by_value:
+                attrs.extend(_twins(item))
+                continue
             (blocks if isinstance(item, NestedBlock) else attrs).append(item)  # type: ignore[arg-type]
         else:
             attrs.append(Attribute(p.name, p.tp, p.spec.doc, computed=True, sensitive=p.spec.secret))

@@ -11,7 +11,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
-// A join token. For the token method the name is the secret (generated when left out) and is used once; an iam token is not secret and joins any AWS identity its allow rules match until it expires.
+// A join token. For the token method the name is the secret (generated when left out) and is used once; the name of an iam or bound_keypair token is not secret: an iam token joins any AWS identity its allow rules match until it expires, a bound_keypair token the bot holding its key pair.
 type ProvisionToken struct {
 	pulumi.CustomResourceState
 
@@ -35,7 +35,7 @@ type ProvisionToken struct {
 	Labels pulumi.StringMapOutput `pulumi:"labels"`
 	// bound_keypair: when the bot last bound a new key.
 	LastRotatedAt pulumi.StringPtrOutput `pulumi:"lastRotatedAt"`
-	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair).
 	Name pulumi.StringOutput `pulumi:"name"`
 	// bound_keypair: recoveries counted so far.
 	RecoveryCount pulumi.IntOutput `pulumi:"recoveryCount"`
@@ -103,7 +103,7 @@ type provisionTokenArgs struct {
 	JoinMethod *string `pulumi:"joinMethod"`
 	// Labels (key -> value).
 	Labels map[string]string `pulumi:"labels"`
-	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair).
 	Name *string `pulumi:"name"`
 	// System roles the token grants; only Bot is supported. Default: `["Bot"]`.
 	Roles []string `pulumi:"roles"`
@@ -127,7 +127,7 @@ type ProvisionTokenArgs struct {
 	JoinMethod pulumi.StringPtrInput
 	// Labels (key -> value).
 	Labels pulumi.StringMapInput
-	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair).
 	Name pulumi.StringPtrInput
 	// System roles the token grants; only Bot is supported. Default: `["Bot"]`.
 	Roles pulumi.StringArrayInput
@@ -272,7 +272,7 @@ func (o ProvisionTokenOutput) LastRotatedAt() pulumi.StringPtrOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringPtrOutput { return v.LastRotatedAt }).(pulumi.StringPtrOutput)
 }
 
-// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair).
 func (o ProvisionTokenOutput) Name() pulumi.StringOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringOutput { return v.Name }).(pulumi.StringOutput)
 }

@@ -41,7 +41,7 @@ class ProvisionTokenArgs:
         :param pulumi.Input[_builtins.str] expires: When the object stops being valid; unset means never.
         :param pulumi.Input[_builtins.str] join_method: token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels (key -> value).
-        :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+        :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair).
         :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] roles: System roles the token grants; only Bot is supported. Default: `["Bot"]`.
         :param pulumi.Input[_builtins.str] ttl: Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
         """
@@ -154,7 +154,7 @@ class ProvisionTokenArgs:
     @pulumi.getter
     def name(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
-        Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+        Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair).
         """
         return pulumi.get(self, "name")
 
@@ -205,7 +205,7 @@ class ProvisionToken(pulumi.CustomResource):
                  ttl: pulumi.Input[Optional[_builtins.str]] = None,
                  __props__=None):
         """
-        A join token. For the token method the name is the secret (generated when left out) and is used once; an iam token is not secret and joins any AWS identity its allow rules match until it expires.
+        A join token. For the token method the name is the secret (generated when left out) and is used once; the name of an iam or bound_keypair token is not secret: an iam token joins any AWS identity its allow rules match until it expires, a bound_keypair token the bot holding its key pair.
 
         :param str resource_name: The name of the resource.
         :param pulumi.ResourceOptions opts: Options for the resource.
@@ -216,7 +216,7 @@ class ProvisionToken(pulumi.CustomResource):
         :param pulumi.Input[_builtins.str] expires: When the object stops being valid; unset means never.
         :param pulumi.Input[_builtins.str] join_method: token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key (reusable, the name is not secret). Default: `"token"`.
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels (key -> value).
-        :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+        :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair).
         :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] roles: System roles the token grants; only Bot is supported. Default: `["Bot"]`.
         :param pulumi.Input[_builtins.str] ttl: Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
         """
@@ -227,7 +227,7 @@ class ProvisionToken(pulumi.CustomResource):
                  args: Optional[ProvisionTokenArgs] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
         """
-        A join token. For the token method the name is the secret (generated when left out) and is used once; an iam token is not secret and joins any AWS identity its allow rules match until it expires.
+        A join token. For the token method the name is the secret (generated when left out) and is used once; the name of an iam or bound_keypair token is not secret: an iam token joins any AWS identity its allow rules match until it expires, a bound_keypair token the bot holding its key pair.
 
         :param str resource_name: The name of the resource.
         :param ProvisionTokenArgs args: The arguments to use to populate this resource's properties.
@@ -403,7 +403,7 @@ class ProvisionToken(pulumi.CustomResource):
     @pulumi.getter
     def name(self) -> pulumi.Output[_builtins.str]:
         """
-        Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+        Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair).
         """
         return pulumi.get(self, "name")
 
