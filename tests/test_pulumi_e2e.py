@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -213,7 +214,7 @@ def test_role_update_replace_and_default(engine: Engine, admin: Client, tmp_path
     prog.params["ttl"] = None
     preview = prog.preview()
     assert preview.change_summary.get("update") == 1
-    assert "maxSessionTtl" in preview.stdout and '"30h"' in preview.stdout
+    assert re.search(r'maxSessionTtl\s*: "8h" => "30h"', preview.stdout), preview.stdout
     prog.up()
     assert admin.get_role("e2e-web").spec.options.max_session_ttl == "30h"
     # the name cannot change in place: a replacement

@@ -59,6 +59,16 @@ def test_diff_names_nested_fields_and_replacements() -> None:
     assert p.diff(ROLE.token, old, old, old).diffs == {}
 
 
+def test_removed_options_diff_to_the_default_the_cluster_will_hold() -> None:
+    p = Provider()
+    old = p.check(ROLE.token, "web", {"options": {"maxSessionTtl": "8h"}}).inputs
+    removed = p.check(ROLE.token, "web", {}).inputs
+    assert removed["options"] == {"maxSessionTtl": "30h"}
+    assert p.diff(ROLE.token, old, old, removed).diffs == {"options.maxSessionTtl": UPDATE}
+    held = p.check(ROLE.token, "web", {"options": {"maxSessionTtl": "30h"}}).inputs
+    assert p.diff(ROLE.token, held, held, removed).diffs == {}
+
+
 def test_diff_of_unknown_is_a_change_and_missing_equals_empty() -> None:
     p = Provider()
     old = p.check(BOT.token, "robot", {"roles": ["access"]}).inputs

@@ -54,14 +54,16 @@ def test_plans_keep_configured_values_and_leave_absent_blocks_out() -> None:
                                                                              "rules": []},
                   "deny": {"logins": [], "node_labels": {}, "rules": []}, "options": {"max_session_ttl": "30h"}}
     planned = values.planned(ROLE, config, normalized)
-    assert planned["deny"] is None and planned["options"] is None  # not in the configuration: not planned
+    assert planned["deny"] is None  # not in the configuration: not planned
+    assert planned["options"] == {"max_session_ttl": "30h"}  # a group block: its defaults
     assert planned["allow"] == {"logins": ["a"], "node_labels": {}, "rules": []}
     assert planned["description"] == "" and planned["labels"] == {}
-    # the cluster's defaults in an absent block stay absent; a real difference shows
+    # the cluster's defaults in an absent single block stay absent; a real difference shows
     stated = values.stated(ROLE, {**normalized, "id": "web"}, planned)
-    assert stated["options"] is None and stated["deny"] is None
-    drifted = values.stated(ROLE, {**normalized, "id": "web", "options": {"max_session_ttl": "2h"}}, planned)
-    assert drifted["options"] == {"max_session_ttl": "2h"}
+    assert stated["options"] == {"max_session_ttl": "30h"} and stated["deny"] is None
+    drifted = values.stated(ROLE, {**normalized, "id": "web", "options": {"max_session_ttl": "2h"},
+                                   "deny": {"logins": ["root"], "node_labels": {}, "rules": []}}, planned)
+    assert drifted["options"] == {"max_session_ttl": "2h"} and drifted["deny"]["logins"] == ["root"]
 
 
 def test_times_keep_the_configured_spelling() -> None:
@@ -190,3 +192,28 @@ def test_schema_versions_and_upgraders_name_real_resources() -> None:
     assert set(SCHEMA_VERSIONS) <= names
     for type_name, version in tfprovider.UPGRADERS:
         assert type_name in RESOURCE_SCHEMAS and version < RESOURCE_SCHEMAS[type_name][1].version
+
+
+def _role_state(ttl: str) -> dict[str, object]:
+    return values.complete(ROLE, {"id": "web", "name": "web", "description": "", "labels": {},
+                                  "options": {"max_session_ttl": ttl}})  # type: ignore[no-any-return]
+
+
+def test_options_left_out_plan_the_default_the_cluster_will_hold() -> None:
+    """A removed `options` block plans the model's default ("8h" -> "30h"), not null, and no change where the
+    cluster already holds it. Terraform sends a left-out group block as an object of nulls."""
+    p = TerraformProvider()
+    [options] = [b for b in ROLE.blocks if b.name == "options"]
+    assert options.nesting == "group"  # Terraform never makes it null
+    config = values.complete(ROLE, {"name": "web", "options": {"max_session_ttl": None}})
+    planned, replace, diags = p.plan("machineid_role", _role_state("8h"), config, config)
+    assert not diags and not replace and planned["options"] == {"max_session_ttl": "30h"}
+    prior = _role_state("30h")
+    assert p.plan("machineid_role", prior, config, config)[0] == prior  # nothing to change
+    created, _, _ = p.plan("machineid_role", None, config, config)
+    assert created["options"] == {"max_session_ttl": "30h"}
+    # a bound_keypair token's recovery block is a group inside a single block
+    [bound] = [b for b in TOKEN.blocks if b.name == "bound_keypair"]
+    assert bound.nesting == "single" and [(b.name, b.nesting) for b in bound.block.blocks] == [
+        ("onboarding", "single"), ("recovery", "group")]
+

@@ -47,7 +47,7 @@ def steps_for(block: Block | None, path: Path) -> tuple[Step, ...]:
             nested = current.nested(step)
             attr = current.attribute(step)
             current, tp, blocks = None, attr.tp if attr else None, None
-            if nested is not None and nested.nesting == "single":
+            if nested is not None and nested.is_object:
                 current = nested.block
             elif nested is not None:
                 blocks = nested

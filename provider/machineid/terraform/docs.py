@@ -61,7 +61,8 @@ def _sections(block: Block, anchor: str, nested: list[tuple[str, NestedBlock]]) 
         lines = [(a.name, _attr_line(a, anchor)) for a in attrs]
         for b in blocks:
             sub = f"{anchor}--{b.name}"
-            kind = "Block" if b.nesting == "single" else "Block List"
+            kind = {"single": "Block", "group": "Block, always set: left out, its defaults apply"}.get(
+                b.nesting, "Block List")
             extra = ", Forces replacement" if b.forces_replacement else ""
             lines.append((b.name, f'- `{b.name}` ({kind}{extra}) {b.description} (see [below for nested schema]'
                                   f"(#{sub}))\n"))

@@ -66,7 +66,7 @@ def _expand(block: Block, value: dict[str, Any]) -> dict[str, Any]:
     out = dict(value)
     for b in block.blocks:
         inner = out.get(b.name)
-        if b.nesting == "single":
+        if b.is_object:
             out[b.name] = codec.encode(b.tp()) if inner is None else _expand(b.block, inner) \
                 if isinstance(inner, dict) else inner
         elif isinstance(inner, list):

@@ -3,7 +3,9 @@
 Nested objects are blocks (SINGLE for an object, LIST for a list of objects), not protocol 6's nested attributes:
 Terraform 1.0.x crashes on a null nested attribute, and blocks work on every CLI and on protocol 5. Every optional
 attribute is optional+computed: the plan fills the model's default, so a server default never shows as a diff
-and removing an attribute plans a change back to its default."""
+and removing an attribute plans a change back to its default. A block whose attributes have defaults that are not
+empty (a role's options: max_session_ttl 30h) is a GROUP block, which Terraform never makes null: left out (or
+removed), it plans those defaults (`"8h" -> "30h"`), where a SINGLE block could only plan `null`."""
 
 from __future__ import annotations
 
@@ -56,11 +58,17 @@ class Attribute:
 @dataclass(frozen=True)
 class NestedBlock:
     name: str
-    nesting: str  # "single" or "list"
+    # "single" (null when left out), "group" (never null: left out, it holds its defaults) or "list"
+    nesting: str
     block: Block
     tp: Any  # the dataclass of one block
     description: str
     forces_replacement: bool = False
+
+    @property
+    def is_object(self) -> bool:
+        """One block (single or group), not a list of them."""
+        return self.nesting != "list"
 
 
 @dataclass(frozen=True)
@@ -112,17 +120,25 @@ def _doc(spec: FieldSpec, default: Any) -> str:
 def _is_block(tp: Any) -> str | None:
     sh = codec.shape(tp)
     if sh.kind == "object":
-        return "single"
+        return "group" if _has_defaults(sh.tp) else "single"
     if sh.kind == "list" and dataclasses.is_dataclass(sh.item):
         return "list"
     return None
+
+
+_EMPTY: tuple[Any, ...] = (None, "", [], {}, 0, False)
+
+
+def _has_defaults(cls: type) -> bool:
+    """Whether one of a block's own attributes has a default that is not empty."""
+    return any(not _is_block(ftp) and field_default(f) not in _EMPTY for f, ftp, _ in codec.model_fields(cls))
 
 
 def _input(name: str, tp: Any, spec: FieldSpec, default: Any, server_default: bool = False,
            ) -> Attribute | NestedBlock:
     nesting = _is_block(tp)
     if nesting:
-        cls = codec.shape(tp).tp if nesting == "single" else codec.shape(tp).item
+        cls = codec.shape(tp).item if nesting == "list" else codec.shape(tp).tp
         return NestedBlock(name, nesting, _object_block(cls), cls, spec.doc, spec.replace_on_change)
     required = spec.required and not server_default
     return Attribute(name, tp, _doc(spec, default), required=required, optional=not required,
