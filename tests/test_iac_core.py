@@ -136,6 +136,35 @@ def test_deleting_a_role_still_held_fails_after_the_wait_naming_the_holder(core:
     assert core.read(ROLE, "core-held", {}, None) is not None
 
 
+def test_deleting_a_role_held_by_a_bot_not_being_deleted_is_refused_at_once(core: Core) -> None:
+    """The refusal was certain from the start: no 60 s wait for a holder that is not going away."""
+    core.create(ROLE, core.check(ROLE, {"name": "core-kept", "allow": {"logins": ["ci"]}}).inputs)
+    core.create(BOT, core.check(BOT, {"name": "core-keeper", "roles": ["core-kept"]}).inputs)
+    assert core.in_use_wait == 60
+    started = time.monotonic()
+    with pytest.raises(PreconditionError, match='role "core-kept" is used by bot-core-keeper'):
+        core.delete(ROLE, "core-kept", {})
+    assert time.monotonic() - started < 3
+    assert core.read(ROLE, "core-kept", {}, None) is not None
+    core.delete(BOT, "core-keeper", {})
+    core.delete(ROLE, "core-kept", {})
+
+
+def test_deleting_a_role_waits_longer_than_the_grace_for_a_holder_being_deleted(core: Core) -> None:
+    """A holder this process is deleting is waited for past the grace (its delete may be slow)."""
+    core.create(ROLE, core.check(ROLE, {"name": "core-slow", "allow": {"logins": ["ci"]}}).inputs)
+    core.create(BOT, core.check(BOT, {"name": "core-slowbot", "roles": ["core-slow"]}).inputs)
+    core.holder_grace = 0.3
+    core.deletes.add(("bot", "core-slowbot"))  # its delete has started (and takes a while)
+    later = threading.Timer(1.5, lambda: core.client().delete("bot", "core-slowbot"))
+    later.start()
+    try:
+        core.delete(ROLE, "core-slow", {})
+    finally:
+        later.join()
+    assert core.read(ROLE, "core-slow", {}, None) is None
+
+
 def _keypair_token(name: str, key: str, **bound: Any) -> dict[str, Any]:
     return {"name": name, "join_method": "bound_keypair", "bot_name": "core-keybot",
             "bound_keypair": {"onboarding": {"initial_public_key": key}, **bound}}
@@ -310,6 +339,7 @@ def test_a_stop_request_ends_a_delete_waiting_for_holders(core: Core, server: Se
     """Ctrl-C in the CLI (StopProvider, Cancel) must not leave it waiting out the whole in-use wait."""
     core.create(ROLE, core.check(ROLE, {"name": "core-stuck"}).inputs)
     server.ctl("users", "add", "core-stuckholder", "--roles=core-stuck")
+    core.deletes.add(("user", "core-stuckholder"))  # going away: the delete waits for it
     threading.Timer(0.5, core.stopping.set).start()
     started = time.monotonic()
     with pytest.raises(PreconditionError, match='stopped while waiting for role "core-stuck"'):

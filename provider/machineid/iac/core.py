@@ -77,9 +77,13 @@ class Core:
         self.log: Log = log or (lambda severity, message: None)
         self.config = ProviderConfig.from_values({})
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-        # How long a delete waits for objects that still use its object to go: the CLIs delete independent
-        # resources in parallel, so a role's bot may be going away at the same moment.
+        # How long a delete waits for objects that still use its object and are being deleted by this process too:
+        # the CLIs delete independent resources in parallel, so a role's bot may be going away at the same moment.
         self.in_use_wait = 60.0
+        # How long it waits for other users of its object: a parallel delete of one may be about to start.
+        self.holder_grace = 2.0
+        # (kind, name) of the objects this process was asked to delete.
+        self.deletes: set[tuple[str, str]] = set()
         # Set when the CLI asks the provider to stop (Ctrl-C: Terraform's StopProvider, Pulumi's Cancel): waits end.
         self.stopping = threading.Event()
         self._client_factory = client_factory
@@ -238,7 +242,9 @@ class Core:
         return h.update(self, h.decode(news), old_outputs, old_inputs or old_outputs, news)
 
     def delete(self, rdef: ResourceDef, id: str, outputs: dict[str, Any]) -> None:
-        self.handler(rdef).delete(self, id, outputs)
+        h = self.handler(rdef)
+        self.deletes.add((rdef.kind, h.name_of(id, outputs)))
+        h.delete(self, id, outputs)
 
     # ---------------------------------------------------------------- functions / data sources
     def cluster_info(self) -> functions.ClusterInfo:

@@ -25,7 +25,7 @@ from machineid.model.errors import (
     PreconditionError,
     ValidationError,
 )
-from machineid.model.resources import Bot, ProvisionToken, ProvisionTokenSpec, name_is_secret, token_id
+from machineid.model.resources import Bot, ProvisionToken, ProvisionTokenSpec, User, name_is_secret, token_id
 
 if TYPE_CHECKING:
     from machineid.iac.core import Core, DiffResult
@@ -161,21 +161,39 @@ class RoleHandler(Handler):
 
     def delete(self, core: Core, id: str, outputs: dict[str, Any]) -> None:
         """A role still held by a user or bot is refused. Without a reference in the configuration, `destroy`
-        deletes the role and its bots at the same time, so wait (as long as `core.in_use_wait`) for them to go."""
-        deadline, pause = time.monotonic() + core.in_use_wait, 0.2
+        deletes the role and its bots at the same time: a holder this process is deleting too is waited for (as
+        long as `core.in_use_wait`). Any other holder is not going away, so the refusal stands after a short grace
+        (`core.holder_grace`: the CLIs start parallel deletes together, not at the same instant)."""
+        name = self.name_of(id, outputs)
+        started, pause = time.monotonic(), 0.2
         while True:
             try:
                 return super().delete(core, id, outputs)
             except PreconditionError as e:
-                if time.monotonic() + pause > deadline:
-                    if core.hints.create_first:
-                        raise PreconditionError(f"{e}. If this delete is part of a replacement (a renamed role), "
-                                                f"{core.hints.create_first}") from None
-                    raise
+                refusal = e
+            going = self._holders_going(core, name)
+            wait = core.in_use_wait if going else core.holder_grace
+            if time.monotonic() - started + pause > wait:
+                if core.hints.create_first:
+                    raise PreconditionError(f"{refusal}. If this delete is part of a replacement (a renamed role), "
+                                            f"{core.hints.create_first}") from None
+                raise refusal
             if core.stopping.wait(pause):
-                raise PreconditionError(f'stopped while waiting for role "{self.name_of(id, outputs)}" to be let go '
-                                        "by its holders; it was not deleted") from None
+                raise PreconditionError(f'stopped while waiting for role "{name}" to be let go by its holders; it '
+                                        "was not deleted") from None
             pause = min(pause * 2, 2.0)
+
+    @staticmethod
+    def _holders_going(core: Core, role: str) -> bool:
+        """Whether a holder of the role is being deleted by this process (or was: the next try then succeeds). The
+        holders are read again; an identity that may not list users waits for any bot or user this process
+        deletes."""
+        try:
+            holders = {("bot", u.spec.bot_name) if u.spec.bot_name else ("user", u.metadata.name)
+                       for u in core.client().list("user") if isinstance(u, User) and role in u.spec.roles}
+        except PermissionDeniedError:
+            holders = {d for d in core.deletes if d[0] in ("bot", "user")}
+        return not holders or bool(holders & core.deletes)
 
 
 _GENERATED = "generated-by-the-cluster-when-created"  # a stand-in as long as a real one
