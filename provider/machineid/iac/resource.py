@@ -59,10 +59,16 @@ class ResourceDef:
     # serves each as two attributes: NAME (plain) and secret_NAME (sensitive), the value in the one its values call
     # for.
     secret_by_value: tuple[str, ...] = ()
+    # What the resource's ID is (the handler's resource_id), when it is not simply the object's name.
+    id_description: str = ""
 
     @property
     def kind(self) -> str:
         return str(self.model.kind)  # type: ignore[attr-defined]
+
+    @property
+    def id_doc(self) -> str:
+        return self.id_description or f"The {self.kind}'s name."
 
     def props(self) -> tuple[Prop, ...]:
         return _props(self)
@@ -121,6 +127,8 @@ PROVISION_TOKEN = ResourceDef(
     "match until it expires, a bound_keypair token the bot holding its key pair.",
     extra=settings.TokenOptions, outputs=settings.TokenOutputs, server_defaults=("name", "expires"),
     secret_by_value=("name",),
+    id_description="The token's name where it is public (iam, bound_keypair); for a token-method token, whose name "
+                   "is its secret, token- and a hash of the name (as audit records and its bot's status name it).",
 )
 BOT = ResourceDef(
     "bot", "Bot", Bot, ("name", "description", "labels"),

@@ -61,7 +61,7 @@ class Rule:
     verbs: list[str] = attr(
         default_factory=list,
         required=True,
-        doc="Verbs allowed on them, or '*'.",
+        doc="Verbs on them, or '*'.",
         validators=[v.subset_of((*RULE_VERBS, "*"))],
     )
 
@@ -75,7 +75,8 @@ class RoleConditions:
     )
     node_labels: dict[str, list[str]] = attr(
         default_factory=dict,
-        doc="Nodes reachable, by label: key -> allowed values; '*': ['*'] means all nodes.",
+        doc="Nodes, by label: key -> values; '*': ['*'] means all nodes. Under allow, the nodes the logins reach; "
+            "under deny, the nodes where they are refused.",
         validators=[v.each_key(v.LABEL_KEY)],
     )
     rules: list[Rule] = attr(default_factory=list, doc="API access: resources and verbs.")

@@ -97,10 +97,12 @@ LOGIN = _regex(
     "a login is a POSIX user name (lower case, at most 32 characters) or a template like {{internal.logins}}",
 )
 
+# Node labels are written unquoted into sshd_config: the one statement of their characters (README, docs, hints).
+LABEL_CHARACTERS = "letters, digits and `. _ : / @ -`"
 LABEL_KEY = _regex(
-    r"\*|[A-Za-z0-9/._:-]{1,63}",
-    "a label key (letters, digits, '/', '.', '_', ':', '-') or the wildcard '*'",
-    "label keys use letters, digits, '/', '.', '_', ':' or '-', or are the wildcard '*'",
+    r"\*|[A-Za-z0-9._:/@-]{1,63}",
+    f"a label key: {LABEL_CHARACTERS} (at most 63), or `*` alone for any key",
+    f"label keys use {LABEL_CHARACTERS} (at most 63), or are `*` alone for any key",
 )
 
 AWS_ACCOUNT = _regex(r"\d{12}", "a 12-digit AWS account ID", "an AWS account ID is exactly 12 digits")

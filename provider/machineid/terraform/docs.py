@@ -12,9 +12,9 @@ from machineid.terraform.schema import (
     RESOURCE_SCHEMAS,
     Attribute,
     Block,
-    NestedBlock,
     data_sources,
     provider_schema,
+    read_only_block,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "terraform" / "docs"
@@ -43,12 +43,20 @@ def _flags(a: Attribute) -> str:
     return ", ".join(out)
 
 
-def _attr_line(a: Attribute, anchor: str) -> str:
+def _attr_line(a: Attribute, anchor: str, nested: list[tuple[str, Block]]) -> str:
     rules = f" Accepts: {'; '.join(a.rules)}." if a.rules else ""
-    return f'- <a id="{anchor}--{a.name}"></a>`{a.name}` ({_flags(a)}) {a.description}{rules}\n'
+    inner = read_only_block(a.tp)
+    see = ""
+    if inner is not None:  # an object-typed attribute (a looked-up role's allow): its fields below
+        see = f" (see [below for nested schema](#{anchor}--{a.name}))"
+        nested.append((f"{anchor}--{a.name}", inner))
+    return f'- <a id="{anchor}--{a.name}"></a>`{a.name}` ({_flags(a)}) {a.description}{rules}{see}\n'
 
 
-def _sections(block: Block, anchor: str, nested: list[tuple[str, NestedBlock]]) -> str:
+_KINDS = {"single": "Block", "group": "Block, always set: left out, its defaults apply", "list": "Block List"}
+
+
+def _sections(block: Block, anchor: str, nested: list[tuple[str, Block]]) -> str:
     required = [a for a in block.attributes if a.required]
     optional = [a for a in block.attributes if a.optional]
     computed = [a for a in block.attributes if a.computed and not a.optional]
@@ -58,32 +66,30 @@ def _sections(block: Block, anchor: str, nested: list[tuple[str, NestedBlock]]) 
         if not attrs and not blocks:
             continue
         out += f"\n### {title}\n\n"
-        lines = [(a.name, _attr_line(a, anchor)) for a in attrs]
+        lines = [(a.name, _attr_line(a, anchor, nested)) for a in attrs]
         for b in blocks:
             sub = f"{anchor}--{b.name}"
-            kind = {"single": "Block", "group": "Block, always set: left out, its defaults apply"}.get(
-                b.nesting, "Block List")
             extra = ", Forces replacement" if b.forces_replacement else ""
-            lines.append((b.name, f'- `{b.name}` ({kind}{extra}) {b.description} (see [below for nested schema]'
-                                  f"(#{sub}))\n"))
-            nested.append((sub, b))
+            lines.append((b.name, f'- `{b.name}` ({_KINDS[b.nesting]}{extra}) {b.description} (see [below for '
+                                  f"nested schema](#{sub}))\n"))
+            nested.append((sub, b.block))
         out += "".join(line for _, line in sorted(lines))
     return out
 
 
-def _nested(nested: list[tuple[str, NestedBlock]]) -> str:
+def _nested(nested: list[tuple[str, Block]]) -> str:
     out = ""
     seen = 0
     while seen < len(nested):
-        anchor, b = nested[seen]
+        anchor, block = nested[seen]
         seen += 1
         out += f'\n<a id="{anchor}"></a>\n### Nested Schema for `{anchor.split("--", 1)[1].replace("--", ".")}`\n'
-        out += _sections(b.block, anchor, nested)
+        out += _sections(block, anchor, nested)
     return out
 
 
 def _schema_md(block: Block) -> str:
-    nested: list[tuple[str, NestedBlock]] = []
+    nested: list[tuple[str, Block]] = []
     body = _sections(block, "schema", nested)
     return "## Schema\n" + body + _nested(nested)
 

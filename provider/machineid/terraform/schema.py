@@ -139,7 +139,9 @@ def _input(name: str, tp: Any, spec: FieldSpec, default: Any, server_default: bo
     nesting = _is_block(tp)
     if nesting:
         cls = codec.shape(tp).item if nesting == "list" else codec.shape(tp).tp
-        return NestedBlock(name, nesting, _object_block(cls), cls, spec.doc, spec.replace_on_change)
+        # The field says what this use of the type is (a role's allow or deny): the block's description.
+        block = dataclasses.replace(_object_block(cls), description=spec.doc)
+        return NestedBlock(name, nesting, block, cls, spec.doc, spec.replace_on_change)
     required = spec.required and not server_default
     return Attribute(name, tp, _doc(spec, default), required=required, optional=not required,
                      computed=not required, sensitive=spec.secret, forces_replacement=spec.replace_on_change,
@@ -154,11 +156,23 @@ def _object_block(cls: type) -> Block:
         assert spec is not None
         item = _input(f.name, ftp, spec, field_default(f))
         (blocks if isinstance(item, NestedBlock) else attrs).append(item)  # type: ignore[arg-type]
-    return Block(tuple(attrs), tuple(blocks), str(cls.__doc__ or "").strip())
+    return Block(tuple(attrs), tuple(blocks))
 
 
-ID = Attribute("id", str, "The resource's ID (its name; a hash of the name for a token-method token).",
-               computed=True)
+def _id(rdef: ResourceDef) -> Attribute:
+    return Attribute("id", str, rdef.id_doc, computed=True)
+
+
+@functools.cache
+def read_only_block(tp: Any) -> Block | None:
+    """The fields of an object-typed read-only attribute (a looked-up role's allow), for the docs; None for a
+    type that is not an object or a list of objects."""
+    sh = codec.shape(tp)
+    cls: Any = sh.tp if sh.kind == "object" else sh.item if sh.kind == "list" else None
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        return None
+    return Block(tuple(Attribute(f.name, ftp, spec.doc if spec else "", computed=True)
+                       for f, ftp, spec in codec.model_fields(cls)))
 
 
 def _public_name_methods() -> str:
@@ -185,7 +199,7 @@ def _twins(a: Attribute) -> tuple[Attribute, Attribute]:
 
 @functools.cache
 def resource_schema(rdef: ResourceDef) -> Schema:
-    attrs: list[Attribute] = [ID]
+    attrs: list[Attribute] = [_id(rdef)]
     blocks: list[NestedBlock] = []
     for p in rdef.props():
         if p.is_input:
@@ -233,7 +247,7 @@ def _computed(name: str, tp: Any, spec: FieldSpec) -> Attribute:
 
 @functools.cache
 def _lookup(rdef: ResourceDef, outputs: tuple[str, ...], description: str) -> DataSource:
-    attrs = [ID]
+    attrs = [_id(rdef)]
     for p in rdef.props():
         if p.name == "name":
             attrs.append(Attribute("name", str, "The name to look up.", required=True))

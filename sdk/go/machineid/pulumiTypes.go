@@ -532,7 +532,7 @@ func (o BoundKeypairRecoveryPtrOutput) Mode() pulumi.StringPtrOutput {
 type RoleConditions struct {
 	// OS logins; {{internal.logins}} expands from the user's or bot's `logins` trait.
 	Logins []string `pulumi:"logins"`
-	// Nodes reachable, by label: key -> allowed values; '*': ['*'] means all nodes.
+	// Nodes, by label: key -> values; '*': ['*'] means all nodes. Under allow, the nodes the logins reach; under deny, the nodes where they are refused.
 	NodeLabels map[string][]string `pulumi:"nodeLabels"`
 	// API access: resources and verbs.
 	Rules []Rule `pulumi:"rules"`
@@ -553,7 +553,7 @@ type RoleConditionsInput interface {
 type RoleConditionsArgs struct {
 	// OS logins; {{internal.logins}} expands from the user's or bot's `logins` trait.
 	Logins pulumi.StringArrayInput `pulumi:"logins"`
-	// Nodes reachable, by label: key -> allowed values; '*': ['*'] means all nodes.
+	// Nodes, by label: key -> values; '*': ['*'] means all nodes. Under allow, the nodes the logins reach; under deny, the nodes where they are refused.
 	NodeLabels pulumi.StringArrayMapInput `pulumi:"nodeLabels"`
 	// API access: resources and verbs.
 	Rules RuleArrayInput `pulumi:"rules"`
@@ -642,7 +642,7 @@ func (o RoleConditionsOutput) Logins() pulumi.StringArrayOutput {
 	return o.ApplyT(func(v RoleConditions) []string { return v.Logins }).(pulumi.StringArrayOutput)
 }
 
-// Nodes reachable, by label: key -> allowed values; '*': ['*'] means all nodes.
+// Nodes, by label: key -> values; '*': ['*'] means all nodes. Under allow, the nodes the logins reach; under deny, the nodes where they are refused.
 func (o RoleConditionsOutput) NodeLabels() pulumi.StringArrayMapOutput {
 	return o.ApplyT(func(v RoleConditions) map[string][]string { return v.NodeLabels }).(pulumi.StringArrayMapOutput)
 }
@@ -686,7 +686,7 @@ func (o RoleConditionsPtrOutput) Logins() pulumi.StringArrayOutput {
 	}).(pulumi.StringArrayOutput)
 }
 
-// Nodes reachable, by label: key -> allowed values; '*': ['*'] means all nodes.
+// Nodes, by label: key -> values; '*': ['*'] means all nodes. Under allow, the nodes the logins reach; under deny, the nodes where they are refused.
 func (o RoleConditionsPtrOutput) NodeLabels() pulumi.StringArrayMapOutput {
 	return o.ApplyT(func(v *RoleConditions) map[string][]string {
 		if v == nil {
@@ -850,7 +850,7 @@ func (o RoleOptionsPtrOutput) MaxSessionTtl() pulumi.StringPtrOutput {
 type Rule struct {
 	// Resource kinds the rule covers, or '*'.
 	Resources []string `pulumi:"resources"`
-	// Verbs allowed on them, or '*'.
+	// Verbs on them, or '*'.
 	Verbs []string `pulumi:"verbs"`
 }
 
@@ -869,7 +869,7 @@ type RuleInput interface {
 type RuleArgs struct {
 	// Resource kinds the rule covers, or '*'.
 	Resources pulumi.StringArrayInput `pulumi:"resources"`
-	// Verbs allowed on them, or '*'.
+	// Verbs on them, or '*'.
 	Verbs pulumi.StringArrayInput `pulumi:"verbs"`
 }
 
@@ -930,7 +930,7 @@ func (o RuleOutput) Resources() pulumi.StringArrayOutput {
 	return o.ApplyT(func(v Rule) []string { return v.Resources }).(pulumi.StringArrayOutput)
 }
 
-// Verbs allowed on them, or '*'.
+// Verbs on them, or '*'.
 func (o RuleOutput) Verbs() pulumi.StringArrayOutput {
 	return o.ApplyT(func(v Rule) []string { return v.Verbs }).(pulumi.StringArrayOutput)
 }
