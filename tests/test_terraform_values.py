@@ -45,7 +45,10 @@ def test_attribute_paths_follow_the_schema() -> None:
     assert steps_for(ROLE, ("allow", "node_labels", "env", 0)) == (
         ("attribute", "allow"), ("attribute", "node_labels"), ("key", "env"), ("index", 0))
     assert steps_for(BOT, ("traits", "logins", 0)) == (("attribute", "traits"), ("key", "logins"), ("index", 0))
-    assert steps_for(BOT, ("bogus", 3)) == (("attribute", "bogus"),)
+    # a path the schema does not know points at the nearest attribute that exists, or at the resource
+    assert steps_for(BOT, ("bogus", 3)) == ()
+    assert steps_for(TOKEN, ("metadata", "name")) == ()
+    assert steps_for(ROLE, ("allow", "bogus", 1)) == (("attribute", "allow"),)
 
 
 def test_plans_keep_configured_values_and_leave_absent_blocks_out() -> None:

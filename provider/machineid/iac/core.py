@@ -11,8 +11,9 @@ Rules that make a no-change plan trustworthy (where Teleport's Terraform provide
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from machineid.iac import functions
 from machineid.iac.config import ProviderConfig
 from machineid.iac.handlers import HANDLERS, Handler, State
-from machineid.iac.resource import ResourceDef, encode_inputs
+from machineid.iac.resource import ResourceDef, encode_inputs, prop_path
 from machineid.iac.settings import Rendered
 from machineid.iac.unknown import UNKNOWN, contains_unknown
 from machineid.model import codec
@@ -219,7 +220,8 @@ class Core:
     # ---------------------------------------------------------------- CRUD
     def create(self, rdef: ResourceDef, inputs: dict[str, Any]) -> State:
         h = self.handler(rdef)
-        return h.create(self, h.decode(inputs))
+        with _property_paths():
+            return h.create(self, h.decode(inputs))
 
     def read(self, rdef: ResourceDef, id: str, old_outputs: dict[str, Any],
              old_inputs: dict[str, Any] | None) -> State | None:
@@ -239,7 +241,8 @@ class Core:
     def update(self, rdef: ResourceDef, id: str, old_outputs: dict[str, Any], old_inputs: dict[str, Any] | None,
                news: dict[str, Any]) -> State:
         h = self.handler(rdef)
-        return h.update(self, h.decode(news), old_outputs, old_inputs or old_outputs, news)
+        with _property_paths():
+            return h.update(self, h.decode(news), old_outputs, old_inputs or old_outputs, news)
 
     def delete(self, rdef: ResourceDef, id: str, outputs: dict[str, Any]) -> None:
         h = self.handler(rdef)
@@ -258,6 +261,15 @@ class Core:
         if not args.ca_pins:
             args.ca_pins = list(self.client().ping().ca_pins)
         return functions.render(args)
+
+
+@contextlib.contextmanager
+def _property_paths() -> Iterator[None]:
+    """The cluster's refusals name model paths (metadata.expires); the adapters point at properties (expires)."""
+    try:
+        yield
+    except ValidationError as e:
+        raise ValidationError([FieldViolation(prop_path(v.path), v.reason) for v in e.violations]) from None
 
 
 def _placeholder(tp: Any) -> Any:

@@ -59,12 +59,32 @@ def format_duration(value: timedelta) -> str:
     return sign + out
 
 
+Found = tuple[tuple[str | int, ...], str]  # (where inside the value, the reason)
+
+
 @dataclass(frozen=True)
 class Validator:
-    """description documents the rule; check returns None when fine, else the reason (which says the fix)."""
+    """description documents the rule; check returns None when fine, else the reason (which says the fix). A
+    validator of a collection's items also says which item (`where`), so the violation's path names it."""
 
     description: str
     check: Callable[[Any], str | None]
+    where: Callable[[Any], Found | None] | None = None
+
+    def find(self, value: Any) -> Found | None:
+        """The first problem and where inside the value it is (() for the value itself); None when fine."""
+        if self.where is not None:
+            return self.where(value)
+        reason = self.check(value)
+        return ((), reason) if reason else None
+
+
+def _from(where: Callable[[Any], Found | None]) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        found = where(v)
+        return found[1] if found else None
+
+    return check
 
 
 def shown(value: str, limit: int = 64) -> str:
@@ -199,29 +219,31 @@ def one_of(*values: str) -> Validator:
 
 
 def each(inner: Validator) -> Validator:
-    """Applies inner to list items; the reason names the first bad item's index."""
+    """Applies inner to list items; the first bad item's index is where the problem is."""
 
-    def check(v: Any) -> str | None:
+    def where(v: Any) -> Found | None:
         if isinstance(v, list):
             for i, item in enumerate(v):
-                reason = inner.check(item)
-                if reason:
-                    return f"item [{i}]: {reason}"
+                found = inner.find(item)
+                if found:
+                    return (i, *found[0]), found[1]
         return None
 
-    return Validator(f"each item: {inner.description}", check)
+    return Validator(f"each item: {inner.description}", _from(where), where)
 
 
 def each_key(inner: Validator) -> Validator:
-    def check(v: Any) -> str | None:
+    """Applies inner to a map's keys; the first bad key is where the problem is."""
+
+    def where(v: Any) -> Found | None:
         if isinstance(v, dict):
             for k in v:
                 reason = inner.check(k)
                 if reason:
-                    return f"key {reason}"
+                    return (k,), f"key {reason}"
         return None
 
-    return Validator(f"each key: {inner.description}", check)
+    return Validator(f"each key: {inner.description}", _from(where), where)
 
 
 def subset_of(values: Sequence[str]) -> Validator:

@@ -6,7 +6,6 @@ What the provider decides (checks, diffs, CRUD, import, token expiry, bot render
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -74,7 +73,6 @@ class State:
     inputs: dict[str, Any] | None = None
 
 
-_ITEM = re.compile(r"item \[(\d+)\]: ")
 _ABSENT = object()
 
 
@@ -110,10 +108,8 @@ def failure(path: Path, reason: str, values: dict[str, Any], secret: Collection[
     """(Pulumi property path, message naming the path and the value the user gave) for one violation.
 
     The engine prints a failure's own property as `value {<nil>}` unless it is a top-level key, and a top-level
-    value Go-formatted (a secret one in clear), so the provider sends the property in the message instead. A list
-    item's reason (`item [1]: ...`) becomes part of the path. Values of secret properties are not shown."""
-    while m := _ITEM.match(reason):
-        path, reason = (*path, int(m.group(1))), reason[m.end():]
+    value Go-formatted (a secret one in clear), so the provider sends the property in the message instead. Values
+    of secret properties are not shown."""
     where = render_path(path)
     value = _value_at(values, path)
     if value is _ABSENT or value is None:

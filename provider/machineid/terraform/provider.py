@@ -246,6 +246,8 @@ class TerraformProvider:
                 st = self.core.update(rdef, str(prior.get("id") or ""), old, old_inputs, news.inputs)
         except MachineIDError as e:
             action = "deleting" if planned is None else "creating" if prior is None else "updating"
+            if isinstance(e, ValidationError):  # a property the cluster refused: its attribute for these values
+                e = ValidationError(twins.violations(rdef, twins.to_core(rdef, config or prior or {}), e.violations))
             return prior, from_error(block, e, f"{action} {type_name}")
         return _stated(block, rdef, st, planned), []
 
