@@ -61,6 +61,8 @@ class ResourceDef:
     secret_by_value: tuple[str, ...] = ()
     # What the resource's ID is (the handler's resource_id), when it is not simply the object's name.
     id_description: str = ""
+    # What an import names the object by, when it is not simply its name.
+    import_description: str = ""
 
     @property
     def kind(self) -> str:
@@ -69,6 +71,10 @@ class ResourceDef:
     @property
     def id_doc(self) -> str:
         return self.id_description or f"The {self.kind}'s name."
+
+    @property
+    def import_doc(self) -> str:
+        return self.import_description or f"the {self.kind}'s name"
 
     def props(self) -> tuple[Prop, ...]:
         return _props(self)
@@ -129,6 +135,8 @@ PROVISION_TOKEN = ResourceDef(
     secret_by_value=("name",),
     id_description="The token's name where it is public (iam, bound_keypair); for a token-method token, whose name "
                    "is its secret, token- and a hash of the name (as audit records and its bot's status name it).",
+    import_description="the token itself for a `token`-method token (its name is the secret; the resource ID is a "
+                       "hash of it), or the name of an `iam` or `bound_keypair` token",
 )
 BOT = ResourceDef(
     "bot", "Bot", Bot, ("name", "description", "labels"),

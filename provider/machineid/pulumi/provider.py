@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from machineid.iac import functions
 from machineid.iac.config import ProviderConfig
 from machineid.iac.core import Core, Hints
+from machineid.iac.core import State as CoreState
 from machineid.iac.unknown import UNKNOWN
 from machineid.model import codec
 from machineid.model.errors import FieldViolation, Path, ValidationError
@@ -200,7 +201,7 @@ class Provider:
         r = RESOURCES[token]
         snake = snake_props(r, inputs)[0]
         if preview:
-            outputs = self.core.plan_create(r.rdef, snake)
+            outputs = self.core.plan(r.rdef, snake).outputs
             if self.core.handler(r.rdef).name_unknown_until_created:
                 outputs["name"] = UNKNOWN
             return State("", camel_props(r, outputs))
@@ -227,8 +228,9 @@ class Provider:
         olds = snake_props(r, old_outputs)[0]
         old_in = snake_props(r, old_inputs)[0] if old_inputs else None
         snake = snake_props(r, news)[0]
-        if preview:
-            return State(id, camel_props(r, self.core.plan_update(r.rdef, olds, old_in, snake)))
+        if preview:  # the engine asks for an update only where the diff found a change that replaces nothing
+            planned = self.core.plan(r.rdef, snake, CoreState(id, olds, old_in))
+            return State(id, camel_props(r, planned.outputs))
         return self._state(r, self.core.update(r.rdef, id, olds, old_in, snake))
 
     # ---------------------------------------------------------------- delete

@@ -4,6 +4,7 @@ docs/terraform and a test fails when they are stale."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from machineid.iac.resource import ResourceDef
@@ -107,16 +108,17 @@ def _front(title: str, subcategory: str, description: str) -> str:
             f"description: |-\n  {first}\n---\n\n")
 
 
+def _example_name(rdef: ResourceDef) -> str:
+    """The first name the resource's example sets (what an import of that example would name)."""
+    path = EXAMPLES / f"resource_{rdef.name}.tf"
+    found = re.search(r'^\s*name\s*=\s*"([^"]+)"', path.read_text() if path.is_file() else "", re.M)
+    return found.group(1) if found else "NAME"
+
+
 def _import_md(rdef: ResourceDef) -> str:
     name = PREFIX + rdef.name
-    if rdef.name == "provision_token":
-        what = ("the token itself for a `token`-method token (its name is the secret; the resource ID is a hash "
-                "of it), or the name of an `iam` or `bound_keypair` token")
-        example_id = "ci-on-aws"
-    else:
-        what = f"the {rdef.kind}'s name"
-        example_id = "ci" if rdef.name == "bot" else "deploy"
-    return (f"## Import\n\nImport by {what}. With an `import` block (OpenTofu, Terraform 1.5 and later), "
+    example_id = _example_name(rdef)
+    return (f"## Import\n\nImport by {rdef.import_doc}. With an `import` block (OpenTofu, Terraform 1.5 and later), "
             "`plan -generate-config-out=FILE` writes a configuration that then plans with no changes:\n\n"
             f"```terraform\nimport {{\n  to = {name}.this\n  id = \"{example_id}\"\n}}\n```\n\n"
             f"or with the CLI:\n\n```shell\ntofu import {name}.this {example_id}\n```\n")

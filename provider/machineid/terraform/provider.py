@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from machineid.iac.core import Core, Hints
+from machineid.iac.core import Core, Hints, State
 from machineid.iac.resource import ResourceDef
 from machineid.iac.unknown import UNKNOWN, contains_unknown
 from machineid.model import codec
@@ -29,7 +29,6 @@ from machineid.terraform.schema import (
 if TYPE_CHECKING:
     from machineid.api.client import Client
     from machineid.iac.config import ProviderConfig
-    from machineid.iac.handlers import State
 
 log = logging.getLogger("machineid.terraform")
 
@@ -181,49 +180,36 @@ class TerraformProvider:
             return proposed, [], from_violations(block, misplaced, "Invalid machineid configuration")
         given = twins.to_core(rdef, config)
         inputs = {name: given.get(name) for name in rdef.inputs()}
-        old_state = twins.to_core(rdef, prior) if prior is not None else {}
-        if prior is not None:
-            for name in rdef.server_defaults:
-                if inputs.get(name) is None:
-                    inputs[name] = old_state.get(name)  # left to the cluster, which chose this
+        if prior is not None:  # left to the cluster, which chose these: checked as the cluster has them
+            inputs = self.core.keep_server_choices(rdef, inputs, twins.to_core(rdef, prior))
         check = self.core.check(rdef, inputs, references=True)
         if check.violations:
             return proposed, [], from_violations(block, twins.violations(rdef, inputs, check.violations),
                                                  "Invalid machineid configuration")
-        normalized = check.inputs
-        base = values.planned(block, given, normalized)
-        outputs = [p.name for p in rdef.props() if not p.is_input]
+        # Inputs planned as configured (Terraform's rule: a configured value is planned verbatim), the rest by the
+        # core's plan rules: outputs, the ID and what the cluster chooses for inputs left unset.
+        base = values.planned(block, given, check.inputs)
         unset_defaults = [n for n in rdef.server_defaults if given.get(n) is None]
+        # The values the cluster chose stood in for unset ones in the check; the core's plan and diff keep them.
+        news = {k: val for k, val in check.inputs.items() if k not in unset_defaults}
+        replace: list[str] = []
+        warnings: list[Diagnostic] = []
         if prior is None:
-            created = self.core.plan_create(rdef, normalized)
-            for name in (*outputs, *unset_defaults):
-                base[name] = created.get(name, UNKNOWN)
-            base["id"] = UNKNOWN
-            return values.complete(block, twins.to_terraform(rdef, base, config)), [], []
-        old, old_inputs = _split(block, rdef, prior)
-        # The values the cluster chose stood in for unset ones in the check; the diff skips unset ones itself.
-        diff = self.core.diff(rdef, old, old_inputs,
-                              {k: val for k, val in normalized.items() if k not in unset_defaults})
-        base["id"] = prior.get("id")
-        for name in unset_defaults:
-            base[name] = old_state.get(name)  # what the cluster chose
-        if diff.replaces:
+            planned = self.core.plan(rdef, news)
+        else:
+            old, old_inputs = _split(block, rdef, prior)
+            diff = self.core.diff(rdef, old, old_inputs, news)
+            planned = self.core.plan(rdef, news, State(str(prior.get("id") or ""), old, old_inputs),
+                                     replace=bool(diff.replaces), changed=diff.changed)
             replace = [twins.attribute(rdef, base, name) for name in diff.replaces]
-            for name in (*outputs, "id", *unset_defaults):
-                base[name] = UNKNOWN  # the new object: the cluster chooses these again
             if "expires" in diff.replaces and "token_expires" in base:
                 replace.append("token_expires")
             warnings = from_violations(block, twins.violations(rdef, base, diff.warnings), "Replacing this resource",
                                        warning=True)
-            return values.complete(block, twins.to_terraform(rdef, base, config)), replace, warnings
-        if diff.changed:
-            planned_outputs = self.core.plan_update(rdef, old, old_inputs, normalized)
-            for name in outputs:
-                base[name] = planned_outputs.get(name)
-        else:
-            for name in outputs:
-                base[name] = prior.get(name)
-        return values.complete(block, twins.to_terraform(rdef, base, config)), [], []
+        base["id"] = planned.id
+        for name in (*(p.name for p in rdef.props() if not p.is_input), *unset_defaults):
+            base[name] = planned.outputs.get(name)
+        return values.complete(block, twins.to_terraform(rdef, base, config)), replace, warnings
 
     # ---------------------------------------------------------------- apply
     def apply(self, type_name: str, prior: Any, planned: Any, config: Any) -> tuple[Any, list[Diagnostic]]:
@@ -259,7 +245,7 @@ class TerraformProvider:
         except MachineIDError as e:
             return None, from_error(schema.block, e, f"importing {type_name}")
         if st is None:
-            shown = id if rdef.name != "provision_token" else "(the token, not shown)"
+            shown = f"(the {rdef.kind}, not shown)" if "name" in rdef.secret_by_value else id
             return None, [Diagnostic("Cannot import a missing object",
                                      f"no {rdef.kind} {shown} on the machineid cluster; check the ID")]
         return _stated(schema.block, rdef, st, None), []
