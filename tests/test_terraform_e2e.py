@@ -19,6 +19,7 @@ from machineid.model import errors
 from machineid.model.resources import Role
 from machineid.terraform.runner import Workspace
 from tests.conftest import ServerProc, run_cli
+from tests.test_cluster_api import join
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIS = ("tofu", "terraform")
@@ -304,22 +305,32 @@ def test_bot_roles_update_in_place_and_its_token_rotates(ws: Workspace, admin: C
 
 
 def test_expired_token_plans_a_replacement(ws: Workspace, admin: Client) -> None:
+    """The provider compares a token's expiry with its own clock: the state's expiry is moved into the past (instead
+    of waiting for it) and the plan reads that state as it is (-refresh=false, or the cluster's would stand)."""
     role, bot = uniq(ws, "web"), uniq(ws, "robot")
     ws.write(config(role, bot, token=False) + """
 resource "machineid_provision_token" "t" {
   bot_name = machineid_bot.robot.name
-  ttl      = "3s"
+  ttl      = "30m"
 }
 """)
     ws.init()
     ws.apply()
     first = _token_id(ws)
-    time.sleep(4)
-    plan = ws.plan()
+    assert ws.plan().returncode == 0
+    state_path = ws.directory / "terraform.tfstate"
+    state = json.loads(state_path.read_text())
+    token = next(r for r in state["resources"] if r["type"] == "machineid_provision_token")["instances"][0]
+    token["attributes"]["token_expires"] = "2001-01-01T00:00:00Z"
+    state["serial"] += 1
+    state_path.write_text(json.dumps(state))
+    plan = ws.plan("-refresh=false")
     assert plan.returncode == 2 and "must be replaced" in plan.stdout, plan.stdout + plan.stderr
-    ws.apply()
+    ws.apply("-refresh=false")
     second = _token_id(ws)
-    assert second.startswith("token-") and second != first  # a fresh token (its own 3s may be over by now)
+    assert second.startswith("token-") and second != first and gone(admin, "token", str(token["attributes"][
+        "secret_name"]))
+    assert ws.plan().returncode == 0
     ws.destroy()
 
 
@@ -682,8 +693,6 @@ def test_renaming_a_role_its_bot_holds_replaces_it_and_moves_the_bot(ws: Workspa
 def test_a_token_its_bot_joined_with_stays_in_state_and_plans_clean(ws: Workspace, admin: Client,
                                                                     server: ServerProc) -> None:
     """The cluster deletes a single-use token when its bot joins: the next plan must not create a new one."""
-    from tests.test_cluster_api import join
-
     role, bot = uniq(ws, "web"), uniq(ws, "spender")
     ws.write(config(role, bot) + 'output "t" {\n  value = machineid_provision_token.t.secret_name\n'
                                  '  sensitive = true\n}\n')
