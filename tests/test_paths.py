@@ -61,8 +61,28 @@ def test_an_older_servers_text_paths_still_read_as_steps() -> None:
                                           {"path": "", "reason": "whole"}]))
     assert isinstance(err, ValidationError)
     assert [x.path for x in err.violations] == [("spec", "allow", "logins", 0), ()]
-    steps = status.from_rpc_error(_Refused([{"path": ["spec", "node_labels", "a.b[0]", 2], "reason": "bad"}]))
+    steps = status.from_rpc_error(_Refused([{"steps": ["spec", "node_labels", "a.b[0]", 2],
+                                             "path": "spec.node_labels.a.b[0][2]", "reason": "bad"}]))
     assert isinstance(steps, ValidationError) and steps.violations[0].path == ("spec", "node_labels", "a.b[0]", 2)
+
+
+def test_older_clients_still_find_the_rendered_path() -> None:
+    """An older client reads `path` as text: the server sends it beside the steps."""
+    sent: list[Any] = []
+
+    class Context:
+        def set_trailing_metadata(self, metadata: Any) -> None:
+            sent.extend(metadata)
+
+        def abort(self, code: grpc.StatusCode, details: str) -> None:
+            raise RuntimeError(details)
+
+    with pytest.raises(RuntimeError):
+        status.abort(Context(), ValidationError([FieldViolation(("spec", "allow", "logins", 1), "bad")]))  # type: ignore[arg-type]
+    [(key, value)] = sent
+    assert key == status.VIOLATIONS_KEY
+    assert json.loads(value) == [{"steps": ["spec", "allow", "logins", 1], "path": "spec.allow.logins[1]",
+                                  "reason": "bad"}]
 
 
 def test_violations_cross_the_wire_as_steps(server: ServerProc) -> None:

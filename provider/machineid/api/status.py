@@ -1,8 +1,10 @@
 """Error <-> gRPC status at the wire boundary, in both directions.
 
 Field violations travel in trailing metadata (`machineid-violations`, JSON) so the client re-raises the same
-ValidationError with the same field paths: each path a list of steps (field names and list indexes, as the model
-has them), never text to parse back. Older servers sent the rendered text (spec.allow.logins[0]): still read.
+ValidationError with the same field paths: each path as `steps`, a list (field names, map keys and list indexes,
+as the model has them), never text to parse back. `path` carries the rendered text (spec.allow.logins[0]) beside
+it, which is all older clients read (a list there would break them); from an older server, which sends only that,
+it is parsed into steps.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def code_for(err: e.MachineIDError) -> grpc.StatusCode:
 
 def abort(context: grpc.ServicerContext, err: e.MachineIDError) -> None:
     if isinstance(err, e.ValidationError):
-        payload = [{"path": list(v.path), "reason": v.reason} for v in err.violations]
+        payload = [{"steps": list(v.path), "path": e.render_path(v.path), "reason": v.reason}
+                   for v in err.violations]
         context.set_trailing_metadata(((VIOLATIONS_KEY, json.dumps(payload)),))
     context.abort(code_for(err), str(err))
 
@@ -88,7 +91,7 @@ _STEP = re.compile(r"\[(\d+)\]|\.?([^.\[]+)")
 
 
 def _path(sent: Any) -> e.Path:
-    """A violation's path as the server sent it: a list of steps, or (an older server) its rendered text."""
+    """A violation's path as the server sent it: its steps, or (an older server) its rendered text."""
     if isinstance(sent, list):
         return tuple(s if isinstance(s, int) and not isinstance(s, bool) else str(s) for s in sent)
     if not isinstance(sent, str) or not sent:
@@ -103,8 +106,8 @@ def from_rpc_error(err: grpc.RpcError, address: str = "") -> e.MachineIDError:
         trailers: Any = err.trailing_metadata() or ()
         for key, value in trailers:
             if key == VIOLATIONS_KEY:
-                return e.ValidationError([e.FieldViolation(_path(i.get("path")), str(i.get("reason", "")))
-                                          for i in json.loads(value)])
+                return e.ValidationError([e.FieldViolation(_path(i.get("steps", i.get("path"))),
+                                                           str(i.get("reason", ""))) for i in json.loads(value)])
         return e.ValidationError(details)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         where = f" at {address}" if address else ""
