@@ -1,19 +1,21 @@
-"""The adapters stay thin: what differs between resource kinds is decided by the core's handlers
-(machineid.iac.handlers), so the Pulumi adapter never branches on which resource it serves; nor does the review,
-which looks kinds up in tables."""
+"""The adapters stay thin: what differs between resource kinds is decided by the core's handlers and resource
+definitions (machineid.iac), so neither the Pulumi nor the Terraform adapter branches on which resource it serves;
+nor does the review, which looks kinds up in tables."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import pytest
+
 from machineid.pulumi.provider import Provider
 from machineid.pulumi.resources import BOT, PROVISION_TOKEN, ROLE
 from machineid.pulumi.values import UNKNOWN
 
-PACKAGE = Path(__file__).resolve().parent.parent / "provider" / "machineid"
-PULUMI = PACKAGE / "pulumi"
-REVIEW = PACKAGE / "review"
+ADAPTERS = Path(__file__).resolve().parent.parent / "provider" / "machineid"
+PULUMI = ADAPTERS / "pulumi"
+REVIEW = ADAPTERS / "review"
 
 # `r is ROLE`, `self.rdef is iac.BOT`, `token != BOT.token`, `rdef.name == "bot"`, `kind == "token"`: a branch on
 # the resource kind.
@@ -35,11 +37,13 @@ def test_the_pattern_finds_the_branches_it_forbids() -> None:
         "if rdef.name == 'bot':", 'if ch.rdef.kind == "token":', "if kind != 'role':"]
 
 
-def test_no_pulumi_module_branches_on_the_resource_kind() -> None:
-    sources = sorted(PULUMI.glob("*.py"))
+@pytest.mark.parametrize("adapter", ["pulumi", "terraform"])
+def test_no_adapter_module_branches_on_the_resource_kind(adapter: str) -> None:
+    sources = sorted((ADAPTERS / adapter).glob("*.py"))
     assert len(sources) >= 5
     found = {p.name: kind_branches(p.read_text()) for p in sources}
-    assert not {name: lines for name, lines in found.items() if lines}, "decide it in a handler in machineid.iac"
+    assert not {name: lines for name, lines in found.items() if lines}, "decide it in machineid.iac (a handler, or " \
+                                                                           "the resource definition)"
 
 
 def test_no_review_module_branches_on_the_resource_kind() -> None:
@@ -66,3 +70,16 @@ def test_pulumi_names_of_what_a_bound_keypair_join_makes_plain() -> None:
     assert PROVISION_TOKEN.plain_props_in({"joinMethod": "token"}) == frozenset()
     assert ROLE.plain_props_in({"name": "web"}) == frozenset()
     assert Provider().plain_in_check(ROLE.token, {"name": "web"}) == frozenset()
+
+
+def test_handlers_see_a_narrow_context_and_never_import_the_core() -> None:
+    """The core imports the handlers, never the other way round: no import circle, and a handler can only use
+    what its Context offers."""
+    import subprocess
+    import sys
+
+    code = "import sys, machineid.iac.handlers; print(sorted(m for m in sys.modules if m == 'machineid.iac.core'))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert proc.stdout.strip() == "[]"
+    for source in sorted((ADAPTERS / "iac" / "handlers").glob("*.py")):
+        assert "iac.core" not in source.read_text() and "Core" not in source.read_text(), source.name

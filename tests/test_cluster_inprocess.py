@@ -179,14 +179,14 @@ def test_a_node_listing_shows_only_reachable_unexpired_nodes_and_stays_bounded(c
 
 
 def test_label_values_and_host_principals_are_checked_naming_the_field(c: Cluster) -> None:
-    for labels, field in (({"env": "prod\nProxyCommand x"}, "metadata.labels"), ({"env": "a\x00b"}, "metadata.labels"),
-                          ({"bad key": "x"}, "metadata.labels")):
+    for labels, field in (({"env": "prod\nProxyCommand x"}, "metadata.labels.env"),
+                          ({"env": "a\x00b"}, "metadata.labels.env"), ({"bad key": "x"}, "metadata.labels.bad key")):
         with pytest.raises(errors.ValidationError) as err:
             c.upsert(admin(c), codec.decode(Node, {"metadata": {"name": "n", "labels": labels},
                                                         "spec": {"addr": "10.0.0.1:22"}}))
         assert [errors.render_path(v.path) for v in err.value.violations] == [field]
     with pytest.raises(errors.ValidationError,
-                       match=r"spec.allow.node_labels: value of env: .* label values may not contain control"):
+                       match=r"spec.allow.node_labels.env\[0\]: .* label values may not contain control"):
         c.upsert(admin(c), codec.decode(Role, {"metadata": {"name": "r"},
                                                     "spec": {"allow": {"node_labels": {"env": ["a\nb"]}}}}))
     host_key = certs.ssh_public_key_line(certs.new_key().public_key())

@@ -1,5 +1,6 @@
-"""The provider core in-process, against a real cluster: the lifecycle each adapter builds on (check, diff, plan,
-create, read, update, delete, import), with the client injected and the clock under the test's control."""
+"""The provider core in-process, against a cluster in this process (tests/inprocess_client.py: no server, no
+network): the lifecycle each adapter builds on (check, diff, plan, create, read, update, delete, import), with the
+client injected and one clock, the cluster's and the core's, that the tests move."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import dataclasses
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +18,9 @@ from machineid.iac.core import Core, Hints
 from machineid.iac.resource import BOT, PROVISION_TOKEN, ROLE
 from machineid.iac.unknown import UNKNOWN
 from machineid.model.errors import AlreadyExistsError, PreconditionError
-from machineid.model.resources import Metadata, ProvisionToken, ProvisionTokenSpec
-from tests.conftest import ServerProc
+from machineid.model.resources import Metadata, ProvisionToken, ProvisionTokenSpec, User, UserSpec
+from tests.inprocess import Clock, admin, key_pem, new_cluster
+from tests.inprocess_client import InProcessClient
 
 HINTS = Hints(how_to_set={"address": "set address", "identity_file": "set identity_file", "identity": "identity"},
               role_reference="a role resource", import_command=lambda rdef, name: f"import {rdef.name} {name}")
@@ -25,11 +28,37 @@ DELETES_FIRST = dataclasses.replace(HINTS, create_first="create it first")  # li
 
 
 @pytest.fixture()
-def core(server: ServerProc) -> Iterator[Core]:
-    c = Core(HINTS, client_factory=lambda cfg: server.admin())
-    c.configure({"address": server.address, "identity_file": str(server.admin_identity_path)})
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture()
+def client(tmp_path: Path, clock: Clock) -> InProcessClient:
+    cluster = new_cluster(tmp_path, clock)
+    return InProcessClient(cluster, admin(cluster))
+
+
+def core_for(client: InProcessClient, clock: Clock, hints: Hints = HINTS) -> Core:
+    c = Core(hints, client_factory=lambda cfg: client)
+    c.configure({"address": client.address})
+    c.clock = clock
+    return c
+
+
+@pytest.fixture()
+def core(client: InProcessClient, clock: Clock) -> Iterator[Core]:
+    c = core_for(client, clock)
     yield c
     c.close()
+
+
+def join(client: InProcessClient, token: str) -> None:
+    """The bot's agent joins with a single-use token (which the cluster then deletes)."""
+    client.cluster.register_using_token(token, key_pem(), None)
+
+
+def add_user(client: InProcessClient, name: str, role: str) -> None:
+    client.upsert(User(metadata=Metadata(name=name), spec=UserSpec(roles=[role])))
 
 
 def test_role_lifecycle(core: Core) -> None:
@@ -56,7 +85,7 @@ def test_role_lifecycle(core: Core) -> None:
     core.delete(ROLE, created.id, updated.outputs)  # already gone: fine
 
 
-def test_token_name_is_chosen_by_the_cluster_and_expiry_forces_replacement(core: Core) -> None:
+def test_token_name_is_chosen_by_the_cluster_and_expiry_forces_replacement(core: Core, clock: Clock) -> None:
     core.create(BOT, core.check(BOT, {"name": "core-tokbot", "roles": ["access"]}).inputs)
     checked = core.check(PROVISION_TOKEN, {"bot_name": "core-tokbot", "ttl": "10m"})
     assert "name" not in checked.inputs and "expires" not in checked.inputs
@@ -66,7 +95,7 @@ def test_token_name_is_chosen_by_the_cluster_and_expiry_forces_replacement(core:
     name = created.outputs["name"]
     assert created.id.startswith("token-") and name not in created.id
     assert not core.diff(PROVISION_TOKEN, created.outputs, checked.inputs, checked.inputs).changed
-    core.clock = lambda: datetime.now(UTC) + timedelta(minutes=11)
+    clock.now += timedelta(minutes=11)
     diff = core.diff(PROVISION_TOKEN, created.outputs, checked.inputs, checked.inputs)
     assert diff.replaces == ["expires"] and diff.delete_before_replace
     imported = core.read(PROVISION_TOKEN, name, {}, None)
@@ -113,7 +142,7 @@ def test_bad_inputs_name_every_field_with_structured_paths(core: Core) -> None:
                                                           ("bogus",)]
 
 
-def test_deleting_a_role_waits_for_its_bot_deleted_at_the_same_time(core: Core, server: ServerProc) -> None:
+def test_deleting_a_role_waits_for_its_bot_deleted_at_the_same_time(core: Core) -> None:
     """`tofu destroy` of an imported configuration (no references between resources) deletes a role and its bot
     in parallel; the role's delete must not fail because the bot is not gone yet."""
     core.create(ROLE, core.check(ROLE, {"name": "core-busy", "allow": {"logins": ["ci"]}}).inputs)
@@ -127,13 +156,43 @@ def test_deleting_a_role_waits_for_its_bot_deleted_at_the_same_time(core: Core, 
     assert core.read(ROLE, "core-busy", {}, None) is None
 
 
-def test_deleting_a_role_still_held_fails_after_the_wait_naming_the_holder(core: Core, server: ServerProc) -> None:
+def test_deleting_a_role_still_held_fails_after_the_wait_naming_the_holder(core: Core,
+                                                                          client: InProcessClient) -> None:
     core.create(ROLE, core.check(ROLE, {"name": "core-held", "allow": {"logins": ["ci"]}}).inputs)
-    server.ctl("users", "add", "core-holder", "--roles=core-held")
+    add_user(client, "core-holder", "core-held")
     core.in_use_wait = 0.5
     with pytest.raises(PreconditionError, match='role "core-held" is used by core-holder'):
         core.delete(ROLE, "core-held", {})
     assert core.read(ROLE, "core-held", {}, None) is not None
+
+
+def test_deleting_a_role_held_by_a_bot_not_being_deleted_is_refused_at_once(core: Core) -> None:
+    """The refusal was certain from the start: no 60 s wait for a holder that is not going away."""
+    core.create(ROLE, core.check(ROLE, {"name": "core-kept", "allow": {"logins": ["ci"]}}).inputs)
+    core.create(BOT, core.check(BOT, {"name": "core-keeper", "roles": ["core-kept"]}).inputs)
+    assert core.in_use_wait == 60
+    started = time.monotonic()
+    with pytest.raises(PreconditionError, match='role "core-kept" is used by bot-core-keeper'):
+        core.delete(ROLE, "core-kept", {})
+    assert time.monotonic() - started < 3
+    assert core.read(ROLE, "core-kept", {}, None) is not None
+    core.delete(BOT, "core-keeper", {})
+    core.delete(ROLE, "core-kept", {})
+
+
+def test_deleting_a_role_waits_longer_than_the_grace_for_a_holder_being_deleted(core: Core) -> None:
+    """A holder this process is deleting is waited for past the grace (its delete may be slow)."""
+    core.create(ROLE, core.check(ROLE, {"name": "core-slow", "allow": {"logins": ["ci"]}}).inputs)
+    core.create(BOT, core.check(BOT, {"name": "core-slowbot", "roles": ["core-slow"]}).inputs)
+    core.holder_grace = 0.3
+    core.deletes.add(("bot", "core-slowbot"))  # its delete has started (and takes a while)
+    later = threading.Timer(1.5, lambda: core.client().delete("bot", "core-slowbot"))
+    later.start()
+    try:
+        core.delete(ROLE, "core-slow", {})
+    finally:
+        later.join()
+    assert core.read(ROLE, "core-slow", {}, None) is None
 
 
 def _keypair_token(name: str, key: str, **bound: Any) -> dict[str, Any]:
@@ -201,10 +260,10 @@ def test_bound_keypair_registration_secret_reads_back_as_given(core: Core) -> No
     core.delete(BOT, "core-regbot", {})
 
 
-def test_a_renamed_role_is_planned_so_its_bot_checks_and_deleting_first_is_warned(server: ServerProc) -> None:
+def test_a_renamed_role_is_planned_so_its_bot_checks_and_deleting_first_is_warned(client: InProcessClient,
+                                                                                  clock: Clock) -> None:
     """Renaming a role a bot uses: the bot's plan names the new role, which only the role's replacement creates."""
-    core = Core(DELETES_FIRST, client_factory=lambda cfg: server.admin())
-    core.configure({"address": server.address, "identity_file": str(server.admin_identity_path)})
+    core = core_for(client, clock, DELETES_FIRST)
     created = core.create(ROLE, core.check(ROLE, {"name": "core-old"}).inputs)
     core.create(BOT, core.check(BOT, {"name": "core-renamebot", "roles": ["core-old"]}).inputs)
     assert core.check(BOT, {"name": "core-renamebot", "roles": ["core-new"]}).violations  # not planned yet
@@ -218,8 +277,7 @@ def test_a_renamed_role_is_planned_so_its_bot_checks_and_deleting_first_is_warne
     with pytest.raises(PreconditionError, match="used by bot-core-renamebot.*create it first"):
         core.delete(ROLE, "core-old", created.outputs)
     # where the tool creates the replacement first (Pulumi), there is nothing to warn about
-    pulumi_like = Core(HINTS, client_factory=lambda cfg: server.admin())
-    pulumi_like.configure({"address": server.address, "identity_file": str(server.admin_identity_path)})
+    pulumi_like = core_for(client, clock)
     assert not pulumi_like.diff(ROLE, created.outputs, created.inputs,
                                 core.check(ROLE, {"name": "core-new"}).inputs).warnings
     core.delete(BOT, "core-renamebot", {})
@@ -229,22 +287,21 @@ def test_a_renamed_role_is_planned_so_its_bot_checks_and_deleting_first_is_warne
 
 
 def test_a_single_use_token_spent_by_its_bot_stays_used_instead_of_coming_back(core: Core,
-                                                                               server: ServerProc) -> None:
+                                                                               client: InProcessClient,
+                                                                               clock: Clock) -> None:
     """The cluster deletes a single-use token when its bot joins with it: a refresh must not read that as "gone"
     (the next plan would create a new token after every join, and drift checks would fail)."""
-    from tests.test_cluster_api import join
-
     core.create(BOT, core.check(BOT, {"name": "core-spender", "roles": ["access"]}).inputs)
     inputs = core.check(PROVISION_TOKEN, {"bot_name": "core-spender", "ttl": "10m"}).inputs
     created = core.create(PROVISION_TOKEN, inputs)
     assert created.outputs["used"] is False
     unused = core.read(PROVISION_TOKEN, created.id, created.outputs, inputs)
     assert unused is not None and unused.outputs["used"] is False
-    join(server, created.outputs["name"])
+    join(client, created.outputs["name"])
     read = core.read(PROVISION_TOKEN, created.id, created.outputs, inputs)
     assert read is not None and read.outputs["used"] is True and read.inputs == inputs
     assert not core.diff(PROVISION_TOKEN, read.outputs, read.inputs, inputs).changed
-    core.clock = lambda: datetime.now(UTC) + timedelta(minutes=11)  # past its expiry: nothing to replace
+    clock.now += timedelta(minutes=11)  # past its expiry: nothing to replace
     assert not core.diff(PROVISION_TOKEN, read.outputs, read.inputs, inputs).changed
     # a change would bring the spent secret back with an update: it replaces the token instead
     changed = core.check(PROVISION_TOKEN, {"bot_name": "core-spender", "ttl": "20m"}).inputs
@@ -254,31 +311,32 @@ def test_a_single_use_token_spent_by_its_bot_stays_used_instead_of_coming_back(c
     [warning] = core.diff(PROVISION_TOKEN, read.outputs, read.inputs, named).warnings  # the spent name again
     assert warning.path == ("name",) and "does not create a used single-use token again" in warning.reason
     assert read.outputs["name"] not in warning.reason
-    with server.admin() as admin, pytest.raises(PreconditionError, match="already used by bot \"core-spender\""):
-        admin.upsert(ProvisionToken(metadata=Metadata(name=read.outputs["name"]),
+    with pytest.raises(PreconditionError, match="already used by bot \"core-spender\""):
+        client.upsert(ProvisionToken(metadata=Metadata(name=read.outputs["name"]),
                                     spec=ProvisionTokenSpec(bot_name="core-spender")))
     again = core.read(PROVISION_TOKEN, created.id, read.outputs, inputs)  # stays used on the next refresh
     assert again is not None and again.outputs["used"] is True
     # a token deleted by hand (not spent) is gone, and so is a spent one once its bot is gone
     other = core.create(PROVISION_TOKEN, inputs)
-    with server.admin() as admin:
-        admin.delete("token", other.outputs["name"])
+    client.delete("token", other.outputs["name"])
     assert core.read(PROVISION_TOKEN, other.id, other.outputs, inputs) is None
     core.delete(BOT, "core-spender", {})
     assert core.read(PROVISION_TOKEN, created.id, read.outputs, inputs) is None
 
 
-def test_secrets_a_bound_keypair_join_makes_plain(core: Core) -> None:
-    """A bound_keypair token's name, and a bot's token, token_name and rendered config when it joins with one,
-    are no secret; for the token method they are. A bot's token_name is plain only when the cluster says it names
-    a bound_keypair token (an unknown, missing or single-use token's name stays secret)."""
+def test_secrets_a_public_token_name_makes_plain(core: Core) -> None:
+    """Only a token-method token's name is its secret: an iam or bound_keypair token's name, and a bot's token,
+    token_name and rendered config when it joins with one, are no secret. A join method not known (yet) keeps them
+    secret. A bot's token_name is plain only when the cluster says it names such a token (an unknown, missing or
+    single-use token's name stays secret)."""
     from machineid.model import keys
 
-    assert core.handler(PROVISION_TOKEN).plain_secrets({"join_method": "bound_keypair"}) == {"name"}
-    assert core.handler(PROVISION_TOKEN).plain_secrets({"join_method": "token"}) == frozenset()
-    assert core.handler(BOT).plain_secrets({"join_method": "bound_keypair"}) == {"token", "token_name",
-                                                                                 "agent_config"}
-    assert core.handler(BOT).plain_secrets({"join_method": "iam"}) == frozenset()
+    for method in ("bound_keypair", "iam"):
+        assert core.handler(PROVISION_TOKEN).plain_secrets({"join_method": method}) == {"name"}
+        assert core.handler(BOT).plain_secrets({"join_method": method}) == {"token", "token_name", "agent_config"}
+    for method in ("token", None, UNKNOWN, "bogus"):
+        assert core.handler(PROVISION_TOKEN).plain_secrets({"join_method": method}) == frozenset()
+        assert core.handler(BOT).plain_secrets({"join_method": method}) == frozenset()
     assert core.handler(ROLE).plain_secrets({"name": "r"}) == frozenset()
 
     core.create(BOT, core.check(BOT, {"name": "core-keybot", "roles": ["access"]}).inputs)
@@ -286,6 +344,11 @@ def test_secrets_a_bound_keypair_join_makes_plain(core: Core) -> None:
     keypair = core.create(PROVISION_TOKEN, core.check(PROVISION_TOKEN, _keypair_token("core-plain-key", key)).inputs)
     single = core.create(PROVISION_TOKEN, core.check(PROVISION_TOKEN, {"bot_name": "core-keybot"}).inputs)
     assert core.plain_inputs(BOT, {"token_name": "core-plain-key"}) == {"token_name"}
+    iam = core.create(PROVISION_TOKEN, core.check(PROVISION_TOKEN, {
+        "name": "core-plain-iam", "join_method": "iam", "bot_name": "core-keybot",
+        "allow": [{"aws_account": "123456789012"}]}).inputs)
+    assert iam.id == "core-plain-iam" and core.plain_inputs(BOT, {"token_name": "core-plain-iam"}) == {"token_name"}
+    core.delete(PROVISION_TOKEN, iam.id, iam.outputs)
     assert core.plain_inputs(BOT, {"token_name": single.outputs["name"]}) == frozenset()
     assert core.plain_inputs(BOT, {"token_name": "core-no-such-token"}) == frozenset()
     assert core.plain_inputs(BOT, {"token_name": UNKNOWN}) == frozenset()
@@ -299,41 +362,41 @@ def test_only_a_role_name_may_be_unknown_until_created() -> None:
     assert [Core.handler(r).name_unknown_until_created for r in (ROLE, PROVISION_TOKEN, BOT)] == [True, False, False]
 
 
-def test_a_stop_request_ends_a_delete_waiting_for_holders(core: Core, server: ServerProc) -> None:
+def test_a_stop_request_ends_a_delete_waiting_for_holders(core: Core, client: InProcessClient) -> None:
     """Ctrl-C in the CLI (StopProvider, Cancel) must not leave it waiting out the whole in-use wait."""
     core.create(ROLE, core.check(ROLE, {"name": "core-stuck"}).inputs)
-    server.ctl("users", "add", "core-stuckholder", "--roles=core-stuck")
+    add_user(client, "core-stuckholder", "core-stuck")
+    core.deletes.add(("user", "core-stuckholder"))  # going away: the delete waits for it
     threading.Timer(0.5, core.stopping.set).start()
     started = time.monotonic()
     with pytest.raises(PreconditionError, match='stopped while waiting for role "core-stuck"'):
         core.delete(ROLE, "core-stuck", {})
     assert time.monotonic() - started < 10  # the wait is 60 s
     assert core.read(ROLE, "core-stuck", {}, None) is not None
-    server.ctl("rm", "user/core-stuckholder")
+    client.delete("user", "core-stuckholder")
     core.stopping.clear()
     core.delete(ROLE, "core-stuck", {})
 
 
-def test_a_spent_token_stays_used_after_its_bot_joined_again_with_another(core: Core, server: ServerProc) -> None:
+def test_a_spent_token_stays_used_after_its_bot_joined_again_with_another(core: Core,
+                                                                          client: InProcessClient) -> None:
     """Two joins between refreshes: the first token is still known as spent (the bot remembers the latest 16)."""
     from machineid.model.resources import MAX_SPENT_TOKENS
-    from tests.test_cluster_api import join
 
     core.create(BOT, core.check(BOT, {"name": "core-twice", "roles": ["access"]}).inputs)
     inputs = core.check(PROVISION_TOKEN, {"bot_name": "core-twice"}).inputs
     first, second = core.create(PROVISION_TOKEN, inputs), core.create(PROVISION_TOKEN, inputs)
-    join(server, first.outputs["name"])
-    join(server, second.outputs["name"])
+    join(client, first.outputs["name"])
+    join(client, second.outputs["name"])
     for token in (first, second):
         read = core.read(PROVISION_TOKEN, token.id, token.outputs, inputs)
         assert read is not None and read.outputs["used"] is True
-    with server.admin() as admin:
-        assert admin.get_bot("core-twice").status.spent_tokens == [first.id, second.id]
-        with pytest.raises(PreconditionError, match="already used"):  # not the last join's, still refused
-            admin.upsert(ProvisionToken(metadata=Metadata(name=first.outputs["name"]),
-                                        spec=ProvisionTokenSpec(bot_name="core-twice")))
-        for _ in range(MAX_SPENT_TOKENS):
-            join(server, core.create(PROVISION_TOKEN, inputs).outputs["name"])
-        spent = admin.get_bot("core-twice").status.spent_tokens
-        assert len(spent) == MAX_SPENT_TOKENS and first.id not in spent  # bounded: the oldest go
+    assert client.get_bot("core-twice").status.spent_tokens == [first.id, second.id]
+    with pytest.raises(PreconditionError, match="already used"):  # not the last join's, still refused
+        client.upsert(ProvisionToken(metadata=Metadata(name=first.outputs["name"]),
+                                     spec=ProvisionTokenSpec(bot_name="core-twice")))
+    for _ in range(MAX_SPENT_TOKENS):
+        join(client, core.create(PROVISION_TOKEN, inputs).outputs["name"])
+    spent = client.get_bot("core-twice").status.spent_tokens
+    assert len(spent) == MAX_SPENT_TOKENS and first.id not in spent  # bounded: the oldest go
     core.delete(BOT, "core-twice", {})

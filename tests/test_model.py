@@ -47,7 +47,7 @@ def test_role_defaults_fill_in_and_round_trip() -> None:
         ({"metadata": {"name": "x"}, "spec": {"alow": {}}}, 'spec.alow: unknown field; did you mean "allow"?'),
         ({"metadata": {"name": "x"}, "spec": {"allow": {"logins": "root"}}}, "spec.allow.logins: must be a list"),
         ({"metadata": {"name": "x"}, "spec": {"allow": {"logins": ["Root User"]}}},
-         "spec.allow.logins: item [0]"),
+         'spec.allow.logins[0]: "Root User" is not valid'),  # the item's index is in the path, not the text
         ({"metadata": {"name": "x"}, "spec": {"options": {"max_session_ttl": "-5m"}}},
          "spec.options.max_session_ttl: \"-5m\" is too short"),
         ({"metadata": {"name": "x"}, "spec": {"options": {"max_session_ttl": "banana"}}},

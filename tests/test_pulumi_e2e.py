@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,8 @@ from machineid.api.client import Client
 from machineid.model import errors
 from machineid.pulumi.engine import Engine, outputs_plain
 from tests.conftest import ServerProc, run_cli
+from tests.test_agent_ssh import ensure_login, ssh, start_sshd
+from tests.test_cluster_api import join
 
 ROOT = Path(__file__).resolve().parent.parent
 # The Automation API leaves its inline program's event loop unclosed when the engine stops it after a failed
@@ -121,7 +123,6 @@ def test_keypair_example(engine: Engine, admin: Client, server: ServerProc, tmp_
     rendered config and ssh works, a re-run previews clean, and rotateAfter and recoveryLimit update the token in
     place."""
     from machineid.pulumi.values import SECRET_SIG
-    from tests.test_agent_ssh import ensure_login, ssh, start_sshd
 
     data, dest = tmp_path / "data", tmp_path / "dest"
     login = ensure_login()
@@ -213,7 +214,7 @@ def test_role_update_replace_and_default(engine: Engine, admin: Client, tmp_path
     prog.params["ttl"] = None
     preview = prog.preview()
     assert preview.change_summary.get("update") == 1
-    assert "maxSessionTtl" in preview.stdout and '"30h"' in preview.stdout
+    assert re.search(r'maxSessionTtl\s*: "8h" => "30h"', preview.stdout), preview.stdout
     prog.up()
     assert admin.get_role("e2e-web").spec.options.max_session_ttl == "30h"
     # the name cannot change in place: a replacement
@@ -249,9 +250,14 @@ def test_required_fields_only_preview_clean(engine: Engine, admin: Client, tmp_p
 
 
 def test_expired_token_plans_a_replacement(engine: Engine, admin: Client, tmp_path: Path) -> None:
-    prog = Program(engine, tmp_path, "expiring", _minimal_program, ttl="3s")
+    """The provider compares a token's expiry with its own clock: the checkpoint's expiry is moved into the past
+    instead of waiting for it (a preview reads the checkpoint as it is)."""
+    prog = Program(engine, tmp_path, "expiring", _minimal_program, ttl="30m")
     first = outputs_plain(prog.up().outputs)["token"]
-    time.sleep(4)
+    exported = prog.stack.export_stack()
+    [token] = [r for r in exported.deployment["resources"] if r["type"] == "machineid:index:ProvisionToken"]
+    token["outputs"]["tokenExpires"] = "2001-01-01T00:00:00Z"
+    prog.stack.import_stack(exported)
     preview = prog.preview()
     assert preview.change_summary.get("replace") == 1, preview.stdout
     second = outputs_plain(prog.up().outputs)["token"]
@@ -533,8 +539,6 @@ def _spent_program(p: dict[str, Any]) -> None:
 def test_a_token_its_bot_joined_with_stays_used_and_a_change_replaces_it(engine: Engine, admin: Client,
                                                                          server: ServerProc, tmp_path: Path) -> None:
     """The cluster deletes a single-use token at its bot's join: a refresh keeps it (used), not a new token."""
-    from tests.test_cluster_api import join
-
     prog = Program(engine, tmp_path, "spent", _spent_program)
     first = outputs_plain(prog.up().outputs)["token"]
     join(server, first)

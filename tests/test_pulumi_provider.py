@@ -59,6 +59,16 @@ def test_diff_names_nested_fields_and_replacements() -> None:
     assert p.diff(ROLE.token, old, old, old).diffs == {}
 
 
+def test_removed_options_diff_to_the_default_the_cluster_will_hold() -> None:
+    p = Provider()
+    old = p.check(ROLE.token, "web", {"options": {"maxSessionTtl": "8h"}}).inputs
+    removed = p.check(ROLE.token, "web", {}).inputs
+    assert removed["options"] == {"maxSessionTtl": "30h"}
+    assert p.diff(ROLE.token, old, old, removed).diffs == {"options.maxSessionTtl": UPDATE}
+    held = p.check(ROLE.token, "web", {"options": {"maxSessionTtl": "30h"}}).inputs
+    assert p.diff(ROLE.token, held, held, removed).diffs == {}
+
+
 def test_diff_of_unknown_is_a_change_and_missing_equals_empty() -> None:
     p = Provider()
     old = p.check(BOT.token, "robot", {"roles": ["access"]}).inputs
@@ -137,3 +147,21 @@ def test_a_bot_joining_with_a_bound_keypair_token_holds_no_secret() -> None:
                    "agentConfig": "onboarding: ..."}
     assert servicer._secrets(BOT.token, keypair_bot, {"tokenName"}) == frozenset()
     assert servicer._secrets(BOT.token, dict(keypair_bot, joinMethod="token")) >= {"token", "agentConfig"}
+
+
+def test_an_iam_token_name_is_no_pulumi_secret_and_a_token_method_name_is() -> None:
+    """Only a token-method token's name is its secret; an iam token's name shows in previews and the state."""
+    from machineid.pulumi.servicer import Servicer
+
+    servicer = Servicer.__new__(Servicer)
+    iam = Provider().check(PROVISION_TOKEN.token, "ci-iam", {
+        "joinMethod": "iam", "botName": "ci", "allow": [{"awsAccount": "123456789012"}]})
+    assert not iam.failures, iam.failures
+    assert servicer._secrets(PROVISION_TOKEN.token, iam.inputs) == frozenset()
+    single = Provider().check(PROVISION_TOKEN.token, "t", {"botName": "ci", "name": "s" * 32}).inputs
+    assert servicer._secrets(PROVISION_TOKEN.token, single) == {"name"}
+    iam_bot = {"name": "ci", "tokenName": "ci-iam", "token": "ci-iam", "joinMethod": "iam", "agentConfig": "..."}
+    assert servicer._secrets(BOT.token, iam_bot) == frozenset()
+    description = schema.build()["resources"]["machineid:index:Bot"]["properties"]["token"]["description"]
+    assert "public (iam, bound_keypair, github, gitlab, kubernetes, oidc)" in description
+

@@ -19,6 +19,7 @@ from machineid.model import errors
 from machineid.model.resources import Role
 from machineid.terraform.runner import Workspace
 from tests.conftest import ServerProc, run_cli
+from tests.test_cluster_api import join
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIS = ("tofu", "terraform")
@@ -222,6 +223,8 @@ import {{
     assert (ws.directory / "generated.tf").is_file(), gen.stdout + gen.stderr
     text = (ws.directory / "generated.tf").read_text()
     assert f'name = "{role}"' in text.replace("  ", " ") or role in text
+    # an iam token's name is no secret: written out, not `null # sensitive`
+    assert re.search(rf'\n\s*name\s*=\s*"{token.metadata.name}"', text), text
     plan = ws.run("plan", "-no-color")
     assert "3 to import, 0 to add, 0 to change, 0 to destroy" in plan.stdout, plan.stdout + text
     ws.apply()
@@ -267,7 +270,9 @@ def test_removing_an_optional_attribute_plans_the_default(ws: Workspace, admin: 
     ws.write(config(role, bot, token=False))
     plan = ws.plan()
     assert plan.returncode == 2, plan.stdout
-    assert '"web servers"' in plan.stdout and '"2h"' in plan.stdout, plan.stdout
+    assert '"web servers"' in plan.stdout, plan.stdout
+    # the default the cluster will hold, not null
+    assert re.search(r'max_session_ttl\s+= "2h" -> "30h"', plan.stdout), plan.stdout
     ws.apply()
     got = admin.get_role(role)
     assert got.metadata.description == "" and got.spec.options.max_session_ttl == "30h"
@@ -300,22 +305,32 @@ def test_bot_roles_update_in_place_and_its_token_rotates(ws: Workspace, admin: C
 
 
 def test_expired_token_plans_a_replacement(ws: Workspace, admin: Client) -> None:
+    """The provider compares a token's expiry with its own clock: the state's expiry is moved into the past (instead
+    of waiting for it) and the plan reads that state as it is (-refresh=false, or the cluster's would stand)."""
     role, bot = uniq(ws, "web"), uniq(ws, "robot")
     ws.write(config(role, bot, token=False) + """
 resource "machineid_provision_token" "t" {
   bot_name = machineid_bot.robot.name
-  ttl      = "3s"
+  ttl      = "30m"
 }
 """)
     ws.init()
     ws.apply()
     first = _token_id(ws)
-    time.sleep(4)
-    plan = ws.plan()
+    assert ws.plan().returncode == 0
+    state_path = ws.directory / "terraform.tfstate"
+    state = json.loads(state_path.read_text())
+    token = next(r for r in state["resources"] if r["type"] == "machineid_provision_token")["instances"][0]
+    token["attributes"]["token_expires"] = "2001-01-01T00:00:00Z"
+    state["serial"] += 1
+    state_path.write_text(json.dumps(state))
+    plan = ws.plan("-refresh=false")
     assert plan.returncode == 2 and "must be replaced" in plan.stdout, plan.stdout + plan.stderr
-    ws.apply()
+    ws.apply("-refresh=false")
     second = _token_id(ws)
-    assert second.startswith("token-") and second != first  # a fresh token (its own 3s may be over by now)
+    assert second.startswith("token-") and second != first and gone(admin, "token", str(token["attributes"][
+        "secret_name"]))
+    assert ws.plan().returncode == 0
     ws.destroy()
 
 
@@ -411,22 +426,24 @@ output "version" {{ value = data.machineid_cluster.c.version }}
 
 def test_state_from_an_older_provider_upgrades(ws: Workspace, admin: Client) -> None:
     """States written by older builds: attributes added or retired within a schema version, and a token written
-    at schema version 0 (before `used`), which goes through its upgrader to version 1."""
+    at schema version 0 (before `used`, its name in `name`), which goes through its upgraders to version 2."""
     role, bot = uniq(ws, "web"), uniq(ws, "robot")
     ws.write(config(role, bot))
     ws.init()
     ws.apply()
     state_path = ws.directory / "terraform.tfstate"
     state = json.loads(state_path.read_text())
+    secret = ""
     for res in state["resources"]:
         for inst in res["instances"]:
             attrs = inst["attributes"]
             attrs.pop("labels", None)  # an attribute an older build did not have
             attrs["retired_attribute"] = "x"  # and one it had that is gone now
             if res["type"] == "machineid_provision_token":
-                assert inst["schema_version"] == 1
-                inst["schema_version"] = 0
+                assert inst["schema_version"] == 2
+                inst["schema_version"] = 0  # before `used` and `secret_name`: the name was in (sensitive) `name`
                 del attrs["used"]
+                secret = attrs["name"] = attrs.pop("secret_name")
     state["serial"] += 1
     state_path.write_text(json.dumps(state))
     plan = ws.plan()
@@ -436,8 +453,10 @@ def test_state_from_an_older_provider_upgrades(ws: Workspace, admin: Client) -> 
     resources = {r["type"]: r for r in upgraded["values"]["root_module"]["resources"]}
     role_values = resources["machineid_role"]["values"]
     assert role_values["labels"] == {} and "retired_attribute" not in role_values
-    assert resources["machineid_provision_token"]["values"]["used"] is False
-    assert resources["machineid_provision_token"]["schema_version"] == 1
+    token = resources["machineid_provision_token"]
+    assert token["values"]["used"] is False and token["schema_version"] == 2
+    assert secret and token["values"]["secret_name"] == secret
+    assert token["values"]["name"] is None
     ws.destroy()
 
 
@@ -674,10 +693,9 @@ def test_renaming_a_role_its_bot_holds_replaces_it_and_moves_the_bot(ws: Workspa
 def test_a_token_its_bot_joined_with_stays_in_state_and_plans_clean(ws: Workspace, admin: Client,
                                                                     server: ServerProc) -> None:
     """The cluster deletes a single-use token when its bot joins: the next plan must not create a new one."""
-    from tests.test_cluster_api import join
-
     role, bot = uniq(ws, "web"), uniq(ws, "spender")
-    ws.write(config(role, bot) + 'output "t" {\n  value = machineid_provision_token.t.name\n  sensitive = true\n}\n')
+    ws.write(config(role, bot) + 'output "t" {\n  value = machineid_provision_token.t.secret_name\n'
+                                 '  sensitive = true\n}\n')
     ws.init()
     ws.apply()
     join(server, str(ws.outputs()["t"]))
@@ -691,7 +709,7 @@ def test_a_token_its_bot_joined_with_stays_in_state_and_plans_clean(ws: Workspac
     # changed later: a fresh token replaces it (never the spent one updated back into existence)
     changed = config(role, bot).replace("bot_name = machineid_bot.robot.name",
                                         'bot_name = machineid_bot.robot.name\n  ttl = "2h"')
-    ws.write(changed + 'output "t" {\n  value = machineid_provision_token.t.name\n  sensitive = true\n}\n')
+    ws.write(changed + 'output "t" {\n  value = machineid_provision_token.t.secret_name\n  sensitive = true\n}\n')
     plan = ws.plan()
     assert plan.returncode == 2 and "must be replaced" in plan.stdout, plan.stdout
     applied = ws.apply()
@@ -702,11 +720,11 @@ def test_a_token_its_bot_joined_with_stays_in_state_and_plans_clean(ws: Workspac
     # a used token configured with its name cannot come back under that name: refused at plan, naming `name`
     named = "n" * 40
     admin.upsert(_token(named, bot, roles=["Bot"]))
-    ws.write(changed + f'resource "machineid_provision_token" "named" {{\n  name = "{named}"\n'
+    ws.write(changed + f'resource "machineid_provision_token" "named" {{\n  secret_name = "{named}"\n'
                        f'  bot_name = machineid_bot.robot.name\n}}\n')
     ws.run("import", "-no-color", "machineid_provision_token.named", named)
     join(server, named)
-    ws.write(changed + f'resource "machineid_provision_token" "named" {{\n  name = "{named}"\n'
+    ws.write(changed + f'resource "machineid_provision_token" "named" {{\n  secret_name = "{named}"\n'
                        f'  bot_name = machineid_bot.robot.name\n  ttl = "2h"\n}}\n')
     plan = ws.plan()
     shown = " ".join((plan.stdout + plan.stderr).split())  # the CLIs wrap diagnostics
@@ -769,6 +787,15 @@ resource "machineid_provision_token" "key" {{
     ws.init()
     applied = ws.apply()
     assert "inconsistent" not in (applied.stdout + applied.stderr).lower()
+    # only the single-use token's name is hidden (its secret): the iam and key pair tokens' names show
+    assert re.search(rf'\+ name\s+= "{bot}-iam"', applied.stdout) and re.search(rf'\+ name\s+= "{bot}-key"',
+                                                                                 applied.stdout), applied.stdout
+    assert re.search(r"\+ secret_name\s+= \(sensitive value\)", applied.stdout), applied.stdout
+    shown = json.loads(ws.run("show", "-json", "-no-color").stdout)
+    tokens = {r["name"]: r for r in shown["values"]["root_module"]["resources"]
+              if r["type"] == "machineid_provision_token"}
+    assert tokens["iam"]["values"]["name"] == f"{bot}-iam" and tokens["iam"]["values"]["secret_name"] is None
+    assert tokens["single"]["values"]["name"] is None and tokens["single"]["values"]["secret_name"]
     assert len(admin.get_token(f"{bot}-iam").spec.allow) == 2
     assert ws.plan().returncode == 0
     ws.write(HEADER + body.replace("DESCRIPTION", 'description = "now described"\n  traits = { env = ["ci"] }'))

@@ -35,7 +35,7 @@ export class Bot extends pulumi.CustomResource {
     }
 
     /**
-     * The YAML that `machineid bot start --config` reads (holds the token). A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+     * The YAML that `machineid bot start --config` reads (holds the token). A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
      */
     declare public /*out*/ readonly agentConfig: pulumi.Output<string>;
     /**
@@ -103,7 +103,7 @@ export class Bot extends pulumi.CustomResource {
      */
     declare public /*out*/ readonly systemdUnit: pulumi.Output<string>;
     /**
-     * The join token (secret for the token method). A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+     * The join token (secret for the token method). A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
      */
     declare public /*out*/ readonly token: pulumi.Output<string>;
     /**
@@ -111,7 +111,7 @@ export class Bot extends pulumi.CustomResource {
      */
     declare public /*out*/ readonly tokenExpires: pulumi.Output<string>;
     /**
-     * Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+     * Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
      */
     declare public readonly tokenName: pulumi.Output<string>;
     /**
@@ -245,7 +245,7 @@ export interface BotArgs {
      */
     roles: pulumi.Input<pulumi.Input<string>[]>;
     /**
-     * Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+     * Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
      */
     tokenName?: pulumi.Input<string | undefined>;
     /**

@@ -7,7 +7,7 @@ import * as outputs from "./types/output";
 import * as utilities from "./utilities";
 
 /**
- * A join token. For the token method the name is the secret (generated when left out) and is used once; an iam token is not secret and joins any AWS identity its allow rules match until it expires.
+ * A join token. For the token method the name is the secret (generated when left out) and is used once; the name of an iam or bound_keypair token is not secret: an iam token joins any AWS identity its allow rules match until it expires, a bound_keypair token the bot holding its key pair.
  */
 export class ProvisionToken extends pulumi.CustomResource {
     /**
@@ -89,7 +89,7 @@ export class ProvisionToken extends pulumi.CustomResource {
      */
     declare public /*out*/ readonly lastRotatedAt: pulumi.Output<string | undefined>;
     /**
-     * Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+     * Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
      */
     declare public readonly name: pulumi.Output<string>;
     /**
@@ -220,7 +220,7 @@ export interface ProvisionTokenArgs {
      */
     labels?: pulumi.Input<{[key: string]: pulumi.Input<string>} | undefined>;
     /**
-     * Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+     * Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
      */
     name?: pulumi.Input<string | undefined>;
     /**

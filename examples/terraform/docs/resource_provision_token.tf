@@ -1,4 +1,5 @@
-# A single-use join token; its name is the secret and is generated when left out.
+# A single-use join token; its name is the secret and is generated when left out. Terraform marks sensitivity per
+# attribute, so that name is `secret_name` (sensitive): machineid_provision_token.ci.secret_name.
 resource "machineid_provision_token" "ci" {
   bot_name = machineid_bot.ci.name
   ttl      = "30m"

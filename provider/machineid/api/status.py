@@ -1,7 +1,10 @@
 """Error <-> gRPC status at the wire boundary, in both directions.
 
 Field violations travel in trailing metadata (`machineid-violations`, JSON) so the client re-raises the same
-ValidationError with the same field paths.
+ValidationError with the same field paths: each path as `steps`, a list (field names, map keys and list indexes,
+as the model has them), never text to parse back. `path` carries the rendered text (spec.allow.logins[0]) beside
+it, which is all older clients read (a list there would break them); from an older server, which sends only that,
+it is parsed into steps.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
@@ -43,7 +47,8 @@ def code_for(err: e.MachineIDError) -> grpc.StatusCode:
 
 def abort(context: grpc.ServicerContext, err: e.MachineIDError) -> None:
     if isinstance(err, e.ValidationError):
-        payload = [{"path": e.render_path(v.path), "reason": v.reason} for v in err.violations]
+        payload = [{"steps": list(v.path), "path": e.render_path(v.path), "reason": v.reason}
+                   for v in err.violations]
         context.set_trailing_metadata(((VIOLATIONS_KEY, json.dumps(payload)),))
     context.abort(code_for(err), str(err))
 
@@ -83,6 +88,18 @@ def handler(log: logging.Logger, on_bug: Callable[[str, Exception], str],
     return wrap
 
 
+_STEP = re.compile(r"\[(\d+)\]|\.?([^.\[]+)")
+
+
+def _path(sent: Any) -> e.Path:
+    """A violation's path as the server sent it: its steps, or (an older server) its rendered text."""
+    if isinstance(sent, list):
+        return tuple(s if isinstance(s, int) and not isinstance(s, bool) else str(s) for s in sent)
+    if not isinstance(sent, str) or not sent:
+        return ()
+    return tuple(int(m.group(1)) if m.group(1) is not None else m.group(2) for m in _STEP.finditer(sent))
+
+
 def from_rpc_error(err: grpc.RpcError, address: str = "") -> e.MachineIDError:
     code: grpc.StatusCode = err.code()
     details: str = err.details() or ""
@@ -90,9 +107,8 @@ def from_rpc_error(err: grpc.RpcError, address: str = "") -> e.MachineIDError:
         trailers: Any = err.trailing_metadata() or ()
         for key, value in trailers:
             if key == VIOLATIONS_KEY:
-                items = json.loads(value)
-                return e.ValidationError([e.FieldViolation((i["path"],) if i["path"] else (), i["reason"])
-                                          for i in items])
+                return e.ValidationError([e.FieldViolation(_path(i.get("steps", i.get("path"))),
+                                                           str(i.get("reason", ""))) for i in json.loads(value)])
         return e.ValidationError(details)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         where = f" at {address}" if address else ""

@@ -11,16 +11,18 @@ Rules that make a no-change plan trustworthy (where Teleport's Terraform provide
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from machineid.iac import functions
 from machineid.iac.config import ProviderConfig
+from machineid.iac.context import Context, Hints, Log
 from machineid.iac.handlers import HANDLERS, Handler, State
-from machineid.iac.resource import ResourceDef, encode_inputs
+from machineid.iac.resource import ResourceDef, encode_inputs, prop_path
 from machineid.iac.settings import Rendered
 from machineid.iac.unknown import UNKNOWN, contains_unknown
 from machineid.model import codec
@@ -29,9 +31,7 @@ from machineid.model.errors import FieldViolation, NotFoundError, Path, Validati
 if TYPE_CHECKING:
     from machineid.api.client import Client
 
-__all__ = ["Change", "CheckResult", "Core", "DiffResult", "State"]
-
-Log = Callable[[str, str], None]  # (severity, message)
+__all__ = ["Change", "CheckResult", "Core", "DiffResult", "Hints", "State"]
 
 
 @dataclass
@@ -58,18 +58,6 @@ class DiffResult:
         return bool(self.changes)
 
 
-@dataclass(frozen=True)
-class Hints:
-    """How a user of one adapter fixes things: the words differ (pulumi config set vs a provider block)."""
-
-    how_to_set: Mapping[str, str]  # provider config field -> how to set it
-    role_reference: str  # how to reference a role created in the same program
-    import_command: Callable[[ResourceDef, str], str]  # how to adopt an existing object
-    # How to have a replacement created before its old object is deleted, where the tool deletes first by default
-    # (Terraform); empty where it creates first (Pulumi, unless the name stays the same).
-    create_first: str = ""
-
-
 class Core:
     def __init__(self, hints: Hints, log: Log | None = None,
                  client_factory: Callable[[ProviderConfig], Client] | None = None) -> None:
@@ -77,9 +65,13 @@ class Core:
         self.log: Log = log or (lambda severity, message: None)
         self.config = ProviderConfig.from_values({})
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-        # How long a delete waits for objects that still use its object to go: the CLIs delete independent
-        # resources in parallel, so a role's bot may be going away at the same moment.
+        # How long a delete waits for objects that still use its object and are being deleted by this process too:
+        # the CLIs delete independent resources in parallel, so a role's bot may be going away at the same moment.
         self.in_use_wait = 60.0
+        # How long it waits for other users of its object: a parallel delete of one may be about to start.
+        self.holder_grace = 2.0
+        # (kind, name) of the objects this process was asked to delete.
+        self.deletes: set[tuple[str, str]] = set()
         # Set when the CLI asks the provider to stop (Ctrl-C: Terraform's StopProvider, Pulumi's Cancel): waits end.
         self.stopping = threading.Event()
         self._client_factory = client_factory
@@ -88,12 +80,10 @@ class Core:
         # run does not fail the role's existence check.
         self.planned_creates: set[tuple[str, str]] = set()
 
-    @property
-    def role_reference_hint(self) -> str:
-        return self.hints.role_reference
-
-    def import_hint(self, rdef: ResourceDef, name: str) -> str:
-        return self.hints.import_command(rdef, name)
+    def context(self) -> Context:
+        """What a handler's call may use: taken now, so a test that moves the clock or shortens a wait is seen."""
+        return Context(self.client, self.clock, self.log, self.hints, self.config.address, self.planned_creates,
+                       self.deletes, self.stopping, self.in_use_wait, self.holder_grace)
 
     # ---------------------------------------------------------------- configuration
     def check_config(self, values: Mapping[str, Any]) -> list[FieldViolation]:
@@ -149,13 +139,13 @@ class Core:
             if news.get(name) is None:
                 inputs.pop(name, None)
         inputs.update({k: news[k] for k in unknown})
-        violations = h.check_references(self, decoded, unknown) if references else []
+        violations = h.check_references(self.context(), decoded, unknown) if references else []
         return CheckResult(inputs, violations)
 
     def plain_inputs(self, rdef: ResourceDef, inputs: dict[str, Any]) -> frozenset[str]:
         """Secret inputs that are plain for these values, as far as the cluster says (a bot's token_name naming a
         bound_keypair token)."""
-        return self.handler(rdef).plain_inputs(self, inputs)
+        return self.handler(rdef).plain_inputs(self.context(), inputs)
 
     # ---------------------------------------------------------------- diff
     def diff(self, rdef: ResourceDef, old_outputs: dict[str, Any], old_inputs: dict[str, Any] | None,
@@ -164,7 +154,8 @@ class Core:
         input_props = rdef.inputs()
         olds = old_inputs if old_inputs else rdef.input_values(old_outputs)
         result = DiffResult()
-        forced = h.replacements(self, old_outputs, olds)
+        ctx = self.context()
+        forced = h.replacements(ctx, old_outputs, olds)
         if olds == news and not forced:
             return result  # the common case in a plan with no changes
         replace_all = h.replaces_on_any_change(old_outputs)
@@ -189,10 +180,29 @@ class Core:
             if isinstance(new_name, str) and new_name and not same_name:
                 # A bot checked later in this plan may already name the replacement (a renamed role).
                 self.planned_creates.add((rdef.kind, new_name))
-            result.warnings.extend(h.replace_warnings(self, old_outputs, olds, news, result))
+            result.warnings.extend(h.replace_warnings(ctx, old_outputs, olds, news, result.delete_before_replace))
         return result
 
     # ---------------------------------------------------------------- plan
+    def plan(self, rdef: ResourceDef, news: dict[str, Any], old: State | None = None, *, replace: bool = False,
+             changed: bool = True) -> State:
+        """What the object will be after this change, as far as it is known before it runs: the plan rules both
+        adapters follow. news are the program's inputs (an unset server default is None or absent). A create or a
+        replacement is a new object: its ID, its outputs and what the cluster chooses for unset inputs are unknown.
+        An update keeps what the cluster chose and plans the handler's outputs; no change is the state as it is."""
+        if old is None or replace:
+            return State(UNKNOWN, self.plan_create(rdef, news))
+        kept = self.keep_server_choices(rdef, news, old.outputs)
+        if not changed:
+            return State(old.id, {**old.outputs, **kept})
+        return State(old.id, self.plan_update(rdef, old.outputs, old.inputs, kept))
+
+    @staticmethod
+    def keep_server_choices(rdef: ResourceDef, news: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+        """The inputs, with what the cluster chose for the object where they leave it unset (a generated token
+        name, a default expiry): its choice stands until the object is replaced."""
+        return {**news, **{n: old.get(n) for n in rdef.server_defaults if news.get(n) is None}}
+
     def plan_create(self, rdef: ResourceDef, inputs: dict[str, Any]) -> dict[str, Any]:
         """The properties a create will have, as far as they are known before it runs."""
         outputs = dict(inputs)
@@ -210,19 +220,20 @@ class Core:
     def plan_update(self, rdef: ResourceDef, old_outputs: dict[str, Any], old_inputs: dict[str, Any] | None,
                     news: dict[str, Any]) -> dict[str, Any]:
         olds = old_inputs or old_outputs
-        return self.handler(rdef).plan_update(self, old_outputs, olds, news)
+        return self.handler(rdef).plan_update(self.context(), old_outputs, olds, news)
 
     # ---------------------------------------------------------------- CRUD
     def create(self, rdef: ResourceDef, inputs: dict[str, Any]) -> State:
         h = self.handler(rdef)
-        return h.create(self, h.decode(inputs))
+        with _property_paths():
+            return h.create(self.context(), h.decode(inputs))
 
     def read(self, rdef: ResourceDef, id: str, old_outputs: dict[str, Any],
              old_inputs: dict[str, Any] | None) -> State | None:
         """The object as the cluster has it now; None when it is gone. With no prior state, an import."""
         importing = not old_outputs and not old_inputs
         try:
-            state = self.handler(rdef).read(self, id, old_outputs, old_inputs, importing)
+            state = self.handler(rdef).read(self.context(), id, old_outputs, old_inputs, importing)
         except NotFoundError:
             return None
         # Inputs the cluster chose (a generated token name, a default expiry) stay out unless the program set them.
@@ -235,10 +246,13 @@ class Core:
     def update(self, rdef: ResourceDef, id: str, old_outputs: dict[str, Any], old_inputs: dict[str, Any] | None,
                news: dict[str, Any]) -> State:
         h = self.handler(rdef)
-        return h.update(self, h.decode(news), old_outputs, old_inputs or old_outputs, news)
+        with _property_paths():
+            return h.update(self.context(), h.decode(news), old_outputs, old_inputs or old_outputs, news)
 
     def delete(self, rdef: ResourceDef, id: str, outputs: dict[str, Any]) -> None:
-        self.handler(rdef).delete(self, id, outputs)
+        h = self.handler(rdef)
+        self.deletes.add((rdef.kind, h.name_of(id, outputs)))
+        h.delete(self.context(), id, outputs)
 
     # ---------------------------------------------------------------- functions / data sources
     def cluster_info(self) -> functions.ClusterInfo:
@@ -252,6 +266,15 @@ class Core:
         if not args.ca_pins:
             args.ca_pins = list(self.client().ping().ca_pins)
         return functions.render(args)
+
+
+@contextlib.contextmanager
+def _property_paths() -> Iterator[None]:
+    """The cluster's refusals name model paths (metadata.expires); the adapters point at properties (expires)."""
+    try:
+        yield
+    except ValidationError as e:
+        raise ValidationError([FieldViolation(prop_path(v.path), v.reason) for v in e.violations]) from None
 
 
 def _placeholder(tp: Any) -> Any:

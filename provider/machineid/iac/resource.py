@@ -53,12 +53,28 @@ class ResourceDef:
     outputs: type | None = None
     # Inputs whose value the cluster picks when unset (not the model default): never drift when left out.
     server_defaults: tuple[str, ...] = ()
-    # Inputs that are secret for this resource though the model field is not (a token's name is its secret).
-    secret_props: tuple[str, ...] = ()
+    # Properties that are secrets for some values only, though the model field is not secret: a token's name, where
+    # its join method names it by its secret (model.SECRET_NAME_JOIN_METHODS); the handler's plain_secrets() says
+    # which values make them plain. Pulumi marks secrets per value; Terraform marks sensitivity per attribute, so it
+    # serves each as two attributes: NAME (plain) and secret_NAME (sensitive), the value in the one its values call
+    # for.
+    secret_by_value: tuple[str, ...] = ()
+    # What the resource's ID is (the handler's resource_id), when it is not simply the object's name.
+    id_description: str = ""
+    # What an import names the object by, when it is not simply its name.
+    import_description: str = ""
 
     @property
     def kind(self) -> str:
         return str(self.model.kind)  # type: ignore[attr-defined]
+
+    @property
+    def id_doc(self) -> str:
+        return self.id_description or f"The {self.kind}'s name."
+
+    @property
+    def import_doc(self) -> str:
+        return self.import_description or f"the {self.kind}'s name"
 
     def props(self) -> tuple[Prop, ...]:
         return _props(self)
@@ -85,7 +101,7 @@ def _props(rdef: ResourceDef) -> tuple[Prop, ...]:
             if section == "metadata" and f.name not in rdef.metadata_fields:
                 continue
             assert spec is not None, f"{cls.__name__}.{f.name} needs attr()"
-            if f.name in rdef.secret_props:
+            if f.name in rdef.secret_by_value:
                 spec = dataclasses.replace(spec, secret=True)
             out.append(Prop(f.name, section, f.name, tp, spec, field_default(f)))
     return tuple(out)
@@ -112,10 +128,15 @@ ROLE = ResourceDef(
 )
 PROVISION_TOKEN = ResourceDef(
     "provision_token", "ProvisionToken", ProvisionToken, ("name", "description", "labels", "expires"),
-    "A join token. For the token method the name is the secret (generated when left out) and is used once; an iam "
-    "token is not secret and joins any AWS identity its allow rules match until it expires.",
+    "A join token. For the token method the name is the secret (generated when left out) and is used once; the "
+    "name of an iam or bound_keypair token is not secret: an iam token joins any AWS identity its allow rules "
+    "match until it expires, a bound_keypair token the bot holding its key pair.",
     extra=settings.TokenOptions, outputs=settings.TokenOutputs, server_defaults=("name", "expires"),
-    secret_props=("name",),
+    secret_by_value=("name",),
+    id_description="The token's name where it is public (iam, bound_keypair); for a token-method token, whose name "
+                   "is its secret, token- and a hash of the name (as audit records and its bot's status name it).",
+    import_description="the token itself for a `token`-method token (its name is the secret; the resource ID is a "
+                       "hash of it), or the name of an `iam` or `bound_keypair` token",
 )
 BOT = ResourceDef(
     "bot", "Bot", Bot, ("name", "description", "labels"),

@@ -271,9 +271,9 @@ def violations(obj: Any, path: Path = ()) -> Iterator[FieldViolation]:
                 continue
             if val not in ("", None):
                 for validator in spec.validators:
-                    reason = validator.check(val)
-                    if reason:
-                        yield FieldViolation(p, reason)
+                    found = validator.find(val)
+                    if found:
+                        yield FieldViolation((*p, *found[0]), found[1])
         if dataclasses.is_dataclass(val):
             yield from violations(val, p)
         elif isinstance(val, list):

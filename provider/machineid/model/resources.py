@@ -23,6 +23,10 @@ RULE_RESOURCES = kinds.RULE_RESOURCES
 RULE_VERBS = ("list", "read", "create", "update", "delete")
 SYSTEM_ROLES = ("Bot",)
 JOIN_METHODS = ("token", "iam", "bound_keypair", *delegated.DELEGATED_METHODS)
+# Join methods whose token's name is the secret that joins (a single-use token): only these names are hidden (in
+# IDs, audit records, plans and state display); every other method's name is public, its proof lies elsewhere.
+SECRET_NAME_JOIN_METHODS = frozenset({"token"})
+_PUBLIC_NAME_JOIN_METHODS = frozenset(JOIN_METHODS) - SECRET_NAME_JOIN_METHODS
 RECOVERY_MODES = ("standard", "relaxed", "insecure")
 DEFAULT_MAX_SESSION_TTL = "30h"
 DEFAULT_TOKEN_TTL = "1h"
@@ -59,7 +63,7 @@ class Rule:
     verbs: list[str] = attr(
         default_factory=list,
         required=True,
-        doc="Verbs allowed on them, or '*'.",
+        doc="Verbs on them, or '*'.",
         validators=[v.subset_of((*RULE_VERBS, "*"))],
     )
 
@@ -73,7 +77,8 @@ class RoleConditions:
     )
     node_labels: dict[str, list[str]] = attr(
         default_factory=dict,
-        doc="Nodes reachable, by label: key -> allowed values; '*': ['*'] means all nodes.",
+        doc="Nodes, by label: key -> values; '*': ['*'] means all nodes. Under allow, the nodes the logins reach; "
+            "under deny, the nodes where they are refused.",
         validators=[v.each_key(v.LABEL_KEY), v.each_value(v.LABEL_VALUE)],
     )
     rules: list[Rule] = attr(default_factory=list, doc="API access: resources and verbs.")
@@ -320,7 +325,7 @@ class ProvisionToken:
 
     def check(self) -> Iterator[FieldViolation]:
         name = self.metadata.name
-        if self.spec.join_method == "token" and name and len(name) < MIN_SECRET_TOKEN_LENGTH:
+        if self.spec.join_method in SECRET_NAME_JOIN_METHODS and name and len(name) < MIN_SECRET_TOKEN_LENGTH:
             # The name of a token-method token is the secret that joins the bot: a short one can be guessed.
             yield FieldViolation(("metadata", "name"), f"a token-method token's name is its secret: use at least "
                                  f"{MIN_SECRET_TOKEN_LENGTH} characters (128 bits), or leave it out to have one "
@@ -367,8 +372,14 @@ def bot_role_name(bot: str) -> str:
     return f"bot-{bot}"
 
 
+def name_is_secret(join_method: object) -> bool:
+    """Whether a token of this join method is named by its secret. Fails closed: a method that is not a known
+    public one (unset, misspelt, not known yet) counts as secret."""
+    return join_method not in _PUBLIC_NAME_JOIN_METHODS
+
+
 def token_id(name: str, join_method: str) -> str:
     """How a token is named where its name would be its secret (single-use tokens): a hash, never the name."""
-    if join_method != "token":
+    if not name_is_secret(join_method):
         return name
     return "token-" + hashlib.sha256(name.encode()).hexdigest()[:24]

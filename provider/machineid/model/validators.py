@@ -59,12 +59,32 @@ def format_duration(value: timedelta) -> str:
     return sign + out
 
 
+Found = tuple[tuple[str | int, ...], str]  # (where inside the value, the reason)
+
+
 @dataclass(frozen=True)
 class Validator:
-    """description documents the rule; check returns None when fine, else the reason (which says the fix)."""
+    """description documents the rule; check returns None when fine, else the reason (which says the fix). A
+    validator of a collection's items also says which item (`where`), so the violation's path names it."""
 
     description: str
     check: Callable[[Any], str | None]
+    where: Callable[[Any], Found | None] | None = None
+
+    def find(self, value: Any) -> Found | None:
+        """The first problem and where inside the value it is (() for the value itself); None when fine."""
+        if self.where is not None:
+            return self.where(value)
+        reason = self.check(value)
+        return ((), reason) if reason else None
+
+
+def _from(where: Callable[[Any], Found | None]) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        found = where(v)
+        return found[1] if found else None
+
+    return check
 
 
 def shown(value: str, limit: int = 64) -> str:
@@ -99,15 +119,17 @@ LOGIN = _regex(
     "a login is a POSIX user name (lower case, at most 32 characters) or a template like {{internal.logins}}",
 )
 
+# Node labels are written unquoted into sshd_config: the one statement of their characters (README, docs, hints).
+LABEL_CHARACTERS = "letters, digits and `. _ : / @ -`"
 LABEL_KEY = _regex(
-    r"\*|[A-Za-z0-9/._:-]{1,253}",
-    "a label key (letters, digits, '/', '.', '_', ':', '-') or the wildcard '*'",
-    "label keys use letters, digits, '/', '.', '_', ':' or '-', or are the wildcard '*'",
+    r"\*|[A-Za-z0-9._:/@-]{1,63}",
+    f"a label key: {LABEL_CHARACTERS} (at most 63), or `*` alone for any key",
+    f"label keys use {LABEL_CHARACTERS} (at most 63), or are `*` alone for any key",
 )
-LABEL_NAME = _regex(
-    r"[A-Za-z0-9/._:-]{1,253}",
-    "a label key: 1 to 253 letters, digits, '/', '.', '_', ':' or '-'",
-    "label keys are 1 to 253 letters, digits, '/', '.', '_', ':' or '-'",
+LABEL_NAME = _regex(  # an object's own label keys: no wildcard
+    r"[A-Za-z0-9._:/@-]{1,63}",
+    f"a label key: {LABEL_CHARACTERS} (at most 63)",
+    f"label keys use {LABEL_CHARACTERS} (at most 63)",
 )
 # Label values end up in audit records, tables, the principals helper's input and bots' ssh_config comments:
 # any text but control characters (a newline, a NUL).
@@ -218,29 +240,31 @@ def one_of(*values: str) -> Validator:
 
 
 def each(inner: Validator) -> Validator:
-    """Applies inner to list items; the reason names the first bad item's index."""
+    """Applies inner to list items; the first bad item's index is where the problem is."""
 
-    def check(v: Any) -> str | None:
+    def where(v: Any) -> Found | None:
         if isinstance(v, list):
             for i, item in enumerate(v):
-                reason = inner.check(item)
-                if reason:
-                    return f"item [{i}]: {reason}"
+                found = inner.find(item)
+                if found:
+                    return (i, *found[0]), found[1]
         return None
 
-    return Validator(f"each item: {inner.description}", check)
+    return Validator(f"each item: {inner.description}", _from(where), where)
 
 
 def each_key(inner: Validator) -> Validator:
-    def check(v: Any) -> str | None:
+    """Applies inner to a map's keys; the first bad key is where the problem is."""
+
+    def where(v: Any) -> Found | None:
         if isinstance(v, dict):
             for k in v:
                 reason = inner.check(k)
                 if reason:
-                    return f"key {reason}"
+                    return (k,), f"key {reason}"
         return None
 
-    return Validator(f"each key: {inner.description}", check)
+    return Validator(f"each key: {inner.description}", _from(where), where)
 
 
 def subset_of(values: Sequence[str]) -> Validator:
@@ -277,15 +301,17 @@ def duration(min_seconds: float = 1, max_seconds: float | None = None) -> Valida
 
 
 def each_value(inner: Validator) -> Validator:
-    """Applies inner to a map's values (or to each item of values that are lists)."""
+    """Applies inner to a map's values (each item of values that are lists); the first bad one is where the
+    problem is."""
 
-    def check(v: Any) -> str | None:
+    def where(v: Any) -> Found | None:
         if isinstance(v, dict):
             for k, val in v.items():
-                for item in val if isinstance(val, list) else [val]:
+                items = list(enumerate(val)) if isinstance(val, list) else [(None, val)]
+                for i, item in items:
                     reason = inner.check(item)
                     if reason:
-                        return f"value of {shown(str(k))}: {reason}"
+                        return ((k,) if i is None else (k, i)), reason
         return None
 
-    return Validator(f"each value: {inner.description}", check)
+    return Validator(f"each value: {inner.description}", _from(where), where)

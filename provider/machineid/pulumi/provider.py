@@ -6,7 +6,6 @@ What the provider decides (checks, diffs, CRUD, import, token expiry, bot render
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from machineid.iac import functions
 from machineid.iac.config import ProviderConfig
 from machineid.iac.core import Core, Hints
+from machineid.iac.core import State as CoreState
 from machineid.iac.unknown import UNKNOWN
 from machineid.model import codec
 from machineid.model.errors import FieldViolation, Path, ValidationError
@@ -74,7 +74,6 @@ class State:
     inputs: dict[str, Any] | None = None
 
 
-_ITEM = re.compile(r"item \[(\d+)\]: ")
 _ABSENT = object()
 
 
@@ -110,10 +109,8 @@ def failure(path: Path, reason: str, values: dict[str, Any], secret: Collection[
     """(Pulumi property path, message naming the path and the value the user gave) for one violation.
 
     The engine prints a failure's own property as `value {<nil>}` unless it is a top-level key, and a top-level
-    value Go-formatted (a secret one in clear), so the provider sends the property in the message instead. A list
-    item's reason (`item [1]: ...`) becomes part of the path. Values of secret properties are not shown."""
-    while m := _ITEM.match(reason):
-        path, reason = (*path, int(m.group(1))), reason[m.end():]
+    value Go-formatted (a secret one in clear), so the provider sends the property in the message instead. Values
+    of secret properties are not shown."""
     where = render_path(path)
     value = _value_at(values, path)
     if value is _ABSENT or value is None:
@@ -181,7 +178,7 @@ class Provider:
         return CheckResult(camel_props(r, result.inputs))
 
     def plain_in_check(self, token: str, news: dict[str, Any]) -> frozenset[str]:
-        """Secret inputs the cluster says are plain (a bot's tokenName naming a bound_keypair token)."""
+        """Secret inputs the cluster says are plain (a bot's tokenName naming an iam or bound_keypair token)."""
         r = RESOURCES[token]
         return frozenset(camel(n) for n in self.core.plain_inputs(r.rdef, snake_props(r, news)[0]))
 
@@ -204,7 +201,7 @@ class Provider:
         r = RESOURCES[token]
         snake = snake_props(r, inputs)[0]
         if preview:
-            outputs = self.core.plan_create(r.rdef, snake)
+            outputs = self.core.plan(r.rdef, snake).outputs
             if self.core.handler(r.rdef).name_unknown_until_created:
                 outputs["name"] = UNKNOWN
             return State("", camel_props(r, outputs))
@@ -231,8 +228,9 @@ class Provider:
         olds = snake_props(r, old_outputs)[0]
         old_in = snake_props(r, old_inputs)[0] if old_inputs else None
         snake = snake_props(r, news)[0]
-        if preview:
-            return State(id, camel_props(r, self.core.plan_update(r.rdef, olds, old_in, snake)))
+        if preview:  # the engine asks for an update only where the diff found a change that replaces nothing
+            planned = self.core.plan(r.rdef, snake, CoreState(id, olds, old_in))
+            return State(id, camel_props(r, planned.outputs))
         return self._state(r, self.core.update(r.rdef, id, olds, old_in, snake))
 
     # ---------------------------------------------------------------- delete

@@ -56,7 +56,8 @@ class PulumiResource:
         return frozenset(p.name for p in self.props() if _holds_secret(p.tp, values.get(p.name)))
 
     def plain_props_in(self, values: dict[str, Any]) -> frozenset[str]:
-        """Secret properties that these values make plain (the core's handler decides: a bound_keypair join)."""
+        """Secret properties that these values make plain (the core's handler decides: an iam or bound_keypair
+        join)."""
         return frozenset(camel(n) for n in HANDLERS[self.rdef.name].plain_secrets(snake_props(self, values)[0]))
 
 

@@ -13,6 +13,7 @@ from machineid.iac.handlers import HANDLERS
 from machineid.iac.resource import Prop, field_default
 from machineid.model import codec
 from machineid.model.fields import FieldSpec
+from machineid.model.resources import JOIN_METHODS, name_is_secret
 from machineid.pulumi.provider import FUNCTIONS
 from machineid.pulumi.resources import PACKAGE, RESOURCES, PulumiResource, camel
 
@@ -64,18 +65,19 @@ class _Builder:
 
 def _schema_spec(p: Prop, dynamic: frozenset[str]) -> FieldSpec:
     """The field as the schema declares it: a secret the provider marks per value (the handler's
-    plain_when_bound_keypair) is not declared secret, or the SDKs would wrap it on the program's side whatever the
+    plain_when_name_public) is not declared secret, or the SDKs would wrap it on the program's side whatever the
     join method; the provider marks it secret in every answer unless the values make it plain, and its description
     says so."""
     if p.spec.secret and p.name in {camel(n) for n in dynamic}:
+        public = ", ".join(m for m in JOIN_METHODS if not name_is_secret(m))
         return dataclasses.replace(p.spec, secret=False, doc=p.spec.doc + " A Pulumi secret (the provider marks it), "
-                                   "except for a bound_keypair join, where it is no secret.")
+                                   f"except for a join method whose token name is public ({public}).")
     return p.spec
 
 
 def _resource_spec(b: _Builder, r: PulumiResource) -> dict[str, Any]:
     description, props = r.description, list(r.props())
-    dynamic = HANDLERS[r.rdef.name].plain_when_bound_keypair
+    dynamic = HANDLERS[r.rdef.name].plain_when_name_public
     inputs = {p.name: b.prop_spec(p.tp, _schema_spec(p, dynamic), p.default, is_input=True)
               for p in props if p.is_input}
     outputs = {p.name: b.prop_spec(p.tp, _schema_spec(p, dynamic), p.default, is_input=False) for p in props}

@@ -77,9 +77,9 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
     def _secrets(self, token: str, props: dict[str, Any], given: Collection[str] = frozenset(),
                  check: bool = False) -> frozenset[str]:
         """The properties to send as secrets: those the engine sent as secrets (given), the resource's own, and those
-        holding a nested secret in these values, less those that these values make plain (a bound_keypair token's
-        name, and a bot's token, tokenName and agentConfig when it joins with one). In Check, a bot's tokenName is
-        plain when it names a bound_keypair token on the cluster."""
+        holding a nested secret in these values, less those that these values make plain (an iam or bound_keypair
+        token's name, and a bot's token, tokenName and agentConfig when it joins with one). In Check, a bot's
+        tokenName is plain when it names an iam or bound_keypair token on the cluster."""
         r = RESOURCES.get(token)
         if r is None:
             return frozenset(given)

@@ -33,21 +33,21 @@ class Diagnostic:
 
 
 def steps_for(block: Block | None, path: Path) -> tuple[Step, ...]:
-    """A core property path as attribute-path steps, by the schema's types (a path the schema does not know is cut
-    where it stops matching, so the diagnostic still points at the nearest attribute)."""
+    """A core property path as attribute-path steps, by the schema's types. A path the schema does not know is cut
+    where it stops matching, so the diagnostic points at the nearest attribute that exists, or at the resource."""
     out: list[Step] = []
     current: Block | None = block
     tp: Any = None
     blocks: NestedBlock | None = None  # inside a list of blocks: an index comes next
     for step in path:
         if current is not None:
-            if not isinstance(step, str):
-                break
-            out.append(("attribute", step))
-            nested = current.nested(step)
-            attr = current.attribute(step)
+            nested = current.nested(step) if isinstance(step, str) else None
+            attr = current.attribute(step) if isinstance(step, str) else None
+            if nested is None and attr is None:
+                break  # no such attribute: the nearest one that exists
+            out.append(("attribute", str(step)))
             current, tp, blocks = None, attr.tp if attr else None, None
-            if nested is not None and nested.nesting == "single":
+            if nested is not None and nested.is_object:
                 current = nested.block
             elif nested is not None:
                 blocks = nested
@@ -67,9 +67,9 @@ def steps_for(block: Block | None, path: Path) -> tuple[Step, ...]:
         elif sh.kind == "dict":
             out.append(("key", str(step)))
             tp = sh.item
-        elif sh.kind == "object" and isinstance(step, str):
+        elif sh.kind == "object" and isinstance(step, str) and step in codec.type_hints(sh.tp):
             out.append(("attribute", step))
-            tp = codec.type_hints(sh.tp).get(step)
+            tp = codec.type_hints(sh.tp)[step]
         else:
             break
     return tuple(out)

@@ -4,6 +4,7 @@ docs/terraform and a test fails when they are stale."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from machineid.iac.resource import ResourceDef
@@ -12,9 +13,9 @@ from machineid.terraform.schema import (
     RESOURCE_SCHEMAS,
     Attribute,
     Block,
-    NestedBlock,
     data_sources,
     provider_schema,
+    read_only_block,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "terraform" / "docs"
@@ -43,12 +44,20 @@ def _flags(a: Attribute) -> str:
     return ", ".join(out)
 
 
-def _attr_line(a: Attribute, anchor: str) -> str:
+def _attr_line(a: Attribute, anchor: str, nested: list[tuple[str, Block]]) -> str:
     rules = f" Accepts: {'; '.join(a.rules)}." if a.rules else ""
-    return f'- <a id="{anchor}--{a.name}"></a>`{a.name}` ({_flags(a)}) {a.description}{rules}\n'
+    inner = read_only_block(a.tp)
+    see = ""
+    if inner is not None:  # an object-typed attribute (a looked-up role's allow): its fields below
+        see = f" (see [below for nested schema](#{anchor}--{a.name}))"
+        nested.append((f"{anchor}--{a.name}", inner))
+    return f'- <a id="{anchor}--{a.name}"></a>`{a.name}` ({_flags(a)}) {a.description}{rules}{see}\n'
 
 
-def _sections(block: Block, anchor: str, nested: list[tuple[str, NestedBlock]]) -> str:
+_KINDS = {"single": "Block", "group": "Block, always set: left out, its defaults apply", "list": "Block List"}
+
+
+def _sections(block: Block, anchor: str, nested: list[tuple[str, Block]]) -> str:
     required = [a for a in block.attributes if a.required]
     optional = [a for a in block.attributes if a.optional]
     computed = [a for a in block.attributes if a.computed and not a.optional]
@@ -58,31 +67,30 @@ def _sections(block: Block, anchor: str, nested: list[tuple[str, NestedBlock]]) 
         if not attrs and not blocks:
             continue
         out += f"\n### {title}\n\n"
-        lines = [(a.name, _attr_line(a, anchor)) for a in attrs]
+        lines = [(a.name, _attr_line(a, anchor, nested)) for a in attrs]
         for b in blocks:
             sub = f"{anchor}--{b.name}"
-            kind = "Block" if b.nesting == "single" else "Block List"
             extra = ", Forces replacement" if b.forces_replacement else ""
-            lines.append((b.name, f'- `{b.name}` ({kind}{extra}) {b.description} (see [below for nested schema]'
-                                  f"(#{sub}))\n"))
-            nested.append((sub, b))
+            lines.append((b.name, f'- `{b.name}` ({_KINDS[b.nesting]}{extra}) {b.description} (see [below for '
+                                  f"nested schema](#{sub}))\n"))
+            nested.append((sub, b.block))
         out += "".join(line for _, line in sorted(lines))
     return out
 
 
-def _nested(nested: list[tuple[str, NestedBlock]]) -> str:
+def _nested(nested: list[tuple[str, Block]]) -> str:
     out = ""
     seen = 0
     while seen < len(nested):
-        anchor, b = nested[seen]
+        anchor, block = nested[seen]
         seen += 1
         out += f'\n<a id="{anchor}"></a>\n### Nested Schema for `{anchor.split("--", 1)[1].replace("--", ".")}`\n'
-        out += _sections(b.block, anchor, nested)
+        out += _sections(block, anchor, nested)
     return out
 
 
 def _schema_md(block: Block) -> str:
-    nested: list[tuple[str, NestedBlock]] = []
+    nested: list[tuple[str, Block]] = []
     body = _sections(block, "schema", nested)
     return "## Schema\n" + body + _nested(nested)
 
@@ -100,16 +108,17 @@ def _front(title: str, subcategory: str, description: str) -> str:
             f"description: |-\n  {first}\n---\n\n")
 
 
+def _example_name(rdef: ResourceDef) -> str:
+    """The first name the resource's example sets (what an import of that example would name)."""
+    path = EXAMPLES / f"resource_{rdef.name}.tf"
+    found = re.search(r'^\s*name\s*=\s*"([^"]+)"', path.read_text() if path.is_file() else "", re.M)
+    return found.group(1) if found else "NAME"
+
+
 def _import_md(rdef: ResourceDef) -> str:
     name = PREFIX + rdef.name
-    if rdef.name == "provision_token":
-        what = ("the token itself for a `token`-method token (its name is the secret; the resource ID is a hash "
-                "of it), or the name of an `iam` or `bound_keypair` token")
-        example_id = "ci-on-aws"
-    else:
-        what = f"the {rdef.kind}'s name"
-        example_id = "ci" if rdef.name == "bot" else "deploy"
-    return (f"## Import\n\nImport by {what}. With an `import` block (OpenTofu, Terraform 1.5 and later), "
+    example_id = _example_name(rdef)
+    return (f"## Import\n\nImport by {rdef.import_doc}. With an `import` block (OpenTofu, Terraform 1.5 and later), "
             "`plan -generate-config-out=FILE` writes a configuration that then plans with no changes:\n\n"
             f"```terraform\nimport {{\n  to = {name}.this\n  id = \"{example_id}\"\n}}\n```\n\n"
             f"or with the CLI:\n\n```shell\ntofu import {name}.this {example_id}\n```\n")

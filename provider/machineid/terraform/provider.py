@@ -12,12 +12,12 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from machineid.iac.core import Core, Hints
+from machineid.iac.core import Core, Hints, State
 from machineid.iac.resource import ResourceDef
 from machineid.iac.unknown import UNKNOWN, contains_unknown
 from machineid.model import codec
 from machineid.model.errors import MachineIDError, NotFoundError, ValidationError
-from machineid.terraform import values
+from machineid.terraform import twins, values
 from machineid.terraform.diagnostics import Diagnostic, from_error, from_violations
 from machineid.terraform.schema import (
     RESOURCE_SCHEMAS,
@@ -43,10 +43,17 @@ HINTS = Hints(
                  "and its holders move to it before the old one is deleted",
 )
 
+def _secrets_apart(rdef: ResourceDef) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A state from before the secret_NAME attributes: the value moves to the attribute its values call for."""
+    return lambda state: twins.to_terraform(rdef, twins.to_core(rdef, state))
+
+
 # Upgraders of a resource's state from one schema version to the next: (type name, from version) -> function.
 UPGRADERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     # Before `used`, a token in state was one the cluster still had (or one the next refresh drops).
     ("machineid_provision_token", 0): lambda state: {**state, "used": False},
+    # Before `secret_name`, every token's name was in (sensitive) `name`.
+    ("machineid_provision_token", 1): _secrets_apart(RESOURCE_SCHEMAS["machineid_provision_token"][0]),
 }
 
 Planned = tuple[Any, list[str], list[Diagnostic]]  # (planned state, attributes forcing replacement, diagnostics)
@@ -58,7 +65,7 @@ def _expand(block: Block, value: dict[str, Any]) -> dict[str, Any]:
     out = dict(value)
     for b in block.blocks:
         inner = out.get(b.name)
-        if b.nesting == "single":
+        if b.is_object:
             out[b.name] = codec.encode(b.tp()) if inner is None else _expand(b.block, inner) \
                 if isinstance(inner, dict) else inner
         elif isinstance(inner, list):
@@ -68,8 +75,13 @@ def _expand(block: Block, value: dict[str, Any]) -> dict[str, Any]:
 
 def _split(block: Block, rdef: ResourceDef, state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """A state as the core's (outputs, inputs): every property in full form, and the inputs among them."""
-    old = {k: v for k, v in _expand(block, state).items() if k != "id"}
+    old = {k: v for k, v in _expand(block, twins.to_core(rdef, state)).items() if k != "id"}
     return old, {k: old.get(k) for k in rdef.inputs()}
+
+
+def _stated(block: Block, rdef: ResourceDef, st: State, ref: Any) -> Any:
+    """The state Terraform keeps for a core state (ref: the plan, or the prior state; None on import)."""
+    return values.complete(block, values.stated(block, twins.to_terraform(rdef, {"id": st.id, **st.outputs}), ref))
 
 
 class TerraformProvider:
@@ -109,7 +121,8 @@ class TerraformProvider:
                 # name null): validation cannot see the state, the plan checks it.
                 inputs[name] = UNKNOWN
         result = self.core.check(rdef, inputs, references=False)
-        return from_violations(schema.block, result.violations, "Invalid machineid configuration")
+        found = twins.misplaced(rdef, config) + twins.violations(rdef, inputs, result.violations)
+        return from_violations(schema.block, found, "Invalid machineid configuration")
 
     def validate_data_source(self, type_name: str, config: dict[str, Any]) -> list[Diagnostic]:
         source = data_sources()[type_name]
@@ -124,7 +137,9 @@ class TerraformProvider:
 
     @staticmethod
     def _inputs(rdef: ResourceDef, config: dict[str, Any]) -> dict[str, Any]:
-        return {name: config.get(name) for name in rdef.inputs()}
+        """The configuration as the core's inputs."""
+        merged = twins.to_core(rdef, config)
+        return {name: merged.get(name) for name in rdef.inputs()}
 
     # ---------------------------------------------------------------- state upgrade
     def upgrade(self, type_name: str, version: int, raw: bytes) -> tuple[Any, list[Diagnostic]]:
@@ -152,7 +167,7 @@ class TerraformProvider:
             return state, from_error(schema.block, e, f"reading {type_name}")
         if st is None:
             return None, []
-        return values.complete(schema.block, values.stated(schema.block, {"id": st.id, **st.outputs}, state)), []
+        return _stated(schema.block, rdef, st, state), []
 
     # ---------------------------------------------------------------- plan
     def plan(self, type_name: str, prior: Any, proposed: Any, config: Any) -> Planned:
@@ -160,47 +175,41 @@ class TerraformProvider:
         block = schema.block
         if proposed is None:
             return None, [], []  # destroy
-        inputs = self._inputs(rdef, config)
-        if prior is not None:
-            for name in rdef.server_defaults:
-                if inputs.get(name) is None:
-                    inputs[name] = prior.get(name)  # left to the cluster, which chose this
+        misplaced = twins.misplaced(rdef, config)
+        if misplaced:
+            return proposed, [], from_violations(block, misplaced, "Invalid machineid configuration")
+        given = twins.to_core(rdef, config)
+        inputs = {name: given.get(name) for name in rdef.inputs()}
+        if prior is not None:  # left to the cluster, which chose these: checked as the cluster has them
+            inputs = self.core.keep_server_choices(rdef, inputs, twins.to_core(rdef, prior))
         check = self.core.check(rdef, inputs, references=True)
         if check.violations:
-            return proposed, [], from_violations(block, check.violations, "Invalid machineid configuration")
-        normalized = check.inputs
-        base = values.planned(block, config, normalized)
-        outputs = [p.name for p in rdef.props() if not p.is_input]
-        unset_defaults = [n for n in rdef.server_defaults if config.get(n) is None]
+            return proposed, [], from_violations(block, twins.violations(rdef, inputs, check.violations),
+                                                 "Invalid machineid configuration")
+        # Inputs planned as configured (Terraform's rule: a configured value is planned verbatim), the rest by the
+        # core's plan rules: outputs, the ID and what the cluster chooses for inputs left unset.
+        base = values.planned(block, given, check.inputs)
+        unset_defaults = [n for n in rdef.server_defaults if given.get(n) is None]
+        # The values the cluster chose stood in for unset ones in the check; the core's plan and diff keep them.
+        news = {k: val for k, val in check.inputs.items() if k not in unset_defaults}
+        replace: list[str] = []
+        warnings: list[Diagnostic] = []
         if prior is None:
-            created = self.core.plan_create(rdef, normalized)
-            for name in (*outputs, *unset_defaults):
-                base[name] = created.get(name, UNKNOWN)
-            base["id"] = UNKNOWN
-            return values.complete(block, base), [], []
-        old, old_inputs = _split(block, rdef, prior)
-        # The values the cluster chose stood in for unset ones in the check; the diff skips unset ones itself.
-        diff = self.core.diff(rdef, old, old_inputs,
-                              {k: val for k, val in normalized.items() if k not in unset_defaults})
-        base["id"] = prior.get("id")
-        for name in unset_defaults:
-            base[name] = prior.get(name)  # what the cluster chose
-        if diff.replaces:
-            replace = list(diff.replaces)
-            for name in (*outputs, "id", *unset_defaults):
-                base[name] = UNKNOWN  # the new object: the cluster chooses these again
+            planned = self.core.plan(rdef, news)
+        else:
+            old, old_inputs = _split(block, rdef, prior)
+            diff = self.core.diff(rdef, old, old_inputs, news)
+            planned = self.core.plan(rdef, news, State(str(prior.get("id") or ""), old, old_inputs),
+                                     replace=bool(diff.replaces), changed=diff.changed)
+            replace = [twins.attribute(rdef, base, name) for name in diff.replaces]
             if "expires" in diff.replaces and "token_expires" in base:
                 replace.append("token_expires")
-            warnings = from_violations(block, diff.warnings, "Replacing this resource", warning=True)
-            return values.complete(block, base), replace, warnings
-        if diff.changed:
-            planned_outputs = self.core.plan_update(rdef, old, old_inputs, normalized)
-            for name in outputs:
-                base[name] = planned_outputs.get(name)
-        else:
-            for name in outputs:
-                base[name] = prior.get(name)
-        return values.complete(block, base), [], []
+            warnings = from_violations(block, twins.violations(rdef, base, diff.warnings), "Replacing this resource",
+                                       warning=True)
+        base["id"] = planned.id
+        for name in (*(p.name for p in rdef.props() if not p.is_input), *unset_defaults):
+            base[name] = planned.outputs.get(name)
+        return values.complete(block, twins.to_terraform(rdef, base, config)), replace, warnings
 
     # ---------------------------------------------------------------- apply
     def apply(self, type_name: str, prior: Any, planned: Any, config: Any) -> tuple[Any, list[Diagnostic]]:
@@ -208,12 +217,14 @@ class TerraformProvider:
         block = schema.block
         try:
             if planned is None:
-                old = {k: v for k, v in prior.items() if k != "id"}
+                old = {k: v for k, v in twins.to_core(rdef, prior).items() if k != "id"}
                 self.core.delete(rdef, str(prior.get("id") or ""), old)
                 return None, []
-            news = self.core.check(rdef, self._inputs(rdef, config), references=False)
+            inputs = self._inputs(rdef, config)
+            news = self.core.check(rdef, inputs, references=False)
             if news.violations:
-                return prior, from_violations(block, news.violations, "Invalid machineid configuration")
+                return prior, from_violations(block, twins.violations(rdef, inputs, news.violations),
+                                              "Invalid machineid configuration")
             if prior is None:
                 st = self.core.create(rdef, news.inputs)
             else:
@@ -221,8 +232,10 @@ class TerraformProvider:
                 st = self.core.update(rdef, str(prior.get("id") or ""), old, old_inputs, news.inputs)
         except MachineIDError as e:
             action = "deleting" if planned is None else "creating" if prior is None else "updating"
+            if isinstance(e, ValidationError):  # a property the cluster refused: its attribute for these values
+                e = ValidationError(twins.violations(rdef, twins.to_core(rdef, config or prior or {}), e.violations))
             return prior, from_error(block, e, f"{action} {type_name}")
-        return values.complete(block, values.stated(block, {"id": st.id, **st.outputs}, planned)), []
+        return _stated(block, rdef, st, planned), []
 
     # ---------------------------------------------------------------- import
     def import_(self, type_name: str, id: str) -> tuple[Any, list[Diagnostic]]:
@@ -232,10 +245,10 @@ class TerraformProvider:
         except MachineIDError as e:
             return None, from_error(schema.block, e, f"importing {type_name}")
         if st is None:
-            shown = id if rdef.name != "provision_token" else "(the token, not shown)"
+            shown = f"(the {rdef.kind}, not shown)" if "name" in rdef.secret_by_value else id
             return None, [Diagnostic("Cannot import a missing object",
                                      f"no {rdef.kind} {shown} on the machineid cluster; check the ID")]
-        return values.complete(schema.block, values.stated(schema.block, {"id": st.id, **st.outputs}, None)), []
+        return _stated(schema.block, rdef, st, None), []
 
     # ---------------------------------------------------------------- data sources
     def read_data_source(self, type_name: str, config: dict[str, Any]) -> tuple[Any, list[Diagnostic]]:

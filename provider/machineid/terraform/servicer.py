@@ -18,7 +18,7 @@ from machineid.terraform.provider import TerraformProvider
 
 log = logging.getLogger("machineid.terraform")
 F = TypeVar("F", bound=Callable[..., Any])
-_NESTING = {"single": 1, "list": 2}
+_NESTING = {"single": 1, "list": 2, "group": 5}
 
 
 def _dv(pb: ModuleType, value: Any) -> Any:

@@ -50,7 +50,9 @@ def complete(block: Block, value: Any) -> Any:
         out[a.name] = value.get(a.name)
     for b in block.blocks:
         v = value.get(b.name)
-        if b.nesting == "single":
+        if b.nesting == "group" and v is None:
+            out[b.name] = complete(b.block, codec.encode(b.tp()))  # never null: its defaults
+        elif b.is_object:
             out[b.name] = complete(b.block, v)
         elif v is UNKNOWN:
             out[b.name] = v
@@ -61,8 +63,8 @@ def complete(block: Block, value: Any) -> Any:
 
 def planned(block: Block, config: Any, normalized: Any) -> Any:
     """What the plan says an object will be: the configuration where it sets a value (a planned value must equal
-    a non-null configured one), else the core's completed value (the model's default), and no block the
-    configuration leaves out."""
+    a non-null configured one), else the core's completed value (the model's default), and no single block the
+    configuration leaves out (a group block left out: its defaults)."""
     if config is None or config is UNKNOWN:
         return config
     norm = normalized if isinstance(normalized, dict) else {}
@@ -73,7 +75,9 @@ def planned(block: Block, config: Any, normalized: Any) -> Any:
     for b in block.blocks:
         c = config.get(b.name)
         n = norm.get(b.name)
-        if b.nesting == "single":
+        if b.nesting == "group":
+            out[b.name] = planned(b.block, {} if c is None else c, n)  # left out: the defaults, planned
+        elif b.is_object:
             out[b.name] = planned(b.block, c, n)
         elif c is UNKNOWN:
             out[b.name] = c
@@ -85,8 +89,9 @@ def planned(block: Block, config: Any, normalized: Any) -> Any:
 
 def stated(block: Block, value: Any, ref: Any) -> Any:
     """The cluster's object in the shape the state had (ref: the plan, or the prior state; None on import): a
-    block the state leaves out stays out while the cluster holds its default, and a time that names the same
-    instant keeps the state's spelling. A real difference shows, so drift is never hidden."""
+    single block the state leaves out stays out while the cluster holds its default (a group block is always
+    there), and a time that names the same instant keeps the state's spelling. A real difference shows, so drift
+    is never hidden."""
     if value is None:
         return None
     r = ref if isinstance(ref, dict) else {}
@@ -104,7 +109,9 @@ def stated(block: Block, value: Any, ref: Any) -> Any:
     for b in block.blocks:
         v = value.get(b.name)
         old = r.get(b.name)
-        if b.nesting == "single":
+        if b.nesting == "group":
+            out[b.name] = stated(b.block, v if v is not None else codec.encode(b.tp()), old)
+        elif b.is_object:
             if old is None and (v is None or v == codec.encode(b.tp())):
                 out[b.name] = None
             else:

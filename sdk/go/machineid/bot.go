@@ -16,7 +16,7 @@ import (
 type Bot struct {
 	pulumi.CustomResourceState
 
-	// The YAML that `machineid bot start --config` reads (holds the token). A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+	// The YAML that `machineid bot start --config` reads (holds the token). A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
 	AgentConfig pulumi.StringOutput `pulumi:"agentConfig"`
 	// Path of the machineid executable on the machine (for the systemd unit). Default: `"/usr/local/bin/machineid"`.
 	AgentPath pulumi.StringOutput `pulumi:"agentPath"`
@@ -50,11 +50,11 @@ type Bot struct {
 	StartCommand pulumi.StringOutput `pulumi:"startCommand"`
 	// A systemd unit that runs the agent.
 	SystemdUnit pulumi.StringOutput `pulumi:"systemdUnit"`
-	// The join token (secret for the token method). A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+	// The join token (secret for the token method). A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
 	Token pulumi.StringOutput `pulumi:"token"`
 	// When the join token expires (RFC 3339).
 	TokenExpires pulumi.StringOutput `pulumi:"tokenExpires"`
-	// Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+	// Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
 	TokenName pulumi.StringOutput `pulumi:"tokenName"`
 	// Change this number to issue a new join token (re-onboard the bot without deleting it).
 	TokenRotation pulumi.IntOutput `pulumi:"tokenRotation"`
@@ -129,7 +129,7 @@ type botArgs struct {
 	RenewalInterval *string `pulumi:"renewalInterval"`
 	// Roles the bot's certificates carry.
 	Roles []string `pulumi:"roles"`
-	// Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+	// Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
 	TokenName *string `pulumi:"tokenName"`
 	// Change this number to issue a new join token (re-onboard the bot without deleting it).
 	TokenRotation *int `pulumi:"tokenRotation"`
@@ -161,7 +161,7 @@ type BotArgs struct {
 	RenewalInterval pulumi.StringPtrInput
 	// Roles the bot's certificates carry.
 	Roles pulumi.StringArrayInput
-	// Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+	// Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
 	TokenName pulumi.StringPtrInput
 	// Change this number to issue a new join token (re-onboard the bot without deleting it).
 	TokenRotation pulumi.IntPtrInput
@@ -258,7 +258,7 @@ func (o BotOutput) ToBotOutputWithContext(ctx context.Context) BotOutput {
 	return o
 }
 
-// The YAML that `machineid bot start --config` reads (holds the token). A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+// The YAML that `machineid bot start --config` reads (holds the token). A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
 func (o BotOutput) AgentConfig() pulumi.StringOutput {
 	return o.ApplyT(func(v *Bot) pulumi.StringOutput { return v.AgentConfig }).(pulumi.StringOutput)
 }
@@ -343,7 +343,7 @@ func (o BotOutput) SystemdUnit() pulumi.StringOutput {
 	return o.ApplyT(func(v *Bot) pulumi.StringOutput { return v.SystemdUnit }).(pulumi.StringOutput)
 }
 
-// The join token (secret for the token method). A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+// The join token (secret for the token method). A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
 func (o BotOutput) Token() pulumi.StringOutput {
 	return o.ApplyT(func(v *Bot) pulumi.StringOutput { return v.Token }).(pulumi.StringOutput)
 }
@@ -353,7 +353,7 @@ func (o BotOutput) TokenExpires() pulumi.StringOutput {
 	return o.ApplyT(func(v *Bot) pulumi.StringOutput { return v.TokenExpires }).(pulumi.StringOutput)
 }
 
-// Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+// Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
 func (o BotOutput) TokenName() pulumi.StringOutput {
 	return o.ApplyT(func(v *Bot) pulumi.StringOutput { return v.TokenName }).(pulumi.StringOutput)
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
-// A join token. For the token method the name is the secret (generated when left out) and is used once; an iam token is not secret and joins any AWS identity its allow rules match until it expires.
+// A join token. For the token method the name is the secret (generated when left out) and is used once; the name of an iam or bound_keypair token is not secret: an iam token joins any AWS identity its allow rules match until it expires, a bound_keypair token the bot holding its key pair.
 type ProvisionToken struct {
 	pulumi.CustomResourceState
 
@@ -41,7 +41,7 @@ type ProvisionToken struct {
 	Labels pulumi.StringMapOutput `pulumi:"labels"`
 	// bound_keypair: when the bot last bound a new key.
 	LastRotatedAt pulumi.StringPtrOutput `pulumi:"lastRotatedAt"`
-	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
 	Name pulumi.StringOutput `pulumi:"name"`
 	// For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
 	Oidc OIDCJoinOutput `pulumi:"oidc"`
@@ -117,7 +117,7 @@ type provisionTokenArgs struct {
 	Kubernetes *KubernetesJoin `pulumi:"kubernetes"`
 	// Labels (key -> value).
 	Labels map[string]string `pulumi:"labels"`
-	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
 	Name *string `pulumi:"name"`
 	// For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
 	Oidc *OIDCJoin `pulumi:"oidc"`
@@ -149,7 +149,7 @@ type ProvisionTokenArgs struct {
 	Kubernetes KubernetesJoinPtrInput
 	// Labels (key -> value).
 	Labels pulumi.StringMapInput
-	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
 	Name pulumi.StringPtrInput
 	// For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
 	Oidc OIDCJoinPtrInput
@@ -311,7 +311,7 @@ func (o ProvisionTokenOutput) LastRotatedAt() pulumi.StringPtrOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringPtrOutput { return v.LastRotatedAt }).(pulumi.StringPtrOutput)
 }
 
-// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
 func (o ProvisionTokenOutput) Name() pulumi.StringOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringOutput { return v.Name }).(pulumi.StringOutput)
 }

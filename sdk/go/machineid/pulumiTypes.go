@@ -2181,7 +2181,7 @@ func (o OIDCJoinPtrOutput) StaticJwks() pulumi.StringPtrOutput {
 type RoleConditions struct {
 	// OS logins; {{internal.logins}} expands from the user's or bot's `logins` trait.
 	Logins []string `pulumi:"logins"`
-	// Nodes reachable, by label: key -> allowed values; '*': ['*'] means all nodes.
+	// Nodes, by label: key -> values; '*': ['*'] means all nodes. Under allow, the nodes the logins reach; under deny, the nodes where they are refused.
 	NodeLabels map[string][]string `pulumi:"nodeLabels"`
 	// API access: resources and verbs.
 	Rules []Rule `pulumi:"rules"`
@@ -2202,7 +2202,7 @@ type RoleConditionsInput interface {
 type RoleConditionsArgs struct {
 	// OS logins; {{internal.logins}} expands from the user's or bot's `logins` trait.
 	Logins pulumi.StringArrayInput `pulumi:"logins"`
-	// Nodes reachable, by label: key -> allowed values; '*': ['*'] means all nodes.
+	// Nodes, by label: key -> values; '*': ['*'] means all nodes. Under allow, the nodes the logins reach; under deny, the nodes where they are refused.
 	NodeLabels pulumi.StringArrayMapInput `pulumi:"nodeLabels"`
 	// API access: resources and verbs.
 	Rules RuleArrayInput `pulumi:"rules"`
@@ -2291,7 +2291,7 @@ func (o RoleConditionsOutput) Logins() pulumi.StringArrayOutput {
 	return o.ApplyT(func(v RoleConditions) []string { return v.Logins }).(pulumi.StringArrayOutput)
 }
 
-// Nodes reachable, by label: key -> allowed values; '*': ['*'] means all nodes.
+// Nodes, by label: key -> values; '*': ['*'] means all nodes. Under allow, the nodes the logins reach; under deny, the nodes where they are refused.
 func (o RoleConditionsOutput) NodeLabels() pulumi.StringArrayMapOutput {
 	return o.ApplyT(func(v RoleConditions) map[string][]string { return v.NodeLabels }).(pulumi.StringArrayMapOutput)
 }
@@ -2335,7 +2335,7 @@ func (o RoleConditionsPtrOutput) Logins() pulumi.StringArrayOutput {
 	}).(pulumi.StringArrayOutput)
 }
 
-// Nodes reachable, by label: key -> allowed values; '*': ['*'] means all nodes.
+// Nodes, by label: key -> values; '*': ['*'] means all nodes. Under allow, the nodes the logins reach; under deny, the nodes where they are refused.
 func (o RoleConditionsPtrOutput) NodeLabels() pulumi.StringArrayMapOutput {
 	return o.ApplyT(func(v *RoleConditions) map[string][]string {
 		if v == nil {
@@ -2499,7 +2499,7 @@ func (o RoleOptionsPtrOutput) MaxSessionTtl() pulumi.StringPtrOutput {
 type Rule struct {
 	// Resource kinds the rule covers, or '*'.
 	Resources []string `pulumi:"resources"`
-	// Verbs allowed on them, or '*'.
+	// Verbs on them, or '*'.
 	Verbs []string `pulumi:"verbs"`
 }
 
@@ -2518,7 +2518,7 @@ type RuleInput interface {
 type RuleArgs struct {
 	// Resource kinds the rule covers, or '*'.
 	Resources pulumi.StringArrayInput `pulumi:"resources"`
-	// Verbs allowed on them, or '*'.
+	// Verbs on them, or '*'.
 	Verbs pulumi.StringArrayInput `pulumi:"verbs"`
 }
 
@@ -2579,7 +2579,7 @@ func (o RuleOutput) Resources() pulumi.StringArrayOutput {
 	return o.ApplyT(func(v Rule) []string { return v.Resources }).(pulumi.StringArrayOutput)
 }
 
-// Verbs allowed on them, or '*'.
+// Verbs on them, or '*'.
 func (o RuleOutput) Verbs() pulumi.StringArrayOutput {
 	return o.ApplyT(func(v Rule) []string { return v.Verbs }).(pulumi.StringArrayOutput)
 }

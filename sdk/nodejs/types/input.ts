@@ -318,7 +318,7 @@ export interface RoleConditionsArgs {
      */
     logins?: pulumi.Input<pulumi.Input<string>[] | undefined>;
     /**
-     * Nodes reachable, by label: key -> allowed values; '*': ['*'] means all nodes.
+     * Nodes, by label: key -> values; '*': ['*'] means all nodes. Under allow, the nodes the logins reach; under deny, the nodes where they are refused.
      */
     nodeLabels?: pulumi.Input<{[key: string]: pulumi.Input<pulumi.Input<string>[]>} | undefined>;
     /**
@@ -346,7 +346,7 @@ export interface RuleArgs {
      */
     resources?: pulumi.Input<pulumi.Input<string>[] | undefined>;
     /**
-     * Verbs allowed on them, or '*'.
+     * Verbs on them, or '*'.
      */
     verbs?: pulumi.Input<pulumi.Input<string>[] | undefined>;
 }

@@ -318,7 +318,7 @@ export interface RoleConditions {
      */
     logins?: string[];
     /**
-     * Nodes reachable, by label: key -> allowed values; '*': ['*'] means all nodes.
+     * Nodes, by label: key -> values; '*': ['*'] means all nodes. Under allow, the nodes the logins reach; under deny, the nodes where they are refused.
      */
     nodeLabels?: {[key: string]: string[]};
     /**
@@ -346,7 +346,7 @@ export interface Rule {
      */
     resources?: string[];
     /**
-     * Verbs allowed on them, or '*'.
+     * Verbs on them, or '*'.
      */
     verbs?: string[];
 }

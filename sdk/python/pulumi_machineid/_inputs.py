@@ -1387,7 +1387,7 @@ class RoleConditionsArgsDict(TypedDict):
     """
     node_labels: NotRequired[pulumi.Input[Optional[Mapping[str, pulumi.Input[Sequence[pulumi.Input[_builtins.str]]]]]]]
     """
-    Nodes reachable, by label: key -> allowed values; '*': ['*'] means all nodes.
+    Nodes, by label: key -> values; '*': ['*'] means all nodes. Under allow, the nodes the logins reach; under deny, the nodes where they are refused.
     """
     rules: NotRequired[pulumi.Input[Optional[Sequence[pulumi.Input['RuleArgsDict']]]]]
     """
@@ -1404,7 +1404,7 @@ class RoleConditionsArgs:
         RoleConditions(logins: 'list[str]' = <factory>, node_labels: 'dict[str, list[str]]' = <factory>, rules: 'list[Rule]' = <factory>)
 
         :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] logins: OS logins; {{internal.logins}} expands from the user's or bot's `logins` trait.
-        :param pulumi.Input[Mapping[str, pulumi.Input[Sequence[pulumi.Input[_builtins.str]]]]] node_labels: Nodes reachable, by label: key -> allowed values; '*': ['*'] means all nodes.
+        :param pulumi.Input[Mapping[str, pulumi.Input[Sequence[pulumi.Input[_builtins.str]]]]] node_labels: Nodes, by label: key -> values; '*': ['*'] means all nodes. Under allow, the nodes the logins reach; under deny, the nodes where they are refused.
         :param pulumi.Input[Sequence[pulumi.Input['RuleArgs']]] rules: API access: resources and verbs.
         """
         if logins is not None:
@@ -1430,7 +1430,7 @@ class RoleConditionsArgs:
     @pulumi.getter(name="nodeLabels")
     def node_labels(self) -> pulumi.Input[Optional[Mapping[str, pulumi.Input[Sequence[pulumi.Input[_builtins.str]]]]]]:
         """
-        Nodes reachable, by label: key -> allowed values; '*': ['*'] means all nodes.
+        Nodes, by label: key -> values; '*': ['*'] means all nodes. Under allow, the nodes the logins reach; under deny, the nodes where they are refused.
         """
         return pulumi.get(self, "node_labels")
 
@@ -1495,7 +1495,7 @@ class RuleArgsDict(TypedDict):
     """
     verbs: NotRequired[pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]]]
     """
-    Verbs allowed on them, or '*'.
+    Verbs on them, or '*'.
     """
 
 @pulumi.input_type
@@ -1507,7 +1507,7 @@ class RuleArgs:
         Rule(resources: 'list[str]' = <factory>, verbs: 'list[str]' = <factory>)
 
         :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] resources: Resource kinds the rule covers, or '*'.
-        :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] verbs: Verbs allowed on them, or '*'.
+        :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] verbs: Verbs on them, or '*'.
         """
         if resources is not None:
             pulumi.set(__self__, "resources", resources)
@@ -1530,7 +1530,7 @@ class RuleArgs:
     @pulumi.getter
     def verbs(self) -> pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]]:
         """
-        Verbs allowed on them, or '*'.
+        Verbs on them, or '*'.
         """
         return pulumi.get(self, "verbs")
 

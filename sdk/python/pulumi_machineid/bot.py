@@ -46,7 +46,7 @@ class BotArgs:
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels (key -> value).
         :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind.
         :param pulumi.Input[_builtins.str] renewal_interval: How often the agent renews. Default: `"20m"`.
-        :param pulumi.Input[_builtins.str] token_name: Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+        :param pulumi.Input[_builtins.str] token_name: Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
         :param pulumi.Input[_builtins.int] token_rotation: Change this number to issue a new join token (re-onboard the bot without deleting it).
         :param pulumi.Input[_builtins.str] token_ttl: Lifetime of the bot's join token (the token is single use). Default: `"1h"`.
         :param pulumi.Input[Mapping[str, pulumi.Input[Sequence[pulumi.Input[_builtins.str]]]]] traits: Traits for role templates, e.g. logins: [root] fills {{internal.logins}}.
@@ -203,7 +203,7 @@ class BotArgs:
     @pulumi.getter(name="tokenName")
     def token_name(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
-        Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+        Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
         """
         return pulumi.get(self, "token_name")
 
@@ -284,7 +284,7 @@ class Bot(pulumi.CustomResource):
         :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind.
         :param pulumi.Input[_builtins.str] renewal_interval: How often the agent renews. Default: `"20m"`.
         :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] roles: Roles the bot's certificates carry.
-        :param pulumi.Input[_builtins.str] token_name: Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+        :param pulumi.Input[_builtins.str] token_name: Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
         :param pulumi.Input[_builtins.int] token_rotation: Change this number to issue a new join token (re-onboard the bot without deleting it).
         :param pulumi.Input[_builtins.str] token_ttl: Lifetime of the bot's join token (the token is single use). Default: `"1h"`.
         :param pulumi.Input[Mapping[str, pulumi.Input[Sequence[pulumi.Input[_builtins.str]]]]] traits: Traits for role templates, e.g. logins: [root] fills {{internal.logins}}.
@@ -414,7 +414,7 @@ class Bot(pulumi.CustomResource):
     @pulumi.getter(name="agentConfig")
     def agent_config(self) -> pulumi.Output[_builtins.str]:
         """
-        The YAML that `machineid bot start --config` reads (holds the token). A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+        The YAML that `machineid bot start --config` reads (holds the token). A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
         """
         return pulumi.get(self, "agent_config")
 
@@ -550,7 +550,7 @@ class Bot(pulumi.CustomResource):
     @pulumi.getter
     def token(self) -> pulumi.Output[_builtins.str]:
         """
-        The join token (secret for the token method). A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+        The join token (secret for the token method). A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
         """
         return pulumi.get(self, "token")
 
@@ -566,7 +566,7 @@ class Bot(pulumi.CustomResource):
     @pulumi.getter(name="tokenName")
     def token_name(self) -> pulumi.Output[_builtins.str]:
         """
-        Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+        Join with this existing token (for example an iam or bound_keypair ProvisionToken) instead of a new single-use one. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
         """
         return pulumi.get(self, "token_name")
 

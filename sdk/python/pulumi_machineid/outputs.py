@@ -1106,7 +1106,7 @@ class RoleConditions(dict):
         RoleConditions(logins: 'list[str]' = <factory>, node_labels: 'dict[str, list[str]]' = <factory>, rules: 'list[Rule]' = <factory>)
 
         :param Sequence[_builtins.str] logins: OS logins; {{internal.logins}} expands from the user's or bot's `logins` trait.
-        :param Mapping[str, Sequence[_builtins.str]] node_labels: Nodes reachable, by label: key -> allowed values; '*': ['*'] means all nodes.
+        :param Mapping[str, Sequence[_builtins.str]] node_labels: Nodes, by label: key -> values; '*': ['*'] means all nodes. Under allow, the nodes the logins reach; under deny, the nodes where they are refused.
         :param Sequence['Rule'] rules: API access: resources and verbs.
         """
         if logins is not None:
@@ -1128,7 +1128,7 @@ class RoleConditions(dict):
     @pulumi.getter(name="nodeLabels")
     def node_labels(self) -> Optional[Mapping[str, Sequence[_builtins.str]]]:
         """
-        Nodes reachable, by label: key -> allowed values; '*': ['*'] means all nodes.
+        Nodes, by label: key -> values; '*': ['*'] means all nodes. Under allow, the nodes the logins reach; under deny, the nodes where they are refused.
         """
         return pulumi.get(self, "node_labels")
 
@@ -1194,7 +1194,7 @@ class Rule(dict):
         Rule(resources: 'list[str]' = <factory>, verbs: 'list[str]' = <factory>)
 
         :param Sequence[_builtins.str] resources: Resource kinds the rule covers, or '*'.
-        :param Sequence[_builtins.str] verbs: Verbs allowed on them, or '*'.
+        :param Sequence[_builtins.str] verbs: Verbs on them, or '*'.
         """
         if resources is not None:
             pulumi.set(__self__, "resources", resources)
@@ -1213,7 +1213,7 @@ class Rule(dict):
     @pulumi.getter
     def verbs(self) -> Optional[Sequence[_builtins.str]]:
         """
-        Verbs allowed on them, or '*'.
+        Verbs on them, or '*'.
         """
         return pulumi.get(self, "verbs")
 

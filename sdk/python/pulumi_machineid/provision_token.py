@@ -48,7 +48,7 @@ class ProvisionTokenArgs:
         :param pulumi.Input[_builtins.str] join_method: token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key; github, gitlab, kubernetes, oidc: the joiner presents an ID token its platform issued, checked against the block of the same name (all but token are reusable, and their names are not secret). Default: `"token"`.
         :param pulumi.Input['KubernetesJoinArgs'] kubernetes: For kubernetes: the service accounts allowed to join.
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels (key -> value).
-        :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+        :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
         :param pulumi.Input['OIDCJoinArgs'] oidc: For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
         :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] roles: System roles the token grants; only Bot is supported. Default: `["Bot"]`.
         :param pulumi.Input[_builtins.str] ttl: Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
@@ -206,7 +206,7 @@ class ProvisionTokenArgs:
     @pulumi.getter
     def name(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
-        Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+        Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
         """
         return pulumi.get(self, "name")
 
@@ -273,7 +273,7 @@ class ProvisionToken(pulumi.CustomResource):
                  ttl: pulumi.Input[Optional[_builtins.str]] = None,
                  __props__=None):
         """
-        A join token. For the token method the name is the secret (generated when left out) and is used once; an iam token is not secret and joins any AWS identity its allow rules match until it expires.
+        A join token. For the token method the name is the secret (generated when left out) and is used once; the name of an iam or bound_keypair token is not secret: an iam token joins any AWS identity its allow rules match until it expires, a bound_keypair token the bot holding its key pair.
 
         :param str resource_name: The name of the resource.
         :param pulumi.ResourceOptions opts: Options for the resource.
@@ -287,7 +287,7 @@ class ProvisionToken(pulumi.CustomResource):
         :param pulumi.Input[_builtins.str] join_method: token: the name is a single-use secret; iam: the joiner proves its AWS identity; bound_keypair: the joiner signs a challenge with its bound private key; github, gitlab, kubernetes, oidc: the joiner presents an ID token its platform issued, checked against the block of the same name (all but token are reusable, and their names are not secret). Default: `"token"`.
         :param pulumi.Input[Union['KubernetesJoinArgs', 'KubernetesJoinArgsDict']] kubernetes: For kubernetes: the service accounts allowed to join.
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels (key -> value).
-        :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+        :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
         :param pulumi.Input[Union['OIDCJoinArgs', 'OIDCJoinArgsDict']] oidc: For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
         :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] roles: System roles the token grants; only Bot is supported. Default: `["Bot"]`.
         :param pulumi.Input[_builtins.str] ttl: Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
@@ -299,7 +299,7 @@ class ProvisionToken(pulumi.CustomResource):
                  args: Optional[ProvisionTokenArgs] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
         """
-        A join token. For the token method the name is the secret (generated when left out) and is used once; an iam token is not secret and joins any AWS identity its allow rules match until it expires.
+        A join token. For the token method the name is the secret (generated when left out) and is used once; the name of an iam or bound_keypair token is not secret: an iam token joins any AWS identity its allow rules match until it expires, a bound_keypair token the bot holding its key pair.
 
         :param str resource_name: The name of the resource.
         :param ProvisionTokenArgs args: The arguments to use to populate this resource's properties.
@@ -511,7 +511,7 @@ class ProvisionToken(pulumi.CustomResource):
     @pulumi.getter
     def name(self) -> pulumi.Output[_builtins.str]:
         """
-        Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a bound_keypair join, where it is no secret.
+        Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
         """
         return pulumi.get(self, "name")
 
