@@ -27,13 +27,37 @@ export class Provider extends pulumi.ProviderResource {
      */
     declare public readonly address: pulumi.Output<string | undefined>;
     /**
-     * Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match.
+     * With join_method: the audience the ID token carries (what the token's block asks for); default the cluster's name.
+     */
+    declare public readonly audience: pulumi.Output<string | undefined>;
+    /**
+     * Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match. Required with join_method (checked before anything is sent).
      */
     declare public readonly caPin: pulumi.Output<string | undefined>;
     /**
-     * Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity).
+     * With join_method gitlab or oidc: the variable that holds the ID token (the name of the job's id_tokens entry); default MACHINEID_ID_TOKEN.
+     */
+    declare public readonly idTokenEnv: pulumi.Output<string | undefined>;
+    /**
+     * With join_method: read the ID token from this file (for CIs that write it to disk).
+     */
+    declare public readonly idTokenFile: pulumi.Output<string | undefined>;
+    /**
+     * Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity). Not needed with join_method.
      */
     declare public readonly identityFile: pulumi.Output<string | undefined>;
+    /**
+     * Join for each run instead of using an identity file, with what the CI gives the job: github (GitHub Actions, `permissions: id-token: write`), gitlab (the job's id_tokens variable), kubernetes (the pod's projected token), oidc (an ID token in a file) or iam (the machine's AWS role). No secret is stored anywhere: the identity stays in the provider's memory.
+     */
+    declare public readonly joinMethod: pulumi.Output<string | undefined>;
+    /**
+     * With join_method: the join token's name (not a secret).
+     */
+    declare public readonly joinToken: pulumi.Output<string | undefined>;
+    /**
+     * With join_method kubernetes: the projected service-account token; default /var/run/secrets/tokens/machineid.
+     */
+    declare public readonly kubernetesTokenPath: pulumi.Output<string | undefined>;
 
     /**
      * Create a Provider resource with the given unique name, arguments, and options.
@@ -47,9 +71,15 @@ export class Provider extends pulumi.ProviderResource {
         opts = opts || {};
         {
             resourceInputs["address"] = (args?.address) ?? utilities.getEnv("MACHINEID_AUTH_SERVER");
-            resourceInputs["caPin"] = args?.caPin;
+            resourceInputs["audience"] = (args?.audience) ?? utilities.getEnv("MACHINEID_AUDIENCE");
+            resourceInputs["caPin"] = (args?.caPin) ?? utilities.getEnv("MACHINEID_CA_PIN");
+            resourceInputs["idTokenEnv"] = (args?.idTokenEnv) ?? utilities.getEnv("MACHINEID_ID_TOKEN_ENV");
+            resourceInputs["idTokenFile"] = (args?.idTokenFile) ?? utilities.getEnv("MACHINEID_ID_TOKEN_FILE");
             resourceInputs["identity"] = args?.identity ? pulumi.secret(args.identity) : undefined;
             resourceInputs["identityFile"] = (args?.identityFile) ?? utilities.getEnv("MACHINEID_IDENTITY");
+            resourceInputs["joinMethod"] = (args?.joinMethod) ?? utilities.getEnv("MACHINEID_JOIN_METHOD");
+            resourceInputs["joinToken"] = (args?.joinToken) ?? utilities.getEnv("MACHINEID_JOIN_TOKEN");
+            resourceInputs["kubernetesTokenPath"] = (args?.kubernetesTokenPath) ?? utilities.getEnv("MACHINEID_KUBERNETES_TOKEN_PATH");
         }
         opts = pulumi.mergeOptions(utilities.resourceOptsDefaults(), opts);
         super(Provider.__pulumiType, name, resourceInputs, opts);
@@ -65,15 +95,39 @@ export interface ProviderArgs {
      */
     address?: pulumi.Input<string | undefined>;
     /**
-     * Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match.
+     * With join_method: the audience the ID token carries (what the token's block asks for); default the cluster's name.
+     */
+    audience?: pulumi.Input<string | undefined>;
+    /**
+     * Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match. Required with join_method (checked before anything is sent).
      */
     caPin?: pulumi.Input<string | undefined>;
+    /**
+     * With join_method gitlab or oidc: the variable that holds the ID token (the name of the job's id_tokens entry); default MACHINEID_ID_TOKEN.
+     */
+    idTokenEnv?: pulumi.Input<string | undefined>;
+    /**
+     * With join_method: read the ID token from this file (for CIs that write it to disk).
+     */
+    idTokenFile?: pulumi.Input<string | undefined>;
     /**
      * The identity file's content, instead of its path.
      */
     identity?: pulumi.Input<string | undefined>;
     /**
-     * Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity).
+     * Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity). Not needed with join_method.
      */
     identityFile?: pulumi.Input<string | undefined>;
+    /**
+     * Join for each run instead of using an identity file, with what the CI gives the job: github (GitHub Actions, `permissions: id-token: write`), gitlab (the job's id_tokens variable), kubernetes (the pod's projected token), oidc (an ID token in a file) or iam (the machine's AWS role). No secret is stored anywhere: the identity stays in the provider's memory.
+     */
+    joinMethod?: pulumi.Input<string | undefined>;
+    /**
+     * With join_method: the join token's name (not a secret).
+     */
+    joinToken?: pulumi.Input<string | undefined>;
+    /**
+     * With join_method kubernetes: the projected service-account token; default /var/run/secrets/tokens/machineid.
+     */
+    kubernetesTokenPath?: pulumi.Input<string | undefined>;
 }

@@ -43,7 +43,10 @@ _KINDS = {("add", False): ADD, ("add", True): ADD_REPLACE, ("delete", False): DE
 HINTS = Hints(
     how_to_set={"address": "run `pulumi config set machineid:address HOST:PORT`",
                 "identity_file": "run `pulumi config set machineid:identityFile PATH`",
-                "identity": "machineid:identity as a secret"},
+                "identity": "machineid:identity as a secret",
+                "join_method": "`pulumi config set machineid:joinMethod github` (or gitlab, kubernetes, oidc, iam)",
+                "join_token": "run `pulumi config set machineid:joinToken NAME`",
+                "ca_pin": "run `pulumi config set machineid:caPin sha256:...`"},
     role_reference="a machineid.Role, referenced by its `name` output",
     import_command=lambda rdef, name: f"`pulumi import machineid:index:{rdef.type_name} <resource name> {name}`",
 )

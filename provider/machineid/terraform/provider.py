@@ -35,7 +35,10 @@ log = logging.getLogger("machineid.terraform")
 HINTS = Hints(
     how_to_set={"address": 'set `address` in the `provider "machineid"` block',
                 "identity_file": 'set `identity_file` in the `provider "machineid"` block',
-                "identity": "`identity` (sensitive) in that block"},
+                "identity": "`identity` (sensitive) in that block",
+                "join_method": "`join_method = \"github\"` (or gitlab, kubernetes, oidc, iam) in that block",
+                "join_token": 'set `join_token` in the `provider "machineid"` block',
+                "ca_pin": 'set `ca_pin` in the `provider "machineid"` block'},
     role_reference="a machineid_role resource, referenced as machineid_role.NAME.name",
     import_command=lambda rdef, name: (f'an import block (to = machineid_{rdef.name}.NAME, id = "{name}") or '
                                        f"`tofu import machineid_{rdef.name}.NAME {name}`"),
@@ -106,9 +109,13 @@ class TerraformProvider:
         problems = self.core.check_config(known)
         if not problems:
             try:
-                self.core.connect()  # reads the identity and checks the CA pin: no network yet
+                # Reads the identity and checks the CA pin (no network yet), or joins (join_method): a refusal
+                # shows at the provider block.
+                self.core.connect()
             except ValidationError as e:
                 problems = e.violations
+            except MachineIDError as e:
+                return from_error(provider_schema().block, e, "configuring the machineid provider")
         return from_violations(provider_schema().block, problems, "Invalid machineid provider configuration")
 
     # ---------------------------------------------------------------- validation
@@ -172,9 +179,14 @@ class TerraformProvider:
     # ---------------------------------------------------------------- plan
     def plan(self, type_name: str, prior: Any, proposed: Any, config: Any) -> Planned:
         rdef, schema = RESOURCE_SCHEMAS[type_name]
-        block = schema.block
         if proposed is None:
             return None, [], []  # destroy
+        try:
+            return self._plan(rdef, schema.block, prior, proposed, config)
+        except MachineIDError as e:  # the cluster (or the provider's own join) refused: say so, as a diagnostic
+            return proposed, [], from_error(schema.block, e, f"planning {type_name}")
+
+    def _plan(self, rdef: ResourceDef, block: Block, prior: Any, proposed: Any, config: Any) -> Planned:
         misplaced = twins.misplaced(rdef, config)
         if misplaced:
             return proposed, [], from_violations(block, misplaced, "Invalid machineid configuration")

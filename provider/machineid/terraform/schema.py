@@ -227,7 +227,8 @@ def provider_schema() -> Schema:
         doc = spec.doc + (f" Default: the environment variable `{env}`." if env else "")
         attrs.append(Attribute(f.name, tp, doc, optional=True, sensitive=spec.secret))
     return Schema("machineid", Block(tuple(attrs), (), "The machineid provider: talks to a machineid cluster "
-                                                         "with an identity file."))
+                                                         "with an identity file, or joins for each run with what "
+                                                         "the CI gives the job (join_method): no stored secret."))
 
 
 # ---------------------------------------------------------------- data sources

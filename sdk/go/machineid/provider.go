@@ -17,10 +17,22 @@ type Provider struct {
 
 	// host:port of the machineid cluster.
 	Address pulumi.StringPtrOutput `pulumi:"address"`
-	// Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match.
+	// With join_method: the audience the ID token carries (what the token's block asks for); default the cluster's name.
+	Audience pulumi.StringPtrOutput `pulumi:"audience"`
+	// Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match. Required with join_method (checked before anything is sent).
 	CaPin pulumi.StringPtrOutput `pulumi:"caPin"`
-	// Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity).
+	// With join_method gitlab or oidc: the variable that holds the ID token (the name of the job's id_tokens entry); default MACHINEID_ID_TOKEN.
+	IdTokenEnv pulumi.StringPtrOutput `pulumi:"idTokenEnv"`
+	// With join_method: read the ID token from this file (for CIs that write it to disk).
+	IdTokenFile pulumi.StringPtrOutput `pulumi:"idTokenFile"`
+	// Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity). Not needed with join_method.
 	IdentityFile pulumi.StringPtrOutput `pulumi:"identityFile"`
+	// Join for each run instead of using an identity file, with what the CI gives the job: github (GitHub Actions, `permissions: id-token: write`), gitlab (the job's id_tokens variable), kubernetes (the pod's projected token), oidc (an ID token in a file) or iam (the machine's AWS role). No secret is stored anywhere: the identity stays in the provider's memory.
+	JoinMethod pulumi.StringPtrOutput `pulumi:"joinMethod"`
+	// With join_method: the join token's name (not a secret).
+	JoinToken pulumi.StringPtrOutput `pulumi:"joinToken"`
+	// With join_method kubernetes: the projected service-account token; default /var/run/secrets/tokens/machineid.
+	KubernetesTokenPath pulumi.StringPtrOutput `pulumi:"kubernetesTokenPath"`
 }
 
 // NewProvider registers a new resource with the given unique name, arguments, and options.
@@ -35,9 +47,44 @@ func NewProvider(ctx *pulumi.Context,
 			args.Address = pulumi.StringPtr(d.(string))
 		}
 	}
+	if args.Audience == nil {
+		if d := internal.GetEnvOrDefault(nil, nil, "MACHINEID_AUDIENCE"); d != nil {
+			args.Audience = pulumi.StringPtr(d.(string))
+		}
+	}
+	if args.CaPin == nil {
+		if d := internal.GetEnvOrDefault(nil, nil, "MACHINEID_CA_PIN"); d != nil {
+			args.CaPin = pulumi.StringPtr(d.(string))
+		}
+	}
+	if args.IdTokenEnv == nil {
+		if d := internal.GetEnvOrDefault(nil, nil, "MACHINEID_ID_TOKEN_ENV"); d != nil {
+			args.IdTokenEnv = pulumi.StringPtr(d.(string))
+		}
+	}
+	if args.IdTokenFile == nil {
+		if d := internal.GetEnvOrDefault(nil, nil, "MACHINEID_ID_TOKEN_FILE"); d != nil {
+			args.IdTokenFile = pulumi.StringPtr(d.(string))
+		}
+	}
 	if args.IdentityFile == nil {
 		if d := internal.GetEnvOrDefault(nil, nil, "MACHINEID_IDENTITY"); d != nil {
 			args.IdentityFile = pulumi.StringPtr(d.(string))
+		}
+	}
+	if args.JoinMethod == nil {
+		if d := internal.GetEnvOrDefault(nil, nil, "MACHINEID_JOIN_METHOD"); d != nil {
+			args.JoinMethod = pulumi.StringPtr(d.(string))
+		}
+	}
+	if args.JoinToken == nil {
+		if d := internal.GetEnvOrDefault(nil, nil, "MACHINEID_JOIN_TOKEN"); d != nil {
+			args.JoinToken = pulumi.StringPtr(d.(string))
+		}
+	}
+	if args.KubernetesTokenPath == nil {
+		if d := internal.GetEnvOrDefault(nil, nil, "MACHINEID_KUBERNETES_TOKEN_PATH"); d != nil {
+			args.KubernetesTokenPath = pulumi.StringPtr(d.(string))
 		}
 	}
 	if args.Identity != nil {
@@ -55,24 +102,48 @@ func NewProvider(ctx *pulumi.Context,
 type providerArgs struct {
 	// host:port of the machineid cluster.
 	Address *string `pulumi:"address"`
-	// Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match.
+	// With join_method: the audience the ID token carries (what the token's block asks for); default the cluster's name.
+	Audience *string `pulumi:"audience"`
+	// Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match. Required with join_method (checked before anything is sent).
 	CaPin *string `pulumi:"caPin"`
+	// With join_method gitlab or oidc: the variable that holds the ID token (the name of the job's id_tokens entry); default MACHINEID_ID_TOKEN.
+	IdTokenEnv *string `pulumi:"idTokenEnv"`
+	// With join_method: read the ID token from this file (for CIs that write it to disk).
+	IdTokenFile *string `pulumi:"idTokenFile"`
 	// The identity file's content, instead of its path.
 	Identity *string `pulumi:"identity"`
-	// Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity).
+	// Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity). Not needed with join_method.
 	IdentityFile *string `pulumi:"identityFile"`
+	// Join for each run instead of using an identity file, with what the CI gives the job: github (GitHub Actions, `permissions: id-token: write`), gitlab (the job's id_tokens variable), kubernetes (the pod's projected token), oidc (an ID token in a file) or iam (the machine's AWS role). No secret is stored anywhere: the identity stays in the provider's memory.
+	JoinMethod *string `pulumi:"joinMethod"`
+	// With join_method: the join token's name (not a secret).
+	JoinToken *string `pulumi:"joinToken"`
+	// With join_method kubernetes: the projected service-account token; default /var/run/secrets/tokens/machineid.
+	KubernetesTokenPath *string `pulumi:"kubernetesTokenPath"`
 }
 
 // The set of arguments for constructing a Provider resource.
 type ProviderArgs struct {
 	// host:port of the machineid cluster.
 	Address pulumi.StringPtrInput
-	// Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match.
+	// With join_method: the audience the ID token carries (what the token's block asks for); default the cluster's name.
+	Audience pulumi.StringPtrInput
+	// Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match. Required with join_method (checked before anything is sent).
 	CaPin pulumi.StringPtrInput
+	// With join_method gitlab or oidc: the variable that holds the ID token (the name of the job's id_tokens entry); default MACHINEID_ID_TOKEN.
+	IdTokenEnv pulumi.StringPtrInput
+	// With join_method: read the ID token from this file (for CIs that write it to disk).
+	IdTokenFile pulumi.StringPtrInput
 	// The identity file's content, instead of its path.
 	Identity pulumi.StringPtrInput
-	// Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity).
+	// Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity). Not needed with join_method.
 	IdentityFile pulumi.StringPtrInput
+	// Join for each run instead of using an identity file, with what the CI gives the job: github (GitHub Actions, `permissions: id-token: write`), gitlab (the job's id_tokens variable), kubernetes (the pod's projected token), oidc (an ID token in a file) or iam (the machine's AWS role). No secret is stored anywhere: the identity stays in the provider's memory.
+	JoinMethod pulumi.StringPtrInput
+	// With join_method: the join token's name (not a secret).
+	JoinToken pulumi.StringPtrInput
+	// With join_method kubernetes: the projected service-account token; default /var/run/secrets/tokens/machineid.
+	KubernetesTokenPath pulumi.StringPtrInput
 }
 
 func (ProviderArgs) ElementType() reflect.Type {
@@ -117,14 +188,44 @@ func (o ProviderOutput) Address() pulumi.StringPtrOutput {
 	return o.ApplyT(func(v *Provider) pulumi.StringPtrOutput { return v.Address }).(pulumi.StringPtrOutput)
 }
 
-// Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match.
+// With join_method: the audience the ID token carries (what the token's block asks for); default the cluster's name.
+func (o ProviderOutput) Audience() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *Provider) pulumi.StringPtrOutput { return v.Audience }).(pulumi.StringPtrOutput)
+}
+
+// Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match. Required with join_method (checked before anything is sent).
 func (o ProviderOutput) CaPin() pulumi.StringPtrOutput {
 	return o.ApplyT(func(v *Provider) pulumi.StringPtrOutput { return v.CaPin }).(pulumi.StringPtrOutput)
 }
 
-// Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity).
+// With join_method gitlab or oidc: the variable that holds the ID token (the name of the job's id_tokens entry); default MACHINEID_ID_TOKEN.
+func (o ProviderOutput) IdTokenEnv() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *Provider) pulumi.StringPtrOutput { return v.IdTokenEnv }).(pulumi.StringPtrOutput)
+}
+
+// With join_method: read the ID token from this file (for CIs that write it to disk).
+func (o ProviderOutput) IdTokenFile() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *Provider) pulumi.StringPtrOutput { return v.IdTokenFile }).(pulumi.StringPtrOutput)
+}
+
+// Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity). Not needed with join_method.
 func (o ProviderOutput) IdentityFile() pulumi.StringPtrOutput {
 	return o.ApplyT(func(v *Provider) pulumi.StringPtrOutput { return v.IdentityFile }).(pulumi.StringPtrOutput)
+}
+
+// Join for each run instead of using an identity file, with what the CI gives the job: github (GitHub Actions, `permissions: id-token: write`), gitlab (the job's id_tokens variable), kubernetes (the pod's projected token), oidc (an ID token in a file) or iam (the machine's AWS role). No secret is stored anywhere: the identity stays in the provider's memory.
+func (o ProviderOutput) JoinMethod() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *Provider) pulumi.StringPtrOutput { return v.JoinMethod }).(pulumi.StringPtrOutput)
+}
+
+// With join_method: the join token's name (not a secret).
+func (o ProviderOutput) JoinToken() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *Provider) pulumi.StringPtrOutput { return v.JoinToken }).(pulumi.StringPtrOutput)
+}
+
+// With join_method kubernetes: the projected service-account token; default /var/run/secrets/tokens/machineid.
+func (o ProviderOutput) KubernetesTokenPath() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *Provider) pulumi.StringPtrOutput { return v.KubernetesTokenPath }).(pulumi.StringPtrOutput)
 }
 
 func init() {

@@ -19,12 +19,45 @@ Object.defineProperty(exports, "address", {
 });
 
 /**
- * Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match.
+ * With join_method: the audience the ID token carries (what the token's block asks for); default the cluster's name.
+ */
+export declare const audience: string | undefined;
+Object.defineProperty(exports, "audience", {
+    get() {
+        return __config.get("audience") ?? utilities.getEnv("MACHINEID_AUDIENCE");
+    },
+    enumerable: true,
+});
+
+/**
+ * Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match. Required with join_method (checked before anything is sent).
  */
 export declare const caPin: string | undefined;
 Object.defineProperty(exports, "caPin", {
     get() {
-        return __config.get("caPin");
+        return __config.get("caPin") ?? utilities.getEnv("MACHINEID_CA_PIN");
+    },
+    enumerable: true,
+});
+
+/**
+ * With join_method gitlab or oidc: the variable that holds the ID token (the name of the job's id_tokens entry); default MACHINEID_ID_TOKEN.
+ */
+export declare const idTokenEnv: string | undefined;
+Object.defineProperty(exports, "idTokenEnv", {
+    get() {
+        return __config.get("idTokenEnv") ?? utilities.getEnv("MACHINEID_ID_TOKEN_ENV");
+    },
+    enumerable: true,
+});
+
+/**
+ * With join_method: read the ID token from this file (for CIs that write it to disk).
+ */
+export declare const idTokenFile: string | undefined;
+Object.defineProperty(exports, "idTokenFile", {
+    get() {
+        return __config.get("idTokenFile") ?? utilities.getEnv("MACHINEID_ID_TOKEN_FILE");
     },
     enumerable: true,
 });
@@ -41,12 +74,45 @@ Object.defineProperty(exports, "identity", {
 });
 
 /**
- * Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity).
+ * Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity). Not needed with join_method.
  */
 export declare const identityFile: string | undefined;
 Object.defineProperty(exports, "identityFile", {
     get() {
         return __config.get("identityFile") ?? utilities.getEnv("MACHINEID_IDENTITY");
+    },
+    enumerable: true,
+});
+
+/**
+ * Join for each run instead of using an identity file, with what the CI gives the job: github (GitHub Actions, `permissions: id-token: write`), gitlab (the job's id_tokens variable), kubernetes (the pod's projected token), oidc (an ID token in a file) or iam (the machine's AWS role). No secret is stored anywhere: the identity stays in the provider's memory.
+ */
+export declare const joinMethod: string | undefined;
+Object.defineProperty(exports, "joinMethod", {
+    get() {
+        return __config.get("joinMethod") ?? utilities.getEnv("MACHINEID_JOIN_METHOD");
+    },
+    enumerable: true,
+});
+
+/**
+ * With join_method: the join token's name (not a secret).
+ */
+export declare const joinToken: string | undefined;
+Object.defineProperty(exports, "joinToken", {
+    get() {
+        return __config.get("joinToken") ?? utilities.getEnv("MACHINEID_JOIN_TOKEN");
+    },
+    enumerable: true,
+});
+
+/**
+ * With join_method kubernetes: the projected service-account token; default /var/run/secrets/tokens/machineid.
+ */
+export declare const kubernetesTokenPath: string | undefined;
+Object.defineProperty(exports, "kubernetesTokenPath", {
+    get() {
+        return __config.get("kubernetesTokenPath") ?? utilities.getEnv("MACHINEID_KUBERNETES_TOKEN_PATH");
     },
     enumerable: true,
 });

@@ -20,29 +20,67 @@ __all__ = ['ProviderArgs', 'Provider']
 class ProviderArgs:
     def __init__(__self__, *,
                  address: pulumi.Input[Optional[_builtins.str]] = None,
+                 audience: pulumi.Input[Optional[_builtins.str]] = None,
                  ca_pin: pulumi.Input[Optional[_builtins.str]] = None,
+                 id_token_env: pulumi.Input[Optional[_builtins.str]] = None,
+                 id_token_file: pulumi.Input[Optional[_builtins.str]] = None,
                  identity: pulumi.Input[Optional[_builtins.str]] = None,
-                 identity_file: pulumi.Input[Optional[_builtins.str]] = None):
+                 identity_file: pulumi.Input[Optional[_builtins.str]] = None,
+                 join_method: pulumi.Input[Optional[_builtins.str]] = None,
+                 join_token: pulumi.Input[Optional[_builtins.str]] = None,
+                 kubernetes_token_path: pulumi.Input[Optional[_builtins.str]] = None):
         """
         The set of arguments for constructing a Provider resource.
 
         :param pulumi.Input[_builtins.str] address: host:port of the machineid cluster.
-        :param pulumi.Input[_builtins.str] ca_pin: Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match.
+        :param pulumi.Input[_builtins.str] audience: With join_method: the audience the ID token carries (what the token's block asks for); default the cluster's name.
+        :param pulumi.Input[_builtins.str] ca_pin: Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match. Required with join_method (checked before anything is sent).
+        :param pulumi.Input[_builtins.str] id_token_env: With join_method gitlab or oidc: the variable that holds the ID token (the name of the job's id_tokens entry); default MACHINEID_ID_TOKEN.
+        :param pulumi.Input[_builtins.str] id_token_file: With join_method: read the ID token from this file (for CIs that write it to disk).
         :param pulumi.Input[_builtins.str] identity: The identity file's content, instead of its path.
-        :param pulumi.Input[_builtins.str] identity_file: Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity).
+        :param pulumi.Input[_builtins.str] identity_file: Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity). Not needed with join_method.
+        :param pulumi.Input[_builtins.str] join_method: Join for each run instead of using an identity file, with what the CI gives the job: github (GitHub Actions, `permissions: id-token: write`), gitlab (the job's id_tokens variable), kubernetes (the pod's projected token), oidc (an ID token in a file) or iam (the machine's AWS role). No secret is stored anywhere: the identity stays in the provider's memory.
+        :param pulumi.Input[_builtins.str] join_token: With join_method: the join token's name (not a secret).
+        :param pulumi.Input[_builtins.str] kubernetes_token_path: With join_method kubernetes: the projected service-account token; default /var/run/secrets/tokens/machineid.
         """
         if address is None:
             address = _utilities.get_env('MACHINEID_AUTH_SERVER')
         if address is not None:
             pulumi.set(__self__, "address", address)
+        if audience is None:
+            audience = _utilities.get_env('MACHINEID_AUDIENCE')
+        if audience is not None:
+            pulumi.set(__self__, "audience", audience)
+        if ca_pin is None:
+            ca_pin = _utilities.get_env('MACHINEID_CA_PIN')
         if ca_pin is not None:
             pulumi.set(__self__, "ca_pin", ca_pin)
+        if id_token_env is None:
+            id_token_env = _utilities.get_env('MACHINEID_ID_TOKEN_ENV')
+        if id_token_env is not None:
+            pulumi.set(__self__, "id_token_env", id_token_env)
+        if id_token_file is None:
+            id_token_file = _utilities.get_env('MACHINEID_ID_TOKEN_FILE')
+        if id_token_file is not None:
+            pulumi.set(__self__, "id_token_file", id_token_file)
         if identity is not None:
             pulumi.set(__self__, "identity", identity)
         if identity_file is None:
             identity_file = _utilities.get_env('MACHINEID_IDENTITY')
         if identity_file is not None:
             pulumi.set(__self__, "identity_file", identity_file)
+        if join_method is None:
+            join_method = _utilities.get_env('MACHINEID_JOIN_METHOD')
+        if join_method is not None:
+            pulumi.set(__self__, "join_method", join_method)
+        if join_token is None:
+            join_token = _utilities.get_env('MACHINEID_JOIN_TOKEN')
+        if join_token is not None:
+            pulumi.set(__self__, "join_token", join_token)
+        if kubernetes_token_path is None:
+            kubernetes_token_path = _utilities.get_env('MACHINEID_KUBERNETES_TOKEN_PATH')
+        if kubernetes_token_path is not None:
+            pulumi.set(__self__, "kubernetes_token_path", kubernetes_token_path)
 
     @_builtins.property
     @pulumi.getter
@@ -57,16 +95,52 @@ class ProviderArgs:
         pulumi.set(self, "address", value)
 
     @_builtins.property
+    @pulumi.getter
+    def audience(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        With join_method: the audience the ID token carries (what the token's block asks for); default the cluster's name.
+        """
+        return pulumi.get(self, "audience")
+
+    @audience.setter
+    def audience(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "audience", value)
+
+    @_builtins.property
     @pulumi.getter(name="caPin")
     def ca_pin(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
-        Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match.
+        Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match. Required with join_method (checked before anything is sent).
         """
         return pulumi.get(self, "ca_pin")
 
     @ca_pin.setter
     def ca_pin(self, value: pulumi.Input[Optional[_builtins.str]]):
         pulumi.set(self, "ca_pin", value)
+
+    @_builtins.property
+    @pulumi.getter(name="idTokenEnv")
+    def id_token_env(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        With join_method gitlab or oidc: the variable that holds the ID token (the name of the job's id_tokens entry); default MACHINEID_ID_TOKEN.
+        """
+        return pulumi.get(self, "id_token_env")
+
+    @id_token_env.setter
+    def id_token_env(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "id_token_env", value)
+
+    @_builtins.property
+    @pulumi.getter(name="idTokenFile")
+    def id_token_file(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        With join_method: read the ID token from this file (for CIs that write it to disk).
+        """
+        return pulumi.get(self, "id_token_file")
+
+    @id_token_file.setter
+    def id_token_file(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "id_token_file", value)
 
     @_builtins.property
     @pulumi.getter
@@ -84,13 +158,49 @@ class ProviderArgs:
     @pulumi.getter(name="identityFile")
     def identity_file(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
-        Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity).
+        Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity). Not needed with join_method.
         """
         return pulumi.get(self, "identity_file")
 
     @identity_file.setter
     def identity_file(self, value: pulumi.Input[Optional[_builtins.str]]):
         pulumi.set(self, "identity_file", value)
+
+    @_builtins.property
+    @pulumi.getter(name="joinMethod")
+    def join_method(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        Join for each run instead of using an identity file, with what the CI gives the job: github (GitHub Actions, `permissions: id-token: write`), gitlab (the job's id_tokens variable), kubernetes (the pod's projected token), oidc (an ID token in a file) or iam (the machine's AWS role). No secret is stored anywhere: the identity stays in the provider's memory.
+        """
+        return pulumi.get(self, "join_method")
+
+    @join_method.setter
+    def join_method(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "join_method", value)
+
+    @_builtins.property
+    @pulumi.getter(name="joinToken")
+    def join_token(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        With join_method: the join token's name (not a secret).
+        """
+        return pulumi.get(self, "join_token")
+
+    @join_token.setter
+    def join_token(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "join_token", value)
+
+    @_builtins.property
+    @pulumi.getter(name="kubernetesTokenPath")
+    def kubernetes_token_path(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        With join_method kubernetes: the projected service-account token; default /var/run/secrets/tokens/machineid.
+        """
+        return pulumi.get(self, "kubernetes_token_path")
+
+    @kubernetes_token_path.setter
+    def kubernetes_token_path(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "kubernetes_token_path", value)
 
 
 @pulumi.type_token("pulumi:providers:machineid")
@@ -100,9 +210,15 @@ class Provider(pulumi.ProviderResource):
                  resource_name: str,
                  opts: Optional[pulumi.ResourceOptions] = None,
                  address: pulumi.Input[Optional[_builtins.str]] = None,
+                 audience: pulumi.Input[Optional[_builtins.str]] = None,
                  ca_pin: pulumi.Input[Optional[_builtins.str]] = None,
+                 id_token_env: pulumi.Input[Optional[_builtins.str]] = None,
+                 id_token_file: pulumi.Input[Optional[_builtins.str]] = None,
                  identity: pulumi.Input[Optional[_builtins.str]] = None,
                  identity_file: pulumi.Input[Optional[_builtins.str]] = None,
+                 join_method: pulumi.Input[Optional[_builtins.str]] = None,
+                 join_token: pulumi.Input[Optional[_builtins.str]] = None,
+                 kubernetes_token_path: pulumi.Input[Optional[_builtins.str]] = None,
                  __props__=None):
         """
         The machineid provider: talks to a machineid cluster with an identity file.
@@ -110,9 +226,15 @@ class Provider(pulumi.ProviderResource):
         :param str resource_name: The name of the resource.
         :param pulumi.ResourceOptions opts: Options for the resource.
         :param pulumi.Input[_builtins.str] address: host:port of the machineid cluster.
-        :param pulumi.Input[_builtins.str] ca_pin: Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match.
+        :param pulumi.Input[_builtins.str] audience: With join_method: the audience the ID token carries (what the token's block asks for); default the cluster's name.
+        :param pulumi.Input[_builtins.str] ca_pin: Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match. Required with join_method (checked before anything is sent).
+        :param pulumi.Input[_builtins.str] id_token_env: With join_method gitlab or oidc: the variable that holds the ID token (the name of the job's id_tokens entry); default MACHINEID_ID_TOKEN.
+        :param pulumi.Input[_builtins.str] id_token_file: With join_method: read the ID token from this file (for CIs that write it to disk).
         :param pulumi.Input[_builtins.str] identity: The identity file's content, instead of its path.
-        :param pulumi.Input[_builtins.str] identity_file: Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity).
+        :param pulumi.Input[_builtins.str] identity_file: Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity). Not needed with join_method.
+        :param pulumi.Input[_builtins.str] join_method: Join for each run instead of using an identity file, with what the CI gives the job: github (GitHub Actions, `permissions: id-token: write`), gitlab (the job's id_tokens variable), kubernetes (the pod's projected token), oidc (an ID token in a file) or iam (the machine's AWS role). No secret is stored anywhere: the identity stays in the provider's memory.
+        :param pulumi.Input[_builtins.str] join_token: With join_method: the join token's name (not a secret).
+        :param pulumi.Input[_builtins.str] kubernetes_token_path: With join_method kubernetes: the projected service-account token; default /var/run/secrets/tokens/machineid.
         """
         ...
     @overload
@@ -139,9 +261,15 @@ class Provider(pulumi.ProviderResource):
                  resource_name: str,
                  opts: Optional[pulumi.ResourceOptions] = None,
                  address: pulumi.Input[Optional[_builtins.str]] = None,
+                 audience: pulumi.Input[Optional[_builtins.str]] = None,
                  ca_pin: pulumi.Input[Optional[_builtins.str]] = None,
+                 id_token_env: pulumi.Input[Optional[_builtins.str]] = None,
+                 id_token_file: pulumi.Input[Optional[_builtins.str]] = None,
                  identity: pulumi.Input[Optional[_builtins.str]] = None,
                  identity_file: pulumi.Input[Optional[_builtins.str]] = None,
+                 join_method: pulumi.Input[Optional[_builtins.str]] = None,
+                 join_token: pulumi.Input[Optional[_builtins.str]] = None,
+                 kubernetes_token_path: pulumi.Input[Optional[_builtins.str]] = None,
                  __props__=None):
         opts = pulumi.ResourceOptions.merge(_utilities.get_resource_opts_defaults(), opts)
         if not isinstance(opts, pulumi.ResourceOptions):
@@ -154,11 +282,31 @@ class Provider(pulumi.ProviderResource):
             if address is None:
                 address = _utilities.get_env('MACHINEID_AUTH_SERVER')
             __props__.__dict__["address"] = address
+            if audience is None:
+                audience = _utilities.get_env('MACHINEID_AUDIENCE')
+            __props__.__dict__["audience"] = audience
+            if ca_pin is None:
+                ca_pin = _utilities.get_env('MACHINEID_CA_PIN')
             __props__.__dict__["ca_pin"] = ca_pin
+            if id_token_env is None:
+                id_token_env = _utilities.get_env('MACHINEID_ID_TOKEN_ENV')
+            __props__.__dict__["id_token_env"] = id_token_env
+            if id_token_file is None:
+                id_token_file = _utilities.get_env('MACHINEID_ID_TOKEN_FILE')
+            __props__.__dict__["id_token_file"] = id_token_file
             __props__.__dict__["identity"] = None if identity is None else pulumi.Output.secret(identity)
             if identity_file is None:
                 identity_file = _utilities.get_env('MACHINEID_IDENTITY')
             __props__.__dict__["identity_file"] = identity_file
+            if join_method is None:
+                join_method = _utilities.get_env('MACHINEID_JOIN_METHOD')
+            __props__.__dict__["join_method"] = join_method
+            if join_token is None:
+                join_token = _utilities.get_env('MACHINEID_JOIN_TOKEN')
+            __props__.__dict__["join_token"] = join_token
+            if kubernetes_token_path is None:
+                kubernetes_token_path = _utilities.get_env('MACHINEID_KUBERNETES_TOKEN_PATH')
+            __props__.__dict__["kubernetes_token_path"] = kubernetes_token_path
         super(Provider, __self__).__init__(
             'machineid',
             resource_name,
@@ -174,18 +322,66 @@ class Provider(pulumi.ProviderResource):
         return pulumi.get(self, "address")
 
     @_builtins.property
+    @pulumi.getter
+    def audience(self) -> pulumi.Output[Optional[_builtins.str]]:
+        """
+        With join_method: the audience the ID token carries (what the token's block asks for); default the cluster's name.
+        """
+        return pulumi.get(self, "audience")
+
+    @_builtins.property
     @pulumi.getter(name="caPin")
     def ca_pin(self) -> pulumi.Output[Optional[_builtins.str]]:
         """
-        Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match.
+        Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match. Required with join_method (checked before anything is sent).
         """
         return pulumi.get(self, "ca_pin")
+
+    @_builtins.property
+    @pulumi.getter(name="idTokenEnv")
+    def id_token_env(self) -> pulumi.Output[Optional[_builtins.str]]:
+        """
+        With join_method gitlab or oidc: the variable that holds the ID token (the name of the job's id_tokens entry); default MACHINEID_ID_TOKEN.
+        """
+        return pulumi.get(self, "id_token_env")
+
+    @_builtins.property
+    @pulumi.getter(name="idTokenFile")
+    def id_token_file(self) -> pulumi.Output[Optional[_builtins.str]]:
+        """
+        With join_method: read the ID token from this file (for CIs that write it to disk).
+        """
+        return pulumi.get(self, "id_token_file")
 
     @_builtins.property
     @pulumi.getter(name="identityFile")
     def identity_file(self) -> pulumi.Output[Optional[_builtins.str]]:
         """
-        Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity).
+        Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity). Not needed with join_method.
         """
         return pulumi.get(self, "identity_file")
+
+    @_builtins.property
+    @pulumi.getter(name="joinMethod")
+    def join_method(self) -> pulumi.Output[Optional[_builtins.str]]:
+        """
+        Join for each run instead of using an identity file, with what the CI gives the job: github (GitHub Actions, `permissions: id-token: write`), gitlab (the job's id_tokens variable), kubernetes (the pod's projected token), oidc (an ID token in a file) or iam (the machine's AWS role). No secret is stored anywhere: the identity stays in the provider's memory.
+        """
+        return pulumi.get(self, "join_method")
+
+    @_builtins.property
+    @pulumi.getter(name="joinToken")
+    def join_token(self) -> pulumi.Output[Optional[_builtins.str]]:
+        """
+        With join_method: the join token's name (not a secret).
+        """
+        return pulumi.get(self, "join_token")
+
+    @_builtins.property
+    @pulumi.getter(name="kubernetesTokenPath")
+    def kubernetes_token_path(self) -> pulumi.Output[Optional[_builtins.str]]:
+        """
+        With join_method kubernetes: the projected service-account token; default /var/run/secrets/tokens/machineid.
+        """
+        return pulumi.get(self, "kubernetes_token_path")
 

@@ -24,9 +24,56 @@ func GetAddress(ctx *pulumi.Context) string {
 	return value
 }
 
-// Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match.
+// With join_method: the audience the ID token carries (what the token's block asks for); default the cluster's name.
+func GetAudience(ctx *pulumi.Context) string {
+	v, err := config.Try(ctx, "machineid:audience")
+	if err == nil {
+		return v
+	}
+	var value string
+	if d := internal.GetEnvOrDefault(nil, nil, "MACHINEID_AUDIENCE"); d != nil {
+		value = d.(string)
+	}
+	return value
+}
+
+// Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match. Required with join_method (checked before anything is sent).
 func GetCaPin(ctx *pulumi.Context) string {
-	return config.Get(ctx, "machineid:caPin")
+	v, err := config.Try(ctx, "machineid:caPin")
+	if err == nil {
+		return v
+	}
+	var value string
+	if d := internal.GetEnvOrDefault(nil, nil, "MACHINEID_CA_PIN"); d != nil {
+		value = d.(string)
+	}
+	return value
+}
+
+// With join_method gitlab or oidc: the variable that holds the ID token (the name of the job's id_tokens entry); default MACHINEID_ID_TOKEN.
+func GetIdTokenEnv(ctx *pulumi.Context) string {
+	v, err := config.Try(ctx, "machineid:idTokenEnv")
+	if err == nil {
+		return v
+	}
+	var value string
+	if d := internal.GetEnvOrDefault(nil, nil, "MACHINEID_ID_TOKEN_ENV"); d != nil {
+		value = d.(string)
+	}
+	return value
+}
+
+// With join_method: read the ID token from this file (for CIs that write it to disk).
+func GetIdTokenFile(ctx *pulumi.Context) string {
+	v, err := config.Try(ctx, "machineid:idTokenFile")
+	if err == nil {
+		return v
+	}
+	var value string
+	if d := internal.GetEnvOrDefault(nil, nil, "MACHINEID_ID_TOKEN_FILE"); d != nil {
+		value = d.(string)
+	}
+	return value
 }
 
 // The identity file's content, instead of its path.
@@ -34,7 +81,7 @@ func GetIdentity(ctx *pulumi.Context) string {
 	return config.Get(ctx, "machineid:identity")
 }
 
-// Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity).
+// Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity). Not needed with join_method.
 func GetIdentityFile(ctx *pulumi.Context) string {
 	v, err := config.Try(ctx, "machineid:identityFile")
 	if err == nil {
@@ -42,6 +89,45 @@ func GetIdentityFile(ctx *pulumi.Context) string {
 	}
 	var value string
 	if d := internal.GetEnvOrDefault(nil, nil, "MACHINEID_IDENTITY"); d != nil {
+		value = d.(string)
+	}
+	return value
+}
+
+// Join for each run instead of using an identity file, with what the CI gives the job: github (GitHub Actions, `permissions: id-token: write`), gitlab (the job's id_tokens variable), kubernetes (the pod's projected token), oidc (an ID token in a file) or iam (the machine's AWS role). No secret is stored anywhere: the identity stays in the provider's memory.
+func GetJoinMethod(ctx *pulumi.Context) string {
+	v, err := config.Try(ctx, "machineid:joinMethod")
+	if err == nil {
+		return v
+	}
+	var value string
+	if d := internal.GetEnvOrDefault(nil, nil, "MACHINEID_JOIN_METHOD"); d != nil {
+		value = d.(string)
+	}
+	return value
+}
+
+// With join_method: the join token's name (not a secret).
+func GetJoinToken(ctx *pulumi.Context) string {
+	v, err := config.Try(ctx, "machineid:joinToken")
+	if err == nil {
+		return v
+	}
+	var value string
+	if d := internal.GetEnvOrDefault(nil, nil, "MACHINEID_JOIN_TOKEN"); d != nil {
+		value = d.(string)
+	}
+	return value
+}
+
+// With join_method kubernetes: the projected service-account token; default /var/run/secrets/tokens/machineid.
+func GetKubernetesTokenPath(ctx *pulumi.Context) string {
+	v, err := config.Try(ctx, "machineid:kubernetesTokenPath")
+	if err == nil {
+		return v
+	}
+	var value string
+	if d := internal.GetEnvOrDefault(nil, nil, "MACHINEID_KUBERNETES_TOKEN_PATH"); d != nil {
 		value = d.(string)
 	}
 	return value

@@ -19,9 +19,24 @@ address: Optional[str]
 host:port of the machineid cluster.
 """
 
+audience: Optional[str]
+"""
+With join_method: the audience the ID token carries (what the token's block asks for); default the cluster's name.
+"""
+
 caPin: Optional[str]
 """
-Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match.
+Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match. Required with join_method (checked before anything is sent).
+"""
+
+idTokenEnv: Optional[str]
+"""
+With join_method gitlab or oidc: the variable that holds the ID token (the name of the job's id_tokens entry); default MACHINEID_ID_TOKEN.
+"""
+
+idTokenFile: Optional[str]
+"""
+With join_method: read the ID token from this file (for CIs that write it to disk).
 """
 
 identity: Optional[str]
@@ -31,6 +46,21 @@ The identity file's content, instead of its path.
 
 identityFile: Optional[str]
 """
-Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity).
+Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity). Not needed with join_method.
+"""
+
+joinMethod: Optional[str]
+"""
+Join for each run instead of using an identity file, with what the CI gives the job: github (GitHub Actions, `permissions: id-token: write`), gitlab (the job's id_tokens variable), kubernetes (the pod's projected token), oidc (an ID token in a file) or iam (the machine's AWS role). No secret is stored anywhere: the identity stays in the provider's memory.
+"""
+
+joinToken: Optional[str]
+"""
+With join_method: the join token's name (not a secret).
+"""
+
+kubernetesTokenPath: Optional[str]
+"""
+With join_method kubernetes: the projected service-account token; default /var/run/secrets/tokens/machineid.
 """
 

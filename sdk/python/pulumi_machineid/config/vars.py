@@ -28,11 +28,32 @@ class _ExportableConfig(types.ModuleType):
         return __config__.get('address') or _utilities.get_env('MACHINEID_AUTH_SERVER')
 
     @_builtins.property
+    def audience(self) -> Optional[str]:
+        """
+        With join_method: the audience the ID token carries (what the token's block asks for); default the cluster's name.
+        """
+        return __config__.get('audience') or _utilities.get_env('MACHINEID_AUDIENCE')
+
+    @_builtins.property
     def ca_pin(self) -> Optional[str]:
         """
-        Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match.
+        Expected CA pin of the cluster; the provider refuses a cluster whose CA does not match. Required with join_method (checked before anything is sent).
         """
-        return __config__.get('caPin')
+        return __config__.get('caPin') or _utilities.get_env('MACHINEID_CA_PIN')
+
+    @_builtins.property
+    def id_token_env(self) -> Optional[str]:
+        """
+        With join_method gitlab or oidc: the variable that holds the ID token (the name of the job's id_tokens entry); default MACHINEID_ID_TOKEN.
+        """
+        return __config__.get('idTokenEnv') or _utilities.get_env('MACHINEID_ID_TOKEN_ENV')
+
+    @_builtins.property
+    def id_token_file(self) -> Optional[str]:
+        """
+        With join_method: read the ID token from this file (for CIs that write it to disk).
+        """
+        return __config__.get('idTokenFile') or _utilities.get_env('MACHINEID_ID_TOKEN_FILE')
 
     @_builtins.property
     def identity(self) -> Optional[str]:
@@ -44,7 +65,28 @@ class _ExportableConfig(types.ModuleType):
     @_builtins.property
     def identity_file(self) -> Optional[str]:
         """
-        Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity).
+        Path of an identity file (from `machineid ctl auth sign`, or the server's admin.identity). Not needed with join_method.
         """
         return __config__.get('identityFile') or _utilities.get_env('MACHINEID_IDENTITY')
+
+    @_builtins.property
+    def join_method(self) -> Optional[str]:
+        """
+        Join for each run instead of using an identity file, with what the CI gives the job: github (GitHub Actions, `permissions: id-token: write`), gitlab (the job's id_tokens variable), kubernetes (the pod's projected token), oidc (an ID token in a file) or iam (the machine's AWS role). No secret is stored anywhere: the identity stays in the provider's memory.
+        """
+        return __config__.get('joinMethod') or _utilities.get_env('MACHINEID_JOIN_METHOD')
+
+    @_builtins.property
+    def join_token(self) -> Optional[str]:
+        """
+        With join_method: the join token's name (not a secret).
+        """
+        return __config__.get('joinToken') or _utilities.get_env('MACHINEID_JOIN_TOKEN')
+
+    @_builtins.property
+    def kubernetes_token_path(self) -> Optional[str]:
+        """
+        With join_method kubernetes: the projected service-account token; default /var/run/secrets/tokens/machineid.
+        """
+        return __config__.get('kubernetesTokenPath') or _utilities.get_env('MACHINEID_KUBERNETES_TOKEN_PATH')
 
