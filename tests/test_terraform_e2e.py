@@ -812,3 +812,46 @@ resource "machineid_provision_token" "key" {{
     assert admin.get_bot(bot).spec.traits == {"env": ["ci"]}
     assert ws.plan().returncode == 0
     ws.destroy()
+
+
+def test_values_known_only_at_apply_inside_blocks_plan_consistently(tf_bin: Path, tf_home: Path, server: ServerProc,
+                                                                     admin: Client, tmp_path: Path) -> None:
+    """A role's logins and a bound_keypair token's rotate_after taken from another resource: the plan left the
+    token's other blocks null while apply filled in their defaults ("Provider produced inconsistent final plan").
+    OpenTofu only: terraform_data is newer than Terraform 1.0.3."""
+    from machineid.model import keys
+
+    env = {"MACHINEID_AUTH_SERVER": server.address, "MACHINEID_IDENTITY": str(server.admin_identity_path)}
+    ws = Workspace.create(tf_bin / "tofu", tmp_path / "work", tf_home, env)
+    bot = f"late-{int(time.monotonic_ns() % 10**9)}"
+    server.ctl("bots", "add", bot, "--roles=access")
+    public = keys.public_line(keys.new_private_key().public_key())
+    ws.write(HEADER + f'''
+resource "terraform_data" "later" {{
+  input = {{ when = "2031-01-01T00:00:00Z", login = "deploy" }}
+}}
+resource "machineid_role" "late" {{
+  name = "{bot}-role"
+  allow {{
+    logins = [terraform_data.later.output.login]
+  }}
+}}
+resource "machineid_provision_token" "late" {{
+  name        = "{bot}-key"
+  join_method = "bound_keypair"
+  bot_name    = "{bot}"
+  bound_keypair {{
+    onboarding {{
+      initial_public_key = "{public}"
+    }}
+    rotate_after = terraform_data.later.output.when
+  }}
+}}
+''')
+    ws.init()
+    ws.apply()
+    token = admin.get_token(f"{bot}-key")
+    assert token.spec.bound_keypair.rotate_after is not None and token.spec.bound_keypair.rotate_after.year == 2031
+    assert admin.get_role(f"{bot}-role").spec.allow.logins == ["deploy"]
+    assert ws.plan().returncode == 0
+    ws.destroy()

@@ -128,7 +128,10 @@ class Core:
         h = self.handler(rdef)
         unknown = {k for k, val in news.items() if contains_unknown(val)}
         props = rdef.inputs()
-        stand_ins = {k: _placeholder(props[k].tp) for k in unknown if k in props}
+        # Unknown values (whole properties, or leaves inside a block) get stand-ins, so the rest is decoded and
+        # completed with the model's defaults as it will be at apply (a block planned null here but completed at
+        # apply is an inconsistent plan); the unknowns are put back where they were.
+        stand_ins = {k: _stand_in(props[k].tp, news[k]) for k in unknown if k in props}
         known = {k: val for k, val in news.items() if k not in unknown}
         try:
             decoded = h.decode({**known, **stand_ins})
@@ -138,7 +141,7 @@ class Core:
         for name in rdef.server_defaults:
             if news.get(name) is None:
                 inputs.pop(name, None)
-        inputs.update({k: news[k] for k in unknown})
+        inputs.update({k: _restore(inputs.get(k), news[k]) for k in unknown})
         violations = h.check_references(self.context(), decoded, unknown) if references else []
         return CheckResult(inputs, violations)
 
@@ -275,6 +278,33 @@ def _property_paths() -> Iterator[None]:
         yield
     except ValidationError as e:
         raise ValidationError([FieldViolation(prop_path(v.path), v.reason) for v in e.violations]) from None
+
+
+def _stand_in(tp: Any, value: Any) -> Any:
+    """The value with a placeholder where it is unknown (the whole of it, or leaves inside objects, lists and
+    maps), its known parts kept."""
+    if value is UNKNOWN:
+        return _placeholder(tp)
+    sh = codec.shape(tp)
+    if sh.kind == "object" and isinstance(value, dict):
+        types = {f.name: ftp for f, ftp, _ in codec.model_fields(sh.tp)}
+        return {k: _stand_in(types[k], v) if k in types else v for k, v in value.items()}
+    if sh.kind == "list" and isinstance(value, list):
+        return [_stand_in(sh.item, x) for x in value]
+    if sh.kind == "dict" and isinstance(value, dict):
+        return {k: _stand_in(sh.item, v) for k, v in value.items()}
+    return value
+
+
+def _restore(completed: Any, given: Any) -> Any:
+    """The completed value with the unknowns of the given one back in their places."""
+    if given is UNKNOWN:
+        return UNKNOWN
+    if isinstance(given, dict) and isinstance(completed, dict):
+        return {k: _restore(v, given[k]) if k in given else v for k, v in completed.items()}
+    if isinstance(given, list) and isinstance(completed, list) and len(given) == len(completed):
+        return [_restore(c, g) for c, g in zip(completed, given, strict=True)]
+    return completed
 
 
 def _placeholder(tp: Any) -> Any:
