@@ -170,17 +170,29 @@ class TokenJoiners:
     joiners: list[str]
 
 
+def _token_joiners(ch: Change, now: datetime) -> TokenJoiners | None:
+    token: ProvisionToken = ch.after
+    found = delegated.read(token, ch.unknown)
+    if found is None:
+        return None
+    expired = token.metadata.expires is not None and token.metadata.expires <= now
+    bot = token.spec.bot_name
+    return TokenJoiners(ch.address, bot, found.method,
+                        [] if expired else delegated.words(found, bot, token.metadata.name or ch.address))
+
+
+# The kinds whose objects say who may join as a bot.
+_JOINERS = {"token": _token_joiners}
+
+
 def written_tokens(plan: Plan, now: datetime) -> list[TokenJoiners]:
+    """The delegated tokens the plan creates or changes, with who may join through them."""
     out: list[TokenJoiners] = []
     for ch in plan.changes:
-        token = ch.after
-        if ch.rdef.kind != "token" or token is None or ch.action not in ("create", "update", "replace"):
+        describe = _JOINERS.get(ch.rdef.kind)
+        if describe is None or ch.after is None or ch.action not in ("create", "update", "replace"):
             continue
-        found = delegated.read(token, ch.unknown)
-        if found is None:
-            continue
-        expired = token.metadata.expires is not None and token.metadata.expires <= now
-        bot = token.spec.bot_name
-        out.append(TokenJoiners(ch.address, bot, found.method,
-                                [] if expired else delegated.words(found, bot, token.metadata.name or ch.address)))
+        found = describe(ch, now)
+        if found is not None:
+            out.append(found)
     return out
