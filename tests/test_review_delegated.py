@@ -276,7 +276,8 @@ def test_rules_without_a_ref_or_environment_restriction_are_refused(method: str,
     assert got == set() if ok else {r for r, _, _ in got} == {"require_ref_or_environment"}
     if not ok:
         (violation,) = review(token_plan(method, block), cluster(), REFS)[1]
-        assert violation.attribute.startswith(f"{method}.allow[0]") and "set ref or environment" in violation.message
+        assert violation.attribute.startswith(f"{method}.allow[0]")
+        assert "restricts neither the ref nor the environment" in violation.message
 
 
 # ---------------------------------------------------------------- allowed_issuers
@@ -307,6 +308,8 @@ def test_a_policy_with_a_bad_issuer_or_rule_name_is_a_field_named_error() -> Non
         codec.decode_and_validate(policy.Policy, {"allowed_issuers": ["http://token.actions.example"]})
     with pytest.raises(ValidationError, match="require_ref_or_environments"):
         codec.decode_and_validate(policy.Policy, {"require_ref_or_environments": True})
+    with pytest.raises(ValidationError, match="allow_static_jwks: applies with allowed_issuers only"):
+        codec.decode_and_validate(policy.Policy, {"allow_static_jwks": True})
 
 
 # ---------------------------------------------------------------- values known only at apply

@@ -75,8 +75,13 @@ class Policy:
         "(air-gapped clusters, Kubernetes' static_jwks); the reviewer checks that they are the issuer's keys.")
 
     def check(self) -> list[FieldViolation]:
-        return [FieldViolation(("deny_api", i), reason) for i, pair in enumerate(self.deny_api)
-                if (reason := _api_pair(pair))]
+        out = [FieldViolation(("deny_api", i), reason) for i, pair in enumerate(self.deny_api)
+               if (reason := _api_pair(pair))]
+        if self.allow_static_jwks and not self.allowed_issuers:
+            out.append(FieldViolation(("allow_static_jwks",), "applies with allowed_issuers only (without it any "
+                                                              "issuer and any pasted keys pass); set "
+                                                              "allowed_issuers, or remove it"))
+        return out
 
 
 def load(path: str) -> Policy:
@@ -216,7 +221,7 @@ class Checker:
             if p.require_ref_or_environment and not delegated.pins_ref(m, r):
                 self.pinned("require_ref_or_environment", key, r, delegated.REF_CLAIMS,
                             "restricts neither the ref nor the environment: any branch (a pull request's "
-                            "included, where the platform hands it a token) may join; set ref or environment")
+                            f"included, where the platform hands it a token) may join; {_SET_REF[m]}")
         if p.allowed_issuers:
             self.issuer(tok, key)
 
@@ -249,6 +254,8 @@ class Checker:
 
 
 _DELEGATED_RULES = ("deny_wildcard_join_rules", "require_ref_or_environment", "allowed_issuers")
+_SET_REF = {"github": "set ref or environment", "gitlab": 'set ref, environment, or ref_protected: "true"',
+            "oidc": "add a condition on the claim ref or environment", "kubernetes": ""}
 _NO_OWNER = {
     "github": "names no repository owner (repository_owner, or OWNER/ in repository or in sub repo:OWNER/, written "
               "without '*' or '?'): workflows of repositories anyone can create may join",
