@@ -25,6 +25,8 @@ GITHUB_RECORDED = ("sub", "repository", "repository_owner", "workflow", "environ
 GITLAB_RECORDED = ("sub", "project_path", "namespace_path", "ref", "ref_type", "ref_protected", "pipeline_source",
                    "pipeline_id", "job_id", "environment", "environment_protected", "deployment_tier", "user_login")
 
+# Glob fields match with model/globs.py, which the review also judges these rules with.
+
 
 def claim(claims: dict[str, Any], path: str) -> str | None:
     """A claim as a string, by name or dotted path into nested claims; None when absent or not a scalar."""
