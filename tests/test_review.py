@@ -419,3 +419,57 @@ def test_the_bots_own_role_and_glob_selectors_fail_the_policy_and_a_state_is_no_
     assert traits.returncode == 8
     assert "`deny_wildcard_node_labels`: `machineid_role.glob` `allow.node_labels.env`" in traits.stdout
     assert "on the cluster" not in traits.stdout  # the role is in the plan (unchanged): named by its address
+
+
+GITHUB_TF = HEADER + """
+resource "machineid_bot" "deployer" {
+  name  = "gh-deployer"
+  roles = ["access"]
+}
+resource "machineid_provision_token" "gh" {
+  name        = "gh-deploy"
+  bot_name    = machineid_bot.deployer.name
+  join_method = "github"
+  expires     = "SOON"
+  github {
+    allow {
+      repository = "acme/app"
+      ref        = "refs/heads/main"
+    }
+    allow {
+      repository = "*"
+    }
+  }
+}
+"""
+DELEGATED_POLICY = ("deny_wildcard_join_rules: true\nrequire_ref_or_environment: true\n"
+                    "allowed_issuers: [https://token.actions.githubusercontent.com]\n")
+
+
+def test_a_tofu_plan_creating_a_github_token_says_who_may_join_and_fails_a_wildcard_repository(
+        server: ServerProc, tools_bin: Path, tmp_path: Path) -> None:
+    """Issue 18 §3: a real plan creating a github token: each allow rule in plain words under the bot it joins,
+    and `repository: "*"` refused by the policy, pointing at the attribute."""
+    ws = tofu_workspace(server, tools_bin, tmp_path)
+    ws.write(GITHUB_TF.replace("SOON", soon()))
+    ws.init()
+    plan = tofu_plan(ws, tmp_path / "plan.json")
+
+    comment = review(server, plan)
+    assert comment.returncode == 0, comment.stderr
+    assert "### bot `gh-deployer` (created)" in comment.stdout
+    assert ("  - any workflow of `acme/app` on `refs/heads/main` may join as bot `gh-deployer` (github token "
+            "`gh-deploy`)") in comment.stdout
+    assert ("  - any workflow of any repository (`*`) on any ref may join as bot `gh-deployer` (github token "
+            "`gh-deploy`)") in comment.stdout
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(DELEGATED_POLICY)
+    checked = review(server, plan, "--policy", str(policy), "--format", "json")
+    assert checked.returncode == 8, checked.stderr
+    assert violations(checked) == {
+        ("deny_wildcard_join_rules", "machineid_provision_token.gh", "github.allow[1].repository"),
+        ("require_ref_or_environment", "machineid_provision_token.gh", "github.allow[1]")}
+    out = json.loads(checked.stdout)
+    assert [t["resource"] for t in out["tokens"]] == ["machineid_provision_token.gh"]
+    assert out["bots"][0]["gained"]["joiners"] == out["bots"][0]["after"]["joiners"]

@@ -26,9 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     from machineid.cli import ctl
 
     p = sub.add_parser("review", help="what a plan changes about who can do what (for a pull request)",
-                       description="Per bot, the logins on nodes, API access, certificate lifetime cap and join "
-                                   "methods that a plan adds or removes, as Markdown for a pull-request comment "
-                                   "or JSON.", epilog=EXAMPLES)
+                       description="Per bot, the logins on nodes, API access, certificate lifetime cap, join "
+                                   "methods and who may join as it (delegated tokens' rules, in plain words) that "
+                                   "a plan adds or removes, as Markdown for a pull-request comment or JSON.",
+                       epilog=EXAMPLES)
     p.add_argument("plan", help="`tofu show -json PLANFILE` (or terraform's) or `pulumi preview --json` output; "
                                 "- for stdin")
     p.add_argument("--policy", default="", metavar="FILE", help="a YAML policy to check the plan against")
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from machineid.review import plan as plans
     from machineid.review import policy as policies
     from machineid.review import report
-    from machineid.review.impact import World, impact
+    from machineid.review.impact import World, impact, written_tokens
 
     policy = policies.load(args.policy) if args.policy else None
     try:
@@ -60,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     after = before.apply(plan)
     impacts = impact(before, after, now)
     violations = policies.check(policy, plan, after, impacts, now) if policy is not None else None
-    out = report.as_json(plan, impacts, violations) if args.format == "json" else \
-        report.as_markdown(plan, impacts, violations)
+    tokens = written_tokens(plan, now)
+    out = report.as_json(plan, impacts, violations, tokens) if args.format == "json" else \
+        report.as_markdown(plan, impacts, violations, tokens)
     sys.stdout.write(out if out.endswith("\n") else out + "\n")
     return exit_codes.POLICY if violations else exit_codes.OK

@@ -27,6 +27,9 @@ MAX_KUBERNETES_LIFETIME_SECONDS = 30 * 60
 REUSE = ("none", "same_address", "lifetime")
 MAX_DOCUMENT = 64 * 1024  # a pasted key set or CA bundle
 
+# The rule fields matched as globs (model/globs.py); the others compare exactly.
+GITHUB_GLOBS = ("sub", "repository", "repository_owner", "workflow", "environment", "actor", "ref")
+GITLAB_GLOBS = ("project_path", "namespace_path", "ref", "sub")
 _GLOB = " ('*' and '?' globs; empty means any)"
 _EXACT = " (exact; empty means any)"
 

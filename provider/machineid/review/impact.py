@@ -13,6 +13,7 @@ from machineid.model import grants
 from machineid.model import validators as v
 from machineid.model.errors import Path, render_path
 from machineid.model.resources import Bot, Node, ProvisionToken, Role, bot_role_name
+from machineid.review import delegated
 
 
 @dataclass
@@ -79,6 +80,7 @@ class Access:
     api: list[str]  # resource:verb
     ttl_cap: str
     join_methods: list[str]
+    joiners: list[str]  # who may join as it through a delegated token, in plain words (review/delegated.py)
     missing_roles: list[str]
     pending: list[str] = field(default_factory=list)  # what it depends on that is known only at apply
 
@@ -94,14 +96,24 @@ def access_of(world: World, bot: Bot, now: datetime, key: str) -> Access:
         if got:
             per_node[node.metadata.name] = sorted(got)
     name = bot.metadata.name
-    methods = sorted({t.spec.join_method for t in world.tokens.values() if name and t.spec.bot_name == name})
+    tokens = {k: t for k, t in world.tokens.items() if name and t.spec.bot_name == name}
+    methods = sorted({t.spec.join_method for t in tokens.values()})
     cap = grants.ttl_cap(roles, grants.MAX_RENEWABLE_TTL)
     pending = [(world.where("bot", key), u) for u in world.unknown("bot", key, ("roles",))
                + world.unknown("bot", key, ("traits",))]
     pending += [(world.where("role", rkey), u) for rkey in held for u in world.unknown("role", rkey)]
+    joiners: list[str] = []
+    for tkey, token in tokens.items():
+        pending += [(world.where("token", tkey), u) for u in world.unknown("token", tkey, ("join_method",))]
+        if token.metadata.expires is not None and token.metadata.expires <= now:
+            continue  # admits no one
+        found = delegated.read(token, world.unknown("token", tkey))
+        if found is not None:
+            joiners += delegated.words(found, name, token.metadata.name or world.where("token", tkey))
+            pending += [(world.where("token", tkey), u) for u in world.unknown("token", tkey, (found.method,))]
     return Access(logins=per_node, any_node_logins=sorted(grants.logins(roles, traits)), api=grants.api_rules(roles),
-                  ttl_cap=v.format_duration(cap) if cap else "", join_methods=methods, missing_roles=missing,
-                  pending=[f"{where} {render_path(u)}" for where, u in pending])
+                  ttl_cap=v.format_duration(cap) if cap else "", join_methods=methods, joiners=sorted(joiners),
+                  missing_roles=missing, pending=[f"{where} {render_path(u)}" for where, u in pending])
 
 
 @dataclass
@@ -127,7 +139,7 @@ def _difference(a: Access | None, b: Access | None) -> dict[str, Any]:
         pairs -= {(lg, node) for node, lgs in b.logins.items() for lg in lgs}
     if pairs:
         out["logins_on_nodes"] = [f"{lg}@{node}" for lg, node in sorted(pairs, key=lambda p: (p[0], p[1]))]
-    for attr in ("any_node_logins", "api", "join_methods"):
+    for attr in ("any_node_logins", "api", "join_methods", "joiners"):
         extra = [x for x in getattr(a, attr) if b is None or x not in getattr(b, attr)]
         if extra:
             out[attr] = extra
@@ -145,4 +157,42 @@ def impact(before: World, after: World, now: datetime) -> list[BotImpact]:
             continue
         status = "created" if old is None else "deleted" if new is None else "changed"
         out.append(BotImpact(name, status, old, new))
+    return out
+
+
+@dataclass
+class TokenJoiners:
+    """Who may join through a delegated token the plan writes, whether or not that changes its bot's access."""
+
+    resource: str  # the token's plan address
+    bot: str
+    method: str
+    joiners: list[str]
+
+
+def _token_joiners(ch: Change, now: datetime) -> TokenJoiners | None:
+    token: ProvisionToken = ch.after
+    found = delegated.read(token, ch.unknown)
+    if found is None:
+        return None
+    expired = token.metadata.expires is not None and token.metadata.expires <= now
+    bot = token.spec.bot_name
+    return TokenJoiners(ch.address, bot, found.method,
+                        [] if expired else delegated.words(found, bot, token.metadata.name or ch.address))
+
+
+# The kinds whose objects say who may join as a bot.
+_JOINERS = {"token": _token_joiners}
+
+
+def written_tokens(plan: Plan, now: datetime) -> list[TokenJoiners]:
+    """The delegated tokens the plan creates or changes, with who may join through them."""
+    out: list[TokenJoiners] = []
+    for ch in plan.changes:
+        describe = _JOINERS.get(ch.rdef.kind)
+        if describe is None or ch.after is None or ch.action not in ("create", "update", "replace"):
+            continue
+        found = describe(ch, now)
+        if found is not None:
+            out.append(found)
     return out

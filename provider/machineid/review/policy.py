@@ -5,6 +5,10 @@
     max_token_ttl: 720h                # join tokens expire within this (an iam token must set expires)
     deny_recovery_modes: [insecure]    # bound_keypair recovery modes not allowed
     deny_api: ["*:*", "token:create"]  # resource:verb no bot may be allowed
+    deny_wildcard_join_rules: true     # github/gitlab/oidc join rules name one owner, group or subject
+    require_ref_or_environment: true   # github/gitlab/oidc join rules restrict the ref or the environment
+    allowed_issuers: [https://token.actions.githubusercontent.com]  # the only issuers delegated tokens trust
+    allow_static_jwks: false           # with allowed_issuers: may tokens trust keys pasted in static_jwks
 
 Declared with the model's field metadata, so a mistyped rule is a field-named error, never silently ignored.
 Each violation names the rule, the resource (its plan address, or the cluster object) and the attribute. Every
@@ -22,11 +26,13 @@ import yaml
 from machineid.iac.plan import Change, Plan
 from machineid.model import codec
 from machineid.model import validators as v
+from machineid.model.delegated import HTTPS_URL
 from machineid.model.errors import FieldViolation, Path, ValidationError, render_path
 from machineid.model.fields import attr
 from machineid.model.grants import rule_match
 from machineid.model.node_access import wildcard_keys
 from machineid.model.resources import DEFAULT_TOKEN_TTL, Bot, Role
+from machineid.review import delegated
 from machineid.review.impact import BotImpact, World, held_roles
 
 
@@ -47,10 +53,35 @@ class Policy:
                                           doc="bound_keypair recovery modes not allowed (standard, relaxed, "
                                               "insecure).")
     deny_api: list[str] = attr(default_factory=list, doc="resource:verb pairs no bot may be allowed.")
+    deny_wildcard_join_rules: bool = attr(
+        default=False, doc="No delegated join rule may admit jobs of any owner. A github rule must name one "
+        "repository owner (repository_owner, or the owner in repository or in a sub starting repo:OWNER/), a gitlab "
+        "rule one top-level group (namespace_path, or the group in project_path or in a sub starting "
+        "project_path:GROUP/), written out: a '*' or '?' in it admits owners anyone can create. An oidc rule must "
+        "test sub with equals, any_of, or a glob that does not match every value. (kubernetes rules name a service "
+        "account exactly.)")
+    require_ref_or_environment: bool = attr(
+        default=False, doc="Every github, gitlab and oidc join rule must restrict the ref or the environment: ref "
+        "or environment (a glob that does not match every value), gitlab's ref_protected or environment_protected "
+        '"true", a sub ending in :ref:VALUE or :environment:VALUE, or an oidc condition on the claim ref or '
+        "environment.")
+    allowed_issuers: list[str] = attr(
+        default_factory=list, doc="The only issuers delegated tokens may trust, exactly as the token names them "
+        "(e.g. https://token.actions.githubusercontent.com); empty: any. A token that verifies with keys pasted in "
+        "static_jwks violates it too (the pasted keys, not the issuer, decide who can sign), unless "
+        "allow_static_jwks is set.", validators=[v.each(HTTPS_URL)])
+    allow_static_jwks: bool = attr(
+        default=False, doc="With allowed_issuers: delegated tokens may verify with keys pasted in static_jwks "
+        "(air-gapped clusters, Kubernetes' static_jwks); the reviewer checks that they are the issuer's keys.")
 
     def check(self) -> list[FieldViolation]:
-        return [FieldViolation(("deny_api", i), reason) for i, pair in enumerate(self.deny_api)
-                if (reason := _api_pair(pair))]
+        out = [FieldViolation(("deny_api", i), reason) for i, pair in enumerate(self.deny_api)
+               if (reason := _api_pair(pair))]
+        if self.allow_static_jwks and not self.allowed_issuers:
+            out.append(FieldViolation(("allow_static_jwks",), "applies with allowed_issuers only (without it any "
+                                                              "issuer and any pasted keys pass); set "
+                                                              "allowed_issuers, or remove it"))
+        return out
 
 
 def load(path: str) -> Policy:
@@ -92,9 +123,12 @@ class Checker:
         if not getattr(self.policy, rule):
             return
         for path in self.after.unknown(kind, name, at):
-            self.add(rule, kind, name, render_path(path),
-                     f"not in the plan (known only at apply, or a secret the preview hides), so {rule} cannot "
-                     f"check {what}; use a value known when planning")
+            self.unseen_at(rule, kind, name, path, what)
+
+    def unseen_at(self, rule: str, kind: str, name: str, path: Path, what: str) -> None:
+        self.add(rule, kind, name, render_path(path),
+                 f"not in the plan (known only at apply, or a secret the preview hides), so {rule} cannot "
+                 f"check {what}; use a value known when planning")
 
     def bot(self, key: str, bot: Bot) -> None:
         name = bot.metadata.name or key
@@ -165,6 +199,71 @@ class Checker:
             if mode in p.deny_recovery_modes and not change.unknown_at(("bound_keypair", "recovery", "mode")):
                 self.add("deny_recovery_modes", "token", key, "bound_keypair.recovery.mode",
                          f"recovery mode {mode} is not allowed")
+        self.join_rules(change)
+
+    def join_rules(self, change: Change) -> None:
+        """The delegated rules on a github, gitlab, kubernetes or oidc token: a rule, or a value one judges, that
+        the plan does not show violates them; what the known values of a rule pin stays pinned (a value known
+        later can only narrow it)."""
+        p, key = self.policy, change.key
+        for rule in _DELEGATED_RULES:
+            self.unseen(rule, "token", key, ("join_method",), "the token")
+        tok = delegated.read(change.after, change.unknown)
+        if tok is None or change.unknown_at(("join_method",)):
+            return
+        m = tok.method
+        for rule in ("deny_wildcard_join_rules", "require_ref_or_environment"):
+            for path in tok.hidden if getattr(p, rule) else ():
+                self.unseen_at(rule, "token", key, path, f"the rules of the {m} token")
+        for r in tok.rules:
+            if p.deny_wildcard_join_rules and not delegated.pins_owner(m, r):
+                self.pinned("deny_wildcard_join_rules", key, r, delegated.owner_claims(m), _NO_OWNER[m])
+            if p.require_ref_or_environment and not delegated.pins_ref(m, r):
+                self.pinned("require_ref_or_environment", key, r, delegated.REF_CLAIMS,
+                            "restricts neither the ref nor the environment: any branch (a pull request's "
+                            f"included, where the platform hands it a token) may join; {_SET_REF[m]}")
+        if p.allowed_issuers:
+            self.issuer(tok, key)
+
+    def pinned(self, rule: str, key: str, r: delegated.Rule, claims: tuple[str, ...], message: str) -> None:
+        """A join rule the known values do not pin: a violation, or, when values known only at apply might pin
+        it, a violation for each of those."""
+        later = r.unknown(claims)
+        for path in later:
+            self.unseen_at(rule, "token", key, path, f"the join rule {render_path(r.path)}")
+        if not later:
+            self.add(rule, "token", key, render_path(r.where(claims)), f"the join rule {message}")
+
+    def issuer(self, tok: delegated.Token, key: str) -> None:
+        p, m = self.policy, tok.method
+        issuer, keys = tok.value("issuer"), tok.value("static_jwks")
+        if issuer is None:
+            self.unseen_at("allowed_issuers", "token", key, (m, "issuer"), "the token's issuer")
+        elif issuer and issuer not in p.allowed_issuers:
+            self.add("allowed_issuers", "token", key, f"{m}.issuer",
+                     f"issuer {issuer} is not one of allowed_issuers ({', '.join(p.allowed_issuers)})")
+        if p.allow_static_jwks:
+            return
+        if keys is None:
+            self.unseen_at("allowed_issuers", "token", key, (m, "static_jwks"), "where the token's keys come from")
+        elif keys:
+            self.add("allowed_issuers", "token", key, f"{m}.static_jwks",
+                     "the token verifies with the keys pasted here, not the issuer's published ones: whoever holds "
+                     "their private keys can sign tokens" + (f" for {issuer}" if issuer else "") + "; remove "
+                     "static_jwks, or set allow_static_jwks after checking they are the issuer's keys")
+
+
+_DELEGATED_RULES = ("deny_wildcard_join_rules", "require_ref_or_environment", "allowed_issuers")
+_SET_REF = {"github": "set ref or environment", "gitlab": 'set ref, environment, or ref_protected: "true"',
+            "oidc": "add a condition on the claim ref or environment", "kubernetes": ""}
+_NO_OWNER = {
+    "github": "names no repository owner (repository_owner, or OWNER/ in repository or in sub repo:OWNER/, written "
+              "without '*' or '?'): workflows of repositories anyone can create may join",
+    "gitlab": "names no top-level group (namespace_path, or GROUP/ in project_path or in sub project_path:GROUP/, "
+              "written without '*' or '?'): pipelines of projects anyone can create may join",
+    "oidc": "does not restrict the subject (a condition on sub with equals, any_of, or a glob that does not match "
+            "every value): every subject of the issuer may join",
+}
 
 
 # The checks a change of a kind gets itself (a bot's are by its access, below).

@@ -1,26 +1,31 @@
-"""The review as a pull-request comment (Markdown) or JSON: per bot, only what changes, then the policy's verdict."""
+"""The review as a pull-request comment (Markdown) or JSON: per bot, only what changes (who may join as it
+included, in plain words), the delegated tokens the plan writes, then the policy's verdict."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
 from machineid.iac.plan import Plan
-from machineid.review.impact import Access, BotImpact
+from machineid.review.impact import Access, BotImpact, TokenJoiners
 from machineid.review.policy import Violation
 
 _LABELS = {"logins_on_nodes": "logins on nodes", "any_node_logins": "logins in its certificates",
-           "api": "API access", "join_methods": "join methods"}
+           "api": "API access", "join_methods": "join methods", "joiners": "joiners (who may join as it)"}
+_SENTENCES = ("joiners",)  # listed one per line, as written (they quote their own values)
 
 
-def as_json(plan: Plan, impacts: list[BotImpact], violations: list[Violation] | None) -> str:
+def as_json(plan: Plan, impacts: list[BotImpact], violations: list[Violation] | None,
+            tokens: Sequence[TokenJoiners] = ()) -> str:
     return json.dumps({
         "tool": plan.tool,
         "bots": [{"name": i.name, "status": i.status, "gained": i.gained(), "lost": i.lost(),
                   "before": asdict(i.before) if i.before else None, "after": asdict(i.after) if i.after else None}
                  for i in impacts],
         "unknown": [{"resource": c.address, "properties": c.unknown_text()} for c in plan.changes if c.unknown],
+        "tokens": [asdict(t) for t in tokens],
         "violations": [asdict(x) for x in violations] if violations is not None else None,
     }, indent=2)
 
@@ -31,7 +36,18 @@ def _items(values: list[str], limit: int = 12) -> str:
 
 
 def _section(title: str, diff: dict[str, Any], sign: str) -> list[str]:
-    return [f"- **{sign} {title} {_LABELS[k]}**: {_items(vals)}" for k, vals in diff.items()]
+    out: list[str] = []
+    for k, vals in diff.items():
+        if k in _SENTENCES:
+            out += [f"- **{sign} {title} {_LABELS[k]}**:", *(f"  - {x}" for x in vals)]
+        else:
+            out.append(f"- **{sign} {title} {_LABELS[k]}**: {_items(vals)}")
+    return out
+
+
+def _still(before: Access | None, after: Access | None) -> list[str]:
+    same = [x for x in after.joiners if x in before.joiners] if before and after else []
+    return ["- may still join as it:", *(f"  - {x}" for x in same)] if same else []
 
 
 def _settings(before: Access | None, after: Access | None) -> list[str]:
@@ -46,7 +62,22 @@ def _settings(before: Access | None, after: Access | None) -> list[str]:
     return out
 
 
-def as_markdown(plan: Plan, impacts: list[BotImpact], violations: list[Violation] | None) -> str:
+def _tokens(impacts: list[BotImpact], tokens: Sequence[TokenJoiners]) -> list[str]:
+    """The delegated tokens the plan writes whose bot's access does not change (the others are under the bot)."""
+    changed = {i.name for i in impacts}
+    quiet = [t for t in tokens if t.bot not in changed]
+    if not quiet:
+        return []
+    lines = ["", "### delegated join tokens (no change to who may join)"]
+    for t in quiet:
+        lines.append(f"- `{t.resource}` ({t.method}, bot `{t.bot}`)" + ("" if t.joiners else
+                                                                          ": expired, admits no one"))
+        lines += [f"  - {x}" for x in t.joiners]
+    return lines
+
+
+def as_markdown(plan: Plan, impacts: list[BotImpact], violations: list[Violation] | None,
+                tokens: Sequence[TokenJoiners] = ()) -> str:
     lines = ["## machineid access review", ""]
     if not impacts:
         lines.append(f"No access change: no bot can do more or less ({len(plan.changes)} machineid resources in "
@@ -58,9 +89,11 @@ def as_markdown(plan: Plan, impacts: list[BotImpact], violations: list[Violation
         lines += ["", f"### bot `{imp.name}` ({imp.status})"]
         lines += _section("gains", imp.gained(), "+")
         lines += _section("loses", imp.lost(), "-")
+        lines += _still(imp.before, imp.after)
         lines += _settings(imp.before, imp.after)
         if imp.after is not None and not imp.after.logins and imp.after.any_node_logins:
             lines.append("- its logins match no registered node yet")
+    lines += _tokens(impacts, tokens)
     if violations is not None:
         lines += ["", "### policy"]
         if not violations:
