@@ -358,16 +358,24 @@ def test_the_same_jti_from_another_issuer_is_another_token(c: Cluster, clock: Cl
         other.close()
 
 
-def test_two_joins_racing_with_one_id_token_exactly_one_wins(c: Cluster, clock: Clock, issuer: Issuer) -> None:
+def test_two_joins_racing_with_one_id_token_exactly_one_wins(c: Cluster, clock: Clock, issuer: Issuer,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The racers all pass the early check (nothing is spent yet) before any records the token: the write decides."""
     put_token(c, "github", trusting(issuer, {"repository": "acme/app"}))
     join(c, "github", mint(issuer, clock, github()))  # keys fetched: the racers contend only for the token
     id_token = mint(issuer, clock, github())
     racers = 6
-    start = threading.Barrier(racers)
+    checked = threading.Barrier(racers, timeout=30)
+    early_check = c.delegated._check_unspent
+
+    def check_then_wait_for_the_others(*args: Any) -> None:
+        early_check(*args)
+        checked.wait()
+
+    monkeypatch.setattr(c.delegated, "_check_unspent", check_then_wait_for_the_others)
     results: list[str] = []
 
     def race() -> None:
-        start.wait()
         try:
             results.append(join(c, "github", id_token)[0])
         except errors.PermissionDeniedError as e:
@@ -380,6 +388,7 @@ def test_two_joins_racing_with_one_id_token_exactly_one_wins(c: Cluster, clock: 
         t.join(timeout=60)
     assert sorted(results) == ["ci"] + ["this ID token was already used to join; each joins once (ask the platform "
                                         "for a fresh one)"] * (racers - 1)
+    assert len([e for e in joins(c) if e.outcome == "ok"]) == 2  # the warm-up and the winner
 
 
 def test_a_spent_id_token_is_remembered_for_as_long_as_it_could_verify(c: Cluster, clock: Clock,
