@@ -117,6 +117,15 @@ def test_a_token_naming_no_key_is_refused_before_any_network_call(c: Cluster, cl
     assert no_requests(issuer)
 
 
+def test_a_kid_is_quoted_bounded_and_on_one_line(c: Cluster, clock: Clock, issuer: Issuer) -> None:
+    """The kid is read before the signature is checked: an anonymous caller chooses it, and must not be able to
+    write kilobytes or extra lines into refusals and the audit log."""
+    kid = "made-up\nkid" + "x" * 4000
+    message = refused(c, "github", mint(issuer, clock, CLAIMS, kid="rsa-1", headers={"kid": kid}),
+                      "the ID token is signed with key \"made-up\\\\nkidxxx")
+    assert len(message) < 400 and "\n" not in message, message
+
+
 def test_an_unsigned_token_is_refused(c: Cluster, clock: Clock, issuer: Issuer) -> None:
     id_token = issuer.forge({"alg": "none", "kid": "rsa-1", "typ": "JWT"}, CLAIMS, CLUSTER,
                             iat=clock.now.timestamp())

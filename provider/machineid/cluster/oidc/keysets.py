@@ -23,6 +23,7 @@ from typing import Any
 
 from machineid.cluster.oidc import fetch
 from machineid.model.errors import PermissionDeniedError
+from machineid.model.validators import shown
 
 log = logging.getLogger("machineid.cluster.oidc")
 FRESH = 3600.0
@@ -76,8 +77,9 @@ class KeySets:
         if source.static_jwks:
             keys = parse_key_set(json.loads(source.static_jwks), "the token's static_jwks")
             if kid not in keys:
-                raise PermissionDeniedError(f'the ID token is signed with key "{kid}", which the token\'s static_jwks '
-                                            "does not hold (the issuer rotated its keys? paste its current key set)")
+                raise PermissionDeniedError(f'the ID token is signed with key "{shown(kid)}", which the token\'s '
+                                            "static_jwks does not hold (the issuer rotated its keys? paste its "
+                                            "current key set)")
             return keys[kid]
         entry = self._entry(source)
         with entry.lock:
@@ -108,8 +110,8 @@ class KeySets:
 
     @staticmethod
     def _unpublished(source: Source, kid: str) -> PermissionDeniedError:
-        return PermissionDeniedError(f'the ID token is signed with key "{kid}", which issuer {source.issuer} does '
-                                     "not publish")
+        return PermissionDeniedError(f'the ID token is signed with key "{shown(kid)}", which issuer {source.issuer} '
+                                     "does not publish")
 
     def _entry(self, source: Source) -> _Entry:
         bundle = hashlib.sha256(source.ca_bundle.encode()).hexdigest()
