@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
+import hmac
 import ipaddress
 import json
 import secrets
@@ -75,6 +77,7 @@ class Issuer:
         self.requests: Counter[str] = Counter()  # path -> how many times it was fetched
         self.redirect_jwks = ""  # when set, the key set answers with a redirect there
         self.down = False  # when set, every document answers 503
+        self.discovery: dict[str, Any] = {}  # fields that override the discovery document's (another issuer, ...)
         self.request_bearer = secrets.token_urlsafe(24)
         self.request_claims: dict[str, Any] = {}  # claims of the tokens handed out at /token (GitHub's endpoint)
         issuer = self
@@ -90,7 +93,8 @@ class Issuer:
                     return self._send(503, {"error": "down"})
                 if parts.path == "/.well-known/openid-configuration":
                     return self._send(200, {"issuer": issuer.url, "jwks_uri": issuer.url + "/jwks",
-                                            "id_token_signing_alg_values_supported": ["RS256", "ES256"]})
+                                            "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+                                            **issuer.discovery})
                 if parts.path == "/jwks":
                     if issuer.redirect_jwks:
                         self.send_response(302)
@@ -143,9 +147,11 @@ class Issuer:
         return {"keys": out}
 
     # ---------------------------------------------------------------- tokens
-    def mint(self, claims: dict[str, Any], audience: str, *, kid: str = "rsa-1", alg: str = "", lifetime: int = 300,
-             iat: float | None = None, issuer: str | None = None, headers: dict[str, Any] | None = None,
-             jti: str | None = "") -> str:
+    def mint(self, claims: dict[str, Any], audience: str, *, kid: str | None = "rsa-1", alg: str = "",
+             lifetime: int = 300, iat: float | None = None, issuer: str | None = None,
+             headers: dict[str, Any] | None = None, jti: str | None = "") -> str:
+        """A signed ID token; kid=None leaves the kid out of the header (signed with "rsa-1"), jti=None the jti
+        out of the claims; `claims` may override iat, nbf and exp."""
         now = time.time() if iat is None else iat
         body = {"iss": self.url if issuer is None else issuer, "aud": audience, "iat": int(now), "nbf": int(now),
                 "exp": int(now) + lifetime, **claims}
@@ -153,10 +159,24 @@ class Issuer:
             body["jti"] = str(uuid.uuid4())
         elif jti is not None:
             body["jti"] = jti
-        key = self.keys.get(kid) or self.keys["rsa-1"]
+        key = self.keys.get(kid or "rsa-1") or self.keys["rsa-1"]
         algorithm = alg or ("RS256" if isinstance(key, rsa.RSAPrivateKey) else "ES256")
-        extra = {"kid": kid, **(headers or {})}
+        extra = {**({"kid": kid} if kid is not None else {}), **(headers or {})}
         return jwt.encode(body, key, algorithm=algorithm, headers=extra)
+
+    def forge(self, header: dict[str, Any], claims: dict[str, Any], audience: str, *, iat: float,
+              hmac_key: bytes | None = None) -> str:
+        """A token no honest issuer signs: `alg: none` with an empty signature, or HMAC-signed with hmac_key (the
+        algorithm-confusion attack keys it with the issuer's public key)."""
+        body = {"iss": self.url, "aud": audience, "iat": int(iat), "nbf": int(iat), "exp": int(iat) + 300,
+                "jti": str(uuid.uuid4()), **claims}
+        signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(body).encode())}"
+        signature = b"" if hmac_key is None else hmac.new(hmac_key, signing_input.encode(), hashlib.sha256).digest()
+        return f"{signing_input}.{_b64(signature)}"
+
+    def public_pem(self, kid: str = "rsa-1") -> bytes:
+        return bytes(self.keys[kid].public_key().public_bytes(serialization.Encoding.PEM,
+                                                              serialization.PublicFormat.SubjectPublicKeyInfo))
 
     @staticmethod
     def github_claims(repository: str = "acme/app", ref: str = "refs/heads/main", workflow: str = "deploy",

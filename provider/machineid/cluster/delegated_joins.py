@@ -2,8 +2,9 @@
 any OpenID Connect issuer), and the token's block says which issuer, audience and claims may join.
 
 Beyond checking the token (cluster/oidc/verify.py) and its rules, each ID token is accepted once: its jti (or a
-hash of the token when the issuer sets none) is recorded, in the store every server shares, until it expires, so a
-token copied out of a CI log cannot be replayed within its lifetime. Exceptions, by the token's `reuse`: GitLab
+hash of what its signature covers when the issuer sets none) is recorded, in the store every server shares, until
+it can no longer verify (exp plus the clock leeway), so a token copied out of a CI log cannot be replayed within
+its lifetime. Exceptions, by the token's `reuse`: GitLab
 hands a job one ID token for all its joins, so by default a gitlab token may join again from the address that first
 used it; Kubernetes projected tokens are reused by the kubelet on its own schedule, so there pod binding and the 30
 minute cap are the defence; an oidc token may opt out for issuers that hand out long-lived tokens.
@@ -24,7 +25,7 @@ from machineid.cluster.joins import Joins
 from machineid.cluster.objects import check_name
 from machineid.cluster.oidc.keysets import KeySets, Source
 from machineid.cluster.oidc.rules import RULES
-from machineid.cluster.oidc.verify import Expected, verify
+from machineid.cluster.oidc.verify import LEEWAY, Expected, verify
 from machineid.model import codec
 from machineid.model import validators as v
 from machineid.model.delegated import DELEGATED_METHODS, MAX_KUBERNETES_LIFETIME_SECONDS
@@ -38,6 +39,16 @@ from machineid.model.grants import MAX_RENEWABLE_TTL
 from machineid.model.resources import ProvisionToken
 
 SPENT_KIND = "spent_id_token"  # internal: ID tokens that joined, until they expire
+
+
+def spent_key(id_token: str, claims: dict[str, Any]) -> str:
+    """What identifies a verified ID token: its issuer and jti, or else what its signature covers (header and
+    payload). Not the whole string: the signature's encoding can vary (base64 padding, unused bits; ECDSA's s or
+    n - s) with the token still verifying, and each variant would pass for a new token."""
+    jti = claims.get("jti")
+    if isinstance(jti, str) and jti:
+        return hashlib.sha256(f"{claims.get('iss', '')}\0{jti}".encode()).hexdigest()
+    return hashlib.sha256(id_token.rsplit(".", 1)[0].encode()).hexdigest()
 
 
 def _reuse(token: ProvisionToken) -> str:
@@ -91,14 +102,15 @@ class DelegatedJoins:
         claims = verify(id_token, expected, self.keysets)
         admitted = RULES[method](block, claims, token.metadata.name)
         reuse = _reuse(token)
-        spent = hashlib.sha256(f"{claims.get('iss', '')}\0{claims['jti']}".encode() if isinstance(
-            claims.get("jti"), str) and claims["jti"] else id_token.encode()).hexdigest()
+        spent = spent_key(id_token, claims)
         if reuse != "lifetime":
             self._check_unspent(spent, reuse, source)
         objects = self.objects
         with objects.backend.transaction():
             if reuse != "lifetime":
-                self._spend(spent, reuse, source, datetime.fromtimestamp(float(claims["exp"]), UTC))
+                # Kept as long as the token could still verify: past exp by the clock leeway.
+                self._spend(spent, reuse, source,
+                            datetime.fromtimestamp(float(claims["exp"]) + LEEWAY, UTC) + timedelta(seconds=1))
             bot = self.joins._bot_of(token)
             bot.status.last_join = now
             bot.status.join_token = token.metadata.name

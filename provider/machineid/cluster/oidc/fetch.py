@@ -19,6 +19,7 @@ MAX_DOCUMENT = 1 << 20
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        fp.close()
         raise PermissionDeniedError(f"{req.full_url} answered with a redirect (HTTP {code}); an issuer's documents "
                                     "must be served where it says, without redirects")
 
@@ -40,6 +41,7 @@ def get_json(url: str, ca_bundle: str = "", timeout: float = TIMEOUT) -> dict[st
         with opener.open(request, timeout=timeout) as resp:
             body = resp.read(MAX_DOCUMENT + 1)
     except urllib.error.HTTPError as e:
+        e.close()  # it holds the connection
         raise PermissionDeniedError(f"{url} answered HTTP {e.code}") from None
     except (urllib.error.URLError, TimeoutError, OSError) as e:
         reason = getattr(e, "reason", e)

@@ -3,9 +3,11 @@
 Discovery first (ISSUER/.well-known/openid-configuration, whose `issuer` must be exactly the configured one), then
 its `jwks_uri`. A key set is used for FRESH; after that the next join fetches it again, but if the issuer cannot
 be reached the cached keys still verify for up to STALE (an issuer outage does not stop joins), after which they
-are dropped (a key the issuer removed stops verifying). A token signed with a kid the cached set lacks makes it
-fetch again, at most once per REFETCH_PAUSE per issuer (a flood of made-up kids cannot make the cluster hammer the
-issuer). A token's pasted key set (static_jwks) is used as is, with no network call.
+are dropped (a key the issuer removed stops verifying). The cluster fetches at most once per REFETCH_PAUSE per
+issuer, whatever asks: a token signed with a kid the cached set lacks (a flood of made-up kids cannot make the
+cluster hammer the issuer), or keys due for a refresh while the issuer is down (joins go on with the cached keys
+instead of each waiting for the issuer). A token's pasted key set (static_jwks) is used as is, with no network
+call.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from machineid.cluster.oidc import fetch
 from machineid.model.errors import PermissionDeniedError
+from machineid.model.validators import shown
 
 log = logging.getLogger("machineid.cluster.oidc")
 FRESH = 3600.0
@@ -42,8 +45,9 @@ class Source:
 @dataclass
 class _Entry:
     keys: dict[str, dict[str, Any]] = field(default_factory=dict)
-    fetched: float = 0.0  # when the keys were fetched (0: never)
-    attempted: float = 0.0  # the last fetch attempt
+    fetched: float | None = None  # when the keys were fetched
+    attempted: float | None = None  # the last fetch attempt
+    error: str = ""  # why the last attempt failed ("" when it did not)
     used: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -73,32 +77,41 @@ class KeySets:
         if source.static_jwks:
             keys = parse_key_set(json.loads(source.static_jwks), "the token's static_jwks")
             if kid not in keys:
-                raise PermissionDeniedError(f'the ID token is signed with key "{kid}", which the token\'s static_jwks '
-                                            "does not hold (the issuer rotated its keys? paste its current key set)")
+                raise PermissionDeniedError(f'the ID token is signed with key "{shown(kid)}", which the token\'s '
+                                            "static_jwks does not hold (the issuer rotated its keys? paste its "
+                                            "current key set)")
             return keys[kid]
         entry = self._entry(source)
         with entry.lock:
             now = self._clock()
             entry.used = now
-            age = now - entry.fetched
-            have = kid in entry.keys and entry.fetched
-            if have and age < FRESH:
-                return entry.keys[kid]
-            unknown_again = not have and entry.attempted and now - entry.attempted < REFETCH_PAUSE
-            if not unknown_again:
-                entry.attempted = now
-                try:
-                    entry.keys = self._fetch(source)
-                    entry.fetched = now
-                except PermissionDeniedError as e:
-                    if have and age < STALE:
-                        log.warning("keeping the cached keys of %s (fetched %d s ago): %s", source.issuer, age, e)
-                        return entry.keys[kid]
-                    raise PermissionDeniedError(f"cannot get the keys of issuer {source.issuer}: {e}") from None
-            if kid not in entry.keys or not entry.fetched or now - entry.fetched >= STALE:
-                raise PermissionDeniedError(f'the ID token is signed with key "{kid}", which issuer {source.issuer} '
-                                            "does not publish")
+            age = now - entry.fetched if entry.fetched is not None else STALE
+            cached = entry.keys.get(kid) if age < STALE else None
+            if cached is not None and age < FRESH:
+                return cached
+            if entry.attempted is not None and now - entry.attempted < REFETCH_PAUSE:
+                if cached is not None:
+                    return cached  # due for a refresh, which failed moments ago: the cached key still verifies
+                if entry.error:
+                    raise PermissionDeniedError(f"cannot get the keys of issuer {source.issuer}: {entry.error}")
+                raise self._unpublished(source, kid)
+            entry.attempted = now
+            try:
+                entry.keys, entry.fetched, entry.error = self._fetch(source), now, ""
+            except PermissionDeniedError as e:
+                entry.error = str(e)
+                if cached is not None:
+                    log.warning("keeping the cached keys of %s (fetched %d s ago): %s", source.issuer, age, e)
+                    return cached
+                raise PermissionDeniedError(f"cannot get the keys of issuer {source.issuer}: {e}") from None
+            if kid not in entry.keys:
+                raise self._unpublished(source, kid)
             return entry.keys[kid]
+
+    @staticmethod
+    def _unpublished(source: Source, kid: str) -> PermissionDeniedError:
+        return PermissionDeniedError(f'the ID token is signed with key "{shown(kid)}", which issuer {source.issuer} '
+                                     "does not publish")
 
     def _entry(self, source: Source) -> _Entry:
         bundle = hashlib.sha256(source.ca_bundle.encode()).hexdigest()

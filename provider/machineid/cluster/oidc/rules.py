@@ -28,16 +28,29 @@ GITLAB_RECORDED = ("sub", "project_path", "namespace_path", "ref", "ref_type", "
 # Glob fields match with model/globs.py, which the review also judges these rules with.
 
 
+_ABSENT = object()
+
+
+def _walk(value: Any, steps: list[str]) -> Any:
+    """The value at these path steps; a key may itself hold dots ("kubernetes.io"), so the longest key that
+    matches is tried first, then shorter ones."""
+    if not steps:
+        return value
+    if not isinstance(value, dict):
+        return _ABSENT
+    for n in range(len(steps), 0, -1):
+        key = ".".join(steps[:n])
+        if key in value:
+            found = _walk(value[key], steps[n:])
+            if found is not _ABSENT:
+                return found
+    return _ABSENT
+
+
 def claim(claims: dict[str, Any], path: str) -> str | None:
-    """A claim as a string, by name or dotted path into nested claims; None when absent or not a scalar."""
-    value: Any = claims
-    if path in claims:
-        value = claims[path]
-    else:
-        for step in path.split("."):
-            if not isinstance(value, dict) or step not in value:
-                return None
-            value = value[step]
+    """A claim as a string, by name or dotted path into nested claims (whose names may hold dots themselves, as
+    Kubernetes' "kubernetes.io" does); None when absent or not a scalar."""
+    value = _walk(claims, path.split("."))
     if isinstance(value, bool):
         return "true" if value else "false"
     if (isinstance(value, int) and abs(value) <= 2**53) or isinstance(value, str):

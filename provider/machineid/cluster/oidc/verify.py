@@ -17,6 +17,7 @@ import jwt
 
 from machineid.cluster.oidc.keysets import KeySets, Source
 from machineid.model.errors import PermissionDeniedError
+from machineid.model.validators import shown
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 _KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
@@ -55,12 +56,13 @@ def verify(token: str, expected: Expected, keysets: KeySets) -> dict[str, Any]:
     if not isinstance(kid, str) or not kid:
         raise PermissionDeniedError("the ID token names no key (kid): it cannot be matched to the issuer's keys")
     jwk = keysets.key(expected.source, kid)
+    named = shown(kid)  # chosen by whoever sent the token: quoted bounded, on one line
     if jwk.get("kty") != _KEY_TYPES[alg[:2]] or (jwk.get("alg") not in (None, alg)):
-        raise PermissionDeniedError(f'key "{kid}" of the issuer is not a key for {alg}')
+        raise PermissionDeniedError(f'key "{named}" of the issuer is not a key for {alg}')
     try:
         key = jwt.PyJWK(jwk, algorithm=alg)
     except jwt.PyJWTError as e:
-        raise PermissionDeniedError(f'key "{kid}" of the issuer cannot be used: {e}') from None
+        raise PermissionDeniedError(f'key "{named}" of the issuer cannot be used: {e}') from None
     now = expected.now or datetime.now(UTC)
     try:
         claims = _decode_at(token, key, alg, expected, now)
@@ -77,7 +79,7 @@ def verify(token: str, expected: Expected, keysets: KeySets) -> dict[str, Any]:
     except jwt.MissingRequiredClaimError as e:
         raise PermissionDeniedError(f"the ID token has no {e.claim} claim") from None
     except jwt.InvalidSignatureError:
-        raise PermissionDeniedError(f'the ID token\'s signature does not verify with the issuer\'s key "{kid}"') \
+        raise PermissionDeniedError(f'the ID token\'s signature does not verify with the issuer\'s key "{named}"') \
             from None
     except jwt.PyJWTError as e:
         raise PermissionDeniedError(f"the ID token is not valid: {e}") from None
