@@ -44,8 +44,8 @@ def ca_pin(server: ServerProc) -> str:
 
 
 def bootstrap(server: ServerProc, issuer: Issuer) -> str:
-    """examples/ci/bootstrap.yaml as an admin applies it, its tokens pointed at the local issuer (in its stead of
-    GitHub's and GitLab's); what `create -f` printed."""
+    """examples/ci/bootstrap.yaml as an admin applies it, its tokens pointed at the local issuer (instead of GitHub's
+    and GitLab's); what `create -f` printed."""
     docs = list(yaml.safe_load_all((CI / "bootstrap.yaml").read_text()))
     for doc in docs:
         for method in ("github", "gitlab"):

@@ -197,12 +197,13 @@ def test_jobs_the_tokens_do_not_admit_are_refused_said_and_audited(recipe: Recip
     copied = tmp_path / "copied-from-a-log"
     copied.write_text(issuer.mint(claims, "test.example"))
     first = recipe.run("drift", "schedule", "refs/heads/main", env={"MACHINEID_ID_TOKEN_FILE": str(copied)})
-    assert first.code == 0, first.output
+    assert first.code in (0, 2) and "refused" not in first.output, first.output  # joined (drift or not)
     again = recipe.run("drift", "schedule", "refs/heads/main", env={"MACHINEID_ID_TOKEN_FILE": str(copied)})
     refused(again, "ci-reader-github", "this ID token was already used to join")
 
 
 def test_nothing_secret_in_the_state_the_logs_or_the_files(recipe: Recipe) -> None:
+    """After the jobs above: the state they left, and everything they printed and wrote."""
     state = tofu_state(recipe.database)
     assert '"ci-deploy-github"' in state and "machineid_bot" in state  # the recipe's state, read back
     no_secret_in(state, "the state in PostgreSQL")

@@ -139,6 +139,7 @@ def test_pipelines_the_tokens_do_not_admit_are_refused_said_and_audited(recipe: 
 
 
 def test_nothing_secret_in_the_state_or_the_logs(recipe: Recipe) -> None:
+    """After the jobs above: the state they left, and everything they printed."""
     state = tofu_state(recipe.database)
     assert '"ci-release-github"' in state
     no_secret_in(state, "the state in PostgreSQL")

@@ -119,6 +119,7 @@ def test_a_pulumi_project_is_applied_reviewed_and_checked_for_drift(project: Pro
 
 
 def test_nothing_secret_in_the_pulumi_state_or_the_output(project: Project) -> None:
+    """After the runs above: the stack's state they left, and everything they printed."""
     with psycopg.connect(project.database.split("?")[0]) as conn:  # Pulumi's postgres backend: blobs by key
         rows = conn.execute("SELECT key, data FROM pulumi_state").fetchall()
     blobs = {key: base64.b64decode(data["data"]) for key, data in rows}
