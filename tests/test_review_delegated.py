@@ -370,3 +370,16 @@ def test_an_oidc_condition_known_only_at_apply_fails_the_subject_rule() -> None:
     assert violated(text, OWNERS) == {("deny_wildcard_join_rules", "machineid_provision_token.t",
                                        "oidc.allow[0].conditions[0].equals")}
     assert "`sub` tested against a value known only at apply" in joiners(text)[0]
+
+
+def test_max_token_ttl_lets_tokens_proven_at_each_join_go_without_expires() -> None:
+    """A github (or bound_keypair) token is no standing credential: each join is proven afresh, so it may go without
+    expires; a token that sets one is still held to the limit, and an iam token must set one."""
+    ttl = {"max_token_ttl": "720h"}
+    assert violated(token_plan("github", {"issuer": GITHUB, "allow": [{"repository": "acme/app"}]}), ttl) == set()
+    far = token_plan("github", {"issuer": GITHUB, "allow": [{"repository": "acme/app"}]},
+                     expires="2099-01-01T00:00:00Z")
+    assert violated(far, ttl) == {("max_token_ttl", "machineid_provision_token.t", "expires")}
+    iam = tf_plan(rc("machineid_provision_token.t", ["create"], token_after(
+        "iam", None, allow=[{"aws_account": "123456789012", "aws_arn": ""}])))
+    assert violated(iam, ttl) == {("max_token_ttl", "machineid_provision_token.t", "expires")}

@@ -2,7 +2,8 @@
 
     deny_logins: [root]                # no bot may log in as these
     deny_wildcard_node_labels: true    # no role a bot holds may select nodes with a wildcard ('*', '?*', ...)
-    max_token_ttl: 720h                # join tokens expire within this (an iam token must set expires)
+    max_token_ttl: 720h                # join tokens expire within this (an iam token must set expires; bound_keypair
+                                       # and delegated tokens need not: each of their joins is proven afresh)
     deny_recovery_modes: [insecure]    # bound_keypair recovery modes not allowed
     deny_api: ["*:*", "token:create"]  # resource:verb no bot may be allowed
     deny_wildcard_join_rules: true     # github/gitlab/oidc join rules name one owner, group or subject
@@ -26,7 +27,7 @@ import yaml
 from machineid.iac.plan import Change, Plan
 from machineid.model import codec
 from machineid.model import validators as v
-from machineid.model.delegated import HTTPS_URL
+from machineid.model.delegated import DELEGATED_METHODS, HTTPS_URL
 from machineid.model.errors import FieldViolation, Path, ValidationError, render_path
 from machineid.model.fields import attr
 from machineid.model.grants import rule_match
@@ -34,6 +35,8 @@ from machineid.model.node_access import wildcard_keys
 from machineid.model.resources import DEFAULT_TOKEN_TTL, Bot, Role
 from machineid.review import delegated
 from machineid.review.impact import BotImpact, World, held_roles
+
+PROVEN_EACH_JOIN = ("bound_keypair", *DELEGATED_METHODS)  # tokens that are no standing credential
 
 
 def _api_pair(val: Any) -> str | None:
@@ -47,7 +50,9 @@ class Policy:
     deny_logins: list[str] = attr(default_factory=list, doc="Logins no bot may have (on any node).")
     deny_wildcard_node_labels: bool = attr(default=False, doc="No role a bot holds may select nodes with a wildcard: "
                                                               "values that match every value ('*', '?*', '**').")
-    max_token_ttl: str = attr(default="", doc="Join tokens must expire within this duration (e.g. 720h).",
+    max_token_ttl: str = attr(default="", doc="Join tokens must expire within this duration (e.g. 720h); iam tokens "
+                              "must set expires, bound_keypair and delegated tokens (github, gitlab, kubernetes, "
+                              "oidc) may go without, as each of their joins is proven afresh.",
                               validators=[v.duration(min_seconds=1)])
     deny_recovery_modes: list[str] = attr(default_factory=list,
                                           doc="bound_keypair recovery modes not allowed (standard, relaxed, "
@@ -190,9 +195,11 @@ class Checker:
                 if not change.unknown_at(("ttl",)) and v.parse_duration(ttl_text) > limit:
                     self.add("max_token_ttl", "token", key, "ttl",
                              f"the token lives {ttl_text}, more than {p.max_token_ttl}")
-            else:
+            elif method not in PROVEN_EACH_JOIN:
                 self.add("max_token_ttl", "token", key, "expires",
                          f"the {method} token never expires; set expires within {p.max_token_ttl}")
+            # bound_keypair and delegated tokens may go without expires: each join is proven afresh (by the bound
+            # key, by a short-lived ID token), so the token is no standing credential.
         if method == "bound_keypair" and not method_unseen:  # every token has the block; only bound_keypair uses it
             self.unseen("deny_recovery_modes", "token", key, ("bound_keypair", "recovery", "mode"), "the token")
             mode = token.spec.bound_keypair.recovery.mode
