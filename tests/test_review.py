@@ -473,3 +473,21 @@ def test_a_tofu_plan_creating_a_github_token_says_who_may_join_and_fails_a_wildc
     out = json.loads(checked.stdout)
     assert [t["resource"] for t in out["tokens"]] == ["machineid_provision_token.gh"]
     assert out["bots"][0]["gained"]["joiners"] == out["bots"][0]["after"]["joiners"]
+
+
+def test_a_review_by_an_identity_that_cannot_see_every_node_says_so(server: ServerProc, tmp_path: Path) -> None:
+    """Nodes are listed by the caller's node_labels: a reviewer without a role selecting every node saw part of the
+    fleet and reported "matches no registered node yet" without a word."""
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"format_version": "1.2", "planned_values": {"root_module": {}},
+                                "resource_changes": []}))
+    assert "identity may reach" not in review(server, plan).stdout  # admin: editor and access (every node)
+    server.ctl("users", "add", "narrow-reviewer", "--roles=auditor")
+    ident = tmp_path / "narrow.identity"
+    server.ctl("auth", "sign", "--user", "narrow-reviewer", "--out", str(ident))
+    narrow = run_cli("review", str(plan), "--auth-server", server.address, "--identity", str(ident), "--format",
+                     "json", env={"MACHINEID_DATA_DIR": ""}, check=False)
+    assert narrow.returncode == 0, narrow.stderr
+    tokens, nodes = json.loads(narrow.stdout)["notes"]
+    assert "The nodes reviewed are those this identity may reach" in nodes and "{'*': ['*']}" in nodes
+    assert "may not list join tokens" in tokens  # an auditor reads no token (their names may be secrets)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from machineid.cli import exit_codes
-from machineid.model.errors import ValidationError
+from machineid.model.errors import PermissionDeniedError, ValidationError
 
 EXAMPLES = """\
 examples:
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from machineid.review import plan as plans
     from machineid.review import policy as policies
     from machineid.review import report
-    from machineid.review.impact import World, impact, written_tokens
+    from machineid.review.impact import World, impact, sees_every_node, written_tokens
 
     policy = policies.load(args.policy) if args.policy else None
     try:
@@ -52,17 +52,29 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         raise ValidationError(f"plan: cannot read {args.plan}: {e.strerror}") from None
     plan = plans.load(text)
+    notes: list[str] = []
     with ctl.connect(args) as client:
+        try:
+            on_cluster = {t.metadata.name: t for t in client.list_as(ProvisionToken)}
+        except PermissionDeniedError:
+            # Reading tokens means reading single-use tokens' names, their secrets: a reviewer may go without.
+            on_cluster = {}
+            notes.append("This identity may not list join tokens, so the tokens already on the cluster are not "
+                         "shown (who may join as a bot through them); the plan's own tokens are reviewed.")
         before = World(roles={r.metadata.name: r for r in client.list_as(Role)},
-                       bots={b.metadata.name: b for b in client.list_as(Bot)},
-                       tokens={t.metadata.name: t for t in client.list_as(ProvisionToken)},
+                       bots={b.metadata.name: b for b in client.list_as(Bot)}, tokens=on_cluster,
                        nodes=client.list_as(Node))
+        own_roles = list(client.identity.info.roles)
+    if not sees_every_node([before.roles[r] for r in own_roles if r in before.roles]):
+        notes.append("The nodes reviewed are those this identity may reach (none of its roles selects every node, "
+                     "and nodes are listed by the caller's node_labels): logins on other nodes are not shown. Give "
+                     "the review's bot a role with node_labels {'*': ['*']} (it needs no logins) to see them all.")
     now = datetime.now(UTC)
     after = before.apply(plan)
     impacts = impact(before, after, now)
     violations = policies.check(policy, plan, after, impacts, now) if policy is not None else None
     tokens = written_tokens(plan, now)
-    out = report.as_json(plan, impacts, violations, tokens) if args.format == "json" else \
-        report.as_markdown(plan, impacts, violations, tokens)
+    out = report.as_json(plan, impacts, violations, tokens, notes) if args.format == "json" else \
+        report.as_markdown(plan, impacts, violations, tokens, notes)
     sys.stdout.write(out if out.endswith("\n") else out + "\n")
     return exit_codes.POLICY if violations else exit_codes.OK

@@ -196,3 +196,10 @@ def written_tokens(plan: Plan, now: datetime) -> list[TokenJoiners]:
         if found is not None:
             out.append(found)
     return out
+
+
+def sees_every_node(roles: list[Role]) -> bool:
+    """Whether a caller with these roles is shown every node: the cluster lists only the nodes a caller's roles
+    reach, so a review by any other identity sees part of the fleet."""
+    everything = any(r.spec.allow.node_labels.get("*") == ["*"] for r in roles)
+    return everything and not any(r.spec.deny.node_labels for r in roles)

@@ -18,9 +18,10 @@ _SENTENCES = ("joiners",)  # listed one per line, as written (they quote their o
 
 
 def as_json(plan: Plan, impacts: list[BotImpact], violations: list[Violation] | None,
-            tokens: Sequence[TokenJoiners] = ()) -> str:
+            tokens: Sequence[TokenJoiners] = (), notes: Sequence[str] = ()) -> str:
     return json.dumps({
         "tool": plan.tool,
+        "notes": list(notes),
         "bots": [{"name": i.name, "status": i.status, "gained": i.gained(), "lost": i.lost(),
                   "before": asdict(i.before) if i.before else None, "after": asdict(i.after) if i.after else None}
                  for i in impacts],
@@ -77,8 +78,8 @@ def _tokens(impacts: list[BotImpact], tokens: Sequence[TokenJoiners]) -> list[st
 
 
 def as_markdown(plan: Plan, impacts: list[BotImpact], violations: list[Violation] | None,
-                tokens: Sequence[TokenJoiners] = ()) -> str:
-    lines = ["## machineid access review", ""]
+                tokens: Sequence[TokenJoiners] = (), notes: Sequence[str] = ()) -> str:
+    lines = ["## machineid access review", "", *(f"> ⚠ {n}\n" for n in notes)]
     if not impacts:
         lines.append(f"No access change: no bot can do more or less ({len(plan.changes)} machineid resources in "
                      f"the {plan.tool} plan).")
