@@ -16,7 +16,8 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from machineid.terraform import install, launcher
+from machineid.launch import launcher
+from machineid.terraform import install
 from machineid.terraform.proto import grpc_controller_pb2, grpc_controller_pb2_grpc, tfplugin6_pb2, tfplugin6_pb2_grpc
 from tests.test_terraform_plugin import (
     Identity,
@@ -28,7 +29,7 @@ from tests.test_terraform_plugin import (
     wait_gone,
 )
 
-LAUNCH = "import sys; from machineid.terraform.launcher import main; sys.exit(main())"
+LAUNCH = "import sys; from machineid.launch.launcher import main; sys.exit(main())"
 
 
 @pytest.fixture()

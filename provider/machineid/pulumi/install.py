@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from machineid import __version__
+from machineid.launch import script
 
 KIND, NAME = "resource", "machineid"
 EXECUTABLE = f"pulumi-{KIND}-{NAME}"
@@ -34,11 +35,9 @@ def plugin_dir(home: Path, version: str = __version__) -> Path:
 
 
 def launcher(python: str = sys.executable) -> str:
-    """The plugin executable: this interpreter running the plugin (-c rather than -m, which would import runpy on
-    every start; the engine starts the plugin several times per command)."""
-    code = "import sys; from machineid.pulumi.server import main; sys.exit(main())"
-    return (f"#!/bin/sh\n# {EXECUTABLE} {__version__}: installed by `machineid pulumi install`\n"
-            f"exec {shlex.quote(python)} -c {shlex.quote(code)} \"$@\"\n")
+    """The plugin executable: this interpreter with the launcher, which has a warm fork server serve the engine
+    (see machineid.launch); the engine starts the plugin once or more per command."""
+    return script.text("pulumi", f"{EXECUTABLE} {__version__}: installed by `machineid pulumi install`", python)
 
 
 @dataclass(frozen=True)

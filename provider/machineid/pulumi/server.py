@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import types
+from collections.abc import Callable
 from concurrent import futures
 
 
@@ -58,7 +59,17 @@ where the engine looks for it:
 """
 
 
-def main(argv: list[str] | None = None) -> int:
+def warm() -> None:
+    """What serving needs, imported ahead (the fork server does this once, before it forks)."""
+    _light_pulumi_protos()
+    import grpc  # noqa: F401
+    from pulumi.runtime.proto import provider_pb2_grpc  # noqa: F401
+
+    from machineid.pulumi.servicer import Servicer  # noqa: F401
+
+
+def main(argv: list[str] | None = None, alive: Callable[[], bool] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT, or (in a fork server's child) until `alive` says the launcher is gone."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE)
@@ -81,6 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
+    if alive is not None:
+        def watch() -> None:
+            while not done.wait(0.5):
+                if not alive():
+                    done.set()
+
+        threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
     done.wait()
     server.stop(2).wait()
     return 0

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import platform
-import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from machineid import __version__
+from machineid.launch import script
 
 HOSTS = ("registry.opentofu.org", "registry.terraform.io")
 NAMESPACE = "machineid"
@@ -33,11 +33,9 @@ def target() -> str:
 
 
 def launcher(python: str = sys.executable) -> str:
-    """A small executable that runs the plugin's launcher with this installation's interpreter (the CLIs run it
-    directly; -c rather than -m, which would import runpy on every start)."""
-    code = "import sys; from machineid.terraform.launcher import main; sys.exit(main())"
-    return (f"#!/bin/sh\n# terraform-provider-machineid {__version__}: installed by `machineid terraform install`\n"
-            f"exec {shlex.quote(python)} -c {shlex.quote(code)} \"$@\"\n")
+    """The executable the CLIs run: this interpreter with the launcher (see machineid.launch.script)."""
+    return script.text("terraform", f"terraform-provider-machineid {__version__}: installed by `machineid "
+                                    "terraform install`", python)
 
 
 @dataclass(frozen=True)

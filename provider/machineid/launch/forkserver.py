@@ -1,9 +1,10 @@
-"""The per-user fork server behind launcher.py: a process with the provider's modules imported and no threads,
-which forks one child per CLI launch.
+"""The per-user fork server behind launcher.py: a process with both providers' modules imported and no threads,
+which forks one child per launch.
 
-The child gets the launcher's standard streams (passed over the Unix socket), environment and working directory,
-then runs the go-plugin server (plugin.serve) as the plugin process would, except that it watches the launcher's
-connection instead of its parent (the launcher is the CLI's child, not the fork server). It sends its exit status
+The child gets the launcher's standard streams (passed over the Unix socket), arguments, environment and working
+directory, then serves as the plugin process would (the go-plugin server for OpenTofu and Terraform, the resource
+provider for the Pulumi engine), except that it watches the launcher's connection instead of its parent (the
+launcher is the CLI's child, not the fork server). It sends its exit status
 back and exits. The fork server accepts only its own user (SO_PEERCRED), lives in a 0700 directory, and exits
 after IDLE seconds without a launch; a child outlives it if need be.
 """
@@ -11,7 +12,6 @@ after IDLE seconds without a launch; a child outlives it if need be.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import select
 import signal
@@ -19,6 +19,8 @@ import socket
 import struct
 import sys
 import time
+
+from machineid.launch import launcher
 
 IDLE = 120.0  # seconds without a launch before the fork server exits
 _MAX_REQUEST = 1 << 20
@@ -31,8 +33,11 @@ def _warm() -> None:
     import grpc  # noqa: F401
 
     from machineid.api import client  # noqa: F401
+    from machineid.pulumi import server as pulumi_server
     from machineid.terraform import plugin, servicer  # noqa: F401
     from machineid.terraform.proto import tfplugin5_pb2_grpc, tfplugin6_pb2_grpc  # noqa: F401
+
+    pulumi_server.warm()
 
 
 def _recv_request(conn: socket.socket) -> tuple[dict[str, object], list[int]]:
@@ -49,7 +54,10 @@ def _recv_request(conn: socket.socket) -> tuple[dict[str, object], list[int]]:
         body += chunk
     if size > _MAX_REQUEST or len(fds) != 3:
         raise ValueError("bad request")
-    return json.loads(body), fds
+    program, argv, env, cwd = launcher.decode_request(body)
+    if program not in launcher.PROGRAMS:
+        raise ValueError("bad request")
+    return {"program": program, "argv": argv, "env": env, "cwd": cwd}, fds
 
 
 def _child(conn: socket.socket, request: dict[str, object], fds: list[int]) -> int:
@@ -74,9 +82,15 @@ def _child(conn: socket.socket, request: dict[str, object], fds: list[int]) -> i
         except OSError:
             return False
 
-    from machineid.terraform import server
+    if request["program"] == "pulumi":
+        from machineid.pulumi import server as pulumi_server
 
-    code = server.run(alive=alive)
+        argv = request.get("argv")
+        code = pulumi_server.main(list(argv) if isinstance(argv, list) else [], alive=alive)
+    else:
+        from machineid.terraform import server
+
+        code = server.run(alive=alive)
     with contextlib.suppress(OSError):
         conn.send(bytes([code & 0xFF]))
     return code
