@@ -108,18 +108,25 @@ def proc_cpu(pid: int) -> float:
     return st[1] if st else 0.0
 
 
-def _role(pid: int) -> str:
+def _cmdline(pid: int) -> list[bytes]:
     try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
-        return "other"
-    names = [os.path.basename(a.decode(errors="replace")) for a in argv[:2] if a]
+        return []
+
+
+def _role(pid: int) -> str:
+    # A script's interpreter comes first (python -S .../pulumi-resource-machineid): look at the first three.
+    names = [os.path.basename(a.decode(errors="replace")) for a in _cmdline(pid)[:3] if a]
     for name in names:
         if name.startswith("pulumi-resource-"):
             return "provider"
         if name.startswith("pulumi-language-"):
             return "host"
     return "engine" if names and names[0] == "pulumi" else "other"
+
+
+FORKSERVER = b"machineid.launch.forkserver"
 
 
 class CpuSampler:
@@ -129,6 +136,7 @@ class CpuSampler:
         self.root = root_pid
         self.interval = interval
         self.last: dict[int, tuple[str, float]] = {}
+        self.before = {int(e) for e in os.listdir("/proc") if e.isdigit()}  # processes older than the command
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -149,11 +157,16 @@ class CpuSampler:
                 if ppid in tree and pid not in tree:
                     tree.add(pid)
                     grew = True
-        for pid in tree:
+        # Our provider serves from a child of its per-user fork server, outside the command's tree: its children
+        # forked while the command runs are the command's provider (the fork server's own import cost is paid
+        # once per installation, not per command, and is left out).
+        servers = {pid for pid in parents if FORKSERVER in b" ".join(_cmdline(pid))}
+        served = {pid for pid, ppid in parents.items() if ppid in servers and pid not in self.before}
+        for pid in tree | served:
             if pid in cpu:
                 # The role is read every time: right after fork, before exec, a child still shows pulumi's argv.
                 # A zombie's cmdline is empty: keep what it was.
-                role = _role(pid)
+                role = "served" if pid in served else _role(pid)
                 if role == "other" and pid in self.last:
                     role = self.last[pid][0]
                 self.last[pid] = (role, cpu[pid])
@@ -168,6 +181,7 @@ class CpuSampler:
         self._thread.join()
         out: dict[str, float] = {}
         for role, secs in self.last.values():
+            role = "provider" if role == "served" else role  # the launcher and the child that served it
             out[role] = out.get(role, 0.0) + secs
         return out, sum(1 for role, _ in self.last.values() if role == "provider")
 

@@ -99,3 +99,24 @@ def test_with_the_fork_server_off_the_launcher_serves_in_process(plugin: tuple[P
         stop(proc)
     usage = subprocess.run([str(exe), "--help"], capture_output=True, text=True, env=env, timeout=30)
     assert usage.returncode == 0 and "machineid pulumi install" in usage.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_an_ended_launch_lets_go_of_the_engines_pipes_at_once(plugin: tuple[Path, dict[str, str]],
+                                                              sig: signal.Signals) -> None:
+    """The engine ends a plugin with SIGINT (then, 5 s later, SIGKILL) and waits for EOF on the pipes it gave it:
+    the launcher ignored SIGINT, which cost every Pulumi command 5 s."""
+    exe, env = plugin
+    stop(start(exe, env)[0], kill=True)  # the fork server is up
+    proc, port = start(exe, env)
+    assert version(port) == __version__
+    proc.send_signal(sig)
+    t = time.perf_counter()
+    assert proc.stderr is not None and proc.stdout is not None
+    proc.stderr.read()  # EOF once nothing holds the pipe any more
+    proc.stdout.read()
+    waited = time.perf_counter() - t
+    proc.wait(5)
+    proc.stdout.close()
+    proc.stderr.close()
+    assert waited < 1.0, f"the pipes stayed open {waited:.2f}s after the launcher was killed"

@@ -153,7 +153,12 @@ def main(program: str = "terraform", argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if program not in PROGRAMS or not _by_a_cli(program, argv):
         return _serve_here(program, argv)  # the plugin's own answers
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as the plugin: Ctrl-C is the CLI's to handle
+    if program == "terraform":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as the plugin: Ctrl-C is the CLI's to handle
+    else:
+        # The Pulumi engine ends a plugin with SIGINT and waits up to 5 s before SIGKILL: go at once (the child
+        # notices the closed connection and lets go of the engine's pipes).
+        signal.signal(signal.SIGINT, lambda *_: os._exit(0))
     conn = forkserver_connection()
     if conn is None:
         return _serve_here(program, argv)

@@ -92,15 +92,22 @@ def main(argv: list[str] | None = None, alive: Callable[[], bool] | None = None)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
+    gone = threading.Event()
     if alive is not None:
         def watch() -> None:
-            while not done.wait(0.5):
+            while not done.wait(0.05):
                 if not alive():
+                    # The engine killed the launcher and now waits for EOF on the pipes it gave the plugin, which
+                    # this child holds: let go of them at once, and stop without a grace period (nobody listens).
+                    devnull = os.open(os.devnull, os.O_RDWR)
+                    for fd in (0, 1, 2):
+                        os.dup2(devnull, fd)
+                    gone.set()
                     done.set()
 
         threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
     done.wait()
-    server.stop(2).wait()
+    server.stop(0 if gone.is_set() else 2).wait()
     return 0
 
 
