@@ -186,10 +186,15 @@ class Provider:
         return frozenset(camel(n) for n in self.core.plain_inputs(r.rdef, snake_props(r, news)[0]))
 
     # ---------------------------------------------------------------- diff
+    def unchanged_is_no_change(self, token: str) -> bool:
+        """Whether inputs equal to the old ones always mean no change (no handler rule replaces on its own: a
+        token's expiry does)."""
+        return not self.core.handler(RESOURCES[token].rdef).forces_replacements
+
     def diff(self, token: str, old_outputs: dict[str, Any], old_inputs: dict[str, Any] | None,
              news: dict[str, Any]) -> DiffResult:
         r = RESOURCES[token]
-        if old_inputs and old_inputs == news and not self.core.handler(r.rdef).forces_replacements:
+        if old_inputs and old_inputs == news and self.unchanged_is_no_change(token):
             return DiffResult()  # the common case in a preview with no changes
         result = self.core.diff(r.rdef, snake_props(r, old_outputs)[0],
                                 snake_props(r, old_inputs)[0] if old_inputs else None, snake_props(r, news)[0])

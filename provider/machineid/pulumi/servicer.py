@@ -164,6 +164,10 @@ class Servicer(provider_pb2_grpc.ResourceProviderServicer):
     @_handler
     def Diff(self, request: Any, context: grpc.ServicerContext) -> Any:
         token = resource_type(request.urn, request.type)
+        if request.HasField("old_inputs") and request.old_inputs == request.news and \
+                self.provider.unchanged_is_no_change(token):
+            # A preview with no change diffs every resource like this: compared as messages, nothing decoded.
+            return provider_pb2.DiffResponse(changes=provider_pb2.DiffResponse.DIFF_NONE, hasDetailedDiff=True)
         olds, _ = values.decode(request.olds)
         old_inputs = values.decode(request.old_inputs)[0] if request.HasField("old_inputs") else None
         news, _ = values.decode(request.news)
