@@ -4,7 +4,8 @@ imports.
 OpenTofu and Terraform start a provider 3-4 times per command, and the Pulumi engine starts its plugin once or more
 per command. A Python provider that imports grpc, cryptography and its own modules on every start pays about 0.3 s
 each time (a Go provider 0.03 s). So the launcher, which imports only the standard library modules below (no json,
-no subprocess, no hashlib: each costs milliseconds on every launch), asks a per-user fork server (forkserver.py)
+no subprocess, no hashlib, and the C modules under signal and socket rather than those: each costs milliseconds on
+every launch), asks a per-user fork server (forkserver.py)
 that has everything imported already to fork a child for it; the child takes over the launcher's standard streams,
 arguments, environment and working directory and serves the CLI or engine exactly as the plugin would in-process.
 The launcher stays until the child ends, returns its exit status, and is what the CLI or engine watches and kills.
@@ -15,9 +16,9 @@ falls back to serving in this process: slower, never different.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # under signal and socket: those import enum (~8 ms)
+import _socket
 import os
-import signal
-import socket
 import sys
 import time
 import zlib
@@ -93,8 +94,8 @@ def decode_request(body: bytes) -> tuple[str, list[str], dict[str, str], str]:
     return program, argv, env, cwd
 
 
-def _connect(path: str) -> socket.socket | None:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def _connect(path: str) -> _socket.socket | None:
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         s.connect(path)
         return s
@@ -103,7 +104,13 @@ def _connect(path: str) -> socket.socket | None:
         return None
 
 
-def _start_forkserver(path: str) -> socket.socket | None:
+def _send_fds(conn: _socket.socket, data: bytes, fds: list[int]) -> None:
+    """socket.send_fds, without the socket module: the descriptors ride as SCM_RIGHTS ancillary data."""
+    conn.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, b"".join(fd.to_bytes(4, sys.byteorder)
+                                                                             for fd in fds))])
+
+
+def _start_forkserver(path: str) -> _socket.socket | None:
     import subprocess  # only when no fork server runs yet
 
     log = os.path.join(os.path.dirname(path), "forkserver.log")
@@ -121,8 +128,8 @@ def _start_forkserver(path: str) -> socket.socket | None:
     return None
 
 
-def forkserver_connection() -> socket.socket | None:
-    if os.environ.get(ENABLE, "1") == "0" or not hasattr(socket, "send_fds") or not private_dir(socket_dir()):
+def forkserver_connection() -> _socket.socket | None:
+    if os.environ.get(ENABLE, "1") == "0" or not hasattr(_socket, "SCM_RIGHTS") or not private_dir(socket_dir()):
         return None
     path = socket_path()
     return _connect(path) or _start_forkserver(path)
@@ -154,18 +161,18 @@ def main(program: str = "terraform", argv: list[str] | None = None) -> int:
     if program not in PROGRAMS or not _by_a_cli(program, argv):
         return _serve_here(program, argv)  # the plugin's own answers
     if program == "terraform":
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as the plugin: Ctrl-C is the CLI's to handle
+        _signal.signal(_signal.SIGINT, _signal.SIG_IGN)  # as the plugin: Ctrl-C is the CLI's to handle
     else:
         # The Pulumi engine ends a plugin with SIGINT and waits up to 5 s before SIGKILL: go at once (the child
         # notices the closed connection and lets go of the engine's pipes).
-        signal.signal(signal.SIGINT, lambda *_: os._exit(0))
+        _signal.signal(_signal.SIGINT, lambda *_: os._exit(0))
     conn = forkserver_connection()
     if conn is None:
         return _serve_here(program, argv)
     parent = os.getppid()
     request = encode_request(program, argv, dict(os.environ), os.getcwd())
     try:
-        socket.send_fds(conn, [len(request).to_bytes(4, "big") + request], [0, 1, 2])
+        _send_fds(conn, len(request).to_bytes(4, "big") + request, [0, 1, 2])
     except OSError:
         conn.close()
         return _serve_here(program, argv)
