@@ -64,6 +64,23 @@ func (o *RoleOptions) Annotate(an infer.Annotator) {
 	an.SetDefault(&o.MaxSessionTtl, "30h")
 }
 
+// Check fills options.maxSessionTtl when the program leaves options out, as machineid's Check carries the server's
+// default into the inputs; infer's default alone applies only inside an options block the program wrote, which left
+// this baseline's state one property smaller than ours.
+func (Role) Check(ctx context.Context, req infer.CheckRequest) (infer.CheckResponse[RoleArgs], error) {
+	args, failures, err := infer.DefaultCheck[RoleArgs](ctx, req.NewInputs)
+	if err == nil && len(failures) == 0 {
+		if args.Options == nil {
+			args.Options = &RoleOptions{}
+		}
+		if args.Options.MaxSessionTtl == nil {
+			ttl := "30h"
+			args.Options.MaxSessionTtl = &ttl
+		}
+	}
+	return infer.CheckResponse[RoleArgs]{Inputs: args, Failures: failures}, err
+}
+
 // RoleState is what the engine stores: the inputs echoed back.
 type RoleState struct {
 	RoleArgs
