@@ -8,7 +8,7 @@ import pytest
 
 from machineid.model import codec
 from machineid.model.errors import ValidationError
-from machineid.model.resources import Bot, ProvisionToken, Role
+from machineid.model.resources import Bot, Node, ProvisionToken, Role
 from machineid.model.validators import format_duration, parse_duration
 
 
@@ -73,7 +73,13 @@ def test_every_problem_is_reported_at_once() -> None:
         ({"join_method": "iam", "bot_name": "robot"}, "spec.allow: an iam token needs at least one allow rule"),
         ({"join_method": "saml", "bot_name": "robot"}, 'spec.join_method: "saml" is not allowed'),
         ({"bot_name": ""}, "spec.bot_name: must be set"),
-        ({"roles": ["Node"], "bot_name": "r"}, 'spec.roles: "Node" is not allowed'),
+        ({"roles": ["Sentinel"], "bot_name": "r"}, 'spec.roles: "Sentinel" is not allowed'),
+        ({"roles": ["Node"], "bot_name": "r", "node_name": "web1"}, "spec.bot_name: applies to role Bot only"),
+        ({"roles": ["Node"]}, "spec.node_name: must be set for a token with role Node"),
+        ({"roles": ["Bot", "Node"], "bot_name": "r", "node_name": "n"}, "spec.roles: a token joins either a bot"),
+        ({"roles": ["Node"], "node_name": "n", "join_method": "github", "github": {"allow": [{"repository": "a/b"}]}},
+         'spec.join_method: "github" cannot join a node'),
+        ({"bot_name": "r", "node_name": "n"}, "spec.node_name: applies to role Node only"),
         ({"join_method": "iam", "bot_name": "r", "allow": [{"aws_account": "12", "aws_arn": "arn:aws:sts::1"}]},
          "spec.allow[0].aws_account"),
         ({"join_method": "iam", "bot_name": "r",
@@ -84,6 +90,33 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_token_errors(spec: dict, expected: str) -> None:
     msgs = messages(ProvisionToken, {"metadata": {"name": "t"}, "spec": spec})
     assert any(m.startswith(expected) for m in msgs), msgs
+
+
+def test_a_node_token_decodes() -> None:
+    token = codec.decode_and_validate(ProvisionToken, {"metadata": {"name": "n" * 32}, "spec": {
+        "roles": ["Node"], "node_name": "web1", "join_method": "token"}})
+    assert token.spec.node_name == "web1" and token.spec.bot_name == ""
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"addr": "10.0.0.5:22", "hostnames": ["web1.internal", "bad name"]}, "spec.hostnames[1]:"),
+        ({"addr": "10.0.0.5:22", "host_cert_ttl": "1m"}, 'spec.host_cert_ttl: "1m" is too short'),
+        ({"addr": "10.0.0.5:22", "host_cert_ttl": "8760h"}, 'spec.host_cert_ttl: "8760h" is too long'),
+        ({"addr": "10.0.0.5:22", "revocation_max_age": "soon"}, "spec.revocation_max_age:"),
+    ],
+)
+def test_node_errors_name_the_field(spec: dict, expected: str) -> None:
+    msgs = messages(Node, {"metadata": {"name": "web1"}, "spec": spec})
+    assert any(m.startswith(expected) for m in msgs), msgs
+
+
+def test_a_node_gets_short_lived_host_certificates_and_fails_closed_by_default() -> None:
+    node = codec.decode_and_validate(Node, {"metadata": {"name": "web1"}, "spec": {"addr": "10.0.0.5:22"}})
+    assert node.spec.host_cert_ttl == "24h" and node.spec.revocation_max_age == "1h"
+    assert codec.decode_and_validate(Node, {"metadata": {"name": "w"}, "spec": {
+        "addr": "10.0.0.5:22", "revocation_max_age": "0s"}}).spec.revocation_max_age == "0s"
 
 
 def test_bot_needs_roles() -> None:

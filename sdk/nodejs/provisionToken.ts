@@ -93,6 +93,10 @@ export class ProvisionToken extends pulumi.CustomResource {
      */
     declare public readonly name: pulumi.Output<string>;
     /**
+     * The node this token joins (role Node).
+     */
+    declare public readonly nodeName: pulumi.Output<string>;
+    /**
      * For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
      */
     declare public readonly oidc: pulumi.Output<outputs.OIDCJoin>;
@@ -101,7 +105,7 @@ export class ProvisionToken extends pulumi.CustomResource {
      */
     declare public /*out*/ readonly recoveryCount: pulumi.Output<number>;
     /**
-     * System roles the token grants; only Bot is supported. Default: `["Bot"]`.
+     * System role the token grants: Bot (joins the bot bot_name) or Node (joins the node node_name). Default: `["Bot"]`.
      */
     declare public readonly roles: pulumi.Output<string[]>;
     /**
@@ -139,6 +143,7 @@ export class ProvisionToken extends pulumi.CustomResource {
             resourceInputs["kubernetes"] = args?.kubernetes;
             resourceInputs["labels"] = args?.labels;
             resourceInputs["name"] = args?.name;
+            resourceInputs["nodeName"] = args?.nodeName;
             resourceInputs["oidc"] = args?.oidc;
             resourceInputs["roles"] = args?.roles;
             resourceInputs["ttl"] = args?.ttl;
@@ -163,6 +168,7 @@ export class ProvisionToken extends pulumi.CustomResource {
             resourceInputs["labels"] = undefined /*out*/;
             resourceInputs["lastRotatedAt"] = undefined /*out*/;
             resourceInputs["name"] = undefined /*out*/;
+            resourceInputs["nodeName"] = undefined /*out*/;
             resourceInputs["oidc"] = undefined /*out*/;
             resourceInputs["recoveryCount"] = undefined /*out*/;
             resourceInputs["roles"] = undefined /*out*/;
@@ -224,11 +230,15 @@ export interface ProvisionTokenArgs {
      */
     name?: pulumi.Input<string | undefined>;
     /**
+     * The node this token joins (role Node).
+     */
+    nodeName?: pulumi.Input<string | undefined>;
+    /**
      * For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
      */
     oidc?: pulumi.Input<inputs.OIDCJoinArgs | undefined>;
     /**
-     * System roles the token grants; only Bot is supported. Default: `["Bot"]`.
+     * System role the token grants: Bot (joins the bot bot_name) or Node (joins the node node_name). Default: `["Bot"]`.
      */
     roles?: pulumi.Input<pulumi.Input<string>[] | undefined>;
     /**

@@ -27,7 +27,6 @@ from machineid.model.resources import (
     Bot,
     Node,
     ProvisionToken,
-    ProvisionTokenStatus,
     Resource,
     User,
     token_id,
@@ -95,12 +94,12 @@ class Kinds:
             if revision and not exists:
                 raise NotFoundError(f"{target(obj)} no longer exists (it was deleted); drop metadata.revision to "
                                     "create it again")
-            if isinstance(obj, ProvisionToken):
+            if isinstance(obj, ProvisionToken | Node):
                 # Status is the cluster's: what the writer sent is replaced by what is stored, in this transaction
-                # (a join that commits meanwhile must not be undone).
-                obj.status = objects.load(ProvisionToken, current).status if current else ProvisionTokenStatus()
-                if not exists:
-                    self._refuse_spent(obj)
+                # (a join or heartbeat that commits meanwhile must not be undone).
+                obj.status = objects.load(type(obj), current).status if current else type(obj.status)()
+            if isinstance(obj, ProvisionToken) and not exists:
+                self._refuse_spent(obj)
             if current is not None:
                 stored = objects.load(type(obj), current)
                 if (not revision or revision == current.revision) and objects.value(obj) == objects.value(stored):

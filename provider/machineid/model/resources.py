@@ -21,7 +21,12 @@ from machineid.model.fields import attr
 # Resource kinds and verbs that role rules speak of.
 RULE_RESOURCES = kinds.RULE_RESOURCES
 RULE_VERBS = ("list", "read", "create", "update", "delete")
-SYSTEM_ROLES = ("Bot",)
+SYSTEM_ROLES = ("Bot", "Node")
+# Join methods a node may use: a node has no CI platform to vouch for it.
+NODE_JOIN_METHODS = ("token", "iam", "bound_keypair")
+DEFAULT_HOST_CERT_TTL = "24h"
+MAX_HOST_CERT_TTL_SECONDS = 30 * 86400
+DEFAULT_REVOCATION_MAX_AGE = "1h"
 JOIN_METHODS = ("token", "iam", "bound_keypair", *delegated.DELEGATED_METHODS)
 # Join methods whose token's name is the secret that joins (a single-use token): only these names are hidden (in
 # IDs, audit records, plans and state display); every other method's name is public, its proof lies elsewhere.
@@ -173,7 +178,7 @@ class ProvisionTokenSpec:
     roles: list[str] = attr(
         default_factory=lambda: ["Bot"],
         replace_on_change=True,
-        doc="System roles the token grants; only Bot is supported.",
+        doc="System role the token grants: Bot (joins the bot bot_name) or Node (joins the node node_name).",
         validators=[v.non_empty(), v.subset_of(SYSTEM_ROLES)],
     )
     join_method: str = attr(
@@ -189,6 +194,12 @@ class ProvisionTokenSpec:
         default="",
         replace_on_change=True,
         doc="The bot this token joins.",
+        validators=[v.RESOURCE_NAME],
+    )
+    node_name: str = attr(
+        default="",
+        replace_on_change=True,
+        doc="The node this token joins (role Node).",
         validators=[v.RESOURCE_NAME],
     )
     allow: list[TokenRule] = attr(default_factory=list, doc="For iam: the AWS identities allowed to join.")
@@ -207,8 +218,20 @@ class ProvisionTokenSpec:
 
     def check(self) -> Iterator[FieldViolation]:
         yield from delegated.check(self.join_method, self.github, self.gitlab, self.kubernetes, self.oidc)
+        if len(self.roles) > 1:
+            yield FieldViolation(("roles",), "a token joins either a bot or a node: give one role, Bot or Node")
         if "Bot" in self.roles and not self.bot_name:
             yield FieldViolation(("bot_name",), "must be set for a token with role Bot; name the bot it joins")
+        if "Node" in self.roles:
+            if not self.node_name:
+                yield FieldViolation(("node_name",), "must be set for a token with role Node; name the node it joins")
+            if self.bot_name:
+                yield FieldViolation(("bot_name",), "applies to role Bot only; a Node token names node_name")
+            if self.join_method not in NODE_JOIN_METHODS:
+                yield FieldViolation(("join_method",), f'"{self.join_method}" cannot join a node; use one of '
+                                     + ", ".join(NODE_JOIN_METHODS))
+        elif self.node_name:
+            yield FieldViolation(("node_name",), "applies to role Node only; remove it or give the token role Node")
         if self.join_method == "iam" and not self.allow:
             yield FieldViolation(("allow",), "an iam token needs at least one allow rule (aws_account, aws_arn)")
         if self.join_method != "iam" and self.allow:
@@ -293,6 +316,23 @@ class UserSpec:
 @dataclass
 class NodeSpec:
     addr: str = attr(default="", required=True, doc="host:port of the node's sshd.")
+    hostnames: list[str] = attr(
+        default_factory=list,
+        doc="More names and addresses the node's host certificate carries, besides NAME, NAME.CLUSTER and addr's "
+            "host.",
+        validators=[v.each(v.HOST_PRINCIPAL)],
+    )
+    host_cert_ttl: str = attr(
+        default=DEFAULT_HOST_CERT_TTL,
+        doc="Lifetime of the host certificates the node gets at join and renewal (it renews at a third left).",
+        validators=[v.duration(min_seconds=300, max_seconds=MAX_HOST_CERT_TTL_SECONDS)],
+    )
+    revocation_max_age: str = attr(
+        default=DEFAULT_REVOCATION_MAX_AGE,
+        doc="How long the node trusts its last revocation list and labels when it cannot refresh them from the "
+            "cluster; past that it refuses every certificate login (fail closed). 0s: never refuse (best effort).",
+        validators=[v.duration(min_seconds=0, max_seconds=7 * 86400)],
+    )
 
     def check(self) -> Iterator[FieldViolation]:
         host, _, port = self.addr.rpartition(":")
@@ -349,12 +389,40 @@ class User:
     spec: UserSpec = field(default_factory=UserSpec)
 
 
+@dataclass
+class NodeStatus:
+    """Set by the cluster from the node's joins and heartbeats; never an input."""
+
+    generation: int = attr(default=0, computed=True, doc="Generation of the node's renewable identity; 0 before "
+                                                          "joining.")
+    instance_id: str = attr(default="", computed=True, doc="The join that started the current identity.")
+    last_join: datetime | None = attr(default=None, computed=True, doc="Time of the last join.")
+    join_token: str = attr(default="", computed=True,
+                           doc="The token of the last join: its name (iam, bound_keypair), or for a single-use "
+                               "token, token- and a hash of it.")
+    spent_tokens: list[str] = attr(default_factory=list, computed=True,
+                                   doc="The single-use tokens its joins spent, by that ID (the latest "
+                                       f"{MAX_SPENT_TOKENS}).")
+    host_cert_expires: datetime | None = attr(default=None, computed=True,
+                                              doc="When the node's current host certificate expires.")
+    last_heartbeat: datetime | None = attr(default=None, computed=True, doc="When the node last reported in.")
+    heartbeat_interval: str = attr(default="", computed=True,
+                                   doc="How often the node said it reports; it is stale after three missed ones.")
+    version: str = attr(default="", computed=True, doc="The machineid version the node runs.")
+    reported_addr: str = attr(default="", computed=True, doc="The address the node's last heartbeat came from.")
+    applied_revision: str = attr(default="", computed=True,
+                                 doc="The node object's revision whose labels the node enforces now.")
+    revocations_version: int = attr(default=0, computed=True,
+                                    doc="Version of the revocation list the node last fetched.")
+
+
 @kinds.declare(kinds.NODE)
 @dataclass
 class Node:
     kind: ClassVar[str]
     metadata: Metadata = field(default_factory=Metadata)
     spec: NodeSpec = field(default_factory=NodeSpec)
+    status: NodeStatus = field(default_factory=NodeStatus)
 
 
 Resource = Role | ProvisionToken | Bot | User | Node

@@ -43,11 +43,13 @@ type ProvisionToken struct {
 	LastRotatedAt pulumi.StringPtrOutput `pulumi:"lastRotatedAt"`
 	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
 	Name pulumi.StringOutput `pulumi:"name"`
+	// The node this token joins (role Node).
+	NodeName pulumi.StringOutput `pulumi:"nodeName"`
 	// For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
 	Oidc OIDCJoinOutput `pulumi:"oidc"`
 	// bound_keypair: recoveries counted so far.
 	RecoveryCount pulumi.IntOutput `pulumi:"recoveryCount"`
-	// System roles the token grants; only Bot is supported. Default: `["Bot"]`.
+	// System role the token grants: Bot (joins the bot bot_name) or Node (joins the node node_name). Default: `["Bot"]`.
 	Roles pulumi.StringArrayOutput `pulumi:"roles"`
 	// When the token expires (RFC 3339).
 	TokenExpires pulumi.StringOutput `pulumi:"tokenExpires"`
@@ -119,9 +121,11 @@ type provisionTokenArgs struct {
 	Labels map[string]string `pulumi:"labels"`
 	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
 	Name *string `pulumi:"name"`
+	// The node this token joins (role Node).
+	NodeName *string `pulumi:"nodeName"`
 	// For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
 	Oidc *OIDCJoin `pulumi:"oidc"`
-	// System roles the token grants; only Bot is supported. Default: `["Bot"]`.
+	// System role the token grants: Bot (joins the bot bot_name) or Node (joins the node node_name). Default: `["Bot"]`.
 	Roles []string `pulumi:"roles"`
 	// Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
 	Ttl *string `pulumi:"ttl"`
@@ -151,9 +155,11 @@ type ProvisionTokenArgs struct {
 	Labels pulumi.StringMapInput
 	// Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
 	Name pulumi.StringPtrInput
+	// The node this token joins (role Node).
+	NodeName pulumi.StringPtrInput
 	// For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
 	Oidc OIDCJoinPtrInput
-	// System roles the token grants; only Bot is supported. Default: `["Bot"]`.
+	// System role the token grants: Bot (joins the bot bot_name) or Node (joins the node node_name). Default: `["Bot"]`.
 	Roles pulumi.StringArrayInput
 	// Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
 	Ttl pulumi.StringPtrInput
@@ -316,6 +322,11 @@ func (o ProvisionTokenOutput) Name() pulumi.StringOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringOutput { return v.Name }).(pulumi.StringOutput)
 }
 
+// The node this token joins (role Node).
+func (o ProvisionTokenOutput) NodeName() pulumi.StringOutput {
+	return o.ApplyT(func(v *ProvisionToken) pulumi.StringOutput { return v.NodeName }).(pulumi.StringOutput)
+}
+
 // For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
 func (o ProvisionTokenOutput) Oidc() OIDCJoinOutput {
 	return o.ApplyT(func(v *ProvisionToken) OIDCJoinOutput { return v.Oidc }).(OIDCJoinOutput)
@@ -326,7 +337,7 @@ func (o ProvisionTokenOutput) RecoveryCount() pulumi.IntOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.IntOutput { return v.RecoveryCount }).(pulumi.IntOutput)
 }
 
-// System roles the token grants; only Bot is supported. Default: `["Bot"]`.
+// System role the token grants: Bot (joins the bot bot_name) or Node (joins the node node_name). Default: `["Bot"]`.
 func (o ProvisionTokenOutput) Roles() pulumi.StringArrayOutput {
 	return o.ApplyT(func(v *ProvisionToken) pulumi.StringArrayOutput { return v.Roles }).(pulumi.StringArrayOutput)
 }

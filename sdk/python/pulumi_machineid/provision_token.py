@@ -32,6 +32,7 @@ class ProvisionTokenArgs:
                  kubernetes: pulumi.Input[Optional['KubernetesJoinArgs']] = None,
                  labels: pulumi.Input[Optional[Mapping[str, pulumi.Input[_builtins.str]]]] = None,
                  name: pulumi.Input[Optional[_builtins.str]] = None,
+                 node_name: pulumi.Input[Optional[_builtins.str]] = None,
                  oidc: pulumi.Input[Optional['OIDCJoinArgs']] = None,
                  roles: pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]] = None,
                  ttl: pulumi.Input[Optional[_builtins.str]] = None):
@@ -49,8 +50,9 @@ class ProvisionTokenArgs:
         :param pulumi.Input['KubernetesJoinArgs'] kubernetes: For kubernetes: the service accounts allowed to join.
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels (key -> value).
         :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
+        :param pulumi.Input[_builtins.str] node_name: The node this token joins (role Node).
         :param pulumi.Input['OIDCJoinArgs'] oidc: For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
-        :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] roles: System roles the token grants; only Bot is supported. Default: `["Bot"]`.
+        :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] roles: System role the token grants: Bot (joins the bot bot_name) or Node (joins the node node_name). Default: `["Bot"]`.
         :param pulumi.Input[_builtins.str] ttl: Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
         """
         if allow is not None:
@@ -75,6 +77,8 @@ class ProvisionTokenArgs:
             pulumi.set(__self__, "labels", labels)
         if name is not None:
             pulumi.set(__self__, "name", name)
+        if node_name is not None:
+            pulumi.set(__self__, "node_name", node_name)
         if oidc is not None:
             pulumi.set(__self__, "oidc", oidc)
         if roles is not None:
@@ -215,6 +219,18 @@ class ProvisionTokenArgs:
         pulumi.set(self, "name", value)
 
     @_builtins.property
+    @pulumi.getter(name="nodeName")
+    def node_name(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        The node this token joins (role Node).
+        """
+        return pulumi.get(self, "node_name")
+
+    @node_name.setter
+    def node_name(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "node_name", value)
+
+    @_builtins.property
     @pulumi.getter
     def oidc(self) -> pulumi.Input[Optional['OIDCJoinArgs']]:
         """
@@ -230,7 +246,7 @@ class ProvisionTokenArgs:
     @pulumi.getter
     def roles(self) -> pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]]:
         """
-        System roles the token grants; only Bot is supported. Default: `["Bot"]`.
+        System role the token grants: Bot (joins the bot bot_name) or Node (joins the node node_name). Default: `["Bot"]`.
         """
         return pulumi.get(self, "roles")
 
@@ -268,6 +284,7 @@ class ProvisionToken(pulumi.CustomResource):
                  kubernetes: pulumi.Input[Optional[Union['KubernetesJoinArgs', 'KubernetesJoinArgsDict']]] = None,
                  labels: pulumi.Input[Optional[Mapping[str, pulumi.Input[_builtins.str]]]] = None,
                  name: pulumi.Input[Optional[_builtins.str]] = None,
+                 node_name: pulumi.Input[Optional[_builtins.str]] = None,
                  oidc: pulumi.Input[Optional[Union['OIDCJoinArgs', 'OIDCJoinArgsDict']]] = None,
                  roles: pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]] = None,
                  ttl: pulumi.Input[Optional[_builtins.str]] = None,
@@ -288,8 +305,9 @@ class ProvisionToken(pulumi.CustomResource):
         :param pulumi.Input[Union['KubernetesJoinArgs', 'KubernetesJoinArgsDict']] kubernetes: For kubernetes: the service accounts allowed to join.
         :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels (key -> value).
         :param pulumi.Input[_builtins.str] name: Unique name of the object within its kind. A Pulumi secret (the provider marks it), except for a join method whose token name is public (iam, bound_keypair, github, gitlab, kubernetes, oidc).
+        :param pulumi.Input[_builtins.str] node_name: The node this token joins (role Node).
         :param pulumi.Input[Union['OIDCJoinArgs', 'OIDCJoinArgsDict']] oidc: For oidc: the issuer, audience and claim rules of any OpenID Connect issuer.
-        :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] roles: System roles the token grants; only Bot is supported. Default: `["Bot"]`.
+        :param pulumi.Input[Sequence[pulumi.Input[_builtins.str]]] roles: System role the token grants: Bot (joins the bot bot_name) or Node (joins the node node_name). Default: `["Bot"]`.
         :param pulumi.Input[_builtins.str] ttl: Lifetime from creation when `expires` is not set (a bound_keypair token does not expire unless `expires` is set). A token whose expiry has passed is replaced with a fresh one at the next update. Default: `"1h"`.
         """
         ...
@@ -327,6 +345,7 @@ class ProvisionToken(pulumi.CustomResource):
                  kubernetes: pulumi.Input[Optional[Union['KubernetesJoinArgs', 'KubernetesJoinArgsDict']]] = None,
                  labels: pulumi.Input[Optional[Mapping[str, pulumi.Input[_builtins.str]]]] = None,
                  name: pulumi.Input[Optional[_builtins.str]] = None,
+                 node_name: pulumi.Input[Optional[_builtins.str]] = None,
                  oidc: pulumi.Input[Optional[Union['OIDCJoinArgs', 'OIDCJoinArgsDict']]] = None,
                  roles: pulumi.Input[Optional[Sequence[pulumi.Input[_builtins.str]]]] = None,
                  ttl: pulumi.Input[Optional[_builtins.str]] = None,
@@ -350,6 +369,7 @@ class ProvisionToken(pulumi.CustomResource):
             __props__.__dict__["kubernetes"] = kubernetes
             __props__.__dict__["labels"] = labels
             __props__.__dict__["name"] = name
+            __props__.__dict__["node_name"] = node_name
             __props__.__dict__["oidc"] = oidc
             __props__.__dict__["roles"] = roles
             __props__.__dict__["ttl"] = ttl
@@ -395,6 +415,7 @@ class ProvisionToken(pulumi.CustomResource):
         __props__.__dict__["labels"] = None
         __props__.__dict__["last_rotated_at"] = None
         __props__.__dict__["name"] = None
+        __props__.__dict__["node_name"] = None
         __props__.__dict__["oidc"] = None
         __props__.__dict__["recovery_count"] = None
         __props__.__dict__["roles"] = None
@@ -516,6 +537,14 @@ class ProvisionToken(pulumi.CustomResource):
         return pulumi.get(self, "name")
 
     @_builtins.property
+    @pulumi.getter(name="nodeName")
+    def node_name(self) -> pulumi.Output[_builtins.str]:
+        """
+        The node this token joins (role Node).
+        """
+        return pulumi.get(self, "node_name")
+
+    @_builtins.property
     @pulumi.getter
     def oidc(self) -> pulumi.Output['outputs.OIDCJoin']:
         """
@@ -535,7 +564,7 @@ class ProvisionToken(pulumi.CustomResource):
     @pulumi.getter
     def roles(self) -> pulumi.Output[Sequence[_builtins.str]]:
         """
-        System roles the token grants; only Bot is supported. Default: `["Bot"]`.
+        System role the token grants: Bot (joins the bot bot_name) or Node (joins the node node_name). Default: `["Bot"]`.
         """
         return pulumi.get(self, "roles")
 

@@ -262,7 +262,7 @@ class OIDCJoin(_message.Message):
     def __init__(self, issuer: _Optional[str] = ..., audience: _Optional[str] = ..., allow: _Optional[_Iterable[_Union[ClaimRule, _Mapping]]] = ..., static_jwks: _Optional[str] = ..., ca_bundle: _Optional[str] = ..., max_lifetime: _Optional[str] = ..., reuse: _Optional[str] = ...) -> None: ...
 
 class ProvisionTokenSpec(_message.Message):
-    __slots__ = ("roles", "join_method", "bot_name", "allow", "bound_keypair", "github", "gitlab", "kubernetes", "oidc")
+    __slots__ = ("roles", "join_method", "bot_name", "allow", "bound_keypair", "github", "gitlab", "kubernetes", "oidc", "node_name")
     ROLES_FIELD_NUMBER: _ClassVar[int]
     JOIN_METHOD_FIELD_NUMBER: _ClassVar[int]
     BOT_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -272,6 +272,7 @@ class ProvisionTokenSpec(_message.Message):
     GITLAB_FIELD_NUMBER: _ClassVar[int]
     KUBERNETES_FIELD_NUMBER: _ClassVar[int]
     OIDC_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     roles: _containers.RepeatedScalarFieldContainer[str]
     join_method: str
     bot_name: str
@@ -281,7 +282,8 @@ class ProvisionTokenSpec(_message.Message):
     gitlab: GitLabJoin
     kubernetes: KubernetesJoin
     oidc: OIDCJoin
-    def __init__(self, roles: _Optional[_Iterable[str]] = ..., join_method: _Optional[str] = ..., bot_name: _Optional[str] = ..., allow: _Optional[_Iterable[_Union[TokenRule, _Mapping]]] = ..., bound_keypair: _Optional[_Union[BoundKeypair, _Mapping]] = ..., github: _Optional[_Union[GitHubJoin, _Mapping]] = ..., gitlab: _Optional[_Union[GitLabJoin, _Mapping]] = ..., kubernetes: _Optional[_Union[KubernetesJoin, _Mapping]] = ..., oidc: _Optional[_Union[OIDCJoin, _Mapping]] = ...) -> None: ...
+    node_name: str
+    def __init__(self, roles: _Optional[_Iterable[str]] = ..., join_method: _Optional[str] = ..., bot_name: _Optional[str] = ..., allow: _Optional[_Iterable[_Union[TokenRule, _Mapping]]] = ..., bound_keypair: _Optional[_Union[BoundKeypair, _Mapping]] = ..., github: _Optional[_Union[GitHubJoin, _Mapping]] = ..., gitlab: _Optional[_Union[GitLabJoin, _Mapping]] = ..., kubernetes: _Optional[_Union[KubernetesJoin, _Mapping]] = ..., oidc: _Optional[_Union[OIDCJoin, _Mapping]] = ..., node_name: _Optional[str] = ...) -> None: ...
 
 class ProvisionTokenStatus(_message.Message):
     __slots__ = ("bound_public_key", "recovery_count", "last_rotated_at", "join_sequence")
@@ -387,18 +389,54 @@ class User(_message.Message):
     def __init__(self, metadata: _Optional[_Union[Metadata, _Mapping]] = ..., spec: _Optional[_Union[UserSpec, _Mapping]] = ...) -> None: ...
 
 class NodeSpec(_message.Message):
-    __slots__ = ("addr",)
+    __slots__ = ("addr", "hostnames", "host_cert_ttl", "revocation_max_age")
     ADDR_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAMES_FIELD_NUMBER: _ClassVar[int]
+    HOST_CERT_TTL_FIELD_NUMBER: _ClassVar[int]
+    REVOCATION_MAX_AGE_FIELD_NUMBER: _ClassVar[int]
     addr: str
-    def __init__(self, addr: _Optional[str] = ...) -> None: ...
+    hostnames: _containers.RepeatedScalarFieldContainer[str]
+    host_cert_ttl: str
+    revocation_max_age: str
+    def __init__(self, addr: _Optional[str] = ..., hostnames: _Optional[_Iterable[str]] = ..., host_cert_ttl: _Optional[str] = ..., revocation_max_age: _Optional[str] = ...) -> None: ...
+
+class NodeStatus(_message.Message):
+    __slots__ = ("generation", "instance_id", "last_join", "join_token", "spent_tokens", "host_cert_expires", "last_heartbeat", "heartbeat_interval", "version", "reported_addr", "applied_revision", "revocations_version")
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_JOIN_FIELD_NUMBER: _ClassVar[int]
+    JOIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SPENT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    HOST_CERT_EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REPORTED_ADDR_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    REVOCATIONS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    generation: int
+    instance_id: str
+    last_join: _timestamp_pb2.Timestamp
+    join_token: str
+    spent_tokens: _containers.RepeatedScalarFieldContainer[str]
+    host_cert_expires: _timestamp_pb2.Timestamp
+    last_heartbeat: _timestamp_pb2.Timestamp
+    heartbeat_interval: str
+    version: str
+    reported_addr: str
+    applied_revision: str
+    revocations_version: int
+    def __init__(self, generation: _Optional[int] = ..., instance_id: _Optional[str] = ..., last_join: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., join_token: _Optional[str] = ..., spent_tokens: _Optional[_Iterable[str]] = ..., host_cert_expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_interval: _Optional[str] = ..., version: _Optional[str] = ..., reported_addr: _Optional[str] = ..., applied_revision: _Optional[str] = ..., revocations_version: _Optional[int] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("metadata", "spec")
+    __slots__ = ("metadata", "spec", "status")
     METADATA_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     metadata: Metadata
     spec: NodeSpec
-    def __init__(self, metadata: _Optional[_Union[Metadata, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ...) -> None: ...
+    status: NodeStatus
+    def __init__(self, metadata: _Optional[_Union[Metadata, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ...) -> None: ...
 
 class Certs(_message.Message):
     __slots__ = ("ssh_cert", "tls_cert", "tls_ca_certs", "ssh_host_ca_keys", "ssh_user_ca_keys", "expires", "renewable", "generation")
