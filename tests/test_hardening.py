@@ -128,7 +128,7 @@ def test_an_expired_role_grants_nothing(cluster: tuple[Cluster, Clock]) -> None:
         c.list_page(carol, Role, Page())
     key = certs.public_key_pem(certs.new_key().public_key())
     out = c.sign_user(admin, "carol", key, None)
-    assert "ops" not in out.principals
+    assert out.principals[0].startswith("-machineid-no-login-")  # neither ops nor machineid:ops
 
 
 # ---------------------------------------------------------------- injection through operator-supplied strings
@@ -219,12 +219,17 @@ def test_a_killed_servers_leftovers_are_cleaned_up_by_the_next(tmp_path: Path) -
         assert again.stop() == 0
 
 
-def test_nodes_add_prints_the_sshd_config_that_enforces_labels(server: ServerProc, tmp_path: Path) -> None:
+def test_nodes_add_prints_the_node_setup_command_that_enforces_labels(server: ServerProc, tmp_path: Path) -> None:
+    """`nodes add` printed sshd_config lines pointing sshd at the machineid inside a virtualenv, which sshd cannot
+    run as nobody (every login refused); it prints the `node setup` command that installs the helper instead."""
     out = server.ctl("nodes", "add", "web7", "--addr", "10.0.0.7:22", "--labels", "env=prod,tier=web",
                      "--out", str(tmp_path / "web7_key")).stdout
-    assert f"HostCertificate {tmp_path / 'web7_key'}-cert.pub" in out
-    assert "node principals --labels env=prod,tier=web %u %t %k" in out
-    assert "AuthorizedPrincipalsCommandUser nobody" in out
+    prefix = tmp_path / "web7_key"
+    assert (f"machineid node setup --name web7 --labels env=prod,tier=web --host-key {prefix} "
+            f"--user-ca {prefix}-user_ca.pub") in out
+    assert "AuthorizedPrincipalsCommand" not in out and "node principals" not in out
+    user_ca = server.ctl("auth", "export", "--type=user").stdout
+    assert Path(f"{prefix}-user_ca.pub").read_text() == user_ca
     bad = server.ctl("nodes", "add", "web8", "--addr", "10.0.0.8:22", "--labels", "env=prod %h",
                      "--out", str(tmp_path / "web8_key"), check=False)
     assert bad.returncode != 0 and "--labels" in bad.stderr
