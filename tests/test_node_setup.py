@@ -293,3 +293,22 @@ def test_the_quickstart_as_non_root_says_what_the_node_checks_instead(monkeypatc
     monkeypatch.undo()
     config, notice = quickstart.main_sshd_config(layout, 2222, "alice", root / "host_key", root / "user_ca.pub")
     assert notice == "" and f"Include {layout.sshd_dropin_dir}/*.conf" in config and "StrictModes" not in config
+
+
+def test_an_image_build_writes_under_dest_dir_naming_the_final_paths(root: Path) -> None:
+    """--dest-dir (image builds): the files land under DEST, their contents name the node's own paths, and nothing
+    outside DEST is touched (no sshd -t, no reload: sshd checks them when the image boots)."""
+    outside = Path("/etc/machineid")
+    existed = outside.exists()
+    out = run_cli("node", "setup", "--root", "/", "--dest-dir", str(root), "--labels", "env=prod", "--user-ca",
+                  str(user_ca(root)), check=False)
+    assert out.returncode == 0, out.stderr
+    final = Layout(Path("/"))
+    dropin = (root / "etc/ssh/sshd_config.d/50-machineid.conf").read_text()
+    assert f"AuthorizedPrincipalsCommand {final.principals_helper} %u %t %k" in dropin
+    assert f"TrustedUserCAKeys {final.user_ca}" in dropin
+    helper = (root / "usr/local/libexec/machineid/principals").read_text()
+    assert f'STATE_PATH = "{final.state}"' in helper
+    assert json.loads((root / "etc/machineid/state.json").read_text())["labels"] == {"env": "prod"}
+    assert f"written under {root} for an image" in out.stdout and "reloaded" not in out.stdout
+    assert outside.exists() == existed
