@@ -78,6 +78,7 @@ def test_a_second_run_changes_nothing_and_says_so(root: Path) -> None:
     first = setup(root, "--labels", "env=prod", "--user-ca", str(ca))
     assert first.returncode == 0, first.stdout + first.stderr
     assert "sshd -t -f" in first.stdout and "accepted" in first.stdout
+    assert "no host certificate at" in first.stdout and "--host-key PREFIX" in first.stdout  # said, not silent
     layout = Layout(root)
     helper = layout.principals_helper.read_text()
     # the helper needs no virtualenv: the system's interpreter, the standard library only
@@ -312,3 +313,13 @@ def test_an_image_build_writes_under_dest_dir_naming_the_final_paths(root: Path)
     assert json.loads((root / "etc/machineid/state.json").read_text())["labels"] == {"env": "prod"}
     assert f"written under {root} for an image" in out.stdout and "reloaded" not in out.stdout
     assert outside.exists() == existed
+
+
+def test_not_root_it_refuses_to_write_and_says_why(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+    from machineid.model.errors import PermissionDeniedError
+    from machineid.node.setup import Options, setup
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(PermissionDeniedError, match="run it as root"):
+        setup(Options(layout=Layout(root), labels={"env": "prod"}), print)
+    assert snapshot(root) == {}

@@ -134,6 +134,11 @@ def run_setup(args: argparse.Namespace) -> int:
     if not join_mode and args.labels is None:
         raise ValidationError("pass --labels for a node without the agent, or the join flags (--auth-server, "
                               "--ca-pin, --name, --token) for one the node agent keeps up to date")
+    if not join_mode and args.name:
+        from machineid.model import validators as v
+
+        if problem := v.RESOURCE_NAME.check(args.name):
+            raise ValidationError(f"--name: {problem}")
     root = _plain_path(args.root or Path(os.environ.get("MACHINEID_NODE_ROOT") or "/"), "--root")
     dest = args.dest_dir.resolve() if args.dest_dir else None
     opts = Options(

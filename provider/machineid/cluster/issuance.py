@@ -63,7 +63,7 @@ class IssuedCerts:
     expires: datetime
     renewable: bool
     generation: int
-    principals: list[str]
+    principals: list[str]  # as the SSH certificate carries them: machineid:LOGIN (or the no-login placeholder)
 
 
 @dataclass(frozen=True)

@@ -287,6 +287,10 @@ def setup(opts: Options, say: Callable[[str], None]) -> int:
     elif any(c.planned.read_at_start for c in written):
         say("\n" + (sshd.reload(opts.pid_file) if opts.reload else
                     "not reloaded (--no-reload): reload sshd to use the new settings"))
+    if opts.join is None and not layout.written(layout.host_cert).exists():
+        say(f"\nno host certificate at {layout.host_cert}: bots' ssh will not trust this node until it has one; "
+            "register the node with `machineid ctl nodes add NAME --addr HOST:PORT --out PREFIX` and run this again "
+            "with --host-key PREFIX")
     say(f"\n{len(written)} file(s) written, {len(changes) - len(written)} unchanged" if written else
         "\nnothing changed: the node is already set up")
     return 0
