@@ -208,7 +208,7 @@ def run_helper_check(opts: Options, account: Account) -> tuple[int, str]:
     """`principals --check` as the helper's user, with an empty environment: what sshd will get."""
     try:
         proc = subprocess.run([str(opts.layout.principals_helper), "--check"], capture_output=True, text=True,
-                              timeout=30, env={}, cwd="/", user=account.uid, group=min(account.gids),
+                              timeout=30, env={}, cwd="/", user=account.uid, group=account.gid,
                               extra_groups=sorted(account.gids))
     except OSError as e:
         return 127, f"cannot run it as {account.name}: {e}"

@@ -37,12 +37,13 @@ class Account:
 
     name: str
     uid: int
-    gids: frozenset[int]
+    gid: int
+    gids: frozenset[int]  # every group, the primary one included
 
     @classmethod
     def lookup(cls, name: str) -> Account:
         entry = pwd.getpwnam(name)  # KeyError: no such user
-        return cls(name, entry.pw_uid, frozenset(os.getgrouplist(name, entry.pw_gid)))
+        return cls(name, entry.pw_uid, entry.pw_gid, frozenset(os.getgrouplist(name, entry.pw_gid)))
 
     def may(self, st: os.stat_result, want: int) -> bool:
         """Whether this account has the permission bits `want` (a combination of 4 r, 2 w, 1 x) on a file."""
