@@ -150,8 +150,8 @@ def run_setup(args: argparse.Namespace) -> int:
         host_key=args.host_key,
         run_as=args.run_as,
         python=_plain_path(args.python, "--python"),
-        sshd_config=args.sshd_config,
-        sshd_pid_file=args.sshd_pid_file,
+        sshd_config=_plain_path(args.sshd_config.absolute(), "--sshd-config") if args.sshd_config else None,
+        sshd_pid_file=args.sshd_pid_file.absolute() if args.sshd_pid_file else None,
         reload=not args.no_reload,
         dry_run=args.dry_run,
     )

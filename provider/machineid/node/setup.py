@@ -132,7 +132,7 @@ def _host_key_files(opts: Options) -> list[Planned]:
         key = ed25519.Ed25519PrivateKey.generate()
         private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
                                     serialization.NoEncryption())
-        return [Planned(layout.host_key, private, 0o600, "the node's host key (generated)",
+        return [Planned(layout.host_key, private, 0o600, "the node's host key (generated when missing)",
                         "(a new Ed25519 private key, not shown)", only_if_missing=True, read_at_start=True),
                 Planned(pub, (certs.ssh_public_key_line(key.public_key()) + "\n").encode(), 0o644,
                         "its public key", only_if_missing=True)]
@@ -253,32 +253,42 @@ def setup(opts: Options, say: Callable[[str], None]) -> int:
     included = main_text is None or sshd.includes_dropin(main_text, layout)
     changes = [files.plan_change(p, layout.written(p.path), owner_root) for p in plan(opts, lines if included
                                                                                         else None)]
-    for c in changes:
-        for line in _describe(c, opts.dry_run):
-            say(line)
     pending = [c for c in changes if c.status in (files.NEW, files.CHANGED)]
-    if not included:
-        say(f"\n{opts.main_config} does not include {layout.sshd_dropin_dir}/*.conf: add these lines to it (before "
-            "any Match block), then run `machineid node setup` again:\n" + "\n".join(f"  {ln}" for ln in lines))
+    missing_include = (f"\n{opts.main_config} does not include {layout.sshd_dropin_dir}/*.conf: add these lines to "
+                       "it (before any Match block), then run `machineid node setup` again:\n" +
+                       "\n".join(f"  {ln}" for ln in lines))
     if opts.dry_run:
+        for c in changes:
+            for line in _describe(c, True):
+                say(line)
+        if not included:
+            say(missing_include)
         say(f"\n--dry-run: nothing written; {len(pending)} file(s) would change" if pending else
             "\n--dry-run: nothing would change; the node is set up")
         return 0
 
     written: list[Change] = []
     created: list[Path] = []
+    checked: list[str] = []  # what the checks found, said after the files
     try:
         for c in pending:
             created += files.write_atomic(c.target, c.planned.data, c.planned.mode, owner_root)
             written.append(c)
         if not image:
             assert account is not None
-            _verify(opts, account, main_text is not None and included, lines, say)
+            _verify(opts, account, main_text is not None and included, lines, checked.append)
     except BaseException:
         files.undo(written, created, owner_root)
         if written:
             say(f"put back the {len(written)} file(s) written (the node is as it was)")
         raise
+    for c in changes:
+        for line in _describe(c, False):
+            say(line)
+    for line in checked:
+        say(line)
+    if not included:
+        say(missing_include)
 
     if image:
         say(f"\nwritten under {layout.dest_dir} for an image; sshd checks them when the node boots")
