@@ -345,14 +345,15 @@ def test_join_once_and_certificates(server: ServerProc) -> None:
     assert info.renewable and info.generation == 1
     life = cert.not_valid_after_utc - datetime.now(UTC)
     assert timedelta(minutes=58) < life <= timedelta(hours=1)
-    # SSH: signed by the user CA, principals = the logins the roles allow
+    # SSH: signed by the user CA, principals = machineid:LOGIN for each login the roles allow (only the node's
+    # principals helper maps them to the login: a node that merely trusts the CA accepts none)
     ssh = serialization.load_ssh_public_identity(ident.ssh_cert.encode())
     assert isinstance(ssh, serialization.SSHCertificate)
     ssh.verify_cert_signature()
     ca_key = serialization.load_ssh_public_key(user_ca.encode())
     assert ssh.signature_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) == \
         ca_key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    assert ssh.valid_principals == [b"root", b"deploy"]
+    assert ssh.valid_principals == [b"machineid:root", b"machineid:deploy"]
     assert ssh.type == serialization.SSHCertificateType.USER
     assert 58 * 60 < ssh.valid_before - time.time() <= 3600
     # the token joins once

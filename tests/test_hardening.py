@@ -4,6 +4,7 @@ and requested names are bounded and stay out of the server's log."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,7 +21,7 @@ from machineid.api.v1 import cluster_pb2_grpc as rpc
 from machineid.cluster.service import Cluster, Page
 from machineid.model import codec, errors
 from machineid.model.resources import Bot, ProvisionToken, Role, User
-from tests.conftest import ServerProc
+from tests.conftest import ServerProc, run_cli
 from tests.inprocess import Clock, new_cluster
 from tests.inprocess import admin as admin_of
 
@@ -128,7 +129,7 @@ def test_an_expired_role_grants_nothing(cluster: tuple[Cluster, Clock]) -> None:
         c.list_page(carol, Role, Page())
     key = certs.public_key_pem(certs.new_key().public_key())
     out = c.sign_user(admin, "carol", key, None)
-    assert "ops" not in out.principals
+    assert out.principals[0].startswith("-machineid-no-login-")  # neither ops nor machineid:ops
 
 
 # ---------------------------------------------------------------- injection through operator-supplied strings
@@ -219,12 +220,26 @@ def test_a_killed_servers_leftovers_are_cleaned_up_by_the_next(tmp_path: Path) -
         assert again.stop() == 0
 
 
-def test_nodes_add_prints_the_sshd_config_that_enforces_labels(server: ServerProc, tmp_path: Path) -> None:
+def test_nodes_add_prints_the_node_setup_command_that_enforces_labels(server: ServerProc, tmp_path: Path) -> None:
+    """`nodes add` printed sshd_config lines pointing sshd at the machineid inside a virtualenv, which sshd cannot
+    run as nobody (every login refused); it prints the `node setup` command that installs the helper instead."""
     out = server.ctl("nodes", "add", "web7", "--addr", "10.0.0.7:22", "--labels", "env=prod,tier=web",
                      "--out", str(tmp_path / "web7_key")).stdout
-    assert f"HostCertificate {tmp_path / 'web7_key'}-cert.pub" in out
-    assert "node principals --labels env=prod,tier=web %u %t %k" in out
-    assert "AuthorizedPrincipalsCommandUser nobody" in out
+    prefix = tmp_path / "web7_key"
+    assert (f"machineid node setup --name web7 --labels env=prod,tier=web --host-key {prefix} "
+            f"--user-ca {prefix}-user_ca.pub") in out
+    assert "AuthorizedPrincipalsCommand" not in out and "node principals" not in out
+    user_ca = server.ctl("auth", "export", "--type=user").stdout
+    assert Path(f"{prefix}-user_ca.pub").read_text() == user_ca
+    # run on the node itself, it names what `node setup` would refuse there, with the fix
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    os.chmod(shared, 0o1777)
+    local = run_cli("ctl", "--data-dir", str(server.data_dir), "nodes", "add", "web9", "--addr", "10.0.0.9:22",
+                    "--out", str(tmp_path / "web9_key"), env={"MACHINEID_NODE_ROOT": str(shared / "node")}).stdout
+    assert "If this machine is the node, fix this first (sshd would refuse the helper):" in local
+    assert f"{shared}: writable by others (mode 1777; sshd refuses everything under it)" in local
+    assert "fix: choose a --root" in local
     bad = server.ctl("nodes", "add", "web8", "--addr", "10.0.0.8:22", "--labels", "env=prod %h",
                      "--out", str(tmp_path / "web8_key"), check=False)
     assert bad.returncode != 0 and "--labels" in bad.stderr

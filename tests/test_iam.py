@@ -228,7 +228,7 @@ def test_agent_iam_join_and_ssh(iam_server: ServerProc, sts: STS, tmp_path: Path
     login = ensure_login()
     iam_server.ctl("create", "-f", "-", input="kind: role\nversion: v5\nmetadata:\n  name: iam-e2e\nspec:\n  allow:\n"
                    "    logins: ['{{internal.logins}}']\n    node_labels:\n      env: test\n")
-    node = start_sshd(iam_server, tmp_path, "iamnode")
+    node = start_sshd(iam_server, "iamnode")
     try:
         with iam_server.admin() as admin:
             iam_bot(admin, "agent-bot", "agent-token", TokenRule(aws_account=ACCOUNT), roles=["iam-e2e"],
@@ -260,8 +260,7 @@ def test_agent_iam_join_and_ssh(iam_server: ServerProc, sts: STS, tmp_path: Path
             agent.terminate()
             agent.wait(timeout=30)
     finally:
-        node.proc.terminate()
-        node.proc.wait(timeout=10)
+        node.stop()
 
 
 def test_iam_example_with_the_real_engine(iam_server: ServerProc, sts: STS, tmp_path: Path) -> None:

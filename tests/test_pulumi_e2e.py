@@ -126,7 +126,7 @@ def test_keypair_example(engine: Engine, admin: Client, server: ServerProc, tmp_
 
     data, dest = tmp_path / "data", tmp_path / "dest"
     login = ensure_login()
-    node = start_sshd(server, tmp_path, "kpnode")
+    node = start_sshd(server, "kpnode")
     public = run_cli("bot", "keypair", "create", "--data-dir", str(data)).stdout.strip()
     st = engine.python_stack(ROOT / "examples" / "keypair", "kp", {"publicKey": public, "destinationDir": str(dest),
                                                                    "dataDir": str(data), "login": login})
@@ -159,8 +159,7 @@ def test_keypair_example(engine: Engine, admin: Client, server: ServerProc, tmp_
         assert st.preview(color="never", expect_no_changes=True).change_summary == {"same": 4}
     finally:
         st.destroy(color="never")
-        node.proc.terminate()
-        node.proc.wait(timeout=10)
+        node.stop()
         server.ctl("nodes", "rm", "kpnode", check=False)
     with pytest.raises(errors.NotFoundError):
         admin.get_bot("keypair-robot")

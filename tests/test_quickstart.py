@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from machineid.node.layout import Layout
+from machineid.quickstart import node_root_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,6 +22,13 @@ def _stop(pid_file: Path) -> None:
     if pid_file.exists():
         with contextlib.suppress(OSError, ValueError):
             os.kill(int(pid_file.read_text()), signal.SIGTERM)
+
+
+def _stop_node(base: Path) -> None:
+    """The node's sshd, and its root (outside the quickstart dir when root: /var/lib/machineid-quickstart/...)."""
+    root = node_root_for(base)
+    _stop(Layout(root).at("run/sshd.pid"))
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.timeout(1800)
@@ -29,6 +40,9 @@ def test_quickstart_runs_the_whole_guide(tmp_path: Path) -> None:
         assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
         assert "+ 3 created" in first.stdout
         assert "hello from" in first.stdout
+        # the node was set up by `machineid node setup`, and enforces node_labels (as root) or says it does not
+        assert ("the principals helper (run as nobody) enforces the roles' node_labels" in first.stdout
+                if os.geteuid() == 0 else "node-side enforcement needs root" in first.stdout)
         config = tmp_path / "qs" / "bot.yaml"
         assert config.stat().st_mode & 0o777 == 0o600
         assert "join_method: token" in config.read_text()
@@ -41,7 +55,7 @@ def test_quickstart_runs_the_whole_guide(tmp_path: Path) -> None:
         assert "hello from" in second.stdout
     finally:
         _stop(tmp_path / "qs" / "server.pid")
-        _stop(tmp_path / "qs" / "node" / "sshd.pid")
+        _stop_node((tmp_path / "qs").resolve())
 
 
 @pytest.mark.timeout(1200)
@@ -62,4 +76,4 @@ def test_quickstart_terraform_runs_the_whole_guide_with_opentofu(tmp_path: Path)
         assert "hello from" in second.stdout
     finally:
         _stop(tmp_path / "qs" / "server.pid")
-        _stop(tmp_path / "qs" / "node" / "sshd.pid")
+        _stop_node((tmp_path / "qs").resolve())

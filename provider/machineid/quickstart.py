@@ -3,7 +3,8 @@
 1. an embedded cluster (SQLite under the quickstart dir), started in the background and reused;
 2. `pulumi up` of examples/quickstart with the real engine (or, with --terraform, `tofu apply` of
    examples/terraform with the installed provider): a role and a bot, with the rendered agent config;
-3. a local OpenSSH node on a loopback port, trusting the cluster's user CA, with a host certificate;
+3. a local OpenSSH node on a loopback port, set up by `machineid node setup` (as root: the principals helper, run
+   as nobody, enforces the roles' node_labels; otherwise the node checks the login only, and says so);
 4. the bot agent, started from the rendered config, writing certificates to the destination directory;
 5. `ssh -F DEST/ssh_config LOGIN@node1.CLUSTER` running a command.
 """
@@ -14,6 +15,7 @@ import argparse
 import json
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import socket
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from machineid.api.identity import write_private
 from machineid.cluster.process import MACHINEID, ServerProcess
+from machineid.node.layout import Layout
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_USER = "machineid-demo"
@@ -78,36 +81,89 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_sshd_node(data_dir: str | Path, node_dir: Path, name: str, labels: str, *, prefix: str = "",
+NODE_ROOTS = Path("/var/lib/machineid-quickstart")
+ENFORCEMENT_NEEDS_ROOT = (
+    "node-side enforcement needs root: sshd runs the principals helper (which checks the roles' node_labels at "
+    "login) only from root-owned files, and `machineid node setup` writes them as root. Running as {user}, the "
+    "node checks the login only: an AuthorizedPrincipalsFile with machineid:{user} lets in any certificate from "
+    "this cluster for {user}, whatever its roles' node_labels say. Run the quickstart as root to have the node "
+    "enforce them.")
+
+
+def node_root_for(base: Path) -> Path:
+    """Where the quickstart's node keeps its files. As root, a root-owned 0755 directory chain sshd accepts, and
+    that `nobody` (the helper's user) can enter: not under root's 0700 home nor a temporary directory anyone may
+    write. Otherwise under the quickstart directory."""
+    if os.geteuid() != 0:
+        return base / "node"
+    import hashlib
+
+    return NODE_ROOTS / hashlib.sha256(str(base).encode()).hexdigest()[:12]
+
+
+def main_sshd_config(layout: Layout, port: int, login: str, host_key: Path, user_ca: Path) -> tuple[str, str]:
+    """The node's own sshd_config (what a distribution ships, on a loopback port) and, when not root, what it does
+    instead of enforcing node labels (said, never silent). As root it includes the drop-in `node setup` writes."""
+    common = [f"Port {port}", "ListenAddress 127.0.0.1", "AuthorizedKeysFile none", "PasswordAuthentication no",
+              "KbdInteractiveAuthentication no", "UsePAM no", f"PidFile {layout.at('run/sshd.pid')}",
+              "LogLevel VERBOSE"]
+    if os.geteuid() == 0:
+        return "\n".join([f"Include {layout.sshd_dropin_dir}/*.conf", *common, ""]), ""
+    from machineid.node.layout import PRINCIPAL_PREFIX
+
+    principals = layout.at("principals")
+    principals.write_text(f"{PRINCIPAL_PREFIX}{login}\n")
+    notice = ENFORCEMENT_NEEDS_ROOT.format(user=login) + "".join(f"\n{p}" for p in _unsafe_for_sshd(principals))
+    return "\n".join([f"HostKey {host_key}", f"HostCertificate {host_key}-cert.pub", f"TrustedUserCAKeys {user_ca}",
+                      f"AuthorizedPrincipalsFile {principals}", *common, ""]), notice
+
+
+def _unsafe_for_sshd(path: Path) -> list[str]:
+    """sshd's rule for a user's AuthorizedPrincipalsFile (StrictModes): it and each directory up to the user's
+    home owned by the user or root and not writable by group or others; otherwise it refuses every login."""
+    home, out = Path.home().resolve(), []
+    for p in [path.resolve(), *path.resolve().parents]:
+        st = p.stat()
+        if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
+            out.append(f"sshd will refuse {path} and every login: {p} is not yours or root's, or group/others may "
+                       "write it; set MACHINEID_QUICKSTART_DIR to a directory under your home")
+            break
+        if p == home:
+            break
+    return out
+
+
+def run_sshd_node(data_dir: str | Path, node_root: Path, name: str, labels: str, *, login: str = "",
                   detach: bool = False) -> tuple[subprocess.Popen[bytes], int]:
-    """Register a node with `ctl nodes add` and run a real sshd for it on a loopback port: host key and certificate
-    from the cluster, TrustedUserCAKeys from `auth export --type=user`. Returns the process and the port."""
-    node_dir.mkdir(parents=True, exist_ok=True)
+    """Register a node with `ctl nodes add`, set it up with the `machineid node setup` command that prints (as
+    root; its static labels mode, the helper run as nobody), and run a real sshd for it on a loopback port, its
+    log in NODE_ROOT/sshd.log. Returns the process and the port."""
+    layout = Layout(node_root)
+    admin = node_root / "from-admin"  # what `nodes add` wrote on the admin's machine, copied to the node
+    admin.mkdir(parents=True, exist_ok=True)
+    layout.at("run").mkdir(parents=True, exist_ok=True)
+    layout.sshd_config.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    host_key, config = node_dir / f"{prefix}host_key", node_dir / f"{prefix}sshd_config"
     ctl = [MACHINEID, "ctl", "--data-dir", str(data_dir)]
     # --force: a re-run of the quickstart registers its node again, on a new port
-    subprocess.run([*ctl, "nodes", "add", name, "--addr", f"127.0.0.1:{port}", "--labels", labels,
-                    "--out", str(host_key), "--force"], check=True, capture_output=True)
-    user_ca = subprocess.run([*ctl, "auth", "export", "--type=user"], check=True, capture_output=True, text=True)
-    (node_dir / "user_ca.pub").write_text(user_ca.stdout)
-    from machineid.cli.labels import parse_labels
-    from machineid.cli.node_cmd import sshd_config_lines
-
-    # The node enforces its labels itself (machineid node principals); sshd wants that command root-owned, so a
-    # quickstart run by another user gets the login check only.
-    lines = sshd_config_lines(host_key, parse_labels(labels), str(node_dir / "user_ca.pub"), MACHINEID, "root")
-    if os.geteuid() != 0:
-        lines = [ln for ln in lines if not ln.startswith("AuthorizedPrincipalsCommand")]
-    config.write_text("\n".join([
-        f"Port {port}", "ListenAddress 127.0.0.1", *lines, "AuthorizedKeysFile none", "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no", f"PidFile {node_dir / (prefix + 'sshd.pid')}",
-        "LogLevel VERBOSE", "",
-    ]))
+    added = subprocess.run([*ctl, "nodes", "add", name, "--addr", f"127.0.0.1:{port}", "--labels", labels,
+                            "--out", str(admin / "host_key"), "--force", "--format", "json"],
+                           check=True, capture_output=True, text=True)
+    out = json.loads(added.stdout)
+    config, notice = main_sshd_config(layout, port, login or pwd.getpwuid(os.geteuid()).pw_name,
+                                      Path(out["host_key"]), Path(out["user_ca"]))
+    layout.sshd_config.write_text(config)
+    if notice:
+        print(f"note: {notice}", flush=True)
+    else:
+        setup = [MACHINEID, *shlex.split(out["setup_command"])[1:], "--root", str(node_root), "--no-reload"]
+        done = subprocess.run(setup, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"machineid node setup failed:\n{done.stdout}{done.stderr}")
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)
-    log_path = node_dir / f"{prefix}sshd.log"
+    log_path = node_root / "sshd.log"
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([shutil.which("sshd") or "/usr/sbin/sshd", "-f", str(config), "-D", "-e"],
+        proc = subprocess.Popen([shutil.which("sshd") or "/usr/sbin/sshd", "-f", str(layout.sshd_config), "-D", "-e"],
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=detach)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and proc.poll() is None:
@@ -118,15 +174,18 @@ def run_sshd_node(data_dir: str | Path, node_dir: Path, name: str, labels: str, 
     raise RuntimeError(f"sshd did not start:\n{log_path.read_text()}")
 
 
-def start_node(base: Path, data_dir: str, name: str = "node1") -> int:
-    """The quickstart's node, restarted on every run."""
-    node_dir = base / "node"
-    pid_file = node_dir / "sshd.pid"
+def start_node(base: Path, data_dir: str, login: str, name: str = "node1") -> tuple[int, Path]:
+    """The quickstart's node, restarted on every run. Returns its port and its root."""
+    root = node_root_for(base)
+    pid_file = Layout(root).at("run/sshd.pid")
     if _alive(pid_file):
         os.kill(int(pid_file.read_text()), signal.SIGTERM)
         time.sleep(0.2)
+    if os.geteuid() == 0:
+        NODE_ROOTS.mkdir(mode=0o755, exist_ok=True)
+        root.mkdir(mode=0o755, exist_ok=True)
     try:
-        return run_sshd_node(data_dir, node_dir, name, "env=quickstart", detach=True)[1]
+        return run_sshd_node(data_dir, root, name, "env=quickstart", login=login, detach=True)[1], root
     except RuntimeError as e:
         sys.exit(str(e))
 
@@ -159,9 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     write_private(config_path, agent_config)
     print(f"the rendered agent config is in {config_path} (0600: it holds the join token)")
 
-    say("3/5 a local OpenSSH node (ctl nodes add, sshd on a loopback port)")
-    port = start_node(base, info["data_dir"])
-    print(f"node1.{info['cluster_name']} listens on 127.0.0.1:{port}")
+    say("3/5 a local OpenSSH node (ctl nodes add, machineid node setup, sshd on a loopback port)")
+    port, node_root = start_node(base, info["data_dir"], login)
+    print(f"node1.{info['cluster_name']} listens on 127.0.0.1:{port} (its files under {node_root})")
+    enforcement = ("the principals helper (run as nobody) enforces the roles' node_labels" if os.geteuid() == 0 else
+                   "the login only (not root: see the note above)")
 
     say("4/5 the bot agent, from the rendered config")
     subprocess.run([MACHINEID, "bot", "start", "--config", str(config_path), "--oneshot", "--log-format", "text"],
@@ -185,6 +246,9 @@ Done. What you have now:
   keep renewing    {MACHINEID} bot start --config {config_path}
   systemd unit     the output systemd unit runs: {start_command}
   ssh              ssh -F {dest}/ssh_config {login}@node1.{info['cluster_name']}
+  node checks      {enforcement}
+  node             {node_root} (sshd_config, the drop-in and helper `machineid node setup` wrote, sshd.log); stop
+                   it: kill $(cat {Layout(node_root).at('run/sshd.pid')})
 """)
     return 0
 

@@ -1,5 +1,6 @@
-"""`--labels key=value,...` as `ctl nodes add` takes it and as the node's sshd_config passes it back to
-`machineid node principals`: one parser, so the two always read the same labels."""
+"""`--labels key=value,...` as `ctl nodes add` takes it, as `machineid node setup` takes it back on the node (the
+command `nodes add` prints) and as the deprecated `node principals` reads it from an old sshd_config: one parser,
+so they always read the same labels."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import re
 
 from machineid.model.errors import ValidationError
 
-# Written into sshd_config unquoted: no spaces, quotes or '%' (sshd expands %-tokens in the command).
+# Printed into a shell command line (and, for nodes set up before `node setup`, sshd_config) unquoted: no spaces,
+# quotes or '%' (sshd expands %-tokens in the command).
 _VALUE = re.compile(r"[A-Za-z0-9._:/@*-]*")
 
 

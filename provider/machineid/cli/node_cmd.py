@@ -1,50 +1,42 @@
-"""`machineid node principals`: sshd's AuthorizedPrincipalsCommand on a node, so a role's node_labels hold where
-the login happens, not only in what the cluster lists.
+"""`machineid node`: the commands that run on an OpenSSH node.
 
-sshd runs it for each user-certificate login with the login, the certificate's type and the certificate (%u %t %k)
-and accepts the login only if it is printed (and among the certificate's principals). It prints the login when the
-certificate's node-access extension grants it on a node with these labels; otherwise nothing. It needs no network
-and no state: the labels are on its command line in the node's root-owned sshd_config."""
+`node setup` (machineid.cli.node_setup_cmd) installs the self-contained principals helper that sshd runs at each
+login. `node principals` is the old way, sshd's AuthorizedPrincipalsCommand run from the virtualenv: sshd refuses it
+there (a home directory that `nobody` cannot enter, or a cache anyone may write) and every login fails. It stays for
+one release as a deprecated alias, answering for the new certificates (principals `machineid:LOGIN`), and tells the
+operator on stderr, at every call, to run `node setup` instead."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
-from machineid.agent.config import DEFAULT_AGENT_PATH
-from machineid.cli.labels import format_labels
+from machineid.cli import node_setup_cmd
 
 SSHD_USAGE = "AuthorizedPrincipalsCommand {exe} node principals --labels {labels} %u %t %k"
 USAGE = "node principals [--labels LABELS] [--] LOGIN TYPE CERTIFICATE"
 COMMAND = ["node", "principals"]
-
-
-def sshd_config_lines(host_key: Path, labels: dict[str, str], user_ca: str = "/etc/ssh/machineid_user_ca.pub",
-                      executable: str = "", run_as: str = "nobody") -> list[str]:
-    """What a node's sshd_config needs: the host key and certificate, the cluster's user CA, and the principals
-    command that enforces node_labels at login (sshd wants it and its directories root-owned)."""
-    exe = executable or (os.path.realpath(sys.argv[0]) if sys.argv and sys.argv[0] else "machineid")
-    return [f"HostKey {host_key}", f"HostCertificate {host_key}-cert.pub", f"TrustedUserCAKeys {user_ca}",
-            SSHD_USAGE.format(exe=exe, labels=format_labels(labels) or "none=none"),
-            f"AuthorizedPrincipalsCommandUser {run_as}"]
+DEPRECATED = ("machineid node principals is deprecated and goes away in the next release: run `machineid node "
+              "setup` on this node (it installs a helper sshd can run as nobody, without the virtualenv)")
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("node", help="commands that run on an OpenSSH node",
                        description="Commands that run on an OpenSSH node that trusts the cluster.")
     nsub = p.add_subparsers(dest="node_command", required=True, metavar="COMMAND")
-    pr = nsub.add_parser("principals", help="sshd's AuthorizedPrincipalsCommand: the logins this node grants",
-                         description="Print LOGIN if CERTIFICATE's roles grant it on a node with --labels (deny "
-                                     "wins); print nothing otherwise. The last three arguments are always the "
-                                     "login, the type and the certificate, whatever they look like (a login that "
-                                     "starts with - is refused); only --labels may come before them.",
-                         epilog="examples:\n  in sshd_config:\n    " +
-                                SSHD_USAGE.format(exe=DEFAULT_AGENT_PATH, labels="env=prod") +
-                                "\n  by hand, for a bot's certificate (prints root if it may log in as root here):\n"
-                                "    machineid node principals --labels env=prod root "
+    node_setup_cmd.add_parser(nsub)
+    pr = nsub.add_parser("principals", help="deprecated: run `node setup` (it installs sshd's principals helper)",
+                         description="Deprecated: `machineid node setup` installs a helper sshd can run. Prints "
+                                     "machineid:LOGIN if CERTIFICATE's roles grant LOGIN on a node with --labels "
+                                     "(deny wins) and the certificate carries that principal; nothing otherwise. "
+                                     "The last three arguments are always the login, the type and the "
+                                     "certificate, whatever they look like (a login that starts with - is "
+                                     "refused); only --labels may come before them.",
+                         epilog="examples:\n  instead, as root on the node:\n"
+                                "    machineid node setup --labels env=prod --user-ca user_ca.pub\n"
+                                "  by hand, for a bot's certificate (prints machineid:root if it may log in as root "
+                                "here):\n    machineid node principals --labels env=prod root "
                                 "$(cut -d' ' -f1,2 /opt/machine-id/key-cert.pub)")
     pr.add_argument("--labels", default="", help="this node's labels, key=value,... (as registered)")
     pr.add_argument("login", help="the login asked for (%%u)")
@@ -54,9 +46,12 @@ def add_parser(sub: Any) -> None:
 
 
 def principals(login: str, key_type: str, certificate: str, labels: dict[str, str]) -> list[str]:
+    """The principal to print: `machineid:LOGIN` (or, for a certificate issued before principals carried the
+    prefix, the bare LOGIN it carries) when the roles grant LOGIN here."""
     from cryptography.hazmat.primitives.serialization import SSHCertificate, load_ssh_public_identity
 
     from machineid.model.node_access import EXTENSION, NodeAccess
+    from machineid.node.layout import PRINCIPAL_PREFIX
 
     cert = load_ssh_public_identity(f"{key_type} {certificate}".encode())
     if not isinstance(cert, SSHCertificate):
@@ -64,8 +59,9 @@ def principals(login: str, key_type: str, certificate: str, labels: dict[str, st
     raw = cert.extensions.get(EXTENSION.encode())
     if raw is None:
         return []  # issued by something that does not say where it may log in: nowhere on this node
-    allowed = NodeAccess.decode(raw).logins_on(labels)
-    return [login] if login in allowed and login.encode() in cert.valid_principals else []
+    if login not in NodeAccess.decode(raw).logins_on(labels):
+        return []
+    return [p for p in (PRINCIPAL_PREFIX + login, login) if p.encode() in cert.valid_principals][:1]
 
 
 def principals_main(argv: list[str]) -> int:
@@ -74,6 +70,7 @@ def principals_main(argv: list[str]) -> int:
     sshd reads as principals). Every problem goes to stderr with a non-zero exit; stdout gets only a granted login."""
     from machineid.cli import exit_codes
 
+    print(DEPRECATED, file=sys.stderr)
     if len(argv) < 3:
         print(f"machineid node principals: refusing: expected the login, type and certificate last (%u %t %k); "
               f"the form is {USAGE}", file=sys.stderr)

@@ -18,6 +18,7 @@ from machineid.model.errors import FieldViolation, PermissionDeniedError, Precon
 from machineid.model.grants import MAX_RENEWABLE_TTL
 from machineid.model.node_access import EXTENSION
 from machineid.model.resources import Bot, Role, User, bot_user_name
+from machineid.node.layout import PRINCIPAL_PREFIX
 
 DEFAULT_CERT_TTL = timedelta(hours=1)
 DEFAULT_HOST_CERT_TTL = timedelta(days=365)
@@ -41,8 +42,13 @@ def ttl_for(roles: list[Role], requested: timedelta | None, cap: timedelta | Non
 
 
 def principals_for(roles: list[Role], traits: dict[str, list[str]]) -> list[str]:
-    # An OpenSSH certificate without principals is valid for every login: never issue one.
-    return grants.logins(roles, traits) or [f"-machineid-no-login-{uuid.uuid4()}"]
+    """`machineid:LOGIN` for each login the roles allow: only a node's principals helper, which checks the roles'
+    node_labels, maps it to the login, so a node that merely trusts the user CA (TrustedUserCAKeys without the
+    helper) accepts none of these certificates instead of every login they name. An OpenSSH certificate without
+    principals is valid for every login: never issue one (the placeholder is no account's name, with or without
+    the helper)."""
+    return [PRINCIPAL_PREFIX + login for login in grants.logins(roles, traits)] or \
+        [f"-machineid-no-login-{uuid.uuid4()}"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ class IssuedCerts:
     expires: datetime
     renewable: bool
     generation: int
-    principals: list[str]
+    principals: list[str]  # as the SSH certificate carries them: machineid:LOGIN (or the no-login placeholder)
 
 
 @dataclass(frozen=True)

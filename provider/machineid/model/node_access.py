@@ -1,5 +1,6 @@
 """Which logins a certificate grants on which nodes, decided the same way by the cluster (when it lists nodes) and
-by each node (when sshd asks `machineid node principals`), so node_labels hold where access happens.
+by each node (when sshd asks the principals helper, `machineid.node.helper`, which repeats decode and logins_on in
+the standard library only: change both together; a test holds them equal), so node_labels hold where access happens.
 
 An SSH user certificate carries its roles' rules in an extension: per role, the logins it allows (templates
 expanded, denied logins removed) with that role's allow node selector, plus every role's deny selector. A node
@@ -160,8 +161,12 @@ class NodeAccess:
         data = json.loads(raw)
         if not isinstance(data, dict) or data.get("v") != 1:
             raise ValueError("unknown node access extension version")
+        if not isinstance(data.get("grants"), list) or not isinstance(data.get("deny"), list):
+            raise ValueError("malformed node access extension")
         grants = []
         for g in data["grants"]:
+            if not isinstance(g, dict):
+                raise ValueError("malformed grant")
             logins, labels = g["logins"], g["labels"]
             if not isinstance(logins, list) or not all(isinstance(x, str) for x in logins):
                 raise ValueError("malformed logins")

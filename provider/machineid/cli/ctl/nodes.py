@@ -1,8 +1,11 @@
-"""`ctl nodes`: add (register a node, write its host key and certificate, print its sshd_config lines), ls, rm."""
+"""`ctl nodes`: add (register a node, write its host key, host certificate and the user CA, print the `machineid node
+setup` command that installs them on the node), ls, rm."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 from pathlib import Path
 
 from machineid.api import certs
@@ -11,7 +14,6 @@ from machineid.cli.ctl import resources
 from machineid.cli.ctl.common import OUTPUTS, emit, exists, format_flag, parse_ttl, writable_file
 from machineid.cli.ctl.connection import connect
 from machineid.cli.labels import format_labels, parse_labels
-from machineid.cli.node_cmd import sshd_config_lines
 from machineid.cli.parser import subcommands
 from machineid.model import codec
 from machineid.model.errors import AlreadyExistsError
@@ -20,14 +22,17 @@ from machineid.model.resources import Metadata, Node, NodeSpec
 
 def add_parsers(csub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     nodes = subcommands(csub.add_parser("nodes", help="register, list and remove SSH nodes"), "nodes_cmd")
-    nadd = nodes.add_parser("add", help="register a node and write its host key and host certificate",
+    nadd = nodes.add_parser("add", help="register a node and write its host key, host certificate and the user CA",
+                            description="Register a node, write its host key (PREFIX, PREFIX.pub), host certificate "
+                                        "(PREFIX-cert.pub) and the cluster's user CA (PREFIX-user_ca.pub), and print "
+                                        "the `machineid node setup` command that installs them on the node.",
                             epilog="example:\n  machineid ctl nodes add web1 --addr 10.0.0.5:22 --labels env=prod "
-                                   "--out /etc/ssh/machineid_host")
+                                   "--out web1/host_key")
     nadd.add_argument("name")
     nadd.add_argument("--addr", required=True, help="host:port of the node's sshd")
     nadd.add_argument("--labels", default="", help="comma-separated key=value labels")
     nadd.add_argument("--out", required=True, type=Path,
-                      help="host key path prefix: writes PREFIX, PREFIX.pub and PREFIX-cert.pub")
+                      help="host key path prefix: writes PREFIX, PREFIX.pub, PREFIX-cert.pub and PREFIX-user_ca.pub")
     nadd.add_argument("--ttl", default="", help="host certificate lifetime (default 365 days)")
     nadd.add_argument("--force", action="store_true", help="replace a node already registered under that name")
     format_flag(nadd, OUTPUTS)
@@ -59,6 +64,7 @@ def cmd_nodes_add(args: argparse.Namespace) -> int:
                                      f"{format_labels(existing.metadata.labels) or 'none'}); pass --force to "
                                      "replace it")
         cert = client.sign_host(certs.ssh_public_key_line(key.public_key()), principals, ttl)
+        user_ca_text = "".join(ca.public_data.strip() + "\n" for ca in client.export_cas("user"))
         stored = client.upsert(node)
     prefix: Path = args.out
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
@@ -66,12 +72,40 @@ def cmd_nodes_add(args: argparse.Namespace) -> int:
     write_private(prefix, private)
     write_private(prefix.with_name(prefix.name + ".pub"), certs.ssh_public_key_line(key.public_key()) + "\n", 0o644)
     write_private(prefix.with_name(prefix.name + "-cert.pub"), cert.strip() + "\n", 0o644)
-    lines = sshd_config_lines(prefix, node.metadata.labels)
+    user_ca = prefix.with_name(prefix.name + "-user_ca.pub")
+    write_private(user_ca, user_ca_text, 0o644)
+    command = setup_command(args.name, node.metadata.labels, prefix, user_ca)
+    local = local_problems()
     emit(args, f'node "{args.name}" registered at {args.addr} (revision {stored.metadata.revision}); host key '
-               f"{prefix}, certificate {prefix}-cert.pub (principals {', '.join(principals)})\n\nIn the node's "
-               "sshd_config (the user CA from `machineid ctl auth export --type=user`):\n\n"
-               + "\n".join(f"  {line}" for line in lines),
+               f"{prefix}, certificate {prefix}-cert.pub (principals {', '.join(principals)}), user CA {user_ca}\n\n"
+               "Copy those files to the node (the same paths), and there, as root:\n\n"
+               f"  {command}\n\nIt installs the principals helper that enforces the roles' node_labels at login, "
+               "checks every path as sshd will, and reloads sshd." +
+               ("\n\nIf this machine is the node, fix this first (sshd would refuse the helper):\n" +
+                "\n".join(f"  {p}" for p in local) if local else ""),
          {"kind": "node", "name": args.name, "action": "created" if existing is None else "updated",
            "revision": stored.metadata.revision, "addr": args.addr, "host_key": str(prefix),
-           "host_certificate": f"{prefix}-cert.pub", "principals": principals, "sshd_config": lines})
+           "host_certificate": f"{prefix}-cert.pub", "user_ca": str(user_ca), "principals": principals,
+           "setup_command": command, "local_problems": [str(p) for p in local]})
     return 0
+
+
+def setup_command(name: str, labels: dict[str, str], prefix: Path, user_ca: Path) -> str:
+    """The node's side of `nodes add`: static mode (the node's labels as registered) with the files it wrote."""
+    return shlex.join(["machineid", "node", "setup", "--name", name, "--labels", format_labels(labels),
+                       "--host-key", str(prefix), "--user-ca", str(user_ca)])
+
+
+def local_problems() -> list[object]:
+    """What `node setup` would refuse on this machine before writing anything (the interpreter, the directories
+    the helper and the node's state go into): worth saying when the admin runs this on the node itself."""
+    from machineid.node.layout import Layout
+    from machineid.node.setup import Options, preflight
+    from machineid.node.sshd_paths import Account
+
+    try:
+        account = Account.lookup("nobody")
+    except KeyError:
+        account = None
+    layout = Layout(Path(os.environ.get("MACHINEID_NODE_ROOT") or "/"))
+    return list(preflight(Options(layout=layout), account))
