@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from machineid.agent.config import DEFAULT_AGENT_PATH
+from machineid.cli import node_agent_cmd
 from machineid.cli.labels import format_labels
 
 SSHD_USAGE = "AuthorizedPrincipalsCommand {exe} node principals --labels {labels} %u %t %k"
@@ -36,6 +37,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("node", help="commands that run on an OpenSSH node",
                        description="Commands that run on an OpenSSH node that trusts the cluster.")
     nsub = p.add_subparsers(dest="node_command", required=True, metavar="COMMAND")
+    node_agent_cmd.add_start_parser(nsub)
     pr = nsub.add_parser("principals", help="sshd's AuthorizedPrincipalsCommand: the logins this node grants",
                          description="Print LOGIN if CERTIFICATE's roles grant it on a node with --labels (deny "
                                      "wins); print nothing otherwise. The last three arguments are always the "
