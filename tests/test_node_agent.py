@@ -22,6 +22,7 @@ from machineid.api.client import Client
 from machineid.api.identity import Identity
 from machineid.model import errors
 from machineid.model.resources import Metadata, Node, NodeSpec
+from machineid.node import host_key
 from machineid.node.agent import NodeAgent
 from machineid.node.config import load as load_config
 from machineid.node.layout import Layout
@@ -148,6 +149,7 @@ def test_a_node_joins_renews_its_host_certificate_and_keeps_serving_bots(env: En
         result = ssh(dest, env.login, f"web1.{env.cluster}")
         assert result.returncode == 0 and result.stdout.strip() == env.login, result.stderr
         first_cert = host_cert_seen(port)
+        host_key_before = layout.host_key.read_bytes()
         assert first_cert == " ".join(layout.host_cert.read_text().split()[:2])
         session = _open_session(dest, env.login, f"web1.{env.cluster}")
         try:
@@ -161,6 +163,7 @@ def test_a_node_joins_renews_its_host_certificate_and_keeps_serving_bots(env: En
             wait_for(lambda: _listening(port), 10, "sshd to listen again")
             assert sshd.proc.poll() is None  # reloaded, not restarted
             assert host_cert_seen(port) == " ".join(layout.host_cert.read_text().split()[:2]) != first_cert
+            assert layout.host_key.read_bytes() == host_key_before  # the key is the node's for good
             # the session opened before the reload goes on; new logins verify the renewed certificate
             assert _talk(session, "still-here") == "got still-here"
             again = ssh(dest, env.login, f"web1.{env.cluster}")
@@ -212,12 +215,15 @@ def test_a_label_change_reaches_the_state_file_at_the_next_sync(env: Env) -> Non
     with env.server.admin() as admin:
         node = admin.get_node("web2")
         node.metadata.labels = {"env": "test", "tier": "frontend"}
+        node.spec.hostnames = ["web2.internal"]
         changed = admin.upsert(node)
     assert changed.metadata.revision != first["revision"]
     assert env.state() == first  # nothing reaches the node before it syncs
     env.node_start("--oneshot")
     state = env.state()
     assert state["labels"] == {"env": "test", "tier": "frontend"} and state["revision"] == changed.metadata.revision
+    cert = host_key.current(env.layout)  # a new name is certified at the same sync, not when the old cert runs out
+    assert cert is not None and cert.principals[-1] == "web2.internal"
     # the node reports what it applied at the sync after (the revision of its state file then)
     env.node_start("--oneshot")
     assert env.get_node("web2").status.applied_revision == changed.metadata.revision

@@ -190,6 +190,10 @@ def test_renewals_count_generations_and_a_copy_locks_the_node_until_unlocked(c: 
         c.unlock_node(admin(c), "web1")
     actions = [e.action for e in c.backend.audit_events(0, 200, _all())]
     assert "node.lock" in actions and "node.unlock" in actions
+    by_node = c.audit_events(admin(c), where=AuditFilter(actor="node:web1"))
+    assert {(e.action, e.target, e.outcome) for e in by_node} == {
+        ("cert.issue", "node/web1", "ok"), ("cert.renew", "node/web1", "ok"),
+        ("access.denied", "node/web1", "denied"), ("node.lock", "node/web1", "denied")}
 
 
 def test_a_deleted_node_s_identity_stops_working_even_if_the_node_comes_back(c: Cluster) -> None:

@@ -19,7 +19,7 @@ from machineid.cluster.access import check_unlocked
 from machineid.cluster.issuance import Grant, IssuedCerts, Issuer
 from machineid.cluster.objects import Objects
 from machineid.cluster.records import LastRenewal
-from machineid.model.errors import PermissionDeniedError
+from machineid.model.errors import NotFoundError, PermissionDeniedError
 from machineid.model.resources import Bot, BotStatus, NodeStatus, ProvisionToken
 
 
@@ -126,8 +126,6 @@ def of_token(objects: Objects, token: ProvisionToken) -> Holder:
 
 
 def bot(objects: Objects, name: str) -> BotHolder:
-    from machineid.model.errors import NotFoundError
-
     try:
         return BotHolder(objects.get(Bot, name))
     except NotFoundError:

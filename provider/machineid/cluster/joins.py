@@ -7,7 +7,7 @@ named by its hash prefix."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from machineid.api.iam import SignedRequest
@@ -61,7 +61,7 @@ class Joins:
         self.objects.audit_denied("node.join" if node else "bot.join", ref, method=method, error=str(err))
 
     @staticmethod
-    def start_instance(holder: Holder, now: Any, join_token: str, *, spent: bool = False) -> None:
+    def start_instance(holder: Holder, now: datetime, join_token: str, *, spent: bool = False) -> None:
         """A join that succeeds starts a new renewable identity at generation 1 (any earlier one is superseded);
         a single-use token it spent is remembered so that it is never created again."""
         st = holder.status

@@ -194,8 +194,9 @@ class Cluster:
         if where.action and not _ACTION.fullmatch(where.action):
             problems.append(FieldViolation(("action",), f'"{shown(where.action)}" is not an action; write one like '
                                            "bot.join, or a family like bot"))
-        if where.actor and v.RESOURCE_NAME.check(where.actor.removeprefix("bot:")):
-            problems.append(FieldViolation(("actor",), "is not a user or bot name"))
+        actor = where.actor.partition(":")[2] if where.actor.startswith(("bot:", "node:")) else where.actor
+        if where.actor and v.RESOURCE_NAME.check(actor):
+            problems.append(FieldViolation(("actor",), "is not a user, bot or node name (node:NAME for a node)"))
         if problems:
             raise ValidationError(problems)
         with self.serial():
