@@ -57,9 +57,10 @@ def test_every_admin_cli_line_runs_as_written(cluster: ServerProc, tmp_path: Pat
     fill = {"bots rm NAME": {"NAME": "readme-gone"}, "bots unlock NAME": {"NAME": "robot"},
             "auth sign --user NAME --out FILE": {"NAME": "admin", "FILE": "admin.identity"},
             "users add NAME": {"NAME": "readme-user"}, "users rm NAME": {"NAME": "readme-user"},
-            "rm role/NAME": {"NAME": "readme-role"}, "edit role/NAME": {"NAME": "readme-edit"}}
-    # What the README documents these to answer, when not 0: unlocking a bot that is not locked says so.
-    expected = {"bots unlock NAME": (7, "is not locked")}
+            "rm role/NAME": {"NAME": "readme-role"}, "edit role/NAME": {"NAME": "readme-edit"},
+            "nodes unlock NAME": {"NAME": "node1"}}
+    # What the README documents these to answer, when not 0: unlocking a bot or node that is not locked says so.
+    expected = {"bots unlock NAME": (7, "is not locked"), "nodes unlock NAME": (7, "is not locked")}
     last_token = ""
     for line in ctl:
         key = next((k for k in fill if k in line), "")
@@ -87,7 +88,7 @@ def test_every_admin_cli_line_runs_as_written(cluster: ServerProc, tmp_path: Pat
         assert proc.returncode == code and words in proc.stdout + proc.stderr, (line, proc.stdout, proc.stderr)
         assert "Traceback" not in proc.stderr, line
         if " tokens add " in filled:
-            last_token = re.search(r"The bot token: (\S+)", proc.stdout).group(1)  # type: ignore[union-attr]
+            last_token = re.search(r"The (?:bot|node) token: (\S+)", proc.stdout).group(1)  # type: ignore[union-attr]
 
 
 def test_long_running_commands_use_flags_that_exist() -> None:

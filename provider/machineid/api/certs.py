@@ -29,6 +29,12 @@ SERVER_NAME = "auth.machineid.cluster.local"
 JOIN_SERVER_NAME = "join.machineid.cluster.local"
 # X.509 extension carrying the identity (JSON) in client certificates.
 IDENTITY_OID = ObjectIdentifier("1.3.9999.42.1")
+NODE_USER_PREFIX = "node:"
+
+
+def node_user(node_name: str) -> str:
+    """The user a node's identity speaks as (audit records name it so)."""
+    return NODE_USER_PREFIX + node_name
 
 
 
@@ -104,7 +110,10 @@ def split_pem_certs(text: str) -> list[str]:
 
 @dataclass
 class CertIdentity:
-    """Who a client certificate speaks for; signed into the certificate so the server needs no session state."""
+    """Who a client certificate speaks for; signed into the certificate so the server needs no session state.
+
+    A node's identity (a join with a Node token) names the node in `node_name`, its user is `node:NAME` (no user
+    object: a ':' is never in a user's name) and it carries no roles: it may call only the node RPCs."""
 
     user: str
     roles: list[str]
@@ -114,9 +123,13 @@ class CertIdentity:
     renewable: bool = False
     generation: int = 0
     instance_id: str = ""
+    node_name: str = ""
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+        data = asdict(self)
+        if not self.node_name:
+            del data["node_name"]  # a bot's or user's certificate reads as before to a server that predates nodes
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def from_cert(cls, cert: x509.Certificate) -> CertIdentity:

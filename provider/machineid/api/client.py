@@ -20,6 +20,7 @@ from google.protobuf import duration_pb2
 
 from machineid.api import certs, convert, status
 from machineid.api.identity import Identity
+from machineid.api.nodes import NodeSync
 from machineid.api.v1 import cluster_pb2 as pb
 from machineid.api.v1 import cluster_pb2_grpc as rpc
 from machineid.api.v1 import types_pb2 as tpb
@@ -198,6 +199,7 @@ class Client(_Base):
         )
         super().__init__(address, grpc.secure_channel(address, creds, _channel_options(certs.SERVER_NAME)), timeout)
         self.cluster = rpc.ClusterServiceStub(self.channel)
+        self.nodes = rpc.NodeServiceStub(self.channel)
 
     # ---- generic resource access ----
     def upsert(self, obj: Resource, *, create_only: bool = False) -> Resource:
@@ -279,6 +281,17 @@ class Client(_Base):
 
     def unlock_bot(self, name: str) -> Bot:
         return convert.from_pb(Bot, self._call(self.cluster.UnlockBot, pb.UnlockBotRequest(name=name)))
+
+    def unlock_node(self, name: str) -> Node:
+        return convert.from_pb(Node, self._call(self.cluster.UnlockNode, pb.UnlockNodeRequest(name=name)))
+
+    def sync_node(self, version: str, heartbeat_interval: timedelta, host_public_key: str = "",
+                  applied_revision: str = "") -> NodeSync:
+        """A node's heartbeat (its own identity only): what it enforces, and a host certificate when it sends its
+        host key."""
+        req = pb.NodeSyncRequest(version=version, heartbeat_interval=duration_pb(heartbeat_interval),
+                                 host_public_key=host_public_key, applied_revision=applied_revision)
+        return NodeSync.from_pb(self._call(self.nodes.Sync, req))
 
     def renew(self, public_key_pem: str, ttl: timedelta | None = None) -> tpb.Certs:
         return self._call(self.cluster.RenewCerts, pb.RenewRequest(public_key=public_key_pem, ttl=duration_pb(ttl)))

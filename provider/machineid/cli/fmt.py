@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from machineid.model import codec, keys
+from machineid.model import codec, keys, node_state
 from machineid.model.resources import Bot, Node, ProvisionToken, Role, User
 
 
@@ -82,8 +83,14 @@ def _users(objs: Sequence[Any], tokens: Sequence[ProvisionToken] | None) -> str:
 
 
 def _nodes(objs: Sequence[Any], tokens: Sequence[ProvisionToken] | None) -> str:
-    return render(["Node Name", "Address", "Labels"], [
-        [n.metadata.name, n.spec.addr, ",".join(f"{k}={v}" for k, v in sorted(n.metadata.labels.items()))]
+    """With each node's state (online, stale after three missed heartbeats, never joined, locked), when its host
+    certificate expires and when it last reported in: what an operator looks for when a node stops accepting
+    logins."""
+    now = datetime.now(UTC)
+    return render(["Node Name", "Address", "Labels", "State", "Host Cert Expires", "Last Heartbeat"], [
+        [n.metadata.name, n.spec.addr, ",".join(f"{k}={v}" for k, v in sorted(n.metadata.labels.items())),
+         node_state.state(n, now), codec.format_time(n.status.host_cert_expires) if n.status.host_cert_expires
+         else "-", _time(n.status.last_heartbeat)]
         for n in objs if isinstance(n, Node)])
 
 

@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-from machineid.cli import node_setup_cmd
+from machineid.cli import node_agent_cmd, node_setup_cmd
 
 SSHD_USAGE = "AuthorizedPrincipalsCommand {exe} node principals --labels {labels} %u %t %k"
 USAGE = "node principals [--labels LABELS] [--] LOGIN TYPE CERTIFICATE"
@@ -26,6 +26,7 @@ def add_parser(sub: Any) -> None:
                        description="Commands that run on an OpenSSH node that trusts the cluster.")
     nsub = p.add_subparsers(dest="node_command", required=True, metavar="COMMAND")
     node_setup_cmd.add_parser(nsub)
+    node_agent_cmd.add_start_parser(nsub)
     pr = nsub.add_parser("principals", help="deprecated: run `node setup` (it installs sshd's principals helper)",
                          description="Deprecated: `machineid node setup` installs a helper sshd can run. Prints "
                                      "machineid:LOGIN if CERTIFICATE's roles grant LOGIN on a node with --labels "

@@ -64,6 +64,8 @@ def add_parser(nsub: Any) -> None:
     p.add_argument("--sshd-pid-file", type=Path, help="sshd's pid file, for the reload (default ROOT/run/sshd.pid)")
     p.add_argument("--no-reload", action="store_true", help="do not signal sshd")
     p.add_argument("--dry-run", action="store_true", help="print every file it would write; change nothing")
+    join.add_argument("--join", action="store_true", help="join the cluster and fetch the host certificate, labels "
+                      "and user CA now (one `node start --oneshot`), before sshd is reloaded")
     p.set_defaults(func=run_setup)
 
 
@@ -131,6 +133,8 @@ def run_setup(args: argparse.Namespace) -> int:
     if join_mode and args.labels is not None:
         raise ValidationError("--labels is for a node without the agent; in join mode the node's labels come from "
                               "its record in the cluster (set them there)")
+    if args.join and not join_mode:
+        raise ValidationError("--join needs the join flags (--auth-server, --ca-pin, --name, --token)")
     if not join_mode and args.labels is None:
         raise ValidationError("pass --labels for a node without the agent, or the join flags (--auth-server, "
                               "--ca-pin, --name, --token) for one the node agent keeps up to date")
@@ -154,5 +158,6 @@ def run_setup(args: argparse.Namespace) -> int:
         sshd_pid_file=args.sshd_pid_file.absolute() if args.sshd_pid_file else None,
         reload=not args.no_reload,
         dry_run=args.dry_run,
+        join_now=args.join and not args.dry_run,
     )
     return setup(opts, lambda line: print(line, flush=True))

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from machineid.api import certs
+from machineid.cluster import node_status
 from machineid.cluster.caller import Caller
 from machineid.cluster.objects import Objects
 from machineid.model import codec
@@ -20,7 +21,18 @@ from machineid.model.errors import (
 )
 from machineid.model.grants import rule_match
 from machineid.model.node_access import labels_match
-from machineid.model.resources import Bot, Metadata, Node, Role, RoleConditions, RoleSpec, Rule, User
+from machineid.model.resources import (
+    Bot,
+    BotStatus,
+    Metadata,
+    Node,
+    NodeStatus,
+    Role,
+    RoleConditions,
+    RoleSpec,
+    Rule,
+    User,
+)
 
 
 def default_roles() -> list[Role]:
@@ -40,21 +52,22 @@ def default_roles() -> list[Role]:
     ]
 
 
-def check_unlocked(bot: Bot) -> None:
-    if bot.status.locked:
+def check_unlocked(kind: str, name: str, status: BotStatus | NodeStatus) -> None:
+    """A locked bot or node (two holders of its identity or key pair were seen) gets nothing until unlocked."""
+    if status.locked:
         raise PermissionDeniedError(
-            f'bot "{bot.metadata.name}" is locked ({bot.status.lock_reason}); an administrator can unlock it with '
-            f"`machineid ctl bots unlock {bot.metadata.name}`")
+            f'{kind} "{name}" is locked ({status.lock_reason}); an administrator can unlock it with '
+            f"`machineid ctl {kind}s unlock {name}`")
 
 
-def stale_identity(bot: Bot) -> str:
-    """Why a renewable identity of a bot no longer counts. An unlock resets the bot's instance to none and leaves
-    its last join recorded; a bot deleted and created again has neither; otherwise a newer join took over."""
-    if not bot.status.instance_id and bot.status.last_join is not None:
-        return (f'bot "{bot.metadata.name}" was unlocked by an administrator, so this identity is no longer valid; '
-                f"join again with a new token (`machineid ctl tokens add --type=bot --bot-name={bot.metadata.name}`)")
-    return ("this identity was superseded by a newer join of the bot (or the bot was re-created); it is no longer "
-            "valid")
+def stale_identity(kind: str, name: str, status: BotStatus | NodeStatus) -> str:
+    """Why a renewable identity of a bot or node no longer counts. An unlock resets its instance to none and leaves
+    its last join recorded; one deleted and created again has neither; otherwise a newer join took over."""
+    if not status.instance_id and status.last_join is not None:
+        return (f'{kind} "{name}" was unlocked by an administrator, so this identity is no longer valid; join again '
+                f"with a new token (`machineid ctl tokens add --type={kind} --{kind}-name={name}`)")
+    return (f"this identity was superseded by a newer join of the {kind} (or the {kind} was re-created); it is no "
+            "longer valid")
 
 
 class Access:
@@ -64,6 +77,8 @@ class Access:
     def caller_from_cert(self, ident: certs.CertIdentity) -> Caller:
         """Checks that the certificate's user still exists and has not expired (a deleted bot's certificates, or an
         expired user's, stop working)."""
+        if ident.node_name:
+            return self._node_caller(ident)
         try:
             user = self.objects.get_shared(User, ident.user)
         except NotFoundError:
@@ -76,13 +91,34 @@ class Access:
                 bot = self.objects.get_shared(Bot, user.spec.bot_name)
             except NotFoundError:
                 raise UnauthenticatedError(f'bot "{user.spec.bot_name}" no longer exists') from None
-            check_unlocked(bot)
+            check_unlocked("bot", bot.metadata.name, bot.status)
             if ident.renewable and ident.instance_id != bot.status.instance_id:
-                raise PermissionDeniedError(stale_identity(bot))
+                raise PermissionDeniedError(stale_identity("bot", bot.metadata.name, bot.status))
         # Roles come from the certificate but never exceed what the user holds now: a re-created bot's old
         # certificates (or a user's, after a role was taken away) do not bring old roles back.
         roles = [r for r in ident.roles if r in user.spec.roles]
         return Caller(user=ident.user, roles=roles, ident=ident)
+
+    def _node_caller(self, ident: certs.CertIdentity) -> Caller:
+        """A node's identity: its node must still be registered, unlocked, and this its current instance (a
+        deleted or re-joined node's old identity stops working). It holds no roles, whatever the certificate says:
+        role rules allow it nothing, and only the node RPCs (which ask for a node identity) serve it."""
+        name = ident.node_name
+        try:
+            node = self.objects.get_shared(Node, name)
+        except NotFoundError:
+            node = None
+        if node is None or not ident.renewable or ident.user != certs.node_user(name):
+            raise UnauthenticatedError(f'node "{name}" of this certificate is no longer registered')
+        if self.objects.expired(node):
+            assert node.metadata.expires is not None
+            raise UnauthenticatedError(f'node "{name}" expired at {codec.format_time(node.metadata.expires)}; an '
+                                       "administrator can extend its metadata.expires")
+        status = node_status.get(self.objects, name)
+        check_unlocked("node", name, status)
+        if ident.instance_id != status.instance_id:
+            raise PermissionDeniedError(stale_identity("node", name, status))
+        return Caller(user=ident.user, roles=[], ident=ident)
 
     def roles(self, names: Iterable[str]) -> list[Role]:
         """The roles that grant something now: missing and expired ones grant nothing."""

@@ -22,6 +22,8 @@ class Caller:
     def actor(self) -> str:
         if self.ident is None:
             return self.user or "anonymous"  # the server's own housekeeping has a name but no certificate
+        if self.ident.node_name:
+            return certs.node_user(self.ident.node_name)
         return f"bot:{self.ident.bot_name}" if self.ident.bot_name else self.user
 
 

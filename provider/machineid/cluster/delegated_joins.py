@@ -19,6 +19,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from machineid.cluster import holders
 from machineid.cluster.caller import ANONYMOUS, token_ref
 from machineid.cluster.issuance import IssuedCerts, public_key
 from machineid.cluster.joins import Joins
@@ -111,17 +112,18 @@ class DelegatedJoins:
                 # Kept as long as the token could still verify: past exp by the clock leeway.
                 self._spend(spent, reuse, source,
                             datetime.fromtimestamp(float(claims["exp"]) + LEEWAY, UTC) + timedelta(seconds=1))
-            bot = self.joins._bot_of(token)
-            bot.status.last_join = now
-            bot.status.join_token = token.metadata.name
-            bot.status.join_attributes = admitted.attributes
-            bot = objects.update(bot)
-            ident, traits = self.issuer.bot_identity(bot, renewable=False)
+            holder = holders.bot(objects, token.spec.bot_name)
+            holder.check_unlocked()
+            holder.status.last_join = now
+            holder.status.join_token = token.metadata.name
+            holder.status.join_attributes = admitted.attributes
+            holder.save(objects)
+            ident, traits = holder.identity(self.issuer, renewable=False)
         out = self.issuer.issue(public_key_pem, ident, traits, ttl, MAX_RENEWABLE_TTL)
-        objects.audit(ANONYMOUS, "bot.join", ref, bot=bot.metadata.name, method=method, rule=admitted.rule,
+        objects.audit(ANONYMOUS, "bot.join", ref, bot=holder.name, method=method, rule=admitted.rule,
                       claims=admitted.attributes, reuse=reuse)
-        self.joins._audit_issued(ident, out, renewable=False)
-        return bot.metadata.name, out
+        self.joins._audit_issued(holder, ident, out, renewable=False)
+        return holder.name, out
 
     def _check_unspent(self, key: str, reuse: str, source: str) -> None:
         """A read before anything costly: a replay is refused early (the transaction decides races)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 from cryptography import x509
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from machineid import __version__
 from machineid.api import certs, convert, status
@@ -24,6 +24,7 @@ from machineid.api.v1 import types_pb2 as tpb
 from machineid.cluster.issuance import IssuedCerts
 from machineid.cluster.keypairs import KeypairJoin
 from machineid.cluster.limits import CallLimits
+from machineid.cluster.node_sync import SyncRequest
 from machineid.cluster.service import ANONYMOUS, Caller, Cluster, Page
 from machineid.cluster.store.base import AuditFilter
 from machineid.model import codec, kinds
@@ -85,6 +86,19 @@ def certs_pb(out: IssuedCerts) -> tpb.Certs:
     )
 
 
+def join_response(name: str, out: IssuedCerts) -> pb.JoinResponse:
+    """A join's answer names what it joined: the node (node_name) or the bot (bot_name)."""
+    if out.node_name:
+        return pb.JoinResponse(node_name=name, certs=certs_pb(out))
+    return pb.JoinResponse(bot_name=name, certs=certs_pb(out))
+
+
+def _duration(value: timedelta) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromTimedelta(value)
+    return d
+
+
 def _decode_pb(cls: type[Any], message: Any, field: str) -> Any:
     try:
         return convert.from_pb(cls, message)
@@ -138,8 +152,8 @@ class JoinServicer(_Base, rpc.JoinServiceServicer):
         if request.join_method not in ("", "token"):
             raise ValidationError(f'join_method: "{request.join_method}" is not served by RegisterUsingToken; '
                                   "IAM joins use RegisterUsingIAM")
-        bot, data = self.cluster.register_using_token(request.token, request.public_key, _ttl(request))
-        return pb.JoinResponse(bot_name=bot, certs=certs_pb(data))
+        name, data = self.cluster.register_using_token(request.token, request.public_key, _ttl(request))
+        return join_response(name, data)
 
     @_handler
     def CreateIAMChallenge(self, request: pb.IAMChallengeRequest,
@@ -152,9 +166,9 @@ class JoinServicer(_Base, rpc.JoinServiceServicer):
         self.limit(context)
         sts = request.sts_request
         signed = SignedRequest(method=sts.method, url=sts.url, headers=dict(sts.headers), body=bytes(sts.body))
-        bot, data = self.cluster.register_using_iam(request.token, request.challenge, signed, request.public_key,
-                                                    _ttl(request))
-        return pb.JoinResponse(bot_name=bot, certs=certs_pb(data))
+        name, data = self.cluster.register_using_iam(request.token, request.challenge, signed, request.public_key,
+                                                     _ttl(request))
+        return join_response(name, data)
 
     @_waiting_handler
     def RegisterUsingOIDC(self, request: pb.OIDCJoinRequest, context: grpc.ServicerContext) -> pb.JoinResponse:
@@ -180,8 +194,9 @@ class JoinServicer(_Base, rpc.JoinServiceServicer):
             signature=bytes(request.signature), join_state=request.join_state,
             new_public_key=request.new_public_key, new_key_signature=bytes(request.new_key_signature),
             registration_secret=request.registration_secret))
-        return pb.BoundKeypairJoinResponse(bot_name=joined.bot_name, certs=certs_pb(joined.certs),
-                                           join_state=joined.join_state, bound_public_key=joined.bound_public_key)
+        return pb.BoundKeypairJoinResponse(bot_name=joined.bot_name, node_name=joined.node_name,
+                                           certs=certs_pb(joined.certs), join_state=joined.join_state,
+                                           bound_public_key=joined.bound_public_key)
 
 
 class ClusterServicer(_Base, rpc.ClusterServiceServicer):
@@ -208,6 +223,11 @@ class ClusterServicer(_Base, rpc.ClusterServiceServicer):
     @_handler
     def UnlockBot(self, request: pb.UnlockBotRequest, context: grpc.ServicerContext) -> tpb.Bot:
         return convert.to_pb(self.cluster.unlock_bot(self.caller(context), request.name), tpb.Bot)
+
+    # ---- nodes
+    @_handler
+    def UnlockNode(self, request: pb.UnlockNodeRequest, context: grpc.ServicerContext) -> tpb.Node:
+        return convert.to_pb(self.cluster.unlock_node(self.caller(context), request.name), tpb.Node)
 
     # ---- certificates
     @_handler
@@ -245,6 +265,32 @@ class ClusterServicer(_Base, rpc.ClusterServiceServicer):
                            outcome=e.outcome, details=codec_json(e.details))
             for e in events
         ])
+
+
+class NodeServicer(_Base, rpc.NodeServiceServicer):
+    """The node RPCs (only a node's own identity may call them). `sources`: the router's map from gRPC's peer name
+    to the client's address, which the node's status records as the address it reports from."""
+
+    def __init__(self, cluster: Cluster, sources: dict[str, str] | None = None) -> None:
+        super().__init__(cluster)
+        self.sources = sources if sources is not None else {}
+
+    @_handler
+    def Sync(self, request: pb.NodeSyncRequest, context: grpc.ServicerContext) -> pb.NodeSyncResponse:
+        caller = self.caller(context)
+        peer = context.peer()
+        answer = self.cluster.sync_node(caller, SyncRequest(
+            version=request.version, heartbeat_interval=_ttl(request, "heartbeat_interval"),
+            host_public_key=request.host_public_key, applied_revision=request.applied_revision,
+            peer=self.sources.get(peer, peer)))
+        resp = pb.NodeSyncResponse(
+            node_name=answer.node_name, cluster_name=answer.cluster_name, labels=answer.labels,
+            revision=answer.revision, host_cert_principals=answer.host_cert_principals, host_cert=answer.host_cert,
+            ssh_user_ca_keys=answer.ssh_user_ca_keys, revocation_max_age=_duration(answer.revocation_max_age),
+            host_cert_ttl=_duration(answer.host_cert_ttl))
+        if answer.host_cert_expires is not None:
+            resp.host_cert_expires.CopyFrom(_ts(answer.host_cert_expires))
+        return resp
 
 
 def codec_json(details: dict[str, Any]) -> str:

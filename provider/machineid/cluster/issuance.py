@@ -17,7 +17,7 @@ from machineid.model import validators as v
 from machineid.model.errors import FieldViolation, PermissionDeniedError, PreconditionError, ValidationError
 from machineid.model.grants import MAX_RENEWABLE_TTL
 from machineid.model.node_access import EXTENSION
-from machineid.model.resources import Bot, Role, User, bot_user_name
+from machineid.model.resources import Bot, NodeStatus, Role, User, bot_user_name
 from machineid.node.layout import PRINCIPAL_PREFIX
 
 DEFAULT_CERT_TTL = timedelta(hours=1)
@@ -64,6 +64,7 @@ class IssuedCerts:
     renewable: bool
     generation: int
     principals: list[str]  # as the SSH certificate carries them: machineid:LOGIN (or the no-login placeholder)
+    node_name: str = ""  # a node's identity (a join with a Node token): TLS only, no ssh_cert
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,30 @@ class Issuer:
             generation=bot.status.generation, instance_id=bot.status.instance_id,
         )
         return ident, user.spec.traits
+
+    def node_identity(self, node_name: str, status: NodeStatus) -> certs.CertIdentity:
+        """A node's renewable identity: no roles (role rules allow it nothing); the node RPCs know it by
+        node_name."""
+        return certs.CertIdentity(user=certs.node_user(node_name), roles=[], cluster=self.cluster_name,
+                                  renewable=True, generation=status.generation, instance_id=status.instance_id,
+                                  node_name=node_name)
+
+    def issue_node_granted(self, key: certs.PublicKey, ident: certs.CertIdentity, grant: Grant) -> IssuedCerts:
+        """A node's identity is a TLS client certificate only: an SSH user certificate would log in nowhere, and
+        its host certificate comes from its sync, for its host key."""
+        a = self.authority
+        return IssuedCerts(ssh_cert="", tls_cert=a.sign_tls_client(key, ident, grant.not_after),
+                           tls_ca_certs=[a.tls_ca_pem], ssh_host_ca_keys=[a.host_ca_line],
+                           ssh_user_ca_keys=[a.user_ca_line], expires=grant.not_after, renewable=True,
+                           generation=ident.generation, principals=[], node_name=ident.node_name)
+
+    def host_cert(self, key: certs.PublicKey, principals: list[str], ttl: timedelta) -> tuple[str, datetime]:
+        """An OpenSSH host certificate for these principals (checked by the caller), valid from a minute ago (clock
+        skew) for ttl; and when it expires."""
+        now = self.objects.clock()
+        not_after = now + ttl
+        return self.authority.sign_ssh_host(key, principals[0], principals, now - timedelta(minutes=1),
+                                            not_after), not_after
 
     def output_certs(self, caller: Caller, public_key_pem: str, ttl: timedelta | None) -> IssuedCerts:
         """Non-renewable certificates of a bot for its destinations. Only the current generation of its renewable

@@ -1,4 +1,5 @@
-"""Joins: a bot proves itself with a single-use token or a signed AWS request and gets its first certificates.
+"""Joins: a bot or a node proves itself with a single-use token or a signed AWS request and gets its first
+certificates (holders.py: what differs between the two).
 
 Callers are anonymous, so every refusal is audited and a token of the `token` method (a secret) is only ever
 named by its hash prefix."""
@@ -6,14 +7,14 @@ named by its hash prefix."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from machineid.api.iam import SignedRequest
-from machineid.cluster import iam
-from machineid.cluster.access import check_unlocked
+from machineid.cluster import holders, iam
 from machineid.cluster.caller import ANONYMOUS, Caller, token_ref
 from machineid.cluster.challenges import Challenges
+from machineid.cluster.holders import Holder
 from machineid.cluster.issuance import IssuedCerts, Issuer, public_key
 from machineid.cluster.objects import Objects
 from machineid.model import codec
@@ -25,7 +26,7 @@ from machineid.model.errors import (
     ValidationError,
 )
 from machineid.model.grants import MAX_RENEWABLE_TTL
-from machineid.model.resources import MAX_SPENT_TOKENS, Bot, ProvisionToken, token_id
+from machineid.model.resources import MAX_SPENT_TOKENS, ProvisionToken, token_id
 
 
 class Joins:
@@ -35,32 +36,51 @@ class Joins:
         self.iam = verifier
         self.challenges = challenges
 
-    def _bot_of(self, token: ProvisionToken) -> Bot:
-        try:
-            bot = self.objects.get(Bot, token.spec.bot_name)
-        except NotFoundError:
-            raise PermissionDeniedError(f'bot "{token.spec.bot_name}" of this token does not exist') from None
-        check_unlocked(bot)
-        return bot
-
     def _check_unexpired(self, token: ProvisionToken, what: str) -> None:
         if self.objects.expired(token):
             assert token.metadata.expires is not None
             raise PermissionDeniedError(f"the {what} expired at {codec.format_time(token.metadata.expires)}; "
                                         "create a new one")
 
-    def _audit_issued(self, ident: Any, out: IssuedCerts, **details: Any) -> None:
-        self.objects.audit(Caller(user=ident.user, ident=ident), "cert.issue", f"user/{ident.user}", **details,
+    def _audit_issued(self, holder: Holder, ident: Any, out: IssuedCerts, **details: Any) -> None:
+        target = f"user/{ident.user}" if holder.kind == "bot" else holder.target
+        self.objects.audit(Caller(user=ident.user, ident=ident), "cert.issue", target, **details,
                            expires=codec.format_time(out.expires), principals=out.principals)
+
+    def audit_joined(self, holder: Holder, ref: str, **details: Any) -> None:
+        """A join's record: bot.join or node.join, naming the bot or node it joined."""
+        self.objects.audit(ANONYMOUS, f"{holder.kind}.join", ref, **{holder.kind: holder.name}, **details)
+
+    def audit_refused(self, ref: str, token_name: str, method: str, err: MachineIDError) -> None:
+        """A refused join, as node.join when the token named is a Node token (otherwise bot.join: a refusal must
+        not tell an anonymous caller what a name it guessed is)."""
+        try:
+            node = "Node" in self.objects.get(ProvisionToken, token_name).spec.roles if token_name else False
+        except MachineIDError:
+            node = False
+        self.objects.audit_denied("node.join" if node else "bot.join", ref, method=method, error=str(err))
+
+    @staticmethod
+    def start_instance(holder: Holder, now: datetime, join_token: str, *, spent: bool = False) -> None:
+        """A join that succeeds starts a new renewable identity at generation 1 (any earlier one is superseded);
+        a single-use token it spent is remembered so that it is never created again."""
+        st = holder.status
+        st.generation = 1
+        st.instance_id = uuid.uuid4().hex
+        st.last_join = now
+        st.join_token = join_token
+        if spent:
+            st.spent_tokens = [*st.spent_tokens, join_token][-MAX_SPENT_TOKENS:]
 
     # ------------------------------------------------------------------ the token method
     def register_using_token(self, token_name: str, public_key_pem: str,
                              ttl: timedelta | None) -> tuple[str, IssuedCerts]:
+        """Joins the token's bot or node; returns its name and the certificates (a node's name them, node_name)."""
         ref = f"token/{token_ref(token_name)}"
         try:
             return self._register_using_token(token_name, public_key_pem, ttl, ref)
         except MachineIDError as e:
-            self.objects.audit_denied("bot.join", ref, method="token", error=str(e))
+            self.audit_refused(ref, token_name, "token", e)
             raise
 
     def _register_using_token(self, token_name: str, public_key_pem: str, ttl: timedelta | None,
@@ -68,7 +88,7 @@ class Joins:
         if not token_name:
             raise ValidationError([FieldViolation(("token",), "is required; pass the token from "
                                                   "`machineid ctl bots add`")])
-        public_key(public_key_pem)  # before anything is consumed
+        key = public_key(public_key_pem)  # before anything is consumed
         objects = self.objects
         with objects.backend.transaction():
             try:
@@ -76,28 +96,23 @@ class Joins:
             except NotFoundError:
                 raise PermissionDeniedError("the join token is not valid: it does not exist or was already used "
                                             "(tokens of the token method join once); create a new one with "
-                                            "`machineid ctl tokens add --type=bot --bot-name=NAME`") from None
+                                            "`machineid ctl tokens add --type=bot --bot-name=NAME` (or --type=node "
+                                            "--node-name=NAME)") from None
             if token.spec.join_method != "token":
                 raise PermissionDeniedError(f"token uses join method {token.spec.join_method}, not token")
             self._check_unexpired(token, "join token")
-            if "Bot" not in token.spec.roles or not token.spec.bot_name:
-                raise PermissionDeniedError("the join token is not a bot token")
-            bot = self._bot_of(token)
+            holder = holders.of_token(objects, token)
             objects.backend.delete("token", token_name)  # single use
-            rejoin = bot.status.generation > 0
-            bot.status.generation = 1
-            bot.status.instance_id = uuid.uuid4().hex
-            bot.status.last_join = objects.clock()
-            bot.status.join_token = token_id(token_name, "token")
-            bot.status.spent_tokens = [*bot.status.spent_tokens, bot.status.join_token][-MAX_SPENT_TOKENS:]
-            bot = objects.update(bot)
-            ident, traits = self.issuer.bot_identity(bot, renewable=True)
+            rejoin = holder.status.generation > 0
+            self.start_instance(holder, objects.clock(), token_id(token_name, "token"), spent=True)
+            holder.save(objects)
+            ident, traits = holder.identity(self.issuer, renewable=True)
         # Signing happens after the commit, outside the store's lock, so joins from many machines overlap.
-        out = self.issuer.issue(public_key_pem, ident, traits, ttl, MAX_RENEWABLE_TTL)
-        objects.audit(ANONYMOUS, "bot.join", ref, bot=bot.metadata.name, method="token", generation=1,
-                      instance_id=bot.status.instance_id, rejoin=rejoin)
-        self._audit_issued(ident, out, generation=1)
-        return bot.metadata.name, out
+        out = holder.issue(self.issuer, key, ident, traits, self.issuer.grant(ident, ttl, MAX_RENEWABLE_TTL))
+        self.audit_joined(holder, ref, method="token", generation=1, instance_id=holder.status.instance_id,
+                          rejoin=rejoin)
+        self._audit_issued(holder, ident, out, generation=1)
+        return holder.name, out
 
     # ------------------------------------------------------------------ the IAM method
     def create_challenge(self, purpose: str = "") -> str:
@@ -116,7 +131,7 @@ class Joins:
         try:
             return self._register_using_iam(token, challenge, request, public_key_pem, ttl, ref)
         except MachineIDError as e:
-            self.objects.audit_denied("bot.join", ref, method="iam", error=str(e))
+            self.audit_refused(ref, token_name if known_iam else "", "iam", e)
             raise
 
     def _register_using_iam(self, token: ProvisionToken | None, challenge: str, request: SignedRequest,
@@ -137,13 +152,25 @@ class Joins:
         objects = self.objects
         with objects.backend.transaction():
             self.challenges.spend(challenge, challenge_expires)  # only a join that proved who it is writes a row
-            bot = self._bot_of(token)
-            bot.status.last_join = objects.clock()
-            bot.status.join_token = token.metadata.name
-            bot = objects.update(bot)
-            ident, traits = self.issuer.bot_identity(bot, renewable=False)
-            out = self.issuer.issue(public_key_pem, ident, traits, ttl, MAX_RENEWABLE_TTL)
-        objects.audit(ANONYMOUS, "bot.join", ref, bot=bot.metadata.name, method="iam", aws_account=who.account,
-                      aws_arn=who.arn)
-        self._audit_issued(ident, out, renewable=False)
-        return bot.metadata.name, out
+            holder = holders.of_token(objects, token)
+            if isinstance(holder, holders.NodeHolder):
+                # A node keeps a renewable identity (it renews and syncs through it); an IAM join starts a new one,
+                # as any join does, superseding the last.
+                rejoin = holder.status.generation > 0
+                self.start_instance(holder, objects.clock(), token.metadata.name)
+                holder.save(objects)
+                ident, traits = holder.identity(self.issuer, renewable=True)
+                out = holder.issue(self.issuer, public_key(public_key_pem), ident, traits,
+                                   self.issuer.grant(ident, ttl, MAX_RENEWABLE_TTL))
+                details: dict[str, Any] = {"generation": 1, "instance_id": holder.status.instance_id,
+                                           "rejoin": rejoin}
+            else:
+                holder.status.last_join = objects.clock()
+                holder.status.join_token = token.metadata.name
+                holder.save(objects)
+                ident, traits = holder.identity(self.issuer, renewable=False)
+                out = self.issuer.issue(public_key_pem, ident, traits, ttl, MAX_RENEWABLE_TTL)
+                details = {}
+        self.audit_joined(holder, ref, method="iam", aws_account=who.account, aws_arn=who.arn, **details)
+        self._audit_issued(holder, ident, out, renewable=ident.renewable)
+        return holder.name, out

@@ -1,5 +1,5 @@
-"""Bound keypair joins (Teleport's RFD 0205): the bot proves a private key the token is bound to by signing a
-fresh, single-use challenge, so no secret travels or sits on disk besides that key.
+"""Bound keypair joins (Teleport's RFD 0205): the bot (or node) proves a private key the token is bound to by
+signing a fresh, single-use challenge, so no secret travels or sits on disk besides that key.
 
 Every join returns a join-state document the cluster signed (with its X.509 CA key) carrying a sequence number;
 the next join must present the latest one. A key pair copied off a machine carries a document that goes stale as
@@ -19,12 +19,12 @@ import base64
 import hashlib
 import hmac
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from machineid.cluster import records
+from machineid.cluster import holders, records
 from machineid.cluster.caller import ANONYMOUS, token_ref
+from machineid.cluster.holders import Holder
 from machineid.cluster.issuance import IssuedCerts, public_key
 from machineid.cluster.joins import Joins
 from machineid.cluster.objects import check_name
@@ -39,7 +39,7 @@ from machineid.model.errors import (
     ValidationError,
 )
 from machineid.model.grants import MAX_RENEWABLE_TTL
-from machineid.model.resources import Bot, ProvisionToken
+from machineid.model.resources import ProvisionToken
 
 STATE_PREFIX = "v1."
 MAX_STATE = 4096
@@ -61,10 +61,11 @@ class KeypairJoin:
 
 @dataclass
 class KeypairJoined:
-    bot_name: str
+    bot_name: str  # the bot joined, or "" for a node
     certs: IssuedCerts
     join_state: str
     bound_public_key: str
+    node_name: str = ""  # the node joined (a Node token)
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ class KeypairJoins:
         try:
             return self._join(req, ref)
         except MachineIDError as e:
-            self.objects.audit_denied("bot.join", ref, method="bound_keypair", error=str(e))
+            self.joins.audit_refused(ref, req.token if known else "", "bound_keypair", e)
             raise
 
     def _join(self, req: KeypairJoin, ref: str) -> KeypairJoined:
@@ -187,57 +188,54 @@ class KeypairJoins:
             if token.spec.join_method != "bound_keypair":
                 raise PermissionDeniedError("that token is not a bound_keypair token")
             joins._check_unexpired(token, "bound_keypair token")
-            if "Bot" not in token.spec.roles or not token.spec.bot_name:
-                raise PermissionDeniedError("the join token is not a bot token")
-            bot = joins._bot_of(token)
+            holder = holders.of_token(objects, token)
             presented = self._presented_seq(req.join_state, token)
             last = self._last_join(token)
-            if last is not None and self._is_retry(req, token, bot, last, presented, msg):
+            if last is not None and self._is_retry(req, token, holder, last, presented, msg):
                 done = Outcome(signer=last.signer, new_key=last.new_key, retry=True)
             else:
-                done = self._apply(req, token, bot, presented, msg, now, last.previous if last else [])
+                done = self._apply(req, token, holder, presented, msg, now, last.previous if last else [])
             # The join has proved the key (or the secret): from here on it may write, and spends its challenge.
             challenges.spend(req.challenge, challenge_expires)
-            rejoin = bot.status.generation > 0
+            rejoin = holder.status.generation > 0
             if done.lock is not None:
-                bot.status.locked = True
-                bot.status.lock_reason = done.lock.reason
-                objects.update(bot)
+                holder.lock(done.lock.reason)
+                holder.save(objects)
             else:
                 if not done.retry:
                     token.status.join_sequence += 1
                     token = objects.update(token)
-                    bot.status.generation = 1
-                    bot.status.instance_id = uuid.uuid4().hex
-                    bot.status.last_join = now
-                    bot.status.join_token = token.metadata.name
-                    bot = objects.update(bot)
-                ident, traits = self.issuer.bot_identity(bot, renewable=True)
+                    joins.start_instance(holder, now, token.metadata.name)
+                    holder.save(objects)
+                ident, traits = holder.identity(self.issuer, renewable=True)
                 grant = self.issuer.grant(ident, req.ttl, MAX_RENEWABLE_TTL)
-                records.put(objects, bot.metadata.name, LastRenewal(1, "", bot.status.instance_id, grant.not_after))
+                holder.put_last_renewal(objects, LastRenewal(1, "", holder.status.instance_id, grant.not_after))
                 previous = done.previous if done.previous is not None else (last.previous if last else [])
                 records.put(objects, token.metadata.name, LastKeypairJoin(
                     created=_created(token), seq=token.status.join_sequence, certify=keys.pem_digest(req.public_key),
-                    instance=bot.status.instance_id, signer=done.signer, new_key=done.new_key, previous=previous))
-        name = bot.metadata.name
+                    instance=holder.status.instance_id, signer=done.signer, new_key=done.new_key, previous=previous))
+        name, kind = holder.name, holder.kind
         if done.lock is not None:
             lock = done.lock
-            objects.audit(ANONYMOUS, "bot.lock", f"bot/{name}", "denied", token=token.metadata.name,
+            objects.audit(ANONYMOUS, f"{kind}.lock", holder.target, "denied", token=token.metadata.name,
                           presented=lock.presented, expected=lock.expected, **({"key": lock.key} if lock.key else {}))
-            raise PermissionDeniedError(f'bot "{name}" is now locked: {lock.reason}. Two machines hold its key pair; '
-                                        f"unlock with `machineid ctl bots unlock {name}` once the copy is gone "
-                                        "(and consider rotating the key: rotate_after)")
-        out = self.issuer.issue_granted(key, ident, traits, grant)
+            raise PermissionDeniedError(f'{kind} "{name}" is now locked: {lock.reason}. Two machines hold its key '
+                                        f"pair; unlock with `machineid ctl {kind}s unlock {name}` once the copy is "
+                                        "gone (and consider rotating the key: rotate_after)")
+        out = holder.issue(self.issuer, key, ident, traits, grant)
         st = token.status
-        objects.audit(ANONYMOUS, "bot.join", ref, bot=name, method="bound_keypair", generation=1,
-                      instance_id=bot.status.instance_id, rejoin=rejoin or done.retry, retry=done.retry,
-                      recovery=done.recovery, recovery_count=st.recovery_count, registered=done.registered,
-                      rotated=done.rotated, rotation_ignored=done.rotation_ignored, join_sequence=st.join_sequence,
-                      key=keys.fingerprint(st.bound_public_key))
-        joins._audit_issued(ident, out, generation=1)
-        return KeypairJoined(name, out, self._state(token, st.join_sequence), st.bound_public_key)
+        joins.audit_joined(holder, ref, method="bound_keypair", generation=1,
+                           instance_id=holder.status.instance_id, rejoin=rejoin or done.retry, retry=done.retry,
+                           recovery=done.recovery, recovery_count=st.recovery_count, registered=done.registered,
+                           rotated=done.rotated, rotation_ignored=done.rotation_ignored,
+                           join_sequence=st.join_sequence, key=keys.fingerprint(st.bound_public_key))
+        joins._audit_issued(holder, ident, out, generation=1)
+        state = self._state(token, st.join_sequence)
+        if kind == "node":
+            return KeypairJoined("", out, state, st.bound_public_key, node_name=name)
+        return KeypairJoined(name, out, state, st.bound_public_key)
 
-    def _apply(self, req: KeypairJoin, token: ProvisionToken, bot: Bot, presented: int, msg: bytes,
+    def _apply(self, req: KeypairJoin, token: ProvisionToken, holder: Holder, presented: int, msg: bytes,
                now: datetime, previous: list[str]) -> Outcome:
         """The checks and changes of a join that is not a retry (in the caller's transaction): what happened, or
         a Lock for a stale join state or a join signed by a key bound before (`previous`: the keys this token was
@@ -296,13 +294,13 @@ class KeypairJoins:
                     return done
                 if presented > st.join_sequence:
                     raise PermissionDeniedError("the join state is newer than the cluster's (was the cluster "
-                                                "restored from a backup?); onboard the bot again with a new token")
-        if not first and self._recovering(bot, now):
+                                                "restored from a backup?); onboard it again with a new token")
+        if not first and self._recovering(holder, now):
             done.recovery = True
             if bk.recovery.mode == "standard":
                 if st.recovery_count >= bk.recovery.limit:
                     raise PermissionDeniedError(
-                        f"recovery limit reached: the bot joined again after its certificates expired "
+                        f"recovery limit reached: the {holder.kind} joined again after its certificates expired "
                         f"{st.recovery_count} times (recovery.limit {bk.recovery.limit}); raise "
                         f'recovery.limit on token "{token.metadata.name}" to let it join')
                 st.recovery_count += 1
@@ -323,10 +321,10 @@ class KeypairJoins:
                 done.rotated, done.new_key = True, new
         return done
 
-    def _recovering(self, bot: Bot, now: datetime) -> bool:
-        """No valid renewable certificate: the last one issued to the bot's current instance has expired."""
-        last = records.get(self.objects, LastRenewal, bot.metadata.name)
-        return not (last is not None and last.instance == bot.status.instance_id and last.expires is not None
+    def _recovering(self, holder: Holder, now: datetime) -> bool:
+        """No valid renewable certificate: the last one issued to the current instance has expired."""
+        last = holder.last_renewal(self.objects)
+        return not (last is not None and last.instance == holder.status.instance_id and last.expires is not None
                     and last.expires > now)
 
     def _last_join(self, token: ProvisionToken) -> LastKeypairJoin | None:
@@ -335,7 +333,7 @@ class KeypairJoins:
         return last if last is not None and last.created == _created(token) else None
 
     @staticmethod
-    def _is_retry(req: KeypairJoin, token: ProvisionToken, bot: Bot, last: LastKeypairJoin, presented: int,
+    def _is_retry(req: KeypairJoin, token: ProvisionToken, holder: Holder, last: LastKeypairJoin, presented: int,
                   msg: bytes) -> bool:
         """The last join again, its answer lost: same key to certify, signed by the key that signed it, presenting
         the document that join presented, and the identity it issued unused (never renewed). A copy replaying it
@@ -343,7 +341,7 @@ class KeypairJoins:
         st = token.status
         if last.seq != st.join_sequence or last.certify != keys.pem_digest(req.public_key):
             return False
-        if bot.status.instance_id != last.instance or bot.status.generation != 1:
+        if holder.status.instance_id != last.instance or holder.status.generation != 1:
             return False
         if token.spec.bound_keypair.recovery.mode != "insecure" and presented != st.join_sequence - 1:
             return False

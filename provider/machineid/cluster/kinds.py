@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from machineid.cluster import records
+from machineid.cluster import node_status, records
 from machineid.cluster.access import Access
 from machineid.cluster.caller import Caller, target
 from machineid.cluster.objects import Objects, R, check_name, encoded_size
@@ -173,17 +173,23 @@ class Kinds:
                                                   "time or leave it out (1h)")])
 
     def _refuse_spent(self, token: ProvisionToken) -> None:
-        """A single-use token its bot has joined with (the cluster deleted it then) is not created again: whoever
-        saw the spent secret could join with it."""
-        bot_name = token.spec.bot_name
-        if token.spec.join_method != "token" or not bot_name:
+        """A single-use token its bot or node has joined with (the cluster deleted it then) is not created again:
+        whoever saw the spent secret could join with it."""
+        if token.spec.join_method != "token":
             return
-        try:
-            spent = self.objects.get(Bot, bot_name).status.spent_tokens
-        except NotFoundError:
+        if token.spec.node_name:
+            kind, name = "node", token.spec.node_name
+            spent = node_status.get(self.objects, name).spent_tokens
+        elif token.spec.bot_name:
+            kind, name = "bot", token.spec.bot_name
+            try:
+                spent = self.objects.get(Bot, name).status.spent_tokens
+            except NotFoundError:
+                return
+        else:
             return
         if token_id(token.metadata.name, "token") in spent:
-            raise PreconditionError(f'this token was already used by bot "{bot_name}" to join, and a used single-use '
+            raise PreconditionError(f'this token was already used by {kind} "{name}" to join, and a used single-use '
                                     "token is not created again: choose another name, or leave the name out so "
                                     "that the cluster picks one")
 
@@ -254,11 +260,48 @@ class Kinds:
         node = self.read(caller, Node, name)
         if self.objects.expired(node) or not self.access.node_allowed(self.access.roles(caller.roles), node):
             raise NotFoundError(f'node "{name}" not found')  # do not leak nodes the caller cannot reach
-        return node
+        return node_status.with_status(self.objects, node)
 
     def list_nodes(self, caller: Caller, page: Page) -> tuple[list[Node], str]:
-        """Only the nodes the caller's roles reach, and none that expired."""
+        """Only the nodes the caller's roles reach, and none that expired; each with its status."""
         roles = self.access.roles(caller.roles)
-        return self.list_page(caller, Node, page,
-                              lambda n: not self.objects.expired(n) and self.access.node_allowed(roles, n))
+        nodes, next_token = self.list_page(caller, Node, page,
+                                           lambda n: not self.objects.expired(n) and self.access.node_allowed(roles, n))
+        return [node_status.with_status(self.objects, n) for n in nodes], next_token
 
+    def upsert_node(self, caller: Caller, node: Node, create_only: bool = False) -> Node:
+        """The generic write (the status stays the cluster's, in its own record), answered with the status."""
+        return node_status.with_status(self.objects, self.upsert(caller, node, create_only))
+
+    def delete_node(self, caller: Caller, name: str, revision: str = "") -> None:
+        """The node goes with its status: its identity stops working, and a node created again under the name
+        starts over (joins again)."""
+        self.access.check(caller, "node", "delete")
+        check_name(name)
+        with self.objects.backend.transaction():
+            self.objects.backend.delete("node", name, revision)
+            node_status.delete(self.objects, name)
+        self.objects.audit(caller, "node.delete", f"node/{name}")
+
+
+    def unlock_node(self, caller: Caller, name: str) -> Node:
+        """As for a bot: a lock means two holders of the node's identity or key pair, and neither may simply renew
+        on. Every renewable identity of the node is superseded; it joins again (a new single-use token, or its iam
+        or bound_keypair token)."""
+        self.access.check(caller, "node", "update")
+        check_name(name)
+        objects = self.objects
+        with objects.backend.transaction():
+            node = objects.get(Node, name)
+            status = node_status.get(objects, name)
+            if not status.locked:
+                raise PreconditionError(f'node "{name}" is not locked; nothing to unlock')
+            status.locked = False
+            status.lock_reason = ""
+            status.instance_id = ""
+            status.generation = 0
+            node_status.put(objects, name, status)
+            records.delete(objects, node_status.NodeLastRenewal, name)
+        objects.audit(caller, "node.unlock", f"node/{name}")
+        node.status = status
+        return node

@@ -32,7 +32,7 @@ from machineid.api.client import split_address
 from machineid.api.identity import Identity, write_private
 from machineid.api.v1 import cluster_pb2_grpc as rpc
 from machineid.cluster import iam, x509_issuance
-from machineid.cluster.grpc_api import ClusterServicer, JoinServicer
+from machineid.cluster.grpc_api import ClusterServicer, JoinServicer, NodeServicer
 from machineid.cluster.janitor import DEFAULT_AUDIT_RETENTION, Janitor
 from machineid.cluster.limits import CallLimits
 from machineid.cluster.router import JOIN_BURST, JOIN_RATE, MAX_PER_SOURCE, SNIRouter
@@ -222,6 +222,7 @@ class Server:
         join_servicer = JoinServicer(self.cluster, CallLimits(self.config.join_rate_per_source, burst), peers)
         rpc.add_JoinServiceServicer_to_server(join_servicer, server)
         rpc.add_ClusterServiceServicer_to_server(ClusterServicer(self.cluster), server)
+        rpc.add_NodeServiceServicer_to_server(NodeServicer(self.cluster, peers), server)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         rpc.add_JoinServiceServicer_to_server(join_servicer, join_server)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, join_server)

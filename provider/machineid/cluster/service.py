@@ -29,6 +29,7 @@ from machineid.cluster.issuance import IssuedCerts, Issuer
 from machineid.cluster.joins import Joins
 from machineid.cluster.keypairs import KeypairJoin, KeypairJoined, KeypairJoins
 from machineid.cluster.kinds import Kinds, Page
+from machineid.cluster.node_sync import NodeSync, SyncAnswer, SyncRequest
 from machineid.cluster.objects import Objects, R
 from machineid.cluster.oidc.keysets import KeySets
 from machineid.cluster.renewal import Renewals
@@ -37,7 +38,7 @@ from machineid.cluster.store.base import ALL_EVENTS, AuditFilter, Backend
 from machineid.model import kinds
 from machineid.model import validators as v
 from machineid.model.errors import FieldViolation, ValidationError
-from machineid.model.resources import Bot, Metadata, ProvisionToken, User, UserSpec
+from machineid.model.resources import Bot, Metadata, Node, ProvisionToken, User, UserSpec
 from machineid.model.validators import shown
 
 ADMIN_USER = "admin"
@@ -64,16 +65,18 @@ class Cluster:
         self.keypairs = KeypairJoins(self.joins)
         self.delegated = DelegatedJoins(self.joins, KeySets(), cluster_name)
         self.renewals = Renewals(self.objects, self.issuer)
+        self.node_sync = NodeSync(self.objects, self.issuer, cluster_name)
         # Each kind's own rules where it has them (kind name -> the call); the generic one otherwise.
         self._upserts: dict[str, Callable[..., Any]] = {"token": self.kinds.upsert_token,
-                                                         "user": self.kinds.upsert_user}
+                                                         "user": self.kinds.upsert_user,
+                                                         "node": self.kinds.upsert_node}
         self._gets: dict[str, Callable[..., Any]] = {
             "node": lambda caller, cls, name: self.kinds.get_node(caller, name)}
         self._lists: dict[str, Callable[..., Any]] = {
             "node": lambda caller, cls, page: self.kinds.list_nodes(caller, page)}
         self._deletes: dict[str, Callable[[Caller, str, str], None]] = {
             "role": self.kinds.delete_role, "token": self.kinds.delete_token, "user": self.kinds.delete_user,
-            "bot": self.bots.delete}
+            "bot": self.bots.delete, "node": self.kinds.delete_node}
         self._bootstrap()
 
     def serial(self) -> contextlib.AbstractContextManager[object]:
@@ -138,6 +141,14 @@ class Cluster:
     def unlock_bot(self, caller: Caller, name: str) -> Bot:
         return self.bots.unlock(caller, name)
 
+    # ------------------------------------------------------------------ nodes
+    def unlock_node(self, caller: Caller, name: str) -> Node:
+        return self.kinds.unlock_node(caller, name)
+
+    def sync_node(self, caller: Caller, request: SyncRequest) -> SyncAnswer:
+        """A node's heartbeat and refresh (node_sync.py); only a node's own identity may."""
+        return self.node_sync.sync(caller, request)
+
     # ------------------------------------------------------------------ joins, renewals, certificates
     def register_using_token(self, token_name: str, public_key_pem: str,
                              ttl: timedelta | None) -> tuple[str, IssuedCerts]:
@@ -183,8 +194,9 @@ class Cluster:
         if where.action and not _ACTION.fullmatch(where.action):
             problems.append(FieldViolation(("action",), f'"{shown(where.action)}" is not an action; write one like '
                                            "bot.join, or a family like bot"))
-        if where.actor and v.RESOURCE_NAME.check(where.actor.removeprefix("bot:")):
-            problems.append(FieldViolation(("actor",), "is not a user or bot name"))
+        actor = where.actor.partition(":")[2] if where.actor.startswith(("bot:", "node:")) else where.actor
+        if where.actor and v.RESOURCE_NAME.check(actor):
+            problems.append(FieldViolation(("actor",), "is not a user, bot or node name (node:NAME for a node)"))
         if problems:
             raise ValidationError(problems)
         with self.serial():

@@ -18,9 +18,12 @@ ACTIONS: tuple[str, ...] = tuple(sorted({
     "bot.join",  # a join, or a refused one
     "bot.lock",  # a copied identity or key pair detected
     "cert.issue",  # a user's (or a join's) certificates
-    "cert.issue_host",  # a node's host certificate
+    "cert.issue_host",  # a node's host certificate (at its sync, or `ctl auth sign --host`)
     "cert.issue_output",  # a bot's destination certificates
     "cert.renew",
+    "node.join",  # a node's join, or a refused one
+    "node.lock",  # a node's copied identity or key pair detected
+    "node.unlock",
     "token.expire",  # an expired join token deleted by the janitor
 }))
 FAMILIES: tuple[str, ...] = tuple(sorted({a.partition(".")[0] for a in ACTIONS}))

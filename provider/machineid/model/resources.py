@@ -27,6 +27,9 @@ NODE_JOIN_METHODS = ("token", "iam", "bound_keypair")
 DEFAULT_HOST_CERT_TTL = "24h"
 MAX_HOST_CERT_TTL_SECONDS = 30 * 86400
 DEFAULT_REVOCATION_MAX_AGE = "1h"
+# A host certificate holds at most v.MAX_HOST_PRINCIPALS principals; three are the node's own (NAME, NAME.CLUSTER and
+# addr's host).
+MAX_NODE_HOSTNAMES = v.MAX_HOST_PRINCIPALS - 3
 JOIN_METHODS = ("token", "iam", "bound_keypair", *delegated.DELEGATED_METHODS)
 # Join methods whose token's name is the secret that joins (a single-use token): only these names are hidden (in
 # IDs, audit records, plans and state display); every other method's name is public, its proof lies elsewhere.
@@ -335,6 +338,11 @@ class NodeSpec:
     )
 
     def check(self) -> Iterator[FieldViolation]:
+        if len(self.hostnames) > MAX_NODE_HOSTNAMES:
+            # NAME, NAME.CLUSTER and addr's host join them in the host certificate, which holds at most
+            # MAX_HOST_PRINCIPALS: a longer list would leave the node without a certificate at its next renewal.
+            yield FieldViolation(("hostnames",), f"has {len(self.hostnames)} entries; at most {MAX_NODE_HOSTNAMES} "
+                                 "fit in a host certificate beside the node's own names")
         host, _, port = self.addr.rpartition(":")
         # The host ends up in the bots' ssh_config: only a DNS name or an IP literal, nothing ssh could parse as
         # another directive.
@@ -414,6 +422,10 @@ class NodeStatus:
                                  doc="The node object's revision whose labels the node enforces now.")
     revocations_version: int = attr(default=0, computed=True,
                                     doc="Version of the revocation list the node last fetched.")
+    locked: bool = attr(default=False, computed=True,
+                        doc="Locked after a copied identity or key pair was used (a generation mismatch, a stale "
+                            "join state); unlock with `machineid ctl nodes unlock NAME`, then join again.")
+    lock_reason: str = attr(default="", computed=True, doc="Why the node is locked.")
 
 
 @kinds.declare(kinds.NODE)

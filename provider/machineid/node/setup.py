@@ -18,8 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from machineid.model import codec
 from machineid.model.errors import PermissionDeniedError, ValidationError
 from machineid.node import files, helper, sshd
 from machineid.node.files import Change, Planned
@@ -58,6 +57,7 @@ class Options:
     sshd_pid_file: Path | None = None
     reload: bool = True
     dry_run: bool = False
+    join_now: bool = False  # --join: one join and sync before the reload, so sshd starts with a host certificate
     now: float = field(default_factory=time.time)
 
     @property
@@ -104,11 +104,12 @@ def agent_config(opts: Options) -> bytes:
     """Layout.config, as the design fixes it (`node start` refuses unknown keys)."""
     j = opts.join
     assert j is not None
-    doc = {"version": 1, "name": j.name, "auth_server": j.auth_server, "ca_pins": list(j.ca_pins),
-           "join_method": j.join_method,
-           "token": str(opts.join_token_file) if j.join_method == "token" else j.token,
-           "heartbeat_interval": "60s", "sshd_pid_file": str(opts.pid_file) if opts.reload else ""}
-    return (sshd.HEADER + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)).encode()
+    from machineid.node.config import NodeConfig, render
+
+    config = NodeConfig(name=j.name, auth_server=j.auth_server, ca_pins=list(j.ca_pins), join_method=j.join_method,
+                        token=str(opts.join_token_file) if j.join_method == "token" else j.token,
+                        sshd_pid_file=str(opts.pid_file) if opts.reload else "")
+    return (sshd.HEADER + render(config)).encode()
 
 
 def _read(path: Path) -> bytes | None:
@@ -290,11 +291,23 @@ def setup(opts: Options, say: Callable[[str], None]) -> int:
     if not included:
         say(missing_include)
 
+    host_cert_renewed = False
+    if opts.join_now and not image:
+        from machineid.node import agent
+
+        result = agent.sync_once(layout, reload=False)
+        host_cert_renewed = result.host_cert_renewed
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(result.labels.items())) or "none"
+        say(f"\n{'joined the cluster and synced' if result.joined else 'synced with the cluster'}: labels "
+            f"{labels} (revision {result.revision}); host certificate "
+            + (f"valid until {codec.format_time(result.host_cert_expires)}" if result.host_cert_expires else
+               "not issued yet")
+            + "\nkeep it fresh: run `machineid node start` as a service (it renews and heartbeats)")
     if image:
         say(f"\nwritten under {layout.dest_dir} for an image; sshd checks them when the node boots")
     elif main_text is None:
         say(f"\nno sshd_config at {opts.main_config}: not checked with sshd -t, and sshd not reloaded")
-    elif any(c.planned.read_at_start for c in written):
+    elif host_cert_renewed or any(c.planned.read_at_start for c in written):
         say("\n" + (sshd.reload(opts.pid_file) if opts.reload else
                     "not reloaded (--no-reload): reload sshd to use the new settings"))
     if opts.join is None and not layout.written(layout.host_cert).exists():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import logging
 import os
 import re
 import shutil
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from machineid.node.layout import Layout
+
+log = logging.getLogger("machineid.node")
 
 DEFAULT_HOST_KEYS = ("ssh_host_ecdsa_key", "ssh_host_ed25519_key", "ssh_host_rsa_key")
 HEADER = "# Written by `machineid node setup`: run it again rather than editing this file.\n"
@@ -134,6 +137,8 @@ def reload(pid_file: Path) -> str:
     Returns what happened, for the operator."""
     try:
         pid = int(pid_file.read_text().split()[0])
+        if pid <= 1:
+            raise ValueError(f"pid {pid}")
         comm = Path(f"/proc/{pid}/comm").read_text().strip()
     except (OSError, ValueError, IndexError):
         return f"sshd is not running (no live pid in {pid_file}): start it and it uses these settings"
@@ -141,3 +146,16 @@ def reload(pid_file: Path) -> str:
         return f"{pid_file} names pid {pid}, which is {comm}, not sshd: not signalled; reload sshd yourself"
     os.kill(pid, signal.SIGHUP)
     return f"reloaded sshd (SIGHUP to pid {pid})"
+
+
+def reload_for_new_certificate(pid_file: str) -> bool:
+    """The node agent's reload after its host certificate changed: never an error (the new certificate is in place
+    for sshd's next start), a warning when nothing was signalled."""
+    if not pid_file:
+        log.warning("the host certificate changed and sshd_pid_file is empty: sshd goes on presenting the old one "
+                    "until it is reloaded (systemctl reload ssh)")
+        return False
+    message = reload(Path(pid_file))
+    signalled = message.startswith("reloaded")
+    (log.info if signalled else log.warning)("host certificate renewed: %s", message)
+    return signalled

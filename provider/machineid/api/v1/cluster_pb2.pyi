@@ -40,12 +40,14 @@ class JoinRequest(_message.Message):
     def __init__(self, token: _Optional[str] = ..., join_method: _Optional[str] = ..., public_key: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class JoinResponse(_message.Message):
-    __slots__ = ("bot_name", "certs")
+    __slots__ = ("bot_name", "certs", "node_name")
     BOT_NAME_FIELD_NUMBER: _ClassVar[int]
     CERTS_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     bot_name: str
     certs: _types_pb2.Certs
-    def __init__(self, bot_name: _Optional[str] = ..., certs: _Optional[_Union[_types_pb2.Certs, _Mapping]] = ...) -> None: ...
+    node_name: str
+    def __init__(self, bot_name: _Optional[str] = ..., certs: _Optional[_Union[_types_pb2.Certs, _Mapping]] = ..., node_name: _Optional[str] = ...) -> None: ...
 
 class IAMChallengeRequest(_message.Message):
     __slots__ = ()
@@ -139,16 +141,18 @@ class BoundKeypairJoinRequest(_message.Message):
     def __init__(self, token: _Optional[str] = ..., challenge: _Optional[str] = ..., public_key: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., signature: _Optional[bytes] = ..., join_state: _Optional[str] = ..., new_public_key: _Optional[str] = ..., new_key_signature: _Optional[bytes] = ..., registration_secret: _Optional[str] = ...) -> None: ...
 
 class BoundKeypairJoinResponse(_message.Message):
-    __slots__ = ("bot_name", "certs", "join_state", "bound_public_key")
+    __slots__ = ("bot_name", "certs", "join_state", "bound_public_key", "node_name")
     BOT_NAME_FIELD_NUMBER: _ClassVar[int]
     CERTS_FIELD_NUMBER: _ClassVar[int]
     JOIN_STATE_FIELD_NUMBER: _ClassVar[int]
     BOUND_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     bot_name: str
     certs: _types_pb2.Certs
     join_state: str
     bound_public_key: str
-    def __init__(self, bot_name: _Optional[str] = ..., certs: _Optional[_Union[_types_pb2.Certs, _Mapping]] = ..., join_state: _Optional[str] = ..., bound_public_key: _Optional[str] = ...) -> None: ...
+    node_name: str
+    def __init__(self, bot_name: _Optional[str] = ..., certs: _Optional[_Union[_types_pb2.Certs, _Mapping]] = ..., join_state: _Optional[str] = ..., bound_public_key: _Optional[str] = ..., node_name: _Optional[str] = ...) -> None: ...
 
 class GetRequest(_message.Message):
     __slots__ = ("name",)
@@ -261,6 +265,12 @@ class UnlockBotRequest(_message.Message):
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
+class UnlockNodeRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
 class UpsertUserRequest(_message.Message):
     __slots__ = ("user", "create_only")
     USER_FIELD_NUMBER: _ClassVar[int]
@@ -358,3 +368,46 @@ class ListAuditEventsResponse(_message.Message):
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[_types_pb2.AuditEvent]
     def __init__(self, events: _Optional[_Iterable[_Union[_types_pb2.AuditEvent, _Mapping]]] = ...) -> None: ...
+
+class NodeSyncRequest(_message.Message):
+    __slots__ = ("version", "heartbeat_interval", "host_public_key", "applied_revision")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    HOST_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    heartbeat_interval: _duration_pb2.Duration
+    host_public_key: str
+    applied_revision: str
+    def __init__(self, version: _Optional[str] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., host_public_key: _Optional[str] = ..., applied_revision: _Optional[str] = ...) -> None: ...
+
+class NodeSyncResponse(_message.Message):
+    __slots__ = ("node_name", "cluster_name", "labels", "revision", "host_cert_principals", "host_cert", "host_cert_expires", "ssh_user_ca_keys", "revocation_max_age", "host_cert_ttl")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    HOST_CERT_PRINCIPALS_FIELD_NUMBER: _ClassVar[int]
+    HOST_CERT_FIELD_NUMBER: _ClassVar[int]
+    HOST_CERT_EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    SSH_USER_CA_KEYS_FIELD_NUMBER: _ClassVar[int]
+    REVOCATION_MAX_AGE_FIELD_NUMBER: _ClassVar[int]
+    HOST_CERT_TTL_FIELD_NUMBER: _ClassVar[int]
+    node_name: str
+    cluster_name: str
+    labels: _containers.ScalarMap[str, str]
+    revision: str
+    host_cert_principals: _containers.RepeatedScalarFieldContainer[str]
+    host_cert: str
+    host_cert_expires: _timestamp_pb2.Timestamp
+    ssh_user_ca_keys: _containers.RepeatedScalarFieldContainer[str]
+    revocation_max_age: _duration_pb2.Duration
+    host_cert_ttl: _duration_pb2.Duration
+    def __init__(self, node_name: _Optional[str] = ..., cluster_name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., revision: _Optional[str] = ..., host_cert_principals: _Optional[_Iterable[str]] = ..., host_cert: _Optional[str] = ..., host_cert_expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ssh_user_ca_keys: _Optional[_Iterable[str]] = ..., revocation_max_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., host_cert_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...

@@ -479,6 +479,11 @@ class ClusterServiceStub:
                 request_serializer=machineid_dot_v1_dot_cluster__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=machineid_dot_v1_dot_cluster__pb2.DeleteResponse.FromString,
                 _registered_method=True)
+        self.UnlockNode = channel.unary_unary(
+                '/machineid.v1.ClusterService/UnlockNode',
+                request_serializer=machineid_dot_v1_dot_cluster__pb2.UnlockNodeRequest.SerializeToString,
+                response_deserializer=machineid_dot_v1_dot_types__pb2.Node.FromString,
+                _registered_method=True)
         self.RenewCerts = channel.unary_unary(
                 '/machineid.v1.ClusterService/RenewCerts',
                 request_serializer=machineid_dot_v1_dot_cluster__pb2.RenewRequest.SerializeToString,
@@ -647,8 +652,15 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UnlockNode(self, request, context):
+        """Clear a node's lock (a copied identity or key pair was used); the node then joins again with a new token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RenewCerts(self, request, context):
-        """Renew the caller's own renewable identity; presents the stored generation.
+        """Renew the caller's own renewable identity (a bot's or a node's); presents the stored generation.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -801,6 +813,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.DeleteNode,
                     request_deserializer=machineid_dot_v1_dot_cluster__pb2.DeleteRequest.FromString,
                     response_serializer=machineid_dot_v1_dot_cluster__pb2.DeleteResponse.SerializeToString,
+            ),
+            'UnlockNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlockNode,
+                    request_deserializer=machineid_dot_v1_dot_cluster__pb2.UnlockNodeRequest.FromString,
+                    response_serializer=machineid_dot_v1_dot_types__pb2.Node.SerializeToString,
             ),
             'RenewCerts': grpc.unary_unary_rpc_method_handler(
                     servicer.RenewCerts,
@@ -1438,6 +1455,33 @@ class ClusterService:
             _registered_method=True)
 
     @staticmethod
+    def UnlockNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machineid.v1.ClusterService/UnlockNode',
+            machineid_dot_v1_dot_cluster__pb2.UnlockNodeRequest.SerializeToString,
+            machineid_dot_v1_dot_types__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def RenewCerts(request,
             target,
             options=(),
@@ -1589,6 +1633,80 @@ class ClusterService:
             '/machineid.v1.ClusterService/ListAuditEvents',
             machineid_dot_v1_dot_cluster__pb2.ListAuditEventsRequest.SerializeToString,
             machineid_dot_v1_dot_cluster__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class NodeServiceStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Sync = channel.unary_unary(
+                '/machineid.v1.NodeService/Sync',
+                request_serializer=machineid_dot_v1_dot_cluster__pb2.NodeSyncRequest.SerializeToString,
+                response_deserializer=machineid_dot_v1_dot_cluster__pb2.NodeSyncResponse.FromString,
+                _registered_method=True)
+
+
+class NodeServiceServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Sync(self, request, context):
+        """Heartbeat and refresh: records the node's version, address, interval and applied revision; answers with its
+        labels, the user CA and (when asked) a new host certificate. Only the node's current identity generation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_NodeServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Sync': grpc.unary_unary_rpc_method_handler(
+                    servicer.Sync,
+                    request_deserializer=machineid_dot_v1_dot_cluster__pb2.NodeSyncRequest.FromString,
+                    response_serializer=machineid_dot_v1_dot_cluster__pb2.NodeSyncResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'machineid.v1.NodeService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('machineid.v1.NodeService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class NodeService:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Sync(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machineid.v1.NodeService/Sync',
+            machineid_dot_v1_dot_cluster__pb2.NodeSyncRequest.SerializeToString,
+            machineid_dot_v1_dot_cluster__pb2.NodeSyncResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -401,7 +401,7 @@ class NodeSpec(_message.Message):
     def __init__(self, addr: _Optional[str] = ..., hostnames: _Optional[_Iterable[str]] = ..., host_cert_ttl: _Optional[str] = ..., revocation_max_age: _Optional[str] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("generation", "instance_id", "last_join", "join_token", "spent_tokens", "host_cert_expires", "last_heartbeat", "heartbeat_interval", "version", "reported_addr", "applied_revision", "revocations_version")
+    __slots__ = ("generation", "instance_id", "last_join", "join_token", "spent_tokens", "host_cert_expires", "last_heartbeat", "heartbeat_interval", "version", "reported_addr", "applied_revision", "revocations_version", "locked", "lock_reason")
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     LAST_JOIN_FIELD_NUMBER: _ClassVar[int]
@@ -414,6 +414,8 @@ class NodeStatus(_message.Message):
     REPORTED_ADDR_FIELD_NUMBER: _ClassVar[int]
     APPLIED_REVISION_FIELD_NUMBER: _ClassVar[int]
     REVOCATIONS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LOCKED_FIELD_NUMBER: _ClassVar[int]
+    LOCK_REASON_FIELD_NUMBER: _ClassVar[int]
     generation: int
     instance_id: str
     last_join: _timestamp_pb2.Timestamp
@@ -426,7 +428,9 @@ class NodeStatus(_message.Message):
     reported_addr: str
     applied_revision: str
     revocations_version: int
-    def __init__(self, generation: _Optional[int] = ..., instance_id: _Optional[str] = ..., last_join: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., join_token: _Optional[str] = ..., spent_tokens: _Optional[_Iterable[str]] = ..., host_cert_expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_interval: _Optional[str] = ..., version: _Optional[str] = ..., reported_addr: _Optional[str] = ..., applied_revision: _Optional[str] = ..., revocations_version: _Optional[int] = ...) -> None: ...
+    locked: bool
+    lock_reason: str
+    def __init__(self, generation: _Optional[int] = ..., instance_id: _Optional[str] = ..., last_join: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., join_token: _Optional[str] = ..., spent_tokens: _Optional[_Iterable[str]] = ..., host_cert_expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_interval: _Optional[str] = ..., version: _Optional[str] = ..., reported_addr: _Optional[str] = ..., applied_revision: _Optional[str] = ..., revocations_version: _Optional[int] = ..., locked: _Optional[bool] = ..., lock_reason: _Optional[str] = ...) -> None: ...
 
 class Node(_message.Message):
     __slots__ = ("metadata", "spec", "status")

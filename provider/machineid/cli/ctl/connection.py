@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from machineid.api import id_tokens, joining
 from machineid.api.client import Client
@@ -20,6 +21,10 @@ def connection_flags(p: argparse.ArgumentParser, suppress: bool) -> None:
     def default(value: object) -> object:
         return argparse.SUPPRESS if suppress else value
 
+    def add(flag: str, **kwargs: Any) -> None:
+        if flag not in p._option_string_actions:  # a command's own flag of that name wins (tokens add --join-method)
+            p.add_argument(flag, **kwargs)
+
     p.add_argument("--auth-server", default=default(os.environ.get("MACHINEID_AUTH_SERVER", "")), metavar="HOST:PORT",
                    help="the cluster's address (env MACHINEID_AUTH_SERVER)")
     p.add_argument("--identity", default=default(os.environ.get("MACHINEID_IDENTITY", "")), metavar="FILE",
@@ -28,7 +33,7 @@ def connection_flags(p: argparse.ArgumentParser, suppress: bool) -> None:
                    metavar="DIR", help="the server's data dir, on the server's host: address and admin identity "
                                        "from there (env MACHINEID_DATA_DIR)")
     # Instead of an identity file: join for this run, in memory (CI with no stored secret).
-    p.add_argument("--join-method", default=default(os.environ.get("MACHINEID_JOIN_METHOD", "")),
+    add("--join-method", default=default(os.environ.get("MACHINEID_JOIN_METHOD", "")),
                    choices=["", *joining.METHODS],
                    metavar="METHOD", help="join for this run instead of --identity: github, gitlab, kubernetes, "
                                           "oidc (the platform's ID token) or iam (env MACHINEID_JOIN_METHOD); the "

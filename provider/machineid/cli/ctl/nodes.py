@@ -37,9 +37,17 @@ def add_parsers(csub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     nadd.add_argument("--force", action="store_true", help="replace a node already registered under that name")
     format_flag(nadd, OUTPUTS)
     nadd.set_defaults(func=cmd_nodes_add)
-    nls = nodes.add_parser("ls", help="list the nodes your roles allow (the tsh ls analogue)",
+    nls = nodes.add_parser("ls", help="list the nodes your roles allow (the tsh ls analogue), with each one's state "
+                                      "(online; stale after 3 missed heartbeats; never joined; locked), host "
+                                      "certificate expiry and last heartbeat",
                            epilog="examples:\n  machineid ctl nodes ls\n  machineid ctl nodes ls --format json")
     resources.listing(nls, "node")
+    unlock = nodes.add_parser("unlock", help="unlock a node locked because its identity or key pair was copied",
+                              epilog="examples:\n  machineid ctl nodes unlock web1\n"
+                                     "  machineid ctl tokens add --type=node --node-name=web1   # then join again")
+    unlock.add_argument("name")
+    format_flag(unlock, OUTPUTS)
+    unlock.set_defaults(func=cmd_nodes_unlock)
     resources.deleting(nodes.add_parser("rm", help="remove a node (bots stop listing it; its host certificate stays "
                                                    "valid until it expires)",
                                         epilog="example:\n  machineid ctl nodes rm web1"), "node")
@@ -109,3 +117,14 @@ def local_problems() -> list[object]:
         account = None
     layout = Layout(Path(os.environ.get("MACHINEID_NODE_ROOT") or "/"))
     return list(preflight(Options(layout=layout), account))
+
+
+def cmd_nodes_unlock(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        out = client.unlock_node(args.name)
+    nxt = f"machineid ctl tokens add --type=node --node-name={args.name}"
+    emit(args, f'node "{args.name}" has been unlocked. Its existing identity can no longer renew or sync (whoever '
+               "copied it is shut out too): join the node again (its iam or bound_keypair token, or a new token "
+               f"from\n\n  {nxt}",
+         {"kind": "node", "name": args.name, "action": "unlocked", "revision": out.metadata.revision, "next": nxt})
+    return 0

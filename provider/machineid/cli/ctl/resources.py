@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import json
 import sys
+from datetime import UTC, datetime
 
 import yaml
 
@@ -14,9 +15,10 @@ from machineid.cli import fmt
 from machineid.cli.ctl import apply
 from machineid.cli.ctl.common import LISTINGS, OUTPUTS, emit, format_flag, kind_ref
 from machineid.cli.ctl.connection import connect
+from machineid.model import node_state
 from machineid.model.documents import to_document
 from machineid.model.errors import NotFoundError, PermissionDeniedError, ValidationError
-from machineid.model.resources import ProvisionToken, Resource
+from machineid.model.resources import Node, ProvisionToken, Resource
 
 
 def add_parsers(csub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -90,6 +92,10 @@ def _dump(objs: list[Resource], form: str, one: bool) -> str:
     values too, so a script never meets a missing key. YAML: the compact documents `create -f` takes back."""
     if form == "json":
         docs = [to_document(o, every_field=True) for o in objs]
+        now = datetime.now(UTC)
+        for obj, doc in zip(objs, docs, strict=True):
+            if isinstance(obj, Node):  # worked out here, as the text table shows it (status is ignored on input)
+                doc["status"]["state"] = node_state.state(obj, now)
         return json.dumps(docs[0] if one else docs, indent=2) + "\n"
     return yaml.safe_dump_all([to_document(o) for o in objs], sort_keys=False)
 
