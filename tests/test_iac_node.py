@@ -20,7 +20,7 @@ from machineid.iac.core import Core, State
 from machineid.iac.resource import NODE, PROVISION_TOKEN
 from machineid.iac.unknown import UNKNOWN
 from machineid.model import codec
-from machineid.model.errors import NotFoundError, ValidationError
+from machineid.model.errors import NotFoundError, PermissionDeniedError, ValidationError
 from machineid.model.resources import Node, ProvisionToken, token_id
 from tests.inprocess import Clock, new_cluster
 from tests.inprocess import admin as admin_caller
@@ -340,3 +340,24 @@ def test_a_plan_decodes_a_node_change() -> None:
     assert isinstance(obj, Node) and obj.spec.addr == "10.0.0.5:22" and unknown == [("labels",)]
     with pytest.raises(ValidationError, match="machineid_node.web"):
         decode_planned(NODE, {"name": "web-1", "addr": "nope"}, "machineid_node.web")
+
+
+def test_a_token_the_cluster_will_not_delete_does_not_undo_a_rotation(client: InProcessClient, clock: Clock) -> None:
+    """The new token exists already: the rotation stands, and the warning names neither token."""
+    logged: list[tuple[str, str]] = []
+
+    class NoTokenDeletes(InProcessClient):
+        def delete(self, kind: str, name: str, revision: str = "") -> None:
+            if kind == "token":
+                raise PermissionDeniedError("may not delete token " + name)
+            super().delete(kind, name, revision)
+
+    refusing = NoTokenDeletes(client.cluster, client.caller)
+    core = core_for(refusing, clock)  # type: ignore[arg-type]
+    core.log = lambda severity, message: logged.append((severity, message))
+    st = core.create(NODE, checked(core))
+    updated = core.update(NODE, st.id, st.outputs, st.inputs, checked(core, token_rotation=1))
+    assert updated.outputs["token"] != st.outputs["token"]
+    [(_, message)] = [x for x in logged if x[0] == "warning"]
+    assert "could not delete the previous single-use join token of node web-1" in message
+    assert st.outputs["token"] not in message and updated.outputs["token"] not in message

@@ -107,11 +107,19 @@ class NodeHandler(Handler):
     @staticmethod
     def _drop_single_use(ctx: Context, outputs: dict[str, Any]) -> None:
         """Deletes the single-use token the state holds (the provider created it): superseded or its node gone, an
-        unused one would otherwise stay a live secret until it expires. Already spent or deleted is fine."""
+        unused one would otherwise stay a live secret until it expires. Already spent or deleted is fine; a refusal
+        is said (without the token or the cluster's words about it) and does not undo the change, whose new token
+        exists already: the old one still expires."""
         if (outputs.get("join_method") or "token") != "token" or not outputs.get("token"):
             return
-        with contextlib.suppress(NotFoundError):
+        try:
             ctx.client().delete("token", str(outputs["token"]))
+        except NotFoundError:
+            pass
+        except MachineIDError as e:
+            expires = outputs.get("token_expires") or "its expiry"
+            ctx.log("warning", f"could not delete the previous single-use join token of node {outputs.get('name')} "
+                               f"({type(e).__name__}); it stays valid until {expires} unless deleted")
 
     # ---------------------------------------------------------------- CRUD
     def create(self, ctx: Context, decoded: Decoded) -> State:
