@@ -179,3 +179,25 @@ def test_labels_known_only_at_apply_are_shown_as_such_and_fail_the_rule() -> Non
 def test_a_mistyped_node_rule_is_a_field_named_error(rules: dict[str, Any], said: str) -> None:
     with pytest.raises(ValidationError, match=said.replace("[", r"\[").replace("]", r"\]")):
         codec.decode_and_validate(policy.Policy, rules)
+
+
+def test_the_review_decides_as_the_certificate_extension_does_on_the_node() -> None:
+    """What the review says a bot gains on a node is what the node-access extension of that bot's certificate
+    grants there (encoded by the cluster, decoded as on the node)."""
+    from machineid.model import grants
+    from machineid.model.node_access import NodeAccess
+    from machineid.review.impact import held_roles
+
+    before = fleet(node("web-1", env="dev"))
+    text = tf_plan(rc("machineid_node.web", ["update"], node_after("web-1", {"env": "prod"}),
+                      before=node_after("web-1", {"env": "dev"})))
+    plan = plans.load(text)
+    after = before.apply(plan)
+    [imp] = node_impacts(plan, before, after, NOW)
+    said = {(b, lg) for r in imp.gained for b in r.bots for lg in r.logins}
+    on_node = set()
+    for key, b in after.bots.items():
+        held, _ = held_roles(after, b, NOW)
+        extension = grants.node_access(list(held.values()), b.spec.traits).encode()
+        on_node |= {(key, lg) for lg in NodeAccess.decode(extension).logins_on({"env": "prod"})}
+    assert said == on_node == {("deployer", "deploy"), ("backup", "deploy")}  # none of them could on env=dev

@@ -16,17 +16,22 @@ from typing import Any
 from machineid.iac.plan import Change, Plan
 from machineid.model import grants
 from machineid.model.errors import render_path
-from machineid.model.node_access import labels_match
+from machineid.model.node_access import NodeAccess, labels_match
 from machineid.model.resources import Bot, Role
 from machineid.review.impact import World, held_roles
 
 Labels = dict[str, str]
 
 
-def reach(world: World, bot: Bot, key: str, labels: Labels, now: datetime) -> list[str]:
-    """The logins the bot's certificates grant on a node with these labels (grants.node_access, as issued)."""
+def node_access(world: World, bot: Bot, now: datetime) -> NodeAccess:
+    """What the bot's certificates carry about nodes (grants.node_access, as the cluster issues them)."""
     held, _ = held_roles(world, bot, now)
-    return grants.node_access(list(held.values()), bot.spec.traits).logins_on(labels)
+    return grants.node_access(list(held.values()), bot.spec.traits)
+
+
+def node_accesses(world: World, now: datetime) -> dict[str, NodeAccess]:
+    """Every bot's, by its key in the world: worked out once for a check over many nodes."""
+    return {key: node_access(world, bot, now) for key, bot in world.bots.items()}
 
 
 def _granting(world: World, bot: Bot, login: str, labels: Labels | None, now: datetime) -> list[str]:
@@ -142,9 +147,10 @@ def _grouped(found: dict[str, dict[str, list[str]]]) -> list[Reach]:
     return sorted(out, key=lambda r: (r.bots, r.because, r.logins))
 
 
-def node_impact(before: World, after: World, name: str, resource: str, now: datetime) -> NodeImpact:
+def node_impact(before: World, after: World, name: str, resource: str, now: datetime,
+                accesses: tuple[dict[str, NodeAccess], dict[str, NodeAccess]] | None = None) -> NodeImpact:
     """Who may log in to node `name` before and after the plan, per bot and login, with the reason of each
-    difference."""
+    difference. accesses: every bot's NodeAccess before and after (node_accesses), when already worked out."""
     old, new = before.nodes.get(name), after.nodes.get(name)
     lb = dict(old.metadata.labels) if old is not None else None
     la = dict(new.metadata.labels) if new is not None else None
@@ -152,11 +158,12 @@ def node_impact(before: World, after: World, name: str, resource: str, now: date
     pending = [f"{resource} {render_path(u)}" for u in after.unknown("node", name, ("labels",))]
     if pending:  # a reach worked out from part of the labels would say more (or less) than the plan does
         return NodeImpact(name, resource, status, lb, la, pending=pending)
+    old_access, new_access = accesses or (node_accesses(before, now), node_accesses(after, now))
     gained: dict[str, dict[str, list[str]]] = {}
     lost: dict[str, dict[str, list[str]]] = {}
     for key in sorted(set(before.bots) | set(after.bots)):
-        was = reach(before, before.bots[key], key, lb, now) if key in before.bots and lb is not None else []
-        now_ = reach(after, after.bots[key], key, la, now) if key in after.bots and la is not None else []
+        was = old_access[key].logins_on(lb) if key in old_access and lb is not None else []
+        now_ = new_access[key].logins_on(la) if key in new_access and la is not None else []
         for login in now_:
             if login not in was:
                 assert la is not None
@@ -187,13 +194,15 @@ def node_impacts(plan: Plan, before: World, after: World, now: datetime) -> list
     """Every node the plan creates, changes or deletes, with who becomes able or unable to log in to it."""
     out: list[NodeImpact] = []
     seen: set[str] = set()
+    accesses: tuple[dict[str, NodeAccess], dict[str, NodeAccess]] | None = None
     for ch in plan.changes:
         if ch.rdef.kind not in _REACHED or ch.action == "same":
             continue
         for name in _names(ch):
             if name not in seen:
                 seen.add(name)
-                out.append(node_impact(before, after, name, ch.address, now))
+                accesses = accesses or (node_accesses(before, now), node_accesses(after, now))
+                out.append(node_impact(before, after, name, ch.address, now, accesses))
     return out
 
 

@@ -38,7 +38,7 @@ from machineid.model.node_access import labels_match, wildcard_keys
 from machineid.model.resources import DEFAULT_TOKEN_TTL, Bot, Role
 from machineid.review import delegated
 from machineid.review.impact import BotImpact, World, held_roles
-from machineid.review.nodes import reach
+from machineid.review.nodes import node_accesses
 
 PROVEN_EACH_JOIN = ("bound_keypair", *DELEGATED_METHODS)  # tokens that are no standing credential
 
@@ -320,6 +320,10 @@ def check_node_reach(c: Checker, before: World | None) -> None:
     doing. Labels of a planned node, or the roles and traits of a bot, that are known only at apply fail it: what
     cannot be seen is not passed."""
     after, now = c.after, c.now
+    if not c.policy.nodes_reachable_only_by:
+        return
+    access_after = node_accesses(after, now)
+    access_before = node_accesses(before, now) if before is not None else {}
     for i, rule in enumerate(c.policy.nodes_reachable_only_by):
         what = f"nodes_reachable_only_by[{i}] ({', '.join(f'{k}={val}' for k, val in rule.labels.items())})"
         for key in after.nodes:
@@ -336,13 +340,11 @@ def check_node_reach(c: Checker, before: World | None) -> None:
                     c.unseen_at("nodes_reachable_only_by", kind, key, path,
                                 f'whether bot "{name}" ({where}) can log in to the nodes of {what}')
             for node, labels in nodes.items():
-                logins = reach(after, bot, bkey, labels, now)
+                logins = access_after[bkey].logins_on(labels)
                 if not logins:
                     continue
-                was = before is not None and node in old and bkey in before.bots and \
-                    reach(before, before.bots[bkey], bkey, old[node], now)
-                if was:
-                    continue
+                if node in old and bkey in access_before and access_before[bkey].logins_on(old[node]):
+                    continue  # it could log in to this node of the rule before: not the plan's doing
                 listed = ", ".join(rule.bots) or "no bot"
                 c.add("nodes_reachable_only_by", "node", node, "labels",
                       f'node {node} becomes reachable by bot "{name}" as {", ".join(logins)}; {what} allows only '
