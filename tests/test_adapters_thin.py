@@ -19,10 +19,10 @@ REVIEW = ADAPTERS / "review"
 
 # `r is ROLE`, `self.rdef is iac.BOT`, `token != BOT.token`, `rdef.name == "bot"`, `kind == "token"`: a branch on
 # the resource kind.
-_KIND_BRANCH = re.compile(r"\bis\s+(?:not\s+)?(?:iac\.|ROLE\b|BOT\b|PROVISION_TOKEN\b)"
-                          r"|\b(?:ROLE|BOT|PROVISION_TOKEN)\.token\b"
+_KIND_BRANCH = re.compile(r"\bis\s+(?:not\s+)?(?:iac\.|ROLE\b|BOT\b|PROVISION_TOKEN\b|NODE\b)"
+                          r"|\b(?:ROLE|BOT|PROVISION_TOKEN|NODE)\.token\b"
                           r"|\brdef\.(?:name|kind|type_name)\s*[!=]="
-                          r"""|\b(?:kind|name)\s*[!=]=\s*["'](?:role|bot|token|provision_token)["']""")
+                          r"""|\b(?:kind|name)\s*[!=]=\s*["'](?:role|bot|token|provision_token|node)["']""")
 
 
 def kind_branches(text: str) -> list[str]:
@@ -32,9 +32,11 @@ def kind_branches(text: str) -> list[str]:
 def test_the_pattern_finds_the_branches_it_forbids() -> None:
     assert kind_branches("if r is ROLE:\n    if self.rdef is iac.PROVISION_TOKEN:\n"
                          "if token != BOT.token or not name:\nif rdef.name == 'bot':\nx = BOT\n"
-                         "if ch.rdef.kind == \"token\":\nif kind != 'role':\nrun = CHECKS.get(ch.rdef.kind)\n") == [
+                         "if ch.rdef.kind == \"token\":\nif kind != 'role':\nrun = CHECKS.get(ch.rdef.kind)\n"
+                         "if r is NODE:\nif kind == 'node':\n") == [
         "if r is ROLE:", "if self.rdef is iac.PROVISION_TOKEN:", "if token != BOT.token or not name:",
-        "if rdef.name == 'bot':", 'if ch.rdef.kind == "token":', "if kind != 'role':"]
+        "if rdef.name == 'bot':", 'if ch.rdef.kind == "token":', "if kind != 'role':", "if r is NODE:",
+        "if kind == 'node':"]
 
 
 @pytest.mark.parametrize("adapter", ["pulumi", "terraform"])

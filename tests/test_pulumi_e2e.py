@@ -22,7 +22,8 @@ from pulumi import automation as auto
 
 from machineid import __version__
 from machineid.api.client import Client
-from machineid.model import errors
+from machineid.model import codec, errors
+from machineid.model.resources import Node
 from machineid.pulumi.engine import Engine, outputs_plain
 from tests.conftest import ServerProc, run_cli
 from tests.test_agent_ssh import ensure_login, ssh, start_sshd
@@ -550,3 +551,78 @@ def test_a_token_its_bot_joined_with_stays_used_and_a_change_replaces_it(engine:
     second = outputs_plain(prog.up().outputs)["token"]
     assert second != first and admin.get_token(second).spec.bot_name == "spent-bot"
     prog.destroy()
+
+
+# ---------------------------------------------------------------- nodes
+
+
+def _node_program(p: dict[str, Any]) -> None:
+    machineid.Role("node-web", name="e2e-node-web",
+                   allow=machineid.RoleConditionsArgs(logins=["deploy"], node_labels={"env": ["prod"]}))
+    node = machineid.Node("web", name="e2e-web-1", addr="10.0.0.5:22", labels={"env": "prod"},
+                          package_index="https://pypi.example.com/simple", token_rotation=p.get("rotation", 0),
+                          run_as=p.get("run_as", "nobody"))
+    pulumi.export("userData", node.user_data)
+    pulumi.export("token", node.token)
+    if p.get("adopt") is not None:
+        opts = pulumi.ResourceOptions(import_="e2e-adopted") if p["adopt"] else None
+        machineid.Node("adopted", name="e2e-adopted", addr="10.0.0.6:22", labels={"env": "dev"}, opts=opts)
+
+
+def test_a_node_renders_its_setup_as_a_secret_drifts_and_imports(engine: Engine, admin: Client,
+                                                                 tmp_path: Path) -> None:
+    """The Node resource with the real engine: its cloud-init user data (holding the node's single-use token) is a
+    secret in the outputs, the state and the diffs; a second preview is clean; a label changed on the cluster is
+    drift; a node made by hand is adopted with `import_`."""
+    import shlex
+
+    import yaml
+
+    prog = Program(engine, tmp_path, "nodes", _node_program)
+    up = prog.up()
+    assert up.outputs["userData"].secret and up.outputs["token"].secret
+    out = outputs_plain(up.outputs)
+    token = out["token"]
+    assert admin.get_token(token).spec.node_name == "e2e-web-1"
+    data = yaml.safe_load(out["userData"])
+    setup = shlex.split(next(c for c in data["runcmd"] if " node setup " in c))
+    assert setup[setup.index("--name") + 1] == "e2e-web-1" and "--join" in setup
+    assert token not in stack_export(engine, prog)  # encrypted in the state
+    assert prog.preview(expect_no_changes=True).change_summary == {"same": 3}
+    # out of band: an admin relabels the node
+    node = admin.get_node("e2e-web-1")
+    node.metadata.labels = {"env": "dev"}
+    admin.upsert(node)
+    refresh = refresh_preview(engine, prog)
+    assert refresh.returncode != 0 and "labels" in refresh.stdout and "dev" in refresh.stdout, refresh.stdout
+    prog.up(refresh=True)
+    assert admin.get_node("e2e-web-1").metadata.labels == {"env": "prod"}
+    assert refresh_preview(engine, prog).returncode == 0
+    # a setting of the rendering: an update in place, the new user data shown only as a secret
+    prog.params["run_as"] = "sshd-helper"
+    preview = prog.preview()
+    assert preview.change_summary.get("update") == 1 and token not in preview.stdout, preview.stdout
+    up = prog.up(diff=True)
+    assert re.search(r"userData\s*: \[secret\]", up.stdout) and token not in up.stdout, up.stdout
+    assert "--run-as sshd-helper" in outputs_plain(up.outputs)["userData"]
+    # a new token: the diff shows neither token, and the old one is gone from the cluster
+    prog.params["rotation"] = 1
+    preview = prog.preview()
+    assert preview.change_summary.get("update") == 1 and token not in preview.stdout, preview.stdout
+    second = outputs_plain(prog.up().outputs)["token"]
+    assert second != token and second not in stack_export(engine, prog)
+    with pytest.raises(errors.NotFoundError):
+        admin.get_token(token)
+    # a node registered by hand, adopted
+    admin.upsert(codec.decode(Node, {"metadata": {"name": "e2e-adopted", "labels": {"env": "dev"}},
+                                     "spec": {"addr": "10.0.0.6:22"}}))
+    prog.params["adopt"] = True
+    assert prog.up().summary.resource_changes == {"import": 1, "same": 3}
+    prog.params["adopt"] = False
+    assert prog.preview(expect_no_changes=True).change_summary == {"same": 4}
+    prog.destroy()
+    for name in ("e2e-web-1", "e2e-adopted"):
+        with pytest.raises(errors.NotFoundError):
+            admin.get_node(name)
+    with pytest.raises(errors.NotFoundError):
+        admin.get_token(second)

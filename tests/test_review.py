@@ -491,3 +491,77 @@ def test_a_review_by_an_identity_that_cannot_see_every_node_says_so(server: Serv
     tokens, nodes = json.loads(narrow.stdout)["notes"]
     assert "The nodes reviewed are those this identity may reach" in nodes and "{'*': ['*']}" in nodes
     assert "may not list join tokens" in tokens  # an auditor reads no token (their names may be secrets)
+
+
+NODE_TF = HEADER + """
+resource "machineid_role" "web" {
+  name = "rv-web"
+  allow {
+    logins      = ["deploy"]
+    node_labels = { env = ["rv-prod"] }
+  }
+}
+resource "machineid_bot" "deployer" {
+  name  = "rv-deployer"
+  roles = [machineid_role.web.name]
+}
+resource "machineid_bot" "backup" {
+  name  = "rv-backup"
+  roles = [machineid_role.web.name]
+}
+resource "machineid_node" "web" {
+  name            = "rv-web-1"
+  addr            = "10.0.0.7:22"
+  labels          = { env = "ENV" }
+  install_command = ":"
+}
+"""
+
+
+def test_node_changes_in_real_plans_are_access_changes_and_the_policy_guards_them(
+        server: ServerProc, tools_bin: Path, tmp_path: Path) -> None:
+    """A node relabelled in a tofu plan and a node created in a Pulumi preview: which bots become able to log in to
+    it, as which login and through which role; nodes_reachable_only_by fails the plan (exit 8)."""
+    ws = tofu_workspace(server, tools_bin, tmp_path)
+    ws.write(NODE_TF.replace("ENV", "rv-dev"))
+    ws.init()
+    ws.apply()
+    ws.write(NODE_TF.replace("ENV", "rv-prod"))
+    plan = tofu_plan(ws, tmp_path / "plan.json")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("nodes_reachable_only_by:\n  - labels: {env: rv-prod}\n    bots: [rv-deployer]\n")
+    comment = review(server, plan, "--policy", str(policy))
+    assert comment.returncode == 8, comment.stdout + comment.stderr
+    assert ("node `rv-web-1` becomes reachable by bots `rv-backup`, `rv-deployer` as `deploy` because its labels "
+            "now match role `rv-web`") in comment.stdout, comment.stdout
+    checked = review(server, plan, "--policy", str(policy), "--format", "json")
+    assert violations(checked) == {("nodes_reachable_only_by", "machineid_node.web", "labels")}
+    messages = [v["message"] for v in json.loads(checked.stdout)["violations"]]
+    assert any('bot "rv-backup" as deploy' in m for m in messages) and not any("rv-deployer" in m.split(";")[0]
+                                                                               for m in messages), messages
+
+    engine = Engine(tools_bin, tmp_path / "pulumi-home", {"MACHINEID_AUTH_SERVER": server.address,
+                                                          "MACHINEID_IDENTITY": str(server.admin_identity_path)})
+    project = tmp_path / "prog"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text("""name: nodes-reviewed
+runtime: yaml
+resources:
+  web:
+    type: machineid:Node
+    properties:
+      name: rv-web-2
+      addr: 10.0.0.8:22
+      labels:
+        env: rv-prod
+      installCommand: ":"
+""")
+    engine.yaml_stack(project, "dev")
+    preview = tmp_path / "preview.json"
+    preview.write_text(engine.cli("preview", "--json", cwd=project).stdout)
+    out = json.loads(review(server, preview, "--format", "json").stdout)
+    [node] = out["nodes"]
+    assert (node["name"], node["status"], node["resource"]) == ("rv-web-2", "created", "machineid:index:Node::web")
+    assert {"bots": ["rv-backup", "rv-deployer"], "logins": ["deploy"],
+            "because": "its labels match role `rv-web`"} in node["gained"]
+    ws.destroy()

@@ -855,3 +855,100 @@ resource "machineid_provision_token" "late" {{
     assert admin.get_role(f"{bot}-role").spec.allow.logins == ["deploy"]
     assert ws.plan().returncode == 0
     ws.destroy()
+
+
+STATE_ENCRYPTION = """
+terraform {
+  encryption {
+    key_provider "pbkdf2" "k" {
+      passphrase = "correct horse battery staple, long enough"
+    }
+    method "aes_gcm" "m" {
+      keys = key_provider.pbkdf2.k
+    }
+    state {
+      method = method.aes_gcm.m
+    }
+  }
+}
+"""
+
+
+def node_config(node: str, *, adopted: str = "", run_as: str = "nobody") -> str:
+    imported = f"""
+resource "machineid_node" "adopted" {{
+  name   = "{adopted}"
+  addr   = "10.0.0.6:22"
+  labels = {{ env = "dev" }}
+}}
+""" if adopted else ""
+    return HEADER + STATE_ENCRYPTION + f"""
+resource "machineid_node" "web" {{
+  name          = "{node}"
+  addr          = "10.0.0.5:22"
+  labels        = {{ env = "prod" }}
+  package_index = "https://pypi.example.com/simple"
+  run_as        = "{run_as}"
+}}
+output "user_data" {{
+  value     = machineid_node.web.user_data
+  sensitive = true
+}}
+{imported}"""
+
+
+@pytest.mark.parametrize("ws", ["tofu"], indirect=True)
+def test_a_node_renders_its_setup_as_a_secret_drifts_and_imports(ws: Workspace, admin: Client,
+                                                                 tmp_path: Path) -> None:
+    """machineid_node with real OpenTofu: the user data holding the node's single-use token is in no plan, output,
+    log or (encrypted) state in clear; the plan after apply is clean; a label changed on the cluster shows as
+    drift; a node registered by hand is imported and plans clean."""
+    import shlex
+
+    import yaml
+
+    from machineid.model import codec
+    from machineid.model.resources import Node
+
+    node, adopted = uniq(ws, "web"), uniq(ws, "adopted")
+    ws.write(node_config(node))
+    ws.init()
+    log = tmp_path / "tf.log"
+    traced = {"TF_LOG": "DEBUG", "TF_LOG_PATH": str(log)}
+    applied = ws.apply(env=traced)
+    [token] = [t.metadata.name for t in admin.list("token")
+               if t.spec.node_name == node]  # type: ignore[union-attr]
+    user_data = str(ws.outputs()["user_data"])
+    setup = shlex.split(next(c for c in yaml.safe_load(user_data)["runcmd"] if " node setup " in c))
+    assert setup[setup.index("--name") + 1] == node and token in user_data
+    plan = ws.run("plan", "-detailed-exitcode", "-no-color", check=False, env=traced)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    raw = (ws.directory / "terraform.tfstate").read_text()
+    assert "encrypted_data" in raw
+    for text in (applied.stdout + applied.stderr, plan.stdout + plan.stderr, log.read_text(), raw):
+        assert token not in text
+    # out of band: an admin relabels the node
+    found = admin.get_node(node)
+    found.metadata.labels = {"env": "dev"}
+    admin.upsert(found)
+    plan = ws.plan()
+    assert plan.returncode == 2 and '"dev"' in plan.stdout and "update in-place" in plan.stdout, plan.stdout
+    assert token not in plan.stdout and "forces replacement" not in plan.stdout
+    ws.apply()
+    assert admin.get_node(node).metadata.labels == {"env": "prod"} and ws.plan().returncode == 0
+    # a setting of the rendering: the new user data is known in the plan, and shown as sensitive
+    ws.write(node_config(node, run_as="sshd-helper"))
+    plan = ws.plan()
+    assert plan.returncode == 2 and "user_data" in plan.stdout and "(sensitive value)" in plan.stdout, plan.stdout
+    assert token not in plan.stdout and "sshd-helper" in plan.stdout
+    ws.apply()
+    assert "--run-as sshd-helper" in str(ws.outputs()["user_data"])
+    # a node registered by hand, imported
+    admin.upsert(codec.decode(Node, {"metadata": {"name": adopted, "labels": {"env": "dev"}},
+                                     "spec": {"addr": "10.0.0.6:22"}}))
+    ws.write(node_config(node, adopted=adopted, run_as="sshd-helper"))
+    ws.run("import", "-no-color", "machineid_node.adopted", adopted)
+    plan = ws.plan()
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    ws.destroy()
+    assert gone(admin, "node", node) and gone(admin, "node", adopted) and gone(admin, "token", token)

@@ -15,6 +15,11 @@ export const getClusterInfo: typeof import("./getClusterInfo").getClusterInfo = 
 export const getClusterInfoOutput: typeof import("./getClusterInfo").getClusterInfoOutput = null as any;
 utilities.lazyLoad(exports, ["getClusterInfo","getClusterInfoOutput"], () => require("./getClusterInfo"));
 
+export { NodeArgs } from "./node";
+export type Node = import("./node").Node;
+export const Node: typeof import("./node").Node = null as any;
+utilities.lazyLoad(exports, ["Node"], () => require("./node"));
+
 export { ProviderArgs } from "./provider";
 export type Provider = import("./provider").Provider;
 export const Provider: typeof import("./provider").Provider = null as any;
@@ -51,6 +56,8 @@ const _module = {
         switch (type) {
             case "machineid:index:Bot":
                 return new Bot(name, <any>undefined, { urn })
+            case "machineid:index:Node":
+                return new Node(name, <any>undefined, { urn })
             case "machineid:index:ProvisionToken":
                 return new ProvisionToken(name, <any>undefined, { urn })
             case "machineid:index:Role":

@@ -28,7 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p = sub.add_parser("review", help="what a plan changes about who can do what (for a pull request)",
                        description="Per bot, the logins on nodes, API access, certificate lifetime cap, join "
                                    "methods and who may join as it (delegated tokens' rules, in plain words) that "
-                                   "a plan adds or removes, as Markdown for a pull-request comment or JSON.",
+                                   "a plan adds or removes; per node the plan creates, changes or deletes, which "
+                                   "bots become able or unable to log in to it, as which logins, and why (the roles "
+                                   "whose node_labels its labels now match or no longer match); as Markdown for a "
+                                   "pull-request comment or JSON.",
                        epilog=EXAMPLES)
     p.add_argument("plan", help="`tofu show -json PLANFILE` (or terraform's) or `pulumi preview --json` output; "
                                 "- for stdin")
@@ -45,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from machineid.review import policy as policies
     from machineid.review import report
     from machineid.review.impact import World, impact, sees_every_node, written_tokens
+    from machineid.review.nodes import node_impacts
 
     policy = policies.load(args.policy) if args.policy else None
     try:
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                          "shown (who may join as a bot through them); the plan's own tokens are reviewed.")
         before = World(roles={r.metadata.name: r for r in client.list_as(Role)},
                        bots={b.metadata.name: b for b in client.list_as(Bot)}, tokens=on_cluster,
-                       nodes=client.list_as(Node))
+                       nodes={n.metadata.name: n for n in client.list_as(Node)})
         own_roles = list(client.identity.info.roles)
     if not sees_every_node([before.roles[r] for r in own_roles if r in before.roles]):
         notes.append("The nodes reviewed are those this identity may reach (none of its roles selects every node, "
@@ -72,9 +76,10 @@ def run(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     after = before.apply(plan)
     impacts = impact(before, after, now)
-    violations = policies.check(policy, plan, after, impacts, now) if policy is not None else None
+    violations = policies.check(policy, plan, after, impacts, now, before) if policy is not None else None
     tokens = written_tokens(plan, now)
-    out = report.as_json(plan, impacts, violations, tokens, notes) if args.format == "json" else \
-        report.as_markdown(plan, impacts, violations, tokens, notes)
+    reached = node_impacts(plan, before, after, now)
+    out = report.as_json(plan, impacts, violations, tokens, notes, reached) if args.format == "json" else \
+        report.as_markdown(plan, impacts, violations, tokens, notes, reached)
     sys.stdout.write(out if out.endswith("\n") else out + "\n")
     return exit_codes.POLICY if violations else exit_codes.OK

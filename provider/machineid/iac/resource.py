@@ -17,7 +17,7 @@ from machineid.iac import settings
 from machineid.model import codec
 from machineid.model.errors import FieldViolation, Path, ValidationError
 from machineid.model.fields import FieldSpec
-from machineid.model.resources import Bot, Metadata, ProvisionToken, Role
+from machineid.model.resources import Bot, Metadata, Node, ProvisionToken, Role
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,15 @@ BOT = ResourceDef(
     "include the rendered agent config, start command and systemd unit.",
     extra=settings.BotOnboarding, outputs=settings.BotOutputs,
 )
-RESOURCES: tuple[ResourceDef, ...] = (ROLE, PROVISION_TOKEN, BOT)
+NODE = ResourceDef(
+    "node", "Node", Node, ("name", "description", "labels"),
+    "An SSH server bots log in to, and its setup: the node's labels decide which roles' node_labels reach it (the "
+    "node enforces them, refreshed from the cluster). For join_method token, creating it creates a single-use Node "
+    "token; its outputs include cloud-init user data and a setup script that install machineid, run `machineid node "
+    "setup --join` and start `machineid node start`, so a VM created with them comes up enforcing its labels.",
+    extra=settings.NodeOnboarding, outputs=settings.NodeOutputs,
+)
+RESOURCES: tuple[ResourceDef, ...] = (ROLE, PROVISION_TOKEN, BOT, NODE)
 
 
 # ---------------------------------------------------------------- value conversion

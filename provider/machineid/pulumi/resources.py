@@ -74,7 +74,8 @@ def _snake_props(rdef: iac.ResourceDef) -> dict[str, Prop]:
 ROLE = PulumiResource(iac.ROLE)
 PROVISION_TOKEN = PulumiResource(iac.PROVISION_TOKEN)
 BOT = PulumiResource(iac.BOT)
-RESOURCES = {r.token: r for r in (ROLE, PROVISION_TOKEN, BOT)}
+# Every resource of the core, under its token: a new kind needs nothing here.
+RESOURCES = {r.token: r for r in (PulumiResource(rdef) for rdef in iac.RESOURCES)}
 
 
 # ---------------------------------------------------------------- value conversion

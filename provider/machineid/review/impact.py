@@ -23,11 +23,12 @@ class World:
     roles: dict[str, Role] = field(default_factory=dict)
     bots: dict[str, Bot] = field(default_factory=dict)
     tokens: dict[str, ProvisionToken] = field(default_factory=dict)
-    nodes: list[Node] = field(default_factory=list)
+    nodes: dict[str, Node] = field(default_factory=dict)
     planned: dict[tuple[str, str], Change] = field(default_factory=dict)  # (kind, name) -> the plan's change
 
     def table(self, kind: str) -> dict[str, Any]:
-        tables: dict[str, dict[str, Any]] = {"role": self.roles, "bot": self.bots, "token": self.tokens}
+        tables: dict[str, dict[str, Any]] = {"role": self.roles, "bot": self.bots, "token": self.tokens,
+                                             "node": self.nodes}
         return tables[kind]
 
     def apply(self, plan: Plan) -> World:
@@ -91,7 +92,7 @@ def access_of(world: World, bot: Bot, now: datetime, key: str) -> Access:
     traits = bot.spec.traits
     node_access = grants.node_access(roles, traits)
     per_node = {}
-    for node in world.nodes:
+    for node in world.nodes.values():
         got = node_access.logins_on(node.metadata.labels)
         if got:
             per_node[node.metadata.name] = sorted(got)

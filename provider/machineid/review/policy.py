@@ -10,6 +10,9 @@
     require_ref_or_environment: true   # github/gitlab/oidc join rules restrict the ref or the environment
     allowed_issuers: [https://token.actions.githubusercontent.com]  # the only issuers delegated tokens trust
     allow_static_jwks: false           # with allowed_issuers: may tokens trust keys pasted in static_jwks
+    nodes_reachable_only_by:           # nodes with these labels (globs, as in node_labels) may be reached only by
+      - labels: {env: prod}            # these bots: a plan that makes another bot able to log in to one fails
+        bots: [deployer, backup]
 
 Declared with the model's field metadata, so a mistyped rule is a field-named error, never silently ignored.
 Each violation names the rule, the resource (its plan address, or the cluster object) and the attribute. Every
@@ -31,10 +34,11 @@ from machineid.model.delegated import DELEGATED_METHODS, HTTPS_URL
 from machineid.model.errors import FieldViolation, Path, ValidationError, render_path
 from machineid.model.fields import attr
 from machineid.model.grants import rule_match
-from machineid.model.node_access import wildcard_keys
+from machineid.model.node_access import labels_match, wildcard_keys
 from machineid.model.resources import DEFAULT_TOKEN_TTL, Bot, Role
 from machineid.review import delegated
 from machineid.review.impact import BotImpact, World, held_roles
+from machineid.review.nodes import node_accesses
 
 PROVEN_EACH_JOIN = ("bound_keypair", *DELEGATED_METHODS)  # tokens that are no standing credential
 
@@ -43,6 +47,22 @@ def _api_pair(val: Any) -> str | None:
     if isinstance(val, str) and (val.count(":") != 1 or not all(val.split(":"))):
         return f'"{v.shown(val)}" is not resource:verb (for example token:create, or *:*)'
     return None
+
+
+@dataclass
+class NodeReachRule:
+    """Nodes whose labels match, and the only bots that may log in to them."""
+
+    labels: dict[str, str] = attr(
+        default_factory=dict, required=True, doc="The nodes the rule is about: every one of these labels must "
+        "match (the value a glob, as in a role's node_labels: prod, web-*).",
+        validators=[v.each_key(v.LABEL_NAME), v.each_value(v.LABEL_VALUE)])
+    bots: list[str] = attr(default_factory=list, doc="The only bots that may log in to them (empty: none).",
+                           validators=[v.each(v.RESOURCE_NAME)])
+
+    def selects(self, labels: dict[str, str]) -> bool:
+        """Whether a node with these labels is one of the rule's (matched as the node matches node_labels)."""
+        return labels_match({k: [val] for k, val in self.labels.items()}, labels)
 
 
 @dataclass
@@ -78,6 +98,10 @@ class Policy:
     allow_static_jwks: bool = attr(
         default=False, doc="With allowed_issuers: delegated tokens may verify with keys pasted in static_jwks "
         "(air-gapped clusters, Kubernetes' static_jwks); the reviewer checks that they are the issuer's keys.")
+    nodes_reachable_only_by: list[NodeReachRule] = attr(
+        default_factory=list, doc="Per rule, nodes with these labels may be reached only by these bots: a plan that "
+        "makes another bot able to log in to such a node (a node created or relabelled to match, or a bot given a "
+        "role whose node_labels reach it) fails. Node labels known only at apply fail it too.")
 
     def check(self) -> list[FieldViolation]:
         out = [FieldViolation(("deny_api", i), reason) for i, pair in enumerate(self.deny_api)
@@ -273,14 +297,69 @@ _NO_OWNER = {
 }
 
 
+def _reach_unknowns(world: World, bot: Bot, key: str, now: datetime) -> list[tuple[str, str, str, Path]]:
+    """The values known only at apply that decide where the bot can log in: its roles and traits, and the logins
+    and node selectors of the roles it holds."""
+    out = [("its roles" if p[0] == "roles" else "its traits", "bot", key, p)
+           for p in world.unknown("bot", key, ("roles",)) + world.unknown("bot", key, ("traits",))]
+    held, _ = held_roles(world, bot, now)
+    for rkey in held:
+        out += [(f"role {rkey}", "role", rkey, p) for p in world.unknown("role", rkey, ("allow",))
+                + world.unknown("role", rkey, ("deny",))]
+    return out
+
+
+def _rule_nodes(rule: NodeReachRule, world: World | None) -> dict[str, dict[str, str]]:
+    return {name: node.metadata.labels for name, node in (world.nodes if world else {}).items()
+            if rule.selects(node.metadata.labels)}
+
+
+def check_node_reach(c: Checker, before: World | None) -> None:
+    """nodes_reachable_only_by: every (node, bot) the plan makes newly true (the bot can log in to the node, and the
+    node is one of the rule's) for a bot the rule does not list. A pair that was already true is not the plan's
+    doing. Labels of a planned node, or the roles and traits of a bot, that are known only at apply fail it: what
+    cannot be seen is not passed."""
+    after, now = c.after, c.now
+    if not c.policy.nodes_reachable_only_by:
+        return
+    access_after = node_accesses(after, now)
+    access_before = node_accesses(before, now) if before is not None else {}
+    for i, rule in enumerate(c.policy.nodes_reachable_only_by):
+        what = f"nodes_reachable_only_by[{i}] ({', '.join(f'{k}={val}' for k, val in rule.labels.items())})"
+        for key in after.nodes:
+            for path in after.unknown("node", key, ("labels",)):
+                c.unseen_at("nodes_reachable_only_by", "node", key, path, f"whether node {key} is one of {what}")
+        old = _rule_nodes(rule, before)
+        nodes = _rule_nodes(rule, after)
+        for bkey, bot in after.bots.items():
+            name = bot.metadata.name or bkey
+            if name in rule.bots:
+                continue
+            if nodes:
+                for where, kind, key, path in _reach_unknowns(after, bot, bkey, now):
+                    c.unseen_at("nodes_reachable_only_by", kind, key, path,
+                                f'whether bot "{name}" ({where}) can log in to the nodes of {what}')
+            for node, labels in nodes.items():
+                logins = access_after[bkey].logins_on(labels)
+                if not logins:
+                    continue
+                if node in old and bkey in access_before and access_before[bkey].logins_on(old[node]):
+                    continue  # it could log in to this node of the rule before: not the plan's doing
+                listed = ", ".join(rule.bots) or "no bot"
+                c.add("nodes_reachable_only_by", "node", node, "labels",
+                      f'node {node} becomes reachable by bot "{name}" as {", ".join(logins)}; {what} allows only '
+                      f"{listed}")
+
+
 # The checks a change of a kind gets itself (a bot's are by its access, below).
 _CHANGE_CHECKS = {"token": Checker.token}
 
 
-def check(policy: Policy, plan: Plan, after: World, impacts: list[BotImpact], now: datetime) -> list[Violation]:
+def check(policy: Policy, plan: Plan, after: World, impacts: list[BotImpact], now: datetime,
+          before: World | None = None) -> list[Violation]:
     """The rules, on what the plan creates or changes: bots whose access changes, bots it writes and bots holding
     a role it writes (a wildcard that matches no node yet changes no access today), with every role they hold;
-    and the tokens it writes."""
+    the tokens it writes; and who can reach the nodes a rule guards (without `before`, every pair counts as new)."""
     c = Checker(policy, after, now)
     written = [ch for ch in plan.changes if ch.after is not None and ch.action in ("create", "update", "replace")]
     touched = {(ch.rdef.kind, ch.key) for ch in written}
@@ -293,4 +372,5 @@ def check(policy: Policy, plan: Plan, after: World, impacts: list[BotImpact], no
         run = _CHANGE_CHECKS.get(ch.rdef.kind)
         if run is not None:
             run(c, ch)
+    check_node_reach(c, before)
     return c.out

@@ -8,6 +8,7 @@ import typing
 # Export this package's modules as members:
 from .bot import *
 from .get_cluster_info import *
+from .node import *
 from .provider import *
 from .provision_token import *
 from .render_agent_config import *
@@ -31,6 +32,7 @@ _utilities.register(
   "fqn": "pulumi_machineid",
   "classes": {
    "machineid:index:Bot": "Bot",
+   "machineid:index:Node": "Node",
    "machineid:index:ProvisionToken": "ProvisionToken",
    "machineid:index:Role": "Role"
   }
