@@ -14,9 +14,11 @@ import logging
 import os
 import random
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from machineid.agent import destination, storage
 from machineid.agent.config import AgentConfig, resolve_token
@@ -26,6 +28,9 @@ from machineid.api.identity import Identity
 from machineid.model import codec
 from machineid.model.delegated import DELEGATED_METHODS
 from machineid.model.errors import MachineIDError, PreconditionError, TransportError, ValidationError
+
+if TYPE_CHECKING:
+    from machineid.agent.diag import Diagnostics
 
 log = logging.getLogger("machineid.agent")
 STATE_FILE = "identity"
@@ -56,6 +61,7 @@ class BotAgent:
         self._lock_fd: int | None = None
         self._last_nodes: list[destination.NodeEntry] = []
         self._reported: set[str] = set()  # destination problems already reported this cycle
+        self.diag: Diagnostics | None = None  # the diagnostics listener's state (--diag-listen), told of each cycle
 
     def lock(self) -> None:
         """One agent per data dir: two would renew the same identity and lock the bot on the generation counter.
@@ -314,12 +320,17 @@ class BotAgent:
         interval = self.config.interval_seconds
         backoff = 1.0
         while not self.stop_event.is_set():
+            started = time.monotonic()
             try:
                 outcome = self.cycle()
+                if self.diag is not None:
+                    self.diag.cycle_ok(outcome.identity, time.monotonic() - started)
                 backoff = 1.0
                 wait = self._next_renewal(outcome.identity, interval)
                 log.info("next renewal at %s", codec.format_time(datetime.now(UTC) + timedelta(seconds=wait)))
             except TransportError as e:
+                if self.diag is not None:
+                    self.diag.cycle_failed(e, time.monotonic() - started)
                 expires = self.identity.expires if self.identity else None
                 if expires is not None and expires <= datetime.now(UTC) and self.identity is not None \
                         and self.identity.info.renewable and self.config.onboarding.join_method == "token":
@@ -330,5 +341,9 @@ class BotAgent:
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 left = f"; current certificates valid until {codec.format_time(expires)}" if expires else ""
                 log.warning("cannot reach the cluster (%s); retrying in %.1fs%s", e, wait, left)
+            except MachineIDError as e:
+                if self.diag is not None:
+                    self.diag.cycle_failed(e, time.monotonic() - started, final=True)
+                raise
             self.stop_event.wait(wait)
         log.info("stopped")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -57,6 +58,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                             "is fine), or is owned by a user other than the agent's or root: whoever controls it "
                             "can swap the certificates or redirect the private key (tbot also refuses insecure "
                             "symlinks by default); warn: log a warning and go on; off: no checks")
+    start.add_argument("--diag-listen", default="", metavar="HOST:PORT",
+                       help="serve /metrics (Prometheus), /healthz and /readyz there while the agent runs (not with "
+                            "--oneshot); ready once the destinations hold fresh certificates, unhealthy when renewal "
+                            "keeps failing")
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     start.add_argument("--log-format", default="json", choices=["json", "text"])
     start.set_defaults(func=run_start)
@@ -175,8 +180,20 @@ def run_start(args: argparse.Namespace) -> int:
     agent = BotAgent(cfg, stop)
     if cfg.oneshot:
         agent.oneshot()
-    else:
+        return 0
+    diag_server = None
+    if args.diag_listen:
+        from machineid.agent.diag import Diagnostics, DiagServer
+
+        agent.diag = Diagnostics(agent.destinations)
+        diag_server = DiagServer(args.diag_listen, agent.diag)
+        logging.getLogger("machineid.agent").info("diagnostics on http://%s (/metrics, /healthz, /readyz)",
+                                                  diag_server.address)
+    try:
         agent.run()
+    finally:
+        if diag_server is not None:
+            diag_server.close()
     return 0
 
 

@@ -42,10 +42,13 @@ class CallLimits:
     def __init__(self, rate: float, burst: float) -> None:
         self._limits = RateLimits(rate, burst)
         self._lock = threading.Lock()
+        self.refused = 0  # since the server started (its metrics)
 
     def check(self, source: str, what: str) -> None:
         with self._lock:
             allowed = self._limits.allow(source, time.monotonic())
+            if not allowed:
+                self.refused += 1
         if not allowed:
             raise RateLimitedError(f"too many {what} from this address (more than {self._limits.rate:g} a second); "
                                    "retry in a few seconds")

@@ -138,6 +138,11 @@ class Objects:
         if write:
             self.audit(ANONYMOUS, action, target, "denied", **details)
 
+    def pending_denials(self) -> int:
+        """Refusals counted in this window but not yet written (the audit backlog)."""
+        with self._denials_lock:
+            return sum(self._suppressed.values())
+
     def flush_denials(self) -> None:
         """Writes the counts of a window that ended with no refusal after it."""
         with self._denials_lock:

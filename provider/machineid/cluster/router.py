@@ -202,6 +202,7 @@ class SNIRouter:
         self._open = 0
         self._handshaking: set[_Side] = set()
         self._refused_logged = 0.0
+        self.refused: Counter[str] = Counter()  # refusals by limit since the start (the server's metrics)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -289,7 +290,7 @@ class SNIRouter:
             source = str(addr[0]) if isinstance(addr, tuple) else ""
             if self._open >= self.max_connections:
                 conn.close()
-                self._log_refusal(source)
+                self._log_refusal(source, limit="connections")
                 continue
             waiting = self._unproven.get(source, {})
             if len(waiting) >= self.max_per_source:
@@ -300,7 +301,8 @@ class SNIRouter:
             self._pending[conn] = pending
             self._sel.register(conn, selectors.EVENT_READ, pending)
 
-    def _log_refusal(self, source: str, why: str = "") -> None:
+    def _log_refusal(self, source: str, why: str = "", *, limit: str) -> None:
+        self.refused[limit] += 1
         now = time.monotonic()
         if now - self._refused_logged >= 10.0:  # a flood must not flood the log too
             self._refused_logged = now
@@ -311,6 +313,7 @@ class SNIRouter:
         """Makes room for a new connection from an address at its cap by dropping its oldest one that has still
         not finished its handshake."""
         oldest = next(iter(waiting.values()))
+        self.refused["handshakes_per_source"] += 1
         now = time.monotonic()
         if now - self._evicted_logged >= 10.0:
             self._evicted_logged = now
@@ -357,7 +360,7 @@ class SNIRouter:
             p.sock.close()
             self._release(p.source, p.sock)
             self._log_refusal(p.source, f"anonymous connections from {p.source} beyond "
-                              f"{self._anonymous_rate.rate:g} a second")
+                              f"{self._anonymous_rate.rate:g} a second", limit="anonymous_connection_rate")
             return
         try:
             upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -431,7 +434,8 @@ class SNIRouter:
             if side.anonymous:
                 if self._anonymous_open[side.source] >= self.max_per_source:
                     self._log_refusal(side.source, f"{self._anonymous_open[side.source]} anonymous connections "
-                                      f"from {side.source}, the limit per address")
+                                      f"from {side.source}, the limit per address",
+                                      limit="anonymous_connections_per_source")
                     self._close(side)
                     return
                 self._anonymous_open[side.source] += 1

@@ -22,6 +22,7 @@ from concurrent import futures
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -48,6 +49,11 @@ from machineid.model.errors import (
     PreconditionError,
     ValidationError,
 )
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from machineid.cluster.metrics import ClusterMetrics
 
 log = logging.getLogger("machineid.cluster.server")
 ADMIN_IDENTITY = "admin.identity"
@@ -93,6 +99,9 @@ class ServerConfig:
     # that prints it; MACHINEID_CA_KEY in the environment comes before the file.
     ca_key_file: Path | None = None
     ca_key_command: str = ""
+    # HOST:PORT for Prometheus metrics over plain HTTP (empty: none). They name no secret, but keep the port
+    # private: loopback, or a network only the monitoring system reaches.
+    metrics_listen: str = ""
 
 
 LOCK_FILE = "server.lock"
@@ -168,7 +177,9 @@ class Server:
         self._join_grpc: grpc.Server | None = None
         self._router: SNIRouter | None = None
         self._socket_dir: Path | None = None
+        self._metrics_http: WSGIServer | None = None
         self.address = ""
+        self.metrics_address = ""
 
     def _cluster_name(self, wanted: str) -> str:
         bad = v.DNS_NAME.check(wanted) if wanted else None
@@ -210,16 +221,20 @@ class Server:
         # joins and health; the admin API is not even reachable there, so an anonymous caller cannot make it parse
         # anything, and a flood of anonymous calls (refused past JOIN_MAX_RPCS) cannot take the threads that
         # renewals and admin calls need.
+        burst = max(JOIN_BURST, self.config.join_rate_per_source)
+        call_limits = CallLimits(self.config.join_rate_per_source, burst)
+        metrics = self._metrics(call_limits)
+        interceptors = [metrics.interceptor()] if metrics else []
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="rpc"),
-                             options=_GRPC_OPTIONS)
+                             options=_GRPC_OPTIONS, interceptors=interceptors)
         join_server = grpc.server(futures.ThreadPoolExecutor(max_workers=JOIN_WORKERS, thread_name_prefix="join"),
-                                  options=_GRPC_OPTIONS, maximum_concurrent_rpcs=JOIN_MAX_RPCS)
+                                  options=_GRPC_OPTIONS, maximum_concurrent_rpcs=JOIN_MAX_RPCS,
+                                  interceptors=interceptors)
         health_servicer = health.HealthServicer()
         # Which client address each internal connection serves (filled by the router), so that anonymous calls
         # are limited per address, not only new connections.
         peers: dict[str, str] = {}
-        burst = max(JOIN_BURST, self.config.join_rate_per_source)
-        join_servicer = JoinServicer(self.cluster, CallLimits(self.config.join_rate_per_source, burst), peers)
+        join_servicer = JoinServicer(self.cluster, call_limits, peers)
         rpc.add_JoinServiceServicer_to_server(join_servicer, server)
         rpc.add_ClusterServiceServicer_to_server(ClusterServicer(self.cluster), server)
         rpc.add_NodeServiceServicer_to_server(NodeServicer(self.cluster, peers), server)
@@ -259,17 +274,50 @@ class Server:
         bound = router.address[1]
         self.address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
         self.write_admin_identity()
+        if metrics is not None:
+            self._serve_metrics(metrics)
         for service in ("", "machineid.v1.ClusterService", "machineid.v1.JoinService"):
             health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
         (self.data_dir / SERVER_JSON).write_text(json.dumps({
             "address": self.address, "cluster_name": self.cluster.cluster_name, "pid": os.getpid(),
             "version": __version__, "ca_pin": self.cluster.authority.pin, "socket_dir": str(socket_dir),
+            **({"metrics_address": self.metrics_address} if self.metrics_address else {}),
         }, indent=2) + "\n")
         threading.Thread(target=self._refresh_admin, name="admin-identity", daemon=True).start()
         self.janitor.start()
         log.info("cluster %s listening on %s (CA pin %s)", self.cluster.cluster_name, self.address,
                  self.cluster.authority.pin)
         return self.address
+
+    def _metrics(self, call_limits: CallLimits) -> ClusterMetrics | None:
+        if not self.config.metrics_listen:
+            return None
+        from machineid.cluster.metrics import ClusterMetrics
+
+        split_address(self.config.metrics_listen)  # a bad address fails before anything listens
+
+        def refusals() -> dict[str, int]:
+            router = self._router
+            return {**(dict(router.refused) if router else {}), "anonymous_calls": call_limits.refused}
+
+        metrics = ClusterMetrics(self.cluster, refusals, self.cluster.clock)
+        metrics.time_store(self.backend)
+        return metrics
+
+    def _serve_metrics(self, metrics: ClusterMetrics) -> None:
+        from prometheus_client import start_http_server
+
+        host, port = split_address(self.config.metrics_listen)
+        try:
+            httpd, _ = start_http_server(port, host, registry=metrics.registry)
+        except OSError as e:
+            self.stop(0)
+            raise PreconditionError(f"--metrics-listen {self.config.metrics_listen}: cannot listen there "
+                                    f"({e.strerror}); pick another HOST:PORT") from None
+        self._metrics_http = httpd
+        bound = httpd.server_address[1]
+        self.metrics_address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
+        log.info("metrics on http://%s/metrics", self.metrics_address)
 
     def write_admin_identity(self) -> None:
         key = certs.new_key()
@@ -302,6 +350,9 @@ class Server:
                 srv.stop(grace).wait()
         if self._router is not None:
             self._router.stop()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
         (self.data_dir / SERVER_JSON).unlink(missing_ok=True)
