@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from machineid.model import codec, keys, node_state
-from machineid.model.resources import Bot, Node, ProvisionToken, Role, User
+from machineid.model.resources import Bot, Lock, Node, ProvisionToken, Role, User
 
 
 def render(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -94,9 +94,23 @@ def _nodes(objs: Sequence[Any], tokens: Sequence[ProvisionToken] | None) -> str:
         for n in objs if isinstance(n, Node)])
 
 
+def lock_target(lock: Lock) -> str:
+    """bot=deployer, bot_instance=..., token=..., user=..., node=... (the one field set)."""
+    t = lock.spec.target
+    return next((f"{name}={val}" for name, val in (("bot", t.bot), ("bot_instance", t.bot_instance),
+                                                   ("token", t.token), ("user", t.user), ("node", t.node)) if val),
+                "-")
+
+
+def _locks(objs: Sequence[Any], tokens: Sequence[ProvisionToken] | None) -> str:
+    return render(["Lock", "Target", "Message", "Expires"], [
+        [lk.metadata.name, lock_target(lk), lk.spec.message, _time(lk.metadata.expires)]
+        for lk in objs if isinstance(lk, Lock)])
+
+
 # One text table per kind of the registry (model/kinds.py); tests/test_kinds.py checks none is missing.
 TABLES: dict[str, Callable[[Sequence[Any], Sequence[ProvisionToken] | None], str]] = {
-    "role": _roles, "bot": _bots, "token": _tokens, "user": _users, "node": _nodes}
+    "role": _roles, "bot": _bots, "token": _tokens, "user": _users, "node": _nodes, "lock": _locks}
 
 
 def table(kind: str, objs: Sequence[Any], tokens: Sequence[ProvisionToken] | None = None) -> str:

@@ -79,6 +79,8 @@ class Access:
         expired user's, stop working)."""
         if ident.node_name:
             return self._node_caller(ident)
+        self.objects.locks.check(user=ident.user, bot=ident.bot_name,
+                                 bot_instance=ident.instance_id if ident.bot_name else "")
         try:
             user = self.objects.get_shared(User, ident.user)
         except NotFoundError:
@@ -94,6 +96,9 @@ class Access:
             check_unlocked("bot", bot.metadata.name, bot.status)
             if ident.renewable and ident.instance_id != bot.status.instance_id:
                 raise PermissionDeniedError(stale_identity("bot", bot.metadata.name, bot.status))
+            if ident.instance_id == bot.status.instance_id:
+                # The join token that started this instance (a lock on a token stops what joined with it).
+                self.objects.locks.check(token=bot.status.join_token)
         # Roles come from the certificate but never exceed what the user holds now: a re-created bot's old
         # certificates (or a user's, after a role was taken away) do not bring old roles back.
         roles = [r for r in ident.roles if r in user.spec.roles]
@@ -104,6 +109,7 @@ class Access:
         deleted or re-joined node's old identity stops working). It holds no roles, whatever the certificate says:
         role rules allow it nothing, and only the node RPCs (which ask for a node identity) serve it."""
         name = ident.node_name
+        self.objects.locks.check(node=name)
         try:
             node = self.objects.get_shared(Node, name)
         except NotFoundError:
@@ -116,6 +122,7 @@ class Access:
                                        "administrator can extend its metadata.expires")
         status = node_status.get(self.objects, name)
         check_unlocked("node", name, status)
+        self.objects.locks.check(token=status.join_token)
         if ident.instance_id != status.instance_id:
             raise PermissionDeniedError(stale_identity("node", name, status))
         return Caller(user=ident.user, roles=[], ident=ident)

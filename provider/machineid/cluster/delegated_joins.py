@@ -114,6 +114,7 @@ class DelegatedJoins:
                             datetime.fromtimestamp(float(claims["exp"]) + LEEWAY, UTC) + timedelta(seconds=1))
             holder = holders.bot(objects, token.spec.bot_name)
             holder.check_unlocked()
+            holders.check_locks(objects, holder, token)
             holder.status.last_join = now
             holder.status.join_token = token.metadata.name
             holder.status.join_attributes = admitted.attributes

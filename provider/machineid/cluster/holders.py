@@ -20,7 +20,7 @@ from machineid.cluster.issuance import Grant, IssuedCerts, Issuer
 from machineid.cluster.objects import Objects
 from machineid.cluster.records import LastRenewal
 from machineid.model.errors import NotFoundError, PermissionDeniedError
-from machineid.model.resources import Bot, BotStatus, NodeStatus, ProvisionToken
+from machineid.model.resources import Bot, BotStatus, NodeStatus, ProvisionToken, bot_user_name, token_id
 
 
 class Holder(ABC):
@@ -122,7 +122,16 @@ def of_token(objects: Objects, token: ProvisionToken) -> Holder:
     else:
         raise PermissionDeniedError("the join token joins neither a bot nor a node")
     holder.check_unlocked()
+    check_locks(objects, holder, token)
     return holder
+
+
+def check_locks(objects: Objects, holder: Holder, token: ProvisionToken) -> None:
+    """A join is refused while a lock is in force on its token, its bot (or the bot's user) or its node."""
+    bot_name = holder.name if holder.kind == "bot" else ""
+    objects.locks.check(token=token_id(token.metadata.name, token.spec.join_method), bot=bot_name,
+                        user=bot_user_name(bot_name) if bot_name else "",
+                        node=holder.name if holder.kind == "node" else "")
 
 
 def bot(objects: Objects, name: str) -> BotHolder:

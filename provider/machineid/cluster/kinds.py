@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from machineid.cluster import node_status, records
 from machineid.cluster.access import Access
 from machineid.cluster.caller import Caller, target
+from machineid.cluster.locks import MAX_LOCKS
 from machineid.cluster.objects import Objects, R, check_name, encoded_size
 from machineid.cluster.records import LastKeypairJoin
 from machineid.cluster.store.base import Item
@@ -25,10 +26,12 @@ from machineid.model.errors import (
 from machineid.model.resources import (
     DEFAULT_TOKEN_TTL,
     Bot,
+    Lock,
     Node,
     ProvisionToken,
     Resource,
     User,
+    name_is_secret,
     token_id,
 )
 
@@ -221,6 +224,36 @@ class Kinds:
         user.spec.bot_name = ""
         return self.upsert(caller, user, create_only,
                            lambda u: self.access.check_roles_exist(u.spec.roles, ("spec", "roles")))
+
+    # ------------------------------------------------------------------ locks
+    def upsert_lock(self, caller: Caller, lock: Lock, create_only: bool = False) -> Lock:
+        self.access.authorize_write(caller, "lock")  # before any lookup
+        codec.validate(lock)
+        t = lock.spec.target
+        own_bot = caller.ident.bot_name if caller.ident is not None else ""
+        if (t.user and t.user == caller.user) or (t.bot and t.bot == own_bot):
+            raise PreconditionError("this lock would lock out the caller itself; lock it from another identity")
+        if t.token and self.objects.exists("token", t.token):
+            token = self.objects.get(ProvisionToken, t.token)
+            if name_is_secret(token.spec.join_method):
+                # The name is the join secret: a lock is readable by whoever may list locks.
+                raise ValidationError([FieldViolation(("spec", "target", "token"), "is a single-use token's "
+                                                      "secret; lock it by its ID "
+                                                      f"{token_id(t.token, token.spec.join_method)} instead")])
+        if not self.objects.exists("lock", lock.metadata.name) and \
+                self.objects.backend.count("lock") >= MAX_LOCKS:
+            raise PreconditionError(f"the cluster holds {MAX_LOCKS} locks, the most it keeps; remove expired or "
+                                    "unneeded ones first (`machineid ctl get locks`)")
+        try:
+            return self.upsert(caller, lock, create_only)
+        finally:
+            self.objects.locks.invalidate()
+
+    def delete_lock(self, caller: Caller, name: str, revision: str = "") -> None:
+        try:
+            self.delete(caller, "lock", name, revision)
+        finally:
+            self.objects.locks.invalidate()
 
     def delete_user(self, caller: Caller, name: str, revision: str = "") -> None:
         self.access.check(caller, "user", "delete")

@@ -13,14 +13,15 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from machineid.cluster.caller import ANONYMOUS, Caller
+from machineid.cluster.locks import Locks
 from machineid.cluster.store.base import Backend, Item
 from machineid.model import codec
 from machineid.model import validators as v
 from machineid.model.errors import FieldViolation, NotFoundError, ValidationError
-from machineid.model.resources import Bot, Node, ProvisionToken, Resource, Role, User
+from machineid.model.resources import Bot, Lock, Node, ProvisionToken, Resource, Role, User
 
 log = logging.getLogger("machineid.cluster")
-R = TypeVar("R", Role, ProvisionToken, Bot, User, Node)
+R = TypeVar("R", Role, ProvisionToken, Bot, User, Node, Lock)
 # Refusals of anonymous callers audited one by one per window; the rest are counted into one record per action.
 DENIALS_PER_WINDOW = 100
 DENIAL_WINDOW = timedelta(minutes=1)
@@ -51,6 +52,8 @@ class Objects:
         self._window_end: datetime | None = None
         self._denials_written = 0
         self._suppressed: Counter[str] = Counter()
+        # The locks in force, checked by every authenticated call, renewal and join (cached: see locks.py).
+        self.locks = Locks(lambda: self.list(Lock), lambda: self.clock())
 
     def exists(self, kind: str, name: str) -> bool:
         try:

@@ -69,14 +69,15 @@ class Cluster:
         # Each kind's own rules where it has them (kind name -> the call); the generic one otherwise.
         self._upserts: dict[str, Callable[..., Any]] = {"token": self.kinds.upsert_token,
                                                          "user": self.kinds.upsert_user,
-                                                         "node": self.kinds.upsert_node}
+                                                         "node": self.kinds.upsert_node,
+                                                         "lock": self.kinds.upsert_lock}
         self._gets: dict[str, Callable[..., Any]] = {
             "node": lambda caller, cls, name: self.kinds.get_node(caller, name)}
         self._lists: dict[str, Callable[..., Any]] = {
             "node": lambda caller, cls, page: self.kinds.list_nodes(caller, page)}
         self._deletes: dict[str, Callable[[Caller, str, str], None]] = {
             "role": self.kinds.delete_role, "token": self.kinds.delete_token, "user": self.kinds.delete_user,
-            "bot": self.bots.delete, "node": self.kinds.delete_node}
+            "bot": self.bots.delete, "node": self.kinds.delete_node, "lock": self.kinds.delete_lock}
         self._bootstrap()
 
     def serial(self) -> contextlib.AbstractContextManager[object]:

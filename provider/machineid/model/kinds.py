@@ -39,8 +39,10 @@ TOKEN = KindDef("token", "tokens", "v2", "ProvisionToken", "Token", "A join toke
 BOT = KindDef("bot", "bots", "v1", "Bot", "Bot", "A machine identity with roles.", generic_upsert=False)
 USER = KindDef("user", "users", "v2", "User", "User", "A person (or a bot's user) with roles.")
 NODE = KindDef("node", "nodes", "v2", "Node", "Node", "An SSH server bots and users log in to.")
+LOCK = KindDef("lock", "locks", "v2", "Lock", "Lock", "Stops a bot, bot instance, join token, user or node from "
+               "authenticating until it is removed or expires.")
 
-REGISTRY: tuple[KindDef, ...] = (ROLE, TOKEN, BOT, USER, NODE)
+REGISTRY: tuple[KindDef, ...] = (ROLE, TOKEN, BOT, USER, NODE, LOCK)
 BY_NAME: dict[str, KindDef] = {k.name: k for k in REGISTRY}
 ALIASES: dict[str, str] = {alias: k.name for k in REGISTRY for alias in k.aliases}
 # What role rules speak of besides the kinds: certificates, the CAs and the audit log.

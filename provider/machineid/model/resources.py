@@ -6,6 +6,7 @@ rules live in each spec's `check`, so the cluster, the provider and the Terrafor
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Iterator
@@ -437,7 +438,56 @@ class Node:
     status: NodeStatus = field(default_factory=NodeStatus)
 
 
-Resource = Role | ProvisionToken | Bot | User | Node
+MAX_LOCK_MESSAGE = 1024
+
+
+@dataclass
+class LockTarget:
+    """Exactly one of these: what the lock stops."""
+
+    bot: str = attr(default="", doc="A bot: every identity it holds (renewals, calls, joins), whatever instance.",
+                    validators=[v.RESOURCE_NAME])
+    bot_instance: str = attr(default="", doc="One instance of a bot: the identity started by one join (the bot's "
+                             "status.instance_id, `ctl bots ls`); the bot's other instances go on.",
+                             validators=[v.INSTANCE_ID])
+    token: str = attr(default="", doc="A join token: joins with it are refused, and identities that joined with it "
+                      "stop working. Its name (iam, bound_keypair, delegated methods), or for a single-use token "
+                      "its ID token-... (as bots' status.join_token shows it; its name is its secret).",
+                      validators=[v.RESOURCE_NAME])
+    user: str = attr(default="", doc="A user (or a bot's user, bot-NAME): its certificates stop working.",
+                     validators=[v.RESOURCE_NAME])
+    node: str = attr(default="", doc="A node: its joins, renewals and heartbeats are refused.",
+                     validators=[v.RESOURCE_NAME])
+
+    def check(self) -> Iterator[FieldViolation]:
+        set_fields = [f.name for f in dataclasses.fields(self) if getattr(self, f.name)]
+        if len(set_fields) != 1:
+            named = ", ".join(set_fields) if set_fields else "none"
+            yield FieldViolation((), "set exactly one of bot, bot_instance, token, user, node (" + named + " set)")
+
+
+@dataclass
+class LockSpec:
+    target: LockTarget = attr(default_factory=LockTarget, required=True, replace_on_change=True,
+                              doc="What the lock stops (exactly one field).")
+    message: str = attr(default="", doc="Why: shown to whoever the lock refuses, and in the audit log.")
+
+    def check(self) -> Iterator[FieldViolation]:
+        if len(self.message) > MAX_LOCK_MESSAGE:
+            yield FieldViolation(("message",), f"is {len(self.message)} characters; at most {MAX_LOCK_MESSAGE}")
+
+
+@kinds.declare(kinds.LOCK)
+@dataclass
+class Lock:
+    """Teleport's lock: in force from its creation until metadata.expires (unset: until deleted)."""
+
+    kind: ClassVar[str]
+    metadata: Metadata = field(default_factory=Metadata)
+    spec: LockSpec = field(default_factory=LockSpec)
+
+
+Resource = Role | ProvisionToken | Bot | User | Node | Lock
 
 KINDS: dict[str, type[Resource]] = kinds.classes()
 # Names accepted on the command line (`get roles`, `rm bot/robot`).

@@ -113,6 +113,9 @@ RESOURCE_NAME = _regex(
     "use letters, digits, '.', '_', '-' or '@', starting with a letter or digit (at most 253 characters)",
 )
 
+INSTANCE_ID = _regex(r"[0-9a-f]{32}", "32 hex digits (a bot's status.instance_id)",
+                     "an instance ID is the 32 hex digits `ctl get bot NAME` shows as status.instance_id")
+
 LOGIN = _regex(
     r"[a-z_][a-z0-9_.-]{0,31}\$?|\{\{\s*(internal|external)\.[A-Za-z0-9_]+\s*\}\}",
     "a POSIX login name, or a trait template such as {{internal.logins}}",

@@ -303,6 +303,22 @@ class ListNodesResponse(_message.Message):
     next_page_token: str
     def __init__(self, nodes: _Optional[_Iterable[_Union[_types_pb2.Node, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
+class UpsertLockRequest(_message.Message):
+    __slots__ = ("lock", "create_only")
+    LOCK_FIELD_NUMBER: _ClassVar[int]
+    CREATE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    lock: _types_pb2.Lock
+    create_only: bool
+    def __init__(self, lock: _Optional[_Union[_types_pb2.Lock, _Mapping]] = ..., create_only: _Optional[bool] = ...) -> None: ...
+
+class ListLocksResponse(_message.Message):
+    __slots__ = ("locks", "next_page_token")
+    LOCKS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    locks: _containers.RepeatedCompositeFieldContainer[_types_pb2.Lock]
+    next_page_token: str
+    def __init__(self, locks: _Optional[_Iterable[_Union[_types_pb2.Lock, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
 class RenewRequest(_message.Message):
     __slots__ = ("public_key", "ttl")
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]

@@ -484,6 +484,26 @@ class ClusterServiceStub:
                 request_serializer=machineid_dot_v1_dot_cluster__pb2.UnlockNodeRequest.SerializeToString,
                 response_deserializer=machineid_dot_v1_dot_types__pb2.Node.FromString,
                 _registered_method=True)
+        self.UpsertLock = channel.unary_unary(
+                '/machineid.v1.ClusterService/UpsertLock',
+                request_serializer=machineid_dot_v1_dot_cluster__pb2.UpsertLockRequest.SerializeToString,
+                response_deserializer=machineid_dot_v1_dot_types__pb2.Lock.FromString,
+                _registered_method=True)
+        self.GetLock = channel.unary_unary(
+                '/machineid.v1.ClusterService/GetLock',
+                request_serializer=machineid_dot_v1_dot_cluster__pb2.GetRequest.SerializeToString,
+                response_deserializer=machineid_dot_v1_dot_types__pb2.Lock.FromString,
+                _registered_method=True)
+        self.ListLocks = channel.unary_unary(
+                '/machineid.v1.ClusterService/ListLocks',
+                request_serializer=machineid_dot_v1_dot_cluster__pb2.ListRequest.SerializeToString,
+                response_deserializer=machineid_dot_v1_dot_cluster__pb2.ListLocksResponse.FromString,
+                _registered_method=True)
+        self.DeleteLock = channel.unary_unary(
+                '/machineid.v1.ClusterService/DeleteLock',
+                request_serializer=machineid_dot_v1_dot_cluster__pb2.DeleteRequest.SerializeToString,
+                response_deserializer=machineid_dot_v1_dot_cluster__pb2.DeleteResponse.FromString,
+                _registered_method=True)
         self.RenewCerts = channel.unary_unary(
                 '/machineid.v1.ClusterService/RenewCerts',
                 request_serializer=machineid_dot_v1_dot_cluster__pb2.RenewRequest.SerializeToString,
@@ -659,6 +679,30 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpsertLock(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLock(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLocks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteLock(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RenewCerts(self, request, context):
         """Renew the caller's own renewable identity (a bot's or a node's); presents the stored generation.
         """
@@ -818,6 +862,26 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.UnlockNode,
                     request_deserializer=machineid_dot_v1_dot_cluster__pb2.UnlockNodeRequest.FromString,
                     response_serializer=machineid_dot_v1_dot_types__pb2.Node.SerializeToString,
+            ),
+            'UpsertLock': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertLock,
+                    request_deserializer=machineid_dot_v1_dot_cluster__pb2.UpsertLockRequest.FromString,
+                    response_serializer=machineid_dot_v1_dot_types__pb2.Lock.SerializeToString,
+            ),
+            'GetLock': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLock,
+                    request_deserializer=machineid_dot_v1_dot_cluster__pb2.GetRequest.FromString,
+                    response_serializer=machineid_dot_v1_dot_types__pb2.Lock.SerializeToString,
+            ),
+            'ListLocks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLocks,
+                    request_deserializer=machineid_dot_v1_dot_cluster__pb2.ListRequest.FromString,
+                    response_serializer=machineid_dot_v1_dot_cluster__pb2.ListLocksResponse.SerializeToString,
+            ),
+            'DeleteLock': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteLock,
+                    request_deserializer=machineid_dot_v1_dot_cluster__pb2.DeleteRequest.FromString,
+                    response_serializer=machineid_dot_v1_dot_cluster__pb2.DeleteResponse.SerializeToString,
             ),
             'RenewCerts': grpc.unary_unary_rpc_method_handler(
                     servicer.RenewCerts,
@@ -1471,6 +1535,114 @@ class ClusterService:
             '/machineid.v1.ClusterService/UnlockNode',
             machineid_dot_v1_dot_cluster__pb2.UnlockNodeRequest.SerializeToString,
             machineid_dot_v1_dot_types__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertLock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machineid.v1.ClusterService/UpsertLock',
+            machineid_dot_v1_dot_cluster__pb2.UpsertLockRequest.SerializeToString,
+            machineid_dot_v1_dot_types__pb2.Lock.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machineid.v1.ClusterService/GetLock',
+            machineid_dot_v1_dot_cluster__pb2.GetRequest.SerializeToString,
+            machineid_dot_v1_dot_types__pb2.Lock.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLocks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machineid.v1.ClusterService/ListLocks',
+            machineid_dot_v1_dot_cluster__pb2.ListRequest.SerializeToString,
+            machineid_dot_v1_dot_cluster__pb2.ListLocksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteLock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machineid.v1.ClusterService/DeleteLock',
+            machineid_dot_v1_dot_cluster__pb2.DeleteRequest.SerializeToString,
+            machineid_dot_v1_dot_cluster__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -442,6 +442,36 @@ class Node(_message.Message):
     status: NodeStatus
     def __init__(self, metadata: _Optional[_Union[Metadata, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ...) -> None: ...
 
+class LockTarget(_message.Message):
+    __slots__ = ("bot", "bot_instance", "token", "user", "node")
+    BOT_FIELD_NUMBER: _ClassVar[int]
+    BOT_INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    bot: str
+    bot_instance: str
+    token: str
+    user: str
+    node: str
+    def __init__(self, bot: _Optional[str] = ..., bot_instance: _Optional[str] = ..., token: _Optional[str] = ..., user: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
+
+class LockSpec(_message.Message):
+    __slots__ = ("target", "message")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    target: LockTarget
+    message: str
+    def __init__(self, target: _Optional[_Union[LockTarget, _Mapping]] = ..., message: _Optional[str] = ...) -> None: ...
+
+class Lock(_message.Message):
+    __slots__ = ("metadata", "spec")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    metadata: Metadata
+    spec: LockSpec
+    def __init__(self, metadata: _Optional[_Union[Metadata, _Mapping]] = ..., spec: _Optional[_Union[LockSpec, _Mapping]] = ...) -> None: ...
+
 class Certs(_message.Message):
     __slots__ = ("ssh_cert", "tls_cert", "tls_ca_certs", "ssh_host_ca_keys", "ssh_user_ca_keys", "expires", "renewable", "generation")
     SSH_CERT_FIELD_NUMBER: _ClassVar[int]
