@@ -164,7 +164,7 @@ def test_a_role_edit_that_takes_node_access_away_revokes_the_certificates_issued
     _, robot = c.register_using_token(add_bot(c, "robot", ["web"]), key_pem(), None)
     node.sync()
     role = c.get(admin(c), Role, "web")
-    role.spec.allow.node_labels = {"env": "staging"}
+    role.spec.allow.node_labels = {"env": ["staging"]}
     c.upsert(admin(c), role)
     node.sync()
     assert node.revoked(alice) and node.revoked(robot) and not node.revoked(bob)
