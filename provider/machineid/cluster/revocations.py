@@ -265,6 +265,9 @@ def role_changed(objects: Objects, role_name: str, roles_of: Callable[[list[str]
     n, after = 0, ""
     while page := objects.backend.list_page("user", after, PAGE):
         for item in page:
+            spec = item.value.get("spec")
+            if not isinstance(spec, dict) or role_name not in spec.get("roles", ()):
+                continue  # not a holder: not decoded (a fleet's role edit reads every user)
             user = objects.load(User, item)
             if role_name in user.spec.roles:
                 n += _recheck(objects, user, roles_of, f"role {role_name} changed")
