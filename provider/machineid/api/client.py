@@ -286,11 +286,12 @@ class Client(_Base):
         return convert.from_pb(Node, self._call(self.cluster.UnlockNode, pb.UnlockNodeRequest(name=name)))
 
     def sync_node(self, version: str, heartbeat_interval: timedelta, host_public_key: str = "",
-                  applied_revision: str = "") -> NodeSync:
-        """A node's heartbeat (its own identity only): what it enforces, and a host certificate when it sends its
-        host key."""
+                  applied_revision: str = "", revocations_version: int = 0) -> NodeSync:
+        """A node's heartbeat (its own identity only): what it enforces, the key revocation list when it is not
+        `revocations_version`, and a host certificate when it sends its host key."""
         req = pb.NodeSyncRequest(version=version, heartbeat_interval=duration_pb(heartbeat_interval),
-                                 host_public_key=host_public_key, applied_revision=applied_revision)
+                                 host_public_key=host_public_key, applied_revision=applied_revision,
+                                 revocations_version=revocations_version)
         return NodeSync.from_pb(self._call(self.nodes.Sync, req))
 
     def renew(self, public_key_pem: str, ttl: timedelta | None = None) -> tpb.Certs:

@@ -20,6 +20,8 @@ class NodeSync:
     host_cert_ttl: timedelta
     host_cert: str = ""  # only when the sync sent a host key
     host_cert_expires: datetime | None = None
+    revocations_version: int = 0  # the cluster's key revocation list now
+    revoked_keys: bytes = b""  # that list (OpenSSH KRL), only when the node asked with another version
 
     @classmethod
     def from_pb(cls, reply: pb.NodeSyncResponse) -> NodeSync:
@@ -31,4 +33,5 @@ class NodeSync:
             host_cert=reply.host_cert,
             host_cert_expires=reply.host_cert_expires.ToDatetime(tzinfo=UTC) if reply.HasField("host_cert_expires")
             else None,
+            revocations_version=reply.revocations_version, revoked_keys=reply.revoked_keys,
         )

@@ -31,6 +31,11 @@ SSH_USER_EXTENSIONS = (b"permit-X11-forwarding", b"permit-agent-forwarding", b"p
                        b"permit-pty", b"permit-user-rc")
 
 
+def new_serial() -> int:
+    """A random 64-bit certificate serial, never 0 (a KRL cannot revoke serial 0)."""
+    return int.from_bytes(os.urandom(8), "big") or 1
+
+
 def _ed25519_pem(key: ed25519.Ed25519PrivateKey) -> str:
     return certs.private_key_pem(key)
 
@@ -110,11 +115,11 @@ class Authority:
     @staticmethod
     def _ssh_builder(public_key: certs.PublicKey, kind: serialization.SSHCertificateType, key_id: str,
                      principals: list[str], not_before: datetime,
-                     not_after: datetime) -> serialization.SSHCertificateBuilder:
+                     not_after: datetime, serial: int | None = None) -> serialization.SSHCertificateBuilder:
         return (
             serialization.SSHCertificateBuilder()
             .public_key(public_key)
-            .serial(int.from_bytes(os.urandom(8), "big"))
+            .serial(new_serial() if serial is None else serial)
             .type(kind)
             .key_id(key_id.encode())
             .valid_principals([p.encode() for p in principals])
@@ -123,9 +128,10 @@ class Authority:
         )
 
     def sign_ssh_user(self, public_key: certs.PublicKey, key_id: str, principals: list[str],
-                      not_before: datetime, not_after: datetime, extensions: dict[str, bytes] | None = None) -> str:
+                      not_before: datetime, not_after: datetime, extensions: dict[str, bytes] | None = None,
+                      serial: int | None = None) -> str:
         builder = self._ssh_builder(public_key, serialization.SSHCertificateType.USER, key_id, principals,
-                                    not_before, not_after)
+                                    not_before, not_after, serial)
         # cryptography wants extensions in name order (OpenSSH's rule); ours sort among the permit-* ones.
         named = {ext.decode(): b"" for ext in SSH_USER_EXTENSIONS}
         named.update(extensions or {})

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import replace
 from datetime import timedelta
 
-from machineid.cluster import records
+from machineid.cluster import records, revocations
 from machineid.cluster.access import Access
 from machineid.cluster.caller import Caller, token_ref
 from machineid.cluster.objects import Objects, check_name
@@ -116,7 +116,7 @@ class Bots:
             result = objects.update(updated, revision)
             user = objects.get(User, bot_user_name(name))
             user.spec = bot_user(result).spec
-            objects.update(user)
+            revocations.user_written(objects, objects.update(user), self.access.roles)
         objects.audit(caller, "bot.update", f"bot/{name}", roles=bot.spec.roles)
         return result
 
@@ -130,6 +130,7 @@ class Bots:
                 with contextlib.suppress(NotFoundError):
                     backend.delete(kind, obj_name)
             records.delete(self.objects, LastRenewal, name)
+            revocations.gone(self.objects, bot_user_name(name))
             for item in backend.list_by_bot("token", name):
                 backend.delete("token", item.name)
                 records.delete(self.objects, LastKeypairJoin, item.name)
@@ -150,5 +151,6 @@ class Bots:
             bot.status.generation = 0
             result = self.objects.update(bot)
             records.delete(self.objects, LastRenewal, name)
+            revocations.unlocked(self.objects, bot_user_name(name))
         self.objects.audit(caller, "bot.unlock", f"bot/{name}")
         return result

@@ -282,12 +282,13 @@ class NodeServicer(_Base, rpc.NodeServiceServicer):
         answer = self.cluster.sync_node(caller, SyncRequest(
             version=request.version, heartbeat_interval=_ttl(request, "heartbeat_interval"),
             host_public_key=request.host_public_key, applied_revision=request.applied_revision,
-            peer=self.sources.get(peer, peer)))
+            peer=self.sources.get(peer, peer), revocations_version=request.revocations_version))
         resp = pb.NodeSyncResponse(
             node_name=answer.node_name, cluster_name=answer.cluster_name, labels=answer.labels,
             revision=answer.revision, host_cert_principals=answer.host_cert_principals, host_cert=answer.host_cert,
             ssh_user_ca_keys=answer.ssh_user_ca_keys, revocation_max_age=_duration(answer.revocation_max_age),
-            host_cert_ttl=_duration(answer.host_cert_ttl))
+            host_cert_ttl=_duration(answer.host_cert_ttl), revocations_version=answer.revocations_version,
+            revoked_keys=answer.revoked_keys)
         if answer.host_cert_expires is not None:
             resp.host_cert_expires.CopyFrom(_ts(answer.host_cert_expires))
         return resp

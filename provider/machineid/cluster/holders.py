@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from machineid.api import certs
-from machineid.cluster import node_status, records
+from machineid.cluster import node_status, records, revocations
 from machineid.cluster.access import check_unlocked
 from machineid.cluster.issuance import Grant, IssuedCerts, Issuer
 from machineid.cluster.objects import Objects
@@ -76,6 +76,8 @@ class BotHolder(Holder):
 
     def save(self, objects: Objects) -> None:
         self.bot = objects.update(self.bot)
+        if self.bot.status.locked:  # every SSH certificate the bot holds stops at the nodes' next sync
+            revocations.locked(objects, bot_user_name(self.name), f"bot locked: {self.bot.status.lock_reason}")
 
     def identity(self, issuer: Issuer, renewable: bool) -> tuple[certs.CertIdentity, dict[str, list[str]]]:
         return issuer.bot_identity(self.bot, renewable)

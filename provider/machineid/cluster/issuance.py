@@ -8,8 +8,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from machineid.api import certs
+from machineid.cluster import revocations
 from machineid.cluster.access import Access
-from machineid.cluster.authority import Authority
+from machineid.cluster.authority import Authority, new_serial
 from machineid.cluster.caller import Caller
 from machineid.cluster.objects import Objects
 from machineid.model import codec, grants
@@ -104,8 +105,13 @@ class Issuer:
         principals = principals_for(roles, traits)
         access = grants.node_access(roles, traits).encode()
         a = self.authority
+        serial = new_serial()
+        # Remembered before it is handed out: a revocation by serial (an unlock, a deletion, a role edit) reaches
+        # every SSH certificate the cluster gave out.
+        revocations.record_issued(self.objects, ident.user, serial, not_after,
+                                  revocations.grants_digest(roles, traits))
         return IssuedCerts(
-            ssh_cert=a.sign_ssh_user(key, ident.user, principals, start, not_after, {EXTENSION: access}),
+            ssh_cert=a.sign_ssh_user(key, ident.user, principals, start, not_after, {EXTENSION: access}, serial),
             tls_cert=a.sign_tls_client(key, ident, not_after),
             tls_ca_certs=[a.tls_ca_pem],
             ssh_host_ca_keys=[a.host_ca_line],

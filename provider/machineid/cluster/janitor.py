@@ -1,5 +1,6 @@
 """Housekeeping that keeps the database bounded at fleet scale: audit records past the retention period, expired
-join tokens, and the records of spent join challenges and ID tokens once those expired are deleted a batch at a
+join tokens, the records of spent join challenges and ID tokens once those expired, and revocations that ended
+and issuance records of expired SSH certificates (revocations.py) are deleted a batch at a
 time, each batch its own short transaction, so the server keeps answering while thousands of rows go (one big
 DELETE held the store for seconds)."""
 
@@ -11,6 +12,7 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
+from machineid.cluster import revocations
 from machineid.cluster.caller import Caller, token_ref
 from machineid.cluster.challenges import LEGACY_KIND, SPENT_KIND
 from machineid.cluster.delegated_joins import SPENT_KIND as SPENT_ID_TOKEN_KIND
@@ -30,6 +32,7 @@ class Swept:
     audit: int = 0
     tokens: int = 0
     challenges: int = 0
+    revocations: int = 0
 
 
 class Janitor:
@@ -68,10 +71,12 @@ class Janitor:
                             backend.delete(kind, item.name)
                             out.challenges += 1
                 after = page[-1].name
+        out.revocations = revocations.prune(self.objects, BATCH)
         self.objects.flush_denials()
-        if out.audit or out.tokens or out.challenges:
+        if out.audit or out.tokens or out.challenges or out.revocations:
             log.info("janitor: deleted %d audit records past retention, %d expired tokens, %d records of expired "
-                     "join challenges", out.audit, out.tokens, out.challenges)
+                     "join challenges, %d ended revocations and issuance records", out.audit, out.tokens,
+                     out.challenges, out.revocations)
         return out
 
     def start(self) -> None:

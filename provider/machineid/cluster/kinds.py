@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from machineid.cluster import node_status, records
+from machineid.cluster import node_status, records, revocations
 from machineid.cluster.access import Access
 from machineid.cluster.caller import Caller, target
 from machineid.cluster.locks import MAX_LOCKS
@@ -30,6 +30,7 @@ from machineid.model.resources import (
     Node,
     ProvisionToken,
     Resource,
+    Role,
     User,
     name_is_secret,
     token_id,
@@ -111,8 +112,17 @@ class Kinds:
                 result = objects.update(obj, revision)
             else:
                 result = objects.create(obj)
+            self._revoke_for(result)
         objects.audit(caller, f"{kind}.{verb}", target(result), revision=result.metadata.revision)
         return result
+
+    def _revoke_for(self, written: Resource) -> None:
+        """What a write revokes (revocations.py), in its transaction: a user's expiry and the certificates its
+        roles no longer grant; a role's holders' certificates it no longer grants."""
+        if isinstance(written, User):
+            revocations.user_written(self.objects, written, self.access.roles)
+        elif isinstance(written, Role):
+            revocations.role_changed(self.objects, written.metadata.name, self.access.roles)
 
     def read(self, caller: Caller, cls: type[R], name: str) -> R:
         self.access.check(caller, cls.kind, "read")
@@ -265,6 +275,7 @@ class Kinds:
                                         "instead")
             self._keep_an_administrator(user, None)
             self.delete(caller, "user", name, revision)
+            revocations.gone(self.objects, name)
 
     def _administers(self, user: User) -> bool:
         """Whether the user (no bot's) may write users now: with that, whatever else is missing can be given."""

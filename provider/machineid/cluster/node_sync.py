@@ -1,6 +1,7 @@
 """A node's sync (its heartbeat): the node says it is alive (version, interval, the revision it enforces, and the
-address it calls from), and gets back what it enforces: its labels and their revision, the user CA, how long it may
-trust them without a newer answer, and, when it asks with its host key, a host certificate for its names.
+address it calls from), and gets back what it enforces: its labels and their revision, the user CA, the key
+revocation list when it changed since the version the node holds (revocations.py), how long it may trust them
+without a newer answer, and, when it asks with its host key, a host certificate for its names.
 
 Only a node's own identity, at its current generation, may sync: the refusal comes before anything is looked up,
 so a bot or user learns nothing about nodes here, and a copied older generation of a node's identity gets nothing
@@ -19,6 +20,7 @@ from machineid.cluster import node_status
 from machineid.cluster.caller import Caller
 from machineid.cluster.issuance import Issuer
 from machineid.cluster.objects import Objects
+from machineid.cluster.revocations import Revocations
 from machineid.model import codec
 from machineid.model import validators as v
 from machineid.model.errors import FieldViolation, PermissionDeniedError, UnauthenticatedError, ValidationError
@@ -40,6 +42,7 @@ class SyncRequest:
     host_public_key: str = ""  # OpenSSH line; empty for a plain heartbeat
     applied_revision: str = ""
     peer: str = ""  # the address the call came from (the router's view of the client)
+    revocations_version: int = 0  # the version of the revocation list the node holds
 
 
 @dataclass
@@ -54,6 +57,8 @@ class SyncAnswer:
     host_cert_ttl: timedelta
     host_cert: str = ""
     host_cert_expires: datetime | None = None
+    revocations_version: int = 0
+    revoked_keys: bytes = b""  # the KRL, only when the node holds another version
 
 
 def host_principals(node: Node, cluster_name: str) -> list[str]:
@@ -95,6 +100,7 @@ class NodeSync:
         self.objects = objects
         self.issuer = issuer
         self.cluster_name = cluster_name
+        self.revocations = Revocations(objects, issuer.authority.user_ca_line)
 
     def sync(self, caller: Caller, req: SyncRequest) -> SyncAnswer:
         ident = caller.ident
@@ -138,9 +144,11 @@ class NodeSync:
             objects.audit(caller, "cert.issue_host", f"host/{principals[0]}", node=name, principals=principals,
                           expires=codec.format_time(expires))
         a = self.issuer.authority
+        revoked = self.revocations.current()
         return SyncAnswer(
             node_name=name, cluster_name=self.cluster_name, labels=dict(node.metadata.labels),
             revision=node.metadata.revision, host_cert_principals=principals, ssh_user_ca_keys=[a.user_ca_line],
             revocation_max_age=v.parse_duration(node.spec.revocation_max_age), host_cert_ttl=ttl,
-            host_cert=host_cert, host_cert_expires=expires,
+            host_cert=host_cert, host_cert_expires=expires, revocations_version=revoked.version,
+            revoked_keys=revoked.data if req.revocations_version != revoked.version else b"",
         )

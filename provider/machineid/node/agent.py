@@ -3,9 +3,10 @@ read fresh, and says the node is alive.
 
 Each sync: the identity (Layout.data_dir, 0700) is renewed at a third of its lifetime left, on the generation
 counter as a bot's is (a copy renewing locks the node); the host key is made once and kept; the node heartbeats and
-gets its labels, the user CA and, when its certificate is due (a third left, other names, another key), a new host
-certificate; then the host certificate, the user CA and the state file are written atomically, and sshd is reloaded
-(SIGHUP) only when the host certificate changed. The CA pin is checked before anything is sent.
+gets its labels, the user CA, the key revocation list when it changed and, when its certificate is due (a third
+left, other names, another key), a new host certificate; then the host certificate, the user CA, the revocation list
+(sshd's RevokedKeys) and last the state file are written atomically, and sshd is reloaded (SIGHUP) only when the
+host certificate changed (sshd reads RevokedKeys at every login). The CA pin is checked before anything is sent.
 
 When the cluster is out of reach the agent retries with backoff and writes nothing: the state file's refreshed_at
 stays put, so the helper can tell how stale the node's labels are. A refusal (a spent token, a locked node, a
@@ -32,7 +33,7 @@ from machineid.api.nodes import NodeSync
 from machineid.model import codec
 from machineid.model.errors import MachineIDError, PreconditionError, TransportError, ValidationError
 from machineid.node import config as node_config
-from machineid.node import host_key, sshd, state_file
+from machineid.node import host_key, revoked_keys, sshd, state_file
 from machineid.node.config import NodeConfig
 from machineid.node.layout import Layout
 
@@ -58,6 +59,8 @@ class SyncResult:
     labels: dict[str, str] = field(default_factory=dict)
     revision: str = ""
     host_cert_expires: datetime | None = None
+    revocations_version: int = 0  # of the key revocation list the node holds after the sync
+    revocations_written: bool = False
 
 
 class NodeAgent:
@@ -224,11 +227,12 @@ class NodeAgent:
         cert = host_key.current(self.layout)
         now = self.clock()
         applied = state_file.applied_revision(self.layout)
+        held = revoked_keys.held_version(self.layout)
         want = host_key.wanted(cert, key_line, self._principals, now)
-        answer = client.sync_node(__version__, self.interval, key_line if want else "", applied)
+        answer = client.sync_node(__version__, self.interval, key_line if want else "", applied, held)
         if not want and cert is not None and cert.principals != answer.host_cert_principals:
             # The cluster certifies other names now (hostnames or addr changed): ask again, with the key.
-            answer = client.sync_node(__version__, self.interval, key_line, applied)
+            answer = client.sync_node(__version__, self.interval, key_line, applied, held)
         self._principals = answer.host_cert_principals
         return answer
 
@@ -261,6 +265,9 @@ class NodeAgent:
         ca_path = layout.written(layout.user_ca)
         if not ca_path.exists() or ca_path.read_text() != user_ca:
             write_private(ca_path, user_ca, 0o644)
+        result.revocations_version, result.revocations_written = self._write_revocations(answer)
+        # Only now, with the revocation list of this answer in place: refreshed_at never claims a list is fresh
+        # that the node did not write (the helper refuses logins once it is older than max_age).
         state_file.write(layout, answer.node_name, answer.cluster_name, answer.labels, answer.revision, self.clock(),
                          answer.revocation_max_age)
         if result.host_cert_renewed and reload:
@@ -271,6 +278,27 @@ class NodeAgent:
         log.info("synced: node %s, labels revision %s, host certificate valid until %s", answer.node_name,
                  answer.revision, codec.format_time(result.host_cert_expires) if result.host_cert_expires else "-")
         return result
+
+    def _write_revocations(self, answer: NodeSync) -> tuple[int, bool]:
+        """The cluster's key revocation list, written when it sent one (a version other than the node's); an
+        error here is raised before the state file is touched."""
+        if answer.revoked_keys:
+            try:
+                revoked_keys.write(self.layout, answer.revoked_keys)
+            except ValueError as e:
+                raise AgentError(str(e)) from None
+            log.info("new key revocation list, version %d (%d bytes)", answer.revocations_version,
+                     len(answer.revoked_keys))
+            return answer.revocations_version, True
+        held = revoked_keys.held_version(self.layout)
+        if held != answer.revocations_version:
+            if answer.revocations_version == 0:
+                log.warning("the cluster sends no key revocation list (an older version): certificates it revokes "
+                            "log in here until they expire")
+            else:
+                raise AgentError(f"the cluster's revocation list is version {answer.revocations_version}, the node "
+                                 f"holds {held}, and none was sent")
+        return held, False
 
     # ---------------------------------------------------------------- the loop
     def run(self, initial_backoff: float = 1.0) -> None:
@@ -283,11 +311,11 @@ class NodeAgent:
                 self.sync_once()
                 backoff = initial_backoff
                 wait = interval
-            except TransportError as e:
+            except (TransportError, OSError) as e:
                 wait = min(backoff, MAX_BACKOFF, interval) * (0.8 + 0.4 * random.random())
                 backoff = min(backoff * 2, MAX_BACKOFF)
-                log.warning("cannot reach the cluster (%s); retrying in %.1fs (the state file keeps its last "
-                            "refresh time)", e, wait)
+                what = "cannot reach the cluster" if isinstance(e, TransportError) else "cannot write the node's files"
+                log.warning("%s (%s); retrying in %.1fs (the state file keeps its last refresh time)", what, e, wait)
             self.stop_event.wait(wait)
         log.info("stopped")
 

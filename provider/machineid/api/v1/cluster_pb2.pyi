@@ -386,19 +386,21 @@ class ListAuditEventsResponse(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[_types_pb2.AuditEvent, _Mapping]]] = ...) -> None: ...
 
 class NodeSyncRequest(_message.Message):
-    __slots__ = ("version", "heartbeat_interval", "host_public_key", "applied_revision")
+    __slots__ = ("version", "heartbeat_interval", "host_public_key", "applied_revision", "revocations_version")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     HOST_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     APPLIED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    REVOCATIONS_VERSION_FIELD_NUMBER: _ClassVar[int]
     version: str
     heartbeat_interval: _duration_pb2.Duration
     host_public_key: str
     applied_revision: str
-    def __init__(self, version: _Optional[str] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., host_public_key: _Optional[str] = ..., applied_revision: _Optional[str] = ...) -> None: ...
+    revocations_version: int
+    def __init__(self, version: _Optional[str] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., host_public_key: _Optional[str] = ..., applied_revision: _Optional[str] = ..., revocations_version: _Optional[int] = ...) -> None: ...
 
 class NodeSyncResponse(_message.Message):
-    __slots__ = ("node_name", "cluster_name", "labels", "revision", "host_cert_principals", "host_cert", "host_cert_expires", "ssh_user_ca_keys", "revocation_max_age", "host_cert_ttl")
+    __slots__ = ("node_name", "cluster_name", "labels", "revision", "host_cert_principals", "host_cert", "host_cert_expires", "ssh_user_ca_keys", "revocation_max_age", "host_cert_ttl", "revocations_version", "revoked_keys")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -416,6 +418,8 @@ class NodeSyncResponse(_message.Message):
     SSH_USER_CA_KEYS_FIELD_NUMBER: _ClassVar[int]
     REVOCATION_MAX_AGE_FIELD_NUMBER: _ClassVar[int]
     HOST_CERT_TTL_FIELD_NUMBER: _ClassVar[int]
+    REVOCATIONS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_KEYS_FIELD_NUMBER: _ClassVar[int]
     node_name: str
     cluster_name: str
     labels: _containers.ScalarMap[str, str]
@@ -426,4 +430,6 @@ class NodeSyncResponse(_message.Message):
     ssh_user_ca_keys: _containers.RepeatedScalarFieldContainer[str]
     revocation_max_age: _duration_pb2.Duration
     host_cert_ttl: _duration_pb2.Duration
-    def __init__(self, node_name: _Optional[str] = ..., cluster_name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., revision: _Optional[str] = ..., host_cert_principals: _Optional[_Iterable[str]] = ..., host_cert: _Optional[str] = ..., host_cert_expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ssh_user_ca_keys: _Optional[_Iterable[str]] = ..., revocation_max_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., host_cert_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    revocations_version: int
+    revoked_keys: bytes
+    def __init__(self, node_name: _Optional[str] = ..., cluster_name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., revision: _Optional[str] = ..., host_cert_principals: _Optional[_Iterable[str]] = ..., host_cert: _Optional[str] = ..., host_cert_expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ssh_user_ca_keys: _Optional[_Iterable[str]] = ..., revocation_max_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., host_cert_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., revocations_version: _Optional[int] = ..., revoked_keys: _Optional[bytes] = ...) -> None: ...

@@ -1837,7 +1837,8 @@ class NodeServiceServicer:
 
     def Sync(self, request, context):
         """Heartbeat and refresh: records the node's version, address, interval and applied revision; answers with its
-        labels, the user CA and (when asked) a new host certificate. Only the node's current identity generation.
+        labels, the user CA, the key revocation list when it changed and (when asked) a new host certificate. Only the
+        node's current identity generation.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
