@@ -18,7 +18,7 @@ from machineid.cluster.janitor import Janitor
 from machineid.cluster.node_sync import SyncAnswer, SyncRequest
 from machineid.cluster.service import Cluster
 from machineid.model import codec, errors
-from machineid.model.resources import Bot, ProvisionToken, Role, User
+from machineid.model.resources import Bot, Lock, ProvisionToken, Role, User
 from tests.inprocess import Clock, add_bot, admin, caller_of, key_pem, new_cluster
 from tests.test_node_rules import add_node, node_token
 
@@ -193,3 +193,46 @@ def test_ended_revocations_and_issuance_records_are_pruned(c: Cluster, node: Nod
     assert c.backend.count(revocations.ENTRY_KIND) == 0 and c.backend.count(revocations.ISSUED_KIND) == 0
     node.sync()
     assert node.version > 0
+
+
+def lock(c: Cluster, name: str, expires_in: timedelta | None = None, **target: str) -> None:
+    body: dict[str, object] = {"metadata": {"name": name}, "spec": {"target": target}}
+    if expires_in is not None:
+        body["metadata"] = {"name": name, "expires": codec.format_time(c.clock() + expires_in)}
+    c.upsert(admin(c), codec.decode(Lock, body))
+
+
+def test_locks_reach_the_node_at_the_next_sync_and_end_with_the_lock(c: Cluster, node: Node, clock: Clock) -> None:
+    node.sync()
+    _, robot = c.register_using_token(add_bot(c, "robot", ["web"]), key_pem(), None)
+    _, other = c.register_using_token(add_bot(c, "other", ["web"]), key_pem(), None)
+    lock(c, "robot-lock", bot="robot")
+    node.sync()
+    assert node.revoked(robot) and not node.revoked(other)
+    c.delete(admin(c), Lock, "robot-lock")
+    node.sync()
+    assert not node.revoked(robot)  # a lock lifted: the bot logs in again, no new join needed
+
+    # a lock with an expiry: revoked until then, without a write after it
+    lock(c, "for-a-while", expires_in=timedelta(minutes=10), user="bot-other")
+    node.sync()
+    assert node.revoked(other)
+    clock.now += timedelta(minutes=11)
+    node.sync()
+    assert not node.revoked(other)
+
+
+def test_a_lock_on_an_instance_or_a_token_revokes_what_that_join_holds(c: Cluster, node: Node) -> None:
+    node.sync()
+    token = add_bot(c, "robot", ["web"])
+    _, first = c.register_using_token(token, key_pem(), None)
+    instance = c.get(admin(c), Bot, "robot").status.instance_id
+    lock(c, "instance", bot_instance=instance)
+    node.sync()
+    assert node.revoked(first)
+    _, second = c.register_using_token(bot_token(c, "robot"), key_pem(), None)  # a new instance
+    node.sync()
+    assert not node.revoked(second)
+    lock(c, "token", token=c.get(admin(c), Bot, "robot").status.join_token)
+    node.sync()
+    assert node.revoked(second)

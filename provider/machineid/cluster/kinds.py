@@ -123,6 +123,8 @@ class Kinds:
             revocations.user_written(self.objects, written, self.access.roles)
         elif isinstance(written, Role):
             revocations.role_changed(self.objects, written.metadata.name, self.access.roles)
+        elif isinstance(written, Lock):
+            revocations.lock_written(self.objects, written)
 
     def read(self, caller: Caller, cls: type[R], name: str) -> R:
         self.access.check(caller, cls.kind, "read")
@@ -260,8 +262,12 @@ class Kinds:
             self.objects.locks.invalidate()
 
     def delete_lock(self, caller: Caller, name: str, revision: str = "") -> None:
+        self.access.check(caller, "lock", "delete")
+        check_name(name)
         try:
-            self.delete(caller, "lock", name, revision)
+            with self.objects.backend.transaction():
+                self.delete(caller, "lock", name, revision)
+                revocations.lock_removed(self.objects, name)
         finally:
             self.objects.locks.invalidate()
 

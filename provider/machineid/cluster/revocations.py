@@ -37,7 +37,7 @@ from machineid.cluster.objects import Objects
 from machineid.cluster.store.base import Item
 from machineid.model import codec, grants
 from machineid.model.errors import NotFoundError, PreconditionError
-from machineid.model.resources import Role, User
+from machineid.model.resources import Bot, Lock, Role, User, bot_user_name
 
 log = logging.getLogger("machineid.cluster.revocations")
 ENTRY_KIND = "ssh_revocation"
@@ -229,6 +229,37 @@ def gone(objects: Objects, key_id: str) -> None:
     """A bot or user was deleted: its certificates stop now; the name may be used again at once."""
     revoke_issued(objects, key_id, "holder deleted")
     _drop_entry(objects, _key_id_name(key_id))
+
+
+def _lock_entry_name(lock_name: str) -> str:
+    return "lock:" + lock_name
+
+
+def lock_written(objects: Objects, lock: Lock) -> None:
+    """A lock (locks.py) was created or changed (inside the caller's transaction). A lock on a bot or a user
+    revokes its key id while the lock is in force (until metadata.expires). A lock on a bot instance or a join
+    token revokes by serial the SSH certificates of the bots whose current identity it stops (a bot holds one
+    renewable identity at a time, so its outstanding certificates are that instance's, or older); what they get
+    after joining again is not affected. A node lock revokes no user certificate."""
+    t = lock.spec.target
+    key_id = bot_user_name(t.bot) if t.bot else t.user
+    name = _lock_entry_name(lock.metadata.name)
+    if key_id:
+        _set_entry(objects, name, Entry(key_id=key_id, reason=f"lock {lock.metadata.name}",
+                                        until=lock.metadata.expires))
+        return
+    _drop_entry(objects, name)
+    if t.bot_instance or t.token:
+        for item in objects.backend.list(Bot.kind):
+            status = item.value.get("status") or {}
+            if (t.bot_instance and status.get("instance_id") == t.bot_instance) or \
+                    (t.token and status.get("join_token") == t.token):
+                revoke_issued(objects, bot_user_name(item.name), f"lock {lock.metadata.name}")
+
+
+def lock_removed(objects: Objects, lock_name: str) -> None:
+    """A lock was deleted: its key id is no longer revoked (serials it revoked stay, until they expire)."""
+    _drop_entry(objects, _lock_entry_name(lock_name))
 
 
 def user_written(objects: Objects, user: User, roles_of: Callable[[list[str]], list[Role]]) -> None:
