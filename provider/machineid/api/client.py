@@ -25,11 +25,11 @@ from machineid.api.v1 import cluster_pb2 as pb
 from machineid.api.v1 import cluster_pb2_grpc as rpc
 from machineid.api.v1 import types_pb2 as tpb
 from machineid.model import errors, kinds
-from machineid.model.resources import KINDS, Bot, Node, ProvisionToken, Resource, Role, User
+from machineid.model.resources import KINDS, Bot, Lock, Node, ProvisionToken, Resource, Role, User
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0
-R = TypeVar("R", Role, ProvisionToken, Bot, User, Node)
+R = TypeVar("R", Role, ProvisionToken, Bot, User, Node, Lock)
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,13 @@
 """`machineid ctl`: the admin CLI (the `tctl` analogue). Talks to the cluster only through machineid.api.
 
 One module per command family, each with its parser stanza: resources (get, rm; apply: create, edit), bots,
-tokens, users, nodes, auth, audit, status; connection finds the cluster (review uses it too)."""
+tokens, users, nodes, locks, auth, audit, status; connection finds the cluster (review uses it too)."""
 
 from __future__ import annotations
 
 import argparse
 
-from machineid.cli.ctl import audit, auth, bots, nodes, resources, status, tokens, users
+from machineid.cli.ctl import audit, auth, bots, locks, nodes, resources, status, tokens, users
 from machineid.cli.ctl.connection import connect, connection_flags
 from machineid.cli.parser import subcommands
 
@@ -23,7 +23,7 @@ examples:
   machineid ctl bots add robot --roles=access --logins=root --format json
   machineid ctl audit --since 1h --action bot.join --format jsonl --follow
 """
-FAMILIES = (resources, bots, tokens, users, nodes, auth, audit, status)  # in the order help lists them
+FAMILIES = (resources, bots, tokens, users, nodes, locks, auth, audit, status)  # in the order help lists them
 
 
 def _leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
