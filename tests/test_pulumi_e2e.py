@@ -626,3 +626,41 @@ def test_a_node_renders_its_setup_as_a_secret_drifts_and_imports(engine: Engine,
             admin.get_node(name)
     with pytest.raises(errors.NotFoundError):
         admin.get_token(second)
+
+
+def _lock_program(p: dict[str, Any]) -> None:
+    if p.get("locked"):
+        machineid.Lock("incident", name="e2e-incident", message=p.get("message", "key leaked"),
+                       target=machineid.LockTargetArgs(bot="e2e-locked-bot"))
+
+
+def test_a_lock_declared_in_code_stops_the_bot_and_removing_it_lifts_it(engine: Engine, admin: Client,
+                                                                       server: ServerProc, tmp_path: Path) -> None:
+    """Lock with the real engine: `up` locks the bot at once (its identity is refused with the lock's message),
+    the next preview is clean, a message changed on the cluster is drift, and removing the lock from the program
+    restores the bot's identity without a new join."""
+    from machineid.model.resources import Bot, Lock
+
+    token = admin.create_bot(codec.decode(Bot, {"metadata": {"name": "e2e-locked-bot"},
+                                                "spec": {"roles": ["access"]}})).token
+    bot = Client(server.address, join(server, token))
+    bot.list("node")
+    prog = Program(engine, tmp_path, "locks", _lock_program, locked=True)
+    prog.up()
+    with pytest.raises(errors.PermissionDeniedError, match='locked by lock "e2e-incident": key leaked'):
+        bot.list("node")
+    assert prog.preview(expect_no_changes=True).change_summary == {"same": 2}
+    found = admin.get_as(Lock, "e2e-incident")
+    found.spec.message = "edited by hand"
+    admin.upsert(found)
+    refresh = refresh_preview(engine, prog)
+    assert refresh.returncode != 0 and "edited by hand" in refresh.stdout, refresh.stdout
+    prog.up(refresh=True)
+    assert admin.get_as(Lock, "e2e-incident").spec.message == "key leaked"
+    prog.params["locked"] = False
+    prog.up()
+    with pytest.raises(errors.NotFoundError):
+        admin.get_as(Lock, "e2e-incident")
+    bot.list("node")  # the same identity works again (a lock is checked at every call, at most a second old)
+    bot.close()
+    prog.destroy()

@@ -952,3 +952,51 @@ def test_a_node_renders_its_setup_as_a_secret_drifts_and_imports(ws: Workspace, 
     assert plan.returncode == 0, plan.stdout + plan.stderr
     ws.destroy()
     assert gone(admin, "node", node) and gone(admin, "node", adopted) and gone(admin, "token", token)
+
+
+def lock_config(name: str, bot: str, message: str) -> str:
+    return HEADER + f"""
+resource "machineid_lock" "incident" {{
+  name    = "{name}"
+  message = "{message}"
+  target {{
+    bot = "{bot}"
+  }}
+}}
+"""
+
+
+def test_a_lock_stops_the_bot_drifts_imports_and_destroy_lifts_it(ws: Workspace, admin: Client,
+                                                                   server: ServerProc) -> None:
+    """machineid_lock with the real CLIs: apply locks the bot at once, the next plan is clean, a message edited by
+    hand is drift, a lock made with `ctl lock` imports and plans clean, and destroy restores the bot's identity."""
+    from machineid.model import codec
+    from machineid.model.resources import Bot, Lock
+
+    bot, name = uniq(ws, "locked"), uniq(ws, "incident")
+    token = admin.create_bot(codec.decode(Bot, {"metadata": {"name": bot}, "spec": {"roles": ["access"]}})).token
+    client = Client(server.address, join(server, token))
+    client.list("node")
+    ws.write(lock_config(name, bot, "key leaked"))
+    ws.init()
+    ws.apply()
+    with pytest.raises(errors.PermissionDeniedError, match=f'locked by lock "{name}": key leaked'):
+        client.list("node")
+    assert ws.plan().returncode == 0
+    found = admin.get_as(Lock, name)
+    found.spec.message = "edited by hand"
+    admin.upsert(found)
+    plan = ws.plan()
+    assert plan.returncode == 2 and "edited by hand" in plan.stdout and "update in-place" in plan.stdout, plan.stdout
+    ws.apply()
+    assert admin.get_as(Lock, name).spec.message == "key leaked"
+    ws.destroy()
+    client.list("node")  # lifted: the same identity works again
+    # a lock made during an incident with the CLI, adopted into code
+    run_cli("ctl", "--auth-server", admin.address, "--identity", ws.env["MACHINEID_IDENTITY"], "lock", "--bot", bot,
+            "--name", name, "--message", "key leaked")
+    ws.run("import", "-no-color", "machineid_lock.incident", name)
+    assert ws.plan().returncode == 0
+    ws.destroy()
+    client.list("node")
+    client.close()

@@ -15,6 +15,11 @@ export const getClusterInfo: typeof import("./getClusterInfo").getClusterInfo = 
 export const getClusterInfoOutput: typeof import("./getClusterInfo").getClusterInfoOutput = null as any;
 utilities.lazyLoad(exports, ["getClusterInfo","getClusterInfoOutput"], () => require("./getClusterInfo"));
 
+export { LockArgs } from "./lock";
+export type Lock = import("./lock").Lock;
+export const Lock: typeof import("./lock").Lock = null as any;
+utilities.lazyLoad(exports, ["Lock"], () => require("./lock"));
+
 export { NodeArgs } from "./node";
 export type Node = import("./node").Node;
 export const Node: typeof import("./node").Node = null as any;
@@ -56,6 +61,8 @@ const _module = {
         switch (type) {
             case "machineid:index:Bot":
                 return new Bot(name, <any>undefined, { urn })
+            case "machineid:index:Lock":
+                return new Lock(name, <any>undefined, { urn })
             case "machineid:index:Node":
                 return new Node(name, <any>undefined, { urn })
             case "machineid:index:ProvisionToken":

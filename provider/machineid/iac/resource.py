@@ -17,7 +17,7 @@ from machineid.iac import settings
 from machineid.model import codec
 from machineid.model.errors import FieldViolation, Path, ValidationError
 from machineid.model.fields import FieldSpec
-from machineid.model.resources import Bot, Metadata, Node, ProvisionToken, Role
+from machineid.model.resources import Bot, Lock, Metadata, Node, ProvisionToken, Role
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,13 @@ NODE = ResourceDef(
     "setup --join` and start `machineid node start`, so a VM created with them comes up enforcing its labels.",
     extra=settings.NodeOnboarding, outputs=settings.NodeOutputs,
 )
-RESOURCES: tuple[ResourceDef, ...] = (ROLE, PROVISION_TOKEN, BOT, NODE)
+LOCK = ResourceDef(
+    "lock", "Lock", Lock, ("name", "description", "expires"),
+    "A lock: stops a bot, one bot instance, a join token, a user or a node from authenticating (calls, renewals, "
+    "joins, node syncs) and revokes its SSH certificates on nodes, from its creation until it expires or is "
+    "deleted (Teleport's lock). Deleting it restores access without a new join.",
+)
+RESOURCES: tuple[ResourceDef, ...] = (ROLE, PROVISION_TOKEN, BOT, NODE, LOCK)
 
 
 # ---------------------------------------------------------------- value conversion

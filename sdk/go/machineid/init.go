@@ -23,6 +23,8 @@ func (m *module) Construct(ctx *pulumi.Context, name, typ, urn string) (r pulumi
 	switch typ {
 	case "machineid:index:Bot":
 		r = &Bot{}
+	case "machineid:index:Lock":
+		r = &Lock{}
 	case "machineid:index:Node":
 		r = &Node{}
 	case "machineid:index:ProvisionToken":

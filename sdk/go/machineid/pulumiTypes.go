@@ -1923,6 +1923,97 @@ func (o KubernetesRuleArrayOutput) Index(i pulumi.IntInput) KubernetesRuleOutput
 	}).(KubernetesRuleOutput)
 }
 
+// Exactly one of these: what the lock stops.
+type LockTarget struct {
+	// A bot: every identity it holds (renewals, calls, joins), whatever instance.
+	Bot *string `pulumi:"bot"`
+	// One instance of a bot: the identity started by one join (the bot's status.instance_id, `ctl bots ls`); the bot's other instances go on.
+	BotInstance *string `pulumi:"botInstance"`
+	// A node: its joins, renewals and heartbeats are refused.
+	Node *string `pulumi:"node"`
+	// A join token: joins with it are refused, and identities that joined with it stop working. Its name (iam, bound_keypair, delegated methods), or for a single-use token its ID token-... (as bots' status.join_token shows it; its name is its secret).
+	Token *string `pulumi:"token"`
+	// A user (or a bot's user, bot-NAME): its certificates stop working.
+	User *string `pulumi:"user"`
+}
+
+// LockTargetInput is an input type that accepts LockTargetArgs and LockTargetOutput values.
+// You can construct a concrete instance of `LockTargetInput` via:
+//
+//	LockTargetArgs{...}
+type LockTargetInput interface {
+	pulumi.Input
+
+	ToLockTargetOutput() LockTargetOutput
+	ToLockTargetOutputWithContext(context.Context) LockTargetOutput
+}
+
+// Exactly one of these: what the lock stops.
+type LockTargetArgs struct {
+	// A bot: every identity it holds (renewals, calls, joins), whatever instance.
+	Bot pulumi.StringPtrInput `pulumi:"bot"`
+	// One instance of a bot: the identity started by one join (the bot's status.instance_id, `ctl bots ls`); the bot's other instances go on.
+	BotInstance pulumi.StringPtrInput `pulumi:"botInstance"`
+	// A node: its joins, renewals and heartbeats are refused.
+	Node pulumi.StringPtrInput `pulumi:"node"`
+	// A join token: joins with it are refused, and identities that joined with it stop working. Its name (iam, bound_keypair, delegated methods), or for a single-use token its ID token-... (as bots' status.join_token shows it; its name is its secret).
+	Token pulumi.StringPtrInput `pulumi:"token"`
+	// A user (or a bot's user, bot-NAME): its certificates stop working.
+	User pulumi.StringPtrInput `pulumi:"user"`
+}
+
+func (LockTargetArgs) ElementType() reflect.Type {
+	return reflect.TypeOf((*LockTarget)(nil)).Elem()
+}
+
+func (i LockTargetArgs) ToLockTargetOutput() LockTargetOutput {
+	return i.ToLockTargetOutputWithContext(context.Background())
+}
+
+func (i LockTargetArgs) ToLockTargetOutputWithContext(ctx context.Context) LockTargetOutput {
+	return pulumi.ToOutputWithContext(ctx, i).(LockTargetOutput)
+}
+
+// Exactly one of these: what the lock stops.
+type LockTargetOutput struct{ *pulumi.OutputState }
+
+func (LockTargetOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*LockTarget)(nil)).Elem()
+}
+
+func (o LockTargetOutput) ToLockTargetOutput() LockTargetOutput {
+	return o
+}
+
+func (o LockTargetOutput) ToLockTargetOutputWithContext(ctx context.Context) LockTargetOutput {
+	return o
+}
+
+// A bot: every identity it holds (renewals, calls, joins), whatever instance.
+func (o LockTargetOutput) Bot() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v LockTarget) *string { return v.Bot }).(pulumi.StringPtrOutput)
+}
+
+// One instance of a bot: the identity started by one join (the bot's status.instance_id, `ctl bots ls`); the bot's other instances go on.
+func (o LockTargetOutput) BotInstance() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v LockTarget) *string { return v.BotInstance }).(pulumi.StringPtrOutput)
+}
+
+// A node: its joins, renewals and heartbeats are refused.
+func (o LockTargetOutput) Node() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v LockTarget) *string { return v.Node }).(pulumi.StringPtrOutput)
+}
+
+// A join token: joins with it are refused, and identities that joined with it stop working. Its name (iam, bound_keypair, delegated methods), or for a single-use token its ID token-... (as bots' status.join_token shows it; its name is its secret).
+func (o LockTargetOutput) Token() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v LockTarget) *string { return v.Token }).(pulumi.StringPtrOutput)
+}
+
+// A user (or a bot's user, bot-NAME): its certificates stop working.
+func (o LockTargetOutput) User() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v LockTarget) *string { return v.User }).(pulumi.StringPtrOutput)
+}
+
 // OIDCJoin(issuer: 'str' = ”, audience: 'str' = ”, allow: 'list[ClaimRule]' = <factory>, static_jwks: 'str' = ”, ca_bundle: 'str' = ”, max_lifetime: 'str' = '1h', reuse: 'str' = 'none')
 type OIDCJoin struct {
 	// Claim rules; any one rule admits the joiner.
@@ -2736,6 +2827,7 @@ func init() {
 	pulumi.RegisterInputType(reflect.TypeOf((*KubernetesJoinPtrInput)(nil)).Elem(), KubernetesJoinArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*KubernetesRuleInput)(nil)).Elem(), KubernetesRuleArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*KubernetesRuleArrayInput)(nil)).Elem(), KubernetesRuleArray{})
+	pulumi.RegisterInputType(reflect.TypeOf((*LockTargetInput)(nil)).Elem(), LockTargetArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*OIDCJoinInput)(nil)).Elem(), OIDCJoinArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*OIDCJoinPtrInput)(nil)).Elem(), OIDCJoinArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*RoleConditionsInput)(nil)).Elem(), RoleConditionsArgs{})
@@ -2768,6 +2860,7 @@ func init() {
 	pulumi.RegisterOutputType(KubernetesJoinPtrOutput{})
 	pulumi.RegisterOutputType(KubernetesRuleOutput{})
 	pulumi.RegisterOutputType(KubernetesRuleArrayOutput{})
+	pulumi.RegisterOutputType(LockTargetOutput{})
 	pulumi.RegisterOutputType(OIDCJoinOutput{})
 	pulumi.RegisterOutputType(OIDCJoinPtrOutput{})
 	pulumi.RegisterOutputType(RoleConditionsOutput{})

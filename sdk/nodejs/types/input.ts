@@ -276,6 +276,32 @@ export interface KubernetesRuleArgs {
 }
 
 /**
+ * Exactly one of these: what the lock stops.
+ */
+export interface LockTargetArgs {
+    /**
+     * A bot: every identity it holds (renewals, calls, joins), whatever instance.
+     */
+    bot?: pulumi.Input<string | undefined>;
+    /**
+     * One instance of a bot: the identity started by one join (the bot's status.instance_id, `ctl bots ls`); the bot's other instances go on.
+     */
+    botInstance?: pulumi.Input<string | undefined>;
+    /**
+     * A node: its joins, renewals and heartbeats are refused.
+     */
+    node?: pulumi.Input<string | undefined>;
+    /**
+     * A join token: joins with it are refused, and identities that joined with it stop working. Its name (iam, bound_keypair, delegated methods), or for a single-use token its ID token-... (as bots' status.join_token shows it; its name is its secret).
+     */
+    token?: pulumi.Input<string | undefined>;
+    /**
+     * A user (or a bot's user, bot-NAME): its certificates stop working.
+     */
+    user?: pulumi.Input<string | undefined>;
+}
+
+/**
  * OIDCJoin(issuer: 'str' = '', audience: 'str' = '', allow: 'list[ClaimRule]' = <factory>, static_jwks: 'str' = '', ca_bundle: 'str' = '', max_lifetime: 'str' = '1h', reuse: 'str' = 'none')
  */
 export interface OIDCJoinArgs {

@@ -8,6 +8,7 @@ import typing
 # Export this package's modules as members:
 from .bot import *
 from .get_cluster_info import *
+from .lock import *
 from .node import *
 from .provider import *
 from .provision_token import *
@@ -32,6 +33,7 @@ _utilities.register(
   "fqn": "pulumi_machineid",
   "classes": {
    "machineid:index:Bot": "Bot",
+   "machineid:index:Lock": "Lock",
    "machineid:index:Node": "Node",
    "machineid:index:ProvisionToken": "ProvisionToken",
    "machineid:index:Role": "Role"

@@ -37,6 +37,8 @@ __all__ = [
     'KubernetesJoinArgsDict',
     'KubernetesRuleArgs',
     'KubernetesRuleArgsDict',
+    'LockTargetArgs',
+    'LockTargetArgsDict',
     'OIDCJoinArgs',
     'OIDCJoinArgsDict',
     'RoleConditionsArgs',
@@ -1221,6 +1223,120 @@ class KubernetesRuleArgs:
     @service_account.setter
     def service_account(self, value: pulumi.Input[Optional[_builtins.str]]):
         pulumi.set(self, "service_account", value)
+
+
+class LockTargetArgsDict(TypedDict):
+    """
+    Exactly one of these: what the lock stops.
+    """
+    bot: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    A bot: every identity it holds (renewals, calls, joins), whatever instance.
+    """
+    bot_instance: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    One instance of a bot: the identity started by one join (the bot's status.instance_id, `ctl bots ls`); the bot's other instances go on.
+    """
+    node: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    A node: its joins, renewals and heartbeats are refused.
+    """
+    token: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    A join token: joins with it are refused, and identities that joined with it stop working. Its name (iam, bound_keypair, delegated methods), or for a single-use token its ID token-... (as bots' status.join_token shows it; its name is its secret).
+    """
+    user: NotRequired[pulumi.Input[Optional[_builtins.str]]]
+    """
+    A user (or a bot's user, bot-NAME): its certificates stop working.
+    """
+
+@pulumi.input_type
+class LockTargetArgs:
+    def __init__(__self__, *,
+                 bot: pulumi.Input[Optional[_builtins.str]] = None,
+                 bot_instance: pulumi.Input[Optional[_builtins.str]] = None,
+                 node: pulumi.Input[Optional[_builtins.str]] = None,
+                 token: pulumi.Input[Optional[_builtins.str]] = None,
+                 user: pulumi.Input[Optional[_builtins.str]] = None):
+        """
+        Exactly one of these: what the lock stops.
+
+        :param pulumi.Input[_builtins.str] bot: A bot: every identity it holds (renewals, calls, joins), whatever instance.
+        :param pulumi.Input[_builtins.str] bot_instance: One instance of a bot: the identity started by one join (the bot's status.instance_id, `ctl bots ls`); the bot's other instances go on.
+        :param pulumi.Input[_builtins.str] node: A node: its joins, renewals and heartbeats are refused.
+        :param pulumi.Input[_builtins.str] token: A join token: joins with it are refused, and identities that joined with it stop working. Its name (iam, bound_keypair, delegated methods), or for a single-use token its ID token-... (as bots' status.join_token shows it; its name is its secret).
+        :param pulumi.Input[_builtins.str] user: A user (or a bot's user, bot-NAME): its certificates stop working.
+        """
+        if bot is not None:
+            pulumi.set(__self__, "bot", bot)
+        if bot_instance is not None:
+            pulumi.set(__self__, "bot_instance", bot_instance)
+        if node is not None:
+            pulumi.set(__self__, "node", node)
+        if token is not None:
+            pulumi.set(__self__, "token", token)
+        if user is not None:
+            pulumi.set(__self__, "user", user)
+
+    @_builtins.property
+    @pulumi.getter
+    def bot(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        A bot: every identity it holds (renewals, calls, joins), whatever instance.
+        """
+        return pulumi.get(self, "bot")
+
+    @bot.setter
+    def bot(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "bot", value)
+
+    @_builtins.property
+    @pulumi.getter(name="botInstance")
+    def bot_instance(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        One instance of a bot: the identity started by one join (the bot's status.instance_id, `ctl bots ls`); the bot's other instances go on.
+        """
+        return pulumi.get(self, "bot_instance")
+
+    @bot_instance.setter
+    def bot_instance(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "bot_instance", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def node(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        A node: its joins, renewals and heartbeats are refused.
+        """
+        return pulumi.get(self, "node")
+
+    @node.setter
+    def node(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "node", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def token(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        A join token: joins with it are refused, and identities that joined with it stop working. Its name (iam, bound_keypair, delegated methods), or for a single-use token its ID token-... (as bots' status.join_token shows it; its name is its secret).
+        """
+        return pulumi.get(self, "token")
+
+    @token.setter
+    def token(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "token", value)
+
+    @_builtins.property
+    @pulumi.getter
+    def user(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        A user (or a bot's user, bot-NAME): its certificates stop working.
+        """
+        return pulumi.get(self, "user")
+
+    @user.setter
+    def user(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "user", value)
 
 
 class OIDCJoinArgsDict(TypedDict):

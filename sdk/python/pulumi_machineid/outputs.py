@@ -27,6 +27,7 @@ __all__ = [
     'GitLabRule',
     'KubernetesJoin',
     'KubernetesRule',
+    'LockTarget',
     'OIDCJoin',
     'RoleConditions',
     'RoleOptions',
@@ -957,6 +958,95 @@ class KubernetesRule(dict):
         The pod's service account, as namespace:name.
         """
         return pulumi.get(self, "service_account")
+
+
+@pulumi.output_type
+class LockTarget(dict):
+    """
+    Exactly one of these: what the lock stops.
+    """
+    @staticmethod
+    def __key_warning(key: str):
+        suggest = None
+        if key == "botInstance":
+            suggest = "bot_instance"
+
+        if suggest:
+            pulumi.log.warn(f"Key '{key}' not found in LockTarget. Access the value via the '{suggest}' property getter instead.")
+
+    def __getitem__(self, key: str) -> Any:
+        LockTarget.__key_warning(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default = None) -> Any:
+        LockTarget.__key_warning(key)
+        return super().get(key, default)
+
+    def __init__(__self__, *,
+                 bot: Optional[_builtins.str] = None,
+                 bot_instance: Optional[_builtins.str] = None,
+                 node: Optional[_builtins.str] = None,
+                 token: Optional[_builtins.str] = None,
+                 user: Optional[_builtins.str] = None):
+        """
+        Exactly one of these: what the lock stops.
+
+        :param _builtins.str bot: A bot: every identity it holds (renewals, calls, joins), whatever instance.
+        :param _builtins.str bot_instance: One instance of a bot: the identity started by one join (the bot's status.instance_id, `ctl bots ls`); the bot's other instances go on.
+        :param _builtins.str node: A node: its joins, renewals and heartbeats are refused.
+        :param _builtins.str token: A join token: joins with it are refused, and identities that joined with it stop working. Its name (iam, bound_keypair, delegated methods), or for a single-use token its ID token-... (as bots' status.join_token shows it; its name is its secret).
+        :param _builtins.str user: A user (or a bot's user, bot-NAME): its certificates stop working.
+        """
+        if bot is not None:
+            pulumi.set(__self__, "bot", bot)
+        if bot_instance is not None:
+            pulumi.set(__self__, "bot_instance", bot_instance)
+        if node is not None:
+            pulumi.set(__self__, "node", node)
+        if token is not None:
+            pulumi.set(__self__, "token", token)
+        if user is not None:
+            pulumi.set(__self__, "user", user)
+
+    @_builtins.property
+    @pulumi.getter
+    def bot(self) -> Optional[_builtins.str]:
+        """
+        A bot: every identity it holds (renewals, calls, joins), whatever instance.
+        """
+        return pulumi.get(self, "bot")
+
+    @_builtins.property
+    @pulumi.getter(name="botInstance")
+    def bot_instance(self) -> Optional[_builtins.str]:
+        """
+        One instance of a bot: the identity started by one join (the bot's status.instance_id, `ctl bots ls`); the bot's other instances go on.
+        """
+        return pulumi.get(self, "bot_instance")
+
+    @_builtins.property
+    @pulumi.getter
+    def node(self) -> Optional[_builtins.str]:
+        """
+        A node: its joins, renewals and heartbeats are refused.
+        """
+        return pulumi.get(self, "node")
+
+    @_builtins.property
+    @pulumi.getter
+    def token(self) -> Optional[_builtins.str]:
+        """
+        A join token: joins with it are refused, and identities that joined with it stop working. Its name (iam, bound_keypair, delegated methods), or for a single-use token its ID token-... (as bots' status.join_token shows it; its name is its secret).
+        """
+        return pulumi.get(self, "token")
+
+    @_builtins.property
+    @pulumi.getter
+    def user(self) -> Optional[_builtins.str]:
+        """
+        A user (or a bot's user, bot-NAME): its certificates stop working.
+        """
+        return pulumi.get(self, "user")
 
 
 @pulumi.output_type

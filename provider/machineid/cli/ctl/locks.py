@@ -69,8 +69,8 @@ def cmd_lock(args: argparse.Namespace) -> int:
     emit(args, f'lock "{out.metadata.name}" on {lock_target(out)} is in force {until}; lift it with `machineid ctl '
                f"unlock {out.metadata.name}`",
          {"kind": "lock", "name": out.metadata.name, "action": "created", "revision": out.metadata.revision,
-          "target": {k: v for k, v in codec.encode(out.spec.target).items() if v}, "expires": codec.format_time(out.metadata.expires)
-          if out.metadata.expires else None})
+          "target": {k: v for k, v in codec.encode(out.spec.target).items() if v},
+          "expires": codec.format_time(out.metadata.expires) if out.metadata.expires else None})
     return 0
 
 
