@@ -43,11 +43,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def run(args: argparse.Namespace) -> int:
     from machineid.cli import ctl
-    from machineid.model.resources import Bot, Node, ProvisionToken, Role
+    from machineid.model.resources import Bot, Lock, Node, ProvisionToken, Role
     from machineid.review import plan as plans
     from machineid.review import policy as policies
     from machineid.review import report
     from machineid.review.impact import World, impact, sees_every_node, written_tokens
+    from machineid.review.locks import lock_impacts
     from machineid.review.nodes import node_impacts
 
     policy = policies.load(args.policy) if args.policy else None
@@ -68,6 +69,11 @@ def run(args: argparse.Namespace) -> int:
         before = World(roles={r.metadata.name: r for r in client.list_as(Role)},
                        bots={b.metadata.name: b for b in client.list_as(Bot)}, tokens=on_cluster,
                        nodes={n.metadata.name: n for n in client.list_as(Node)})
+        try:
+            before.locks = {lk.metadata.name: lk for lk in client.list_as(Lock)}
+        except PermissionDeniedError:
+            notes.append("This identity may not list locks, so locks already on the cluster are not shown; the "
+                         "plan's own locks are reviewed.")
         own_roles = list(client.identity.info.roles)
     if not sees_every_node([before.roles[r] for r in own_roles if r in before.roles]):
         notes.append("The nodes reviewed are those this identity may reach (none of its roles selects every node, "
@@ -79,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     violations = policies.check(policy, plan, after, impacts, now, before) if policy is not None else None
     tokens = written_tokens(plan, now)
     reached = node_impacts(plan, before, after, now)
-    out = report.as_json(plan, impacts, violations, tokens, notes, reached) if args.format == "json" else \
-        report.as_markdown(plan, impacts, violations, tokens, notes, reached)
+    locked = lock_impacts(plan, before, after, now)
+    out = report.as_json(plan, impacts, violations, tokens, notes, reached, locked) if args.format == "json" else \
+        report.as_markdown(plan, impacts, violations, tokens, notes, reached, locked)
     sys.stdout.write(out if out.endswith("\n") else out + "\n")
     return exit_codes.POLICY if violations else exit_codes.OK

@@ -12,7 +12,7 @@ from machineid.iac.plan import Change, Plan
 from machineid.model import grants
 from machineid.model import validators as v
 from machineid.model.errors import Path, render_path
-from machineid.model.resources import Bot, Node, ProvisionToken, Role, bot_role_name
+from machineid.model.resources import Bot, Lock, Node, ProvisionToken, Role, bot_role_name
 from machineid.review import delegated
 
 
@@ -24,11 +24,12 @@ class World:
     bots: dict[str, Bot] = field(default_factory=dict)
     tokens: dict[str, ProvisionToken] = field(default_factory=dict)
     nodes: dict[str, Node] = field(default_factory=dict)
+    locks: dict[str, Lock] = field(default_factory=dict)
     planned: dict[tuple[str, str], Change] = field(default_factory=dict)  # (kind, name) -> the plan's change
 
     def table(self, kind: str) -> dict[str, Any]:
         tables: dict[str, dict[str, Any]] = {"role": self.roles, "bot": self.bots, "token": self.tokens,
-                                             "node": self.nodes}
+                                             "node": self.nodes, "lock": self.locks}
         return tables[kind]
 
     def apply(self, plan: Plan) -> World:

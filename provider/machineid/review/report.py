@@ -1,6 +1,6 @@
 """The review as a pull-request comment (Markdown) or JSON: per bot, only what changes (who may join as it
-included, in plain words); per node the plan writes, which bots become able or unable to log in to it and why;
-the delegated tokens the plan writes, then the policy's verdict."""
+included, in plain words); per lock the plan writes or removes, what it stops; per node the plan writes, which bots
+become able or unable to log in to it and why; the delegated tokens the plan writes, then the policy's verdict."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from dataclasses import asdict
 from typing import Any
 
 from machineid.iac.plan import Plan
+from machineid.review import locks as lock_report
 from machineid.review import nodes as node_report
 from machineid.review.impact import Access, BotImpact, TokenJoiners
+from machineid.review.locks import LockImpact
 from machineid.review.nodes import NodeImpact
 from machineid.review.policy import Violation
 
@@ -21,7 +23,8 @@ _SENTENCES = ("joiners",)  # listed one per line, as written (they quote their o
 
 
 def as_json(plan: Plan, impacts: list[BotImpact], violations: list[Violation] | None,
-            tokens: Sequence[TokenJoiners] = (), notes: Sequence[str] = (), nodes: Sequence[NodeImpact] = ()) -> str:
+            tokens: Sequence[TokenJoiners] = (), notes: Sequence[str] = (), nodes: Sequence[NodeImpact] = (),
+            locks: Sequence[LockImpact] = ()) -> str:
     return json.dumps({
         "tool": plan.tool,
         "notes": list(notes),
@@ -29,6 +32,7 @@ def as_json(plan: Plan, impacts: list[BotImpact], violations: list[Violation] | 
                   "before": asdict(i.before) if i.before else None, "after": asdict(i.after) if i.after else None}
                  for i in impacts],
         "nodes": [node_report.as_dict(n) for n in nodes],
+        "locks": [lock_report.as_dict(x) for x in locks],
         "unknown": [{"resource": c.address, "properties": c.unknown_text()} for c in plan.changes if c.unknown],
         "tokens": [asdict(t) for t in tokens],
         "violations": [asdict(x) for x in violations] if violations is not None else None,
@@ -83,11 +87,14 @@ def _tokens(impacts: list[BotImpact], tokens: Sequence[TokenJoiners]) -> list[st
 
 def as_markdown(plan: Plan, impacts: list[BotImpact], violations: list[Violation] | None,
                 tokens: Sequence[TokenJoiners] = (), notes: Sequence[str] = (),
-                nodes: Sequence[NodeImpact] = ()) -> str:
+                nodes: Sequence[NodeImpact] = (), locks: Sequence[LockImpact] = ()) -> str:
     lines = ["## machineid access review", "", *(f"> ⚠ {n}\n" for n in notes)]
+    if locks:
+        lines.append(f"{len(locks)} lock{'s' if len(locks) != 1 else ''} written or removed ({plan.tool} plan).")
     if not impacts and not any(n.gained or n.lost or n.pending for n in nodes):
-        lines.append(f"No access change: no bot can do more or less ({len(plan.changes)} machineid resources in "
-                     f"the {plan.tool} plan).")
+        if not locks:
+            lines.append(f"No access change: no bot can do more or less ({len(plan.changes)} machineid resources in "
+                         f"the {plan.tool} plan).")
     else:
         lines.append(f"{len(impacts)} bot{'s' if len(impacts) != 1 else ''} change{'s' if len(impacts) == 1 else ''}"
                      f" access ({plan.tool} plan).")
@@ -99,6 +106,7 @@ def as_markdown(plan: Plan, impacts: list[BotImpact], violations: list[Violation
         lines += _settings(imp.before, imp.after)
         if imp.after is not None and not imp.after.logins and imp.after.any_node_logins:
             lines.append("- its logins match no registered node yet")
+    lines += lock_report.markdown(list(locks))
     lines += node_report.markdown(list(nodes))
     lines += _tokens(impacts, tokens)
     if violations is not None:
