@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import random
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from machineid import __version__
 from machineid.agent import destination, storage
 from machineid.agent.config import AgentConfig, resolve_token
 from machineid.api import certs, id_tokens
@@ -28,6 +31,7 @@ from machineid.api.identity import Identity
 from machineid.model import codec
 from machineid.model.delegated import DELEGATED_METHODS
 from machineid.model.errors import MachineIDError, PreconditionError, TransportError, ValidationError
+from machineid.model.instances import DestinationHealth, Heartbeat
 
 if TYPE_CHECKING:
     from machineid.agent.diag import Diagnostics
@@ -37,6 +41,21 @@ STATE_FILE = "identity"
 PENDING_KEY_FILE = "pending.key"  # the key of a renewal in flight, kept until it succeeds
 LOCK_FILE = "agent.lock"
 MAX_BACKOFF = 60.0
+
+
+def _on_disk(dest: Path) -> DestinationHealth:
+    """A destination this process has not written yet (a restarted or one-shot agent): healthy when it holds
+    certificates that have not expired."""
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificate((dest / "tlscert").read_bytes())
+    except (OSError, ValueError) as e:
+        return DestinationHealth(path=str(dest), healthy=False, error=f"no certificates there ({e})"[:512])
+    if cert.not_valid_after_utc <= datetime.now(UTC):
+        return DestinationHealth(path=str(dest), healthy=False,
+                                 error=f"its certificates expired at {codec.format_time(cert.not_valid_after_utc)}")
+    return DestinationHealth(path=str(dest), healthy=True)
 
 
 class AgentError(MachineIDError):
@@ -62,6 +81,9 @@ class BotAgent:
         self._last_nodes: list[destination.NodeEntry] = []
         self._reported: set[str] = set()  # destination problems already reported this cycle
         self.diag: Diagnostics | None = None  # the diagnostics listener's state (--diag-listen), told of each cycle
+        self._started = time.monotonic()
+        # Each destination's health after the last cycle, reported with the next renewal (the bot instance record).
+        self._health: dict[str, DestinationHealth] = {}
 
     def lock(self) -> None:
         """One agent per data dir: two would renew the same identity and lock the bot on the generation counter.
@@ -202,12 +224,19 @@ class BotAgent:
             write_private(self.storage / PENDING_KEY_FILE, certs.private_key_pem(key))
         self._pending_key = key
         with Client(self.config.auth_server, current) as client:
-            reply = client.renew(certs.public_key_pem(key.public_key()), self._ttl())
+            reply = client.renew(certs.public_key_pem(key.public_key()), self._ttl(), self.heartbeat())
         renewed = identity_from_certs(certs.private_key_pem(key), reply)
         self._save_state(renewed)  # before the pending key goes: there is always a key for the stored identity
         (self.storage / PENDING_KEY_FILE).unlink(missing_ok=True)
         self._pending_key = None
         return renewed
+
+    def heartbeat(self) -> Heartbeat:
+        """What this agent is and how its destinations fared, for the bot instance record (no secret in it)."""
+        return Heartbeat(version=__version__, hostname=socket.gethostname()[:128], os=platform.system().lower(),
+                         architecture=platform.machine(), uptime_seconds=int(time.monotonic() - self._started),
+                         one_shot=bool(self.config.oneshot),
+                         destinations=[self._health.get(str(d)) or _on_disk(d) for d in self.destinations])
 
     def _load_pending_key(self) -> certs.PrivateKey | None:
         path = self.storage / PENDING_KEY_FILE
@@ -293,7 +322,12 @@ class BotAgent:
         output = self._output_identity(ident)
         nodes = self._nodes(output)
         for dest in self.destinations:
-            destination.write(dest, output, nodes)
+            try:
+                destination.write(dest, output, nodes)
+            except Exception as e:
+                self._health[str(dest)] = DestinationHealth(path=str(dest), healthy=False, error=str(e)[:512])
+                raise
+            self._health[str(dest)] = DestinationHealth(path=str(dest), healthy=True)
         info = ident.info
         log.info("%s: bot %s generation %d, certificates valid until %s, written to %s (%d nodes in ssh_config)",
                  action, info.bot_name, info.generation, codec.format_time(ident.expires),

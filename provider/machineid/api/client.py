@@ -25,6 +25,7 @@ from machineid.api.v1 import cluster_pb2 as pb
 from machineid.api.v1 import cluster_pb2_grpc as rpc
 from machineid.api.v1 import types_pb2 as tpb
 from machineid.model import errors, kinds
+from machineid.model.instances import BotInstance, Heartbeat
 from machineid.model.resources import KINDS, Bot, Lock, Node, ProvisionToken, Resource, Role, User
 
 T = TypeVar("T")
@@ -250,6 +251,26 @@ class Client(_Base):
     def get_role(self, name: str) -> Role:
         return self.get_as(Role, name)
 
+    # ---- bot instances ----
+    def list_bot_instances(self, bot_name: str = "", page_size: int = 0) -> builtins.list[BotInstance]:
+        """One bot's instances, or every bot's (all pages)."""
+        out: builtins.list[BotInstance] = []
+        token = ""
+        while True:
+            reply = self._call(self.cluster.ListBotInstances, pb.ListBotInstancesRequest(
+                bot_name=bot_name, page_size=page_size, page_token=token))
+            out += [convert.from_pb(BotInstance, m) for m in reply.instances]
+            if not reply.next_page_token:
+                return out
+            if reply.next_page_token <= token:
+                raise errors.TransportError("the server's pages of bot instances do not advance; is it a machineid "
+                                            "server?")
+            token = reply.next_page_token
+
+    def get_bot_instance(self, instance_id: str) -> BotInstance:
+        reply = self._call(self.cluster.GetBotInstance, pb.GetBotInstanceRequest(instance_id=instance_id))
+        return convert.from_pb(BotInstance, reply)
+
     def get_token(self, name: str) -> ProvisionToken:
         return self.get_as(ProvisionToken, name)
 
@@ -294,8 +315,12 @@ class Client(_Base):
                                  revocations_version=revocations_version)
         return NodeSync.from_pb(self._call(self.nodes.Sync, req))
 
-    def renew(self, public_key_pem: str, ttl: timedelta | None = None) -> tpb.Certs:
-        return self._call(self.cluster.RenewCerts, pb.RenewRequest(public_key=public_key_pem, ttl=duration_pb(ttl)))
+    def renew(self, public_key_pem: str, ttl: timedelta | None = None, heartbeat: Heartbeat | None = None
+              ) -> tpb.Certs:
+        req = pb.RenewRequest(public_key=public_key_pem, ttl=duration_pb(ttl))
+        if heartbeat is not None:
+            req.heartbeat.CopyFrom(convert.to_pb(heartbeat, tpb.BotInstanceHeartbeat))
+        return self._call(self.cluster.RenewCerts, req)
 
     def issue_output_certs(self, public_key_pem: str, ttl: timedelta | None = None) -> tpb.Certs:
         return self._call(self.cluster.IssueOutputCerts, pb.RenewRequest(public_key=public_key_pem,

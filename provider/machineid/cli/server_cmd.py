@@ -47,6 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     start.add_argument("--ca-key-command", default="", metavar="CMD",
                        help="a command that prints the sealing key (base64), e.g. a KMS or secrets-manager CLI; "
                             "used instead of the file and the environment")
+    start.add_argument("--instance-retention", default="7d", metavar="DURATION", type=retention,
+                       help="how long a bot instance's record is kept after it was last seen (default 7d), so a "
+                            "vanished machine stays visible in `ctl bots instances ls`; 0 keeps them)")
     start.add_argument("--metrics-listen", default="", metavar="HOST:PORT",
                        help="serve Prometheus metrics at http://HOST:PORT/metrics (joins and renewals by method and "
                             "result, call latency, limit refusals, store latency, audit backlog, CA expiry, live "
@@ -85,7 +88,8 @@ def run_start(args: argparse.Namespace) -> int:
                                  audit_retention=args.audit_retention,
                                  max_connections_per_source=args.max_connections_per_source,
                                  join_rate_per_source=args.join_rate_per_source, ca_key_file=args.ca_key_file,
-                                 ca_key_command=args.ca_key_command, metrics_listen=args.metrics_listen))
+                                 ca_key_command=args.ca_key_command, metrics_listen=args.metrics_listen,
+                                 instance_retention=args.instance_retention or timedelta(days=36500)))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         server.stop()

@@ -47,7 +47,8 @@ def default_roles() -> list[Role]:
         role("editor", "Edit every resource of the cluster.",
              RoleConditions(rules=[Rule(resources=["*"], verbs=["*"])])),
         role("auditor", "Read-only access to the cluster's resources and audit log (not to join tokens).",
-             RoleConditions(rules=[Rule(resources=["role", "bot", "user", "node", "lock", "cert_authority", "event"],
+             RoleConditions(rules=[Rule(resources=["role", "bot", "user", "node", "lock", "bot_instance",
+                                                   "cert_authority", "event"],
                                         verbs=["list", "read"])])),
     ]
 

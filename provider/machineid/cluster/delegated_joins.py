@@ -15,11 +15,12 @@ workflow, run; project, pipeline; service account, pod) goes into the audit reco
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from machineid.cluster import holders
+from machineid.cluster import holders, instances
 from machineid.cluster.caller import ANONYMOUS, token_ref
 from machineid.cluster.issuance import IssuedCerts, public_key
 from machineid.cluster.joins import Joins
@@ -120,6 +121,10 @@ class DelegatedJoins:
             holder.status.join_attributes = admitted.attributes
             holder.save(objects)
             ident, traits = holder.identity(self.issuer, renewable=False)
+            # An instance of its own (a CI job joins every run): a lock can stop this one alone.
+            ident = dataclasses.replace(ident, instance_id=instances.joined(
+                objects, holder.name, method, token.metadata.name, renewable=False,
+                attributes=admitted.attributes))
         out = self.issuer.issue(public_key_pem, ident, traits, ttl, MAX_RENEWABLE_TTL)
         objects.audit(ANONYMOUS, "bot.join", ref, bot=holder.name, method=method, rule=admitted.rule,
                       claims=admitted.attributes, reuse=reuse)

@@ -29,6 +29,7 @@ from machineid.cluster.service import ANONYMOUS, Caller, Cluster, Page
 from machineid.cluster.store.base import AuditFilter
 from machineid.model import codec, kinds
 from machineid.model.errors import FieldViolation, UnauthenticatedError, ValidationError
+from machineid.model.instances import Heartbeat
 from machineid.model.resources import KINDS, Bot
 from machineid.model.validators import MAX_DURATION_SECONDS
 
@@ -232,7 +233,25 @@ class ClusterServicer(_Base, rpc.ClusterServiceServicer):
     # ---- certificates
     @_handler
     def RenewCerts(self, request: pb.RenewRequest, context: grpc.ServicerContext) -> tpb.Certs:
-        return certs_pb(self.cluster.renew(self.caller(context), request.public_key, _ttl(request)))
+        heartbeat = convert.from_pb(Heartbeat, request.heartbeat) if request.HasField("heartbeat") else None
+        if heartbeat is not None:
+            codec.validate(heartbeat)  # bounded strings: a bot writes this into its instance record
+        return certs_pb(self.cluster.renew(self.caller(context), request.public_key, _ttl(request), heartbeat))
+
+    # ---- bot instances
+    @_handler
+    def ListBotInstances(self, request: pb.ListBotInstancesRequest,
+                         context: grpc.ServicerContext) -> pb.ListBotInstancesResponse:
+        found, after = self.cluster.list_bot_instances(
+            self.caller(context), request.bot_name, Page(size=request.page_size, token=request.page_token))
+        return pb.ListBotInstancesResponse(instances=[convert.to_pb(i, tpb.BotInstance) for i in found],
+                                           next_page_token=after)
+
+    @_handler
+    def GetBotInstance(self, request: pb.GetBotInstanceRequest,
+                       context: grpc.ServicerContext) -> tpb.BotInstance:
+        return convert.to_pb(self.cluster.get_bot_instance(self.caller(context), request.instance_id),
+                             tpb.BotInstance)
 
     @_handler
     def IssueOutputCerts(self, request: pb.RenewRequest, context: grpc.ServicerContext) -> tpb.Certs:

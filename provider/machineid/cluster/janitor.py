@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
-from machineid.cluster import revocations
+from machineid.cluster import instances, revocations
 from machineid.cluster.caller import Caller, token_ref
 from machineid.cluster.challenges import LEGACY_KIND, SPENT_KIND
 from machineid.cluster.delegated_joins import SPENT_KIND as SPENT_ID_TOKEN_KIND
@@ -33,13 +33,16 @@ class Swept:
     tokens: int = 0
     challenges: int = 0
     revocations: int = 0
+    instances: int = 0
 
 
 class Janitor:
     def __init__(self, objects: Objects, audit_retention: timedelta | None = DEFAULT_AUDIT_RETENTION,
-                 interval: timedelta = timedelta(minutes=10)) -> None:
+                 interval: timedelta = timedelta(minutes=10),
+                 instance_retention: timedelta = instances.DEFAULT_RETENTION) -> None:
         self.objects = objects
         self.audit_retention = audit_retention  # None keeps the audit log forever
+        self.instance_retention = instance_retention
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -72,11 +75,12 @@ class Janitor:
                             out.challenges += 1
                 after = page[-1].name
         out.revocations = revocations.prune(self.objects, BATCH)
+        out.instances = instances.prune(self.objects, self.instance_retention, now, BATCH)
         self.objects.flush_denials()
-        if out.audit or out.tokens or out.challenges or out.revocations:
+        if out.audit or out.tokens or out.challenges or out.revocations or out.instances:
             log.info("janitor: deleted %d audit records past retention, %d expired tokens, %d records of expired "
-                     "join challenges, %d ended revocations and issuance records", out.audit, out.tokens,
-                     out.challenges, out.revocations)
+                     "join challenges, %d ended revocations and issuance records, %d bot instances not seen within "
+                     "the retention", out.audit, out.tokens, out.challenges, out.revocations, out.instances)
         return out
 
     def start(self) -> None:

@@ -6,12 +6,13 @@ named by its hash prefix."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from machineid.api.iam import SignedRequest
-from machineid.cluster import holders, iam
+from machineid.cluster import holders, iam, instances
 from machineid.cluster.caller import ANONYMOUS, Caller, token_ref
 from machineid.cluster.challenges import Challenges
 from machineid.cluster.holders import Holder
@@ -106,6 +107,9 @@ class Joins:
             rejoin = holder.status.generation > 0
             self.start_instance(holder, objects.clock(), token_id(token_name, "token"), spent=True)
             holder.save(objects)
+            if holder.kind == "bot":
+                instances.joined(objects, holder.name, "token", token_id(token_name, "token"),
+                                 instance_id=holder.status.instance_id)
             ident, traits = holder.identity(self.issuer, renewable=True)
         # Signing happens after the commit, outside the store's lock, so joins from many machines overlap.
         out = holder.issue(self.issuer, key, ident, traits, self.issuer.grant(ident, ttl, MAX_RENEWABLE_TTL))
@@ -169,6 +173,10 @@ class Joins:
                 holder.status.join_token = token.metadata.name
                 holder.save(objects)
                 ident, traits = holder.identity(self.issuer, renewable=False)
+                # An instance of its own (a machine joins at every cycle): a lock can stop this one alone.
+                ident = dataclasses.replace(ident, instance_id=instances.joined(
+                    objects, holder.name, "iam", token.metadata.name, renewable=False,
+                    attributes={"aws_account": who.account, "aws_arn": who.arn}))
                 out = self.issuer.issue(public_key_pem, ident, traits, ttl, MAX_RENEWABLE_TTL)
                 details = {}
         self.audit_joined(holder, ref, method="iam", aws_account=who.account, aws_arn=who.arn, **details)

@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from machineid.cluster import holders, records
+from machineid.cluster import holders, instances, records
 from machineid.cluster.caller import ANONYMOUS, token_ref
 from machineid.cluster.holders import Holder
 from machineid.cluster.issuance import IssuedCerts, public_key
@@ -207,6 +207,9 @@ class KeypairJoins:
                     token = objects.update(token)
                     joins.start_instance(holder, now, token.metadata.name)
                     holder.save(objects)
+                    if holder.kind == "bot":
+                        instances.joined(objects, holder.name, "bound_keypair", token.metadata.name,
+                                         instance_id=holder.status.instance_id)
                 ident, traits = holder.identity(self.issuer, renewable=True)
                 grant = self.issuer.grant(ident, req.ttl, MAX_RENEWABLE_TTL)
                 holder.put_last_renewal(objects, LastRenewal(1, "", holder.status.instance_id, grant.not_after))

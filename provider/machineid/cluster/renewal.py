@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from machineid.cluster import holders
+from machineid.cluster import holders, instances
 from machineid.cluster.access import stale_identity
 from machineid.cluster.caller import Caller
 from machineid.cluster.holders import Holder
@@ -15,6 +15,7 @@ from machineid.cluster.records import LastRenewal
 from machineid.model import codec, keys
 from machineid.model.errors import PermissionDeniedError, UnauthenticatedError
 from machineid.model.grants import MAX_RENEWABLE_TTL
+from machineid.model.instances import Heartbeat
 
 
 class Renewals:
@@ -22,7 +23,8 @@ class Renewals:
         self.objects = objects
         self.issuer = issuer
 
-    def renew(self, caller: Caller, public_key_pem: str, ttl: timedelta | None) -> IssuedCerts:
+    def renew(self, caller: Caller, public_key_pem: str, ttl: timedelta | None,
+              heartbeat: Heartbeat | None = None) -> IssuedCerts:
         key = public_key(public_key_pem)
         ident = caller.ident
         if ident is None:
@@ -61,6 +63,8 @@ class Renewals:
             else:
                 st.generation += 1
                 holder.save(objects)
+                if holder.kind == "bot":
+                    instances.renewed(objects, holder.name, st.instance_id, st.generation, heartbeat)
                 new_ident, traits = holder.identity(self.issuer, renewable=True)
                 # The expiry tells a later bound_keypair join whether the holder still held valid certificates.
                 grant = self.issuer.grant(new_ident, ttl, MAX_RENEWABLE_TTL)

@@ -32,7 +32,7 @@ from machineid.api import certs
 from machineid.api.client import split_address
 from machineid.api.identity import Identity, write_private
 from machineid.api.v1 import cluster_pb2_grpc as rpc
-from machineid.cluster import iam, x509_issuance
+from machineid.cluster import iam, instances, x509_issuance
 from machineid.cluster.grpc_api import ClusterServicer, JoinServicer, NodeServicer
 from machineid.cluster.janitor import DEFAULT_AUDIT_RETENTION, Janitor
 from machineid.cluster.limits import CallLimits
@@ -102,6 +102,8 @@ class ServerConfig:
     # HOST:PORT for Prometheus metrics over plain HTTP (empty: none). They name no secret, but keep the port
     # private: loopback, or a network only the monitoring system reaches.
     metrics_listen: str = ""
+    # How long bot instance records are kept after they were last seen.
+    instance_retention: timedelta = instances.DEFAULT_RETENTION
 
 
 LOCK_FILE = "server.lock"
@@ -171,7 +173,8 @@ class Server:
         ca_key = KeySource.for_data_dir(self.data_dir, config.ca_key_file, config.ca_key_command)
         self.cluster = Cluster(self.backend, self._cluster_name(config.cluster_name), ca_key,
                                iam_verifier=iam.Verifier(list(config.iam_sts_endpoints)))
-        self.janitor = Janitor(self.cluster.objects, config.audit_retention)
+        self.janitor = Janitor(self.cluster.objects, config.audit_retention,
+                               instance_retention=config.instance_retention)
         self._stopped = threading.Event()
         self._grpc: grpc.Server | None = None
         self._join_grpc: grpc.Server | None = None

@@ -18,7 +18,7 @@ from typing import Any
 
 from machineid.api import certs
 from machineid.api.iam import SignedRequest
-from machineid.cluster import iam
+from machineid.cluster import iam, instances
 from machineid.cluster.access import Access, default_roles
 from machineid.cluster.authority import Authority
 from machineid.cluster.bots import Bots
@@ -30,14 +30,15 @@ from machineid.cluster.joins import Joins
 from machineid.cluster.keypairs import KeypairJoin, KeypairJoined, KeypairJoins
 from machineid.cluster.kinds import Kinds, Page
 from machineid.cluster.node_sync import NodeSync, SyncAnswer, SyncRequest
-from machineid.cluster.objects import Objects, R
+from machineid.cluster.objects import Objects, R, check_name
 from machineid.cluster.oidc.keysets import KeySets
 from machineid.cluster.renewal import Renewals
 from machineid.cluster.sealing import KeySource
 from machineid.cluster.store.base import ALL_EVENTS, AuditFilter, Backend
 from machineid.model import kinds
 from machineid.model import validators as v
-from machineid.model.errors import FieldViolation, ValidationError
+from machineid.model.errors import FieldViolation, NotFoundError, ValidationError
+from machineid.model.instances import BotInstance, Heartbeat
 from machineid.model.resources import Bot, Metadata, Node, ProvisionToken, User, UserSpec
 from machineid.model.validators import shown
 
@@ -173,8 +174,47 @@ class Cluster:
     def register_using_bound_keypair(self, request: KeypairJoin) -> KeypairJoined:
         return self.keypairs.join(request)
 
-    def renew(self, caller: Caller, public_key_pem: str, ttl: timedelta | None) -> IssuedCerts:
-        return self.renewals.renew(caller, public_key_pem, ttl)
+    def renew(self, caller: Caller, public_key_pem: str, ttl: timedelta | None,
+              heartbeat: Heartbeat | None = None) -> IssuedCerts:
+        return self.renewals.renew(caller, public_key_pem, ttl, heartbeat)
+
+    # ------------------------------------------------------------------ bot instances
+    def list_bot_instances(self, caller: Caller, bot_name: str, page: Page) -> tuple[list[BotInstance], str]:
+        """One bot's instances (all of them: a bot has few), or a page of every bot's."""
+        self.access.check(caller, "bot_instance", "list")
+        size = page.checked_size()
+        if bot_name:
+            check_name(bot_name)
+            try:
+                current = self.objects.get(Bot, bot_name).status.instance_id
+            except NotFoundError:
+                current = ""
+            return instances.of_bot(self.objects, bot_name, current), ""
+        found, after = instances.page(self.objects, page.token, size)
+        currents: dict[str, str] = {}
+        for inst in found:
+            if inst.bot_name not in currents:
+                try:
+                    currents[inst.bot_name] = self.objects.get_shared(Bot, inst.bot_name).status.instance_id
+                except NotFoundError:
+                    currents[inst.bot_name] = ""
+            inst.current = inst.instance_id == currents[inst.bot_name] and bool(inst.instance_id)
+        return found, after
+
+    def get_bot_instance(self, caller: Caller, instance_id: str) -> BotInstance:
+        self.access.check(caller, "bot_instance", "read")
+        bad = v.INSTANCE_ID.check(instance_id)
+        if bad:
+            raise ValidationError([FieldViolation(("instance_id",), bad)])
+        inst = instances.get(self.objects, instance_id)
+        if inst is None:
+            raise NotFoundError(f'no bot instance "{instance_id}" (records are kept a retention after they were last '
+                                "seen)")
+        try:
+            inst.current = self.objects.get_shared(Bot, inst.bot_name).status.instance_id == instance_id
+        except NotFoundError:
+            inst.current = False
+        return inst
 
     def issue_output_certs(self, caller: Caller, public_key_pem: str, ttl: timedelta | None) -> IssuedCerts:
         return self.issuer.output_certs(caller, public_key_pem, ttl)

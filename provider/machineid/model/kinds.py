@@ -46,7 +46,7 @@ REGISTRY: tuple[KindDef, ...] = (ROLE, TOKEN, BOT, USER, NODE, LOCK)
 BY_NAME: dict[str, KindDef] = {k.name: k for k in REGISTRY}
 ALIASES: dict[str, str] = {alias: k.name for k in REGISTRY for alias in k.aliases}
 # What role rules speak of besides the kinds: certificates, the CAs and the audit log.
-OTHER_RULE_RESOURCES = ("cert_authority", "user_cert", "host_cert", "event")
+OTHER_RULE_RESOURCES = ("cert_authority", "user_cert", "host_cert", "event", "bot_instance")
 RULE_RESOURCES: tuple[str, ...] = (*BY_NAME, *OTHER_RULE_RESOURCES)
 
 _CLASSES: dict[str, type[Any]] = {}

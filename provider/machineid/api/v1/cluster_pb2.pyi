@@ -320,12 +320,38 @@ class ListLocksResponse(_message.Message):
     def __init__(self, locks: _Optional[_Iterable[_Union[_types_pb2.Lock, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class RenewRequest(_message.Message):
-    __slots__ = ("public_key", "ttl")
+    __slots__ = ("public_key", "ttl", "heartbeat")
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     TTL_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     public_key: str
     ttl: _duration_pb2.Duration
-    def __init__(self, public_key: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    heartbeat: _types_pb2.BotInstanceHeartbeat
+    def __init__(self, public_key: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., heartbeat: _Optional[_Union[_types_pb2.BotInstanceHeartbeat, _Mapping]] = ...) -> None: ...
+
+class ListBotInstancesRequest(_message.Message):
+    __slots__ = ("bot_name", "page_size", "page_token")
+    BOT_NAME_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    bot_name: str
+    page_size: int
+    page_token: str
+    def __init__(self, bot_name: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListBotInstancesResponse(_message.Message):
+    __slots__ = ("instances", "next_page_token")
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    instances: _containers.RepeatedCompositeFieldContainer[_types_pb2.BotInstance]
+    next_page_token: str
+    def __init__(self, instances: _Optional[_Iterable[_Union[_types_pb2.BotInstance, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetBotInstanceRequest(_message.Message):
+    __slots__ = ("instance_id",)
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    def __init__(self, instance_id: _Optional[str] = ...) -> None: ...
 
 class SignUserRequest(_message.Message):
     __slots__ = ("user", "public_key", "ttl")

@@ -484,6 +484,16 @@ class ClusterServiceStub:
                 request_serializer=machineid_dot_v1_dot_cluster__pb2.UnlockNodeRequest.SerializeToString,
                 response_deserializer=machineid_dot_v1_dot_types__pb2.Node.FromString,
                 _registered_method=True)
+        self.ListBotInstances = channel.unary_unary(
+                '/machineid.v1.ClusterService/ListBotInstances',
+                request_serializer=machineid_dot_v1_dot_cluster__pb2.ListBotInstancesRequest.SerializeToString,
+                response_deserializer=machineid_dot_v1_dot_cluster__pb2.ListBotInstancesResponse.FromString,
+                _registered_method=True)
+        self.GetBotInstance = channel.unary_unary(
+                '/machineid.v1.ClusterService/GetBotInstance',
+                request_serializer=machineid_dot_v1_dot_cluster__pb2.GetBotInstanceRequest.SerializeToString,
+                response_deserializer=machineid_dot_v1_dot_types__pb2.BotInstance.FromString,
+                _registered_method=True)
         self.UpsertLock = channel.unary_unary(
                 '/machineid.v1.ClusterService/UpsertLock',
                 request_serializer=machineid_dot_v1_dot_cluster__pb2.UpsertLockRequest.SerializeToString,
@@ -679,6 +689,19 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBotInstances(self, request, context):
+        """Agents of bots: one record per join, with its latest heartbeat (rule resource bot_instance, list and read).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBotInstance(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpsertLock(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -862,6 +885,16 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.UnlockNode,
                     request_deserializer=machineid_dot_v1_dot_cluster__pb2.UnlockNodeRequest.FromString,
                     response_serializer=machineid_dot_v1_dot_types__pb2.Node.SerializeToString,
+            ),
+            'ListBotInstances': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBotInstances,
+                    request_deserializer=machineid_dot_v1_dot_cluster__pb2.ListBotInstancesRequest.FromString,
+                    response_serializer=machineid_dot_v1_dot_cluster__pb2.ListBotInstancesResponse.SerializeToString,
+            ),
+            'GetBotInstance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBotInstance,
+                    request_deserializer=machineid_dot_v1_dot_cluster__pb2.GetBotInstanceRequest.FromString,
+                    response_serializer=machineid_dot_v1_dot_types__pb2.BotInstance.SerializeToString,
             ),
             'UpsertLock': grpc.unary_unary_rpc_method_handler(
                     servicer.UpsertLock,
@@ -1535,6 +1568,60 @@ class ClusterService:
             '/machineid.v1.ClusterService/UnlockNode',
             machineid_dot_v1_dot_cluster__pb2.UnlockNodeRequest.SerializeToString,
             machineid_dot_v1_dot_types__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBotInstances(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machineid.v1.ClusterService/ListBotInstances',
+            machineid_dot_v1_dot_cluster__pb2.ListBotInstancesRequest.SerializeToString,
+            machineid_dot_v1_dot_cluster__pb2.ListBotInstancesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBotInstance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machineid.v1.ClusterService/GetBotInstance',
+            machineid_dot_v1_dot_cluster__pb2.GetBotInstanceRequest.SerializeToString,
+            machineid_dot_v1_dot_types__pb2.BotInstance.FromString,
             options,
             channel_credentials,
             insecure,

@@ -521,3 +521,66 @@ class AuditEvent(_message.Message):
     outcome: str
     details: str
     def __init__(self, id: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., target: _Optional[str] = ..., outcome: _Optional[str] = ..., details: _Optional[str] = ...) -> None: ...
+
+class DestinationHealth(_message.Message):
+    __slots__ = ("path", "healthy", "error")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    healthy: bool
+    error: str
+    def __init__(self, path: _Optional[str] = ..., healthy: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
+class BotInstanceHeartbeat(_message.Message):
+    __slots__ = ("version", "hostname", "os", "architecture", "uptime_seconds", "one_shot", "destinations")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    OS_FIELD_NUMBER: _ClassVar[int]
+    ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ONE_SHOT_FIELD_NUMBER: _ClassVar[int]
+    DESTINATIONS_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    hostname: str
+    os: str
+    architecture: str
+    uptime_seconds: int
+    one_shot: bool
+    destinations: _containers.RepeatedCompositeFieldContainer[DestinationHealth]
+    def __init__(self, version: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., architecture: _Optional[str] = ..., uptime_seconds: _Optional[int] = ..., one_shot: _Optional[bool] = ..., destinations: _Optional[_Iterable[_Union[DestinationHealth, _Mapping]]] = ...) -> None: ...
+
+class BotInstance(_message.Message):
+    __slots__ = ("instance_id", "bot_name", "join_method", "join_token", "join_attributes", "renewable", "generation", "first_seen", "last_seen", "last_heartbeat", "heartbeat", "current")
+    class JoinAttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    BOT_NAME_FIELD_NUMBER: _ClassVar[int]
+    JOIN_METHOD_FIELD_NUMBER: _ClassVar[int]
+    JOIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    JOIN_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    RENEWABLE_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    bot_name: str
+    join_method: str
+    join_token: str
+    join_attributes: _containers.ScalarMap[str, str]
+    renewable: bool
+    generation: int
+    first_seen: _timestamp_pb2.Timestamp
+    last_seen: _timestamp_pb2.Timestamp
+    last_heartbeat: _timestamp_pb2.Timestamp
+    heartbeat: BotInstanceHeartbeat
+    current: bool
+    def __init__(self, instance_id: _Optional[str] = ..., bot_name: _Optional[str] = ..., join_method: _Optional[str] = ..., join_token: _Optional[str] = ..., join_attributes: _Optional[_Mapping[str, str]] = ..., renewable: _Optional[bool] = ..., generation: _Optional[int] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat: _Optional[_Union[BotInstanceHeartbeat, _Mapping]] = ..., current: _Optional[bool] = ...) -> None: ...

@@ -1,10 +1,10 @@
-"""`ctl bots`: add (a bot, its user and role, and a join token), ls, rm, unlock."""
+"""`ctl bots`: add (a bot, its user and role, and a join token), ls, rm, unlock, instances."""
 
 from __future__ import annotations
 
 import argparse
 
-from machineid.cli.ctl import enrollment, resources
+from machineid.cli.ctl import enrollment, instances, resources
 from machineid.cli.ctl.common import OUTPUTS, csv, emit, format_flag, parse_ttl
 from machineid.cli.ctl.connection import connect
 from machineid.cli.parser import subcommands
@@ -33,6 +33,7 @@ def add_parsers(csub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     unlock.add_argument("name")
     format_flag(unlock, OUTPUTS)
     unlock.set_defaults(func=cmd_bots_unlock)
+    instances.add_parsers(bots)
 
 
 def cmd_bots_add(args: argparse.Namespace) -> int:
