@@ -664,3 +664,26 @@ def test_a_lock_declared_in_code_stops_the_bot_and_removing_it_lifts_it(engine: 
     bot.list("node")  # the same identity works again (a lock is checked at every call, at most a second old)
     bot.close()
     prog.destroy()
+
+
+def test_get_bot_instances_lists_agents_with_their_heartbeat(engine: Engine, admin: Client, server: ServerProc,
+                                                             tmp_path: Path) -> None:
+    """getBotInstances through the real engine: an agent's version and host as it reported them."""
+    from machineid.api import certs
+    from machineid.model.instances import Heartbeat
+    from machineid.model.resources import Bot
+
+    token = admin.create_bot(codec.decode(Bot, {"metadata": {"name": "e2e-fleet-bot"},
+                                                "spec": {"roles": ["access"]}})).token
+    key = certs.new_key()
+    with Client(server.address, join(server, token)) as bot:
+        bot.renew(certs.public_key_pem(key.public_key()), None, Heartbeat(version=__version__, hostname="web-9"))
+
+    def program(p: dict[str, Any]) -> None:
+        found = machineid.get_bot_instances(bot_name="e2e-fleet-bot")
+        pulumi.export("hosts", [i.hostname for i in found.instances])
+        pulumi.export("old", len(machineid.get_bot_instances(bot_name="e2e-fleet-bot",
+                                                             version_older_than=__version__).instances))
+
+    up = Program(engine, tmp_path, "fleet", program).up()
+    assert outputs_plain(up.outputs) == {"hosts": ["web-9"], "old": 0}

@@ -1000,3 +1000,38 @@ def test_a_lock_stops_the_bot_drifts_imports_and_destroy_lifts_it(ws: Workspace,
     ws.destroy()
     client.list("node")
     client.close()
+
+
+def test_the_bot_instances_data_source_finds_agents_by_version_and_bot(ws: Workspace, admin: Client,
+                                                                        server: ServerProc) -> None:
+    """data "machineid_bot_instances" with the real CLIs: an agent that joined and renewed (with its heartbeat) is
+    listed with its version and host; filters select it or not, as a CI job failing on old agents would use."""
+    from machineid import __version__
+    from machineid.api import certs
+    from machineid.model.instances import Heartbeat
+
+    bot = uniq(ws, "fleet")
+    server.ctl("create", "-f", "-", "--force",
+               input="kind: role\nmetadata: {name: fleet-r}\nspec: {allow: {logins: [x]}}\n")
+    token = json.loads(server.ctl("bots", "add", bot, "--roles=fleet-r", "--format=json").stdout)["token"]
+    key = certs.new_key()
+    with Client(server.address, join(server, token)) as client:
+        client.renew(certs.public_key_pem(key.public_key()), None, Heartbeat(version=__version__, hostname="web-7"))
+    ws.write(HEADER + f"""
+data "machineid_bot_instances" "mine" {{
+  bot_name = "{bot}"
+}}
+data "machineid_bot_instances" "old" {{
+  bot_name           = "{bot}"
+  version_older_than = "{__version__}"
+}}
+output "hosts" {{ value = data.machineid_bot_instances.mine.instances[*].hostname }}
+output "versions" {{ value = data.machineid_bot_instances.mine.instances[*].version }}
+output "current" {{ value = data.machineid_bot_instances.mine.instances[*].current }}
+output "old" {{ value = length(data.machineid_bot_instances.old.instances) }}
+""")
+    ws.init()
+    ws.apply()
+    out = ws.outputs()
+    assert out["hosts"] == ["web-7"] and out["versions"] == [__version__] and out["current"] == [True]
+    assert out["old"] == 0

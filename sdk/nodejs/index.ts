@@ -10,6 +10,11 @@ export type Bot = import("./bot").Bot;
 export const Bot: typeof import("./bot").Bot = null as any;
 utilities.lazyLoad(exports, ["Bot"], () => require("./bot"));
 
+export { GetBotInstancesArgs, GetBotInstancesResult, GetBotInstancesOutputArgs } from "./getBotInstances";
+export const getBotInstances: typeof import("./getBotInstances").getBotInstances = null as any;
+export const getBotInstancesOutput: typeof import("./getBotInstances").getBotInstancesOutput = null as any;
+utilities.lazyLoad(exports, ["getBotInstances","getBotInstancesOutput"], () => require("./getBotInstances"));
+
 export { GetClusterInfoArgs, GetClusterInfoResult } from "./getClusterInfo";
 export const getClusterInfo: typeof import("./getClusterInfo").getClusterInfo = null as any;
 export const getClusterInfoOutput: typeof import("./getClusterInfo").getClusterInfoOutput = null as any;

@@ -26,7 +26,9 @@ from machineid.iac.resource import ResourceDef, encode_inputs, prop_path
 from machineid.iac.settings import Rendered
 from machineid.iac.unknown import UNKNOWN, contains_unknown
 from machineid.model import codec
+from machineid.model import validators as v
 from machineid.model.errors import FieldViolation, NotFoundError, Path, ValidationError
+from machineid.model.instances import select
 
 if TYPE_CHECKING:
     from machineid.api.client import Client
@@ -262,6 +264,12 @@ class Core:
         ping = self.client().ping()
         return functions.ClusterInfo(cluster_name=ping.cluster_name, version=ping.server_version,
                                      ca_pins=list(ping.ca_pins), address=self.config.address)
+
+    def bot_instances(self, args: functions.BotInstancesArgs) -> functions.BotInstances:
+        since = v.parse_duration(args.not_seen_since).total_seconds() if args.not_seen_since else 0.0
+        found = select(self.client().list_bot_instances(args.bot_name), older_than=args.version_older_than,
+                       not_seen_since=since, unhealthy=args.unhealthy_only)
+        return functions.summarize(found)
 
     def render(self, args: functions.RenderArgs) -> Rendered:
         if not args.auth_server:

@@ -5,8 +5,9 @@ credentials for a retention the operator sets, so a vanished machine stays visib
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from machineid.model import validators as v
 from machineid.model.fields import attr
@@ -73,3 +74,18 @@ def version_older(version: str, than: str) -> bool:
         return True
     return parts(version) < parts(than)
 
+
+def select(found: Sequence[BotInstance], *, older_than: str = "", not_seen_since: float = 0.0,
+           unhealthy: bool = False, now: datetime | None = None) -> list[BotInstance]:
+    """The filters of `ls` (and of the providers' data source)."""
+    now = now or datetime.now(UTC)
+    out = []
+    for inst in found:
+        if older_than and not version_older(inst.heartbeat.version, older_than):
+            continue
+        if not_seen_since and inst.last_seen is not None and (now - inst.last_seen).total_seconds() < not_seen_since:
+            continue
+        if unhealthy and inst.healthy():
+            continue
+        out.append(inst)
+    return out

@@ -257,6 +257,8 @@ class Provider:
             return {}, _failures(e.violations, args)
         if fn is functions.GET_CLUSTER_INFO:
             result: Any = self.core.cluster_info()
+        elif fn is functions.GET_BOT_INSTANCES:
+            result = self.core.bot_instances(decoded)
         else:
             result = self.core.render(decoded)
         return to_camel(fn.outputs, codec.encode(result)), []

@@ -7,11 +7,13 @@ change returns the prior state as it is, so `plan -detailed-exitcode` exits 0 ri
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from machineid.iac import functions
 from machineid.iac.core import Core, Hints, State
 from machineid.iac.resource import ResourceDef
 from machineid.iac.unknown import UNKNOWN, contains_unknown
@@ -267,6 +269,13 @@ class TerraformProvider:
         source = data_sources()[type_name]
         block = source.schema.block
         try:
+            if source.fn is functions.GET_BOT_INSTANCES:
+                given = {k: val for k, val in config.items() if k in {f.name for f in dataclasses.fields(
+                    functions.BotInstancesArgs)} and val is not None}
+                args = codec.decode_and_validate(functions.BotInstancesArgs, given)
+                found = codec.encode(self.core.bot_instances(args))
+                asked = ",".join(f"{k}={val}" for k, val in sorted(given.items()) if val not in ("", False))
+                return values.complete(block, {**given, **found, "id": asked or "all"}), []
             if source.rdef is None:
                 info = codec.encode(self.core.cluster_info())
                 return values.complete(block, {"id": info["cluster_name"], **info}), []

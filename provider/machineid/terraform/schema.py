@@ -240,6 +240,7 @@ class DataSource:
     description: str
     schema: Schema
     rdef: ResourceDef | None = None  # a lookup of this resource kind, or None for the cluster itself
+    fn: functions.FunctionDef | None = None  # or a function's result (its inputs optional, its outputs computed)
 
 
 def _computed(name: str, tp: Any, spec: FieldSpec) -> Attribute:
@@ -269,4 +270,14 @@ def data_sources() -> dict[str, DataSource]:
     role = _lookup(ROLE, (), "Look up an existing role by name (for example one created with `machineid ctl`).")
     bot = _lookup(BOT, ("user_name", "role_name"), "Look up an existing bot by name: its roles, traits and the "
                                                    "user and role that back it.")
-    return {d.type_name: d for d in (cluster, role, bot)}
+    return {d.type_name: d for d in (cluster, role, bot, _function(functions.GET_BOT_INSTANCES, "bot_instances"))}
+
+
+def _function(fn: functions.FunctionDef, name: str) -> DataSource:
+    attrs = [Attribute("id", str, "What was asked (the filters), as one string.", computed=True)]
+    for f, tp, spec in codec.model_fields(fn.inputs):
+        assert spec is not None
+        attrs.append(Attribute(f.name, tp, spec.doc, optional=True))
+    attrs += [_computed(f.name, tp, spec) for f, tp, spec in codec.model_fields(fn.outputs) if spec is not None]
+    type_name = PREFIX + name
+    return DataSource(type_name, fn.description, Schema(type_name, Block(tuple(attrs), (), fn.description)), fn=fn)

@@ -13,6 +13,129 @@ import (
 
 var _ = internal.GetEnvOrDefault
 
+// BotInstanceSummary(instance_id: 'str' = ”, bot_name: 'str' = ”, join_method: 'str' = ”, current: 'bool' = False, version: 'str' = ”, hostname: 'str' = ”, os: 'str' = ”, architecture: 'str' = ”, one_shot: 'bool' = False, healthy: 'bool' = False, last_seen: 'str' = ”, last_heartbeat: 'str' = ”)
+type BotInstanceSummary struct {
+	// CPU architecture.
+	Architecture *string `pulumi:"architecture"`
+	// The bot.
+	BotName *string `pulumi:"botName"`
+	// Whether it holds the bot's current renewable identity.
+	Current *bool `pulumi:"current"`
+	// Whether every destination held fresh certificates at its last heartbeat.
+	Healthy *bool `pulumi:"healthy"`
+	// The machine's host name (its last heartbeat).
+	Hostname *string `pulumi:"hostname"`
+	// The instance (a lock's target.bot_instance).
+	InstanceId *string `pulumi:"instanceId"`
+	// How it joined.
+	JoinMethod *string `pulumi:"joinMethod"`
+	// When it last reported (RFC 3339; empty: never).
+	LastHeartbeat *string `pulumi:"lastHeartbeat"`
+	// Its latest join or renewal (RFC 3339).
+	LastSeen *string `pulumi:"lastSeen"`
+	// Whether the agent runs once (a CI job).
+	OneShot *bool `pulumi:"oneShot"`
+	// Operating system.
+	Os *string `pulumi:"os"`
+	// The agent's version (its last heartbeat).
+	Version *string `pulumi:"version"`
+}
+
+// BotInstanceSummary(instance_id: 'str' = ”, bot_name: 'str' = ”, join_method: 'str' = ”, current: 'bool' = False, version: 'str' = ”, hostname: 'str' = ”, os: 'str' = ”, architecture: 'str' = ”, one_shot: 'bool' = False, healthy: 'bool' = False, last_seen: 'str' = ”, last_heartbeat: 'str' = ”)
+type BotInstanceSummaryOutput struct{ *pulumi.OutputState }
+
+func (BotInstanceSummaryOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*BotInstanceSummary)(nil)).Elem()
+}
+
+func (o BotInstanceSummaryOutput) ToBotInstanceSummaryOutput() BotInstanceSummaryOutput {
+	return o
+}
+
+func (o BotInstanceSummaryOutput) ToBotInstanceSummaryOutputWithContext(ctx context.Context) BotInstanceSummaryOutput {
+	return o
+}
+
+// CPU architecture.
+func (o BotInstanceSummaryOutput) Architecture() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v BotInstanceSummary) *string { return v.Architecture }).(pulumi.StringPtrOutput)
+}
+
+// The bot.
+func (o BotInstanceSummaryOutput) BotName() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v BotInstanceSummary) *string { return v.BotName }).(pulumi.StringPtrOutput)
+}
+
+// Whether it holds the bot's current renewable identity.
+func (o BotInstanceSummaryOutput) Current() pulumi.BoolPtrOutput {
+	return o.ApplyT(func(v BotInstanceSummary) *bool { return v.Current }).(pulumi.BoolPtrOutput)
+}
+
+// Whether every destination held fresh certificates at its last heartbeat.
+func (o BotInstanceSummaryOutput) Healthy() pulumi.BoolPtrOutput {
+	return o.ApplyT(func(v BotInstanceSummary) *bool { return v.Healthy }).(pulumi.BoolPtrOutput)
+}
+
+// The machine's host name (its last heartbeat).
+func (o BotInstanceSummaryOutput) Hostname() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v BotInstanceSummary) *string { return v.Hostname }).(pulumi.StringPtrOutput)
+}
+
+// The instance (a lock's target.bot_instance).
+func (o BotInstanceSummaryOutput) InstanceId() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v BotInstanceSummary) *string { return v.InstanceId }).(pulumi.StringPtrOutput)
+}
+
+// How it joined.
+func (o BotInstanceSummaryOutput) JoinMethod() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v BotInstanceSummary) *string { return v.JoinMethod }).(pulumi.StringPtrOutput)
+}
+
+// When it last reported (RFC 3339; empty: never).
+func (o BotInstanceSummaryOutput) LastHeartbeat() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v BotInstanceSummary) *string { return v.LastHeartbeat }).(pulumi.StringPtrOutput)
+}
+
+// Its latest join or renewal (RFC 3339).
+func (o BotInstanceSummaryOutput) LastSeen() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v BotInstanceSummary) *string { return v.LastSeen }).(pulumi.StringPtrOutput)
+}
+
+// Whether the agent runs once (a CI job).
+func (o BotInstanceSummaryOutput) OneShot() pulumi.BoolPtrOutput {
+	return o.ApplyT(func(v BotInstanceSummary) *bool { return v.OneShot }).(pulumi.BoolPtrOutput)
+}
+
+// Operating system.
+func (o BotInstanceSummaryOutput) Os() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v BotInstanceSummary) *string { return v.Os }).(pulumi.StringPtrOutput)
+}
+
+// The agent's version (its last heartbeat).
+func (o BotInstanceSummaryOutput) Version() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v BotInstanceSummary) *string { return v.Version }).(pulumi.StringPtrOutput)
+}
+
+type BotInstanceSummaryArrayOutput struct{ *pulumi.OutputState }
+
+func (BotInstanceSummaryArrayOutput) ElementType() reflect.Type {
+	return reflect.TypeOf((*[]BotInstanceSummary)(nil)).Elem()
+}
+
+func (o BotInstanceSummaryArrayOutput) ToBotInstanceSummaryArrayOutput() BotInstanceSummaryArrayOutput {
+	return o
+}
+
+func (o BotInstanceSummaryArrayOutput) ToBotInstanceSummaryArrayOutputWithContext(ctx context.Context) BotInstanceSummaryArrayOutput {
+	return o
+}
+
+func (o BotInstanceSummaryArrayOutput) Index(i pulumi.IntInput) BotInstanceSummaryOutput {
+	return pulumi.All(o, i).ApplyT(func(vs []interface{}) BotInstanceSummary {
+		return vs[0].([]BotInstanceSummary)[vs[1].(int)]
+	}).(BotInstanceSummaryOutput)
+}
+
 // A bound_keypair token's settings (Teleport's spec.bound_keypair).
 type BoundKeypair struct {
 	// How the first key is bound: exactly one of initial_public_key and registration_secret.
@@ -2838,6 +2961,8 @@ func init() {
 	pulumi.RegisterInputType(reflect.TypeOf((*RuleArrayInput)(nil)).Elem(), RuleArray{})
 	pulumi.RegisterInputType(reflect.TypeOf((*TokenRuleInput)(nil)).Elem(), TokenRuleArgs{})
 	pulumi.RegisterInputType(reflect.TypeOf((*TokenRuleArrayInput)(nil)).Elem(), TokenRuleArray{})
+	pulumi.RegisterOutputType(BotInstanceSummaryOutput{})
+	pulumi.RegisterOutputType(BotInstanceSummaryArrayOutput{})
 	pulumi.RegisterOutputType(BoundKeypairOutput{})
 	pulumi.RegisterOutputType(BoundKeypairPtrOutput{})
 	pulumi.RegisterOutputType(BoundKeypairOnboardingOutput{})

@@ -6,6 +6,60 @@ import * as inputs from "../types/input";
 import * as outputs from "../types/output";
 
 /**
+ * BotInstanceSummary(instance_id: 'str' = '', bot_name: 'str' = '', join_method: 'str' = '', current: 'bool' = False, version: 'str' = '', hostname: 'str' = '', os: 'str' = '', architecture: 'str' = '', one_shot: 'bool' = False, healthy: 'bool' = False, last_seen: 'str' = '', last_heartbeat: 'str' = '')
+ */
+export interface BotInstanceSummary {
+    /**
+     * CPU architecture.
+     */
+    architecture?: string;
+    /**
+     * The bot.
+     */
+    botName?: string;
+    /**
+     * Whether it holds the bot's current renewable identity.
+     */
+    current?: boolean;
+    /**
+     * Whether every destination held fresh certificates at its last heartbeat.
+     */
+    healthy?: boolean;
+    /**
+     * The machine's host name (its last heartbeat).
+     */
+    hostname?: string;
+    /**
+     * The instance (a lock's target.bot_instance).
+     */
+    instanceId?: string;
+    /**
+     * How it joined.
+     */
+    joinMethod?: string;
+    /**
+     * When it last reported (RFC 3339; empty: never).
+     */
+    lastHeartbeat?: string;
+    /**
+     * Its latest join or renewal (RFC 3339).
+     */
+    lastSeen?: string;
+    /**
+     * Whether the agent runs once (a CI job).
+     */
+    oneShot?: boolean;
+    /**
+     * Operating system.
+     */
+    os?: string;
+    /**
+     * The agent's version (its last heartbeat).
+     */
+    version?: string;
+}
+
+/**
  * A bound_keypair token's settings (Teleport's spec.bound_keypair).
  */
 export interface BoundKeypair {

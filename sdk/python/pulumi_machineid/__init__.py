@@ -7,6 +7,7 @@ from . import _utilities
 import typing
 # Export this package's modules as members:
 from .bot import *
+from .get_bot_instances import *
 from .get_cluster_info import *
 from .lock import *
 from .node import *

@@ -16,6 +16,7 @@ from . import _utilities
 from . import outputs
 
 __all__ = [
+    'BotInstanceSummary',
     'BoundKeypair',
     'BoundKeypairOnboarding',
     'BoundKeypairRecovery',
@@ -34,6 +35,162 @@ __all__ = [
     'Rule',
     'TokenRule',
 ]
+
+@pulumi.output_type
+class BotInstanceSummary(dict):
+    """
+    BotInstanceSummary(instance_id: 'str' = '', bot_name: 'str' = '', join_method: 'str' = '', current: 'bool' = False, version: 'str' = '', hostname: 'str' = '', os: 'str' = '', architecture: 'str' = '', one_shot: 'bool' = False, healthy: 'bool' = False, last_seen: 'str' = '', last_heartbeat: 'str' = '')
+    """
+    def __init__(__self__, *,
+                 architecture: Optional[_builtins.str] = None,
+                 bot_name: Optional[_builtins.str] = None,
+                 current: Optional[_builtins.bool] = None,
+                 healthy: Optional[_builtins.bool] = None,
+                 hostname: Optional[_builtins.str] = None,
+                 instance_id: Optional[_builtins.str] = None,
+                 join_method: Optional[_builtins.str] = None,
+                 last_heartbeat: Optional[_builtins.str] = None,
+                 last_seen: Optional[_builtins.str] = None,
+                 one_shot: Optional[_builtins.bool] = None,
+                 os: Optional[_builtins.str] = None,
+                 version: Optional[_builtins.str] = None):
+        """
+        BotInstanceSummary(instance_id: 'str' = '', bot_name: 'str' = '', join_method: 'str' = '', current: 'bool' = False, version: 'str' = '', hostname: 'str' = '', os: 'str' = '', architecture: 'str' = '', one_shot: 'bool' = False, healthy: 'bool' = False, last_seen: 'str' = '', last_heartbeat: 'str' = '')
+
+        :param _builtins.str architecture: CPU architecture.
+        :param _builtins.str bot_name: The bot.
+        :param _builtins.bool current: Whether it holds the bot's current renewable identity.
+        :param _builtins.bool healthy: Whether every destination held fresh certificates at its last heartbeat.
+        :param _builtins.str hostname: The machine's host name (its last heartbeat).
+        :param _builtins.str instance_id: The instance (a lock's target.bot_instance).
+        :param _builtins.str join_method: How it joined.
+        :param _builtins.str last_heartbeat: When it last reported (RFC 3339; empty: never).
+        :param _builtins.str last_seen: Its latest join or renewal (RFC 3339).
+        :param _builtins.bool one_shot: Whether the agent runs once (a CI job).
+        :param _builtins.str os: Operating system.
+        :param _builtins.str version: The agent's version (its last heartbeat).
+        """
+        if architecture is not None:
+            pulumi.set(__self__, "architecture", architecture)
+        if bot_name is not None:
+            pulumi.set(__self__, "bot_name", bot_name)
+        if current is not None:
+            pulumi.set(__self__, "current", current)
+        if healthy is not None:
+            pulumi.set(__self__, "healthy", healthy)
+        if hostname is not None:
+            pulumi.set(__self__, "hostname", hostname)
+        if instance_id is not None:
+            pulumi.set(__self__, "instance_id", instance_id)
+        if join_method is not None:
+            pulumi.set(__self__, "join_method", join_method)
+        if last_heartbeat is not None:
+            pulumi.set(__self__, "last_heartbeat", last_heartbeat)
+        if last_seen is not None:
+            pulumi.set(__self__, "last_seen", last_seen)
+        if one_shot is not None:
+            pulumi.set(__self__, "one_shot", one_shot)
+        if os is not None:
+            pulumi.set(__self__, "os", os)
+        if version is not None:
+            pulumi.set(__self__, "version", version)
+
+    @_builtins.property
+    @pulumi.getter
+    def architecture(self) -> Optional[_builtins.str]:
+        """
+        CPU architecture.
+        """
+        return pulumi.get(self, "architecture")
+
+    @_builtins.property
+    @pulumi.getter(name="botName")
+    def bot_name(self) -> Optional[_builtins.str]:
+        """
+        The bot.
+        """
+        return pulumi.get(self, "bot_name")
+
+    @_builtins.property
+    @pulumi.getter
+    def current(self) -> Optional[_builtins.bool]:
+        """
+        Whether it holds the bot's current renewable identity.
+        """
+        return pulumi.get(self, "current")
+
+    @_builtins.property
+    @pulumi.getter
+    def healthy(self) -> Optional[_builtins.bool]:
+        """
+        Whether every destination held fresh certificates at its last heartbeat.
+        """
+        return pulumi.get(self, "healthy")
+
+    @_builtins.property
+    @pulumi.getter
+    def hostname(self) -> Optional[_builtins.str]:
+        """
+        The machine's host name (its last heartbeat).
+        """
+        return pulumi.get(self, "hostname")
+
+    @_builtins.property
+    @pulumi.getter(name="instanceId")
+    def instance_id(self) -> Optional[_builtins.str]:
+        """
+        The instance (a lock's target.bot_instance).
+        """
+        return pulumi.get(self, "instance_id")
+
+    @_builtins.property
+    @pulumi.getter(name="joinMethod")
+    def join_method(self) -> Optional[_builtins.str]:
+        """
+        How it joined.
+        """
+        return pulumi.get(self, "join_method")
+
+    @_builtins.property
+    @pulumi.getter(name="lastHeartbeat")
+    def last_heartbeat(self) -> Optional[_builtins.str]:
+        """
+        When it last reported (RFC 3339; empty: never).
+        """
+        return pulumi.get(self, "last_heartbeat")
+
+    @_builtins.property
+    @pulumi.getter(name="lastSeen")
+    def last_seen(self) -> Optional[_builtins.str]:
+        """
+        Its latest join or renewal (RFC 3339).
+        """
+        return pulumi.get(self, "last_seen")
+
+    @_builtins.property
+    @pulumi.getter(name="oneShot")
+    def one_shot(self) -> Optional[_builtins.bool]:
+        """
+        Whether the agent runs once (a CI job).
+        """
+        return pulumi.get(self, "one_shot")
+
+    @_builtins.property
+    @pulumi.getter
+    def os(self) -> Optional[_builtins.str]:
+        """
+        Operating system.
+        """
+        return pulumi.get(self, "os")
+
+    @_builtins.property
+    @pulumi.getter
+    def version(self) -> Optional[_builtins.str]:
+        """
+        The agent's version (its last heartbeat).
+        """
+        return pulumi.get(self, "version")
+
 
 @pulumi.output_type
 class BoundKeypair(dict):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from machineid.cli.ctl.common import OUTPUTS, format_flag, parse_ttl
@@ -13,7 +12,7 @@ from machineid.cli.ctl.connection import connect
 from machineid.cli.fmt import render
 from machineid.model import codec
 from machineid.model.errors import ValidationError
-from machineid.model.instances import BotInstance, version_older
+from machineid.model.instances import select
 
 
 def add_parsers(bots: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,22 +38,6 @@ def add_parsers(bots: argparse._SubParsersAction) -> None:  # type: ignore[type-
     show.add_argument("instance_id")
     format_flag(show, ["yaml", "json"], default="yaml")
     show.set_defaults(func=cmd_show)
-
-
-def select(found: Sequence[BotInstance], *, older_than: str = "", not_seen_since: float = 0.0,
-           unhealthy: bool = False, now: datetime | None = None) -> list[BotInstance]:
-    """The filters of `ls` (and of the providers' data source)."""
-    now = now or datetime.now(UTC)
-    out = []
-    for inst in found:
-        if older_than and not version_older(inst.heartbeat.version, older_than):
-            continue
-        if not_seen_since and inst.last_seen is not None and (now - inst.last_seen).total_seconds() < not_seen_since:
-            continue
-        if unhealthy and inst.healthy():
-            continue
-        out.append(inst)
-    return out
 
 
 def _ago(when: datetime | None, now: datetime) -> str:
