@@ -68,10 +68,14 @@ def _impact(ch: Change, before: World, after: World, now: datetime) -> LockImpac
     return LockImpact(new.metadata.name, ch.address, status, f"locks {what} ({_ends(new, now)}){why}", bots)
 
 
+# The kinds whose changes are locks: reported by what they stop.
+_LOCKING = frozenset({"lock"})
+
+
 def lock_impacts(plan: Plan, before: World, after: World, now: datetime) -> list[LockImpact]:
     out = []
     for ch in plan.changes:
-        if ch.rdef.kind == "lock" and ch.action != "same":
+        if ch.rdef.kind in _LOCKING and ch.action != "same":
             imp = _impact(ch, before, after, now)
             if imp is not None:
                 out.append(imp)
