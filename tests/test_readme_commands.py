@@ -58,9 +58,11 @@ def test_every_admin_cli_line_runs_as_written(cluster: ServerProc, tmp_path: Pat
             "auth sign --user NAME --out FILE": {"NAME": "admin", "FILE": "admin.identity"},
             "users add NAME": {"NAME": "readme-user"}, "users rm NAME": {"NAME": "readme-user"},
             "rm role/NAME": {"NAME": "readme-role"}, "edit role/NAME": {"NAME": "readme-edit"},
-            "nodes unlock NAME": {"NAME": "node1"}}
+            "nodes unlock NAME": {"NAME": "node1"},
+            "bots instances show INSTANCE_ID": {"INSTANCE_ID": "0123456789abcdef0123456789abcdef"}}
     # What the README documents these to answer, when not 0: unlocking a bot or node that is not locked says so.
-    expected = {"bots unlock NAME": (7, "is not locked"), "nodes unlock NAME": (7, "is not locked")}
+    expected = {"bots unlock NAME": (7, "is not locked"), "nodes unlock NAME": (7, "is not locked"),
+                "bots instances show INSTANCE_ID": (4, "no bot instance")}
     last_token = ""
     for line in ctl:
         key = next((k for k in fill if k in line), "")
