@@ -18,9 +18,14 @@ data record), so a client that stalls mid-handshake frees its descriptors in sec
 The per-address cap must not be a lever against others behind that address (or against its own admin calls and
 renewals): connections still in their handshake are capped per address, but one arriving at the cap evicts the
 address's oldest one instead of being turned away, so a staller that keeps its quota topped up only evicts itself
-while a real client's handshake (milliseconds) completes. Anonymous connections past their handshake have a cap of
-their own; authenticated ones (mutual TLS: the server closes a connection whose certificate it refuses during the
-handshake) count only toward the total.
+while a real client's handshake (milliseconds) completes. Only a handshake waiting on its client counts (and can be
+evicted): one whose ClientHello went to the server and that the server has not answered yet waits on the server,
+which a client cannot stall. So when many agents behind one address come back at once (a stampede after an outage)
+and the busy server takes a while to answer their ClientHellos, they queue at the server instead of evicting each
+other (which failed every renewal beyond the cap and set off a storm of retries); the server's answer starts the
+client's turn, capped and timed again. Anonymous connections past their handshake have a cap of their own;
+authenticated ones (mutual TLS: the server closes a connection whose certificate it refuses during the handshake)
+count only toward the total.
 """
 
 from __future__ import annotations
@@ -43,7 +48,9 @@ from machineid.cluster.limits import RateLimits
 log = logging.getLogger("machineid.cluster.router")
 _MAX_HELLO = 16384 + 5
 _HELLO_TIMEOUT = 10.0  # seconds a client may take to send its ClientHello
-_HANDSHAKE_TIMEOUT = 10.0  # seconds a client may then take to complete the TLS handshake
+_HANDSHAKE_TIMEOUT = 10.0  # seconds a client may then take to complete the TLS handshake (from the server's answer)
+_SERVER_ANSWER_TIMEOUT = 60.0  # seconds a ClientHello may wait for the (busy) server's first answer
+_CLIENT_GRACE = 2.0  # seconds a client may take to answer the server before it counts as stalling at the cap
 MAX_PER_SOURCE = 256  # connections open at once from one address
 JOIN_RATE = 50.0  # new connections per second, per address, to an anonymous route (joins, ping)
 JOIN_BURST = 200.0
@@ -113,7 +120,9 @@ class _Side:
         "peer_name",
         "record_header",
         "record_left",
+        "server_turn",
         "shut",
+        "since",
         "sock",
         "source",
     )
@@ -125,6 +134,8 @@ class _Side:
         self.anonymous = False  # routed to a listener that takes no client certificate
         self.counted = False  # counted among its address's anonymous connections past the handshake
         self.handshake_deadline = 0.0  # 0 once the handshake is over (or for the upstream side)
+        self.server_turn = False  # its ClientHello went upstream and the server has not answered yet
+        self.since = 0.0  # when the server answered its ClientHello (monotonic)
         self.record_left = 0  # bytes of the current TLS record still to skip
         self.record_header = bytearray()
         self.out = bytearray()
@@ -172,7 +183,8 @@ class SNIRouter:
                  hello_timeout: float = _HELLO_TIMEOUT, handshake_timeout: float = _HANDSHAKE_TIMEOUT,
                  max_per_source: int = MAX_PER_SOURCE, max_connections: int | None = None,
                  anonymous: tuple[str, ...] = (), anonymous_rate: float = JOIN_RATE,
-                 anonymous_burst: float = JOIN_BURST, peers: dict[str, str] | None = None) -> None:
+                 anonymous_burst: float = JOIN_BURST, peers: dict[str, str] | None = None,
+                 client_grace: float = _CLIENT_GRACE) -> None:
         """routes: server name -> Unix socket path of the listener; default: the path for other names (and for a
         ClientHello without one). A client that has not sent its ClientHello within hello_timeout, or completed
         the handshake within handshake_timeout after it, is dropped; connections beyond max_per_source from one
@@ -188,6 +200,7 @@ class SNIRouter:
         self.hello_timeout = hello_timeout
         self.handshake_timeout = handshake_timeout
         self.max_per_source = max_per_source
+        self.client_grace = client_grace
         self.max_connections = max_connections or default_max_connections()
         # Per address: connections still in their handshake, oldest first (a _Pending before its ClientHello, then
         # the client's _Side), and anonymous connections past it.
@@ -291,12 +304,9 @@ class SNIRouter:
                 conn.close()
                 self._log_refusal(source)
                 continue
-            waiting = self._unproven.get(source, {})
-            if len(waiting) >= self.max_per_source:
-                self._evict_oldest(source, waiting)
             self._open += 1
             pending = _Pending(conn, self.hello_timeout, source)
-            self._unproven.setdefault(source, {})[conn] = pending
+            self._hold(source, conn, pending)
             self._pending[conn] = pending
             self._sel.register(conn, selectors.EVENT_READ, pending)
 
@@ -307,15 +317,31 @@ class SNIRouter:
             why = why or f"{self._open} open in all, the limit is {self.max_connections}"
             log.warning("router: refusing connections (%s)", why)
 
-    def _evict_oldest(self, source: str, waiting: dict[socket.socket, _Pending | _Side]) -> None:
-        """Makes room for a new connection from an address at its cap by dropping its oldest one that has still
-        not finished its handshake."""
-        oldest = next(iter(waiting.values()))
+    def _hold(self, source: str, sock: socket.socket, conn: _Pending | _Side) -> None:
+        """Counts a connection whose handshake now waits on its client (last in its address's order). At the
+        address's cap, its oldest such connection that is stalling goes: one still without a whole ClientHello, or
+        one the server answered more than client_grace ago (a real client answers in milliseconds). When every one
+        was answered just now (a busy server answering a burst at once), none goes: that excess is bounded by the
+        rate the server answers handshakes at."""
+        waiting = self._unproven.setdefault(source, {})
+        waiting.pop(sock, None)
+        if len(waiting) >= self.max_per_source:
+            now = time.monotonic()
+            stalling = next((c for c in waiting.values()
+                             if isinstance(c, _Pending) or now - c.since >= self.client_grace), None)
+            if stalling is not None:
+                self._evict(source, stalling, len(waiting))
+            waiting = self._unproven.setdefault(source, {})
+        waiting[sock] = conn
+
+    def _evict(self, source: str, oldest: _Pending | _Side, count: int) -> None:
+        """Makes room for a new connection from an address at its cap by dropping one that has still not finished
+        its handshake."""
         now = time.monotonic()
         if now - self._evicted_logged >= 10.0:
             self._evicted_logged = now
-            log.warning("router: %d connections from %s have not finished their TLS handshake (the limit per "
-                        "address); dropping the oldest for each new one", len(waiting), source)
+            log.warning("router: %d connections from %s have not finished their TLS handshake, which waits on "
+                        "them (the limit per address); dropping the oldest for each new one", count, source)
         if isinstance(oldest, _Pending):
             self._drop_pending(oldest)
         else:
@@ -380,9 +406,10 @@ class SNIRouter:
         client, server = _Side(p.sock, p.source, "unix-abstract:" + peer_name), _Side(upstream)
         client.anonymous = path in self.anonymous
         client.peer, server.peer = server, client
-        self._unproven.setdefault(p.source, {})[p.sock] = client  # still unproven, in its place in the order
+        self._forget(p.source, p.sock)  # the server's turn: it is not this client that the handshake waits on
         self.peers[client.peer_name] = p.source
-        client.handshake_deadline = time.monotonic() + self.handshake_timeout
+        client.server_turn = True
+        client.handshake_deadline = time.monotonic() + max(self.handshake_timeout, _SERVER_ANSWER_TIMEOUT)
         self._handshaking.add(client)
         server.out += p.data
         self._update(client)
@@ -424,8 +451,15 @@ class SNIRouter:
                 return
             self._end_direction(side)
             return
+        if data and peer.server_turn and peer.handshake_deadline and not peer.closed:
+            # The server answered the ClientHello: from here the handshake waits on the client (counted, timed).
+            peer.server_turn = False
+            peer.since = time.monotonic()
+            peer.handshake_deadline = peer.since + self.handshake_timeout
+            self._hold(peer.source, peer.sock, peer)
         if side.handshake_deadline and data and side.handshake_done(data):
             side.handshake_deadline = 0.0
+            side.server_turn = False
             self._handshaking.discard(side)
             self._forget(side.source, side.sock)
             if side.anonymous:
