@@ -50,7 +50,7 @@ _MAX_HELLO = 16384 + 5
 _HELLO_TIMEOUT = 10.0  # seconds a client may take to send its ClientHello
 _HANDSHAKE_TIMEOUT = 10.0  # seconds a client may then take to complete the TLS handshake (from the server's answer)
 _SERVER_ANSWER_TIMEOUT = 60.0  # seconds a ClientHello may wait for the (busy) server's first answer
-_CLIENT_GRACE = 2.0  # seconds a client may take to answer the server before it counts as stalling at the cap
+_CLIENT_GRACE = 5.0  # seconds a client may take to answer the server before it counts as stalling at the cap
 MAX_PER_SOURCE = 256  # connections open at once from one address
 JOIN_RATE = 50.0  # new connections per second, per address, to an anonymous route (joins, ping)
 JOIN_BURST = 200.0
@@ -327,12 +327,28 @@ class SNIRouter:
         waiting.pop(sock, None)
         if len(waiting) >= self.max_per_source:
             now = time.monotonic()
-            stalling = next((c for c in waiting.values()
-                             if isinstance(c, _Pending) or now - c.since >= self.client_grace), None)
-            if stalling is not None:
-                self._evict(source, stalling, len(waiting))
+            for c in list(waiting.values()):
+                if len(waiting) < self.max_per_source:
+                    break
+                if isinstance(c, _Pending):
+                    # Under load the router may not have read a ClientHello that is already here: read it now
+                    # (its connection then waits on the server) rather than evict it with its connection.
+                    self._try_hello(c)
+                    if c.sock not in self._pending:
+                        continue
+                elif now - c.since < self.client_grace:
+                    continue
+                self._evict(source, c, len(waiting))
+                break
             waiting = self._unproven.setdefault(source, {})
         waiting[sock] = conn
+
+    def _try_hello(self, p: _Pending) -> None:
+        while p.sock in self._pending:
+            before = len(p.data)
+            self._read_hello(p)
+            if len(p.data) == before:
+                return
 
     def _evict(self, source: str, oldest: _Pending | _Side, count: int) -> None:
         """Makes room for a new connection from an address at its cap by dropping one that has still not finished
