@@ -230,7 +230,7 @@ def test_a_full_address_evicts_its_oldest_unfinished_handshake_instead_of_refusi
     """Stalled connections topped up to the per-address cap used to turn away every new connection from that
     address, its admin calls and renewals included: the newcomer now evicts the oldest one still handshaking."""
     up = Upstream(str(sockdir / "cap.sock"), echo)
-    router = start_router({}, default=up.path, max_per_source=3)
+    router = start_router({}, default=up.path, max_per_source=3, hello_grace=0.0)
     held = [connect(router) for _ in range(3)]  # they never say hello
     try:
         with connect(router) as fresh:
@@ -375,5 +375,26 @@ def test_handshakes_waiting_on_a_busy_server_are_not_evicted_but_stallers_still_
         assert recv_exactly(stallers[4], 9) == record(0x17, b"late")
     finally:
         for c in stallers:
+            c.close()
+        router.stop()
+
+
+def test_a_burst_of_connections_gets_a_moment_to_say_hello_up_to_a_hard_cap(sockdir: Path) -> None:
+    """Many agents on one busy host connect at once and take a moment to send their ClientHellos: within
+    hello_grace they are not taken for stallers, but an address never holds more than four times its cap."""
+    up = Upstream(str(sockdir / "burst.sock"), echo)
+    router = start_router({}, default=up.path, max_per_source=2, hello_grace=30.0)
+    burst = [connect(router) for _ in range(8)]  # four times the cap, none has said hello yet
+    try:
+        time.sleep(0.3)
+        for i, c in enumerate(burst):  # all still there: each says hello and is served
+            c.sendall(client_hello("auth.cluster.test") + record(0x17, f"agent {i}".encode()))
+            assert recv_exactly(c, 5 + len(f"agent {i}"))[5:] == f"agent {i}".encode()
+        more = [connect(router) for _ in range(9)]  # these stall: the ninth is past the hard cap of 8
+        burst += more
+        more[0].settimeout(5)
+        assert more[0].recv(10) == b""  # the oldest went, young as it was
+    finally:
+        for c in burst:
             c.close()
         router.stop()

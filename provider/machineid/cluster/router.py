@@ -51,6 +51,8 @@ _HELLO_TIMEOUT = 10.0  # seconds a client may take to send its ClientHello
 _HANDSHAKE_TIMEOUT = 10.0  # seconds a client may then take to complete the TLS handshake (from the server's answer)
 _SERVER_ANSWER_TIMEOUT = 60.0  # seconds a ClientHello may wait for the (busy) server's first answer
 _CLIENT_GRACE = 5.0  # seconds a client may take to answer the server before it counts as stalling at the cap
+_HELLO_GRACE = 1.0  # seconds a connection may take to bring its ClientHello before it counts as stalling at the cap
+_HARD_CAP = 4  # x max_per_source: beyond this many waiting on them, an address's oldest goes, however young
 MAX_PER_SOURCE = 256  # connections open at once from one address
 JOIN_RATE = 50.0  # new connections per second, per address, to an anonymous route (joins, ping)
 JOIN_BURST = 200.0
@@ -169,13 +171,14 @@ class _Side:
 class _Pending:
     """A client whose ClientHello is not complete yet."""
 
-    __slots__ = ("data", "deadline", "sock", "source")
+    __slots__ = ("data", "deadline", "since", "sock", "source")
 
     def __init__(self, sock: socket.socket, timeout: float, source: str) -> None:
         self.sock = sock
         self.source = source
         self.data = b""
-        self.deadline = time.monotonic() + timeout
+        self.since = time.monotonic()
+        self.deadline = self.since + timeout
 
 
 class SNIRouter:
@@ -184,7 +187,7 @@ class SNIRouter:
                  max_per_source: int = MAX_PER_SOURCE, max_connections: int | None = None,
                  anonymous: tuple[str, ...] = (), anonymous_rate: float = JOIN_RATE,
                  anonymous_burst: float = JOIN_BURST, peers: dict[str, str] | None = None,
-                 client_grace: float = _CLIENT_GRACE) -> None:
+                 client_grace: float = _CLIENT_GRACE, hello_grace: float = _HELLO_GRACE) -> None:
         """routes: server name -> Unix socket path of the listener; default: the path for other names (and for a
         ClientHello without one). A client that has not sent its ClientHello within hello_timeout, or completed
         the handshake within handshake_timeout after it, is dropped; connections beyond max_per_source from one
@@ -201,6 +204,7 @@ class SNIRouter:
         self.handshake_timeout = handshake_timeout
         self.max_per_source = max_per_source
         self.client_grace = client_grace
+        self.hello_grace = hello_grace
         self.max_connections = max_connections or default_max_connections()
         # Per address: connections still in their handshake, oldest first (a _Pending before its ClientHello, then
         # the client's _Side), and anonymous connections past it.
@@ -319,14 +323,16 @@ class SNIRouter:
 
     def _hold(self, source: str, sock: socket.socket, conn: _Pending | _Side) -> None:
         """Counts a connection whose handshake now waits on its client (last in its address's order). At the
-        address's cap, its oldest such connection that is stalling goes: one still without a whole ClientHello, or
-        one the server answered more than client_grace ago (a real client answers in milliseconds). When every one
-        was answered just now (a busy server answering a burst at once), none goes: that excess is bounded by the
-        rate the server answers handshakes at."""
+        address's cap, its oldest such connection that is stalling goes: one without a whole ClientHello for
+        hello_grace, or one the server answered more than client_grace ago (a real client sends its hello right
+        after connecting and answers the server in milliseconds; a busy client, such as many agents on one host
+        coming back at once, takes longer). When none is that old, none goes, up to _HARD_CAP times the cap, where
+        the oldest goes however young: an address never holds more than that."""
         waiting = self._unproven.setdefault(source, {})
         waiting.pop(sock, None)
         if len(waiting) >= self.max_per_source:
             now = time.monotonic()
+            hard = len(waiting) >= _HARD_CAP * self.max_per_source
             for c in list(waiting.values()):
                 if len(waiting) < self.max_per_source:
                     break
@@ -334,9 +340,9 @@ class SNIRouter:
                     # Under load the router may not have read a ClientHello that is already here: read it now
                     # (its connection then waits on the server) rather than evict it with its connection.
                     self._try_hello(c)
-                    if c.sock not in self._pending:
+                    if c.sock not in self._pending or (not hard and now - c.since < self.hello_grace):
                         continue
-                elif now - c.since < self.client_grace:
+                elif not hard and now - c.since < self.client_grace:
                     continue
                 self._evict(source, c, len(waiting))
                 break
