@@ -53,6 +53,7 @@ _SERVER_ANSWER_TIMEOUT = 60.0  # seconds a ClientHello may wait for the (busy) s
 _CLIENT_GRACE = 5.0  # seconds a client may take to answer the server before it counts as stalling at the cap
 _HELLO_GRACE = 1.0  # seconds a connection may take to bring its ClientHello before it counts as stalling at the cap
 _HARD_CAP = 4  # x max_per_source: beyond this many waiting on them, an address's oldest goes, however young
+_EVICTION_SCAN = 16  # connections looked at for one to evict, oldest first
 MAX_PER_SOURCE = 256  # connections open at once from one address
 JOIN_RATE = 50.0  # new connections per second, per address, to an anonymous route (joins, ping)
 JOIN_BURST = 200.0
@@ -333,7 +334,9 @@ class SNIRouter:
         if len(waiting) >= self.max_per_source:
             now = time.monotonic()
             hard = len(waiting) >= _HARD_CAP * self.max_per_source
-            for c in list(waiting.values()):
+            # The oldest first (the order is by when each began to wait on its client), and only a few: a burst
+            # of young connections must not cost a scan of them all for each new one.
+            for c in list(itertools.islice(waiting.values(), _EVICTION_SCAN)):
                 if len(waiting) < self.max_per_source:
                     break
                 if isinstance(c, _Pending):
