@@ -1,34 +1,46 @@
-"""A fleet against one server: CPU per join and renewal, a soak at a 100,000-bot renewal rate, a stampede after an
-outage, and the largest renewal rate the server sustains with p99 under 50 ms.
+"""A fleet against one server: CPU per join, renewal and agent cycle, a soak at a 100,000-bot rate, a stampede after
+an outage (from many source addresses and from one), and the largest cycle rate the server sustains with p99 under
+50 ms.
 
 The server runs pinned to one core and the client threads (this process) to another, so the server's CPU time
-(from /proc) is its own and the client's is visible apart. Phases, in order:
+(from /proc) is its own and the client's is visible apart. The unit of work is the agent's own cycle
+(`BotAgent.cycle`: the renewal, the destinations' output certificates, the node list, the destination files written
+to a temporary directory), in one of three modes:
 
-1. CPU per operation (R rounds, medians): raw signing (bench_issuance.run_raw, one thread), then closed-loop joins
-   and renewals (bench_issuance.run_joins / run_renewals); server CPU per join and per renewal against raw.
-2. Soak: open-loop renewals at 100,000 / 1200 s = 83.3/s. Each renewal is scheduled at its planned time and its
-   latency counts from then, so time spent waiting for the server (or a busy client) is counted.
-3. Stampede: N agents (default 2,000) each renew once, arriving within a few seconds, as when agents whose
-   renewals fell due during an outage come back; TransportError is retried with the agent's jittered exponential
-   backoff (and the agent's pending key, so a lost answer is not taken for a copy).
+- `one`: the agent's cycle as it is now, one mutual-TLS connection and one call (AgentCycle);
+- `three`: the cycle before AgentCycle, three calls on three connections (RenewCerts, IssueOutputCerts, ListNodes),
+  as `BotAgent` does against a server without AgentCycle;
+- `bare`: one RenewCerts call on a new connection, nothing written (what this benchmark measured before).
+
+Phases, in order:
+
+1. CPU per operation (R rounds, medians): raw signing (bench_issuance.run_raw, one thread), closed-loop joins and
+   bare renewals (bench_issuance.run_joins / run_renewals), then closed-loop agent cycles in `three` and `one` mode;
+   server CPU per operation against raw.
+2. Soak: open-loop cycles (--cycle mode) at 100,000 / 1200 s = 83.3/s. Each is scheduled at its planned time and
+   its latency counts from then, so time spent waiting for the server (or a busy client) is counted.
+3. Stampede, twice: N agents (default 2,000) each run one cycle, arriving within a few seconds, as when agents whose
+   renewals fell due during an outage come back; first from --sources loopback addresses (127.0.0.2, ...; the
+   client's source address is bound by an LD_PRELOAD shim, benchmarks/source_bind.c, since gRPC has no option for
+   it), then all from one address. TransportError is retried with the agent's jittered exponential backoff.
 4. Capacity: open-loop steps of rising rate until p99 >= 50 ms or an error; the last good rate x 1200 s is the
-   number of bots one server renews at a 20-minute interval.
+   number of bots one server serves at a 20-minute interval.
 
-Each renewal opens a new mutual-TLS channel with the bot's newest certificate, as agents do; bots renew from a
-pool large enough that none renews twice at once.
-
-    "$(scripts/setup)/python" benchmarks/bench_fleet.py [--quick] [--soak-seconds S] [--agents N]
+    "$(scripts/setup)/python" benchmarks/bench_fleet.py [--quick] [--cycle one|three|bare] [--soak-seconds S]
+        [--agents N] [--sources N]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import itertools
 import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -40,12 +52,15 @@ from pathlib import Path
 
 import bench_issuance as bi  # benchmarks/bench_issuance.py (this directory is on sys.path when run as a script)
 
-from machineid.agent.bot import MAX_BACKOFF
+from machineid.agent import destination
+from machineid.agent.bot import MAX_BACKOFF, BotAgent, Outcome
+from machineid.agent.config import AgentConfig, Destination, Onboarding, Storage
+from machineid.api import certs
 from machineid.api.client import Client, JoinClient, identity_from_certs
 from machineid.api.identity import Identity
 from machineid.cluster.authority import Authority
 from machineid.model.errors import MachineIDError, TransportError
-from machineid.model.resources import Bot, BotSpec, Metadata
+from machineid.model.resources import Bot, BotSpec, Metadata, Node, NodeSpec
 
 FLEET = 100_000
 INTERVAL = 1200.0  # seconds: a 20-minute renewal interval
@@ -53,6 +68,9 @@ P99_TARGET = 0.050
 CPU_THREADS = 4  # closed-loop client threads of phase 1, as bench_issuance
 OPEN_LOOP_WORKERS = 64  # client threads carrying open-loop renewals
 KEYS = 256  # renewal keys, cycled; a bot never gets the same key twice in a row
+NODES = 20  # nodes every bot's roles reach: what each cycle lists into ssh_config
+MODES = ("one", "three", "bare")
+SOURCES_ENV = "MACHINEID_BENCH_SOURCES"  # read by the source_bind.c shim at each connect()
 OTHER_LOAD = 0.1  # share of a core used by other processes (the machine's other users) worth a note
 SATURATED = 0.9  # busy share of the client's core above which the client, not the server, may be the limit
 
@@ -185,47 +203,121 @@ def percentile(values: list[float], p: float) -> float:
 # --------------------------------------------------------------------------------------------------------- fleet
 
 
+class BenchAgent(BotAgent):
+    """The agent; with `legacy` set, its cycle as before AgentCycle (as against an older server): renew, then the
+    output certificates and the nodes, each on a connection of its own."""
+
+    legacy = False
+    cluster_seconds = 0.0  # time in the calls to the cluster (connections and RPCs) of the last cycle
+
+    def cycle(self) -> Outcome:
+        self.cluster_seconds = 0.0
+        return super().cycle()
+
+    def renew_cycle(self, current: Identity) -> tuple[Identity, Identity | None, list[destination.NodeEntry] | None]:
+        t0 = time.perf_counter()
+        try:
+            if self.legacy:
+                return self.renew(current), None, None
+            return super().renew_cycle(current)
+        finally:
+            self.cluster_seconds += time.perf_counter() - t0
+
+    def _output_identity(self, ident: Identity) -> Identity:
+        t0 = time.perf_counter()
+        try:
+            return super()._output_identity(ident)
+        finally:
+            self.cluster_seconds += time.perf_counter() - t0
+
+    def _nodes(self, ident: Identity) -> list[destination.NodeEntry]:
+        t0 = time.perf_counter()
+        try:
+            return super()._nodes(ident)
+        finally:
+            self.cluster_seconds += time.perf_counter() - t0
+
+
+def make_agent(address: str, pin: str, root: Path, ident: Identity) -> BenchAgent:
+    """An agent holding a joined identity, as after its first cycle: the identity stored in its data dir, one
+    destination directory, both under root."""
+    cfg = AgentConfig(auth_server=address, onboarding=Onboarding(ca_pins=[pin]),
+                      storage=Storage(directory=str(root / "data")),
+                      destinations=[Destination(directory=str(root / "dest"))])
+    agent = BenchAgent(cfg)
+    agent._save_state(ident)
+    agent.identity = ident
+    (root / "dest").mkdir(mode=0o700)
+    return agent
+
+
 @dataclass
 class BotState:
-    identity: Identity
-    pending: bi.KeyPair | None = None  # the key of a renewal whose answer was lost, reused like the agent does
+    agent: BenchAgent
+    pending: bi.KeyPair | None = None  # bare mode: the key of a renewal whose answer was lost, reused as agents do
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class Fleet:
-    """Pre-joined bots; renew(i) renews bot i with a fresh key and keeps the identity it gets back."""
+    """Agents of pre-joined bots; renew(i) runs bot i's unit of work in the fleet's mode (see MODES)."""
 
-    def __init__(self, address: str, identities: list[Identity], keys: list[bi.KeyPair]) -> None:
+    def __init__(self, address: str, agents: list[BenchAgent], keys: list[bi.KeyPair], mode: str = "one") -> None:
         self.address = address
-        self.bots = [BotState(ident) for ident in identities]
+        self.bots = [BotState(agent) for agent in agents]
         self.keys = keys
+        self.mode = mode
         self._key_seq = itertools.count()
         self.overlaps = 0  # renewals that had to wait for the same bot's previous one: the pool was too small
 
     def __len__(self) -> int:
         return len(self.bots)
 
-    def renew(self, i: int) -> None:
+    def renew(self, i: int) -> float:
+        """Bot i's unit of work; returns the time it spent in calls to the cluster (all of it in bare mode)."""
         bot = self.bots[i]
         if not bot.lock.acquire(blocking=False):
             self.overlaps += 1
             bot.lock.acquire()
         try:
-            key = bot.pending or self.keys[next(self._key_seq) % len(self.keys)]
-            bot.pending = key
-            with Client(self.address, bot.identity) as client:
-                reply = client.renew(key.public_pem)
-            bot.identity = identity_from_certs(key.key_pem, reply)
-            bot.pending = None
+            agent = bot.agent
+            if self.mode == "bare":
+                assert agent.identity is not None
+                key = bot.pending or self.keys[next(self._key_seq) % len(self.keys)]
+                bot.pending = key
+                t0 = time.perf_counter()
+                with Client(self.address, agent.identity) as client:
+                    reply = client.renew(key.public_pem)
+                agent.identity = identity_from_certs(key.key_pem, reply)
+                bot.pending = None
+                return time.perf_counter() - t0
+            agent.legacy = self.mode == "three"
+            agent.cycle()
+            return agent.cluster_seconds
         finally:
             bot.lock.release()
+
+
+def run_cycles(fleet: Fleet, server: bi.ServerProc, mode: str, seconds: float, start_at: int) -> bi.Phase:
+    """CPU_THREADS closed-loop client threads, each running cycles of its own bots in turn (start_at + thread, then
+    + CPU_THREADS, ...) for `seconds`, in `mode`."""
+    fleet.mode = mode
+
+    def worker(i: int, deadline: float, counts: list[int]) -> None:
+        def step(n: int) -> bool:
+            fleet.renew((start_at + i + n * CPU_THREADS) % len(fleet))
+            return True
+
+        bi.count_until(i, deadline, counts, step)
+
+    return bi.run_threads(server, CPU_THREADS, seconds, worker)
 
 
 @dataclass
 class OpenLoop:
     rate: float
     planned: int
-    latencies: list[float]  # from the planned start to the answer
+    latencies: list[float]  # from the planned start to the end of the cycle
+    cluster: list[float]  # the cycle's time in calls to the cluster (connections and RPCs, server queueing included)
     waits: list[float]  # from the planned start to the call (client threads all busy, or late)
     errors: list[str]
     usage: Usage
@@ -236,7 +328,9 @@ class OpenLoop:
 
     @property
     def p99(self) -> float:
-        return percentile(self.latencies, 99)
+        """The criterion: p99 of the cycles' time in calls to the cluster. The agent's own work (keys, files
+        written and fsynced) is not the server's and would be the same on any server."""
+        return percentile(self.cluster, 99)
 
     @property
     def failures(self) -> int:
@@ -247,10 +341,12 @@ class OpenLoop:
         return self.failures == 0 and self.p99 < P99_TARGET
 
     def line(self, cores: tuple[int, int] | None) -> str:
-        return (f"{self.rate:6.1f}/s x {self.usage.seconds:4.1f}s: p50 {1000 * self.p50:6.1f} ms, p99 "
-                f"{1000 * self.p99:7.1f} ms, wait p99 {1000 * percentile(self.waits, 99):6.1f} ms, errors "
+        return (f"{self.rate:6.1f}/s x {self.usage.seconds:4.1f}s: cluster calls p50 "
+                f"{1000 * percentile(self.cluster, 50):6.1f} ms p99 {1000 * self.p99:7.1f} ms, whole cycle p50 "
+                f"{1000 * self.p50:6.1f} ms p99 {1000 * percentile(self.latencies, 99):7.1f} ms, "
+                f"wait p99 {1000 * percentile(self.waits, 99):6.1f} ms, errors "
                 f"{self.failures}/{self.planned}, server CPU {ms(self.usage.server_cpu, len(self.latencies)):.2f} "
-                f"ms/renewal | {self.usage.note(cores)}")
+                f"ms/cycle | {self.usage.note(cores)}")
 
 
 def open_loop(fleet: Fleet, meter: Meter, rate: float, seconds: float, start_at: int) -> OpenLoop:
@@ -260,6 +356,7 @@ def open_loop(fleet: Fleet, meter: Meter, rate: float, seconds: float, start_at:
     total = max(1, round(rate * seconds))
     slots = itertools.count()
     latencies: list[float] = []
+    cluster: list[float] = []
     waits: list[float] = []
     errors: list[str] = []
     t0 = time.perf_counter() + 0.1
@@ -275,11 +372,12 @@ def open_loop(fleet: Fleet, meter: Meter, rate: float, seconds: float, start_at:
                 errors.append("not started: the run fell too far behind")
                 continue
             try:
-                fleet.renew((start_at + n) % len(fleet))
+                in_cluster = fleet.renew((start_at + n) % len(fleet))
             except MachineIDError as e:
                 errors.append(f"{type(e).__name__}: {e}")
                 continue
             latencies.append(time.perf_counter() - planned)
+            cluster.append(in_cluster)
             waits.append(started - planned)
 
     with meter.measure() as usage:
@@ -288,7 +386,7 @@ def open_loop(fleet: Fleet, meter: Meter, rate: float, seconds: float, start_at:
             t.start()
         for t in pool:
             t.join()
-    return OpenLoop(rate, total, latencies, waits, errors, usage[0])
+    return OpenLoop(rate, total, latencies, cluster, waits, errors, usage[0])
 
 
 @dataclass
@@ -409,10 +507,20 @@ class CpuRound:
     renew_ms: float
     joins: bi.Phase
     renewals: bi.Phase
+    cycles: dict[str, bi.Phase]  # agent cycles by mode ("three", "one")
+
+    def cycle_ms(self, mode: str) -> float:
+        if mode == "bare":
+            return self.renew_ms
+        return ms(self.cycles[mode].server_cpu, self.cycles[mode].count)
+
+    def cycle_client_ms(self, mode: str) -> float:
+        phase = self.renewals if mode == "bare" else self.cycles[mode]
+        return ms(phase.client_cpu, phase.count)
 
 
 def cpu_round(admin: bi.Admin, authority: Authority, shape: bi.IssuanceShape, keys: list[list[bi.KeyPair]],
-              renewing: list[Identity], joins: int, seconds: float, tag: str) -> CpuRound:
+              renewing: list[Identity], fleet: Fleet, joins: int, seconds: float, tag: str) -> CpuRound:
     tokens = admin.new_tokens(joins, tag)  # untimed
     all_keys = [k for per in keys for k in per]
     c0 = time.thread_time()
@@ -420,10 +528,12 @@ def cpu_round(admin: bi.Admin, authority: Authority, shape: bi.IssuanceShape, ke
     raw_ms = ms(time.thread_time() - c0, raw_count)
     joined = bi.run_joins(admin, tokens, keys, 3 * seconds)  # ends when the tokens run out
     renewed = bi.run_renewals(admin, renewing, keys, seconds)
-    if joined.errors or renewed.errors:
-        raise RuntimeError("; ".join(joined.errors + renewed.errors))
+    cycles = {mode: run_cycles(fleet, admin.server, mode, seconds, 0) for mode in ("three", "one")}
+    errors = joined.errors + renewed.errors + [e for c in cycles.values() for e in c.errors]
+    if errors:
+        raise RuntimeError("; ".join(errors))
     return CpuRound(raw_ms, ms(joined.server_cpu, joined.count), ms(renewed.server_cpu, renewed.count), joined,
-                    renewed)
+                    renewed, cycles)
 
 
 def join_fleet(admin: bi.Admin, count: int, keys: list[bi.KeyPair]) -> list[Identity]:
@@ -445,17 +555,45 @@ def join_fleet(admin: bi.Admin, count: int, keys: list[bi.KeyPair]) -> list[Iden
         return [ident for chunk in pool.map(work, range(CPU_THREADS)) for ident in chunk]
 
 
+def source_shim() -> str:
+    """Makes this process bind its loopback connections to many source addresses on demand (benchmarks/
+    source_bind.c, preloaded): builds the shim and runs the benchmark again with it, once. Returns "" when it is
+    loaded, else why not (then the many-address stampede is skipped)."""
+    if os.environ.get("MACHINEID_BENCH_SHIM") == "1":
+        os.environ.pop("LD_PRELOAD", None)  # loaded in this process; the server and other children go without
+        return ""
+    source = Path(__file__).with_name("source_bind.c")
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    lib = Path(tempfile.gettempdir()) / f"machineid-source-bind-{digest}.so"
+    if not lib.exists():
+        built = subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(lib), str(source), "-ldl"],
+                               capture_output=True, text=True)
+        if built.returncode != 0:
+            return f"cannot build {source.name}: {built.stderr.strip()[:200]}"
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, *sys.argv],
+              {**os.environ, "LD_PRELOAD": str(lib), "MACHINEID_BENCH_SHIM": "1"})
+    return "unreachable"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A fleet against one server: CPU per operation, soak, stampede, "
                                                  "capacity.")
     parser.add_argument("--quick", action="store_true", help="a ~1 minute smoke run (smaller, shorter phases)")
+    parser.add_argument("--cycle", choices=MODES, default="one",
+                        help="the unit of work of the soak, stampedes and capacity steps (default one: the agent's "
+                             "one-connection cycle; three: its cycle before AgentCycle; bare: one RenewCerts)")
     parser.add_argument("--soak-seconds", type=float, help="length of the soak (default 60; --quick 10)")
     parser.add_argument("--agents", type=int, help="bots in the pool and agents in the stampede (default 2000; "
                                                    "--quick 400)")
     parser.add_argument("--spread", type=float, default=3.0, help="stampede arrival window in seconds (default 3)")
+    parser.add_argument("--sources", type=int, default=64,
+                        help="source addresses of the first stampede (default 64; 0 skips it)")
     parser.add_argument("--step-seconds", type=float, help="length of each capacity step (default 10; --quick 4)")
     parser.add_argument("--rounds", type=int, help="CPU-per-operation rounds, medians reported (default 3; "
                                                    "--quick 1)")
+    parser.add_argument("--skip", action="append", default=[], choices=["soak", "capacity"],
+                        help="leave out a phase (repeatable)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir and the server log")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -464,21 +602,29 @@ def main(argv: list[str] | None = None) -> int:
     step_seconds = args.step_seconds if args.step_seconds is not None else (4.0 if quick else 10.0)
     rounds = args.rounds if args.rounds is not None else (1 if quick else 3)
     cpu_seconds, cpu_joins = (1.5, 150) if quick else (3.0, 400)
-    if min(soak_seconds, step_seconds, args.spread) <= 0 or agents < 1 or rounds < 1:
+    if min(soak_seconds, step_seconds, args.spread) <= 0 or agents < 1 or rounds < 1 or args.sources < 0:
         parser.error("--soak-seconds, --step-seconds and --spread must be > 0; --agents and --rounds >= 1")
+    no_shim = source_shim() if args.sources else "--sources 0"
     soak_rate = FLEET / INTERVAL
+    mode = args.cycle
 
     t_start = time.perf_counter()
-    print(f"machineid fleet benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')}: {agents} bots, soak {soak_seconds:g}s at "
-          f"{soak_rate:.1f}/s, {step_seconds:g}s capacity steps, {rounds} CPU rounds, Python "
+    print(f"machineid fleet benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')}: {agents} bots, cycle mode {mode}, soak "
+          f"{soak_seconds:g}s at {soak_rate:.1f}/s, {step_seconds:g}s capacity steps, {rounds} CPU rounds, Python "
           f"{sys.version.split()[0]}, {os.cpu_count()} CPUs", flush=True)
+    if no_shim:
+        print(f"many-address stampede skipped: {no_shim}", flush=True)
     available = sorted(os.sched_getaffinity(0))
     cores: tuple[int, int] | None = (available[0], available[1]) if len(available) >= 2 else None
     if cores is not None:
         # The server inherits the starting thread's affinity; the client moves to the other core after.
         os.sched_setaffinity(0, {cores[0]})
     tmp = Path(tempfile.mkdtemp(prefix="machineid-fleet-"))
-    server = bi.ServerProc(tmp / "data", bi.CLUSTER_NAME, log_path=tmp / "server.log")
+    cleanup = [tmp]
+    # Joins are limited per address (50 a second): the set-up joins thousands from this one, and the join phase
+    # measures CPU per join, not the limit.
+    server = bi.ServerProc(tmp / "data", bi.CLUSTER_NAME, extra_args=("--join-rate-per-source", "100000"),
+                           log_path=tmp / "server.log")
     server.start()
     assert server.proc is not None
     try:
@@ -497,108 +643,152 @@ def main(argv: list[str] | None = None) -> int:
         all_keys = [k for per in keys for k in per]
         admin = bi.Admin(server, CPU_THREADS)
         renewing = [admin.join(token, keys[i][0]) for i, token in enumerate(admin.new_tokens(CPU_THREADS, "cpu"))]
-        fleet = Fleet(server.address, join_fleet(admin, agents, all_keys), all_keys)
+        with server.admin() as client:
+            for n in range(NODES):
+                client.upsert(Node(metadata=Metadata(name=f"node-{n:02d}"), spec=NodeSpec(addr=f"10.0.0.{n + 1}:22")))
+        pin_text = certs.ca_pin(admin.ca_certs[0])
+        # The agents' data and destination dirs on tmpfs where there is one: each cycle writes and fsyncs a dozen
+        # files, whose kernel time on a disk would make the client's core, not the server, the limit.
+        shm = Path("/dev/shm")
+        agents_dir = Path(tempfile.mkdtemp(prefix="machineid-fleet-agents-", dir=shm if shm.is_dir() else tmp))
+        cleanup.append(agents_dir)
+        agent_list = [make_agent(server.address, pin_text, agents_dir / str(i), ident)
+                      for i, ident in enumerate(join_fleet(admin, agents, all_keys))]
+        fleet = Fleet(server.address, agent_list, all_keys)
         shape = bi.shape_from(renewing[0])
         authority = bi.bench_authority()
-        print(f"setup: {agents} bots made and joined for the fleet in {time.perf_counter() - setup:.0f}s (server "
-              f"CPU {server.cpu_seconds() - setup_cpu:.0f}s; untimed)", flush=True)
+        print(f"setup: {agents} bots made and joined for the fleet, {NODES} nodes, in "
+              f"{time.perf_counter() - setup:.0f}s (server CPU {server.cpu_seconds() - setup_cpu:.0f}s; untimed)",
+              flush=True)
 
         # 1. CPU per operation. Warm-up first (untimed): code paths, SQLite pages, connections.
-        cpu_round(admin, authority, shape, keys, renewing, cpu_joins // 4, 0.5, "warm")
+        cpu_round(admin, authority, shape, keys, renewing, fleet, cpu_joins // 4, 0.5, "warm")
         cpu: list[CpuRound] = []
         for r in range(1, rounds + 1):
-            rnd = cpu_round(admin, authority, shape, keys, renewing, cpu_joins, cpu_seconds, f"r{r}")
+            rnd = cpu_round(admin, authority, shape, keys, renewing, fleet, cpu_joins, cpu_seconds, f"r{r}")
             cpu.append(rnd)
             print(f"cpu round {r}: raw {rnd.raw_ms:.3f} ms/issuance | joins {rnd.joins.rate:.0f}/s, server "
-                  f"{rnd.join_ms:.2f} ms/join ({rnd.joins.cpu_note()}) | renewals {rnd.renewals.rate:.0f}/s, server "
-                  f"{rnd.renew_ms:.2f} ms/renewal ({rnd.renewals.cpu_note()})", flush=True)
+                  f"{rnd.join_ms:.2f} ms/join ({rnd.joins.cpu_note()}) | bare renewals {rnd.renewals.rate:.0f}/s, "
+                  f"server {rnd.renew_ms:.2f} ms ({rnd.renewals.cpu_note()})", flush=True)
+            for m in ("three", "one"):
+                c = rnd.cycles[m]
+                print(f"  cycles ({m}) {c.rate:.0f}/s, server {rnd.cycle_ms(m):.2f} ms/cycle, client "
+                      f"{rnd.cycle_client_ms(m):.2f} ms ({c.cpu_note()})", flush=True)
         raw_ms = statistics.median(r.raw_ms for r in cpu)
         join_ms = statistics.median(r.join_ms for r in cpu)
-        renew_ms = statistics.median(r.renew_ms for r in cpu)
         join_client_ms = statistics.median(ms(r.joins.client_cpu, r.joins.count) for r in cpu)
-        renew_client_ms = statistics.median(ms(r.renewals.client_cpu, r.renewals.count) for r in cpu)
+        cycle_ms = {m: statistics.median(r.cycle_ms(m) for r in cpu) for m in MODES}
+        cycle_client_ms = {m: statistics.median(r.cycle_client_ms(m) for r in cpu) for m in MODES}
+        cycle_rate = {m: statistics.median(r.renewals.rate if m == "bare" else r.cycles[m].rate for r in cpu)
+                      for m in MODES}
+        ratio_3_1 = statistics.median(r.cycle_ms("three") / r.cycle_ms("one") for r in cpu)
+        fleet.mode = mode
 
-        # 2. Soak at the renewal rate of the whole fleet.
-        soak = open_loop(fleet, meter, soak_rate, soak_seconds, 0)
-        print(f"soak: {soak.line(cores)}", flush=True)
-        for err in sorted(set(soak.errors))[:5]:
-            print(f"  error: {err}", flush=True)
-        next_bot = soak.planned
+        # 2. Soak at the cycle rate of the whole fleet.
+        soak: OpenLoop | None = None
+        next_bot = 0
+        if "soak" not in args.skip:
+            soak = open_loop(fleet, meter, soak_rate, soak_seconds, 0)
+            print(f"soak: {soak.line(cores)}", flush=True)
+            for err in sorted(set(soak.errors))[:5]:
+                print(f"  error: {err}", flush=True)
+            next_bot = soak.planned
 
-        # 3. Stampede: every bot of the pool renews once, within --spread seconds.
-        st = stampede(fleet, meter, server, agents, args.spread, give_up=120.0)
-        print(f"stampede: {agents} agents arriving within {args.spread:g}s, drained in {st.drain:.1f}s, "
-              f"{st.transport_errors} transport errors ({st.retried} agents retried), {len(st.failures)} failed; "
-              f"p50 {percentile(st.latencies, 50):.2f}s p99 {percentile(st.latencies, 99):.2f}s from arrival | "
-              f"{st.usage.note(cores)}", flush=True)
-        for err in st.failures[:5]:
-            print(f"  failure: {err}", flush=True)
+        # 3. Stampedes: every bot of the pool runs one cycle, within --spread seconds; from many addresses, then one.
+        stampedes: list[tuple[str, Stampede]] = []
+        for sources in ([args.sources] if args.sources and not no_shim else []) + [1]:
+            label = f"{sources} addresses" if sources > 1 else "one address"
+            if sources > 1:
+                os.environ[SOURCES_ENV] = str(sources)
+            try:
+                st = stampede(fleet, meter, server, agents, args.spread, give_up=120.0)
+            finally:
+                os.environ.pop(SOURCES_ENV, None)
+            stampedes.append((label, st))
+            print(f"stampede from {label}: {agents} agents arriving within {args.spread:g}s, drained in "
+                  f"{st.drain:.1f}s, {st.transport_errors} transport errors ({st.retried} agents retried), "
+                  f"{len(st.failures)} failed; p50 {percentile(st.latencies, 50):.2f}s p99 "
+                  f"{percentile(st.latencies, 99):.2f}s from arrival | {st.usage.note(cores)}", flush=True)
+            for err in st.failures[:5]:
+                print(f"  failure: {err}", flush=True)
 
-        # 4. Capacity: the largest renewal rate with p99 < 50 ms and no errors.
-        estimate = 1000 / renew_ms
-        print(f"capacity search: {step_seconds:g}s steps from 1 / server CPU per renewal = {estimate:.0f}/s",
-              flush=True)
-        best, steps = capacity_search(fleet, meter, estimate, step_seconds, next_bot, cores)
+        # 4. Capacity: the largest cycle rate with p99 < 50 ms and no errors.
+        best: OpenLoop | None = None
+        steps: list[OpenLoop] = []
+        if "capacity" not in args.skip:
+            estimate = 1000 / cycle_ms[mode]
+            print(f"capacity search: {step_seconds:g}s steps from 1 / server CPU per cycle = {estimate:.0f}/s",
+                  flush=True)
+            best, steps = capacity_search(fleet, meter, estimate, step_seconds, next_bot, cores)
         total = time.perf_counter() - t_start
 
         # ---- the table
         def row(name: str, value: str, ref: str = "") -> None:
-            print(f"  {name:<44} {value:<34} {ref}")
+            print(f"  {name:<46} {value:<36} {ref}")
 
         def verdict(ok: bool) -> str:
             return "PASS" if ok else "FAIL"
 
         where = f"server on CPU {cores[0]}, clients on CPU {cores[1]}" if cores else "unpinned"
         print()
-        print(f"results ({where}; CPU rounds: median of {rounds}):")
+        print(f"results ({where}; CPU rounds: median of {rounds}; soak, stampedes and capacity in mode {mode}):")
         row("raw signing floor (1 thread)", f"{raw_ms:.3f} ms CPU per issuance", "SSH user + X.509 client cert")
         row("join: server CPU", f"{join_ms:.2f} ms per join", f"{join_ms / raw_ms:.1f}x raw (client "
             f"{join_client_ms:.2f} ms)")
-        row("renewal: server CPU", f"{renew_ms:.2f} ms per renewal", f"{renew_ms / raw_ms:.1f}x raw (client "
-            f"{renew_client_ms:.2f} ms)")
-        row(f"soak {soak_rate:.1f}/s x {soak_seconds:g}s: p50 / p99",
-            f"{1000 * soak.p50:.1f} / {1000 * soak.p99:.1f} ms", f"p99 < 50 ms  {verdict(soak.p99 < P99_TARGET)}")
-        row("soak: errors", f"{soak.failures} of {soak.planned}", f"0  {verdict(soak.failures == 0)}")
-        row("soak: CPU", f"server {ms(soak.usage.server_cpu, len(soak.latencies)):.2f} ms per renewal",
-            f"server {100 * soak.usage.share(soak.usage.server_cpu):.0f}%, client "
-            f"{100 * soak.usage.share(soak.usage.client_cpu):.0f}% of a core")
-        row(f"stampede: {agents} agents within {args.spread:g}s", f"drained in {st.drain:.1f}s",
-            f"all succeed  {verdict(not st.failures and len(st.latencies) == agents)}")
-        row("stampede: errors before retry success", f"{st.transport_errors} ({st.retried} agents retried)")
-        row("stampede: time to success p50 / p99 / max", f"{percentile(st.latencies, 50):.2f} / "
-            f"{percentile(st.latencies, 99):.2f} / {max(st.latencies, default=float('nan')):.2f} s")
-        peak = "phase peak" if st.peak_is_phase else "lifetime peak"
-        row("stampede: peak server memory (VmHWM)", f"{st.peak_kib / 1024:.0f} MiB ({peak})",
-            f"RSS before {st.rss_before_kib / 1024:.0f} MiB")
-        row("stampede: CPU", f"server {100 * st.usage.share(st.usage.server_cpu):.0f}%, client "
-            f"{100 * st.usage.share(st.usage.client_cpu):.0f}% of a core")
+        for m, what in (("bare", "bare renewal (RenewCerts only)"), ("three", "agent cycle, 3 connections (before)"),
+                        ("one", "agent cycle, 1 connection (AgentCycle)")):
+            row(f"{what}: server CPU", f"{cycle_ms[m]:.2f} ms ({cycle_rate[m]:.0f}/s closed loop)",
+                f"{cycle_ms[m] / raw_ms:.1f}x raw (client {cycle_client_ms[m]:.2f} ms)")
+        row("server CPU per cycle, 3 connections / 1", f"{ratio_3_1:.2f}x", "median of the per-round ratios")
+        if soak is not None:
+            row(f"soak {soak_rate:.1f}/s x {soak_seconds:g}s: cluster calls p50 / p99",
+                f"{1000 * percentile(soak.cluster, 50):.1f} / {1000 * soak.p99:.1f} ms",
+                f"p99 < 50 ms  {verdict(soak.p99 < P99_TARGET)}")
+            row("soak: whole cycle p50 / p99 (from planned start)",
+                f"{1000 * soak.p50:.1f} / {1000 * percentile(soak.latencies, 99):.1f} ms")
+            row("soak: errors", f"{soak.failures} of {soak.planned}", f"0  {verdict(soak.failures == 0)}")
+            row("soak: CPU", f"server {ms(soak.usage.server_cpu, len(soak.latencies)):.2f} ms per cycle",
+                f"server {100 * soak.usage.share(soak.usage.server_cpu):.0f}%, client "
+                f"{100 * soak.usage.share(soak.usage.client_cpu):.0f}% of a core")
+        for label, st in stampedes:
+            row(f"stampede ({label}): {agents} within {args.spread:g}s", f"drained in {st.drain:.1f}s",
+                f"all succeed  {verdict(not st.failures and len(st.latencies) == agents)}")
+            row("  errors before retry success", f"{st.transport_errors} ({st.retried} agents retried)")
+            row("  time to success p50 / p99 / max", f"{percentile(st.latencies, 50):.2f} / "
+                f"{percentile(st.latencies, 99):.2f} / {max(st.latencies, default=float('nan')):.2f} s")
+            peak = "phase peak" if st.peak_is_phase else "lifetime peak"
+            row("  peak server memory (VmHWM)", f"{st.peak_kib / 1024:.0f} MiB ({peak})",
+                f"RSS before {st.rss_before_kib / 1024:.0f} MiB")
+            row("  CPU", f"server {100 * st.usage.share(st.usage.server_cpu):.0f}%, client "
+                f"{100 * st.usage.share(st.usage.client_cpu):.0f}% of a core")
         if best is not None:
-            row("max renewal rate with p99 < 50 ms", f"{best.rate:.0f}/s (p99 {1000 * best.p99:.1f} ms)",
-                f"{best.rate * renew_ms / 10:.0f}% of one core at phase-1 CPU per renewal")
+            row("max cycle rate, cluster calls p99 < 50 ms", f"{best.rate:.0f}/s (p99 {1000 * best.p99:.1f} ms)",
+                f"{best.rate * cycle_ms[mode] / 10:.0f}% of one core at phase-1 CPU per cycle")
             row("bots per server at a 20-minute interval", f"{best.rate * INTERVAL:,.0f}",
                 f"{best.rate * INTERVAL / FLEET:.1f}x the 100,000-bot fleet")
-        else:
-            row("max renewal rate with p99 < 50 ms", "none of the steps passed")
-        limited = [f"{s.rate:.0f}/s" for s in [soak, *steps] if s.usage.client_saturated(cores)]
-        if st.usage.client_saturated(cores):
-            limited.append("the stampede")
+        elif "capacity" not in args.skip:
+            row("max cycle rate with p99 < 50 ms", "none of the steps passed")
+        loops = [soak] if soak is not None else []
+        limited = [f"{s.rate:.0f}/s" for s in [*loops, *steps] if s.usage.client_saturated(cores)]
+        limited += [f"the stampede from {label}" for label, st in stampedes if st.usage.client_saturated(cores)]
         if limited:
             print(f"  note: the client's core was >= {100 * SATURATED:.0f}% busy at {', '.join(limited)}: there, "
                   "latency includes client queueing and the server was not necessarily the limit")
-        phases = [(f"{s.rate:.0f}/s", s.usage) for s in [soak, *steps]] + [("the stampede", st.usage)]
+        phases = [(f"{s.rate:.0f}/s", s.usage) for s in [*loops, *steps]]
+        phases += [(f"the stampede from {label}", st.usage) for label, st in stampedes]
         if busy := [f"{name} {100 * u.share(u.others_cpu):.0f}%" for name, u in phases
                     if u.share(u.others_cpu) >= OTHER_LOAD]:
             print(f"  note: other processes used a share of a core (on either core) at {', '.join(busy)}: there "
                   "the server or the client shared its core and latencies are inflated")
         if fleet.overlaps:
-            print(f"  note: {fleet.overlaps} renewals waited for the same bot's previous one (pool too small)")
+            print(f"  note: {fleet.overlaps} cycles waited for the same bot's previous one (pool too small)")
         kept = f"; data dir and server log kept in {tmp}" if args.keep else ""
         print(f"(total runtime {total:.0f}s{kept})")
-        return 1 if st.failures or len(st.latencies) < agents else 0
+        return 1 if any(st.failures or len(st.latencies) < agents for _, st in stampedes) else 0
     finally:
         server.stop()
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
+        for path in cleanup if not args.keep else cleanup[1:]:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":

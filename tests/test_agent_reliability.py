@@ -40,16 +40,16 @@ def test_a_lost_renewal_answer_and_a_restart_do_not_lock_the_bot(server: ServerP
     cfg = config(server, admin, tmp_path, "lossy")
     first = BotAgent(cfg)
     assert first.cycle().action == "joined"
-    real_renew = Client.renew
+    real_cycle = Client.agent_cycle
 
     def renewed_but_answer_lost(self: Client, *args: object, **kw: object) -> object:
-        real_renew(self, *args, **kw)  # type: ignore[arg-type]
+        real_cycle(self, *args, **kw)  # type: ignore[arg-type]
         raise TransportError("the connection dropped before the answer arrived")
 
-    monkeypatch.setattr(Client, "renew", renewed_but_answer_lost)
+    monkeypatch.setattr(Client, "agent_cycle", renewed_but_answer_lost)
     with pytest.raises(TransportError):
         first.cycle()
-    monkeypatch.setattr(Client, "renew", real_renew)
+    monkeypatch.setattr(Client, "agent_cycle", real_cycle)
     first.unlock()  # the process dies
     restarted = BotAgent(cfg)
     outcome = restarted.cycle()

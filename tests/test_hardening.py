@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -357,6 +358,7 @@ def test_one_address_cannot_hold_every_connection(tmp_path: Path) -> None:
         host, port = srv.address.rsplit(":", 1)
         held = [socket.create_connection((host, int(port)), timeout=5) for _ in range(3)]
         try:
+            time.sleep(1.5)  # stalling: no ClientHello a second after connecting
             held.append(socket.create_connection((host, int(port)), timeout=5))
             assert held[0].recv(10) == b""  # the fourth evicted the oldest: three at most are held
             assert srv.ctl("status").returncode == 0  # and others are served meanwhile

@@ -230,7 +230,7 @@ def test_a_full_address_evicts_its_oldest_unfinished_handshake_instead_of_refusi
     """Stalled connections topped up to the per-address cap used to turn away every new connection from that
     address, its admin calls and renewals included: the newcomer now evicts the oldest one still handshaking."""
     up = Upstream(str(sockdir / "cap.sock"), echo)
-    router = start_router({}, default=up.path, max_per_source=3)
+    router = start_router({}, default=up.path, max_per_source=3, hello_grace=0.0)
     held = [connect(router) for _ in range(3)]  # they never say hello
     try:
         with connect(router) as fresh:
@@ -320,4 +320,81 @@ def test_anonymous_connections_are_rate_limited_per_address(sockdir: Path) -> No
         time.sleep(0.6)
         assert ask("join.c.test") == b"join"  # the bucket refills
     finally:
+        router.stop()
+
+
+def test_handshakes_waiting_on_a_busy_server_are_not_evicted_but_stallers_still_are(sockdir: Path) -> None:
+    """A stampede of agents behind one address, arriving while the server is slow to answer their ClientHellos:
+    every one beyond the per-address cap used to evict the oldest, which was waiting on the server, not stalling
+    (each evicted agent failed its renewal and retried). Now only handshakes that wait on their client count, and
+    a burst the server answers at once has a moment (client_grace) to answer back before it counts as stalling."""
+    release = threading.Event()
+
+    def busy_server(conn: socket.socket, hello: bytes) -> None:
+        release.wait(10)  # answers no ClientHello until released
+        conn.sendall(record(0x16, b"server flight"))
+        echo(conn, hello)
+
+    up = Upstream(str(sockdir / "busy.sock"), busy_server)
+    router = start_router({}, default=up.path, max_per_source=3)
+    agents: list[socket.socket] = []
+    try:
+        for _ in range(10):  # all from 127.0.0.1, over the cap of 3, each saying hello at once
+            agents.append(connect(router))
+            agents[-1].sendall(client_hello("auth.cluster.test"))
+            time.sleep(0.05)
+        deadline = time.monotonic() + 5
+        while len(up.hellos) < len(agents) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(up.hellos) == len(agents)  # every ClientHello reached the server: none was evicted
+        release.set()
+        for c in agents:  # each gets the server's answer and finishes its handshake
+            assert recv_exactly(c, 5 + len(b"server flight"))[5:] == b"server flight"
+        for i, c in enumerate(agents):
+            c.sendall(record(0x17, f"app {i}".encode()))
+            assert recv_exactly(c, 5 + len(f"app {i}"))[5:] == f"app {i}".encode()
+    finally:
+        release.set()
+        for c in agents:
+            c.close()
+        router.stop()
+    # Handshakes that the server answered and whose clients stall are still capped: the oldest goes.
+    up = Upstream(str(sockdir / "answering.sock"), echo)
+    router = start_router({}, default=up.path, max_per_source=3, client_grace=0.2)
+    stallers: list[socket.socket] = []
+    try:
+        for _ in range(5):
+            stallers.append(connect(router))
+            stallers[-1].sendall(client_hello("auth.cluster.test") + record(0x16, b"x"))  # echoed: the server's
+            time.sleep(0.3)  # turn is over; and past the grace a client has to answer the server
+        for c in stallers[:2]:  # evicted, oldest first: five waited on their clients, three may
+            c.settimeout(5)
+            assert recv_all(c) == record(0x16, b"x")
+        assert recv_exactly(stallers[4], 6) == record(0x16, b"x")
+        stallers[4].sendall(record(0x17, b"late"))
+        assert recv_exactly(stallers[4], 9) == record(0x17, b"late")
+    finally:
+        for c in stallers:
+            c.close()
+        router.stop()
+
+
+def test_a_burst_of_connections_gets_a_moment_to_say_hello_up_to_a_hard_cap(sockdir: Path) -> None:
+    """Many agents on one busy host connect at once and take a moment to send their ClientHellos: within
+    hello_grace they are not taken for stallers, but an address never holds more than four times its cap."""
+    up = Upstream(str(sockdir / "burst.sock"), echo)
+    router = start_router({}, default=up.path, max_per_source=2, hello_grace=30.0)
+    burst = [connect(router) for _ in range(8)]  # four times the cap, none has said hello yet
+    try:
+        time.sleep(0.3)
+        for i, c in enumerate(burst):  # all still there: each says hello and is served
+            c.sendall(client_hello("auth.cluster.test") + record(0x17, f"agent {i}".encode()))
+            assert recv_exactly(c, 5 + len(f"agent {i}"))[5:] == f"agent {i}".encode()
+        more = [connect(router) for _ in range(9)]  # these stall: the ninth is past the hard cap of 8
+        burst += more
+        more[0].settimeout(5)
+        assert more[0].recv(10) == b""  # the oldest went, young as it was
+    finally:
+        for c in burst:
+            c.close()
         router.stop()

@@ -28,10 +28,12 @@ from machineid.agent.config import AgentConfig, resolve_token
 from machineid.api import certs, id_tokens
 from machineid.api.client import Client, JoinClient, check_pin, fetch_cluster_cas, identity_from_certs
 from machineid.api.identity import Identity
+from machineid.api.v1 import types_pb2 as tpb
 from machineid.model import codec
 from machineid.model.delegated import DELEGATED_METHODS
 from machineid.model.errors import MachineIDError, PreconditionError, TransportError, ValidationError
 from machineid.model.instances import DestinationHealth, Heartbeat
+from machineid.model.resources import Node
 
 if TYPE_CHECKING:
     from machineid.agent.diag import Diagnostics
@@ -212,7 +214,7 @@ class BotAgent:
                 reply = client.register_using_token(token, public, self._ttl())
         return identity_from_certs(certs.private_key_pem(key), reply.certs)
 
-    def renew(self, current: Identity) -> Identity:
+    def _renewal_key(self) -> certs.PrivateKey:
         # The new key is kept until a renewal succeeds, on disk before it is sent: if an answer is lost, the retry
         # (even by a restarted agent) sends the same key, which the cluster recognises as the same renewal rather
         # than a copied certificate.
@@ -223,8 +225,9 @@ class BotAgent:
 
             write_private(self.storage / PENDING_KEY_FILE, certs.private_key_pem(key))
         self._pending_key = key
-        with Client(self.config.auth_server, current) as client:
-            reply = client.renew(certs.public_key_pem(key.public_key()), self._ttl(), self.heartbeat())
+        return key
+
+    def _renewed(self, key: certs.PrivateKey, reply: tpb.Certs) -> Identity:
         renewed = identity_from_certs(certs.private_key_pem(key), reply)
         self._save_state(renewed)  # before the pending key goes: there is always a key for the stored identity
         (self.storage / PENDING_KEY_FILE).unlink(missing_ok=True)
@@ -237,6 +240,41 @@ class BotAgent:
                          architecture=platform.machine(), uptime_seconds=int(time.monotonic() - self._started),
                          one_shot=bool(self.config.oneshot),
                          destinations=[self._health.get(str(d)) or _on_disk(d) for d in self.destinations])
+
+    def renew(self, current: Identity) -> Identity:
+        """The renewal alone (RenewCerts)."""
+        key = self._renewal_key()
+        with Client(self.config.auth_server, current) as client:
+            reply = client.renew(certs.public_key_pem(key.public_key()), self._ttl(), self.heartbeat())
+        return self._renewed(key, reply)
+
+    def renew_cycle(self, current: Identity) -> tuple[Identity, Identity | None, list[destination.NodeEntry] | None]:
+        """The renewal, the destinations' certificates and the nodes over one connection, in one call (AgentCycle):
+        the cluster answers the last two as the renewed identity, never as the one just superseded. Returns the
+        renewed identity, the output identity and the nodes; the last two are None when the server predates the
+        call (the cycle then asks for them as before, each on a connection of its own)."""
+        key = self._renewal_key()
+        out_key = certs.new_key()
+        public = certs.public_key_pem(key.public_key())
+        with Client(self.config.auth_server, current) as client:
+            answer = client.agent_cycle(public, self._ttl(), certs.public_key_pem(out_key.public_key()), self._ttl(),
+                                        list_nodes=True, heartbeat=self.heartbeat())
+            if answer is None:
+                return self._renewed(key, client.renew(public, self._ttl(), self.heartbeat())), None, None
+        renewed = self._renewed(key, answer.certs)
+        if answer.output_certs is None:
+            raise AgentError("the cluster answered the agent cycle without the output certificates")
+        output = identity_from_certs(certs.private_key_pem(out_key), answer.output_certs)
+        if answer.nodes_error:
+            return renewed, output, self._listing_failed(answer.nodes_error)
+        nodes = list(answer.nodes)
+        if answer.next_page_token:  # more nodes than one answer carries: the rest as the output identity
+            try:
+                with Client(self.config.auth_server, output) as client:
+                    nodes += client.list_as(Node, page_token=answer.next_page_token)
+            except MachineIDError as e:
+                return renewed, output, self._listing_failed(str(e))
+        return renewed, output, self._node_entries(nodes)
 
     def _load_pending_key(self) -> certs.PrivateKey | None:
         path = self.storage / PENDING_KEY_FILE
@@ -261,14 +299,20 @@ class BotAgent:
         last listing (empty after a restart) stands in, with a warning."""
         try:
             with Client(self.config.auth_server, ident) as client:
-                nodes = client.list("node")
+                nodes = client.list_as(Node)
         except MachineIDError as e:
-            log.warning("could not list the nodes for ssh_config (%s); writing the certificates with the %d nodes "
-                        "of the last listing", e, len(self._last_nodes))
-            return self._last_nodes
+            return self._listing_failed(str(e))
+        return self._node_entries(nodes)
+
+    def _listing_failed(self, error: str) -> list[destination.NodeEntry]:
+        log.warning("could not list the nodes for ssh_config (%s); writing the certificates with the %d nodes "
+                    "of the last listing", error, len(self._last_nodes))
+        return self._last_nodes
+
+    def _node_entries(self, nodes: list[Node]) -> list[destination.NodeEntry]:
         out = []
         for n in nodes:
-            host, _, port = n.spec.addr.rpartition(":")  # type: ignore[union-attr]
+            host, _, port = n.spec.addr.rpartition(":")
             out.append(destination.NodeEntry(n.metadata.name, host.strip("[]"), int(port)))
         self._last_nodes = out
         return out
@@ -297,9 +341,11 @@ class BotAgent:
             current = None
         if current is not None and not current.info.renewable:
             current = None  # IAM identities are not renewable: the agent proves its AWS identity again
+        output: Identity | None = None
+        nodes: list[destination.NodeEntry] | None = None
         if current is not None:
             try:
-                ident, action = self.renew(current), "renewed"
+                (ident, output, nodes), action = self.renew_cycle(current), "renewed"
             except TransportError:
                 raise
             except MachineIDError as e:
@@ -319,8 +365,10 @@ class BotAgent:
         if ident.info.renewable:
             self._save_state(ident)
         self.identity = ident
-        output = self._output_identity(ident)
-        nodes = self._nodes(output)
+        if output is None:  # a join (or a server without AgentCycle): one connection for each
+            output = self._output_identity(ident)
+        if nodes is None:
+            nodes = self._nodes(output)
         for dest in self.destinations:
             try:
                 destination.write(dest, output, nodes)

@@ -90,6 +90,18 @@ class BotCreated:
     ca_pins: list[str]
 
 
+@dataclass
+class AgentCycle:
+    """Client.agent_cycle's answer: the renewed identity's certificates, the output certificates (when asked),
+    the first page of nodes and where the next starts (empty: none), or why the listing failed."""
+
+    certs: tpb.Certs
+    output_certs: tpb.Certs | None
+    nodes: builtins.list[Node]
+    next_page_token: str
+    nodes_error: str
+
+
 class _Base:
     def __init__(self, address: str, channel: grpc.Channel, timeout: float) -> None:
         self.address = address
@@ -220,11 +232,13 @@ class Client(_Base):
         reply = self._call(getattr(self.cluster, spec.get), pb.GetRequest(name=name))
         return convert.from_pb(KINDS[kind], reply)
 
-    def list(self, kind: str, labels: dict[str, str] | None = None, page_size: int = 0) -> builtins.list[Resource]:
-        """Every object of the kind (with these labels), following the server's pages."""
+    def list(self, kind: str, labels: dict[str, str] | None = None, page_size: int = 0,
+             page_token: str = "") -> builtins.list[Resource]:
+        """Every object of the kind (with these labels), following the server's pages (from page_token: where an
+        earlier answer's page ended)."""
         spec = _RPC[kind]
         out: builtins.list[Resource] = []
-        token = ""
+        token = page_token
         while True:
             req = pb.ListRequest(page_size=page_size, page_token=token, labels=labels or {})
             reply = self._call(getattr(self.cluster, spec.list), req)
@@ -245,8 +259,8 @@ class Client(_Base):
         assert isinstance(obj, cls)
         return obj
 
-    def list_as(self, cls: type[R], labels: dict[str, str] | None = None) -> builtins.list[R]:
-        return [obj for obj in self.list(cls.kind, labels) if isinstance(obj, cls)]
+    def list_as(self, cls: type[R], labels: dict[str, str] | None = None, page_token: str = "") -> builtins.list[R]:
+        return [obj for obj in self.list(cls.kind, labels, page_token=page_token) if isinstance(obj, cls)]
 
     def get_role(self, name: str) -> Role:
         return self.get_as(Role, name)
@@ -325,6 +339,27 @@ class Client(_Base):
     def issue_output_certs(self, public_key_pem: str, ttl: timedelta | None = None) -> tpb.Certs:
         return self._call(self.cluster.IssueOutputCerts, pb.RenewRequest(public_key=public_key_pem,
                                                                           ttl=duration_pb(ttl)))
+
+    def agent_cycle(self, public_key_pem: str, ttl: timedelta | None = None, output_public_key_pem: str = "",
+                    output_ttl: timedelta | None = None, list_nodes: bool = False,
+                    node_page_size: int = 0, heartbeat: Heartbeat | None = None) -> AgentCycle | None:
+        """A bot agent's cycle in one call on this channel: renew this (renewable) identity, and the output
+        certificates for output_public_key_pem and the first page of nodes, both as the renewed identity. None when
+        the server predates the call (then renew, issue_output_certs and list, each as its identity)."""
+        req = pb.AgentCycleRequest(public_key=public_key_pem, ttl=duration_pb(ttl),
+                                   output_public_key=output_public_key_pem, output_ttl=duration_pb(output_ttl),
+                                   list_nodes=list_nodes, node_page_size=node_page_size)
+        if heartbeat is not None:
+            req.heartbeat.CopyFrom(convert.to_pb(heartbeat, tpb.BotInstanceHeartbeat))
+        try:
+            reply = self.cluster.AgentCycle(req, timeout=self.timeout)
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return None
+            raise status.from_rpc_error(err, self.address) from None
+        return AgentCycle(certs=reply.certs, output_certs=reply.output_certs if reply.HasField("output_certs")
+                          else None, nodes=[convert.from_pb(Node, n) for n in reply.nodes],
+                          next_page_token=reply.next_page_token, nodes_error=reply.nodes_error)
 
     def sign_user(self, user: str, public_key_pem: str, ttl: timedelta | None = None) -> tpb.Certs:
         req = pb.SignUserRequest(user=user, public_key=public_key_pem, ttl=duration_pb(ttl))

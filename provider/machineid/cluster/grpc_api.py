@@ -25,7 +25,7 @@ from machineid.cluster.issuance import IssuedCerts
 from machineid.cluster.keypairs import KeypairJoin
 from machineid.cluster.limits import CallLimits
 from machineid.cluster.node_sync import SyncRequest
-from machineid.cluster.service import ANONYMOUS, Caller, Cluster, Page
+from machineid.cluster.service import ANONYMOUS, Caller, Cluster, CycleRequest, Page
 from machineid.cluster.store.base import AuditFilter
 from machineid.model import codec, kinds
 from machineid.model.errors import FieldViolation, UnauthenticatedError, ValidationError
@@ -77,6 +77,15 @@ def _ts(value: Any) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
     ts.FromDatetime(value)
     return ts
+
+
+def _heartbeat(request: pb.RenewRequest | pb.AgentCycleRequest) -> Heartbeat | None:
+    """The agent's heartbeat, bounded (its strings, its destinations) before a bot writes it into its record."""
+    if not request.HasField("heartbeat"):
+        return None
+    heartbeat = convert.from_pb(Heartbeat, request.heartbeat)
+    codec.validate(heartbeat)
+    return heartbeat
 
 
 def certs_pb(out: IssuedCerts) -> tpb.Certs:
@@ -233,10 +242,8 @@ class ClusterServicer(_Base, rpc.ClusterServiceServicer):
     # ---- certificates
     @_handler
     def RenewCerts(self, request: pb.RenewRequest, context: grpc.ServicerContext) -> tpb.Certs:
-        heartbeat = convert.from_pb(Heartbeat, request.heartbeat) if request.HasField("heartbeat") else None
-        if heartbeat is not None:
-            codec.validate(heartbeat)  # bounded strings: a bot writes this into its instance record
-        return certs_pb(self.cluster.renew(self.caller(context), request.public_key, _ttl(request), heartbeat))
+        return certs_pb(self.cluster.renew(self.caller(context), request.public_key, _ttl(request),
+                                           _heartbeat(request)))
 
     # ---- bot instances
     @_handler
@@ -256,6 +263,19 @@ class ClusterServicer(_Base, rpc.ClusterServiceServicer):
     @_handler
     def IssueOutputCerts(self, request: pb.RenewRequest, context: grpc.ServicerContext) -> tpb.Certs:
         return certs_pb(self.cluster.issue_output_certs(self.caller(context), request.public_key, _ttl(request)))
+
+    @_handler
+    def AgentCycle(self, request: pb.AgentCycleRequest, context: grpc.ServicerContext) -> pb.AgentCycleResponse:
+        answer = self.cluster.agent_cycle(self.caller(context), CycleRequest(
+            public_key=request.public_key, ttl=_ttl(request), output_public_key=request.output_public_key,
+            output_ttl=_ttl(request, "output_ttl"), list_nodes=request.list_nodes,
+            node_page_size=request.node_page_size, heartbeat=_heartbeat(request)))
+        resp = pb.AgentCycleResponse(certs=certs_pb(answer.certs), nodes=[convert.to_pb(n, tpb.Node)
+                                                                           for n in answer.nodes],
+                                     next_page_token=answer.next_page_token, nodes_error=answer.nodes_error)
+        if answer.output is not None:
+            resp.output_certs.CopyFrom(certs_pb(answer.output))
+        return resp
 
     @_handler
     def SignUserCerts(self, request: pb.SignUserRequest, context: grpc.ServicerContext) -> tpb.Certs:

@@ -163,6 +163,18 @@ class Issuer:
         ident = caller.ident
         if ident is None or not ident.renewable or not ident.bot_name:
             raise PermissionDeniedError("only a bot's renewable identity may issue its output certificates")
+        return self._output_certs(caller, ident, public_key_pem, ttl)
+
+    def renewed_output_certs(self, caller: Caller, renewed: certs.CertIdentity, public_key_pem: str,
+                             ttl: timedelta | None) -> IssuedCerts:
+        """output_certs in an agent cycle: authorised by the renewal that just succeeded in the same call (renewed
+        is the identity it issued), not by the certificate that renewal superseded. A renewal of the same bot that
+        got in between (a copy) still makes this refuse."""
+        public_key(public_key_pem)
+        return self._output_certs(caller, renewed, public_key_pem, ttl)
+
+    def _output_certs(self, caller: Caller, ident: certs.CertIdentity, public_key_pem: str,
+                      ttl: timedelta | None) -> IssuedCerts:
         bot = self.objects.get(Bot, ident.bot_name)
         if ident.generation != bot.status.generation:
             self.objects.audit(caller, "cert.issue_output", f"bot/{ident.bot_name}", "denied",
@@ -170,7 +182,7 @@ class Issuer:
             raise PermissionDeniedError("this identity is not the bot's current generation; renew first")
         out_ident, traits = self.bot_identity(bot, renewable=False)
         out = self.issue(public_key_pem, replace(out_ident, generation=0), traits, ttl, MAX_RENEWABLE_TTL)
-        self.objects.audit(caller, "cert.issue_output", f"bot/{ident.bot_name}",
+        self.objects.audit(caller, "cert.issue_output", f"bot/{bot.metadata.name}",
                            expires=codec.format_time(out.expires))
         return out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from machineid.api import certs
 from machineid.cluster import holders, instances
 from machineid.cluster.access import stale_identity
 from machineid.cluster.caller import Caller
@@ -25,6 +26,12 @@ class Renewals:
 
     def renew(self, caller: Caller, public_key_pem: str, ttl: timedelta | None,
               heartbeat: Heartbeat | None = None) -> IssuedCerts:
+        return self.renew_identity(caller, public_key_pem, ttl, heartbeat)[0]
+
+    def renew_identity(self, caller: Caller, public_key_pem: str, ttl: timedelta | None,
+                       heartbeat: Heartbeat | None = None) -> tuple[IssuedCerts, certs.CertIdentity]:
+        """renew, and the identity the new certificates carry (what an agent cycle's further answers are
+        authorised by); the heartbeat goes on the bot's instance record."""
         key = public_key(public_key_pem)
         ident = caller.ident
         if ident is None:
@@ -83,4 +90,4 @@ class Renewals:
         out = holder.issue(self.issuer, key, new_ident, traits, grant)
         objects.audit(caller, "cert.renew", holder.target, generation=st.generation,
                       expires=codec.format_time(out.expires), retry=retry)
-        return out
+        return out, new_ident

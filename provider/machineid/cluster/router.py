@@ -18,9 +18,14 @@ data record), so a client that stalls mid-handshake frees its descriptors in sec
 The per-address cap must not be a lever against others behind that address (or against its own admin calls and
 renewals): connections still in their handshake are capped per address, but one arriving at the cap evicts the
 address's oldest one instead of being turned away, so a staller that keeps its quota topped up only evicts itself
-while a real client's handshake (milliseconds) completes. Anonymous connections past their handshake have a cap of
-their own; authenticated ones (mutual TLS: the server closes a connection whose certificate it refuses during the
-handshake) count only toward the total.
+while a real client's handshake (milliseconds) completes. Only a handshake waiting on its client counts (and can be
+evicted): one whose ClientHello went to the server and that the server has not answered yet waits on the server,
+which a client cannot stall. So when many agents behind one address come back at once (a stampede after an outage)
+and the busy server takes a while to answer their ClientHellos, they queue at the server instead of evicting each
+other (which failed every renewal beyond the cap and set off a storm of retries); the server's answer starts the
+client's turn, capped and timed again. Anonymous connections past their handshake have a cap of their own;
+authenticated ones (mutual TLS: the server closes a connection whose certificate it refuses during the handshake)
+count only toward the total.
 """
 
 from __future__ import annotations
@@ -43,7 +48,12 @@ from machineid.cluster.limits import RateLimits
 log = logging.getLogger("machineid.cluster.router")
 _MAX_HELLO = 16384 + 5
 _HELLO_TIMEOUT = 10.0  # seconds a client may take to send its ClientHello
-_HANDSHAKE_TIMEOUT = 10.0  # seconds a client may then take to complete the TLS handshake
+_HANDSHAKE_TIMEOUT = 10.0  # seconds a client may then take to complete the TLS handshake (from the server's answer)
+_SERVER_ANSWER_TIMEOUT = 60.0  # seconds a ClientHello may wait for the (busy) server's first answer
+_CLIENT_GRACE = 5.0  # seconds a client may take to answer the server before it counts as stalling at the cap
+_HELLO_GRACE = 1.0  # seconds a connection may take to bring its ClientHello before it counts as stalling at the cap
+_HARD_CAP = 4  # x max_per_source: beyond this many waiting on them, an address's oldest goes, however young
+_EVICTION_SCAN = 16  # connections looked at for one to evict, oldest first
 MAX_PER_SOURCE = 256  # connections open at once from one address
 JOIN_RATE = 50.0  # new connections per second, per address, to an anonymous route (joins, ping)
 JOIN_BURST = 200.0
@@ -113,7 +123,9 @@ class _Side:
         "peer_name",
         "record_header",
         "record_left",
+        "server_turn",
         "shut",
+        "since",
         "sock",
         "source",
     )
@@ -125,6 +137,8 @@ class _Side:
         self.anonymous = False  # routed to a listener that takes no client certificate
         self.counted = False  # counted among its address's anonymous connections past the handshake
         self.handshake_deadline = 0.0  # 0 once the handshake is over (or for the upstream side)
+        self.server_turn = False  # its ClientHello went upstream and the server has not answered yet
+        self.since = 0.0  # when the server answered its ClientHello (monotonic)
         self.record_left = 0  # bytes of the current TLS record still to skip
         self.record_header = bytearray()
         self.out = bytearray()
@@ -158,13 +172,14 @@ class _Side:
 class _Pending:
     """A client whose ClientHello is not complete yet."""
 
-    __slots__ = ("data", "deadline", "sock", "source")
+    __slots__ = ("data", "deadline", "since", "sock", "source")
 
     def __init__(self, sock: socket.socket, timeout: float, source: str) -> None:
         self.sock = sock
         self.source = source
         self.data = b""
-        self.deadline = time.monotonic() + timeout
+        self.since = time.monotonic()
+        self.deadline = self.since + timeout
 
 
 class SNIRouter:
@@ -172,7 +187,8 @@ class SNIRouter:
                  hello_timeout: float = _HELLO_TIMEOUT, handshake_timeout: float = _HANDSHAKE_TIMEOUT,
                  max_per_source: int = MAX_PER_SOURCE, max_connections: int | None = None,
                  anonymous: tuple[str, ...] = (), anonymous_rate: float = JOIN_RATE,
-                 anonymous_burst: float = JOIN_BURST, peers: dict[str, str] | None = None) -> None:
+                 anonymous_burst: float = JOIN_BURST, peers: dict[str, str] | None = None,
+                 client_grace: float = _CLIENT_GRACE, hello_grace: float = _HELLO_GRACE) -> None:
         """routes: server name -> Unix socket path of the listener; default: the path for other names (and for a
         ClientHello without one). A client that has not sent its ClientHello within hello_timeout, or completed
         the handshake within handshake_timeout after it, is dropped; connections beyond max_per_source from one
@@ -188,6 +204,8 @@ class SNIRouter:
         self.hello_timeout = hello_timeout
         self.handshake_timeout = handshake_timeout
         self.max_per_source = max_per_source
+        self.client_grace = client_grace
+        self.hello_grace = hello_grace
         self.max_connections = max_connections or default_max_connections()
         # Per address: connections still in their handshake, oldest first (a _Pending before its ClientHello, then
         # the client's _Side), and anonymous connections past it.
@@ -292,12 +310,9 @@ class SNIRouter:
                 conn.close()
                 self._log_refusal(source, limit="connections")
                 continue
-            waiting = self._unproven.get(source, {})
-            if len(waiting) >= self.max_per_source:
-                self._evict_oldest(source, waiting)
             self._open += 1
             pending = _Pending(conn, self.hello_timeout, source)
-            self._unproven.setdefault(source, {})[conn] = pending
+            self._hold(source, conn, pending)
             self._pending[conn] = pending
             self._sel.register(conn, selectors.EVENT_READ, pending)
 
@@ -309,16 +324,52 @@ class SNIRouter:
             why = why or f"{self._open} open in all, the limit is {self.max_connections}"
             log.warning("router: refusing connections (%s)", why)
 
-    def _evict_oldest(self, source: str, waiting: dict[socket.socket, _Pending | _Side]) -> None:
-        """Makes room for a new connection from an address at its cap by dropping its oldest one that has still
-        not finished its handshake."""
-        oldest = next(iter(waiting.values()))
+    def _hold(self, source: str, sock: socket.socket, conn: _Pending | _Side) -> None:
+        """Counts a connection whose handshake now waits on its client (last in its address's order). At the
+        address's cap, its oldest such connection that is stalling goes: one without a whole ClientHello for
+        hello_grace, or one the server answered more than client_grace ago (a real client sends its hello right
+        after connecting and answers the server in milliseconds; a busy client, such as many agents on one host
+        coming back at once, takes longer). When none is that old, none goes, up to _HARD_CAP times the cap, where
+        the oldest goes however young: an address never holds more than that."""
+        waiting = self._unproven.setdefault(source, {})
+        waiting.pop(sock, None)
+        if len(waiting) >= self.max_per_source:
+            now = time.monotonic()
+            hard = len(waiting) >= _HARD_CAP * self.max_per_source
+            # The oldest first (the order is by when each began to wait on its client), and only a few: a burst
+            # of young connections must not cost a scan of them all for each new one.
+            for c in list(itertools.islice(waiting.values(), _EVICTION_SCAN)):
+                if len(waiting) < self.max_per_source:
+                    break
+                if isinstance(c, _Pending):
+                    # Under load the router may not have read a ClientHello that is already here: read it now
+                    # (its connection then waits on the server) rather than evict it with its connection.
+                    self._try_hello(c)
+                    if c.sock not in self._pending or (not hard and now - c.since < self.hello_grace):
+                        continue
+                elif not hard and now - c.since < self.client_grace:
+                    continue
+                self._evict(source, c, len(waiting))
+                break
+            waiting = self._unproven.setdefault(source, {})
+        waiting[sock] = conn
+
+    def _try_hello(self, p: _Pending) -> None:
+        while p.sock in self._pending:
+            before = len(p.data)
+            self._read_hello(p)
+            if len(p.data) == before:
+                return
+
+    def _evict(self, source: str, oldest: _Pending | _Side, count: int) -> None:
+        """Makes room for a new connection from an address at its cap by dropping one that has still not finished
+        its handshake."""
         self.refused["handshakes_per_source"] += 1
         now = time.monotonic()
         if now - self._evicted_logged >= 10.0:
             self._evicted_logged = now
-            log.warning("router: %d connections from %s have not finished their TLS handshake (the limit per "
-                        "address); dropping the oldest for each new one", len(waiting), source)
+            log.warning("router: %d connections from %s have not finished their TLS handshake, which waits on "
+                        "them (the limit per address); dropping the oldest for each new one", count, source)
         if isinstance(oldest, _Pending):
             self._drop_pending(oldest)
         else:
@@ -383,9 +434,10 @@ class SNIRouter:
         client, server = _Side(p.sock, p.source, "unix-abstract:" + peer_name), _Side(upstream)
         client.anonymous = path in self.anonymous
         client.peer, server.peer = server, client
-        self._unproven.setdefault(p.source, {})[p.sock] = client  # still unproven, in its place in the order
+        self._forget(p.source, p.sock)  # the server's turn: it is not this client that the handshake waits on
         self.peers[client.peer_name] = p.source
-        client.handshake_deadline = time.monotonic() + self.handshake_timeout
+        client.server_turn = True
+        client.handshake_deadline = time.monotonic() + max(self.handshake_timeout, _SERVER_ANSWER_TIMEOUT)
         self._handshaking.add(client)
         server.out += p.data
         self._update(client)
@@ -427,8 +479,15 @@ class SNIRouter:
                 return
             self._end_direction(side)
             return
+        if data and peer.server_turn and peer.handshake_deadline and not peer.closed:
+            # The server answered the ClientHello: from here the handshake waits on the client (counted, timed).
+            peer.server_turn = False
+            peer.since = time.monotonic()
+            peer.handshake_deadline = peer.since + self.handshake_timeout
+            self._hold(peer.source, peer.sock, peer)
         if side.handshake_deadline and data and side.handshake_done(data):
             side.handshake_deadline = 0.0
+            side.server_turn = False
             self._handshaking.discard(side)
             self._forget(side.source, side.sock)
             if side.anonymous:

@@ -13,6 +13,7 @@ import contextlib
 import re
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +26,7 @@ from machineid.cluster.bots import Bots
 from machineid.cluster.caller import ANONYMOUS, Caller, token_ref
 from machineid.cluster.challenges import Challenges, derive_key
 from machineid.cluster.delegated_joins import DelegatedJoins
-from machineid.cluster.issuance import IssuedCerts, Issuer
+from machineid.cluster.issuance import IssuedCerts, Issuer, public_key
 from machineid.cluster.joins import Joins
 from machineid.cluster.keypairs import KeypairJoin, KeypairJoined, KeypairJoins
 from machineid.cluster.kinds import Kinds, Page
@@ -37,13 +38,42 @@ from machineid.cluster.sealing import KeySource
 from machineid.cluster.store.base import ALL_EVENTS, AuditFilter, Backend
 from machineid.model import kinds
 from machineid.model import validators as v
-from machineid.model.errors import FieldViolation, NotFoundError, ValidationError
+from machineid.model.errors import (
+    FieldViolation,
+    MachineIDError,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+)
 from machineid.model.instances import BotInstance, Heartbeat
 from machineid.model.resources import Bot, Metadata, Node, ProvisionToken, User, UserSpec
 from machineid.model.validators import shown
 
 ADMIN_USER = "admin"
 _ACTION = re.compile(r"[a-z][a-z_]{0,31}(\.[a-z][a-z_]{0,31})?")
+
+
+@dataclass(frozen=True)
+class CycleRequest:
+    """An agent cycle (Cluster.agent_cycle): the renewal's key and lifetime, the output certificates' (no
+    output_public_key: none), and whether to list the nodes (at most node_page_size, 0 for the default)."""
+
+    public_key: str
+    ttl: timedelta | None = None
+    output_public_key: str = ""
+    output_ttl: timedelta | None = None
+    list_nodes: bool = False
+    node_page_size: int = 0
+    heartbeat: Heartbeat | None = None  # recorded on the bot's instance
+
+
+@dataclass
+class CycleAnswer:
+    certs: IssuedCerts
+    output: IssuedCerts | None = None
+    nodes: list[Node] = field(default_factory=list)
+    next_page_token: str = ""
+    nodes_error: str = ""  # the listing failed: the renewal and the output certificates stand
 
 __all__ = ["ADMIN_USER", "ANONYMOUS", "Caller", "Cluster", "Page", "token_ref"]
 
@@ -218,6 +248,37 @@ class Cluster:
 
     def issue_output_certs(self, caller: Caller, public_key_pem: str, ttl: timedelta | None) -> IssuedCerts:
         return self.issuer.output_certs(caller, public_key_pem, ttl)
+
+    def agent_cycle(self, caller: Caller, request: CycleRequest) -> CycleAnswer:
+        """A bot agent's cycle in one call: the renewal, then the output certificates and the first page of nodes,
+        both as the identity the renewal issued (a copied certificate is caught by the renewal's generation check,
+        and nothing else in the call is authorised by the certificate it superseded). Everything the request can
+        get wrong is checked before the renewal; a failed node listing after it is reported in the answer (the
+        renewal has happened: its certificates must reach the agent)."""
+        ident = caller.ident
+        if ident is None or not ident.renewable or not ident.bot_name:
+            raise PermissionDeniedError("only a bot's renewable identity runs an agent cycle (a node renews with "
+                                        "RenewCerts)")
+        if request.output_public_key:
+            public_key(request.output_public_key, "send a PEM SubjectPublicKeyInfo as output_public_key")
+        page = Page(size=request.node_page_size)
+        try:
+            page.checked_size()
+        except ValidationError as e:
+            raise ValidationError([FieldViolation(("node_page_size",), v.reason) for v in e.violations]) from None
+        renewed, new_ident = self.renewals.renew_identity(caller, request.public_key, request.ttl,
+                                                          request.heartbeat)
+        output = None
+        if request.output_public_key:
+            output = self.issuer.renewed_output_certs(caller, new_ident, request.output_public_key,
+                                                      request.output_ttl)
+        answer = CycleAnswer(renewed, output)
+        if request.list_nodes:
+            try:
+                answer.nodes, answer.next_page_token = self.kinds.list_nodes(self.caller_from_cert(new_ident), page)
+            except MachineIDError as e:
+                answer.nodes_error = str(e)
+        return answer
 
     def sign_user(self, caller: Caller, user_name: str, public_key_pem: str, ttl: timedelta | None) -> IssuedCerts:
         return self.issuer.sign_user(caller, user_name, public_key_pem, ttl)

@@ -353,6 +353,38 @@ class GetBotInstanceRequest(_message.Message):
     instance_id: str
     def __init__(self, instance_id: _Optional[str] = ...) -> None: ...
 
+class AgentCycleRequest(_message.Message):
+    __slots__ = ("public_key", "ttl", "output_public_key", "output_ttl", "list_nodes", "node_page_size", "heartbeat")
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TTL_FIELD_NUMBER: _ClassVar[int]
+    LIST_NODES_FIELD_NUMBER: _ClassVar[int]
+    NODE_PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    public_key: str
+    ttl: _duration_pb2.Duration
+    output_public_key: str
+    output_ttl: _duration_pb2.Duration
+    list_nodes: bool
+    node_page_size: int
+    heartbeat: _types_pb2.BotInstanceHeartbeat
+    def __init__(self, public_key: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., output_public_key: _Optional[str] = ..., output_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., list_nodes: _Optional[bool] = ..., node_page_size: _Optional[int] = ..., heartbeat: _Optional[_Union[_types_pb2.BotInstanceHeartbeat, _Mapping]] = ...) -> None: ...
+
+class AgentCycleResponse(_message.Message):
+    __slots__ = ("certs", "output_certs", "nodes", "next_page_token", "nodes_error")
+    CERTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_CERTS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    NODES_ERROR_FIELD_NUMBER: _ClassVar[int]
+    certs: _types_pb2.Certs
+    output_certs: _types_pb2.Certs
+    nodes: _containers.RepeatedCompositeFieldContainer[_types_pb2.Node]
+    next_page_token: str
+    nodes_error: str
+    def __init__(self, certs: _Optional[_Union[_types_pb2.Certs, _Mapping]] = ..., output_certs: _Optional[_Union[_types_pb2.Certs, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[_types_pb2.Node, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., nodes_error: _Optional[str] = ...) -> None: ...
+
 class SignUserRequest(_message.Message):
     __slots__ = ("user", "public_key", "ttl")
     USER_FIELD_NUMBER: _ClassVar[int]

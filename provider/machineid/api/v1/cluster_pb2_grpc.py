@@ -524,6 +524,11 @@ class ClusterServiceStub:
                 request_serializer=machineid_dot_v1_dot_cluster__pb2.RenewRequest.SerializeToString,
                 response_deserializer=machineid_dot_v1_dot_types__pb2.Certs.FromString,
                 _registered_method=True)
+        self.AgentCycle = channel.unary_unary(
+                '/machineid.v1.ClusterService/AgentCycle',
+                request_serializer=machineid_dot_v1_dot_cluster__pb2.AgentCycleRequest.SerializeToString,
+                response_deserializer=machineid_dot_v1_dot_cluster__pb2.AgentCycleResponse.FromString,
+                _registered_method=True)
         self.SignUserCerts = channel.unary_unary(
                 '/machineid.v1.ClusterService/SignUserCerts',
                 request_serializer=machineid_dot_v1_dot_cluster__pb2.SignUserRequest.SerializeToString,
@@ -742,6 +747,14 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AgentCycle(self, request, context):
+        """RenewCerts, IssueOutputCerts and the first page of ListNodes in one answer: a bot agent's cycle over one
+        connection. Only a bot's renewable identity may call it; the generation check is RenewCerts'.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SignUserCerts(self, request, context):
         """Issue an identity for a user (the `auth sign` analogue).
         """
@@ -925,6 +938,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.IssueOutputCerts,
                     request_deserializer=machineid_dot_v1_dot_cluster__pb2.RenewRequest.FromString,
                     response_serializer=machineid_dot_v1_dot_types__pb2.Certs.SerializeToString,
+            ),
+            'AgentCycle': grpc.unary_unary_rpc_method_handler(
+                    servicer.AgentCycle,
+                    request_deserializer=machineid_dot_v1_dot_cluster__pb2.AgentCycleRequest.FromString,
+                    response_serializer=machineid_dot_v1_dot_cluster__pb2.AgentCycleResponse.SerializeToString,
             ),
             'SignUserCerts': grpc.unary_unary_rpc_method_handler(
                     servicer.SignUserCerts,
@@ -1784,6 +1802,33 @@ class ClusterService:
             '/machineid.v1.ClusterService/IssueOutputCerts',
             machineid_dot_v1_dot_cluster__pb2.RenewRequest.SerializeToString,
             machineid_dot_v1_dot_types__pb2.Certs.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AgentCycle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/machineid.v1.ClusterService/AgentCycle',
+            machineid_dot_v1_dot_cluster__pb2.AgentCycleRequest.SerializeToString,
+            machineid_dot_v1_dot_cluster__pb2.AgentCycleResponse.FromString,
             options,
             channel_credentials,
             insecure,
