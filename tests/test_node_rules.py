@@ -207,6 +207,18 @@ def test_a_deleted_node_s_identity_stops_working_even_if_the_node_comes_back(c: 
     assert status(c).generation == 0 and status(c).last_join is None
 
 
+def test_a_deleted_node_s_unused_tokens_go_with_it(c: Cluster) -> None:
+    """A token made for a node and never used must not join a node registered later under the name."""
+    unused = node_token(c)
+    other = node_token(c, "web2") if add_node(c, "web2") else ""
+    c.delete(admin(c), Node, "web1")
+    add_node(c, "web1")
+    with pytest.raises(errors.PermissionDeniedError, match="not valid"):
+        c.register_using_token(unused, key_pem(), None)
+    _, joined = c.register_using_token(other, key_pem(), None)  # another node's token stays
+    assert joined.node_name == "web2"
+
+
 def test_sync_inputs_are_bounded(c: Cluster) -> None:
     _, out = c.register_using_token(node_token(c), key_pem(), None)
     cases = [({"version": "v" * 65}, "version"), ({"version": "1.0\nx"}, "version"),

@@ -324,13 +324,22 @@ class Kinds:
         return node_status.with_status(self.objects, self.upsert(caller, node, create_only))
 
     def delete_node(self, caller: Caller, name: str, revision: str = "") -> None:
-        """The node goes with its status: its identity stops working, and a node created again under the name
-        starts over (joins again)."""
+        """The node goes with its status and its join tokens (as a bot's do): its identity stops working, a token
+        made for it cannot join a node registered later under the name, and that node starts over (joins
+        again)."""
         self.access.check(caller, "node", "delete")
         check_name(name)
-        with self.objects.backend.transaction():
-            self.objects.backend.delete("node", name, revision)
+        backend = self.objects.backend
+        with backend.transaction():
+            backend.delete("node", name, revision)
             node_status.delete(self.objects, name)
+            after = ""
+            while page := backend.list_page("token", after, 1000):
+                for item in page:
+                    if (item.value.get("spec") or {}).get("node_name") == name:
+                        backend.delete("token", item.name)
+                        records.delete(self.objects, LastKeypairJoin, item.name)
+                after = page[-1].name
         self.objects.audit(caller, "node.delete", f"node/{name}")
 
 

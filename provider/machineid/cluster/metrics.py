@@ -27,7 +27,7 @@ from machineid.model import codec
 # The join RPCs and the join method each one serves (the delegated methods share one RPC).
 JOIN_RPCS = {"RegisterUsingToken": "token", "RegisterUsingIAM": "iam", "RegisterUsingBoundKeypair": "bound_keypair",
              "RegisterUsingOIDC": "delegated"}
-RENEWAL_RPCS = frozenset({"RenewCerts"})
+RENEWAL_RPCS = frozenset({"RenewCerts", "AgentCycle"})  # a bot agent renews with either
 # The store operations timed (what every call does against SQLite or PostgreSQL).
 STORE_OPERATIONS = ("get", "list", "list_page", "list_by_bot", "create", "update", "delete", "audit", "count")
 LATENCY_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0, 10.0)
