@@ -66,6 +66,16 @@ def start_sshd(root: Path, port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
+def start_distro_sshd(root: Path) -> tuple[int, subprocess.Popen[bytes]]:
+    """A node as a distribution ships it, already running: its own host key and a main sshd_config that includes
+    the drop-in directory, on a free loopback port. Returns the port and the sshd."""
+    port = free_port()
+    distro_key = Layout(root).at("etc/ssh/ssh_host_ed25519_key")
+    write_main_config(root, port, f"HostKey {distro_key}")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(distro_key)], check=True)
+    return port, start_sshd(root, port)
+
+
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], root: Path, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
@@ -80,4 +90,4 @@ def sshd_log(root: Path) -> str:
     return (root / "sshd.log").read_text(errors="replace")
 
 
-__all__ = ["free_port", "new_root", "node_root", "sshd_log", "start_sshd", "write_main_config"]
+__all__ = ["free_port", "new_root", "node_root", "sshd_log", "start_distro_sshd", "start_sshd", "write_main_config"]

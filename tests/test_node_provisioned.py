@@ -66,11 +66,7 @@ def test_a_node_set_up_by_the_rendered_script_enforces_its_labels(cluster: Serve
     core = provider(cluster)
     login = ensure_login()
     with nodes.node_root() as root:
-        port = nodes.free_port()
-        distro_key = Layout(root).at("etc/ssh/ssh_host_ed25519_key")
-        nodes.write_main_config(root, port, f"HostKey {distro_key}")
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(distro_key)], check=True)
-        sshd = nodes.start_sshd(root, port)
+        port, sshd = nodes.start_distro_sshd(root)
         try:
             state = core.create(NODE, node_inputs(core, port, {"env": "prod"}))
             script = state.outputs["setup_script"]

@@ -103,11 +103,7 @@ def env(fresh_server: ServerProc, tmp_path: Path) -> Iterator[Env]:
     fresh_server.ctl("create", "-f", "-", input=f"kind: role\nmetadata: {{name: web}}\nspec:\n  allow: {{logins: "
                                                 f"[{login}], node_labels: {{env: prod}}}}\n")
     with nodes.node_root() as root:
-        port = nodes.free_port()
-        distro_key = Layout(root).at("etc/ssh/ssh_host_ed25519_key")
-        nodes.write_main_config(root, port, f"HostKey {distro_key}")
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(distro_key)], check=True)
-        sshd = nodes.start_sshd(root, port)
+        port, sshd = nodes.start_distro_sshd(root)
         try:
             with fresh_server.admin() as admin:
                 admin.upsert(Node(metadata=Metadata(name="web1", labels={"env": "prod"}),

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from machineid.cluster.process import MACHINEID
-from machineid.node.layout import Layout
 from tests import nodes
 from tests.conftest import ServerProc, run_cli
 from tests.test_agent_ssh import ensure_login
@@ -65,12 +64,7 @@ def test_the_readme_node_section_as_written(work: tuple[ServerProc, Path, Path])
     lines = node_section_lines()
     assert [ln.split()[:3] for ln in lines] == [["machineid", "ctl", "--data-dir"]] + [["machineid", "node",
                                                                                          "setup"]] * 2
-    port = nodes.free_port()
-    # the node as a distribution ships it: its own host key, and an Include of the drop-in directory
-    distro_key = Layout(root).at("etc/ssh/ssh_host_ed25519_key")
-    nodes.write_main_config(root, port, f"HostKey {distro_key}")
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(distro_key)], check=True)
-    sshd = nodes.start_sshd(root, port)
+    port, sshd = nodes.start_distro_sshd(root)  # its own host key, and an Include of the drop-in directory
     try:
         env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "MACHINEID_NODE_ROOT": str(root)}
         outputs = []

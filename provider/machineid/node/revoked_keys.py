@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 
+from machineid.node import files
 from machineid.node.layout import Layout
 
 MAGIC = b"SSHKRL\n\x00"
@@ -33,17 +33,5 @@ def write(layout: Layout, data: bytes) -> None:
     """Atomically (temp file, fsync, rename): sshd never reads half a list. Raises OSError (nothing replaced)."""
     if not data.startswith(MAGIC):
         raise ValueError("the cluster sent a revocation list that is not an OpenSSH KRL")
-    path = layout.written(layout.revoked_keys)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # Root-owned when the agent runs as root (as a node's does), as sshd wants its files.
+    files.write_atomic(layout.written(layout.revoked_keys), data, 0o644, owner_root=os.geteuid() == 0)
