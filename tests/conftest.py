@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -21,6 +22,13 @@ def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = N
     if check and proc.returncode != 0:
         raise AssertionError(f"machineid {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def bot_start(srv: ServerProcess, data: Path, dest: Path, token: str) -> list[str]:
+    """`machineid bot start` arguments (after the program name) for a token-joined agent of this cluster."""
+    pin = json.loads((srv.data_dir / "server.json").read_text())["ca_pin"]
+    return ["bot", "start", "--data-dir", str(data), "--destination-dir", str(dest), "--token", token,
+            "--join-method", "token", "--ca-pin", pin, "--auth-server", srv.address]
 
 
 class ServerProc(ServerProcess):

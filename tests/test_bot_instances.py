@@ -22,15 +22,12 @@ from machineid.model import codec
 from machineid.model.errors import PermissionDeniedError, ValidationError
 from machineid.model.instances import DestinationHealth, Heartbeat, version_older
 from machineid.model.resources import Role, User
-from tests.conftest import ServerProc, run_cli
+from tests.conftest import ServerProc, bot_start, run_cli
 from tests.inprocess import Clock, add_bot, admin, caller_of, key_pem, new_cluster
 
 
 def agent(srv: ServerProc, tmp_path: Path, token: str, data: str = "data") -> list[str]:
-    pin = json.loads((srv.data_dir / "server.json").read_text())["ca_pin"]
-    return ["bot", "start", "--oneshot", "--data-dir", str(tmp_path / data), "--destination-dir",
-            str(tmp_path / f"dest-{data}"), "--token", token, "--join-method", "token", "--ca-pin", pin,
-            "--auth-server", srv.address]
+    return [*bot_start(srv, tmp_path / data, tmp_path / f"dest-{data}", token), "--oneshot"]
 
 
 def test_agents_show_up_with_their_heartbeat_and_filters_find_them(fresh_server: ServerProc, tmp_path: Path) -> None:

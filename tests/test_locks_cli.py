@@ -6,14 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import ServerProc, run_cli
+from tests.conftest import ServerProc, bot_start, run_cli
 
 
 def agent(srv: ServerProc, tmp_path: Path, token: str) -> list[str]:
-    pin = json.loads((srv.data_dir / "server.json").read_text())["ca_pin"]
-    return ["bot", "start", "--oneshot", "--data-dir", str(tmp_path / "data"), "--destination-dir",
-            str(tmp_path / "dest"), "--token", token, "--join-method", "token", "--ca-pin", pin, "--auth-server",
-            srv.address]
+    return [*bot_start(srv, tmp_path / "data", tmp_path / "dest", token), "--oneshot"]
 
 
 def test_lock_and_unlock_a_bot_from_the_cli(fresh_server: ServerProc, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from machineid.api.client import JoinClient, fetch_cluster_cas
 from machineid.cluster.process import MACHINEID
 from machineid.model.errors import RateLimitedError
 from machineid.quickstart import free_port
-from tests.conftest import ServerProc, run_cli
+from tests.conftest import ServerProc, bot_start, run_cli
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -60,13 +60,8 @@ def metrics_address(srv: ServerProc) -> str:
     return str(json.loads((srv.data_dir / "server.json").read_text())["metrics_address"])
 
 
-def pin(srv: ServerProc) -> str:
-    return str(json.loads((srv.data_dir / "server.json").read_text())["ca_pin"])
-
-
 def agent_args(srv: ServerProc, tmp_path: Path, token: str) -> list[str]:
-    return ["bot", "start", "--data-dir", str(tmp_path / "data"), "--destination-dir", str(tmp_path / "dest"),
-            "--token", token, "--join-method", "token", "--ca-pin", pin(srv), "--auth-server", srv.address]
+    return bot_start(srv, tmp_path / "data", tmp_path / "dest", token)
 
 
 def test_the_server_counts_joins_renewals_refusals_and_reports_its_state(metered: ServerProc, tmp_path: Path) -> None:

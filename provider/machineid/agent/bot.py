@@ -204,12 +204,7 @@ class BotAgent:
                 id_token = id_tokens.fetch(source, ob.audience or client.ping().cluster_name)
                 reply = client.register_using_oidc(token, id_token, public, self._ttl())
             elif method == "iam":
-                from machineid.api.iam_signing import sign_get_caller_identity
-
-                challenge = client.create_iam_challenge()
-                signed = sign_get_caller_identity(challenge)
-                reply = client.register_using_iam(token, challenge, signed.method, signed.url, signed.headers,
-                                                  signed.body, public, self._ttl())
+                reply = client.join_with_iam(token, public, self._ttl())
             else:
                 reply = client.register_using_token(token, public, self._ttl())
         return identity_from_certs(certs.private_key_pem(key), reply.certs)
@@ -406,7 +401,7 @@ class BotAgent:
             try:
                 outcome = self.cycle()
                 if self.diag is not None:
-                    self.diag.cycle_ok(outcome.identity, time.monotonic() - started)
+                    self.diag.cycle_ok(outcome.identity, time.monotonic() - started, self.heartbeat().destinations)
                 backoff = 1.0
                 wait = self._next_renewal(outcome.identity, interval)
                 log.info("next renewal at %s", codec.format_time(datetime.now(UTC) + timedelta(seconds=wait)))

@@ -25,6 +25,7 @@ from machineid.api.client import split_address
 from machineid.api.identity import Identity
 from machineid.model import codec
 from machineid.model.errors import PreconditionError
+from machineid.model.instances import DestinationHealth
 
 FAILURES_UNHEALTHY = 3
 CYCLE_BUCKETS = (.01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -62,7 +63,8 @@ class Diagnostics:
             self.healthy_dest.labels(d).set(0)
 
     # ---------------------------------------------------------------- reported by the loop
-    def cycle_ok(self, identity: Identity, seconds: float) -> None:
+    def cycle_ok(self, identity: Identity, seconds: float, destinations: Sequence[DestinationHealth]) -> None:
+        """destinations: how each fared in this cycle (the agent's own account, which its heartbeat reports)."""
         with self._lock:
             self.expires, self.failures, self.last_error = identity.expires, 0, ""
         self.cycles.labels("ok").inc()
@@ -70,8 +72,8 @@ class Diagnostics:
         self.expiry.set(identity.expires.timestamp())
         self.last_success.set(time.time())
         self.failing.set(0)
-        for d in self.destinations:
-            self.healthy_dest.labels(d).set(1)
+        for d in destinations:
+            self.healthy_dest.labels(d.path).set(1 if d.healthy else 0)
 
     def cycle_failed(self, error: Exception, seconds: float, *, final: bool = False) -> None:
         with self._lock:
@@ -105,8 +107,8 @@ class Diagnostics:
 
     def metrics(self, accept: str) -> tuple[bytes, str]:
         """The exposition format the scraper asks for (Accept), as Prometheus' own server chooses it."""
-        for d in self.destinations:
-            if self._expired():
+        if self._expired():  # expired since the last cycle: no destination holds usable certificates
+            for d in self.destinations:
                 self.healthy_dest.labels(d).set(0)
         encode, content_type = choose_encoder(accept)
         return encode(self.registry), content_type

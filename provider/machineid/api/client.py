@@ -148,6 +148,16 @@ class JoinClient(_Base):
                                 sts_request=pb.SignedHTTPRequest(method=method, url=url, headers=headers, body=body))
         return self._call(self.join.RegisterUsingIAM, req)
 
+    def join_with_iam(self, token: str, public_key_pem: str, ttl: timedelta | None = None) -> pb.JoinResponse:
+        """The IAM method end to end: a challenge, signed into an STS GetCallerIdentity request with this machine's
+        AWS credentials, then the join."""
+        from machineid.api.iam_signing import sign_get_caller_identity  # botocore: only machines that use IAM
+
+        challenge = self.create_iam_challenge()
+        signed = sign_get_caller_identity(challenge)
+        return self.register_using_iam(token, challenge, signed.method, signed.url, signed.headers, signed.body,
+                                       public_key_pem, ttl)
+
     def create_bound_keypair_challenge(self, token: str) -> pb.BoundKeypairChallengeResponse:
         return self._call(self.join.CreateBoundKeypairChallenge, pb.BoundKeypairChallengeRequest(token=token))
 

@@ -36,12 +36,7 @@ def join(address: str, ca_pin: str, join_method: str, token: str, source: id_tok
     public = certs.public_key_pem(key.public_key())
     with JoinClient(address, [ca]) as client:
         if join_method == "iam":
-            from machineid.api.iam_signing import sign_get_caller_identity
-
-            challenge = client.create_iam_challenge()
-            signed = sign_get_caller_identity(challenge)
-            reply = client.register_using_iam(token, challenge, signed.method, signed.url, signed.headers,
-                                              signed.body, public, ttl)
+            reply = client.join_with_iam(token, public, ttl)
         else:
             source = source or id_tokens.IDTokenSource.from_environment(join_method)
             id_token = id_tokens.fetch(source, source.audience or client.ping().cluster_name)

@@ -44,13 +44,13 @@ def get(objects: Objects, instance_id: str) -> BotInstance | None:
 
 def joined(objects: Objects, bot_name: str, method: str, join_token: str, *, instance_id: str = "",
            attributes: dict[str, str] | None = None, renewable: bool = True) -> str:
-    """A bot joined: its new instance (instance_id: the bot's new renewable identity's; a non-renewable join gets
-    an ID of its own, which its certificate carries). Returns the instance ID."""
+    """A bot joined: its new instance (instance_id: the bot's new renewable identity's, fresh from the join; a
+    non-renewable join gets an ID of its own, which its certificate carries). Returns the instance ID."""
     now = objects.clock()
     inst = BotInstance(instance_id=instance_id or uuid.uuid4().hex, bot_name=bot_name, join_method=method,
                        join_token=join_token, join_attributes=dict(attributes or {}), renewable=renewable,
                        generation=1, first_seen=now, last_seen=now)
-    _store(objects, inst, exists=get(objects, inst.instance_id) is not None)
+    _store(objects, inst, exists=False)  # every join starts a new instance
     return inst.instance_id
 
 

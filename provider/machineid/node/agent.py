@@ -152,12 +152,7 @@ class NodeAgent:
             public = certs.public_key_pem(key.public_key())
             with JoinClient(cfg.auth_server, cas) as client:
                 if method == "iam":
-                    from machineid.api.iam_signing import sign_get_caller_identity
-
-                    challenge = client.create_iam_challenge()
-                    signed = sign_get_caller_identity(challenge)
-                    reply = client.register_using_iam(token, challenge, signed.method, signed.url, signed.headers,
-                                                      signed.body, public, ttl)
+                    reply = client.join_with_iam(token, public, ttl)
                 else:
                     reply = client.register_using_token(token, public, ttl)
             name, reply_certs = reply.node_name, reply.certs

@@ -22,26 +22,33 @@ class LockImpact:
     bots: list[str] = field(default_factory=list)  # the bots it stops (or lets go)
 
 
-def _stops(world: World, lock: Lock, now: datetime) -> tuple[str, list[str]]:
+@dataclass
+class _Stops:
+    target: str  # what the lock names, in words: "bot `deployer`"
+    effect: str  # what that means while it is in force
+    bots: list[str]
+
+
+def _stops(world: World, lock: Lock) -> _Stops:
     """What the lock stops, said plainly, and the bots concerned."""
     t = lock.spec.target
     if t.bot:
-        return (f"bot `{t.bot}`: every identity it holds is refused (calls, renewals, joins) and its SSH "
-                "certificates are revoked on nodes", [t.bot])
+        return _Stops(f"bot `{t.bot}`", "every identity it holds is refused (calls, renewals, joins) and its SSH "
+                      "certificates are revoked on nodes", [t.bot])
     if t.bot_instance:
         bots = sorted(b.metadata.name for b in world.bots.values() if b.status.instance_id == t.bot_instance)
         whose = f"of bot `{bots[0]}`" if bots else "(no bot holds it now)"
-        return (f"instance `{t.bot_instance}` {whose}: that machine's identity is refused and its SSH certificates "
-                "revoked; the bot's next join is not affected", bots)
+        return _Stops(f"instance `{t.bot_instance}` {whose}", "that machine's identity is refused and its SSH "
+                      "certificates revoked; the bot's next join is not affected", bots)
     if t.token:
         bots = sorted(b.metadata.name for b in world.bots.values() if b.status.join_token == t.token)
         joined = f"; bots that joined with it: {', '.join(f'`{b}`' for b in bots)}" if bots else ""
-        return f"join token `{t.token}`: joins with it are refused{joined}", bots
+        return _Stops(f"join token `{t.token}`", f"joins with it are refused{joined}", bots)
     if t.user:
         bots = [b.metadata.name for b in world.bots.values() if f"bot-{b.metadata.name}" == t.user]
-        return f"user `{t.user}`: its certificates are refused and revoked on nodes", bots
-    return (f"node `{t.node}`: its joins and syncs are refused; once its revocation_max_age passes it refuses every "
-            "certificate login", [])
+        return _Stops(f"user `{t.user}`", "its certificates are refused and revoked on nodes", bots)
+    return _Stops(f"node `{t.node}`", "its joins and syncs are refused; once its revocation_max_age passes it "
+                  "refuses every certificate login", [])
 
 
 def _ends(lock: Lock, now: datetime) -> str:
@@ -57,15 +64,16 @@ def _impact(ch: Change, before: World, after: World, now: datetime) -> LockImpac
     if ch.action == "delete" or new is None:
         if not isinstance(old, Lock):
             return None
-        what, bots = _stops(before, old, now)
-        return LockImpact(old.metadata.name, ch.address, "deleted", f"lifts the lock on {what.split(':')[0]}: "
-                          "it may authenticate again, with no new join", bots)
+        lifted = _stops(before, old)
+        return LockImpact(old.metadata.name, ch.address, "deleted", f"lifts the lock on {lifted.target}: it may "
+                          "authenticate again, with no new join", lifted.bots)
     if not isinstance(new, Lock):
         return None
-    what, bots = _stops(after, new, now)
+    stops = _stops(after, new)
     why = f" — “{new.spec.message}”" if new.spec.message else ""
     status = "created" if old is None or ch.action in ("create", "replace") else "changed"
-    return LockImpact(new.metadata.name, ch.address, status, f"locks {what} ({_ends(new, now)}){why}", bots)
+    return LockImpact(new.metadata.name, ch.address, status,
+                      f"locks {stops.target}: {stops.effect} ({_ends(new, now)}){why}", stops.bots)
 
 
 # The kinds whose changes are locks: reported by what they stop.
