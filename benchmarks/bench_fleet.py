@@ -67,6 +67,7 @@ INTERVAL = 1200.0  # seconds: a 20-minute renewal interval
 P99_TARGET = 0.050
 CPU_THREADS = 4  # closed-loop client threads of phase 1, as bench_issuance
 OPEN_LOOP_WORKERS = 64  # client threads carrying open-loop renewals
+COMPARE_THREADS = 8  # closed-loop client threads of phase 5: enough to keep two workers busy
 KEYS = 256  # renewal keys, cycled; a bot never gets the same key twice in a row
 NODES = 20  # nodes every bot's roles reach: what each cycle lists into ssh_config
 MODES = ("one", "three", "bare")
@@ -182,7 +183,7 @@ class Meter:
         """Yields a list that holds the phase's Usage once the block ends."""
         out: list[Usage] = []
         assert self.server.proc is not None
-        exclude = {os.getpid(), self.server.proc.pid}
+        exclude = {os.getpid(), *self.server.pids()}
         o0, s0, c0, j0 = others_ticks(exclude), self.server.cpu_seconds(), bi.process_cpu(), core_jiffies()
         t0 = time.perf_counter()
         yield out
@@ -493,6 +494,58 @@ def capacity_search(fleet: Fleet, meter: Meter, estimate: float, seconds: float,
     return best, steps
 
 
+@dataclass
+class WorkersRun:
+    """Phase 5 for one worker count: closed-loop cycles (throughput and server CPU per cycle, all the server's
+    processes) and the capacity search, with the server and the clients on every core."""
+
+    workers: int
+    closed: bi.Phase
+    closed_usage: Usage
+    best: OpenLoop | None
+    steps: list[OpenLoop]
+
+
+def with_workers(server: bi.ServerProc, workers: int, available: list[int]) -> None:
+    """Restarts the server on its data dir and address with `workers` worker processes, every process of it and
+    this one allowed on every core."""
+    address = server.address
+    server.stop()
+    server.workers = workers
+    server.start(listen=address)
+    for pid in server.pids():
+        pin(pid, set(available))
+    pin(os.getpid(), set(available))
+
+
+def workers_phase(server: bi.ServerProc, fleet: Fleet, meter: Meter, counts: list[int], available: list[int],
+                  seconds: float, step_seconds: float, start_at: int) -> list[WorkersRun]:
+    runs: list[WorkersRun] = []
+    for n in counts:
+        with_workers(server, n, available)
+        run_cycles(fleet, server, fleet.mode, 1.0, start_at)  # warm-up (untimed): connections, SQLite pages
+        start_at += 4 * CPU_THREADS
+
+        def worker(i: int, deadline: float, counts_: list[int], at: int = start_at) -> None:
+            def step(k: int) -> bool:
+                fleet.renew((at + i + k * COMPARE_THREADS) % len(fleet))
+                return True
+
+            bi.count_until(i, deadline, counts_, step)
+
+        with meter.measure() as usage:
+            closed = bi.run_threads(server, COMPARE_THREADS, seconds, worker)
+        if closed.errors:
+            raise RuntimeError("; ".join(closed.errors))
+        start_at += closed.count + COMPARE_THREADS
+        print(f"workers {n}: closed loop ({COMPARE_THREADS} threads) {closed.rate:.0f} cycles/s, server "
+              f"{ms(closed.server_cpu, closed.count):.2f} ms/cycle | {usage[0].note(None)}", flush=True)
+        best, steps = capacity_search(fleet, meter, closed.rate / 0.8, step_seconds, start_at, None)
+        start_at += sum(st.planned for st in steps)
+        runs.append(WorkersRun(n, closed, usage[0], best, steps))
+    return runs
+
+
 # ----------------------------------------------------------------------------------------------------------- main
 
 
@@ -594,9 +647,16 @@ def main(argv: list[str] | None = None) -> int:
                                                    "--quick 1)")
     parser.add_argument("--skip", action="append", default=[], choices=["soak", "capacity"],
                         help="leave out a phase (repeatable)")
+    parser.add_argument("--workers", default="1,2", metavar="N,M,...",
+                        help="phase 5: worker counts (server --workers) to compare, side by side, on every core "
+                             "(default 1,2; empty skips it)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir and the server log")
     args = parser.parse_args(argv)
     quick = args.quick
+    try:
+        worker_counts = [int(n) for n in args.workers.split(",") if n.strip()]
+    except ValueError:
+        parser.error(f"--workers {args.workers}: write worker counts such as 1,2")
     soak_seconds = args.soak_seconds if args.soak_seconds is not None else (10.0 if quick else 60.0)
     agents = args.agents if args.agents is not None else (400 if quick else 2000)
     step_seconds = args.step_seconds if args.step_seconds is not None else (4.0 if quick else 10.0)
@@ -624,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
     # Joins are limited per address (50 a second): the set-up joins thousands from this one, and the join phase
     # measures CPU per join, not the limit.
     server = bi.ServerProc(tmp / "data", bi.CLUSTER_NAME, extra_args=("--join-rate-per-source", "100000"),
-                           log_path=tmp / "server.log")
+                           log_path=tmp / "server.log", workers=1)
     server.start()
     assert server.proc is not None
     try:
@@ -720,6 +780,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"capacity search: {step_seconds:g}s steps from 1 / server CPU per cycle = {estimate:.0f}/s",
                   flush=True)
             best, steps = capacity_search(fleet, meter, estimate, step_seconds, next_bot, cores)
+            next_bot += sum(st.planned for st in steps)
+
+        # 5. Worker processes side by side, each count on every core.
+        compared: list[WorkersRun] = []
+        if worker_counts:
+            print(f"workers: {', '.join(map(str, worker_counts))} worker process(es), server and clients on CPUs "
+                  f"{','.join(map(str, available))}", flush=True)
+            compared = workers_phase(server, fleet, meter, worker_counts, available, cpu_seconds * 2, step_seconds,
+                                     next_bot)
         total = time.perf_counter() - t_start
 
         # ---- the table
@@ -768,6 +837,28 @@ def main(argv: list[str] | None = None) -> int:
                 f"{best.rate * INTERVAL / FLEET:.1f}x the 100,000-bot fleet")
         elif "capacity" not in args.skip:
             row("max cycle rate with p99 < 50 ms", "none of the steps passed")
+        if compared:
+            print()
+            print(f"worker processes side by side (mode {mode}; the server's processes and the clients on CPUs "
+                  f"{','.join(map(str, available))}; server CPU counts every process of it):")
+            row("", "  ".join(f"{r.workers} worker(s)".ljust(22) for r in compared))
+            row(f"closed loop, {COMPARE_THREADS} threads: cycles/s",
+                "  ".join(f"{r.closed.rate:.0f}/s".ljust(22) for r in compared))
+            row("  server CPU per cycle", "  ".join(f"{ms(r.closed.server_cpu, r.closed.count):.2f} ms".ljust(22)
+                                                    for r in compared))
+            row("  server / client CPU, cores busy", "  ".join(
+                (f"{100 * r.closed_usage.share(r.closed_usage.server_cpu):.0f}% / "
+                 f"{100 * r.closed_usage.share(r.closed_usage.client_cpu):.0f}%, "
+                 f"{100 * sum(r.closed_usage.core_busy.get(c, 0) for c in available):.0f}%").ljust(22)
+                for r in compared))
+            row("max cycle rate, cluster calls p99 < 50 ms", "  ".join(
+                (f"{r.best.rate:.0f}/s (p99 {1000 * r.best.p99:.0f} ms)" if r.best else "none").ljust(22)
+                for r in compared))
+            row("bots per server at a 20-minute interval", "  ".join(
+                (f"{r.best.rate * INTERVAL:,.0f}" if r.best else "0").ljust(22) for r in compared))
+            if len(compared) >= 2 and compared[0].closed.rate > 0:
+                row(f"closed-loop throughput, {compared[-1].workers} workers / {compared[0].workers}",
+                    f"{compared[-1].closed.rate / compared[0].closed.rate:.2f}x")
         loops = [soak] if soak is not None else []
         limited = [f"{s.rate:.0f}/s" for s in [*loops, *steps] if s.usage.client_saturated(cores)]
         limited += [f"the stampede from {label}" for label, st in stampedes if st.usage.client_saturated(cores)]

@@ -25,6 +25,7 @@ same time) the raw loop share the machine's cores, so the server figures include
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -134,16 +135,32 @@ def run_raw(authority: Authority, shape: IssuanceShape, keys: list[KeyPair], sec
 
 
 class ServerProc(ServerProcess):
-    """`machineid server start` on a random loopback port, with its CPU time."""
+    """`machineid server start` on a random loopback port (one worker process unless told: the figures here are
+    one core's), with its CPU time."""
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU seconds of the server process so far (Linux /proc; NaN elsewhere)."""
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.workers = self.workers or 1
+
+    def pids(self) -> list[int]:
+        """The server's process and its worker processes (as it announced them in server.json)."""
         assert self.proc is not None
         try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            workers = json.loads((self.data_dir / "server.json").read_text()).get("worker_pids", [])
+        except (OSError, ValueError):
+            workers = []
+        return [self.proc.pid, *(int(p) for p in workers)]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of the server's processes so far (Linux /proc; NaN elsewhere)."""
+        total = 0.0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                return float("nan")
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
 
 
 class Admin:

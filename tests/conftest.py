@@ -32,12 +32,15 @@ def bot_start(srv: ServerProcess, data: Path, dest: Path, token: str) -> list[st
 
 
 class ServerProc(ServerProcess):
-    """A cluster for a test: failures are assertions, with the server's log."""
+    """A cluster for a test: failures are assertions, with the server's log. Its worker processes: one, or what the
+    module's `workers` marker gives (each test then runs with each count, see server_workers)."""
 
     failure = AssertionError
+    default_workers = 1
 
-    def __init__(self, data_dir: Path, cluster_name: str = "test.example", extra_args: tuple[str, ...] = ()) -> None:
-        super().__init__(data_dir, cluster_name, extra_args)
+    def __init__(self, data_dir: Path, cluster_name: str = "test.example", extra_args: tuple[str, ...] = (),
+                 workers: int | None = None) -> None:
+        super().__init__(data_dir, cluster_name, extra_args, workers=workers or ServerProc.default_workers)
 
     def ctl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run_cli("ctl", "--data-dir", str(self.data_dir), *args, input=input, check=check)
@@ -52,8 +55,30 @@ def tools_bin() -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "workers(*counts): run the module's tests against servers with each number "
+                                       "of worker processes (--workers)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("workers")
+    if marker is not None:
+        metafunc.parametrize("server_workers", marker.args, indirect=True, scope="module",
+                             ids=[f"workers{n}" for n in marker.args])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def server_workers(request: pytest.FixtureRequest) -> Iterator[int]:
+    """How many worker processes the module's servers run (ServerProc's default while its tests run). A module-scoped
+    fixture that starts a server takes it as an argument, so that each count gets a server of its own."""
+    count = int(getattr(request, "param", 1))
+    ServerProc.default_workers = count
+    yield count
+    ServerProc.default_workers = 1
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
+def server(tmp_path_factory: pytest.TempPathFactory, server_workers: int) -> Iterator[ServerProc]:
     srv = ServerProc(tmp_path_factory.mktemp("cluster") / "data")
     srv.start()
     yield srv

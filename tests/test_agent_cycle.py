@@ -21,6 +21,9 @@ from machineid.model import codec, errors
 from machineid.model.resources import Bot, Node, Role
 from tests.conftest import ServerProc
 
+# The cluster tests run against a server with one worker process and with two.
+pytestmark = pytest.mark.workers(1, 2)
+
 
 @pytest.fixture()
 def admin(server: ServerProc) -> Iterator[Client]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from machineid.cluster import challenges, janitor, objects
+from machineid.cluster import challenges, janitor
 from machineid.cluster.janitor import Janitor
 from machineid.cluster.process import MACHINEID
 from machineid.cluster.service import Cluster, Page
@@ -21,6 +21,9 @@ from machineid.model import codec, errors
 from machineid.model.resources import ProvisionToken
 from tests.conftest import ServerProc, run_cli
 from tests.inprocess import Clock, add_bot, admin, key_pem, new_cluster
+
+# The cluster tests run against a server with one worker process and with two.
+pytestmark = pytest.mark.workers(1, 2)
 
 
 @pytest.fixture()
@@ -59,9 +62,8 @@ def test_the_janitor_prunes_old_audit_records_in_batches_and_expired_tokens_and_
     assert Janitor(c.objects, None).sweep().audit == 0  # no retention: nothing pruned
 
 
-def test_refusals_of_anonymous_callers_are_aggregated_past_a_budget(c: Cluster, clock: Clock,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(objects, "DENIALS_PER_WINDOW", 5)
+def test_refusals_of_anonymous_callers_are_aggregated_past_a_budget(c: Cluster, clock: Clock) -> None:
+    c.objects.denials_per_window = 5
     for i in range(12):
         with pytest.raises(errors.PermissionDeniedError):
             c.register_using_token(f"guess{i:028d}", key_pem(), None)

@@ -25,6 +25,9 @@ from machineid.model.resources import Role, User
 from tests.conftest import ServerProc, bot_start, run_cli
 from tests.inprocess import Clock, add_bot, admin, caller_of, key_pem, new_cluster
 
+# The cluster tests run against a server with one worker process and with two.
+pytestmark = pytest.mark.workers(1, 2)
+
 
 def agent(srv: ServerProc, tmp_path: Path, token: str, data: str = "data") -> list[str]:
     return [*bot_start(srv, tmp_path / data, tmp_path / f"dest-{data}", token), "--oneshot"]

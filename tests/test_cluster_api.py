@@ -39,6 +39,9 @@ from machineid.model.resources import (
 )
 from tests.conftest import ServerProc
 
+# The cluster tests run against a server with one worker process and with two.
+pytestmark = pytest.mark.workers(1, 2)
+
 
 def independent_pin(pem: str) -> str:
     cert = x509.load_pem_x509_certificate(pem.encode())

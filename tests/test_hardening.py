@@ -26,6 +26,9 @@ from tests.conftest import ServerProc, run_cli
 from tests.inprocess import Clock, new_cluster
 from tests.inprocess import admin as admin_of
 
+# The cluster tests run against a server with one worker process and with two.
+pytestmark = pytest.mark.workers(1, 2)
+
 
 @pytest.fixture()
 def admin(server: ServerProc) -> Iterator[Client]:

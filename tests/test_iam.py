@@ -33,7 +33,8 @@ from tests.test_agent_ssh import ensure_login, ssh, start_sshd
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"  # moto's account
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+# The cluster tests run against a server with one worker process and with two.
+pytestmark = [pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"), pytest.mark.workers(1, 2)]
 
 
 @dataclass
@@ -86,7 +87,7 @@ def sts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[STS]:
 
 
 @pytest.fixture(scope="module")
-def iam_server(sts: STS, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
+def iam_server(sts: STS, tmp_path_factory: pytest.TempPathFactory, server_workers: int) -> Iterator[ServerProc]:
     srv = ServerProc(tmp_path_factory.mktemp("iamcluster") / "data", extra_args=("--iam-sts-endpoint", sts.url))
     srv.start()
     yield srv

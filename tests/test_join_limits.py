@@ -18,6 +18,9 @@ from machineid.api.client import JoinClient, fetch_cluster_cas
 from machineid.model import errors
 from tests.conftest import ServerProc
 
+# The cluster tests run against a server with one worker process and with two.
+pytestmark = pytest.mark.workers(1, 2)
+
 
 class Relay:
     """Accepts on 127.0.0.1 and connects to the server from another loopback address, so the server sees a second

@@ -9,9 +9,14 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from machineid.api.identity import Identity
 from tests.conftest import ServerProc, run_cli
 from tests.test_cli import rows_by
+
+# The cluster tests run against a server with one worker process and with two.
+pytestmark = pytest.mark.workers(1, 2)
 
 TOKEN_YAML = """kind: token
 version: v2

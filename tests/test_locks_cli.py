@@ -6,7 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ServerProc, bot_start, run_cli
+
+# The cluster tests run against a server with one worker process and with two.
+pytestmark = pytest.mark.workers(1, 2)
 
 
 def agent(srv: ServerProc, tmp_path: Path, token: str) -> list[str]:

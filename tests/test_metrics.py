@@ -20,6 +20,9 @@ from machineid.model.errors import RateLimitedError
 from machineid.quickstart import free_port
 from tests.conftest import ServerProc, bot_start, run_cli
 
+# The cluster tests run against a server with one worker process and with two.
+pytestmark = pytest.mark.workers(1, 2)
+
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 

@@ -398,3 +398,70 @@ def test_a_burst_of_connections_gets_a_moment_to_say_hello_up_to_a_hard_cap(sock
         for c in burst:
             c.close()
         router.stop()
+
+
+def held(name: bytes, release: threading.Event) -> Callable[[socket.socket, bytes], None]:
+    """Answers its name, then keeps the connection open until `release`."""
+    def behaviour(conn: socket.socket, hello: bytes) -> None:
+        conn.sendall(name)
+        release.wait(10)
+    return behaviour
+
+
+def test_several_workers_share_connections_and_anonymous_ones_stay_with_one_worker(sockdir: Path) -> None:
+    """A server with two worker processes: authenticated connections go to the less loaded worker (of equals, in
+    turn), every anonymous connection from one address to the same worker (which limits its calls), and a worker
+    that cannot be reached (restarting) is passed over."""
+    release = threading.Event()
+    w0 = Upstream(str(sockdir / "w0-mtls.sock"), held(b"w0", release))
+    w1 = Upstream(str(sockdir / "w1-mtls.sock"), held(b"w1", release))
+    j0 = Upstream(str(sockdir / "w0-join.sock"), tag(b"j0"))
+    j1 = Upstream(str(sockdir / "w1-join.sock"), tag(b"j1"))
+    router = start_router({"auth.cluster.test": [w0.path, w1.path]}, default=[j0.path, j1.path],
+                          anonymous=(j0.path, j1.path))
+    open_conns: list[socket.socket] = []
+    try:
+        def auth() -> bytes:
+            c = connect(router)
+            open_conns.append(c)
+            c.sendall(client_hello("auth.cluster.test"))
+            return recv_exactly(c, 2)
+
+        # Held open: each next one goes to the worker with fewer.
+        assert sorted(auth() for _ in range(4)) == [b"w0", b"w0", b"w1", b"w1"]
+        release.set()
+        for c in open_conns:
+            c.close()
+        time.sleep(0.2)
+        # One after another (none open): in turn.
+        assert {auth() for _ in range(4)} == {b"w0", b"w1"}
+        sources = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"]
+        seen: dict[str, set[bytes]] = {}
+        for source in sources * 3:
+            with socket.socket() as c:
+                c.bind((source, 0))
+                c.settimeout(10)
+                c.connect(router.address[:2])
+                c.sendall(client_hello("join.cluster.test"))
+                seen.setdefault(source, set()).add(recv_all(c))
+        assert all(len(workers) == 1 for workers in seen.values()), seen  # one worker per address
+        assert set().union(*seen.values()) == {b"j0", b"j1"}  # and the addresses spread over both
+        w0.sock.close()
+        os.unlink(w0.path)  # worker 0 is down: every authenticated connection goes to worker 1
+        assert {auth() for _ in range(3)} == {b"w1"}
+    finally:
+        release.set()
+        for c in open_conns:
+            c.close()
+        router.stop()
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "::1", "2001:db8::42"])
+def test_a_workers_peer_name_carries_the_client_address(address: str) -> None:
+    """gRPC in a worker process names the router's connection; the name carries the client's address."""
+    from machineid.cluster.router import client_address, peer_suffix
+
+    tag_ = "machineid-abc123-"
+    assert client_address(f"unix-abstract:{tag_}7-{peer_suffix(address)}", tag_) == address
+    assert client_address(f"unix-abstract:other-7-{peer_suffix(address)}", tag_).startswith("unix-abstract:")
+    assert client_address("ipv4:10.0.0.1:5000", tag_) == "ipv4:10.0.0.1:5000"

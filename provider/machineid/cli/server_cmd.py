@@ -15,6 +15,7 @@ examples:
   machineid server start --data-dir ./cluster
   machineid server start --data-dir /var/lib/machineid --listen 0.0.0.0:3025 --cluster-name example.com
   machineid server start --data-dir /var/lib/machineid --storage postgresql://machineid@db:5432/machineid
+  machineid server start --data-dir ./cluster --workers 4
 """
 
 
@@ -54,6 +55,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                        help="serve Prometheus metrics at http://HOST:PORT/metrics (joins and renewals by method and "
                             "result, call latency, limit refusals, store latency, audit backlog, CA expiry, live "
                             "instances); keep it on loopback or a private network")
+    start.add_argument("--workers", type=positive, default=None, metavar="N",
+                       help="processes serving calls (default: the number of cores this process may use); one "
+                            "process in front owns the port, spreads connections over them and keeps every "
+                            "per-address limit; they share the store")
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     start.add_argument("--log-format", default="json", choices=["json", "text"])
     start.set_defaults(func=run_start)
@@ -80,7 +85,7 @@ def retention(text: str) -> timedelta | None:
 
 
 def run_start(args: argparse.Namespace) -> int:
-    from machineid.cluster.server import Server, ServerConfig
+    from machineid.cluster.server import Server, ServerConfig, default_workers
 
     logs.setup(args.log_level, args.log_format)
     server = Server(ServerConfig(data_dir=args.data_dir, listen=args.listen, cluster_name=args.cluster_name,
@@ -89,7 +94,9 @@ def run_start(args: argparse.Namespace) -> int:
                                  max_connections_per_source=args.max_connections_per_source,
                                  join_rate_per_source=args.join_rate_per_source, ca_key_file=args.ca_key_file,
                                  ca_key_command=args.ca_key_command, metrics_listen=args.metrics_listen,
-                                 instance_retention=args.instance_retention or timedelta(days=36500)))
+                                 instance_retention=args.instance_retention or timedelta(days=36500),
+                                 workers=args.workers or default_workers(), log_level=args.log_level,
+                                 log_format=args.log_format))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         server.stop()

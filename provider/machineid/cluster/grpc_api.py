@@ -25,6 +25,7 @@ from machineid.cluster.issuance import IssuedCerts
 from machineid.cluster.keypairs import KeypairJoin
 from machineid.cluster.limits import CallLimits
 from machineid.cluster.node_sync import SyncRequest
+from machineid.cluster.router import client_address
 from machineid.cluster.service import ANONYMOUS, Caller, Cluster, CycleRequest, Page
 from machineid.cluster.store.base import AuditFilter
 from machineid.model import codec, kinds
@@ -135,19 +136,20 @@ class _Base:
 
 
 class JoinServicer(_Base, rpc.JoinServiceServicer):
-    """Anonymous calls: limited per client address (`sources`: the router's map from gRPC's peer name to the
+    """Anonymous calls: limited per client address (`peer_tag`: the router's, whose connections' names carry the
     client's address), since one connection can carry any number of them."""
 
-    def __init__(self, cluster: Cluster, limits: CallLimits | None = None,
-                 sources: dict[str, str] | None = None) -> None:
+    def __init__(self, cluster: Cluster, limits: CallLimits | None = None, peer_tag: str = "") -> None:
         super().__init__(cluster)
         self.limits = limits
-        self.sources = sources if sources is not None else {}
+        self.peer_tag = peer_tag
+
+    def source(self, context: grpc.ServicerContext) -> str:
+        return client_address(context.peer(), self.peer_tag)
 
     def limit(self, context: grpc.ServicerContext) -> None:
         if self.limits is not None:
-            peer = context.peer()
-            self.limits.check(self.sources.get(peer, peer), "join and ping calls")
+            self.limits.check(self.source(context), "join and ping calls")
 
     @_handler
     def Ping(self, request: pb.PingRequest, context: grpc.ServicerContext) -> pb.PingResponse:
@@ -183,9 +185,8 @@ class JoinServicer(_Base, rpc.JoinServiceServicer):
     @_waiting_handler
     def RegisterUsingOIDC(self, request: pb.OIDCJoinRequest, context: grpc.ServicerContext) -> pb.JoinResponse:
         self.limit(context)
-        peer = context.peer()
         bot, data = self.cluster.register_using_oidc(request.token, request.id_token, request.public_key,
-                                                     _ttl(request), self.sources.get(peer, peer))
+                                                     _ttl(request), self.source(context))
         return pb.JoinResponse(bot_name=bot, certs=certs_pb(data))
 
     @_handler
@@ -307,21 +308,20 @@ class ClusterServicer(_Base, rpc.ClusterServiceServicer):
 
 
 class NodeServicer(_Base, rpc.NodeServiceServicer):
-    """The node RPCs (only a node's own identity may call them). `sources`: the router's map from gRPC's peer name
-    to the client's address, which the node's status records as the address it reports from."""
+    """The node RPCs (only a node's own identity may call them). `peer_tag`: the router's (see JoinServicer); the
+    node's status records the client's address as the address it reports from."""
 
-    def __init__(self, cluster: Cluster, sources: dict[str, str] | None = None) -> None:
+    def __init__(self, cluster: Cluster, peer_tag: str = "") -> None:
         super().__init__(cluster)
-        self.sources = sources if sources is not None else {}
+        self.peer_tag = peer_tag
 
     @_handler
     def Sync(self, request: pb.NodeSyncRequest, context: grpc.ServicerContext) -> pb.NodeSyncResponse:
         caller = self.caller(context)
-        peer = context.peer()
         answer = self.cluster.sync_node(caller, SyncRequest(
             version=request.version, heartbeat_interval=_ttl(request, "heartbeat_interval"),
             host_public_key=request.host_public_key, applied_revision=request.applied_revision,
-            peer=self.sources.get(peer, peer), revocations_version=request.revocations_version))
+            peer=client_address(context.peer(), self.peer_tag), revocations_version=request.revocations_version))
         resp = pb.NodeSyncResponse(
             node_name=answer.node_name, cluster_name=answer.cluster_name, labels=answer.labels,
             revision=answer.revision, host_cert_principals=answer.host_cert_principals, host_cert=answer.host_cert,

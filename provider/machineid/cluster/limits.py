@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from machineid.model.errors import RateLimitedError
 
@@ -39,16 +40,16 @@ class RateLimits:
 class CallLimits:
     """RateLimits shared by the threads serving calls."""
 
-    def __init__(self, rate: float, burst: float) -> None:
+    def __init__(self, rate: float, burst: float, on_refused: Callable[[], None] | None = None) -> None:
         self._limits = RateLimits(rate, burst)
         self._lock = threading.Lock()
-        self.refused = 0  # since the server started (its metrics)
+        self._on_refused = on_refused  # counts refusals (the server's metrics)
 
     def check(self, source: str, what: str) -> None:
         with self._lock:
             allowed = self._limits.allow(source, time.monotonic())
-            if not allowed:
-                self.refused += 1
         if not allowed:
+            if self._on_refused is not None:
+                self._on_refused()
             raise RateLimitedError(f"too many {what} from this address (more than {self._limits.rate:g} a second); "
                                    "retry in a few seconds")

@@ -1,8 +1,9 @@
 """Locks in force, checked on every authenticated call, renewal and join (Teleport's locks).
 
-Every call checks them, so they are read from the store at most once per REFRESH_SECONDS per server and kept as an
-index by target: a lock written through this server applies to the next call; one written through another server
-sharing the store (PostgreSQL) within REFRESH_SECONDS. Expired locks are skipped at the check (the clock decides),
+Every call checks them, so they are read from the store at most once per REFRESH_SECONDS per process and kept as an
+index by target: a lock written through this server applies to the next call (in every worker process of it: the
+writer bumps their shared ChangeStamp); one written through another server sharing the store (PostgreSQL) within
+REFRESH_SECONDS. Expired locks are skipped at the check (the clock decides),
 so a lock's expiry needs no write. The number of locks is bounded at write (MAX_LOCKS), so the index stays small.
 """
 
@@ -14,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 
+from machineid.cluster.stamp import ChangeStamp
 from machineid.model import codec
 from machineid.model.errors import PermissionDeniedError
 from machineid.model.resources import Lock
@@ -39,20 +41,25 @@ class Locks:
         self._lock = threading.Lock()
         self._index: dict[tuple[str, str], list[Lock]] = {}
         self._loaded = float("-inf")
+        self.stamp: ChangeStamp | None = None  # shared with the server's other worker processes
+        self._seen = b""
 
     def invalidate(self) -> None:
-        """After a lock is written or deleted here: the next check reads them again."""
+        """After a lock is written or deleted here: the next check reads them again, in every worker."""
         with self._lock:
             self._loaded = float("-inf")
+            if self.stamp is not None:
+                self.stamp.bump()
 
     def _current(self) -> dict[tuple[str, str], list[Lock]]:
         with self._lock:
             now = time.monotonic()
-            if now - self._loaded >= REFRESH_SECONDS:
+            seen = self.stamp.read() if self.stamp is not None else b""
+            if now - self._loaded >= REFRESH_SECONDS or seen != self._seen:
                 index: dict[tuple[str, str], list[Lock]] = defaultdict(list)
-                for lock in self._load():
+                for lock in self._load():  # read after the stamp: a lock written meanwhile bumps it again
                     index[target_of(lock)].append(lock)
-                self._index, self._loaded = dict(index), now
+                self._index, self._loaded, self._seen = dict(index), now, seen
             return self._index
 
     def in_force(self, **targets: str) -> Lock | None:

@@ -2,9 +2,12 @@
 
 Calls are measured by one gRPC interceptor (every RPC's latency and status code; joins by method and renewals by
 result are derived from the same call), so no handler carries metrics code. What is state rather than events (the
-CA's expiry, live instances, the audit backlog, the limits' refusals) is read when Prometheus scrapes, and the one
-that costs a scan (live instances) is cached. Each server has its own registry: several servers in one process (the
-tests) do not share counters.
+CA's expiry, live instances) is read when Prometheus scrapes, and the one that costs a scan (live instances) is
+cached. Each server has its own registry: several servers in one process (the tests) do not share counters.
+
+With several worker processes (`--workers`), each counts its own calls (CallMetrics) into prometheus_client's
+multiprocess files in the server's private directory, and the front process, which serves the scrape, adds them
+up (MultiProcessCollector) with what it knows itself: the router's refusals and the store's state.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -33,6 +36,8 @@ STORE_OPERATIONS = ("get", "list", "list_page", "list_by_bot", "create", "update
 LATENCY_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0, 10.0)
 STORE_BUCKETS = (.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1.0)
 LIVE_CACHE_SECONDS = 30.0
+REFUSALS = "machineid_limit_refusals"
+REFUSALS_HELP = "Connections and calls refused by the server's limits since it started, by limit"
 
 T = TypeVar("T")
 if TYPE_CHECKING:  # generic only in the stubs
@@ -48,21 +53,29 @@ def split_method(full: str) -> tuple[str, str]:
     return service, method
 
 
-class ClusterMetrics:
-    def __init__(self, cluster: Cluster, refusals: Callable[[], Mapping[str, int]] | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self.registry = CollectorRegistry()
+class CallMetrics:
+    """What a process serving calls counts. `registry` None: into the multiprocess files (a worker process, started
+    with PROMETHEUS_MULTIPROC_DIR set), summed by the front's MultiProcessCollector."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
         self.rpc_latency = Histogram("machineid_rpc_duration_seconds", "gRPC calls served, by service, method and "
                                      "status code", ["service", "method", "code"], buckets=LATENCY_BUCKETS,
-                                     registry=self.registry)
+                                     registry=registry)
         self.joins = Counter("machineid_joins", "Joins by join method and result (ok or the gRPC status code)",
-                             ["method", "result"], registry=self.registry)
+                             ["method", "result"], registry=registry)
         self.renewals = Counter("machineid_renewals", "Renewals of bot identities by result (ok or the gRPC status "
-                                "code)", ["result"], registry=self.registry)
+                                "code)", ["result"], registry=registry)
         self.store_latency = Histogram("machineid_store_operation_duration_seconds", "Store (SQLite or PostgreSQL) "
                                        "operations, by operation", ["operation"], buckets=STORE_BUCKETS,
-                                       registry=self.registry)
-        self.registry.register(_StateCollector(cluster, refusals or dict, clock))
+                                       registry=registry)
+        # Merged with the router's refusals into one family (see _Merged).
+        self.refusals = Counter(REFUSALS, REFUSALS_HELP, ["limit"], registry=registry)
+        self.audit_backlog = Gauge("machineid_audit_backlog", "Refused anonymous calls counted but not yet written "
+                                   "to the audit log (written as one summary record per action when the window "
+                                   "ends)", registry=registry, multiprocess_mode="livesum")
+
+    def count_anonymous_refusal(self) -> None:
+        self.refusals.labels("anonymous_calls").inc()
 
     # ---------------------------------------------------------------- calls
     def interceptor(self) -> grpc.ServerInterceptor[Any, Any]:
@@ -99,8 +112,43 @@ class ClusterMetrics:
         return timed
 
 
+class ClusterMetrics:
+    """The registry the server exposes: the calls' metrics (`calls`: this process's CallMetrics registry, or the
+    workers' through a MultiProcessCollector), the router's refusals (`refusals`) merged into theirs, and the
+    store's state."""
+
+    def __init__(self, cluster: Cluster, calls: Collector, refusals: Callable[[], Mapping[str, int]] | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_Merged(calls, refusals or dict))
+        self.registry.register(_StateCollector(cluster, clock))
+
+
+class _Merged(Collector):
+    """The calls' metrics, with the refusals counted where calls are served added to the router's: one family."""
+
+    def __init__(self, calls: Collector, refusals: Callable[[], Mapping[str, int]]) -> None:
+        self.calls = calls
+        self.refusals = refusals
+
+    def collect(self) -> Iterator[Metric]:
+        counts: dict[str, float] = dict(self.refusals())
+        for family in self.calls.collect():
+            if family.name != REFUSALS:
+                yield family
+                continue
+            for sample in family.samples:
+                if sample.name == REFUSALS + "_total":
+                    limit = sample.labels["limit"]
+                    counts[limit] = counts.get(limit, 0) + sample.value
+        merged = CounterMetricFamily(REFUSALS, REFUSALS_HELP, labels=["limit"])
+        for limit, count in sorted(counts.items()):
+            merged.add_metric([limit], count)
+        yield merged
+
+
 class _Interceptor(_InterceptorBase):
-    def __init__(self, metrics: ClusterMetrics) -> None:
+    def __init__(self, metrics: CallMetrics) -> None:
         self.metrics = metrics
 
     def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
@@ -132,12 +180,10 @@ def _code(context: grpc.ServicerContext) -> grpc.StatusCode | None:
 
 
 class _StateCollector(Collector):
-    """Read at each scrape: the CA certificate's expiry, the audit backlog, the limits' refusals, live instances."""
+    """Read at each scrape: the CA certificate's expiry and live instances."""
 
-    def __init__(self, cluster: Cluster, refusals: Callable[[], Mapping[str, int]],
-                 clock: Callable[[], datetime]) -> None:
+    def __init__(self, cluster: Cluster, clock: Callable[[], datetime]) -> None:
         self.cluster = cluster
-        self.refusals = refusals
         self.clock = clock
         self._live: tuple[float, int, int] | None = None  # (when, records, live)
         self._lock = threading.Lock()
@@ -147,16 +193,6 @@ class _StateCollector(Collector):
                                    "certificate expires (the SSH CAs are keys, with no expiry)", labels=["ca"])
         expiry.add_metric(["tls"], self.cluster.authority.tls_cert.not_valid_after_utc.timestamp())
         yield expiry
-        backlog = GaugeMetricFamily("machineid_audit_backlog", "Refused anonymous calls counted but not yet written "
-                                    "to the audit log (written as one summary record per action when the window "
-                                    "ends)")
-        backlog.add_metric([], self.cluster.objects.pending_denials())
-        yield backlog
-        refused = CounterMetricFamily("machineid_limit_refusals", "Connections and calls refused by the server's "
-                                      "limits since it started, by limit", labels=["limit"])
-        for limit, count in sorted(self.refusals().items()):
-            refused.add_metric([limit], count)
-        yield refused
         live = GaugeMetricFamily("machineid_live_instances", "Bots holding an unexpired renewable identity (their "
                                  "latest renewal's certificates), recounted when bots renew for the first time, else "
                                  f"every {LIVE_CACHE_SECONDS:g}s")

@@ -51,6 +51,8 @@ class Objects:
         self._denials_lock = threading.Lock()
         self._window_end: datetime | None = None
         self._denials_written = 0
+        # This process's share of DENIALS_PER_WINDOW (a server's worker processes split it: the bound is the server's).
+        self.denials_per_window = DENIALS_PER_WINDOW
         self._suppressed: Counter[str] = Counter()
         # The locks in force, checked by every authenticated call, renewal and join (cached: see locks.py).
         self.locks = Locks(lambda: self.list(Lock), lambda: self.clock())
@@ -132,7 +134,7 @@ class Objects:
                 self._window_end, self._denials_written = now + DENIAL_WINDOW, 0
             else:
                 summary = {}
-            write = self._denials_written < DENIALS_PER_WINDOW
+            write = self._denials_written < self.denials_per_window
             if write:
                 self._denials_written += 1
             else:

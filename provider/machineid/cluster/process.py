@@ -44,6 +44,7 @@ class ServerProcess:
     log_path: Path = field(default_factory=Path)
     proc: subprocess.Popen[bytes] | None = None
     address: str = ""
+    workers: int | None = None  # --workers (None: the server's default, the number of cores)
     # What a failed start raises (tests want an AssertionError carrying the server's log).
     failure: ClassVar[type[Exception]] = RuntimeError
 
@@ -57,7 +58,8 @@ class ServerProcess:
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 [MACHINEID, "server", "start", "--data-dir", str(self.data_dir), "--listen", listen,
-                 "--cluster-name", self.cluster_name, *self.extra_args],
+                 "--cluster-name", self.cluster_name,
+                 *(["--workers", str(self.workers)] if self.workers else []), *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=detach,
             )
         self.address = wait_for_address(self.data_dir, self.proc, self.log_path, failure=self.failure)

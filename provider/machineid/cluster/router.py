@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import itertools
 import logging
 import resource
@@ -41,7 +42,9 @@ import socket
 import struct
 import threading
 import time
+import zlib
 from collections import Counter
+from collections.abc import Mapping, Sequence
 
 from machineid.cluster.limits import RateLimits
 
@@ -101,6 +104,33 @@ def hello_length(data: bytes) -> int | None:
     return min(5 + struct.unpack_from("!H", data, 3)[0], _MAX_HELLO)
 
 
+def peer_suffix(source: str) -> str:
+    """The client's address, as it goes into the upstream socket's name: hex of the packed address (gRPC names the
+    peer by it, and colons or a scope there would not survive that)."""
+    try:
+        return ipaddress.ip_address(source.partition("%")[0]).packed.hex()
+    except ValueError:
+        return ""
+
+
+def _paths(route: str | Sequence[str]) -> tuple[str, ...]:
+    return (route,) if isinstance(route, str) else tuple(route)
+
+
+def client_address(peer: str, tag: str) -> str:
+    """The client's address behind gRPC's name for a connection from this router (`tag`: the router's, given to
+    each worker): the name carries it, so a worker in another process learns it without asking. Any other peer
+    (a direct connection) is named as it is."""
+    prefix = "unix-abstract:" + tag
+    if not peer.startswith(prefix):
+        return peer
+    _, _, packed = peer[len(prefix):].partition("-")
+    try:
+        return str(ipaddress.ip_address(bytes.fromhex(packed)))
+    except ValueError:
+        return peer
+
+
 def default_max_connections() -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return max(16, (soft - _RESERVED_DESCRIPTORS) // _DESCRIPTORS_PER_CONNECTION)
@@ -119,8 +149,8 @@ class _Side:
         "events",
         "handshake_deadline",
         "out",
+        "path",
         "peer",
-        "peer_name",
         "record_header",
         "record_left",
         "server_turn",
@@ -130,10 +160,10 @@ class _Side:
         "source",
     )
 
-    def __init__(self, sock: socket.socket, source: str = "", peer_name: str = "") -> None:
+    def __init__(self, sock: socket.socket, source: str = "") -> None:
         self.sock = sock
         self.source = source  # the client's address; empty for the upstream side
-        self.peer_name = peer_name  # how gRPC names the upstream connection (see SNIRouter.peers)
+        self.path = ""  # the upstream side's listener
         self.anonymous = False  # routed to a listener that takes no client certificate
         self.counted = False  # counted among its address's anonymous connections past the handshake
         self.handshake_deadline = 0.0  # 0 once the handshake is over (or for the upstream side)
@@ -183,24 +213,32 @@ class _Pending:
 
 
 class SNIRouter:
-    def __init__(self, host: str, port: int, routes: dict[str, str], default: str,
+    def __init__(self, host: str, port: int, routes: Mapping[str, str | Sequence[str]],
+                 default: str | Sequence[str],
                  hello_timeout: float = _HELLO_TIMEOUT, handshake_timeout: float = _HANDSHAKE_TIMEOUT,
                  max_per_source: int = MAX_PER_SOURCE, max_connections: int | None = None,
                  anonymous: tuple[str, ...] = (), anonymous_rate: float = JOIN_RATE,
-                 anonymous_burst: float = JOIN_BURST, peers: dict[str, str] | None = None,
+                 anonymous_burst: float = JOIN_BURST, peer_tag: str = "",
                  client_grace: float = _CLIENT_GRACE, hello_grace: float = _HELLO_GRACE) -> None:
-        """routes: server name -> Unix socket path of the listener; default: the path for other names (and for a
-        ClientHello without one). A client that has not sent its ClientHello within hello_timeout, or completed
+        """routes: server name -> Unix socket path of the listener, or the paths of several (one per worker process
+        of the server); default: the path(s) for other names (and for a ClientHello without one). Of several, an
+        anonymous connection goes to one chosen by its address (so that one worker sees all of an address's
+        anonymous calls, and limits them exactly), any other to the one with the fewest connections open; one
+        that cannot be reached (a worker restarting) is passed over.
+
+        A client that has not sent its ClientHello within hello_timeout, or completed
         the handshake within handshake_timeout after it, is dropped; connections beyond max_per_source from one
         address, or max_connections in all, are closed as they arrive. New connections to the `anonymous` listener
         paths are limited per address to anonymous_rate a second (anonymous_burst at once): the calls there need no
         certificate, so the address is all there is to hold a caller to.
 
-        `peers` (when given) is filled with gRPC's name for each upstream connection (`unix-abstract:...`: each
-        is bound to a name of its own) -> the client's address, while the connection lasts: the servicers behind
-        the Unix sockets learn who they serve, to limit calls per address."""
-        self.routes = {k.lower(): v for k, v in routes.items()}
-        self.default = default
+        Each upstream connection is bound to a name of its own (`unix-abstract:TAG...`) that carries the client's
+        address: the servicers behind the Unix sockets, in this process or another, learn who they serve from it
+        (client_address with `peer_tag`), to limit calls per address."""
+        self.routes = {k.lower(): _paths(v) for k, v in routes.items()}
+        self.default = _paths(default)
+        self._connected: Counter[str] = Counter()  # connections open per upstream path
+        self._turn = 0
         self.hello_timeout = hello_timeout
         self.handshake_timeout = handshake_timeout
         self.max_per_source = max_per_source
@@ -214,8 +252,7 @@ class SNIRouter:
         self._evicted_logged = 0.0
         self.anonymous = frozenset(anonymous)
         self._anonymous_rate = RateLimits(anonymous_rate, anonymous_burst)
-        self.peers = peers if peers is not None else {}
-        self._peer_tag = f"machineid-{secrets.token_hex(6)}-"
+        self.peer_tag = peer_tag or f"machineid-{secrets.token_hex(6)}-"
         self._peer_seq = itertools.count()
         self._open = 0
         self._handshaking: set[_Side] = set()
@@ -406,42 +443,63 @@ class SNIRouter:
             return
         self._sel.unregister(p.sock)
         del self._pending[p.sock]
-        path = self.routes.get(parse_sni(p.data) or "", self.default)
-        if path in self.anonymous and not self._anonymous_rate.allow(p.source, time.monotonic()):
+        paths = self.routes.get(parse_sni(p.data) or "", self.default)
+        anonymous = paths[0] in self.anonymous
+        if anonymous and not self._anonymous_rate.allow(p.source, time.monotonic()):
             p.sock.close()
             self._release(p.source, p.sock)
             self._log_refusal(p.source, f"anonymous connections from {p.source} beyond "
                               f"{self._anonymous_rate.rate:g} a second", limit="anonymous_connection_rate")
             return
-        try:
-            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        except OSError as e:  # out of descriptors
-            log.warning("router cannot open a connection to the internal listener: %s", e)
+        upstream = self._connect_upstream(self._order(paths, p.source, anonymous), p.source)
+        if upstream is None:
             p.sock.close()
             self._release(p.source, p.sock)
             return
-        peer_name = f"{self._peer_tag}{next(self._peer_seq)}"
-        try:
-            upstream.setblocking(False)
-            upstream.bind("\0" + peer_name)  # Linux's abstract namespace: no file, gone with the socket
-            upstream.connect(path)  # a local Unix socket: immediate, or EAGAIN when its backlog is full
-        except OSError as e:
-            log.warning("router cannot reach the internal listener %s: %s", path, e)
-            upstream.close()
-            p.sock.close()
-            self._release(p.source, p.sock)
-            return
-        client, server = _Side(p.sock, p.source, "unix-abstract:" + peer_name), _Side(upstream)
-        client.anonymous = path in self.anonymous
+        sock, path = upstream
+        client, server = _Side(p.sock, p.source), _Side(sock)
+        server.path = path
+        self._connected[path] += 1
+        client.anonymous = anonymous
         client.peer, server.peer = server, client
         self._forget(p.source, p.sock)  # the server's turn: it is not this client that the handshake waits on
-        self.peers[client.peer_name] = p.source
         client.server_turn = True
         client.handshake_deadline = time.monotonic() + max(self.handshake_timeout, _SERVER_ANSWER_TIMEOUT)
         self._handshaking.add(client)
         server.out += p.data
         self._update(client)
         self._flush(server)
+
+    def _order(self, paths: tuple[str, ...], source: str, anonymous: bool) -> tuple[str, ...]:
+        """The upstreams to try, best first: an anonymous connection's by its address, others' by load."""
+        if len(paths) == 1:
+            return paths
+        n = len(paths)
+        if anonymous:
+            first = zlib.crc32(source.encode()) % n
+        else:  # the least loaded; of equals, the next in turn (so that one client's calls in a row spread too)
+            self._turn = (self._turn + 1) % n
+            first = min(((self._turn + k) % n for k in range(n)), key=lambda i: self._connected[paths[i]])
+        return paths[first:] + paths[:first]
+
+    def _connect_upstream(self, paths: tuple[str, ...], source: str) -> tuple[socket.socket, str] | None:
+        for path in paths:
+            try:
+                upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            except OSError as e:  # out of descriptors
+                log.warning("router cannot open a connection to the internal listener: %s", e)
+                return None
+            name = f"{self.peer_tag}{next(self._peer_seq)}-{peer_suffix(source)}"
+            try:
+                upstream.setblocking(False)
+                upstream.bind("\0" + name)  # Linux's abstract namespace: no file, gone with the socket
+                upstream.connect(path)  # a local Unix socket: immediate, or EAGAIN when its backlog is full
+            except OSError as e:
+                upstream.close()
+                log.warning("router cannot reach the internal listener %s: %s", path, e)
+                continue
+            return upstream, path
+        return None
 
     def _expire_pending(self) -> None:
         if not self._pending:
@@ -587,11 +645,12 @@ class SNIRouter:
             if s.source:
                 self._release(s.source, s.sock)
                 self._handshaking.discard(s)
-                self.peers.pop(s.peer_name, None)
                 if s.counted:
                     self._anonymous_open[s.source] -= 1
                     if self._anonymous_open[s.source] <= 0:
                         del self._anonymous_open[s.source]
+            elif s.path:
+                self._connected[s.path] -= 1
             if s.events:
                 self._sel.unregister(s.sock)
                 s.events = 0

@@ -90,10 +90,15 @@ class KeySource:
 
     def load(self, create: bool) -> Sealer:
         """The key; with `create` (a new cluster, or keys still in clear), a new key file when no key was given."""
+        return Sealer.from_text(*self.text(create))
+
+    def text(self, create: bool) -> tuple[str, str]:
+        """The key as written (base64), and where it came from. The server hands it to its worker processes
+        (over a pipe: no file or environment another process could read)."""
         if self.command:
-            return Sealer.from_text(self._run_command(), f"--ca-key-command {self.command}")
+            return self._run_command(), f"--ca-key-command {self.command}"
         if self.environ:
-            return Sealer.from_text(self.environ, ENV)
+            return self.environ, ENV
         try:
             mode = self.file.stat().st_mode
         except FileNotFoundError:
@@ -101,11 +106,11 @@ class KeySource:
                 raise PreconditionError(f"the CA keys in the database are sealed, and there is no key at "
                                         f"{self.file}; pass the cluster's key: {HOW}") from None
             write_private(self.file, base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode() + "\n")
-            return Sealer.from_text(self.file.read_text(), str(self.file))
+            return self.file.read_text(), str(self.file)
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise PreconditionError(f"{self.file} may be read by other users (mode {stat.S_IMODE(mode):04o}); "
                                     f"it unseals the CA keys: chmod 600 {shlex.quote(str(self.file))}")
-        return Sealer.from_text(self.file.read_text(), str(self.file))
+        return self.file.read_text(), str(self.file)
 
     def _run_command(self) -> str:
         try:

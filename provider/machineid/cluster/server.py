@@ -1,5 +1,6 @@
-"""Running the cluster: storage, CAs, the two internal gRPC listeners behind the SNI router, the admin identity
-file, the health service, and a clean shutdown.
+"""Running the cluster: storage, CAs, the SNI router on the public port in front of the internal gRPC listeners
+(cluster/endpoints.py: in this process with one worker, in worker processes with several, cluster/workers.py), the
+admin identity file, the janitor, metrics, and a clean shutdown.
 
 Files in the data dir: `cluster.db` (SQLite, 0600), `admin.identity` (0600, renewed while the server runs) and
 `server.json` (the address it listens on, so `machineid ctl --data-dir` and tests find it, even with port 0).
@@ -14,33 +15,31 @@ import logging
 import os
 import re
 import resource
+import secrets
 import shutil
 import socket
 import tempfile
 import threading
-from concurrent import futures
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
 from machineid import __version__
 from machineid.api import certs
 from machineid.api.client import split_address
 from machineid.api.identity import Identity, write_private
-from machineid.api.v1 import cluster_pb2_grpc as rpc
 from machineid.cluster import iam, instances, x509_issuance
-from machineid.cluster.grpc_api import ClusterServicer, JoinServicer, NodeServicer
+from machineid.cluster.endpoints import THREADS, Endpoints, Limits, TLSPair
 from machineid.cluster.janitor import DEFAULT_AUDIT_RETENTION, Janitor
-from machineid.cluster.limits import CallLimits
 from machineid.cluster.router import JOIN_BURST, JOIN_RATE, MAX_PER_SOURCE, SNIRouter
 from machineid.cluster.sealing import KeySource
 from machineid.cluster.service import ADMIN_USER, Caller, Cluster
+from machineid.cluster.stamp import ChangeStamp
 from machineid.cluster.store.base import Backend
 from machineid.cluster.store.sqlite import SQLiteBackend
+from machineid.cluster.worker import WorkerSpec
+from machineid.cluster.workers import Workers, socket_paths
 from machineid.model import validators as v
 from machineid.model.errors import (
     AlreadyExistsError,
@@ -53,7 +52,10 @@ from machineid.model.errors import (
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from machineid.cluster.metrics import ClusterMetrics
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.registry import Collector
+
+    from machineid.cluster.metrics import CallMetrics, ClusterMetrics
 
 log = logging.getLogger("machineid.cluster.server")
 ADMIN_IDENTITY = "admin.identity"
@@ -84,7 +86,10 @@ class ServerConfig:
     data_dir: Path
     listen: str = "127.0.0.1:3025"
     cluster_name: str = ""
-    workers: int = 16
+    # Processes serving calls (each with `threads` threads); with more than one, the router in this process spreads
+    # connections over them (cluster/workers.py).
+    workers: int = 1
+    threads: int = THREADS
     # STS endpoints (URLs) accepted for IAM joins besides AWS's own, e.g. a local STS in tests.
     iam_sts_endpoints: tuple[str, ...] = ()
     # Where the cluster's state lives: empty for SQLite in the data dir, or a postgresql:// URL (shared by servers).
@@ -104,16 +109,18 @@ class ServerConfig:
     metrics_listen: str = ""
     # How long bot instance records are kept after they were last seen.
     instance_retention: timedelta = instances.DEFAULT_RETENTION
+    # How worker processes log (as this process does).
+    log_level: str = "info"
+    log_format: str = "json"
+
+
+def default_workers() -> int:
+    """The cores this process may run on (its CPU affinity, which a container or taskset narrows)."""
+    return max(1, len(os.sched_getaffinity(0)))
 
 
 LOCK_FILE = "server.lock"
-JOIN_WORKERS = 8
-JOIN_MAX_RPCS = 64  # anonymous calls in progress or queued at once; more are refused (RESOURCE_EXHAUSTED)
-_GRPC_OPTIONS = [
-    ("grpc.max_concurrent_streams", 32),  # per connection: one client cannot pipeline the server's threads away
-    ("grpc.max_connection_idle_ms", 5 * 60 * 1000),
-    ("grpc.max_receive_message_length", 4 << 20),
-]
+STOP_GRACE = 5.0  # seconds calls in flight get to finish at shutdown
 
 
 def raise_descriptor_limit() -> None:
@@ -175,9 +182,12 @@ class Server:
                                iam_verifier=iam.Verifier(list(config.iam_sts_endpoints)))
         self.janitor = Janitor(self.cluster.objects, config.audit_retention,
                                instance_retention=config.instance_retention)
+        self._ca_key = ca_key
         self._stopped = threading.Event()
-        self._grpc: grpc.Server | None = None
-        self._join_grpc: grpc.Server | None = None
+        self._endpoints: Endpoints | None = None  # with one worker, in this process
+        self._workers: Workers | None = None  # with more
+        self._call_metrics: CallMetrics | None = None
+        self._registry: CollectorRegistry | None = None
         self._router: SNIRouter | None = None
         self._socket_dir: Path | None = None
         self._metrics_http: WSGIServer | None = None
@@ -203,109 +213,123 @@ class Server:
                                     f'--cluster-name {stored} (a cluster cannot be renamed)')
         return stored
 
-    def _server_credentials(self, hosts: list[str]) -> tuple[grpc.ServerCredentials, grpc.ServerCredentials]:
-        """One server key and certificate, for the mutual-TLS listener and the join listener."""
+    def _tls(self, hosts: list[str]) -> TLSPair:
+        """One server key and certificate, for the mutual-TLS listener and the join listener (of every worker)."""
         a = self.cluster.authority
         key = certs.new_key()
         leaf = x509_issuance.issue_server_cert(a.tls_key, a.tls_cert, key, hosts)
         chain = (certs.cert_pem(leaf) + a.tls_ca_pem).encode()  # the CA follows so first contact can pin it
-        pair = [(certs.private_key_pem(key).encode(), chain)]
-
-        def credentials(mtls: bool) -> grpc.ServerCredentials:
-            return grpc.ssl_server_credentials(pair, root_certificates=a.tls_ca_pem.encode(), require_client_auth=mtls)
-
-        return credentials(True), credentials(False)
+        return TLSPair(certs.private_key_pem(key).encode(), chain, a.tls_ca_pem.encode())
 
     def start(self) -> str:
         host, port = split_address(self.config.listen)
         hosts = ["localhost", "127.0.0.1", "::1", socket.gethostname(), host]
+        if self.config.metrics_listen:
+            split_address(self.config.metrics_listen)  # a bad address fails before anything listens
         raise_descriptor_limit()
-        # Two servers, each with its own threads: the join listener (no client certificate) serves only Ping, the
-        # joins and health; the admin API is not even reachable there, so an anonymous caller cannot make it parse
-        # anything, and a flood of anonymous calls (refused past JOIN_MAX_RPCS) cannot take the threads that
-        # renewals and admin calls need.
-        burst = max(JOIN_BURST, self.config.join_rate_per_source)
-        call_limits = CallLimits(self.config.join_rate_per_source, burst)
-        metrics = self._metrics(call_limits)
-        interceptors = [metrics.interceptor()] if metrics else []
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="rpc"),
-                             options=_GRPC_OPTIONS, interceptors=interceptors)
-        join_server = grpc.server(futures.ThreadPoolExecutor(max_workers=JOIN_WORKERS, thread_name_prefix="join"),
-                                  options=_GRPC_OPTIONS, maximum_concurrent_rpcs=JOIN_MAX_RPCS,
-                                  interceptors=interceptors)
-        health_servicer = health.HealthServicer()
-        # Which client address each internal connection serves (filled by the router), so that anonymous calls
-        # are limited per address, not only new connections.
-        peers: dict[str, str] = {}
-        join_servicer = JoinServicer(self.cluster, call_limits, peers)
-        rpc.add_JoinServiceServicer_to_server(join_servicer, server)
-        rpc.add_ClusterServiceServicer_to_server(ClusterServicer(self.cluster), server)
-        rpc.add_NodeServiceServicer_to_server(NodeServicer(self.cluster, peers), server)
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        rpc.add_JoinServiceServicer_to_server(join_servicer, join_server)
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, join_server)
-        mtls_creds, join_creds = self._server_credentials(hosts)
+        limits = Limits(self.config.join_rate_per_source, max(JOIN_BURST, self.config.join_rate_per_source))
+        tls = self._tls(hosts)
+        peer_tag = f"machineid-{secrets.token_hex(6)}-"
         # The internal listeners are Unix sockets in a private directory: only the router (and this user) reach
         # them, and a Unix socket costs less per connection than a loopback TCP one.
         base = tempfile.gettempdir()
         # A Unix socket path must fit in 108 bytes: a long TMPDIR falls back to /tmp.
         socket_dir = Path(tempfile.mkdtemp(prefix="machineid-", dir=base if len(base) <= 64 else "/tmp"))
-        mtls_path, join_path = str(socket_dir / "mtls.sock"), str(socket_dir / "join.sock")
+        self._socket_dir = socket_dir
         try:
-            server.add_secure_port(f"unix:{mtls_path}", mtls_creds)
-            join_server.add_secure_port(f"unix:{join_path}", join_creds)
-            server.start()
-            join_server.start()
+            mtls_paths, join_paths = self._start_workers(socket_dir, tls, limits, peer_tag)
             try:
-                router = SNIRouter(host, port, {certs.SERVER_NAME: mtls_path, certs.JOIN_SERVER_NAME: join_path},
-                                   default=join_path,  # binds the public port
+                router = SNIRouter(host, port, {certs.SERVER_NAME: mtls_paths, certs.JOIN_SERVER_NAME: join_paths},
+                                   default=join_paths,  # binds the public port
                                    max_per_source=self.config.max_connections_per_source,
-                                   anonymous=(join_path,), anonymous_rate=self.config.join_rate_per_source,
-                                   anonymous_burst=burst, peers=peers)
+                                   anonymous=tuple(join_paths), anonymous_rate=limits.rate,
+                                   anonymous_burst=limits.burst, peer_tag=peer_tag)
             except OSError as e:
                 raise PreconditionError(f"--listen {self.config.listen}: cannot listen there ({e.strerror}); stop "
                                         "what uses that port, or pick another with --listen HOST:PORT (port 0 "
                                         "picks a free one)") from None
         except BaseException:
-            server.stop(0)
-            join_server.stop(0)
+            self._stop_serving(0)
             shutil.rmtree(socket_dir, ignore_errors=True)
             raise
-        self._grpc, self._join_grpc, self._socket_dir = server, join_server, socket_dir
         router.start()
         self._router = router
         bound = router.address[1]
         self.address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
         self.write_admin_identity()
-        if metrics is not None:
-            self._serve_metrics(metrics)
-        for service in ("", "machineid.v1.ClusterService", "machineid.v1.JoinService"):
-            health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+        if self.config.metrics_listen:
+            self._serve_metrics(self._exposed_metrics())
         (self.data_dir / SERVER_JSON).write_text(json.dumps({
             "address": self.address, "cluster_name": self.cluster.cluster_name, "pid": os.getpid(),
             "version": __version__, "ca_pin": self.cluster.authority.pin, "socket_dir": str(socket_dir),
+            "workers": self.config.workers, "worker_pids": self._workers.pids if self._workers else [],
             **({"metrics_address": self.metrics_address} if self.metrics_address else {}),
         }, indent=2) + "\n")
         threading.Thread(target=self._refresh_admin, name="admin-identity", daemon=True).start()
         self.janitor.start()
-        log.info("cluster %s listening on %s (CA pin %s)", self.cluster.cluster_name, self.address,
-                 self.cluster.authority.pin)
+        log.info("cluster %s listening on %s with %d worker(s) (CA pin %s)", self.cluster.cluster_name, self.address,
+                 self.config.workers, self.cluster.authority.pin)
         return self.address
 
-    def _metrics(self, call_limits: CallLimits) -> ClusterMetrics | None:
-        if not self.config.metrics_listen:
-            return None
+    def _start_workers(self, socket_dir: Path, tls: TLSPair, limits: Limits,
+                       peer_tag: str) -> tuple[list[str], list[str]]:
+        """The gRPC servers: in this process with one worker, else in worker processes. Their socket paths."""
+        if self.config.workers == 1:
+            if self.config.metrics_listen:
+                from machineid.cluster.metrics import CallMetrics
+
+                self._call_metrics = CallMetrics(self._calls_registry())
+                self._call_metrics.time_store(self.backend)
+                objects = self.cluster.objects
+                self._call_metrics.audit_backlog.set_function(lambda: objects.pending_denials())
+            endpoints = Endpoints(self.cluster, tls, limits, peer_tag, self._call_metrics,
+                                  threads=self.config.threads)
+            mtls_path, join_path = socket_paths(socket_dir, 0)
+            endpoints.start(mtls_path, join_path)
+            self._endpoints = endpoints
+            return [mtls_path], [join_path]
+        metrics_dir = socket_dir / "metrics" if self.config.metrics_listen else None
+        if metrics_dir is not None:
+            metrics_dir.mkdir(mode=0o700)
+        mtls_path, join_path = socket_paths(socket_dir, 0)
+        stamp = socket_dir / "locks.stamp"
+        ChangeStamp(stamp).close()  # made before any worker maps it
+        spec = WorkerSpec(
+            index=0, workers=self.config.workers, data_dir=str(self.data_dir), storage=self.config.storage,
+            cluster_name=self.cluster.cluster_name, ca_key=self._ca_key.text(create=False)[0],
+            iam_sts_endpoints=list(self.config.iam_sts_endpoints), key_pem=tls.key_pem.decode(),
+            chain_pem=tls.chain_pem.decode(), client_ca_pem=tls.client_ca_pem.decode(), rate=limits.rate,
+            burst=limits.burst, peer_tag=peer_tag, mtls_path=mtls_path, join_path=join_path, stamp_path=str(stamp),
+            metrics=metrics_dir is not None, grace=STOP_GRACE, log_level=self.config.log_level,
+            log_format=self.config.log_format)
+        workers = Workers(spec, self.config.workers, metrics_dir)
+        workers.start()
+        self._workers = workers
+        return workers.mtls_paths, workers.join_paths
+
+    def _calls_registry(self) -> CollectorRegistry:
+        from prometheus_client import CollectorRegistry
+
+        self._registry = CollectorRegistry()
+        return self._registry
+
+    def _exposed_metrics(self) -> ClusterMetrics:
         from machineid.cluster.metrics import ClusterMetrics
 
-        split_address(self.config.metrics_listen)  # a bad address fails before anything listens
+        if self._workers is not None:
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            assert self._socket_dir is not None
+            calls: Collector = MultiProcessCollector(None, str(self._socket_dir / "metrics"))  # type: ignore[no-untyped-call]
+        else:
+            assert self._registry is not None
+            calls = self._registry
 
         def refusals() -> dict[str, int]:
             router = self._router
-            return {**(dict(router.refused) if router else {}), "anonymous_calls": call_limits.refused}
+            return dict(router.refused) if router else {}
 
-        metrics = ClusterMetrics(self.cluster, refusals, self.cluster.clock)
-        metrics.time_store(self.backend)
-        return metrics
+        return ClusterMetrics(self.cluster, calls, refusals, self.cluster.clock)
 
     def _serve_metrics(self, metrics: ClusterMetrics) -> None:
         from prometheus_client import start_http_server
@@ -341,16 +365,20 @@ class Server:
     def wait(self) -> None:
         self._stopped.wait()
 
-    def stop(self, grace: float = 5.0) -> None:
+    def _stop_serving(self, grace: float) -> None:
+        if self._endpoints is not None:
+            self._endpoints.stop(grace)
+        if self._workers is not None:
+            self._workers.stop(grace)
+
+    def stop(self, grace: float = STOP_GRACE) -> None:
         if self._stopped.is_set():
             return
         self._stopped.set()
         log.info("shutting down")
         self.janitor.stop()
         # gRPC first: it refuses new calls and lets calls in flight finish (their bytes go through the router).
-        for srv in (self._grpc, self._join_grpc):
-            if srv is not None:
-                srv.stop(grace).wait()
+        self._stop_serving(grace)
         if self._router is not None:
             self._router.stop()
         if self._metrics_http is not None:

@@ -1,13 +1,20 @@
-"""SQLite backend: one file in the data dir, WAL mode, one connection serialised by a lock.
+"""SQLite backend: one file in the data dir, WAL mode, one connection per process serialised by a lock.
 
 A single writer connection is what SQLite does best; the cluster's writes are tiny, so the lock is not the
 bottleneck (the gRPC stack and signing are, see benchmarks/README.md). Conditional writes compare the revision
 inside the same transaction, so two writers never silently overwrite each other.
+
+The worker processes of one server (cluster/workers.py) each have a connection: every write transaction is
+`BEGIN IMMEDIATE` (it takes the database's write lock first, so what it reads stays true until it commits), and
+before that the writer takes an exclusive flock on `cluster.db.writer`. SQLite's own wait for a busy database
+sleeps (1, 2, 5, 10 ms... under contention, about as long as a renewal's whole transaction); a flock waiter wakes
+when the holder lets go. Readers take neither (WAL: they see the last commit).
 """
 
 from __future__ import annotations
 
 import builtins
+import fcntl
 import hashlib
 import json
 import os
@@ -80,17 +87,23 @@ class SQLiteBackend(NestedTransactions):
         self._conn.executescript(_SCHEMA)
         self._lock = threading.RLock()
         self._depth = 0
+        self._writer = os.open(self.path.with_name(self.path.name + ".writer"),
+                               os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     @contextmanager
     def _outermost(self) -> Iterator[None]:
-        self._conn.execute("BEGIN IMMEDIATE")
+        fcntl.flock(self._writer, fcntl.LOCK_EX)  # waits without holding the GIL
         try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        else:
-            self._conn.execute("COMMIT")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+        finally:
+            fcntl.flock(self._writer, fcntl.LOCK_UN)
 
     def get(self, kind: str, name: str) -> Item:
         with self._lock:
@@ -196,3 +209,4 @@ class SQLiteBackend(NestedTransactions):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            os.close(self._writer)

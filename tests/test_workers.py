@@ -1,0 +1,130 @@
+"""`machineid server start --workers N`: the server's worker processes share one port and one store, and what a
+process kept for itself still holds for the server: locks apply at once in every worker, the bound on audit
+records written for anonymous callers is the server's, a worker that dies is replaced while the others answer, and
+workers do not outlive the server. (The cluster test modules marked `workers(1, 2)` run against two workers too:
+renewal races, metrics, limits.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from machineid.api import certs
+from machineid.api.client import JoinClient, fetch_cluster_cas
+from machineid.cluster.objects import DENIALS_PER_WINDOW
+from machineid.cluster.process import ServerProcess
+from machineid.model import errors
+from machineid.model.resources import Lock, LockSpec, LockTarget, Metadata
+from tests.conftest import ServerProc
+from tests.test_cluster_api import join, new_bot, renew
+from tests.test_join_limits import Relay
+
+
+@pytest.fixture()
+def two(tmp_path: Path) -> ServerProc:
+    srv = ServerProc(tmp_path / "data", workers=2)
+    srv.start()
+    yield srv  # type: ignore[misc]
+    if srv.proc is not None:
+        srv.stop()
+
+
+def info(srv: ServerProcess) -> dict[str, object]:
+    data: dict[str, object] = json.loads((srv.data_dir / "server.json").read_text())
+    return data
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by a parent that is gone too) is not alive.
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_lock_applies_at_once_in_every_worker(two: ServerProc) -> None:
+    """Each worker caches the locks for a second; the one that writes a lock tells the others (a shared stamp)."""
+    with two.admin() as admin:
+        token = new_bot(admin, "racer", ["access"])
+    ident = join(two, token)
+    for _ in range(4):  # one connection each, in turn over both workers: each has the locks cached now
+        ident = renew(two, ident)
+    with two.admin() as admin:
+        admin.upsert(Lock(metadata=Metadata(name="stop-racer"),
+                          spec=LockSpec(target=LockTarget(bot="racer"), message="incident 7")))
+    for _ in range(2):  # the next two connections: one to each worker
+        with pytest.raises(errors.PermissionDeniedError, match="incident 7"):
+            renew(two, ident)
+
+
+def test_the_audit_bound_for_anonymous_callers_is_the_servers_not_each_workers(two: ServerProc) -> None:
+    """Failed joins from many addresses land on both workers; past DENIALS_PER_WINDOW in the window they are only
+    counted (one summary record per action later), however many workers wrote."""
+    relays = [Relay(two.address, f"127.0.0.{i}") for i in range(2, 10)]
+    cas = fetch_cluster_cas(two.address)
+    pub = certs.public_key_pem(certs.new_key().public_key())
+    attempts = DENIALS_PER_WINDOW + 40
+    try:
+        for i in range(attempts):
+            with JoinClient(relays[i % len(relays)].address, cas) as jc, pytest.raises(errors.MachineIDError):
+                jc.register_using_token(f"not-a-token-{i}", pub)
+    finally:
+        for r in relays:
+            r.close()
+    with two.admin() as admin:
+        events = admin.audit_events(limit=10000)
+    written = [e for e in events if e.action == "bot.join" and e.outcome == "denied" and e.target != "*"]
+    assert DENIALS_PER_WINDOW // 2 <= len(written) <= DENIALS_PER_WINDOW, len(written)
+
+
+def test_a_worker_that_dies_is_replaced_and_the_others_answer_meanwhile(two: ServerProc) -> None:
+    pids = info(two)["worker_pids"]
+    assert isinstance(pids, list) and len(pids) == 2
+    os.kill(int(pids[0]), signal.SIGKILL)
+    with two.admin() as admin:
+        for _ in range(6):  # a connection each: the dead worker is passed over
+            assert admin.get_role("access").metadata.name == "access"
+    deadline = time.monotonic() + 30
+    while "starting another" not in two.log_text() or two.log_text().count("serving") < 3:
+        assert time.monotonic() < deadline, two.log_text()
+        time.sleep(0.1)
+    with two.admin() as admin:
+        for _ in range(4):
+            assert admin.get_role("access").metadata.name == "access"
+    assert two.stop() == 0, two.log_text()
+    assert not alive(int(pids[1]))
+
+
+def test_workers_do_not_outlive_a_server_that_was_killed(tmp_path: Path) -> None:
+    srv = ServerProc(tmp_path / "data", workers=2)
+    srv.start()
+    assert srv.proc is not None
+    pids = [int(p) for p in info(srv)["worker_pids"]]  # type: ignore[attr-defined]
+    srv.proc.kill()
+    srv.proc.wait()
+    deadline = time.monotonic() + 15
+    while any(alive(p) for p in pids):
+        assert time.monotonic() < deadline, "a worker outlived its server"
+        time.sleep(0.1)
+    again = ServerProc(tmp_path / "data", workers=2)  # and the data dir is free for the next server
+    again.start()
+    assert again.stop() == 0, again.log_text()
+
+
+def test_the_default_is_a_worker_per_core(tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path / "data", "test.example")  # no --workers
+    srv.start()
+    try:
+        cores = len(os.sched_getaffinity(0))
+        assert info(srv)["workers"] == cores and len(info(srv)["worker_pids"]) == (cores if cores > 1 else 0)  # type: ignore[arg-type]
+        with srv.admin() as admin:
+            assert admin.get_role("editor").metadata.name == "editor"
+    finally:
+        assert srv.stop() == 0, srv.log_text()
