@@ -92,14 +92,17 @@ def test_a_worker_that_dies_is_replaced_and_the_others_answer_meanwhile(two: Ser
         for _ in range(6):  # a connection each: the dead worker is passed over
             assert admin.get_role("access").metadata.name == "access"
     deadline = time.monotonic() + 30
-    while "starting another" not in two.log_text() or two.log_text().count("serving") < 3:
+    while pids[0] in (announced := info(two)["worker_pids"]):  # type: ignore[operator]
         assert time.monotonic() < deadline, two.log_text()
         time.sleep(0.1)
+    assert "starting another" in two.log_text()  # server.json names the replacement
+    assert isinstance(announced, list) and len(announced) == 2 and pids[1] in announced
+    assert all(alive(int(p)) for p in announced)
     with two.admin() as admin:
         for _ in range(4):
             assert admin.get_role("access").metadata.name == "access"
     assert two.stop() == 0, two.log_text()
-    assert not alive(int(pids[1]))
+    assert not any(alive(int(p)) for p in announced)
 
 
 def test_workers_do_not_outlive_a_server_that_was_killed(tmp_path: Path) -> None:
@@ -126,5 +129,23 @@ def test_the_default_is_a_worker_per_core(tmp_path: Path) -> None:
         assert info(srv)["workers"] == cores and len(info(srv)["worker_pids"]) == (cores if cores > 1 else 0)  # type: ignore[arg-type]
         with srv.admin() as admin:
             assert admin.get_role("editor").metadata.name == "editor"
+    finally:
+        assert srv.stop() == 0, srv.log_text()
+
+
+def test_anonymous_calls_over_authenticated_connections_share_the_address_limit(tmp_path: Path) -> None:
+    """Ping and the joins are served on authenticated connections too, which go to any worker: there each worker
+    allows its share of the address's burst, so two workers together allow what one server does."""
+    srv = ServerProc(tmp_path / "data", workers=2, extra_args=("--join-rate-per-source", "1"))
+    srv.start()
+    try:
+        with srv.admin() as admin:  # one connection: one worker
+            allowed = 0
+            with pytest.raises(errors.MachineIDError, match="too many"):
+                for _ in range(400):
+                    admin.ping()
+                    allowed += 1
+        burst = 200  # the least burst (router.JOIN_BURST)
+        assert burst // 2 <= allowed <= burst // 2 + 5, allowed
     finally:
         assert srv.stop() == 0, srv.log_text()

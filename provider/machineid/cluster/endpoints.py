@@ -50,15 +50,22 @@ class TLSPair:
 
 @dataclass(frozen=True)
 class Limits:
-    """Anonymous calls per client address: `rate` a second, `burst` at once."""
+    """Anonymous calls per client address: `rate` a second, `burst` at once, for the whole server."""
 
     rate: float
     burst: float
 
+    def share(self, workers: int) -> Limits:
+        return Limits(self.rate / workers, max(1.0, self.burst / workers))
+
 
 class Endpoints:
     def __init__(self, cluster: Cluster, tls: TLSPair, limits: Limits, peer_tag: str,
-                 metrics: CallMetrics | None = None, threads: int = THREADS) -> None:
+                 metrics: CallMetrics | None = None, threads: int = THREADS, workers: int = 1) -> None:
+        """`workers`: how many processes serve the server's calls. The router sends all of an address's anonymous
+        connections to one of them, whose join listener then limits them as the whole server would; authenticated
+        connections (which may also carry the anonymous calls) are spread over all, so there each worker allows its
+        share of the rate."""
         on_refused: Callable[[], None] | None = metrics.count_anonymous_refusal if metrics else None
         interceptors: list[Any] = [metrics.interceptor()] if metrics else []
         self.health = health.HealthServicer()
@@ -68,7 +75,10 @@ class Endpoints:
                                      options=_GRPC_OPTIONS, maximum_concurrent_rpcs=JOIN_MAX_RPCS,
                                      interceptors=interceptors)
         join_servicer = JoinServicer(cluster, CallLimits(limits.rate, limits.burst, on_refused), peer_tag)
-        rpc.add_JoinServiceServicer_to_server(join_servicer, self.grpc)
+        shared = limits.share(workers)
+        mtls_join_servicer = join_servicer if workers == 1 else JoinServicer(
+            cluster, CallLimits(shared.rate, shared.burst, on_refused), peer_tag)
+        rpc.add_JoinServiceServicer_to_server(mtls_join_servicer, self.grpc)
         rpc.add_ClusterServiceServicer_to_server(ClusterServicer(cluster), self.grpc)
         rpc.add_NodeServiceServicer_to_server(NodeServicer(cluster, peer_tag), self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)

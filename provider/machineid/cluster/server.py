@@ -259,17 +259,25 @@ class Server:
         self.write_admin_identity()
         if self.config.metrics_listen:
             self._serve_metrics(self._exposed_metrics())
-        (self.data_dir / SERVER_JSON).write_text(json.dumps({
-            "address": self.address, "cluster_name": self.cluster.cluster_name, "pid": os.getpid(),
-            "version": __version__, "ca_pin": self.cluster.authority.pin, "socket_dir": str(socket_dir),
-            "workers": self.config.workers, "worker_pids": self._workers.pids if self._workers else [],
-            **({"metrics_address": self.metrics_address} if self.metrics_address else {}),
-        }, indent=2) + "\n")
+        self._announce()
         threading.Thread(target=self._refresh_admin, name="admin-identity", daemon=True).start()
         self.janitor.start()
         log.info("cluster %s listening on %s with %d worker(s) (CA pin %s)", self.cluster.cluster_name, self.address,
                  self.config.workers, self.cluster.authority.pin)
         return self.address
+
+    def _announce(self) -> None:
+        """server.json: where this server listens (and its worker processes), for `ctl --data-dir` and tests. Written
+        whole to a new file and renamed over the old, so a reader never sees half of it."""
+        path = self.data_dir / SERVER_JSON
+        tmp = path.with_name(f".{SERVER_JSON}.{os.getpid()}")
+        tmp.write_text(json.dumps({
+            "address": self.address, "cluster_name": self.cluster.cluster_name, "pid": os.getpid(),
+            "version": __version__, "ca_pin": self.cluster.authority.pin, "socket_dir": str(self._socket_dir),
+            "workers": self.config.workers, "worker_pids": self._workers.pids if self._workers else [],
+            **({"metrics_address": self.metrics_address} if self.metrics_address else {}),
+        }, indent=2) + "\n")
+        tmp.replace(path)
 
     def _start_workers(self, socket_dir: Path, tls: TLSPair, limits: Limits,
                        peer_tag: str) -> tuple[list[str], list[str]]:
@@ -302,7 +310,7 @@ class Server:
             burst=limits.burst, peer_tag=peer_tag, mtls_path=mtls_path, join_path=join_path, stamp_path=str(stamp),
             metrics=metrics_dir is not None, grace=STOP_GRACE, log_level=self.config.log_level,
             log_format=self.config.log_format)
-        workers = Workers(spec, self.config.workers, metrics_dir)
+        workers = Workers(spec, self.config.workers, metrics_dir, on_replaced=self._announce)
         workers.start()
         self._workers = workers
         return workers.mtls_paths, workers.join_paths

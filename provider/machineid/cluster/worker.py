@@ -99,7 +99,7 @@ def serve(spec: WorkerSpec, stop: threading.Event) -> None:
         metrics.time_store(backend)
     endpoints = Endpoints(cluster, TLSPair(spec.key_pem.encode(), spec.chain_pem.encode(),
                                            spec.client_ca_pem.encode()),
-                          Limits(spec.rate, spec.burst), spec.peer_tag, metrics)
+                          Limits(spec.rate, spec.burst), spec.peer_tag, metrics, workers=spec.workers)
     for path in (spec.mtls_path, spec.join_path):  # a predecessor's, when this worker replaces one that died
         Path(path).unlink(missing_ok=True)
     endpoints.start(spec.mtls_path, spec.join_path)

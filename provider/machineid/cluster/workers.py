@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,9 +39,12 @@ def socket_paths(socket_dir: Path, index: int) -> tuple[str, str]:
 
 
 class Workers:
-    def __init__(self, spec: WorkerSpec, count: int, metrics_dir: Path | None = None) -> None:
-        """metrics_dir: prometheus_client's multiprocess directory, when the server serves metrics."""
+    def __init__(self, spec: WorkerSpec, count: int, metrics_dir: Path | None = None,
+                 on_replaced: Callable[[], None] | None = None) -> None:
+        """metrics_dir: prometheus_client's multiprocess directory, when the server serves metrics; on_replaced:
+        called after a worker that died was replaced (the server announces the new pids)."""
         self.spec = spec
+        self.on_replaced = on_replaced
         self.count = count
         self.metrics_dir = metrics_dir
         self.env = dict(os.environ)
@@ -117,6 +121,8 @@ class Workers:
                     self._procs[i] = self._spawn(i)
                     self._wait_ready(i)
                     self.restarts += 1
+                    if self.on_replaced is not None:
+                        self.on_replaced()
                 except Exception as e:  # tried again at the next turn
                     log.error("could not replace worker %d: %s", i, e)
 
