@@ -177,3 +177,27 @@ def test_two_servers_share_one_postgres(pg_database: str, tmp_path: Path) -> Non
     finally:
         assert a.stop() == 0
         assert b.stop() == 0
+
+
+def test_read_decide_write_transactions_on_one_store_take_turns(open_backend: Factory) -> None:
+    """What a renewal does: read a counter, decide, write it back, in one transaction. Two stores (two servers or
+    workers) doing it at once must not both read the old value: no increment is lost."""
+    first, second = open_backend(), open_backend()
+    first.create("counter", "generation", {"n": 0})
+    rounds = 40
+    barrier = threading.Barrier(2)
+
+    def bump(store: Backend) -> None:
+        barrier.wait()
+        for _ in range(rounds):
+            with store.transaction():
+                n = store.get("counter", "generation").value["n"]
+                threading.Event().wait(0.001)  # the decision takes a moment: the other store's turn, if it can
+                store.update("counter", "generation", {"n": n + 1})
+
+    threads = [threading.Thread(target=bump, args=(s,)) for s in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert first.get("counter", "generation").value["n"] == 2 * rounds

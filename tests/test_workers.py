@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from machineid.api import certs
-from machineid.api.client import JoinClient, fetch_cluster_cas
+from machineid.api.client import Client, JoinClient, fetch_cluster_cas
+from machineid.api.identity import Identity
 from machineid.cluster.objects import DENIALS_PER_WINDOW
 from machineid.cluster.process import ServerProcess
 from machineid.model import errors
@@ -147,5 +149,49 @@ def test_anonymous_calls_over_authenticated_connections_share_the_address_limit(
                     allowed += 1
         burst = 200  # the least burst (router.JOIN_BURST)
         assert burst // 2 <= allowed <= burst // 2 + 5, allowed
+    finally:
+        assert srv.stop() == 0, srv.log_text()
+
+
+def race(address: str, ident: Identity) -> list[str]:
+    """Two renewals with one identity, sent at the same moment on connections of their own."""
+    outcomes: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def attempt() -> None:
+        with Client(address, ident) as c:
+            barrier.wait()
+            try:
+                c.renew(certs.public_key_pem(certs.new_key().public_key()))
+                outcomes.append("renewed")
+            except errors.PermissionDeniedError:
+                outcomes.append("refused")
+
+    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "postgresql"])
+def test_a_renewal_race_between_workers_has_one_winner(storage: str, tmp_path: Path,
+                                                       request: pytest.FixtureRequest) -> None:
+    """Two holders of one certificate renew at the same moment; their connections go to different workers (the
+    router gives the second to the worker without one). The generation check and bump is one transaction in the
+    shared store, so exactly one renews and the other is taken for a copy, in every round."""
+    extra = ("--storage", request.getfixturevalue("pg_database")) if storage == "postgresql" else ()
+    srv = ServerProc(tmp_path / "data", workers=2, extra_args=extra)
+    srv.start()
+    try:
+        for round_ in range(5):
+            with srv.admin() as admin:
+                token = new_bot(admin, f"twin-{round_}", ["access"])
+            ident = join(srv, token)
+            outcomes = race(srv.address, ident)
+            assert sorted(outcomes) == ["refused", "renewed"], (round_, outcomes)
+            with srv.admin() as admin:
+                assert admin.get_bot(f"twin-{round_}").status.locked
     finally:
         assert srv.stop() == 0, srv.log_text()

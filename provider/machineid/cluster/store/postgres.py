@@ -3,6 +3,12 @@
 Same contract as the SQLite backend (tests/test_store.py runs both). Conditional writes lock the row
 (`SELECT ... FOR UPDATE`) inside the transaction, so two servers never silently overwrite each other; the CAs live
 in the database too, so every server signs with the same keys.
+
+Transactions are serialised across every server and worker process sharing the database, as SQLite's `BEGIN
+IMMEDIATE` serialises them across processes: each takes a transaction-scoped advisory lock first. The cluster's
+transactions read, decide and write (a renewal reads the generation, compares it with the certificate's and bumps
+it); under PostgreSQL's default READ COMMITTED, two of them at once both read the old generation and both renewed
+(a copied certificate went unnoticed). They are short, so one at a time costs little.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ CREATE INDEX IF NOT EXISTS audit_time ON audit (time);
 CREATE INDEX IF NOT EXISTS items_bot ON items (kind, (value->'spec'->>'bot_name'));
 """
 _COLUMNS = "kind, name, value, revision, created, updated"
+_SCHEMA_LOCK = 4242  # advisory lock keys: creating the schema; every transaction (see the module docstring)
+_WRITERS = 4243
 
 
 def _item(row: tuple[Any, ...]) -> Item:
@@ -64,7 +72,7 @@ class PostgresBackend(NestedTransactions):
         except psycopg.OperationalError as e:
             raise TransportError(f"cannot connect to PostgreSQL: {e}".strip()) from None
         with self._conn.transaction():
-            self._conn.execute("SELECT pg_advisory_xact_lock(4242)")  # servers starting together create once
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))  # servers starting at once
             self._conn.execute(_SCHEMA)
         self._lock = threading.RLock()
         self._depth = 0
@@ -72,6 +80,7 @@ class PostgresBackend(NestedTransactions):
     @contextmanager
     def _outermost(self) -> Iterator[None]:
         with self._conn.transaction():
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITERS,))
             yield
 
     def _one(self, kind: str, name: str, lock: bool = False) -> Item:
