@@ -195,3 +195,25 @@ def test_a_renewal_race_between_workers_has_one_winner(storage: str, tmp_path: P
                 assert admin.get_bot(f"twin-{round_}").status.locked
     finally:
         assert srv.stop() == 0, srv.log_text()
+
+
+def test_a_signal_to_the_whole_process_group_stops_the_server_once(tmp_path: Path) -> None:
+    """A service manager (systemd's default) or Ctrl-C signals every process of the group: the workers are not
+    replaced while the server stops, and it exits cleanly."""
+    srv = ServerProc(tmp_path / "data", workers=2)
+    srv.log_path.parent.mkdir(parents=True, exist_ok=True)
+    srv.start(detach=True)  # a process group of its own, as under a service manager
+    assert srv.proc is not None
+    pids = [int(p) for p in info(srv)["worker_pids"]]  # type: ignore[attr-defined]
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if sig == signal.SIGTERM:
+            srv.start(detach=True)
+            assert srv.proc is not None
+            pids = [int(p) for p in info(srv)["worker_pids"]]  # type: ignore[attr-defined]
+        os.killpg(srv.proc.pid, sig)
+        assert srv.proc.wait(30) == 0, srv.log_text()
+        assert "starting another" not in srv.log_text()
+        deadline = time.monotonic() + 10
+        while any(alive(p) for p in pids):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)

@@ -384,6 +384,8 @@ class Server:
             return
         self._stopped.set()
         log.info("shutting down")
+        if self._workers is not None:
+            self._workers.closing()
         self.janitor.stop()
         # gRPC first: it refuses new calls and lets calls in flight finish (their bytes go through the router).
         self._stop_serving(grace)

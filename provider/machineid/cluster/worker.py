@@ -3,7 +3,8 @@ cluster's gRPC servers on this worker's own Unix sockets, over the shared store.
 
 It reads its WorkerSpec as one JSON line on stdin (the sealing key and the server's TLS key come this way, not
 through a file or the environment), answers "ready" on stdout once it listens, and stops on SIGTERM, or when its
-stdin reaches EOF: the server that started it is gone, and a worker must not outlive it.
+stdin reaches EOF: the server that started it is gone, and a worker must not outlive it. SIGINT is the server's
+to handle (Ctrl-C reaches the whole process group).
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ def main() -> int:
 
     logs.setup(spec.log_level, spec.log_format)
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C in a terminal reaches the whole process group: the server handles it, and stops its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_until_eof, args=(stop,), name="parent-watch", daemon=True).start()
     try:
         serve(spec, stop)

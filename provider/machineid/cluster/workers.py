@@ -133,6 +133,11 @@ class Workers:
                 with contextlib.suppress(OSError):
                     pipe.close()
 
+    def closing(self) -> None:
+        """The server is stopping: a worker that exits from now on (a signal to the whole process group, as a
+        service manager sends) is not replaced."""
+        self._stopping.set()
+
     def stop(self, grace: float) -> None:
         """SIGTERM: each refuses new calls and finishes those in flight within `grace`; killed if it takes longer."""
         self._stopping.set()
