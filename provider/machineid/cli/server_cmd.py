@@ -56,7 +56,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                             "result, call latency, limit refusals, store latency, audit backlog, CA expiry, live "
                             "instances); keep it on loopback or a private network")
     start.add_argument("--workers", type=positive, default=None, metavar="N",
-                       help="processes serving calls (default: the number of cores this process may use); one "
+                       help="processes serving calls (default: the number of cores this process may use, up to "
+                            "16); one "
                             "process in front owns the port, spreads connections over them and keeps every "
                             "per-address limit; they share the store")
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -86,6 +87,7 @@ def retention(text: str) -> timedelta | None:
 
 def run_start(args: argparse.Namespace) -> int:
     from machineid.cluster.server import Server, ServerConfig, default_workers
+    from machineid.cluster.worker import Stop
 
     logs.setup(args.log_level, args.log_format)
     server = Server(ServerConfig(data_dir=args.data_dir, listen=args.listen, cluster_name=args.cluster_name,
@@ -98,11 +100,15 @@ def run_start(args: argparse.Namespace) -> int:
                                  workers=args.workers or default_workers(), log_level=args.log_level,
                                  log_format=args.log_format))
 
+    stop = Stop()  # a signal during start-up is answered once the server has started: it stops right away
+
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        server.stop()
+        stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.start()
-    server.wait()
+    while not stop.wait(3600):
+        pass
+    server.stop()
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -19,7 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from machineid.api.v1 import cluster_pb2_grpc as rpc
 from machineid.cluster.grpc_api import ClusterServicer, JoinServicer, NodeServicer
-from machineid.cluster.limits import CallLimits
+from machineid.cluster.limits import CallLimits, Limiter, RateLimits, SharedRateLimits
 from machineid.cluster.service import Cluster
 
 if TYPE_CHECKING:
@@ -50,22 +51,25 @@ class TLSPair:
 
 @dataclass(frozen=True)
 class Limits:
-    """Anonymous calls per client address: `rate` a second, `burst` at once, for the whole server."""
+    """Anonymous calls per client address: `rate` a second, `burst` at once, for the whole server. With several
+    worker processes, `shared` names the file of buckets they share (SharedRateLimits), with its hash key."""
 
     rate: float
     burst: float
+    shared: str = ""
+    key: bytes = b""
 
-    def share(self, workers: int) -> Limits:
-        return Limits(self.rate / workers, max(1.0, self.burst / workers))
+    def limiter(self) -> Limiter:
+        if self.shared:
+            return SharedRateLimits(Path(self.shared), self.rate, self.burst, self.key)
+        return RateLimits(self.rate, self.burst)
 
 
 class Endpoints:
     def __init__(self, cluster: Cluster, tls: TLSPair, limits: Limits, peer_tag: str,
-                 metrics: CallMetrics | None = None, threads: int = THREADS, workers: int = 1) -> None:
-        """`workers`: how many processes serve the server's calls. The router sends all of an address's anonymous
-        connections to one of them, whose join listener then limits them as the whole server would; authenticated
-        connections (which may also carry the anonymous calls) are spread over all, so there each worker allows its
-        share of the rate."""
+                 metrics: CallMetrics | None = None, threads: int = THREADS) -> None:
+        """Anonymous calls are limited per address on both listeners together (the mutual-TLS one serves them too),
+        and across worker processes when `limits` is shared."""
         on_refused: Callable[[], None] | None = metrics.count_anonymous_refusal if metrics else None
         interceptors: list[Any] = [metrics.interceptor()] if metrics else []
         self.health = health.HealthServicer()
@@ -74,11 +78,8 @@ class Endpoints:
         self.join_grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=JOIN_THREADS, thread_name_prefix="join"),
                                      options=_GRPC_OPTIONS, maximum_concurrent_rpcs=JOIN_MAX_RPCS,
                                      interceptors=interceptors)
-        join_servicer = JoinServicer(cluster, CallLimits(limits.rate, limits.burst, on_refused), peer_tag)
-        shared = limits.share(workers)
-        mtls_join_servicer = join_servicer if workers == 1 else JoinServicer(
-            cluster, CallLimits(shared.rate, shared.burst, on_refused), peer_tag)
-        rpc.add_JoinServiceServicer_to_server(mtls_join_servicer, self.grpc)
+        join_servicer = JoinServicer(cluster, CallLimits(limits.limiter(), on_refused), peer_tag)
+        rpc.add_JoinServiceServicer_to_server(join_servicer, self.grpc)
         rpc.add_ClusterServiceServicer_to_server(ClusterServicer(cluster), self.grpc)
         rpc.add_NodeServiceServicer_to_server(NodeServicer(cluster, peer_tag), self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)

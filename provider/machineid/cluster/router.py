@@ -42,7 +42,6 @@ import socket
 import struct
 import threading
 import time
-import zlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
@@ -221,10 +220,10 @@ class SNIRouter:
                  anonymous_burst: float = JOIN_BURST, peer_tag: str = "",
                  client_grace: float = _CLIENT_GRACE, hello_grace: float = _HELLO_GRACE) -> None:
         """routes: server name -> Unix socket path of the listener, or the paths of several (one per worker process
-        of the server); default: the path(s) for other names (and for a ClientHello without one). Of several, an
-        anonymous connection goes to one chosen by its address (so that one worker sees all of an address's
-        anonymous calls, and limits them exactly), any other to the one with the fewest connections open; one
-        that cannot be reached (a worker restarting) is passed over.
+        of the server); default: the path(s) for other names (and for a ClientHello without one). Of several, a
+        connection goes to the one with the fewest connections open (of equals, the next in turn); one that cannot
+        be reached (a worker restarting) is passed over. (The workers limit anonymous calls per address together:
+        limits.SharedRateLimits.)
 
         A client that has not sent its ClientHello within hello_timeout, or completed
         the handshake within handshake_timeout after it, is dropped; connections beyond max_per_source from one
@@ -239,6 +238,7 @@ class SNIRouter:
         self.default = _paths(default)
         self._connected: Counter[str] = Counter()  # connections open per upstream path
         self._turn = 0
+        self._unreachable_logged = 0.0
         self.hello_timeout = hello_timeout
         self.handshake_timeout = handshake_timeout
         self.max_per_source = max_per_source
@@ -451,7 +451,7 @@ class SNIRouter:
             self._log_refusal(p.source, f"anonymous connections from {p.source} beyond "
                               f"{self._anonymous_rate.rate:g} a second", limit="anonymous_connection_rate")
             return
-        upstream = self._connect_upstream(self._order(paths, p.source, anonymous), p.source)
+        upstream = self._connect_upstream(self._order(paths), p.source)
         if upstream is None:
             p.sock.close()
             self._release(p.source, p.sock)
@@ -470,16 +470,14 @@ class SNIRouter:
         self._update(client)
         self._flush(server)
 
-    def _order(self, paths: tuple[str, ...], source: str, anonymous: bool) -> tuple[str, ...]:
-        """The upstreams to try, best first: an anonymous connection's by its address, others' by load."""
-        if len(paths) == 1:
-            return paths
+    def _order(self, paths: tuple[str, ...]) -> tuple[str, ...]:
+        """The upstreams to try, best first: the least loaded; of equals, the next in turn (so that one client's
+        connections in a row spread too)."""
         n = len(paths)
-        if anonymous:
-            first = zlib.crc32(source.encode()) % n
-        else:  # the least loaded; of equals, the next in turn (so that one client's calls in a row spread too)
-            self._turn = (self._turn + 1) % n
-            first = min(((self._turn + k) % n for k in range(n)), key=lambda i: self._connected[paths[i]])
+        if n == 1:
+            return paths
+        self._turn = (self._turn + 1) % n
+        first = min(((self._turn + k) % n for k in range(n)), key=lambda i: self._connected[paths[i]])
         return paths[first:] + paths[:first]
 
     def _connect_upstream(self, paths: tuple[str, ...], source: str) -> tuple[socket.socket, str] | None:
@@ -496,7 +494,10 @@ class SNIRouter:
                 upstream.connect(path)  # a local Unix socket: immediate, or EAGAIN when its backlog is full
             except OSError as e:
                 upstream.close()
-                log.warning("router cannot reach the internal listener %s: %s", path, e)
+                now = time.monotonic()
+                if now - self._unreachable_logged >= 10.0:  # a worker down must not flood the log either
+                    self._unreachable_logged = now
+                    log.warning("router cannot reach the internal listener %s: %s", path, e)
                 continue
             return upstream, path
         return None

@@ -114,9 +114,14 @@ class ServerConfig:
     log_format: str = "json"
 
 
+MAX_DEFAULT_WORKERS = 16
+
+
 def default_workers() -> int:
-    """The cores this process may run on (its CPU affinity, which a container or taskset narrows)."""
-    return max(1, len(os.sched_getaffinity(0)))
+    """The cores this process may run on (its CPU affinity, which a container or taskset narrows), up to
+    MAX_DEFAULT_WORKERS: each worker holds a store connection (PostgreSQL allows 100 by default), and past that many
+    the store's write lock, not the cores, is the limit. --workers sets more."""
+    return max(1, min(MAX_DEFAULT_WORKERS, len(os.sched_getaffinity(0))))
 
 
 LOCK_FILE = "server.lock"
@@ -308,6 +313,7 @@ class Server:
             iam_sts_endpoints=list(self.config.iam_sts_endpoints), key_pem=tls.key_pem.decode(),
             chain_pem=tls.chain_pem.decode(), client_ca_pem=tls.client_ca_pem.decode(), rate=limits.rate,
             burst=limits.burst, peer_tag=peer_tag, mtls_path=mtls_path, join_path=join_path, stamp_path=str(stamp),
+            buckets_path=str(socket_dir / "calls.buckets"), buckets_key=secrets.token_hex(32),
             metrics=metrics_dir is not None, grace=STOP_GRACE, log_level=self.config.log_level,
             log_format=self.config.log_format)
         workers = Workers(spec, self.config.workers, metrics_dir, on_replaced=self._announce)
@@ -369,9 +375,6 @@ class Server:
                 self.write_admin_identity()
             except Exception:
                 log.exception("could not renew the admin identity")
-
-    def wait(self) -> None:
-        self._stopped.wait()
 
     def _stop_serving(self, grace: float) -> None:
         if self._endpoints is not None:

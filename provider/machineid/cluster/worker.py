@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,6 +41,8 @@ class WorkerSpec:
     mtls_path: str
     join_path: str
     stamp_path: str
+    buckets_path: str  # the anonymous call limits' buckets, shared by the workers (limits.SharedRateLimits)
+    buckets_key: str  # their hash key (hex)
     metrics: bool
     grace: float
     log_level: str
@@ -58,7 +61,7 @@ def main() -> int:
     from machineid.cli import logs
 
     logs.setup(spec.log_level, spec.log_format)
-    stop = threading.Event()
+    stop = Stop()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     # Ctrl-C in a terminal reaches the whole process group: the server handles it, and stops its workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -71,13 +74,31 @@ def main() -> int:
     return 0
 
 
-def _until_eof(stop: threading.Event) -> None:
+class Stop:
+    """A flag a signal handler may set: a plain attribute, not a threading.Event, whose lock the interrupted main
+    thread may be holding in wait()."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def set(self) -> None:
+        self.requested = True
+
+    def wait(self, seconds: float) -> bool:
+        """Sleeps up to `seconds` (in short steps, to answer a stop promptly); True once a stop was requested."""
+        end = time.monotonic() + seconds
+        while not self.requested and (left := end - time.monotonic()) > 0:
+            time.sleep(min(0.1, left))
+        return self.requested
+
+
+def _until_eof(stop: Stop) -> None:
     while sys.stdin.readline():
         pass
     stop.set()
 
 
-def serve(spec: WorkerSpec, stop: threading.Event) -> None:
+def serve(spec: WorkerSpec, stop: Stop) -> None:
     from machineid.cluster import iam
     from machineid.cluster.endpoints import Endpoints, Limits, TLSPair
     from machineid.cluster.objects import DENIALS_PER_WINDOW
@@ -101,11 +122,16 @@ def serve(spec: WorkerSpec, stop: threading.Event) -> None:
         metrics.time_store(backend)
     endpoints = Endpoints(cluster, TLSPair(spec.key_pem.encode(), spec.chain_pem.encode(),
                                            spec.client_ca_pem.encode()),
-                          Limits(spec.rate, spec.burst), spec.peer_tag, metrics, workers=spec.workers)
+                          Limits(spec.rate, spec.burst, spec.buckets_path, bytes.fromhex(spec.buckets_key)),
+                          spec.peer_tag, metrics)
     for path in (spec.mtls_path, spec.join_path):  # a predecessor's, when this worker replaces one that died
         Path(path).unlink(missing_ok=True)
     endpoints.start(spec.mtls_path, spec.join_path)
     print("ready", flush=True)
+    # Nothing more goes to stdout: the server reads no further, and a full pipe would block whoever wrote to it.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
     log.info("worker %d (pid %d) serving", spec.index, os.getpid())
     while not stop.wait(HOUSEKEEPING_SECONDS):
         try:

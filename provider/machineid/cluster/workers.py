@@ -6,8 +6,8 @@ server's process owns the public port and spreads connections over them (cluster
 limits and connection caps stay in one place. Workers share the store (SQLite in WAL mode, each write an
 immediate transaction; or PostgreSQL), which serialises what must be: renewals' generation counters, spent
 challenges, conditional writes. What a process keeps for itself is either re-read from the store (revocation
-lists, by version), shared through a ChangeStamp (locks), split (the audit bound for anonymous callers), pinned
-(an address's anonymous calls all go to one worker, which limits them) or done by the server's process alone (the
+lists, by version), shared through memory (a ChangeStamp for locks, SharedRateLimits for anonymous calls per
+address), split (the audit bound for anonymous callers) or done by the server's process alone (the
 janitor, the admin identity, metrics served).
 """
 
@@ -86,8 +86,11 @@ class Workers:
         self._watch.start()
 
     def _spawn(self, index: int) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([sys.executable, "-m", "machineid.cluster.worker"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, env=self.env, close_fds=True)
+        # -P: not the current directory first on sys.path, where anyone who may write there could plant a module
+        # that runs with the sealing key (the `machineid` script never had it there either).
+        proc = subprocess.Popen([sys.executable, "-P", "-m", "machineid.cluster.worker"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, env=self.env, close_fds=True,
+                                cwd=Path(self.spec.mtls_path).parent)
         assert proc.stdin is not None
         proc.stdin.write(self.spec_for(index).dumps().encode())
         proc.stdin.flush()  # kept open: the worker stops when it closes (this process died)

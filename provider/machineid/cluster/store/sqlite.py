@@ -8,7 +8,9 @@ The worker processes of one server (cluster/workers.py) each have a connection: 
 `BEGIN IMMEDIATE` (it takes the database's write lock first, so what it reads stays true until it commits), and
 before that the writer takes an exclusive flock on `cluster.db.writer`. SQLite's own wait for a busy database
 sleeps (1, 2, 5, 10 ms... under contention, about as long as a renewal's whole transaction); a flock waiter wakes
-when the holder lets go. Readers take neither (WAL: they see the last commit).
+when the holder lets go. Readers take no file lock (WAL: they see the last commit); in a process, calls take turns
+on the connection's lock, as before. A writer that stops while holding the flock (SIGSTOP) holds the others' writes
+until it goes on, as it would hold SQLite's own write lock.
 """
 
 from __future__ import annotations
@@ -209,4 +211,6 @@ class SQLiteBackend(NestedTransactions):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-            os.close(self._writer)
+            if self._writer >= 0:
+                os.close(self._writer)
+                self._writer = -1
