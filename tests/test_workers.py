@@ -249,3 +249,19 @@ def test_shared_buckets_limit_an_address_once_across_processes(tmp_path: Path) -
     assert not b.allow("10.0.0.1", now) and not a.allow("10.0.0.1", now)
     assert b.allow("10.0.0.2", now)  # another address has its own bucket
     assert a.allow("10.0.0.1", now + 1.0) and not b.allow("10.0.0.1", now + 1.0)  # one a second comes back
+
+
+def test_a_workers_spec_does_not_show_its_secrets() -> None:
+    """The spec carries the sealing key, the TLS key and the buckets' key to a worker; printed or logged, none of
+    them shows."""
+    from machineid.cluster.endpoints import Limits, TLSPair
+    from machineid.cluster.worker import WorkerSpec
+
+    secrets_ = {"ca_key": "SEALING-KEY-b64", "key_pem": "-----BEGIN PRIVATE KEY-----x", "buckets_key": "ab" * 32}
+    spec = WorkerSpec(index=0, workers=2, data_dir="/d", storage="", cluster_name="c", iam_sts_endpoints=[],
+                      chain_pem="chain", client_ca_pem="ca", rate=1.0, burst=2.0, peer_tag="t", mtls_path="m",
+                      join_path="j", stamp_path="s", buckets_path="b", metrics=False, grace=1.0, log_level="info",
+                      log_format="json", **secrets_)
+    shown = repr(spec) + repr(TLSPair(b"TLS-KEY", b"chain", b"ca")) + repr(Limits(1.0, 2.0, "b", b"BUCKET-KEY"))
+    assert not any(s in shown for s in [*secrets_.values(), "TLS-KEY", "BUCKET-KEY"]), shown
+    assert WorkerSpec.loads(spec.dumps()) == spec  # and the pipe still carries them

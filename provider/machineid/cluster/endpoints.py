@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +40,7 @@ _GRPC_OPTIONS = [
 class TLSPair:
     """The server's key and certificate chain (PEM), and the CA that client certificates must chain to."""
 
-    key_pem: bytes
+    key_pem: bytes = field(repr=False)
     chain_pem: bytes
     client_ca_pem: bytes
 
@@ -57,7 +57,7 @@ class Limits:
     rate: float
     burst: float
     shared: str = ""
-    key: bytes = b""
+    key: bytes = field(default=b"", repr=False)
 
     def limiter(self) -> Limiter:
         if self.shared:

@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 log = logging.getLogger("machineid.cluster.worker")
@@ -30,9 +30,9 @@ class WorkerSpec:
     data_dir: str
     storage: str
     cluster_name: str
-    ca_key: str  # the sealing key (base64)
+    ca_key: str = field(repr=False)  # the sealing key (base64)
     iam_sts_endpoints: list[str]
-    key_pem: str
+    key_pem: str = field(repr=False)
     chain_pem: str
     client_ca_pem: str
     rate: float
@@ -42,7 +42,7 @@ class WorkerSpec:
     join_path: str
     stamp_path: str
     buckets_path: str  # the anonymous call limits' buckets, shared by the workers (limits.SharedRateLimits)
-    buckets_key: str  # their hash key (hex)
+    buckets_key: str = field(repr=False)  # their hash key (hex)
     metrics: bool
     grace: float
     log_level: str
