@@ -546,16 +546,15 @@ def test_recreated_bot_does_not_revive_old_certificates(server: ServerProc) -> N
         c.list("token")
 
 
-def test_concurrent_renewals_of_one_generation_lock_the_bot(server: ServerProc) -> None:
-    with server.admin() as admin:
-        token = new_bot(admin, "twins", ["access"])
-    ident = join(server, token)
+def race(address: str, ident: Identity) -> list[str]:
+    """Two renewals with one identity, sent at the same moment on connections of their own: "renewed" or
+    "refused" for each."""
     outcomes: list[str] = []
     barrier = threading.Barrier(2)
 
     def attempt() -> None:
         _key, pub = new_key()
-        with Client(server.address, ident) as c:
+        with Client(address, ident) as c:
             barrier.wait()
             try:
                 c.renew(pub)
@@ -568,6 +567,14 @@ def test_concurrent_renewals_of_one_generation_lock_the_bot(server: ServerProc) 
         t.start()
     for t in threads:
         t.join()
+    return outcomes
+
+
+def test_concurrent_renewals_of_one_generation_lock_the_bot(server: ServerProc) -> None:
+    with server.admin() as admin:
+        token = new_bot(admin, "twins", ["access"])
+    ident = join(server, token)
+    outcomes = race(server.address, ident)
     assert sorted(outcomes) == ["refused", "renewed"]
     with server.admin() as admin:
         assert admin.get_bot("twins").status.locked  # the second holder of generation 1 was a copy

@@ -9,15 +9,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from machineid.api import certs
-from machineid.api.client import Client, JoinClient, fetch_cluster_cas
-from machineid.api.identity import Identity
+from machineid.api.client import JoinClient, fetch_cluster_cas
 from machineid.cluster.limits import SharedRateLimits
 from machineid.cluster.locks import REFRESH_SECONDS
 from machineid.cluster.objects import DENIALS_PER_WINDOW
@@ -25,7 +23,7 @@ from machineid.cluster.process import ServerProcess
 from machineid.model import errors
 from machineid.model.resources import Lock, LockSpec, LockTarget, Metadata
 from tests.conftest import ServerProc
-from tests.test_cluster_api import join, new_bot, renew
+from tests.test_cluster_api import join, new_bot, race, renew
 from tests.test_join_limits import Relay
 
 
@@ -171,28 +169,6 @@ def test_the_workers_limit_an_addresses_anonymous_calls_together(tmp_path: Path)
             jc.ping()  # and on the join listener
     finally:
         assert srv.stop() == 0, srv.log_text()
-
-
-def race(address: str, ident: Identity) -> list[str]:
-    """Two renewals with one identity, sent at the same moment on connections of their own."""
-    outcomes: list[str] = []
-    barrier = threading.Barrier(2)
-
-    def attempt() -> None:
-        with Client(address, ident) as c:
-            barrier.wait()
-            try:
-                c.renew(certs.public_key_pem(certs.new_key().public_key()))
-                outcomes.append("renewed")
-            except errors.PermissionDeniedError:
-                outcomes.append("refused")
-
-    threads = [threading.Thread(target=attempt) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return outcomes
 
 
 @pytest.mark.parametrize("storage", ["sqlite", "postgresql"])

@@ -35,7 +35,6 @@ from machineid.cluster.janitor import DEFAULT_AUDIT_RETENTION, Janitor
 from machineid.cluster.router import JOIN_BURST, JOIN_RATE, MAX_PER_SOURCE, SNIRouter
 from machineid.cluster.sealing import KeySource
 from machineid.cluster.service import ADMIN_USER, Caller, Cluster
-from machineid.cluster.stamp import ChangeStamp
 from machineid.cluster.store.base import Backend
 from machineid.cluster.store.sqlite import SQLiteBackend
 from machineid.cluster.worker import WorkerSpec
@@ -289,12 +288,14 @@ class Server:
         """The gRPC servers: in this process with one worker, else in worker processes. Their socket paths."""
         if self.config.workers == 1:
             if self.config.metrics_listen:
+                from prometheus_client import CollectorRegistry
+
                 from machineid.cluster.metrics import CallMetrics
 
-                self._call_metrics = CallMetrics(self._calls_registry())
+                self._registry = CollectorRegistry()
+                self._call_metrics = CallMetrics(self._registry)
                 self._call_metrics.time_store(self.backend)
-                objects = self.cluster.objects
-                self._call_metrics.audit_backlog.set_function(lambda: objects.pending_denials())
+                self._call_metrics.audit_backlog.set_function(self.cluster.objects.pending_denials)
             endpoints = Endpoints(self.cluster, tls, limits, peer_tag, self._call_metrics,
                                   threads=self.config.threads)
             mtls_path, join_path = socket_paths(socket_dir, 0)
@@ -305,8 +306,7 @@ class Server:
         if metrics_dir is not None:
             metrics_dir.mkdir(mode=0o700)
         mtls_path, join_path = socket_paths(socket_dir, 0)
-        stamp = socket_dir / "locks.stamp"
-        ChangeStamp(stamp).close()  # made before any worker maps it
+        stamp = socket_dir / "locks.stamp"  # each worker maps it (the first one makes it)
         spec = WorkerSpec(
             index=0, workers=self.config.workers, data_dir=str(self.data_dir), storage=self.config.storage,
             cluster_name=self.cluster.cluster_name, ca_key=self._ca_key.text(create=False)[0],
@@ -320,12 +320,6 @@ class Server:
         workers.start()
         self._workers = workers
         return workers.mtls_paths, workers.join_paths
-
-    def _calls_registry(self) -> CollectorRegistry:
-        from prometheus_client import CollectorRegistry
-
-        self._registry = CollectorRegistry()
-        return self._registry
 
     def _exposed_metrics(self) -> ClusterMetrics:
         from machineid.cluster.metrics import ClusterMetrics
